@@ -1,0 +1,397 @@
+//! Domain types that several covermap stages share: who uploaded ([`DeviceId`]), what they sent
+//! ([`UploadKind`], [`Fix`]), where it landed ([`Cell`], [`BoundingBox`]) and how far through the
+//! pipeline it is ([`UploadStatus`]).
+//!
+//! No I/O and no rules live here: validation of single values only, so a value of these types is
+//! always well formed. Rules (what counts as coverage, what is paid) live in `scoring`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A value that failed its own validity check, with the reason in words a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidValue {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The identity a contributor's device uploads under: 1 to 64 characters of `[A-Za-z0-9._:-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for DeviceId {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(InvalidValue::new(
+                "device",
+                format!("must be 1 to {} characters", Self::MAX_LEN),
+            ));
+        }
+        if let Some(bad) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+        {
+            return Err(InvalidValue::new(
+                "device",
+                format!("character {bad:?} is not allowed (use A-Z a-z 0-9 . _ : -)"),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for DeviceId {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(d: DeviceId) -> Self {
+        d.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an upload holds; decides which parser and which job handle it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadKind {
+    /// A GPS track of a drive as GPX 1.0/1.1.
+    Gpx,
+}
+
+impl UploadKind {
+    pub const ALL: [UploadKind; 1] = [UploadKind::Gpx];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadKind::Gpx => "gpx",
+        }
+    }
+}
+
+impl FromStr for UploadKind {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                InvalidValue::new(
+                    "kind",
+                    format!("unknown upload kind {s:?}; known: {}", known.join(", ")),
+                )
+            })
+    }
+}
+
+impl fmt::Display for UploadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an upload is in the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadStatus {
+    /// Stored and waiting for a worker.
+    Queued,
+    /// A worker turned it into observations.
+    Processed,
+    /// A worker found nothing usable in it; the reason is recorded beside it.
+    Rejected,
+}
+
+impl UploadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadStatus::Queued => "queued",
+            UploadStatus::Processed => "processed",
+            UploadStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for UploadStatus {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "queued" => Ok(Self::Queued),
+            "processed" => Ok(Self::Processed),
+            "rejected" => Ok(Self::Rejected),
+            other => Err(InvalidValue::new(
+                "status",
+                format!("unknown upload status {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A WGS84 position, validated: finite, latitude in [-90, 90], longitude in [-180, 180].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatLon {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl LatLon {
+    pub fn new(lat: f64, lon: f64) -> Result<Self, InvalidValue> {
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(InvalidValue::new(
+                "lat",
+                format!("{lat} is not a latitude in [-90, 90]"),
+            ));
+        }
+        if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+            return Err(InvalidValue::new(
+                "lon",
+                format!("{lon} is not a longitude in [-180, 180]"),
+            ));
+        }
+        Ok(Self { lat, lon })
+    }
+
+    /// Great-circle distance in metres (haversine on the mean Earth radius).
+    pub fn distance_m(self, other: LatLon) -> f64 {
+        const EARTH_RADIUS_M: f64 = 6_371_008.8;
+        let (p1, p2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dp = p2 - p1;
+        let dl = (other.lon - self.lon).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_M * a.sqrt().asin()
+    }
+}
+
+/// One GNSS fix of a drive.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fix {
+    pub at: DateTime<Utc>,
+    pub pos: LatLon,
+    /// Horizontal accuracy in metres, where the device reported one.
+    pub accuracy_m: Option<f64>,
+}
+
+/// An H3 cell index, stored as BIGINT (H3 indices use 63 bits, so they are always positive) and
+/// written in JSON as H3's usual hexadecimal string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cell(pub h3o::CellIndex);
+
+impl TryFrom<String> for Cell {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse::<h3o::CellIndex>()
+            .map(Cell)
+            .map_err(|e| InvalidValue::new("cell", format!("{s:?} is not an H3 cell: {e}")))
+    }
+}
+
+impl From<Cell> for String {
+    fn from(c: Cell) -> Self {
+        c.0.to_string()
+    }
+}
+
+impl Cell {
+    pub fn as_i64(self) -> i64 {
+        // H3 indices have their top bit clear, so this never wraps.
+        u64::from(self.0) as i64
+    }
+
+    pub fn from_i64(v: i64) -> Result<Self, InvalidValue> {
+        h3o::CellIndex::try_from(v as u64)
+            .map(Cell)
+            .map_err(|e| InvalidValue::new("cell", format!("{v:#x} is not an H3 cell: {e}")))
+    }
+
+    pub fn center(self) -> LatLon {
+        let ll = h3o::LatLng::from(self.0);
+        LatLon {
+            lat: ll.lat(),
+            lon: ll.lng(),
+        }
+    }
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A WGS84 box, west/south/east/north, as map clients send it (`bbox=w,s,e,n`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox {
+    pub west: f64,
+    pub south: f64,
+    pub east: f64,
+    pub north: f64,
+}
+
+impl BoundingBox {
+    pub const WORLD: BoundingBox = BoundingBox {
+        west: -180.0,
+        south: -90.0,
+        east: 180.0,
+        north: 90.0,
+    };
+
+    pub fn new(west: f64, south: f64, east: f64, north: f64) -> Result<Self, InvalidValue> {
+        let sw = LatLon::new(south, west).map_err(|e| InvalidValue::new("bbox", e.reason))?;
+        let ne = LatLon::new(north, east).map_err(|e| InvalidValue::new("bbox", e.reason))?;
+        if sw.lat > ne.lat || sw.lon > ne.lon {
+            return Err(InvalidValue::new(
+                "bbox",
+                "must be west,south,east,north with west <= east and south <= north",
+            ));
+        }
+        Ok(Self {
+            west,
+            south,
+            east,
+            north,
+        })
+    }
+
+    pub fn contains(&self, p: LatLon) -> bool {
+        (self.south..=self.north).contains(&p.lat) && (self.west..=self.east).contains(&p.lon)
+    }
+}
+
+impl FromStr for BoundingBox {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<f64> = s
+            .split(',')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                InvalidValue::new("bbox", "must be four numbers: west,south,east,north")
+            })?;
+        match parts[..] {
+            [w, s, e, n] => Self::new(w, s, e, n),
+            _ => Err(InvalidValue::new(
+                "bbox",
+                "must be four numbers: west,south,east,north",
+            )),
+        }
+    }
+}
+
+/// What one upload saw of one cell: how many accepted fixes fell in it, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CellVisit {
+    pub cell: Cell,
+    pub fixes: u32,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Everything known of one cell, summed over the uploads that visited it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CellCoverage {
+    pub cell: Cell,
+    pub fixes: i64,
+    pub uploads: i64,
+    pub devices: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A drivable piece of an OSM way, between two of its nodes that other ways share (or its ends).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoadSegment {
+    pub osm_way_id: i64,
+    /// Which piece of the way this is, counting from its first node.
+    pub piece: u32,
+    pub osm_node_ids: Vec<i64>,
+    pub points: Vec<LatLon>,
+    pub highway: String,
+    pub name: Option<String>,
+    pub oneway: bool,
+    pub length_m: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_are_checked() {
+        assert!("phone-1:a.b_c".parse::<DeviceId>().is_ok());
+        assert!("".parse::<DeviceId>().is_err());
+        assert!("a b".parse::<DeviceId>().is_err());
+        assert!("x".repeat(65).parse::<DeviceId>().is_err());
+    }
+
+    #[test]
+    fn positions_reject_nan_and_out_of_range() {
+        assert!(LatLon::new(f64::NAN, 0.0).is_err());
+        assert!(LatLon::new(0.0, f64::INFINITY).is_err());
+        assert!(LatLon::new(91.0, 0.0).is_err());
+        assert!(LatLon::new(0.0, -180.5).is_err());
+        assert!(LatLon::new(43.73, 7.42).is_ok());
+    }
+
+    #[test]
+    fn haversine_matches_a_known_distance() {
+        // One degree of latitude is about 111.2 km on the mean sphere.
+        let d = LatLon::new(0.0, 0.0)
+            .unwrap()
+            .distance_m(LatLon::new(1.0, 0.0).unwrap());
+        assert!((d - 111_195.0).abs() < 5.0, "{d}");
+    }
+
+    #[test]
+    fn bbox_parses_and_rejects_inverted_boxes() {
+        let b: BoundingBox = "7.40,43.72,7.44,43.75".parse().unwrap();
+        assert!(b.contains(LatLon::new(43.73, 7.42).unwrap()));
+        assert!("7.44,43.72,7.40,43.75".parse::<BoundingBox>().is_err());
+        assert!("1,2,3".parse::<BoundingBox>().is_err());
+        assert!("a,b,c,d".parse::<BoundingBox>().is_err());
+    }
+
+    #[test]
+    fn cells_round_trip_through_bigint() {
+        let c = h3o::LatLng::new(43.73, 7.42)
+            .unwrap()
+            .to_cell(h3o::Resolution::Eleven);
+        let cell = Cell(c);
+        assert!(cell.as_i64() > 0);
+        assert_eq!(Cell::from_i64(cell.as_i64()).unwrap(), cell);
+        assert!(Cell::from_i64(12345).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! Content-addressed blobs (raw uploads, later derivatives and ledgers) in any object store.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Result, StoreError};
+
+/// Where a blob lives and what it is: its key is derived from its sha256, so the same bytes are
+/// stored once, and a key names exactly one content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub sha256: String,
+    pub key: String,
+    pub size: u64,
+}
+
+impl BlobRef {
+    pub fn of(bytes: &[u8]) -> Self {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let key = format!("sha256/{}/{}", &sha256[..2], sha256);
+        Self {
+            sha256,
+            key,
+            size: bytes.len() as u64,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Blobs {
+    url: String,
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs").field("url", &self.url).finish()
+    }
+}
+
+impl Blobs {
+    /// Opens the object store `location` names — `file:///dir`, a plain directory path,
+    /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix` (cloud
+    /// credentials from the usual environment variables) — and checks that it takes writes.
+    pub async fn open(location: &str) -> Result<Self> {
+        let fail = |message: String| StoreError::Blob {
+            url: location.to_owned(),
+            message,
+        };
+        let inner: Arc<dyn ObjectStore> = if location == "memory://" {
+            Arc::new(object_store::memory::InMemory::new())
+        } else if let Some(scheme) = ["s3", "gs", "az", "abfs", "abfss", "https"]
+            .into_iter()
+            .find(|s| location.starts_with(&format!("{s}://")))
+        {
+            let url = url::Url::parse(location).map_err(|e| fail(e.to_string()))?;
+            let store = cloud_store(scheme, location).map_err(|e| fail(e.to_string()))?;
+            let prefix = url.path().trim_matches('/');
+            if prefix.is_empty() {
+                store
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+            }
+        } else {
+            let dir = match location.strip_prefix("file://") {
+                Some(path) => std::path::PathBuf::from(path),
+                None if location.contains("://") => {
+                    return Err(fail(
+                        "unknown scheme; use file://, s3://, gs://, az:// or memory://".into(),
+                    ));
+                }
+                None => std::path::PathBuf::from(location),
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| fail(e.to_string()))?,
+            )
+        };
+        let blobs = Self {
+            url: location.to_owned(),
+            inner,
+        };
+        blobs.check_writable().await?;
+        Ok(blobs)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        let probe = ObjectPath::from(format!(".covermap-probe/{}", uuid::Uuid::new_v4()));
+        self.inner
+            .put(&probe, PutPayload::from_static(b"probe"))
+            .await
+            .map_err(|e| self.error(format!("not writable: {e}")))?;
+        self.inner
+            .delete(&probe)
+            .await
+            .map_err(|e| self.error(format!("cannot delete a probe object: {e}")))?;
+        Ok(())
+    }
+
+    /// Stores `bytes` under their content address; storing the same bytes again is harmless.
+    pub async fn put(&self, bytes: Bytes) -> Result<BlobRef> {
+        let blob = BlobRef::of(&bytes);
+        self.inner
+            .put(
+                &ObjectPath::from(blob.key.as_str()),
+                PutPayload::from(bytes),
+            )
+            .await
+            .map_err(|e| self.error(format!("writing {}: {e}", blob.key)))?;
+        Ok(blob)
+    }
+
+    /// Reads a blob and checks it still hashes to its key.
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        let got = match self.inner.get(&ObjectPath::from(key)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StoreError::BlobMissing {
+                    key: key.to_owned(),
+                });
+            }
+            Err(e) => return Err(self.error(format!("reading {key}: {e}"))),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| self.error(format!("reading {key}: {e}")))?;
+        if !key.ends_with(&BlobRef::of(&bytes).sha256) {
+            return Err(StoreError::Corrupt(format!(
+                "blob {key} does not hash to its key"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    fn error(&self, message: String) -> StoreError {
+        StoreError::Blob {
+            url: self.url.clone(),
+            message,
+        }
+    }
+}
+
+fn cloud_store(scheme: &str, url: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
+    Ok(match scheme {
+        "s3" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url)
+                .build()?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .build()?,
+        ),
+        _ => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .build()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn same_bytes_same_key_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path().to_str().unwrap()).await.unwrap();
+        let a = blobs.put(Bytes::from_static(b"hello")).await.unwrap();
+        let b = blobs.put(Bytes::from_static(b"hello")).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            a.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            blobs.get(&a.key).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
+        assert!(matches!(
+            blobs.get("sha256/00/00").await,
+            Err(StoreError::BlobMissing { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn tampered_blob_is_reported_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path().to_str().unwrap()).await.unwrap();
+        let a = blobs.put(Bytes::from_static(b"hello")).await.unwrap();
+        std::fs::write(dir.path().join(&a.key), b"evil").unwrap();
+        assert!(matches!(
+            blobs.get(&a.key).await,
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unwritable_directory_is_a_clear_error() {
+        let err = Blobs::open("/proc/covermap-cannot-write-here")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/proc/covermap-cannot-write-here"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unknown_scheme_is_refused() {
+        let err = Blobs::open("ftp://example.org/x").await.unwrap_err();
+        assert!(err.to_string().contains("unknown scheme"), "{err}");
+    }
+}

@@ -1,0 +1,454 @@
+//! PostGIS backend: the system of record. Geometry in `geometry(…, 4326)` columns with GiST
+//! indexes; the queue leases with `FOR UPDATE SKIP LOCKED`, so any number of workers can share it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use covermap_domain::{BoundingBox, Cell, CellCoverage, RoadSegment, UploadStatus};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::error::{Result, SqlContext, StoreError, redact};
+use crate::{
+    JobFailure, Lease, NewUpload, QueuePolicy, Store, StoreStats, TrackOutcome, UploadReceipt,
+    UploadRecord, rows,
+};
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
+     fixes_accepted, fixes_rejected, cells, processed_at";
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact(url),
+                source,
+            })?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn holding(tx: &mut Transaction<'_, Postgres>, lease: &Lease) -> Result<()> {
+        let held = sqlx::query(
+            "SELECT 1 FROM jobs WHERE id = $1 AND status = 'leased' AND lease_token = $2 FOR UPDATE",
+        )
+        .bind(lease.job_id)
+        .bind(&lease.token)
+        .fetch_optional(&mut **tx)
+        .await
+        .ctx("checking a lease")?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(StoreError::LeaseLost {
+                job_id: lease.job_id,
+            }),
+        }
+    }
+
+    async fn reject_upload(
+        tx: &mut Transaction<'_, Postgres>,
+        upload_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE uploads SET status = 'rejected', reason = $2, processed_at = $3 WHERE id = $1",
+        )
+        .bind(upload_id)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .ctx("rejecting an upload")?;
+        Ok(())
+    }
+}
+
+fn upload_from_row(row: &PgRow) -> Result<UploadRecord> {
+    Ok(UploadRecord {
+        id: row.try_get("id").ctx("reading an upload")?,
+        device: row
+            .try_get::<String, _>("device")
+            .ctx("reading an upload")?
+            .parse()?,
+        kind: row
+            .try_get::<String, _>("kind")
+            .ctx("reading an upload")?
+            .parse()?,
+        sha256: row.try_get("sha256").ctx("reading an upload")?,
+        size_bytes: row.try_get("size_bytes").ctx("reading an upload")?,
+        received_at: row.try_get("received_at").ctx("reading an upload")?,
+        status: row
+            .try_get::<String, _>("status")
+            .ctx("reading an upload")?
+            .parse()?,
+        reason: row.try_get("reason").ctx("reading an upload")?,
+        fixes_accepted: row.try_get("fixes_accepted").ctx("reading an upload")?,
+        fixes_rejected: row.try_get("fixes_rejected").ctx("reading an upload")?,
+        cells: row.try_get("cells").ctx("reading an upload")?,
+        processed_at: row.try_get("processed_at").ctx("reading an upload")?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgis"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .ctx("pinging")?;
+        Ok(())
+    }
+
+    async fn record_upload(&self, upload: NewUpload) -> Result<UploadReceipt> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+        )
+        .bind(upload.device.as_str())
+        .bind(upload.kind.as_str())
+        .bind(&upload.blob.sha256)
+        .bind(upload.blob.size as i64)
+        .bind(&upload.blob.key)
+        .bind(upload.received_at)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("recording an upload")?;
+        let Some(upload_id) = inserted else {
+            let (id, status): (i64, String) =
+                sqlx::query_as("SELECT id, status FROM uploads WHERE sha256 = $1")
+                    .bind(&upload.blob.sha256)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .ctx("finding a duplicate upload")?;
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(UploadReceipt {
+                upload_id: id,
+                job_id: None,
+                duplicate: true,
+                status: status.parse()?,
+            });
+        };
+        let job_id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, upload_id, available_at, created_at) \
+             VALUES ('process_upload', $1, $2, $2) RETURNING id",
+        )
+        .bind(upload_id)
+        .bind(upload.received_at)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("queueing a job")?;
+        tx.commit().await.ctx("committing an upload")?;
+        Ok(UploadReceipt {
+            upload_id,
+            job_id: Some(job_id),
+            duplicate: false,
+            status: UploadStatus::Queued,
+        })
+    }
+
+    async fn upload(&self, id: i64) -> Result<Option<UploadRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading an upload")?;
+        row.as_ref().map(upload_from_row).transpose()
+    }
+
+    async fn recent_uploads(&self, limit: i64) -> Result<Vec<UploadRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing uploads")?;
+        rows.iter().map(upload_from_row).collect()
+    }
+
+    async fn lease_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        policy: QueuePolicy,
+    ) -> Result<Option<Lease>> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        // A job whose every lease ran out without finishing (a poison upload that kills workers)
+        // is given up rather than leased forever.
+        let exhausted: Vec<(i64, i32)> = sqlx::query_as(
+            "UPDATE jobs SET status = 'failed', finished_at = $1, lease_token = NULL, \
+                 last_error = 'lease ran out ' || attempts || ' times without the job finishing' \
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'leased' AND leased_until < $1 \
+                          AND attempts >= $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING upload_id, attempts",
+        )
+        .bind(now)
+        .bind(policy.max_attempts)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("failing exhausted jobs")?;
+        for (upload_id, attempts) in exhausted {
+            Self::reject_upload(&mut tx, upload_id, &rows::gave_up(attempts), now).await?;
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        let until = now + lease_for;
+        let row = sqlx::query(
+            "UPDATE jobs j SET status = 'leased', attempts = j.attempts + 1, lease_token = $3, \
+                 leased_by = $4, leased_until = $5 \
+             FROM (SELECT id FROM jobs \
+                   WHERE (status = 'queued' AND available_at <= $1) \
+                      OR (status = 'leased' AND leased_until < $1 AND attempts < $2) \
+                   ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) c, uploads u \
+             WHERE j.id = c.id AND u.id = j.upload_id \
+             RETURNING j.id, j.upload_id, j.attempts, u.device, u.kind, u.blob_key",
+        )
+        .bind(now)
+        .bind(policy.max_attempts)
+        .bind(&token)
+        .bind(worker)
+        .bind(until)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("leasing a job")?;
+        tx.commit().await.ctx("committing a lease")?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Lease {
+            job_id: row.try_get("id").ctx("reading a lease")?,
+            upload_id: row.try_get("upload_id").ctx("reading a lease")?,
+            device: row
+                .try_get::<String, _>("device")
+                .ctx("reading a lease")?
+                .parse()?,
+            kind: row
+                .try_get::<String, _>("kind")
+                .ctx("reading a lease")?
+                .parse()?,
+            blob_key: row.try_get("blob_key").ctx("reading a lease")?,
+            attempt: row.try_get("attempts").ctx("reading a lease")?,
+            token,
+            until,
+        }))
+    }
+
+    async fn complete_track_job(
+        &self,
+        lease: &Lease,
+        outcome: &TrackOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        Self::holding(&mut tx, lease).await?;
+        let v = &outcome.visits;
+        let centers: Vec<_> = v.iter().map(|x| x.cell.center()).collect();
+        sqlx::query(
+            "INSERT INTO cell_observations (upload_id, cell, device, fixes, first_seen, last_seen, geom) \
+             SELECT $1, c, $2, f, fs, ls, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+             FROM UNNEST($3::bigint[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], \
+                         $7::float8[], $8::float8[]) AS t(c, f, fs, ls, lat, lon)",
+        )
+        .bind(lease.upload_id)
+        .bind(lease.device.as_str())
+        .bind(v.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
+        .bind(v.iter().map(|x| i64::from(x.fixes)).collect::<Vec<_>>())
+        .bind(v.iter().map(|x| x.first_seen).collect::<Vec<_>>())
+        .bind(v.iter().map(|x| x.last_seen).collect::<Vec<_>>())
+        .bind(centers.iter().map(|p| p.lat).collect::<Vec<_>>())
+        .bind(centers.iter().map(|p| p.lon).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing cell observations")?;
+        sqlx::query(
+            "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = $2, \
+                 fixes_rejected = $3, cells = $4, processed_at = $5 WHERE id = $1",
+        )
+        .bind(lease.upload_id)
+        .bind(i64::from(outcome.fixes_accepted))
+        .bind(i64::from(outcome.fixes_rejected))
+        .bind(v.len() as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("summarising an upload")?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'done', finished_at = $2, lease_token = NULL WHERE id = $1",
+        )
+        .bind(lease.job_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("marking a job done")?;
+        tx.commit().await.ctx("committing a job")?;
+        Ok(())
+    }
+
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        failure: &JobFailure,
+        now: DateTime<Utc>,
+        policy: QueuePolicy,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        Self::holding(&mut tx, lease).await?;
+        match rows::next_step(lease, failure, policy) {
+            rows::NextStep::Retry { error } => {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'queued', lease_token = NULL, leased_until = NULL, \
+                         available_at = $2, last_error = $3 WHERE id = $1",
+                )
+                .bind(lease.job_id)
+                .bind(now + policy.retry_after)
+                .bind(error)
+                .execute(&mut *tx)
+                .await
+                .ctx("postponing a job")?;
+            }
+            rows::NextStep::GiveUp { reason } => {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'failed', lease_token = NULL, finished_at = $2, \
+                         last_error = $3 WHERE id = $1",
+                )
+                .bind(lease.job_id)
+                .bind(now)
+                .bind(&reason)
+                .execute(&mut *tx)
+                .await
+                .ctx("failing a job")?;
+                Self::reject_upload(&mut tx, lease.upload_id, &reason, now).await?;
+            }
+        }
+        tx.commit().await.ctx("committing a job failure")?;
+        Ok(())
+    }
+
+    async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>> {
+        let rows: Vec<(i64, i64, i64, i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT cell, SUM(fixes)::BIGINT, COUNT(*), COUNT(DISTINCT device), \
+                    MIN(first_seen), MAX(last_seen) \
+             FROM cell_observations WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+             GROUP BY cell ORDER BY cell LIMIT $5",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading coverage")?;
+        rows.into_iter()
+            .map(|(cell, fixes, uploads, devices, first_seen, last_seen)| {
+                Ok(CellCoverage {
+                    cell: Cell::from_i64(cell)?,
+                    fixes,
+                    uploads,
+                    devices,
+                    first_seen,
+                    last_seen,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_roads(&self, segments: &[RoadSegment]) -> Result<u64> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        sqlx::query("DELETE FROM road_segments")
+            .execute(&mut *tx)
+            .await
+            .ctx("clearing the road network")?;
+        for chunk in segments.chunks(5000) {
+            sqlx::query(
+                "INSERT INTO road_segments \
+                     (osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, geom) \
+                 SELECT w, p, ARRAY(SELECT jsonb_array_elements_text(n::jsonb)::bigint), h, nm, o, \
+                        l, ST_GeomFromText(g, 4326) \
+                 FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], \
+                             $6::bool[], $7::float8[], $8::text[]) AS t(w, p, n, h, nm, o, l, g)",
+            )
+            .bind(chunk.iter().map(|s| s.osm_way_id).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.piece as i32).collect::<Vec<_>>())
+            .bind(chunk.iter().map(rows::node_ids_json).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.highway.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.name.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.oneway).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.length_m).collect::<Vec<_>>())
+            .bind(chunk.iter().map(rows::wkt_linestring).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .ctx("writing road segments")?;
+        }
+        tx.commit().await.ctx("committing the road network")?;
+        Ok(segments.len() as u64)
+    }
+
+    async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>> {
+        let rows = sqlx::query(
+            "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, \
+                    ST_AsGeoJSON(geom) AS geojson \
+             FROM road_segments WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+             ORDER BY osm_way_id, piece LIMIT $5",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading road segments")?;
+        rows.iter()
+            .map(|row| {
+                let geojson: String = row.try_get("geojson").ctx("reading a road segment")?;
+                Ok(RoadSegment {
+                    osm_way_id: row.try_get("osm_way_id").ctx("reading a road segment")?,
+                    piece: row
+                        .try_get::<i32, _>("piece")
+                        .ctx("reading a road segment")? as u32,
+                    osm_node_ids: row.try_get("osm_node_ids").ctx("reading a road segment")?,
+                    highway: row.try_get("highway").ctx("reading a road segment")?,
+                    name: row.try_get("name").ctx("reading a road segment")?,
+                    oneway: row.try_get("oneway").ctx("reading a road segment")?,
+                    length_m: row.try_get("length_m").ctx("reading a road segment")?,
+                    points: rows::points_from_geojson(&geojson)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let row: rows::StatsRow = sqlx::query_as(rows::STATS_SQL)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("reading stats")?;
+        Ok(rows::stats_from_row(row))
+    }
+}

@@ -1,0 +1,110 @@
+//! What both backends share: the queue's failure rule and the encodings of values in rows.
+
+use covermap_domain::{LatLon, RoadSegment};
+
+use crate::error::{Result, StoreError};
+use crate::{JobFailure, Lease, QueuePolicy, StoreStats};
+
+pub(crate) fn gave_up(attempts: i32) -> String {
+    format!("processing gave up after {attempts} attempts that did not finish")
+}
+
+pub(crate) enum NextStep {
+    Retry { error: String },
+    GiveUp { reason: String },
+}
+
+/// The queue's rule for a failed job: an unusable upload is rejected at once; anything else is
+/// retried until the policy's attempts are spent.
+pub(crate) fn next_step(lease: &Lease, failure: &JobFailure, policy: QueuePolicy) -> NextStep {
+    match failure {
+        JobFailure::Rejected(reason) => NextStep::GiveUp {
+            reason: reason.clone(),
+        },
+        JobFailure::Transient(error) if lease.attempt >= policy.max_attempts => NextStep::GiveUp {
+            reason: format!(
+                "processing failed {} times; last error: {error}",
+                lease.attempt
+            ),
+        },
+        JobFailure::Transient(error) => NextStep::Retry {
+            error: error.clone(),
+        },
+    }
+}
+
+pub(crate) fn node_ids_json(s: &RoadSegment) -> String {
+    serde_json::to_string(&s.osm_node_ids).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn coords_json(s: &RoadSegment) -> String {
+    let coords: Vec<[f64; 2]> = s.points.iter().map(|p| [p.lon, p.lat]).collect();
+    serde_json::to_string(&coords).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn wkt_linestring(s: &RoadSegment) -> String {
+    let coords: Vec<String> = s
+        .points
+        .iter()
+        .map(|p| format!("{} {}", p.lon, p.lat))
+        .collect();
+    format!("LINESTRING({})", coords.join(","))
+}
+
+pub(crate) fn points_from_coords(coords: &serde_json::Value) -> Result<Vec<LatLon>> {
+    let corrupt = || StoreError::Corrupt(format!("road geometry {coords} is not a line"));
+    coords
+        .as_array()
+        .ok_or_else(corrupt)?
+        .iter()
+        .map(|c| match c.as_array().map(|xy| (xy.first(), xy.get(1))) {
+            Some((Some(x), Some(y))) => {
+                let (lon, lat) = (
+                    x.as_f64().ok_or_else(corrupt)?,
+                    y.as_f64().ok_or_else(corrupt)?,
+                );
+                Ok(LatLon::new(lat, lon)?)
+            }
+            _ => Err(corrupt()),
+        })
+        .collect()
+}
+
+pub(crate) fn points_from_geojson(geojson: &str) -> Result<Vec<LatLon>> {
+    let value: serde_json::Value = serde_json::from_str(geojson)
+        .map_err(|e| StoreError::Corrupt(format!("road geometry: {e}")))?;
+    points_from_coords(&value["coordinates"])
+}
+
+pub(crate) fn points_from_json(text: &str) -> Result<Vec<LatLon>> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("road geometry: {e}")))?;
+    points_from_coords(&value)
+}
+
+pub(crate) const STATS_SQL: &str = "SELECT \
+    (SELECT COUNT(*) FROM uploads WHERE status = 'queued'), \
+    (SELECT COUNT(*) FROM uploads WHERE status = 'processed'), \
+    (SELECT COUNT(*) FROM uploads WHERE status = 'rejected'), \
+    (SELECT COUNT(*) FROM jobs WHERE status = 'queued'), \
+    (SELECT COUNT(*) FROM jobs WHERE status = 'leased'), \
+    (SELECT COUNT(*) FROM jobs WHERE status = 'done'), \
+    (SELECT COUNT(*) FROM jobs WHERE status = 'failed'), \
+    (SELECT COUNT(DISTINCT cell) FROM cell_observations), \
+    (SELECT COUNT(*) FROM road_segments)";
+
+pub(crate) type StatsRow = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+pub(crate) fn stats_from_row(r: StatsRow) -> StoreStats {
+    StoreStats {
+        uploads_queued: r.0,
+        uploads_processed: r.1,
+        uploads_rejected: r.2,
+        jobs_queued: r.3,
+        jobs_leased: r.4,
+        jobs_done: r.5,
+        jobs_failed: r.6,
+        cells: r.7,
+        road_segments: r.8,
+    }
+}

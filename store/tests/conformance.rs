@@ -1,0 +1,615 @@
+//! The storage conformance suite: every test here runs once on the embedded SQLite store and once
+//! on a fresh PostGIS database, and both must behave the same.
+//!
+//! PostGIS comes from `COVERMAP_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test creates and drops its own database.
+//! There is no skipping: without a reachable PostGIS these tests fail and say why.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use covermap_domain::{
+    BoundingBox, Cell, CellVisit, LatLon, RoadSegment, UploadKind, UploadStatus,
+};
+use covermap_store::{
+    BlobRef, JobFailure, NewUpload, QueuePolicy, SqliteStore, Store, StoreError, TrackOutcome,
+};
+use sqlx::Connection;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+}
+
+fn secs(s: i64) -> chrono::Duration {
+    chrono::Duration::seconds(s)
+}
+
+struct Backend {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    pg_db: Option<String>,
+}
+
+impl Backend {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_file(&dir.path().join("db.sqlite3"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        Self {
+            store: Arc::new(store),
+            _dir: Some(dir),
+            pg_db: None,
+        }
+    }
+
+    async fn postgis() -> Self {
+        let admin_url = admin_url();
+        let name = format!("covermap_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostGIS conformance tests need a PostgreSQL at {admin_url} (set COVERMAP_TEST_DATABASE_URL): {e}")
+        });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = with_database(&admin_url, &name);
+        let store = covermap_store::PgStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap_or_else(|e| {
+            panic!("migrating {url} failed (is PostGIS installed? scripts/test installs it): {e}")
+        });
+        Self {
+            store: Arc::new(store),
+            _dir: None,
+            pg_db: Some(name),
+        }
+    }
+
+    async fn finish(self) {
+        let Self { store, pg_db, .. } = self;
+        drop(store);
+        if let Some(name) = pg_db {
+            let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("COVERMAP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = super::Backend::sqlite().await;
+                    super::$name(backend.store.clone()).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+        mod postgis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = super::Backend::postgis().await;
+                    super::$name(backend.store.clone()).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_run_twice,
+    upload_is_recorded_and_queued,
+    same_bytes_are_a_duplicate,
+    completed_job_writes_coverage_and_is_not_leased_again,
+    expired_lease_is_taken_over_and_counted_once,
+    concurrent_workers_take_each_job_once,
+    rejected_upload_keeps_its_reason,
+    transient_failures_retry_then_give_up,
+    leases_that_keep_running_out_fail_the_job,
+    coverage_is_filtered_by_box_and_counts_devices,
+    road_network_round_trips_and_filters_by_box,
+);
+
+fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
+    NewUpload {
+        device: device.parse().unwrap(),
+        kind: UploadKind::Gpx,
+        blob: BlobRef::of(content.as_bytes()),
+        received_at: at,
+    }
+}
+
+fn cell_at(lat: f64, lon: f64) -> Cell {
+    Cell(
+        h3o::LatLng::new(lat, lon)
+            .unwrap()
+            .to_cell(h3o::Resolution::Eleven),
+    )
+}
+
+fn outcome(points: &[(f64, f64)], at: DateTime<Utc>) -> TrackOutcome {
+    TrackOutcome {
+        fixes_accepted: points.len() as u32,
+        fixes_rejected: 1,
+        visits: points
+            .iter()
+            .enumerate()
+            .map(|(i, &(lat, lon))| CellVisit {
+                cell: cell_at(lat, lon),
+                fixes: 2,
+                first_seen: at + secs(i as i64),
+                last_seen: at + secs(i as i64 + 1),
+            })
+            .collect(),
+    }
+}
+
+const MONACO: [(f64, f64); 3] = [(43.7384, 7.4246), (43.7400, 7.4270), (43.7311, 7.4197)];
+
+async fn migrations_run_twice(store: Arc<dyn Store>) {
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
+
+async fn upload_is_recorded_and_queued(store: Arc<dyn Store>) {
+    let receipt = store
+        .record_upload(new_upload("car-1", "track a", t0()))
+        .await
+        .unwrap();
+    assert!(!receipt.duplicate);
+    assert!(receipt.job_id.is_some());
+    assert_eq!(receipt.status, UploadStatus::Queued);
+    let rec = store.upload(receipt.upload_id).await.unwrap().unwrap();
+    assert_eq!(rec.device.as_str(), "car-1");
+    assert_eq!(rec.kind, UploadKind::Gpx);
+    assert_eq!(rec.received_at, t0());
+    assert_eq!(rec.size_bytes, 7);
+    assert_eq!(rec.sha256, BlobRef::of(b"track a").sha256);
+    assert_eq!(rec.status, UploadStatus::Queued);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.uploads_queued, stats.jobs_queued), (1, 1));
+    assert!(
+        store
+            .upload(receipt.upload_id + 1000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let recent = store.recent_uploads(10).await.unwrap();
+    assert_eq!(recent.len(), 1);
+}
+
+async fn same_bytes_are_a_duplicate(store: Arc<dyn Store>) {
+    let first = store
+        .record_upload(new_upload("car-1", "same", t0()))
+        .await
+        .unwrap();
+    let again = store
+        .record_upload(new_upload("car-2", "same", t0() + secs(5)))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.upload_id, first.upload_id);
+    assert_eq!(again.job_id, None);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.jobs_queued, 1, "a replay must not queue a second job");
+}
+
+async fn completed_job_writes_coverage_and_is_not_leased_again(store: Arc<dyn Store>) {
+    let receipt = store
+        .record_upload(new_upload("car-1", "t", t0()))
+        .await
+        .unwrap();
+    let now = t0() + secs(1);
+    let lease = store
+        .lease_job("w1", now, LEASE, QueuePolicy::default())
+        .await
+        .unwrap()
+        .expect("a queued job is leased");
+    assert_eq!(lease.upload_id, receipt.upload_id);
+    assert_eq!(lease.attempt, 1);
+    assert_eq!(lease.blob_key, BlobRef::of(b"t").key);
+    assert!(
+        store
+            .lease_job("w2", now, LEASE, QueuePolicy::default())
+            .await
+            .unwrap()
+            .is_none(),
+        "a held job is not leased twice"
+    );
+    store
+        .complete_track_job(&lease, &outcome(&MONACO, t0()), now + secs(1))
+        .await
+        .unwrap();
+    let rec = store.upload(receipt.upload_id).await.unwrap().unwrap();
+    assert_eq!(rec.status, UploadStatus::Processed);
+    assert_eq!(
+        (rec.fixes_accepted, rec.fixes_rejected, rec.cells),
+        (Some(3), Some(1), Some(3))
+    );
+    assert_eq!(rec.processed_at, Some(now + secs(1)));
+    let cov = store.coverage(BoundingBox::WORLD, 100).await.unwrap();
+    assert_eq!(cov.len(), 3);
+    assert!(
+        cov.iter()
+            .all(|c| c.fixes == 2 && c.devices == 1 && c.uploads == 1)
+    );
+    let first = cov
+        .iter()
+        .find(|c| c.cell == cell_at(MONACO[0].0, MONACO[0].1))
+        .unwrap();
+    assert_eq!((first.first_seen, first.last_seen), (t0(), t0() + secs(1)));
+    let later = now + secs(3600);
+    assert!(
+        store
+            .lease_job("w2", later, LEASE, QueuePolicy::default())
+            .await
+            .unwrap()
+            .is_none(),
+        "a done job is never leased again"
+    );
+    // Finishing twice with the same lease is refused: the lease ended with the first.
+    let again = store
+        .complete_track_job(&lease, &outcome(&MONACO, t0()), later)
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::LeaseLost { .. })),
+        "{again:?}"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.jobs_done, stats.cells, stats.uploads_processed),
+        (1, 3, 1)
+    );
+}
+
+async fn expired_lease_is_taken_over_and_counted_once(store: Arc<dyn Store>) {
+    store
+        .record_upload(new_upload("car-1", "t", t0()))
+        .await
+        .unwrap();
+    let policy = QueuePolicy::default();
+    // Worker A leases the job and then dies (or stalls) without finishing.
+    let a = store
+        .lease_job("a", t0(), LEASE, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .lease_job("b", t0() + secs(29), LEASE, policy)
+            .await
+            .unwrap()
+            .is_none(),
+        "not before the lease runs out"
+    );
+    let b = store
+        .lease_job("b", t0() + secs(31), LEASE, policy)
+        .await
+        .unwrap()
+        .expect("a job whose lease ran out is leased again");
+    assert_eq!(b.job_id, a.job_id);
+    assert_eq!(b.attempt, 2);
+    assert_ne!(b.token, a.token);
+    // A wakes up and tries to write its results: refused, and nothing of it lands.
+    let late = store
+        .complete_track_job(&a, &outcome(&MONACO, t0()), t0() + secs(32))
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    assert!(
+        store
+            .coverage(BoundingBox::WORLD, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let failed = store
+        .fail_job(
+            &a,
+            &JobFailure::Transient("x".into()),
+            t0() + secs(32),
+            policy,
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::LeaseLost { .. })),
+        "{failed:?}"
+    );
+    store
+        .complete_track_job(&b, &outcome(&MONACO, t0()), t0() + secs(33))
+        .await
+        .unwrap();
+    let cov = store.coverage(BoundingBox::WORLD, 100).await.unwrap();
+    assert_eq!(cov.iter().map(|c| c.fixes).sum::<i64>(), 6, "counted once");
+    assert!(cov.iter().all(|c| c.uploads == 1));
+}
+
+async fn concurrent_workers_take_each_job_once(store: Arc<dyn Store>) {
+    const JOBS: usize = 24;
+    for i in 0..JOBS {
+        store
+            .record_upload(new_upload("car-1", &format!("track {i}"), t0()))
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            let now = t0() + secs(1);
+            while let Some(lease) = store
+                .lease_job(&format!("w{w}"), now, LEASE, QueuePolicy::default())
+                .await
+                .unwrap()
+            {
+                store
+                    .complete_track_job(&lease, &outcome(&MONACO, t0()), now)
+                    .await
+                    .unwrap();
+                done.push(lease.job_id);
+            }
+            done
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, JOBS, "every job done exactly once");
+    assert_eq!(all.len(), JOBS);
+    let cov = store.coverage(BoundingBox::WORLD, 100).await.unwrap();
+    assert_eq!(cov.iter().map(|c| c.fixes).sum::<i64>(), (JOBS * 6) as i64);
+    assert!(cov.iter().all(|c| c.uploads == JOBS as i64));
+}
+
+async fn rejected_upload_keeps_its_reason(store: Arc<dyn Store>) {
+    let r = store
+        .record_upload(new_upload("car-1", "junk", t0()))
+        .await
+        .unwrap();
+    let policy = QueuePolicy::default();
+    let lease = store
+        .lease_job("w", t0(), LEASE, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .fail_job(
+            &lease,
+            &JobFailure::Rejected("no fixes with a time".into()),
+            t0() + secs(1),
+            policy,
+        )
+        .await
+        .unwrap();
+    let rec = store.upload(r.upload_id).await.unwrap().unwrap();
+    assert_eq!(rec.status, UploadStatus::Rejected);
+    assert_eq!(rec.reason.as_deref(), Some("no fixes with a time"));
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.jobs_failed, stats.uploads_rejected), (1, 1));
+    assert!(
+        store
+            .lease_job("w", t0() + secs(3600), LEASE, policy)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn transient_failures_retry_then_give_up(store: Arc<dyn Store>) {
+    let r = store
+        .record_upload(new_upload("car-1", "t", t0()))
+        .await
+        .unwrap();
+    let policy = QueuePolicy {
+        max_attempts: 2,
+        retry_after: Duration::from_secs(10),
+    };
+    let first = store
+        .lease_job("w", t0(), LEASE, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .fail_job(
+            &first,
+            &JobFailure::Transient("blob store timed out".into()),
+            t0(),
+            policy,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .lease_job("w", t0() + secs(5), LEASE, policy)
+            .await
+            .unwrap()
+            .is_none(),
+        "a retry waits for its back-off"
+    );
+    let second = store
+        .lease_job("w", t0() + secs(11), LEASE, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.attempt, 2);
+    store
+        .fail_job(
+            &second,
+            &JobFailure::Transient("again".into()),
+            t0() + secs(12),
+            policy,
+        )
+        .await
+        .unwrap();
+    let rec = store.upload(r.upload_id).await.unwrap().unwrap();
+    assert_eq!(rec.status, UploadStatus::Rejected);
+    assert!(rec.reason.unwrap().contains("again"));
+    assert!(
+        store
+            .lease_job("w", t0() + secs(3600), LEASE, policy)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn leases_that_keep_running_out_fail_the_job(store: Arc<dyn Store>) {
+    let r = store
+        .record_upload(new_upload("car-1", "poison", t0()))
+        .await
+        .unwrap();
+    let policy = QueuePolicy {
+        max_attempts: 2,
+        retry_after: Duration::from_secs(1),
+    };
+    let mut now = t0();
+    for attempt in 1..=2 {
+        let lease = store
+            .lease_job("w", now, LEASE, policy)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lease.attempt, attempt);
+        now += secs(31);
+    }
+    assert!(
+        store
+            .lease_job("w", now, LEASE, policy)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rec = store.upload(r.upload_id).await.unwrap().unwrap();
+    assert_eq!(rec.status, UploadStatus::Rejected);
+    assert!(rec.reason.unwrap().contains("gave up after 2 attempts"));
+    assert_eq!(store.stats().await.unwrap().jobs_failed, 1);
+}
+
+async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
+    let paris = [(48.8584, 2.2945)];
+    for (device, content, points) in [
+        ("car-1", "a", &MONACO[..]),
+        ("car-2", "b", &MONACO[..1]),
+        ("car-2", "c", &paris[..]),
+    ] {
+        store
+            .record_upload(new_upload(device, content, t0()))
+            .await
+            .unwrap();
+        let lease = store
+            .lease_job("w", t0(), LEASE, QueuePolicy::default())
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .complete_track_job(&lease, &outcome(points, t0()), t0())
+            .await
+            .unwrap();
+    }
+    let monaco: BoundingBox = "7.40,43.72,7.44,43.75".parse().unwrap();
+    let cov = store.coverage(monaco, 100).await.unwrap();
+    assert_eq!(cov.len(), 3, "the Paris cell is outside the box");
+    let shared = cov
+        .iter()
+        .find(|c| c.cell == cell_at(MONACO[0].0, MONACO[0].1))
+        .unwrap();
+    assert_eq!((shared.devices, shared.uploads, shared.fixes), (2, 2, 4));
+    assert_eq!(
+        store.coverage(monaco, 1).await.unwrap().len(),
+        1,
+        "limit holds"
+    );
+    assert_eq!(
+        store.coverage(BoundingBox::WORLD, 100).await.unwrap().len(),
+        4
+    );
+    let mut ids: Vec<_> = cov.iter().map(|c| c.cell).collect();
+    let sorted = {
+        let mut s = ids.clone();
+        s.sort();
+        s
+    };
+    assert_eq!(ids, sorted, "ordered by cell");
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+}
+
+fn segment(way: i64, piece: u32, points: &[(f64, f64)], name: Option<&str>) -> RoadSegment {
+    let pts: Vec<LatLon> = points
+        .iter()
+        .map(|&(lat, lon)| LatLon::new(lat, lon).unwrap())
+        .collect();
+    RoadSegment {
+        osm_way_id: way,
+        piece,
+        osm_node_ids: (0..pts.len() as i64).map(|i| way * 100 + i).collect(),
+        length_m: pts.windows(2).map(|w| w[0].distance_m(w[1])).sum(),
+        points: pts,
+        highway: "residential".into(),
+        name: name.map(str::to_owned),
+        oneway: piece == 1,
+    }
+}
+
+async fn road_network_round_trips_and_filters_by_box(store: Arc<dyn Store>) {
+    let segments = vec![
+        segment(
+            7,
+            0,
+            &[(43.7384, 7.4246), (43.7390, 7.4250)],
+            Some("Boulevard Albert 1er"),
+        ),
+        segment(
+            7,
+            1,
+            &[(43.7390, 7.4250), (43.7400, 7.4270), (43.7401, 7.4280)],
+            None,
+        ),
+        segment(
+            9,
+            0,
+            &[(48.8584, 2.2945), (48.8590, 2.2950)],
+            Some("Quai Branly"),
+        ),
+    ];
+    assert_eq!(store.replace_roads(&segments).await.unwrap(), 3);
+    let monaco: BoundingBox = "7.40,43.72,7.44,43.75".parse().unwrap();
+    let got = store.roads(monaco, 100).await.unwrap();
+    assert_eq!(got, segments[..2].to_vec());
+    assert_eq!(store.roads(BoundingBox::WORLD, 100).await.unwrap().len(), 3);
+    // Replacing is whole: the old network is gone.
+    store.replace_roads(&segments[2..]).await.unwrap();
+    assert!(store.roads(monaco, 100).await.unwrap().is_empty());
+    assert_eq!(store.stats().await.unwrap().road_segments, 1);
+}
