@@ -73,6 +73,9 @@ pub struct Lease {
     pub device: DeviceId,
     pub kind: UploadKind,
     pub blob_key: String,
+    /// When the upload arrived: the reference time for its plausibility checks, so processing
+    /// it again later gives the same result.
+    pub received_at: DateTime<Utc>,
     /// Counting this one.
     pub attempt: i32,
     pub token: String,

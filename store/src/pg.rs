@@ -229,7 +229,7 @@ impl Store for PgStore {
                       OR (status = 'leased' AND leased_until < $1 AND attempts < $2) \
                    ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) c, uploads u \
              WHERE j.id = c.id AND u.id = j.upload_id \
-             RETURNING j.id, j.upload_id, j.attempts, u.device, u.kind, u.blob_key",
+             RETURNING j.id, j.upload_id, j.attempts, u.device, u.kind, u.blob_key, u.received_at",
         )
         .bind(now)
         .bind(policy.max_attempts)
@@ -253,6 +253,7 @@ impl Store for PgStore {
                 .ctx("reading a lease")?
                 .parse()?,
             blob_key: row.try_get("blob_key").ctx("reading a lease")?,
+            received_at: row.try_get("received_at").ctx("reading a lease")?,
             attempt: row.try_get("attempts").ctx("reading a lease")?,
             token,
             until,

@@ -285,8 +285,8 @@ impl Store for SqliteStore {
             tx.commit().await.ctx("committing")?;
             return Ok(None);
         };
-        let (device, kind, blob_key): (String, String, String) =
-            sqlx::query_as("SELECT device, kind, blob_key FROM uploads WHERE id = ?")
+        let (device, kind, blob_key, received_at): (String, String, String, i64) =
+            sqlx::query_as("SELECT device, kind, blob_key, received_at FROM uploads WHERE id = ?")
                 .bind(upload_id)
                 .fetch_one(&mut *tx)
                 .await
@@ -298,6 +298,7 @@ impl Store for SqliteStore {
             device: device.parse()?,
             kind: kind.parse()?,
             blob_key,
+            received_at: time(received_at)?,
             attempt,
             token,
             until,

@@ -232,6 +232,7 @@ async fn completed_job_writes_coverage_and_is_not_leased_again(store: Arc<dyn St
     assert_eq!(lease.upload_id, receipt.upload_id);
     assert_eq!(lease.attempt, 1);
     assert_eq!(lease.blob_key, BlobRef::of(b"t").key);
+    assert_eq!(lease.received_at, t0());
     assert!(
         store
             .lease_job("w2", now, LEASE, QueuePolicy::default())

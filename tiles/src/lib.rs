@@ -1,1 +1,123 @@
-//! placeholder
+//! covermap tiles: map output from scored cells and roads.
+//!
+//! Today that is GeoJSON (hexagons of coverage with their freshness, road lines) for the web map;
+//! Mapbox Vector Tiles, TileJSON and PMTiles join later. It computes nothing about worth — that
+//! comes from `scoring` — and reads nothing from storage.
+
+use chrono::{DateTime, Utc};
+use covermap_domain::{CellCoverage, RoadSegment};
+use covermap_scoring::{ScoringPolicy, freshness};
+use serde_json::{Value, json};
+
+/// A GeoJSON FeatureCollection with one hexagon per covered cell.
+pub fn coverage_geojson(cells: &[CellCoverage], now: DateTime<Utc>, policy: &ScoringPolicy) -> Value {
+    let features: Vec<Value> = cells
+        .iter()
+        .map(|c| {
+            let mut ring: Vec<[f64; 2]> = c
+                .cell
+                .0
+                .boundary()
+                .iter()
+                .map(|ll| [round7(ll.lng()), round7(ll.lat())])
+                .collect();
+            if let Some(first) = ring.first().copied() {
+                ring.push(first);
+            }
+            json!({
+                "type": "Feature",
+                "id": c.cell.to_string(),
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "cell": c.cell.to_string(),
+                    "fixes": c.fixes,
+                    "uploads": c.uploads,
+                    "devices": c.devices,
+                    "first_seen": c.first_seen,
+                    "last_seen": c.last_seen,
+                    "freshness": (freshness(c.last_seen, now, policy) * 1000.0).round() / 1000.0,
+                }
+            })
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "policy_version": policy.version, "features": features})
+}
+
+/// A GeoJSON FeatureCollection with one LineString per road segment.
+pub fn roads_geojson(segments: &[RoadSegment]) -> Value {
+    let features: Vec<Value> = segments
+        .iter()
+        .map(|s| {
+            let coords: Vec<[f64; 2]> = s.points.iter().map(|p| [p.lon, p.lat]).collect();
+            json!({
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": coords},
+                "properties": {
+                    "osm_way_id": s.osm_way_id,
+                    "piece": s.piece,
+                    "highway": s.highway,
+                    "name": s.name,
+                    "oneway": s.oneway,
+                    "length_m": (s.length_m * 10.0).round() / 10.0,
+                }
+            })
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": features})
+}
+
+fn round7(v: f64) -> f64 {
+    (v * 1e7).round() / 1e7
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use covermap_domain::{Cell, LatLon};
+
+    #[test]
+    fn a_cell_becomes_a_closed_hexagon_with_its_counts() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+        let cell = Cell(h3o::LatLng::new(43.7384, 7.4246).unwrap().to_cell(h3o::Resolution::Eleven));
+        let fc = coverage_geojson(
+            &[CellCoverage {
+                cell,
+                fixes: 5,
+                uploads: 2,
+                devices: 1,
+                first_seen: now - chrono::Duration::days(14),
+                last_seen: now - chrono::Duration::days(7),
+            }],
+            now,
+            &ScoringPolicy::V1,
+        );
+        let f = &fc["features"][0];
+        let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
+        assert_eq!(ring.len(), 7, "six corners and the closing one");
+        assert_eq!(ring[0], ring[6]);
+        assert_eq!(f["properties"]["fixes"], 5);
+        assert_eq!(f["properties"]["freshness"], 0.5);
+        assert_eq!(f["properties"]["cell"], cell.to_string());
+        let lon = ring[0][0].as_f64().unwrap();
+        assert!((lon - 7.4246).abs() < 0.001);
+    }
+
+    #[test]
+    fn a_road_becomes_a_line() {
+        let a = LatLon::new(43.0, 7.0).unwrap();
+        let b = LatLon::new(43.001, 7.0).unwrap();
+        let fc = roads_geojson(&[RoadSegment {
+            osm_way_id: 1,
+            piece: 0,
+            osm_node_ids: vec![1, 2],
+            points: vec![a, b],
+            highway: "primary".into(),
+            name: Some("Main".into()),
+            oneway: false,
+            length_m: a.distance_m(b),
+        }]);
+        assert_eq!(fc["features"][0]["geometry"]["coordinates"][1][1], 43.001);
+        assert_eq!(fc["features"][0]["properties"]["length_m"], 111.2);
+    }
+}

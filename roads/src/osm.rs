@@ -1,0 +1,85 @@
+//! Reading the drivable network out of an OSM PBF extract.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use covermap_domain::LatLon;
+use osmpbf::{Element, ElementReader};
+
+use crate::network::{RoadNetwork, Way, WayRules};
+use crate::RoadsError;
+
+/// Reads `path` (an `.osm.pbf`), keeps the drivable ways and splits them at junctions.
+pub fn read_pbf(path: &Path) -> Result<RoadNetwork, RoadsError> {
+    let shown = path.display().to_string();
+    let fail = |message: String| RoadsError::Read {
+        path: shown.clone(),
+        message,
+    };
+    let reader = ElementReader::from_path(path).map_err(|e| fail(e.to_string()))?;
+    let mut positions: HashMap<i64, LatLon> = HashMap::new();
+    let mut ways = Vec::new();
+    reader
+        .for_each(|element| match element {
+            Element::DenseNode(n) => {
+                if let Ok(p) = LatLon::new(n.lat(), n.lon()) {
+                    positions.insert(n.id(), p);
+                }
+            }
+            Element::Node(n) => {
+                if let Ok(p) = LatLon::new(n.lat(), n.lon()) {
+                    positions.insert(n.id(), p);
+                }
+            }
+            Element::Way(w) => {
+                if let Some(rules) = WayRules::from_tags(w.tags()) {
+                    ways.push(Way {
+                        id: w.id(),
+                        rules,
+                        nodes: w.refs().collect(),
+                    });
+                }
+            }
+            Element::Relation(_) => {}
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    let network = RoadNetwork::from_ways(&ways, &positions);
+    if network.segments.is_empty() {
+        return Err(RoadsError::Empty { path: shown });
+    }
+    Ok(network)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn monaco() -> PathBuf {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/roads/monaco.osm.pbf");
+        assert!(p.exists(), "test data {} is missing", p.display());
+        p
+    }
+
+    #[test]
+    fn monaco_has_its_streets() {
+        let net = read_pbf(&monaco()).unwrap();
+        assert!(net.segments.len() > 2000, "{}", net.segments.len());
+        let km = net.total_length_m() / 1000.0;
+        assert!((150.0..2000.0).contains(&km), "{km} km");
+        assert!(
+            net.segments
+                .iter()
+                .any(|s| s.name.as_deref() == Some("Boulevard Albert 1er")),
+            "a well-known Monaco street is there"
+        );
+        assert!(net.segments.iter().all(|s| s.points.len() >= 2));
+        assert!(net.segments.iter().any(|s| s.oneway));
+    }
+
+    #[test]
+    fn a_missing_file_names_its_path() {
+        let err = read_pbf(Path::new("/nonexistent/x.osm.pbf")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.osm.pbf"), "{err}");
+    }
+}
