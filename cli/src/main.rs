@@ -1,1 +1,283 @@
-fn main() {}
+//! `covermap`: the one binary. It reads the configuration, opens storage and wires the stages
+//! into the commands below; the stages themselves live in their crates.
+
+mod config;
+mod demo;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use covermap_scoring::ScoringPolicy;
+use covermap_store::{Blobs, QueuePolicy, Store};
+use covermap_web::AppState;
+use tokio::sync::{Notify, watch};
+
+use crate::config::{LogFormat, Overrides, Settings};
+use crate::worker::WorkerConfig;
+
+/// covermap: coverage mapping for community-run infrastructure networks.
+///
+/// Drivers upload what their devices captured; covermap checks it, queues it, turns it into
+/// coverage per road and H3 cell, and serves it as an API and a map. With no --database it runs
+/// on an embedded SQLite store in --data-dir: nothing to install.
+#[derive(Debug, Parser)]
+#[command(name = "covermap", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API, the web UI and the workers on one address.
+    Serve,
+    /// Run workers only, sharing the queue with other processes on the same database.
+    Worker,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// The whole pipeline on the embedded default: load roads, start the server, and let
+    /// simulated drivers upload drives through the HTTP API until coverage appears on the map.
+    Demo(demo::DemoArgs),
+    /// Road network commands.
+    #[command(subcommand)]
+    Roads(RoadsCommand),
+    /// Print the configuration in force (after file, environment and flags) as TOML.
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum RoadsCommand {
+    /// Import the drivable roads of an OSM PBF extract, replacing the stored network.
+    Import {
+        /// An .osm.pbf file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::resolve(&cli.overrides) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    init_logging(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// One line on stderr: the error and its causes, each said once.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    eprintln!("covermap: error: {line}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COVERMAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Config => {
+            print!("{}", toml::to_string(&settings)?);
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = open_store(&settings).await?;
+            println!("schema of the {} store is up to date", store.backend());
+            Ok(())
+        }
+        Command::Serve => {
+            let (store, blobs) = open_storage(&settings).await?;
+            let server = Server::start(&settings, store, blobs).await?;
+            server.run_until_signal().await
+        }
+        Command::Worker => {
+            let (store, blobs) = open_storage(&settings).await?;
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = tx.send(true);
+            });
+            tracing::info!(
+                workers = settings.workers,
+                backend = store.backend(),
+                "workers running"
+            );
+            worker::run_pool(
+                settings.workers.max(1),
+                store,
+                blobs,
+                worker_config(&settings),
+                Arc::new(Notify::new()),
+                rx,
+            )
+            .await;
+            Ok(())
+        }
+        Command::Roads(RoadsCommand::Import { file }) => {
+            let store = open_store(&settings).await?;
+            let network = covermap_roads::osm::read_pbf(&file)?;
+            let n = store.replace_roads(&network.segments).await?;
+            println!(
+                "imported {n} road segments ({:.1} km) from {}",
+                network.total_length_m() / 1000.0,
+                file.display()
+            );
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args, settings).await,
+    }
+}
+
+/// Opens the database the settings name and brings its schema up to date.
+pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let store = covermap_store::open(settings.database.as_deref(), &settings.data_dir).await?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot prepare the {} database", store.backend()))?;
+    Ok(store)
+}
+
+pub(crate) async fn open_storage(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Blobs)> {
+    let store = open_store(settings).await?;
+    let blobs = Blobs::open(&settings.objects).await?;
+    Ok((store, blobs))
+}
+
+pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
+    WorkerConfig {
+        lease: settings.lease(),
+        queue: QueuePolicy::default(),
+        ingest: settings.ingest_policy(),
+        resolution: covermap_roads::DEFAULT_RESOLUTION,
+        idle_poll: Duration::from_millis(500),
+    }
+}
+
+/// The HTTP server and its in-process workers, started.
+pub(crate) struct Server {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+        blobs: Blobs,
+    ) -> anyhow::Result<Self> {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("cannot install the metrics recorder")?;
+        let wake = Arc::new(Notify::new());
+        let state = AppState {
+            store: store.clone(),
+            blobs: blobs.clone(),
+            ingest_policy: settings.ingest_policy(),
+            scoring_policy: ScoringPolicy::V1,
+            max_upload_bytes: settings.max_upload_bytes,
+            metrics: Some(metrics),
+            jobs_waiting: wake.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut http_rx = rx.clone();
+        let app = covermap_web::router(state);
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        let workers = tokio::spawn(worker::run_pool(
+            settings.workers,
+            store.clone(),
+            blobs,
+            worker_config(settings),
+            wake,
+            rx,
+        ));
+        tracing::info!(%addr, backend = store.backend(), objects = %settings.objects,
+            workers = settings.workers, "covermap is serving on http://{addr}/");
+        Ok(Self {
+            addr,
+            shutdown,
+            http,
+            workers,
+        })
+    }
+
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing jobs in hand");
+        self.stop().await
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.workers.await.context("worker pool")?;
+        self.http.await.context("HTTP server")??;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -41,7 +41,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn shared(rel: &str) -> Vec<u8> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(rel);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data")
+            .join(rel);
         std::fs::read(&path)
             .unwrap_or_else(|e| panic!("test data {} is missing: {e}", path.display()))
     }
@@ -58,7 +60,11 @@ mod tests {
         let bytes = shared("camera/mapillary_tools/sf_30km_h.gpx");
         let track = parse_gpx(&bytes, Utc::now(), &lenient()).unwrap();
         assert!(track.fixes.len() > 10, "{}", track.fixes.len());
-        assert!(track.rejected.is_empty(), "{:?}", &track.rejected[..3.min(track.rejected.len())]);
+        assert!(
+            track.rejected.is_empty(),
+            "{:?}",
+            &track.rejected[..3.min(track.rejected.len())]
+        );
         let f = track.fixes[0];
         assert!((37.0..38.5).contains(&f.pos.lat) && (-123.0..-122.0).contains(&f.pos.lon));
         assert!(track.fixes.windows(2).all(|w| w[0].at < w[1].at));
@@ -66,7 +72,11 @@ mod tests {
 
     #[test]
     fn real_tracks_from_other_writers_parse() {
-        for file in ["wikipedia_example.gpx", "garmin_with_extensions.gpx", "wahoo_example.gpx"] {
+        for file in [
+            "wikipedia_example.gpx",
+            "garmin_with_extensions.gpx",
+            "wahoo_example.gpx",
+        ] {
             let bytes = shared(&format!("camera/gpx/{file}"));
             match parse_gpx(&bytes, Utc::now(), &lenient()) {
                 Ok(track) => assert!(!track.fixes.is_empty(), "{file}"),
@@ -91,7 +101,10 @@ mod tests {
             parse_gpx(&bad, Utc::now(), &lenient()),
             Err(IngestError::NotGpx(_))
         ));
-        for junk in [&b"not xml at all"[..], b"<gpx version=\"1.1\"><trk><trkseg><trkpt lat=\"x\""] {
+        for junk in [
+            &b"not xml at all"[..],
+            b"<gpx version=\"1.1\"><trk><trkseg><trkpt lat=\"x\"",
+        ] {
             let err = parse_gpx(junk, Utc::now(), &lenient()).unwrap_err();
             assert_eq!(err.code(), "invalid_gpx", "{err}");
         }

@@ -192,10 +192,10 @@ mod tests {
             p(f64::NAN, 7.4246, at(1)),
             p(43.7384, 200.0, at(1)),
             p(43.7385, 7.4247, None),
-            p(43.7385, 7.4247, at(0)),          // same time as the first
-            p(43.7386, 7.4248, at(-5)),         // earlier than the last accepted
-            p(43.7500, 7.4248, at(2)),          // 1.3 km in 2 s
-            p(43.7386, 7.4248, at(7200)),       // an hour past "now"
+            p(43.7385, 7.4247, at(0)),           // same time as the first
+            p(43.7386, 7.4248, at(-5)),          // earlier than the last accepted
+            p(43.7500, 7.4248, at(2)),           // 1.3 km in 2 s
+            p(43.7386, 7.4248, at(7200)),        // an hour past "now"
             p(43.7386, 7.4248, at(-40 * 86400)), // older than 30 days
             p(43.7387, 7.4249, at(3)),
         ];
@@ -231,7 +231,10 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("1 bad_position") && text.contains("1 no_time"), "{text}");
+        assert!(
+            text.contains("1 bad_position") && text.contains("1 no_time"),
+            "{text}"
+        );
         assert!(matches!(
             Track::check(vec![], now(), &IngestPolicy::default()),
             Err(IngestError::NoPoints)

@@ -41,7 +41,8 @@ impl WayRules {
         let tags: HashMap<&str, &str> = tags.into_iter().collect();
         let highway = *tags.get("highway")?;
         // Tracks, busways, escape lanes and raceways are in the list only to be named here.
-        if !DRIVABLE.contains(&highway) || matches!(highway, "track" | "busway" | "escape" | "raceway")
+        if !DRIVABLE.contains(&highway)
+            || matches!(highway, "track" | "busway" | "escape" | "raceway")
         {
             return None;
         }
@@ -69,16 +70,16 @@ impl WayRules {
             Some("yes" | "1" | "true") => Some(true),
             Some("-1" | "reverse") => Some(false),
             Some("no" | "0" | "false") => None,
-            _ if tags.get("junction").is_some_and(|j| matches!(*j, "roundabout" | "circular")) => {
+            _ if tags
+                .get("junction")
+                .is_some_and(|j| matches!(*j, "roundabout" | "circular")) =>
+            {
                 Some(true)
             }
             _ if highway == "motorway" => Some(true),
             _ => None,
         };
-        let name = tags
-            .get("name")
-            .or(tags.get("ref"))
-            .map(|s| s.to_string());
+        let name = tags.get("name").or(tags.get("ref")).map(|s| s.to_string());
         Some(Self {
             highway: highway.to_owned(),
             name,
@@ -189,8 +190,12 @@ mod tests {
         assert!(rules(&[("highway", "residential"), ("access", "private")]).is_none());
         assert!(rules(&[("highway", "residential"), ("access", "no")]).is_none());
         assert!(
-            rules(&[("highway", "residential"), ("access", "no"), ("motor_vehicle", "yes")])
-                .is_some()
+            rules(&[
+                ("highway", "residential"),
+                ("access", "no"),
+                ("motor_vehicle", "yes")
+            ])
+            .is_some()
         );
         assert!(rules(&[("building", "yes")]).is_none());
     }
@@ -200,7 +205,10 @@ mod tests {
         let ow = |t: &[(&str, &str)]| rules(t).unwrap().oneway;
         assert_eq!(ow(&[("highway", "primary"), ("oneway", "yes")]), Some(true));
         assert_eq!(ow(&[("highway", "primary"), ("oneway", "-1")]), Some(false));
-        assert_eq!(ow(&[("highway", "primary"), ("junction", "roundabout")]), Some(true));
+        assert_eq!(
+            ow(&[("highway", "primary"), ("junction", "roundabout")]),
+            Some(true)
+        );
         assert_eq!(ow(&[("highway", "motorway")]), Some(true));
         assert_eq!(ow(&[("highway", "motorway"), ("oneway", "no")]), None);
         assert_eq!(ow(&[("highway", "primary")]), None);
@@ -227,16 +235,30 @@ mod tests {
             nodes,
         };
         let net = RoadNetwork::from_ways(
-            &[way(10, vec![1, 2, 3, 4], None), way(11, vec![5, 3], Some(false))],
+            &[
+                way(10, vec![1, 2, 3, 4], None),
+                way(11, vec![5, 3], Some(false)),
+            ],
             &pos,
         );
-        let nodes: Vec<_> = net.segments.iter().map(|s| s.osm_node_ids.clone()).collect();
+        let nodes: Vec<_> = net
+            .segments
+            .iter()
+            .map(|s| s.osm_node_ids.clone())
+            .collect();
         assert_eq!(nodes, vec![vec![1, 2, 3], vec![3, 4], vec![3, 5]]);
         assert_eq!(net.segments[1].piece, 1);
         assert!(net.segments[2].oneway);
         assert!((net.segments[0].length_m - 222.4).abs() < 1.0);
         let dep = net.departures();
-        assert_eq!(dep[&3].len(), 3, "two ends of way 10 and the oneway's start");
-        assert!(!dep.contains_key(&5), "the oneway cannot be driven from its end");
+        assert_eq!(
+            dep[&3].len(),
+            3,
+            "two ends of way 10 and the oneway's start"
+        );
+        assert!(
+            !dep.contains_key(&5),
+            "the oneway cannot be driven from its end"
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use covermap_domain::LatLon;
 use osmpbf::{Element, ElementReader};
 
-use crate::network::{RoadNetwork, Way, WayRules};
 use crate::RoadsError;
+use crate::network::{RoadNetwork, Way, WayRules};
 
 /// Reads `path` (an `.osm.pbf`), keeps the drivable ways and splits them at junctions.
 pub fn read_pbf(path: &Path) -> Result<RoadNetwork, RoadsError> {
@@ -56,7 +56,8 @@ mod tests {
     use std::path::PathBuf;
 
     fn monaco() -> PathBuf {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/roads/monaco.osm.pbf");
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/roads/monaco.osm.pbf");
         assert!(p.exists(), "test data {} is missing", p.display());
         p
     }

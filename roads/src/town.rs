@@ -99,8 +99,16 @@ mod tests {
         let total = net.total_length_m();
         assert!((total - 84.0 * 120.0).abs() < 84.0 * 2.0, "{total}");
         assert!(net.segments.iter().any(|s| s.oneway));
-        assert!(net.segments.iter().any(|s| s.name.as_deref() == Some("3rd Street")));
-        assert!(net.segments.iter().any(|s| s.name.as_deref() == Some("Avenue B")));
+        assert!(
+            net.segments
+                .iter()
+                .any(|s| s.name.as_deref() == Some("3rd Street"))
+        );
+        assert!(
+            net.segments
+                .iter()
+                .any(|s| s.name.as_deref() == Some("Avenue B"))
+        );
         let dep = net.departures();
         assert!(dep.values().all(|d| !d.is_empty()));
     }

@@ -10,7 +10,11 @@ use covermap_scoring::{ScoringPolicy, freshness};
 use serde_json::{Value, json};
 
 /// A GeoJSON FeatureCollection with one hexagon per covered cell.
-pub fn coverage_geojson(cells: &[CellCoverage], now: DateTime<Utc>, policy: &ScoringPolicy) -> Value {
+pub fn coverage_geojson(
+    cells: &[CellCoverage],
+    now: DateTime<Utc>,
+    policy: &ScoringPolicy,
+) -> Value {
     let features: Vec<Value> = cells
         .iter()
         .map(|c| {
@@ -79,7 +83,11 @@ mod tests {
     #[test]
     fn a_cell_becomes_a_closed_hexagon_with_its_counts() {
         let now = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
-        let cell = Cell(h3o::LatLng::new(43.7384, 7.4246).unwrap().to_cell(h3o::Resolution::Eleven));
+        let cell = Cell(
+            h3o::LatLng::new(43.7384, 7.4246)
+                .unwrap()
+                .to_cell(h3o::Resolution::Eleven),
+        );
         let fc = coverage_geojson(
             &[CellCoverage {
                 cell,

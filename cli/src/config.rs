@@ -1,0 +1,209 @@
+//! The one configuration loader: defaults, then a TOML file, then environment variables, then
+//! flags — each later source wins over the earlier ones.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Settings every command understands. Each flag has an environment variable of its own; the
+/// file named by `--config` supplies the rest.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Overrides {
+    /// TOML file with any of these settings (flags and environment win over it).
+    #[arg(long, env = "COVERMAP_CONFIG", global = true, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address the HTTP server listens on [default: 127.0.0.1:8080].
+    #[arg(long, env = "COVERMAP_LISTEN", global = true, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded database and of local blobs [default: ./covermap-data].
+    #[arg(long, env = "COVERMAP_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A postgres:// URL selects PostGIS; without one, the embedded SQLite store in --data-dir.
+    #[arg(long, env = "COVERMAP_DATABASE", global = true, value_name = "URL")]
+    pub database: Option<String>,
+    /// Object store for blobs: file:///dir, s3://bucket/prefix, gs://…, az://… or memory://
+    /// [default: file://DATA_DIR/blobs].
+    #[arg(long, env = "COVERMAP_OBJECTS", global = true, value_name = "URL")]
+    pub objects: Option<String>,
+    /// Worker tasks inside `serve` and `demo`, or in one `worker` process [default: 2].
+    #[arg(long, env = "COVERMAP_WORKERS", global = true, value_name = "N")]
+    pub workers: Option<usize>,
+    /// How long a worker holds a job before another may take it over [default: 60].
+    #[arg(long, env = "COVERMAP_LEASE_SECONDS", global = true, value_name = "S")]
+    pub lease_seconds: Option<u64>,
+    /// Largest accepted upload body, in bytes [default: 33554432 (32 MiB)].
+    #[arg(
+        long,
+        env = "COVERMAP_MAX_UPLOAD_BYTES",
+        global = true,
+        value_name = "BYTES"
+    )]
+    pub max_upload_bytes: Option<usize>,
+    /// Fixes recorded longer ago than this are left out [default: 30].
+    #[arg(
+        long,
+        env = "COVERMAP_MAX_FIX_AGE_DAYS",
+        global = true,
+        value_name = "DAYS"
+    )]
+    pub max_fix_age_days: Option<u64>,
+    /// Log format on stderr [default: text].
+    #[arg(
+        long,
+        env = "COVERMAP_LOG_FORMAT",
+        global = true,
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The settings in force, every one decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: Option<String>,
+    pub objects: String,
+    pub workers: usize,
+    pub lease_seconds: u64,
+    pub max_upload_bytes: usize,
+    pub max_fix_age_days: u64,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Resolves `cli` (flags and environment, as clap read them) over the config file it names.
+    pub fn resolve(cli: &Overrides) -> anyhow::Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => Overrides::default(),
+        };
+        let data_dir: PathBuf =
+            pick(&cli.data_dir, &file.data_dir).unwrap_or_else(|| PathBuf::from("covermap-data"));
+        let objects = pick(&cli.objects, &file.objects)
+            .unwrap_or_else(|| format!("file://{}", absolute(&data_dir.join("blobs")).display()));
+        let settings = Settings {
+            listen: pick(&cli.listen, &file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database: pick(&cli.database, &file.database),
+            objects,
+            data_dir,
+            workers: pick(&cli.workers, &file.workers).unwrap_or(2),
+            lease_seconds: pick(&cli.lease_seconds, &file.lease_seconds).unwrap_or(60),
+            max_upload_bytes: pick(&cli.max_upload_bytes, &file.max_upload_bytes)
+                .unwrap_or(32 * 1024 * 1024),
+            max_fix_age_days: pick(&cli.max_fix_age_days, &file.max_fix_age_days).unwrap_or(30),
+            log_format: pick(&cli.log_format, &file.log_format).unwrap_or(LogFormat::Text),
+        };
+        if settings.lease_seconds == 0 {
+            bail!("lease_seconds must be at least 1");
+        }
+        if settings.max_upload_bytes == 0 {
+            bail!("max_upload_bytes must be at least 1");
+        }
+        Ok(settings)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds)
+    }
+
+    pub fn ingest_policy(&self) -> covermap_ingest::IngestPolicy {
+        covermap_ingest::IngestPolicy {
+            max_age: Duration::from_secs(self.max_fix_age_days.saturating_mul(86_400)),
+            ..Default::default()
+        }
+    }
+}
+
+/// The first of two sources that says something.
+fn pick<T: Clone>(first: &Option<T>, second: &Option<T>) -> Option<T> {
+    first.clone().or_else(|| second.clone())
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Overrides> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        o: Overrides,
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_said() {
+        let s = Settings::resolve(&Overrides::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database, None);
+        assert!(s.objects.starts_with("file:///") && s.objects.ends_with("covermap-data/blobs"));
+        assert_eq!((s.workers, s.lease_seconds), (2, 60));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = write("listen = \"127.0.0.1:9000\"\nworkers = 7\ndatabase = \"postgres://db/x\"\n");
+        let cli = TestCli::try_parse_from([
+            "t",
+            "--config",
+            f.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        let s = Settings::resolve(&cli.o).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(s.workers, 7);
+        assert_eq!(s.database.as_deref(), Some("postgres://db/x"));
+    }
+
+    #[test]
+    fn a_bad_file_is_named_in_the_error() {
+        let f = write("listne = \"x\"\n");
+        let o = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Settings::resolve(&o).unwrap_err());
+        assert!(
+            err.contains(&f.path().display().to_string()) && err.contains("listne"),
+            "{err}"
+        );
+        let missing = Overrides {
+            config: Some("/nonexistent/covermap.toml".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Settings::resolve(&missing).unwrap_err());
+        assert!(err.contains("/nonexistent/covermap.toml"), "{err}");
+    }
+}

@@ -1,0 +1,221 @@
+//! The JSON API.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::Utc;
+use covermap_domain::{BoundingBox, DeviceId, UploadKind};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{ApiError, AppState};
+
+/// The header a device names itself in.
+pub const DEVICE_HEADER: &str = "x-covermap-device";
+
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"status": "ok", "backend": state.store.backend()})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "backend": state.store.backend()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let stats = state.store.stats().await?;
+    let gauges = [
+        ("queued", "uploads", stats.uploads_queued),
+        ("processed", "uploads", stats.uploads_processed),
+        ("rejected", "uploads", stats.uploads_rejected),
+        ("queued", "jobs", stats.jobs_queued),
+        ("leased", "jobs", stats.jobs_leased),
+        ("done", "jobs", stats.jobs_done),
+        ("failed", "jobs", stats.jobs_failed),
+    ];
+    for (status, what, n) in gauges {
+        metrics::gauge!(format!("covermap_{what}"), "status" => status).set(n as f64);
+    }
+    metrics::gauge!("covermap_cells_covered").set(stats.cells as f64);
+    metrics::gauge!("covermap_road_segments").set(stats.road_segments as f64);
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let kind: UploadKind = kind
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| ApiError::NotFound(e.to_string()))?;
+    let device: DeviceId = headers
+        .get(DEVICE_HEADER)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_device",
+                format!("the {DEVICE_HEADER} header is required"),
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::bad_request("invalid_device", "the device header is not text"))?
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| {
+            ApiError::bad_request("invalid_device", e.to_string())
+        })?;
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        if enc.as_bytes() != b"identity" {
+            return Err(ApiError::UnsupportedMedia(format!(
+                "content-encoding {:?} is not accepted; send the file uncompressed",
+                String::from_utf8_lossy(enc.as_bytes())
+            )));
+        }
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge {
+                limit: state.max_upload_bytes,
+            }
+        } else {
+            ApiError::bad_request("unreadable_body", rejection.body_text())
+        }
+    })?;
+    let accepted = covermap_ingest::accept_upload(
+        state.store.as_ref(),
+        &state.blobs,
+        device,
+        kind,
+        body,
+        Utc::now(),
+        &state.ingest_policy,
+    )
+    .await?;
+    if !accepted.receipt.duplicate {
+        state.jobs_waiting.notify_waiters();
+    }
+    let status = if accepted.receipt.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location = format!("/api/v1/uploads/{}", accepted.receipt.upload_id);
+    let mut body = serde_json::to_value(&accepted).unwrap_or_default();
+    body["status_url"] = json!(location);
+    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+pub(crate) async fn upload_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_id", format!("upload id {id:?} is not a number"))
+    })?;
+    match state.store.upload(id).await? {
+        Some(rec) => Ok(Json(rec).into_response()),
+        None => Err(ApiError::NotFound(format!("no upload {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<i64>,
+}
+
+pub(crate) async fn recent_uploads(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = checked_limit(q.limit, 50, 1000)?;
+    Ok(Json(json!({"uploads": state.store.recent_uploads(limit).await?})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AreaQuery {
+    bbox: Option<String>,
+    limit: Option<i64>,
+}
+
+impl AreaQuery {
+    fn bbox(&self) -> Result<BoundingBox, ApiError> {
+        match &self.bbox {
+            None => Ok(BoundingBox::WORLD),
+            Some(b) => b.parse().map_err(|e: covermap_domain::InvalidValue| {
+                ApiError::bad_request("invalid_bbox", e.to_string())
+            }),
+        }
+    }
+}
+
+fn checked_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit {n} is not between 1 and {max}"),
+        )),
+    }
+}
+
+pub(crate) async fn coverage(
+    State(state): State<AppState>,
+    Query(q): Query<AreaQuery>,
+) -> Result<Response, ApiError> {
+    let limit = checked_limit(q.limit, 10_000, 100_000)?;
+    let cells = state.store.coverage(q.bbox()?, limit).await?;
+    Ok(Json(covermap_tiles::coverage_geojson(
+        &cells,
+        Utc::now(),
+        &state.scoring_policy,
+    ))
+    .into_response())
+}
+
+pub(crate) async fn roads(
+    State(state): State<AppState>,
+    Query(q): Query<AreaQuery>,
+) -> Result<Response, ApiError> {
+    let limit = checked_limit(q.limit, 20_000, 100_000)?;
+    let segments = state.store.roads(q.bbox()?, limit).await?;
+    Ok(Json(covermap_tiles::roads_geojson(&segments)).into_response())
+}
+
+pub(crate) async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let stats = state.store.stats().await?;
+    Ok(Json(json!({
+        "backend": state.store.backend(),
+        "stats": stats,
+        "scoring_policy_version": state.scoring_policy.version,
+    }))
+    .into_response())
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("method not allowed on this endpoint".into())
+}
