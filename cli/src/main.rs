@@ -124,6 +124,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve => {
             let (store, blobs) = open_storage(&settings).await?;
             let server = Server::start(&settings, store, blobs).await?;
+            println!("covermap listening on http://{}/", server.addr);
             server.run_until_signal().await
         }
         Command::Worker => {

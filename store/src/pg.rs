@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{BoundingBox, Cell, CellCoverage, RoadSegment, UploadStatus};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::error::{Result, SqlContext, StoreError, redact};
@@ -20,20 +21,31 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
      fixes_accepted, fixes_rejected, cells, processed_at";
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
+        let fail = |source| StoreError::Connect {
+            url: redact(url),
+            source,
+        };
+        let options: PgConnectOptions = url.parse().map_err(fail)?;
+        // One plain connection first: a pool would retry until its timeout and then report only
+        // "timed out", hiding the reason (refused, no such database, bad password) a user needs.
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => drop(conn),
+            Ok(Err(e)) => return Err(fail(e)),
+            Err(_) => return Err(fail(sqlx::Error::PoolTimedOut)),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: redact(url),
-                source,
-            })?;
+            .map_err(fail)?;
         Ok(Self { pool })
     }
 

@@ -1,7 +1,7 @@
 //! The JSON API.
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -145,8 +145,9 @@ pub(crate) struct ListQuery {
 
 pub(crate) async fn recent_uploads(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 50, 1000)?;
     Ok(Json(json!({"uploads": state.store.recent_uploads(limit).await?})).into_response())
 }
@@ -168,6 +169,10 @@ impl AreaQuery {
     }
 }
 
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", rejection.body_text())
+}
+
 fn checked_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     match limit {
         None => Ok(default),
@@ -181,8 +186,9 @@ fn checked_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiE
 
 pub(crate) async fn coverage(
     State(state): State<AppState>,
-    Query(q): Query<AreaQuery>,
+    q: Result<Query<AreaQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 10_000, 100_000)?;
     let cells = state.store.coverage(q.bbox()?, limit).await?;
     Ok(Json(covermap_tiles::coverage_geojson(
@@ -195,8 +201,9 @@ pub(crate) async fn coverage(
 
 pub(crate) async fn roads(
     State(state): State<AppState>,
-    Query(q): Query<AreaQuery>,
+    q: Result<Query<AreaQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 20_000, 100_000)?;
     let segments = state.store.roads(q.bbox()?, limit).await?;
     Ok(Json(covermap_tiles::roads_geojson(&segments)).into_response())

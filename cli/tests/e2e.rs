@@ -1,0 +1,708 @@
+//! End to end: the real `covermap` binary, started as a user starts it, driven over real HTTP,
+//! on the embedded store and on a fresh PostGIS database.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::Connection;
+
+const BIN: &str = env!("CARGO_BIN_EXE_covermap");
+
+fn shared(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    assert!(p.exists(), "test data {} is missing", p.display());
+    p
+}
+
+/// A database for one test: a fresh SQLite data dir, or a fresh PostGIS database.
+struct Db {
+    dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl Db {
+    fn sqlite() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            pg: None,
+        }
+    }
+
+    async fn postgis() -> Self {
+        let admin = std::env::var("COVERMAP_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("covermap_t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("these tests need PostgreSQL at {admin} (COVERMAP_TEST_DATABASE_URL): {e}")
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            pg: Some((admin, url.to_string())),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut a = vec!["--data-dir".into(), self.dir.path().display().to_string()];
+        if let Some((_, url)) = &self.pg {
+            a.extend(["--database".into(), url.clone()]);
+        }
+        a
+    }
+
+    async fn store(&self) -> std::sync::Arc<dyn covermap_store::Store> {
+        let url = self.pg.as_ref().map(|(_, u)| u.as_str());
+        covermap_store::open(url, self.dir.path()).await.unwrap()
+    }
+
+    async fn finish(self) {
+        if let Some((admin, url)) = self.pg {
+            let name = url.rsplit('/').next().unwrap().to_owned();
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A running `covermap` process, killed when dropped.
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &Db, extra: &[&str]) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(db.args())
+        .args(["--listen", "127.0.0.1:0", "--max-fix-age-days", "100000"])
+        .args(extra)
+        .arg("serve")
+        .env("COVERMAP_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("covermap listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    Running { child, base }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("COVERMAP_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+async fn wait_for_status(client: &reqwest::Client, base: &str, id: i64, within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let rec: Value = client
+            .get(format!("{base}/api/v1/uploads/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if rec["status"] != "queued" {
+            return rec;
+        }
+        assert!(
+            started.elapsed() < within,
+            "upload {id} still queued: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn upload_carries_through_the_queue(db: Db) {
+    let server = serve(&db, &[]);
+    let client = reqwest::Client::new();
+    let base = &server.base;
+    let gpx = std::fs::read(shared("camera/mapillary_tools/sf_30km_h.gpx")).unwrap();
+
+    let r = client
+        .post(format!("{base}/api/v1/uploads/gpx"))
+        .header("x-covermap-device", "phone-7")
+        .body(gpx.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let receipt: Value = r.json().await.unwrap();
+    let id = receipt["upload_id"].as_i64().unwrap();
+    assert_eq!(receipt["duplicate"], false);
+    assert_eq!(receipt["status_url"], format!("/api/v1/uploads/{id}"));
+    assert!(receipt["summary"]["accepted"].as_u64().unwrap() > 10);
+
+    let rec = wait_for_status(&client, base, id, Duration::from_secs(30)).await;
+    assert_eq!(rec["status"], "processed", "{rec}");
+    assert_eq!(rec["device"], "phone-7");
+    let accepted = rec["fixes_accepted"].as_i64().unwrap();
+
+    let cov: Value = client
+        .get(format!("{base}/api/v1/coverage?bbox=-123,37,-122,38.5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let features = cov["features"].as_array().unwrap();
+    assert_eq!(features.len() as i64, rec["cells"].as_i64().unwrap());
+    let fixes: i64 = features
+        .iter()
+        .map(|f| f["properties"]["fixes"].as_i64().unwrap())
+        .sum();
+    assert_eq!(fixes, accepted, "every accepted fix is in exactly one cell");
+    let elsewhere: Value = client
+        .get(format!("{base}/api/v1/coverage?bbox=7.40,43.72,7.44,43.75"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(elsewhere["features"].as_array().unwrap().is_empty());
+
+    // A replay of the same bytes is recognised, and nothing is counted twice.
+    let again = client
+        .post(format!("{base}/api/v1/uploads/gpx"))
+        .header("x-covermap-device", "phone-7")
+        .body(gpx)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        (again["duplicate"].as_bool(), again["upload_id"].as_i64()),
+        (Some(true), Some(id))
+    );
+
+    let health: Value = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("covermap_uploads_total{kind=\"gpx\",outcome=\"accepted\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("covermap_jobs{status=\"done\"} 1"),
+        "{metrics}"
+    );
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_upload_carries_through_the_queue() {
+    upload_carries_through_the_queue(Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgis_upload_carries_through_the_queue() {
+    upload_carries_through_the_queue(Db::postgis().await).await;
+}
+
+/// Bad uploads get a 4xx with a JSON body naming the problem, and leave nothing behind.
+async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
+    let server = serve(&db, &["--max-upload-bytes", "4096"]);
+    let client = reqwest::Client::new();
+    let base = &server.base;
+    let url = format!("{base}/api/v1/uploads/gpx");
+    let nan_track = r#"<gpx version="1.1" creator="t"><trk><trkseg>
+        <trkpt lat="NaN" lon="7.4"><time>2026-11-01T12:00:00Z</time></trkpt>
+        <trkpt lat="95" lon="7.4"><time>2026-11-01T12:00:01Z</time></trkpt></trkseg></trk></gpx>"#;
+    let untimed_track = r#"<gpx version="1.1" creator="t"><trk><trkseg>
+        <trkpt lat="43.7" lon="7.4"></trkpt><trkpt lat="43.71" lon="7.4"></trkpt></trkseg></trk></gpx>"#;
+    let future_track = r#"<gpx version="1.1" creator="t"><trk><trkseg>
+        <trkpt lat="43.7" lon="7.4"><time>2099-01-01T00:00:00Z</time></trkpt></trkseg></trk></gpx>"#;
+    let cases: Vec<(Option<&str>, Vec<u8>, Option<&str>, u16, &str)> = vec![
+        (
+            Some("car"),
+            b"this is not gpx".to_vec(),
+            None,
+            422,
+            "invalid_gpx",
+        ),
+        (Some("car"), Vec::new(), None, 422, "empty_upload"),
+        (
+            Some("car"),
+            nan_track.as_bytes().to_vec(),
+            None,
+            422,
+            "invalid_gpx",
+        ),
+        (
+            Some("car"),
+            untimed_track.as_bytes().to_vec(),
+            None,
+            422,
+            "no_usable_fixes",
+        ),
+        (
+            Some("car"),
+            future_track.as_bytes().to_vec(),
+            None,
+            422,
+            "no_usable_fixes",
+        ),
+        (Some("car"), vec![b' '; 10_000], None, 413, "too_large"),
+        (
+            None,
+            nan_track.as_bytes().to_vec(),
+            None,
+            400,
+            "missing_device",
+        ),
+        (
+            Some("bad device!"),
+            nan_track.as_bytes().to_vec(),
+            None,
+            400,
+            "invalid_device",
+        ),
+        (
+            Some("car"),
+            b"x".to_vec(),
+            Some("gzip"),
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (device, body, encoding, status, code) in cases {
+        let mut req = client.post(&url).body(body);
+        if let Some(d) = device {
+            req = req.header("x-covermap-device", d);
+        }
+        if let Some(e) = encoding {
+            req = req.header("content-encoding", e);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{code}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], code, "{body}");
+        assert!(!body["message"].as_str().unwrap().is_empty());
+    }
+    for (path, status) in [
+        ("/api/v1/uploads/kml", 404),
+        ("/api/v1/uploads/999", 404),
+        ("/api/v1/uploads/abc", 400),
+        ("/api/v1/coverage?bbox=7,43,6,44", 400),
+        ("/api/v1/coverage?bbox=NaN,1,2,3", 400),
+        ("/api/v1/coverage?limit=0", 400),
+        ("/api/v1/roads?limit=x", 400),
+        ("/nowhere", 404),
+    ] {
+        let method = if path.ends_with("kml") {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
+        let r = client
+            .request(method, format!("{base}{path}"))
+            .header("x-covermap-device", "car")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let stats: Value = client
+        .get(format!("{base}/api/v1/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = &stats["stats"];
+    assert_eq!(
+        s["uploads_queued"].as_i64().unwrap() + s["uploads_processed"].as_i64().unwrap(),
+        0,
+        "{stats}"
+    );
+    assert_eq!(s["jobs_queued"], 0);
+    let blobs = db.dir.path().join("blobs/sha256");
+    assert!(
+        !blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none(),
+        "no blob kept"
+    );
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_bad_uploads_are_refused_and_leave_nothing() {
+    bad_uploads_are_refused_and_leave_nothing(Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgis_bad_uploads_are_refused_and_leave_nothing() {
+    bad_uploads_are_refused_and_leave_nothing(Db::postgis().await).await;
+}
+
+/// A worker leases a job and dies; once its lease runs out a `covermap worker` process takes the
+/// job over and finishes it, and the dead worker's late results are refused: counted once.
+async fn a_dead_workers_job_is_taken_over_and_counted_once(db: Db) {
+    let server = serve(&db, &["--workers", "0"]);
+    let client = reqwest::Client::new();
+    let gpx = std::fs::read(shared("camera/mapillary_tools/sf_30km_h.gpx")).unwrap();
+    let receipt: Value = client
+        .post(format!("{}/api/v1/uploads/gpx", server.base))
+        .header("x-covermap-device", "phone-7")
+        .body(gpx)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = receipt["upload_id"].as_i64().unwrap();
+
+    // The worker that dies: it leases for two seconds and never finishes.
+    let store = db.store().await;
+    let dead = store
+        .lease_job(
+            "dying-worker",
+            chrono::Utc::now(),
+            Duration::from_secs(2),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .expect("the upload's job is queued");
+    assert_eq!(dead.upload_id, id);
+
+    let mut worker = Command::new(BIN)
+        .args(db.args())
+        .args(["--max-fix-age-days", "100000", "--workers", "1", "worker"])
+        .env("COVERMAP_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let rec = wait_for_status(&client, &server.base, id, Duration::from_secs(30)).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(rec["status"], "processed", "{rec}");
+
+    let late = store
+        .complete_track_job(
+            &dead,
+            &covermap_store::TrackOutcome::default(),
+            chrono::Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(covermap_store::StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    let cov: Value = client
+        .get(format!("{}/api/v1/coverage", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fixes: i64 = cov["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["properties"]["fixes"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        fixes,
+        rec["fixes_accepted"].as_i64().unwrap(),
+        "counted once"
+    );
+    assert!(
+        cov["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["properties"]["uploads"] == 1)
+    );
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_dead_workers_job_is_taken_over_and_counted_once() {
+    a_dead_workers_job_is_taken_over_and_counted_once(Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgis_a_dead_workers_job_is_taken_over_and_counted_once() {
+    a_dead_workers_job_is_taken_over_and_counted_once(Db::postgis().await).await;
+}
+
+fn one_clear_error(out: &Output, expect: &str) {
+    assert!(!out.status.success(), "should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, not {stderr:?}");
+    assert!(lines[0].starts_with("covermap: error: "), "{stderr}");
+    assert!(lines[0].contains(expect), "{stderr} should say {expect:?}");
+}
+
+#[test]
+fn bad_configuration_stops_with_one_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let started = Instant::now();
+    one_clear_error(
+        &run(
+            &[
+                "--data-dir",
+                &data,
+                "--database",
+                "postgres://postgres@127.0.0.1:1/x",
+                "serve",
+            ],
+            &[],
+        ),
+        "cannot connect to database postgres://postgres@127.0.0.1:1/x: error communicating with database: Connection refused",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once, no long retry"
+    );
+    one_clear_error(
+        &run(
+            &[
+                "--data-dir",
+                &data,
+                "--database",
+                "postgres://me:s3cret@127.0.0.1:1/x",
+                "serve",
+            ],
+            &[],
+        ),
+        "postgres://me:***@127.0.0.1:1/x",
+    );
+    one_clear_error(
+        &run(
+            &[
+                "--data-dir",
+                &data,
+                "--objects",
+                "file:///proc/covermap-blobs",
+                "serve",
+            ],
+            &[],
+        ),
+        "object store file:///proc/covermap-blobs: cannot create directory",
+    );
+    one_clear_error(
+        &run(&["--data-dir", "/proc/covermap-data", "serve"], &[]),
+        "cannot create data directory /proc/covermap-data",
+    );
+    one_clear_error(
+        &run(
+            &["--data-dir", &data, "--database", "mysql://x/y", "migrate"],
+            &[],
+        ),
+        "neither postgres:// nor sqlite:",
+    );
+    one_clear_error(
+        &run(&["--config", "/nonexistent/covermap.toml", "serve"], &[]),
+        "cannot read config file /nonexistent/covermap.toml",
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    one_clear_error(
+        &run(&["--data-dir", &data, "--listen", &addr, "serve"], &[]),
+        &format!("cannot listen on {addr}"),
+    );
+}
+
+#[test]
+fn flags_win_over_environment_and_environment_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("covermap.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:7001\"\nworkers = 3\nlease_seconds = 90\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let config = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--config", &file];
+        all.extend_from_slice(args);
+        all.push("config");
+        let out = run(&all, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let from_file = config(&[], &[]);
+    assert!(
+        from_file.contains("listen = \"127.0.0.1:7001\"") && from_file.contains("workers = 3"),
+        "{from_file}"
+    );
+    let env = [
+        ("COVERMAP_LISTEN", "127.0.0.1:7002"),
+        ("COVERMAP_WORKERS", "4"),
+    ];
+    let from_env = config(&[], &env);
+    assert!(
+        from_env.contains("listen = \"127.0.0.1:7002\"") && from_env.contains("workers = 4"),
+        "{from_env}"
+    );
+    assert!(
+        from_env.contains("lease_seconds = 90"),
+        "the file still fills the rest"
+    );
+    let from_flag = config(&["--workers", "5"], &env);
+    assert!(
+        from_flag.contains("workers = 5") && from_flag.contains("127.0.0.1:7002"),
+        "{from_flag}"
+    );
+}
+
+#[test]
+fn help_explains_every_setting() {
+    let out = run(&["--help"], &[]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "serve",
+        "worker",
+        "migrate",
+        "demo",
+        "--listen",
+        "--data-dir",
+        "--database",
+        "--objects",
+        "COVERMAP_DATABASE",
+    ] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+}
+
+/// The README's main job: the demo on the embedded default, then the page in a real browser.
+#[tokio::test]
+async fn demo_fills_the_map_a_browser_shows() {
+    let db = Db::sqlite();
+    let mut args: Vec<String> = db.args();
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "demo",
+            "--drivers",
+            "2",
+            "--drives",
+            "2",
+            "--exit-when-done",
+        ]
+        .map(String::from),
+    );
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("4 drives processed, 0 rejected"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("duplicate=true"), "{stdout}");
+
+    let server = serve(&db, &[]);
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("Chromium is missing at /usr/bin/chromium (scripts/test installs it)")
+        });
+    let profile = tempfile::tempdir().unwrap();
+    let page = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            &format!("{}/", server.base),
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&page.stdout);
+    let cells = dom
+        .split("data-cells=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the page drew no coverage:\n{dom}\n{}",
+                String::from_utf8_lossy(&page.stderr)
+            )
+        });
+    assert!(cells > 20, "{cells} cells on the map");
+    assert!(
+        dom.contains("<dd data-stat=\"uploads processed\">4</dd>"),
+        "{dom}"
+    );
+    assert!(dom.contains("demo-driver-02"), "recent uploads are listed");
+    drop(server);
+    db.finish().await;
+}
