@@ -264,7 +264,9 @@ async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
         <trkpt lat="43.7" lon="7.4"></trkpt><trkpt lat="43.71" lon="7.4"></trkpt></trkseg></trk></gpx>"#;
     let future_track = r#"<gpx version="1.1" creator="t"><trk><trkseg>
         <trkpt lat="43.7" lon="7.4"><time>2099-01-01T00:00:00Z</time></trkpt></trkseg></trk></gpx>"#;
-    let cases: Vec<(Option<&str>, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    // (device header, body, content-encoding, expected status, expected error code)
+    type Case<'a> = (Option<&'a str>, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Some("car"),
             b"this is not gpx".to_vec(),

@@ -84,13 +84,14 @@ pub(crate) async fn upload(
         .map_err(|e: covermap_domain::InvalidValue| {
             ApiError::bad_request("invalid_device", e.to_string())
         })?;
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
-        if enc.as_bytes() != b"identity" {
-            return Err(ApiError::UnsupportedMedia(format!(
-                "content-encoding {:?} is not accepted; send the file uncompressed",
-                String::from_utf8_lossy(enc.as_bytes())
-            )));
-        }
+    if let Some(enc) = headers
+        .get(header::CONTENT_ENCODING)
+        .filter(|e| e.as_bytes() != b"identity")
+    {
+        return Err(ApiError::UnsupportedMedia(format!(
+            "content-encoding {:?} is not accepted; send the file uncompressed",
+            String::from_utf8_lossy(enc.as_bytes())
+        )));
     }
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
