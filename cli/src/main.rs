@@ -94,6 +94,8 @@ fn fail(e: &anyhow::Error) -> ExitCode {
             line.push_str(&text);
         }
     }
+    // Causes may carry a server's multi-line answer (an S3 XML error, say): keep it one line.
+    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
     eprintln!("covermap: error: {line}");
     ExitCode::FAILURE
 }

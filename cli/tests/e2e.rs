@@ -94,7 +94,14 @@ impl Drop for Running {
 }
 
 fn serve(db: &Db, extra: &[&str]) -> Running {
+    serve_with_env(db, extra, &[])
+}
+
+fn serve_with_env(db: &Db, extra: &[&str], env: &[(&str, String)]) -> Running {
     let mut cmd = Command::new(BIN);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.args(db.args())
         .args(["--listen", "127.0.0.1:0", "--max-fix-age-days", "100000"])
         .args(extra)
@@ -125,17 +132,16 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let r = client.get(url).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
 async fn wait_for_status(client: &reqwest::Client, base: &str, id: i64, within: Duration) -> Value {
     let started = Instant::now();
     loop {
-        let rec: Value = client
-            .get(format!("{base}/api/v1/uploads/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rec = get_json(client, &format!("{base}/api/v1/uploads/{id}")).await;
         if rec["status"] != "queued" {
             return rec;
         }
@@ -172,14 +178,11 @@ async fn upload_carries_through_the_queue(db: Db) {
     assert_eq!(rec["device"], "phone-7");
     let accepted = rec["fixes_accepted"].as_i64().unwrap();
 
-    let cov: Value = client
-        .get(format!("{base}/api/v1/coverage?bbox=-123,37,-122,38.5"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cov = get_json(
+        &client,
+        &format!("{base}/api/v1/coverage?bbox=-123,37,-122,38.5"),
+    )
+    .await;
     let features = cov["features"].as_array().unwrap();
     assert_eq!(features.len() as i64, rec["cells"].as_i64().unwrap());
     let fixes: i64 = features
@@ -187,14 +190,11 @@ async fn upload_carries_through_the_queue(db: Db) {
         .map(|f| f["properties"]["fixes"].as_i64().unwrap())
         .sum();
     assert_eq!(fixes, accepted, "every accepted fix is in exactly one cell");
-    let elsewhere: Value = client
-        .get(format!("{base}/api/v1/coverage?bbox=7.40,43.72,7.44,43.75"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let elsewhere = get_json(
+        &client,
+        &format!("{base}/api/v1/coverage?bbox=7.40,43.72,7.44,43.75"),
+    )
+    .await;
     assert!(elsewhere["features"].as_array().unwrap().is_empty());
 
     // A replay of the same bytes is recognised, and nothing is counted twice.
@@ -446,14 +446,7 @@ async fn a_dead_workers_job_is_taken_over_and_counted_once(db: Db) {
         matches!(late, Err(covermap_store::StoreError::LeaseLost { .. })),
         "{late:?}"
     );
-    let cov: Value = client
-        .get(format!("{}/api/v1/coverage", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cov = get_json(&client, &format!("{}/api/v1/coverage", server.base)).await;
     let fixes: i64 = cov["features"]
         .as_array()
         .unwrap()
@@ -707,4 +700,87 @@ async fn demo_fills_the_map_a_browser_shows() {
     assert!(dom.contains("demo-driver-02"), "recent uploads are listed");
     drop(server);
     db.finish().await;
+}
+
+fn s3_env() -> (String, Vec<(&'static str, String)>) {
+    let endpoint = std::env::var("COVERMAP_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
+        panic!("COVERMAP_TEST_S3_ENDPOINT is not set: scripts/test starts an S3-compatible server (moto) and sets it")
+    });
+    let env = vec![
+        ("AWS_ENDPOINT", endpoint.clone()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "covermap".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "covermap-secret".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    (endpoint, env)
+}
+
+/// Blobs in S3: the upload's bytes land in the bucket under their sha256, and the worker reads
+/// them back from there.
+#[tokio::test]
+async fn uploads_are_stored_in_s3_by_configuration() {
+    let (endpoint, env) = s3_env();
+    let client = reqwest::Client::new();
+    let bucket = format!("covermap-{}", uuid::Uuid::new_v4().simple());
+    let made = client
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        made.status().is_success(),
+        "creating bucket: {}",
+        made.status()
+    );
+    let db = Db::sqlite();
+    let objects = format!("s3://{bucket}/uploads");
+    let server = serve_with_env(&db, &["--objects", &objects], &env);
+    let gpx = std::fs::read(shared("camera/mapillary_tools/sf_30km_h.gpx")).unwrap();
+    let receipt: Value = client
+        .post(format!("{}/api/v1/uploads/gpx", server.base))
+        .header("x-covermap-device", "phone-s3")
+        .body(gpx.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sha = receipt["sha256"].as_str().unwrap().to_owned();
+    let id = receipt["upload_id"].as_i64().unwrap();
+    let rec = wait_for_status(&client, &server.base, id, Duration::from_secs(30)).await;
+    assert_eq!(rec["status"], "processed", "{rec}");
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(&bucket)
+        .with_access_key_id("covermap")
+        .with_secret_access_key("covermap-secret")
+        .with_region("us-east-1")
+        .build()
+        .unwrap();
+    let key = object_store::path::Path::from(format!("uploads/sha256/{}/{sha}", &sha[..2]));
+    let stored = object_store::ObjectStore::get(&s3, &key)
+        .await
+        .expect("the blob is in the bucket under its sha256")
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(stored.as_ref(), gpx.as_slice());
+    drop(server);
+
+    // A bucket that does not exist is a configuration error, said at start.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args(["--objects", "s3://no-such-bucket-covermap/x", "serve"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("COVERMAP_LOG", "off")
+        .output()
+        .unwrap();
+    one_clear_error(
+        &out,
+        "object store s3://no-such-bucket-covermap/x: not writable",
+    );
 }

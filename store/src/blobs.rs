@@ -152,20 +152,30 @@ impl Blobs {
 }
 
 fn cloud_store(scheme: &str, url: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
+    // The library's default keeps retrying for three minutes; a misconfigured endpoint should
+    // be reported in seconds, and a flaky one still gets a few tries.
+    let retry = object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
+    };
     Ok(match scheme {
         "s3" => Arc::new(
             object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url)
+                .with_retry(retry)
                 .build()?,
         ),
         "gs" => Arc::new(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
+                .with_retry(retry)
                 .build()?,
         ),
         _ => Arc::new(
             object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url)
+                .with_retry(retry)
                 .build()?,
         ),
     })
