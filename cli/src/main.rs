@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod matching;
 mod worker;
 
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ enum Command {
     /// The whole pipeline on the embedded default: load roads, start the server, and let
     /// simulated drivers upload drives through the HTTP API until coverage appears on the map.
     Demo(demo::DemoArgs),
+    /// Map-match a GPX track (prints a GeoJSON Feature) or a CSV batch of traces.
+    Match(matching::MatchArgs),
     /// Road network commands.
     #[command(subcommand)]
     Roads(RoadsCommand),
@@ -164,6 +167,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args, settings).await,
+        Command::Match(args) => tokio::task::spawn_blocking(move || matching::run(&args)).await?,
     }
 }
 

@@ -280,7 +280,7 @@ async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
             nan_track.as_bytes().to_vec(),
             None,
             422,
-            "invalid_gpx",
+            "no_usable_fixes",
         ),
         (
             Some("car"),

@@ -2,6 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
+use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
+
 use crate::track::RawPoint;
 use crate::{IngestError, IngestPolicy, Track};
 
@@ -12,25 +15,113 @@ pub fn parse_gpx(
     received_at: DateTime<Utc>,
     policy: &IngestPolicy,
 ) -> Result<Track, IngestError> {
-    let gpx = gpx::read(bytes).map_err(|e| IngestError::NotGpx(e.to_string()))?;
-    let points = gpx
-        .tracks
-        .iter()
-        .flat_map(|t| &t.segments)
-        .flat_map(|s| &s.points)
-        .map(|w| {
-            let p = w.point();
-            RawPoint {
-                lat: p.y(),
-                lon: p.x(),
-                time: w
-                    .time
-                    .and_then(|t| t.format().ok())
-                    .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-                    .map(|t| t.with_timezone(&Utc)),
-            }
-        });
+    let points = read_gpx_points(bytes)?
+        .into_iter()
+        .map(|(lat, lon, time)| RawPoint { lat, lon, time });
     Track::check(points, received_at, policy)
+}
+
+/// A track point as written: latitude, longitude and its time if it has one.
+pub type GpxPoint = (f64, f64, Option<DateTime<Utc>>);
+
+/// The track points of a GPX file as written — latitude, longitude and time where there is one —
+/// with no rule applied. For tools that take a track as it is (`covermap match`).
+///
+/// A streaming reader of only what a drive needs (`trkpt` positions and times): files from real
+/// writers carry empty or unusual elements (`<name/>` from gpxpy, vendor extensions) that a
+/// strict full-schema reader refuses, and none of them matter here.
+pub fn read_gpx_points(bytes: &[u8]) -> Result<Vec<GpxPoint>, IngestError> {
+    let mut reader = Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    let mut points = Vec::new();
+    let mut depth = 0usize;
+    let mut saw_root = false;
+    let mut in_trkpt = false;
+    let mut in_time = false;
+    let bad = |reader: &Reader<&[u8]>, message: String| {
+        IngestError::NotGpx(format!("{message} (at byte {})", reader.buffer_position()))
+    };
+    loop {
+        let event = reader.read_event_into(&mut buf).map_err(|e| {
+            IngestError::NotGpx(format!("{e} (at byte {})", reader.error_position()))
+        })?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let is_start = matches!(event, Event::Start(_));
+                let name = e.local_name();
+                if depth == 0 && name.as_ref() != b"gpx" {
+                    return Err(bad(
+                        &reader,
+                        format!(
+                            "the root element is <{}>, not <gpx>",
+                            String::from_utf8_lossy(name.as_ref())
+                        ),
+                    ));
+                }
+                saw_root = true;
+                match name.as_ref() {
+                    b"trkpt" => {
+                        let lat = coordinate(e, b"lat").map_err(|m| bad(&reader, m))?;
+                        let lon = coordinate(e, b"lon").map_err(|m| bad(&reader, m))?;
+                        points.push((lat, lon, None));
+                        in_trkpt = is_start;
+                    }
+                    b"time" if in_trkpt && is_start => in_time = true,
+                    _ => {}
+                }
+                if is_start {
+                    depth += 1;
+                }
+            }
+            Event::Text(ref t) if in_time => {
+                let text = String::from_utf8_lossy(t.as_ref());
+                if let (Some(last), Ok(time)) =
+                    (points.last_mut(), DateTime::parse_from_rfc3339(text.trim()))
+                {
+                    last.2 = Some(time.with_timezone(&Utc));
+                }
+            }
+            Event::End(ref e) => {
+                depth = depth.saturating_sub(1);
+                match e.local_name().as_ref() {
+                    b"trkpt" => in_trkpt = false,
+                    b"time" => in_time = false,
+                    _ => {}
+                }
+            }
+            Event::Eof => {
+                if !saw_root {
+                    return Err(bad(&reader, "no <gpx> element".into()));
+                }
+                if depth > 0 {
+                    return Err(bad(
+                        &reader,
+                        "the file ends before the GPX is closed".into(),
+                    ));
+                }
+                break;
+            }
+            _ => {}
+        }
+        buf.clear();
+    }
+    Ok(points)
+}
+
+/// A required `lat`/`lon` attribute as a number. "NaN" parses (and is refused later, per fix).
+fn coordinate(e: &BytesStart<'_>, key: &[u8]) -> Result<f64, String> {
+    let name = String::from_utf8_lossy(key).into_owned();
+    for a in e.attributes() {
+        let a = a.map_err(|err| err.to_string())?;
+        if a.key.as_ref() == key {
+            let v = String::from_utf8_lossy(&a.value).into_owned();
+            return v
+                .trim()
+                .parse()
+                .map_err(|_| format!("a track point has {name}={v:?}, not a number"));
+        }
+    }
+    Err(format!("a track point has no {name}"))
 }
 
 #[cfg(test)]
@@ -108,6 +199,22 @@ mod tests {
             let err = parse_gpx(junk, Utc::now(), &lenient()).unwrap_err();
             assert_eq!(err.code(), "invalid_gpx", "{err}");
         }
+    }
+
+    #[test]
+    fn empty_elements_from_real_writers_are_fine() {
+        // gpxpy writes <name/>, <type/>, <desc/>; strict readers refuse them.
+        let bytes = shared("roads/graphhopper/issue-13.gpx");
+        let points = read_gpx_points(&bytes).unwrap();
+        assert_eq!(points.len(), 29);
+        assert!(points.iter().all(|p| p.2.is_some()));
+    }
+
+    #[test]
+    fn routes_and_waypoints_are_not_drives() {
+        let gpx = br#"<gpx version="1.1"><wpt lat="1" lon="1"/><rte><rtept lat="2" lon="2"/></rte>
+            <trk><trkseg><trkpt lat="3" lon="4"/></trkseg></trk></gpx>"#;
+        assert_eq!(read_gpx_points(gpx).unwrap(), vec![(3.0, 4.0, None)]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use covermap_domain::{DeviceId, UploadKind};
 use covermap_store::{Blobs, NewUpload, Store, StoreError, UploadReceipt};
 
-pub use gpx_track::parse_gpx;
+pub use gpx_track::{GpxPoint, parse_gpx, read_gpx_points};
 pub use track::{FixRejection, IngestPolicy, Track, TrackSummary};
 
 /// Why an upload was refused. Each variant is the client's problem except [`IngestError::Store`].

@@ -6,8 +6,10 @@
 //! Pure: no database, no HTTP; the only I/O is reading an OSM file.
 
 pub mod cells;
+pub mod matching;
 pub mod network;
 pub mod osm;
+pub mod osm_xml;
 pub mod town;
 
 pub use cells::{DEFAULT_RESOLUTION, index_fixes};

@@ -9,6 +9,19 @@ use osmpbf::{Element, ElementReader};
 use crate::RoadsError;
 use crate::network::{RoadNetwork, Way, WayRules};
 
+/// Reads `path` whichever OSM format it is in: PBF when its name ends in `.pbf`, XML
+/// (`.osm`, `.osm.gz`, `.osm.bz2`) otherwise.
+pub fn read(path: &Path) -> Result<RoadNetwork, RoadsError> {
+    let is_pbf = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().ends_with(".pbf"));
+    if is_pbf {
+        read_pbf(path)
+    } else {
+        crate::osm_xml::read_osm_xml(path)
+    }
+}
+
 /// Reads `path` (an `.osm.pbf`), keeps the drivable ways and splits them at junctions.
 pub fn read_pbf(path: &Path) -> Result<RoadNetwork, RoadsError> {
     let shown = path.display().to_string();
@@ -76,6 +89,19 @@ mod tests {
         );
         assert!(net.segments.iter().all(|s| s.points.len() >= 2));
         assert!(net.segments.iter().any(|s| s.oneway));
+    }
+
+    #[test]
+    fn read_dispatches_on_the_file_name() {
+        let pbf = read(&monaco()).unwrap();
+        assert!(pbf.segments.len() > 2000, "{}", pbf.segments.len());
+        let xml = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/roads/graphhopper/map-issue13.osm.gz");
+        assert!(xml.exists(), "test data {} is missing", xml.display());
+        assert!(!read(&xml).unwrap().segments.is_empty());
+        // A missing XML file is reported by the XML reader, still naming the path.
+        let err = read(Path::new("/nonexistent/x.osm")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.osm"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,342 @@
+//! Map matching against peers' own test suites (GraphHopper, FMM) and against bad input.
+//! The data is read in place from ../shared/data; a missing file fails, naming its path.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use covermap_domain::{LatLon, RoadSegment};
+use covermap_roads::RoadNetwork;
+use covermap_roads::matching::{MatchError, MatchParams, RoadGraph, TracePoint};
+
+fn shared(rel: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    assert!(p.exists(), "test data {} is missing", p.display());
+    p
+}
+
+fn graphhopper(map: &str) -> RoadGraph {
+    RoadGraph::new(covermap_roads::osm::read(&shared(&format!("roads/graphhopper/{map}"))).unwrap())
+}
+
+fn gpx(name: &str) -> Vec<TracePoint> {
+    let bytes = std::fs::read(shared(&format!("roads/graphhopper/{name}"))).unwrap();
+    let raw = covermap_ingest::read_gpx_points(&bytes).unwrap();
+    let t0 = raw.iter().find_map(|p| p.2);
+    raw.iter()
+        .map(|&(lat, lon, t)| TracePoint {
+            lat,
+            lon,
+            time_s: match (t, t0) {
+                (Some(t), Some(t0)) => (t - t0).as_seconds_f64(),
+                _ => f64::NAN,
+            },
+        })
+        .collect()
+}
+
+fn track_length(points: &[TracePoint]) -> f64 {
+    points
+        .windows(2)
+        .map(|w| {
+            LatLon::new(w[0].lat, w[0].lon)
+                .unwrap()
+                .distance_m(LatLon::new(w[1].lat, w[1].lon).unwrap())
+        })
+        .sum()
+}
+
+#[test]
+fn graphhopper_issue_70_streets_in_order() {
+    let graph = graphhopper("issue-70.osm.gz");
+    let result = graph
+        .matcher()
+        .match_trace(&gpx("issue-70.gpx"), &MatchParams::for_sigma(10.0))
+        .unwrap();
+    assert_eq!(
+        result.streets(&graph),
+        vec!["Милана Видака", "Бранка Радичевића", "Здравка Челара"]
+    );
+    assert_eq!(result.pieces.len(), 1);
+}
+
+#[test]
+fn graphhopper_issue_147_stays_on_i90() {
+    let graph = graphhopper("map-issue147.osm.gz");
+    let result = graph
+        .matcher()
+        .match_trace(&gpx("issue-147.gpx"), &MatchParams::for_sigma(10.0))
+        .unwrap();
+    assert_eq!(result.streets(&graph), vec!["I 90"]);
+    // GraphHopper expects 3047 m (±1 m under its own speed model and geometry handling).
+    let length = result.length_m();
+    assert!((length - 3047.0).abs() < 5.0, "{length}");
+}
+
+#[test]
+fn graphhopper_issue_13_length_is_the_tracks() {
+    let graph = graphhopper("map-issue13.osm.gz");
+    let points = gpx("issue-13.gpx");
+    let result = graph
+        .matcher()
+        .match_trace(&points, &MatchParams::for_sigma(10.0))
+        .unwrap();
+    // GraphHopper asserts the match is as long as the GPX track, within 2.5 m.
+    let (matched, track) = (result.length_m(), track_length(&points));
+    assert!(
+        (matched - track).abs() < 3.0,
+        "matched {matched} m, track {track} m"
+    );
+    assert!(result.snaps.iter().all(Option::is_some));
+}
+
+#[test]
+fn graphhopper_issue_127_two_identical_points() {
+    let graph = graphhopper("map-issue13.osm.gz");
+    let points = gpx("issue-127.gpx");
+    assert_eq!(points.len(), 2);
+    let result = graph
+        .matcher()
+        .match_trace(&points, &MatchParams::for_sigma(10.0))
+        .unwrap();
+    assert!(result.length_m() < 1.0);
+    assert!(result.snaps.iter().all(Option::is_some));
+}
+
+/// FMM's toy network: a 5 × 5 grid of one-way edges in planar units; a unit is taken as
+/// 0.001° (about 111 m) so the grid sits on the map near (0, 0).
+fn fmm_toy() -> RoadGraph {
+    let text = std::fs::read_to_string(shared("roads/fmm/edges.csv")).unwrap();
+    let mut segments = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(';').collect();
+        let (id, source, target): (i64, i64, i64) = (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+        );
+        let points: Vec<LatLon> = wkt_points(f[3])
+            .into_iter()
+            .map(|(x, y)| LatLon::new(y * 0.001, x * 0.001).unwrap())
+            .collect();
+        let n = points.len() as i64;
+        let mut ids = vec![source];
+        ids.extend((1..n - 1).map(|k| -(id * 100 + k)));
+        ids.push(target);
+        segments.push(RoadSegment {
+            osm_way_id: id,
+            piece: 0,
+            osm_node_ids: ids,
+            length_m: points.windows(2).map(|w| w[0].distance_m(w[1])).sum(),
+            points,
+            highway: "residential".into(),
+            name: Some(id.to_string()),
+            oneway: true,
+        });
+    }
+    RoadGraph::new(RoadNetwork { segments })
+}
+
+fn wkt_points(wkt: &str) -> Vec<(f64, f64)> {
+    let inner = wkt
+        .trim()
+        .trim_start_matches("LINESTRING(")
+        .trim_end_matches(')');
+    inner
+        .split(',')
+        .map(|xy| {
+            let mut it = xy.split_whitespace().map(|v| v.parse::<f64>().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn fmm_toy_network_expected_paths() {
+    let graph = fmm_toy();
+    let trips = std::fs::read_to_string(shared("roads/fmm/trips.csv")).unwrap();
+    let expected = std::fs::read_to_string(shared("roads/fmm/mr.txt")).unwrap();
+    let expected: Vec<Vec<i64>> = expected
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(';')
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .map(|v| v.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    let mut matcher = graph.matcher();
+    for (line, want) in trips.lines().skip(1).zip(&expected) {
+        let wkt = line.split_once(';').unwrap().1;
+        let points: Vec<TracePoint> = wkt_points(wkt)
+            .into_iter()
+            .map(|(x, y)| TracePoint {
+                lat: y * 0.001,
+                lon: x * 0.001,
+                time_s: f64::NAN,
+            })
+            .collect();
+        // FMM runs this with gps_error 0.5 units and radius 0.4; sigma 15 m (0.14 units) keeps
+        // our search radius (60 m) near theirs (44 m).
+        let result = matcher
+            .match_trace(&points, &MatchParams::for_sigma(15.0))
+            .unwrap();
+        let got: Vec<i64> = result.pieces[0]
+            .segments
+            .iter()
+            .map(|&s| graph.network().segments[s].osm_way_id)
+            .collect();
+        assert_eq!(&got, want, "trip {line}");
+    }
+}
+
+fn monaco() -> RoadGraph {
+    RoadGraph::new(covermap_roads::osm::read(&shared("roads/monaco.osm.pbf")).unwrap())
+}
+
+#[test]
+fn bad_tracks_are_clear_errors_or_empty_matches() {
+    let graph = monaco();
+    let mut m = graph.matcher();
+    let p = MatchParams::for_sigma(5.0);
+    assert_eq!(m.match_trace(&[], &p), Err(MatchError::Empty));
+    let nan = [TracePoint {
+        lat: f64::NAN,
+        lon: 7.42,
+        time_s: 0.0,
+    }];
+    assert!(matches!(
+        m.match_trace(&nan, &p),
+        Err(MatchError::InvalidFix { index: 0, .. })
+    ));
+    let out_of_range = [
+        TracePoint {
+            lat: 43.73,
+            lon: 7.42,
+            time_s: 0.0,
+        },
+        TracePoint {
+            lat: 95.0,
+            lon: 7.42,
+            time_s: 1.0,
+        },
+    ];
+    let err = m.match_trace(&out_of_range, &p).unwrap_err();
+    assert!(err.to_string().contains("fix 1"), "{err}");
+    // Off the map entirely: no fix has a candidate; an empty match, not a crash.
+    let far: Vec<TracePoint> = (0..10)
+        .map(|i| TracePoint {
+            lat: 10.0,
+            lon: 10.0 + i as f64 * 1e-4,
+            time_s: i as f64,
+        })
+        .collect();
+    let r = m.match_trace(&far, &p).unwrap();
+    assert!(r.pieces.is_empty() && r.snaps.iter().all(Option::is_none));
+    // One fix on a road.
+    let one = [TracePoint {
+        lat: 43.7384,
+        lon: 7.4246,
+        time_s: 0.0,
+    }];
+    let r = m.match_trace(&one, &p).unwrap();
+    assert_eq!(r.pieces.len(), 1);
+    assert!(r.snaps[0].unwrap().distance_m < 30.0);
+}
+
+/// Drives along a real Monaco road, 1 Hz, and checks the match follows it without doubling back
+/// even when noise steps the fixes backwards; then a long gap splits the match.
+#[test]
+fn noisy_backward_steps_and_gaps_on_a_real_road() {
+    let graph = monaco();
+    // The longest two-way segment: a real road to drive up and down.
+    let seg = graph
+        .network()
+        .segments
+        .iter()
+        .filter(|s| !s.oneway)
+        .max_by(|a, b| a.length_m.total_cmp(&b.length_m))
+        .unwrap()
+        .clone();
+    let along = |f: f64| {
+        let target = f * seg.length_m;
+        let mut acc = 0.0;
+        for w in seg.points.windows(2) {
+            let d = w[0].distance_m(w[1]);
+            if acc + d >= target {
+                let t = (target - acc) / d;
+                return (
+                    w[0].lat + (w[1].lat - w[0].lat) * t,
+                    w[0].lon + (w[1].lon - w[0].lon) * t,
+                );
+            }
+            acc += d;
+        }
+        let last = seg.points[seg.points.len() - 1];
+        (last.lat, last.lon)
+    };
+    // 1 Hz, forward at ~8 m/s, every fourth fix stepping back a few metres (noise).
+    let n = (seg.length_m / 8.0) as usize;
+    let mut points = Vec::new();
+    for i in 0..n {
+        let mut f = i as f64 / n as f64 * 0.95;
+        if i % 4 == 3 {
+            f -= 12.0 / seg.length_m;
+        }
+        let (lat, lon) = along(f.max(0.0));
+        points.push(TracePoint {
+            lat,
+            lon,
+            time_s: i as f64,
+        });
+    }
+    let r = graph
+        .matcher()
+        .match_trace(&points, &MatchParams::for_sigma(5.0))
+        .unwrap();
+    assert_eq!(r.pieces.len(), 1);
+    let want = seg.length_m * 0.95;
+    assert!(
+        (r.length_m() - want).abs() < 0.05 * want,
+        "{} vs {want}: no back-and-forth",
+        r.length_m()
+    );
+    // The same drive with a 90-second hole in the middle is two pieces.
+    for p in points.iter_mut().skip(n / 2) {
+        p.time_s += 90.0;
+    }
+    let r = graph
+        .matcher()
+        .match_trace(&points, &MatchParams::for_sigma(5.0))
+        .unwrap();
+    assert_eq!(r.pieces.len(), 2, "a gap over 60 s splits the match");
+}
+
+#[test]
+fn a_long_track_matches() {
+    let graph = monaco();
+    // 10,000 fixes back and forth along the network's nodes: bounded time, no crash.
+    let pts: Vec<TracePoint> = graph
+        .network()
+        .segments
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .take(10_000)
+        .enumerate()
+        .map(|(i, p)| TracePoint {
+            lat: p.lat,
+            lon: p.lon,
+            time_s: i as f64,
+        })
+        .collect();
+    assert_eq!(pts.len(), 10_000);
+    let r = graph
+        .matcher()
+        .match_trace(&pts, &MatchParams::for_sigma(5.0))
+        .unwrap();
+    assert_eq!(r.snaps.len(), 10_000);
+}
