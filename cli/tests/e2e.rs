@@ -784,3 +784,140 @@ async fn uploads_are_stored_in_s3_by_configuration() {
         "object store s3://no-such-bucket-covermap/x: not writable",
     );
 }
+
+/// The matcher's command-line contract, which the benchmark harness and other tools call.
+#[test]
+fn match_command_contract() {
+    let roads = shared("roads/graphhopper/issue-70.osm.gz");
+    let gpx = shared("roads/graphhopper/issue-70.gpx");
+    let out = run(
+        &[
+            "match",
+            "--roads",
+            roads.to_str().unwrap(),
+            "--gpx",
+            gpx.to_str().unwrap(),
+            "--sigma",
+            "10",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let feature: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(feature["type"], "Feature");
+    assert_eq!(feature["geometry"]["type"], "MultiLineString");
+    let p = &feature["properties"];
+    assert_eq!(
+        p["streets"],
+        serde_json::json!(["Милана Видака", "Бранка Радичевића", "Здравка Челара"])
+    );
+    assert!(p["length_m"].as_f64().unwrap() > 500.0);
+    let nodes = p["osm_node_ids"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "one list per piece");
+    assert!(nodes[0].as_array().unwrap().len() > 5);
+    assert_eq!(
+        p["snapped"].as_array().unwrap().len(),
+        p["fixes"].as_u64().unwrap() as usize
+    );
+
+    // Batch mode: the benchmark's CSV in, one JSON line per trace out, and the timing file.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = covermap_ingest_points(&gpx);
+    let mut csv = String::from("trace_id,seq,time_s,lat,lon,kind\n");
+    for (i, (lat, lon)) in raw.iter().enumerate() {
+        csv.push_str(&format!("a,{i},{i},{lat},{lon},normal\n"));
+    }
+    csv.push_str("b,0,0,91.0,7.0,normal\n");
+    let points = dir.path().join("points.csv");
+    std::fs::write(&points, csv).unwrap();
+    let (jsonl, timing) = (dir.path().join("out.jsonl"), dir.path().join("t.json"));
+    let out = run(
+        &[
+            "match",
+            "--roads",
+            roads.to_str().unwrap(),
+            "--points",
+            points.to_str().unwrap(),
+            "--sigma",
+            "10",
+            "--out",
+            jsonl.to_str().unwrap(),
+            "--timing",
+            timing.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["trace_id"], "a");
+    assert_eq!(lines[0]["geometry"]["type"], "MultiLineString");
+    assert_eq!(lines[1]["trace_id"], "b");
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("fix 0"),
+        "{}",
+        lines[1]
+    );
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&timing).unwrap()).unwrap();
+    assert_eq!(t["n_points"].as_u64(), Some(raw.len() as u64 + 1));
+    assert!(t["match_wall_s"].as_f64().unwrap() >= 0.0);
+
+    one_clear_error(
+        &run(
+            &[
+                "match",
+                "--roads",
+                "/nonexistent/x.osm.pbf",
+                "--gpx",
+                gpx.to_str().unwrap(),
+            ],
+            &[],
+        ),
+        "/nonexistent/x.osm.pbf",
+    );
+    one_clear_error(
+        &run(
+            &[
+                "match",
+                "--roads",
+                roads.to_str().unwrap(),
+                "--gpx",
+                gpx.to_str().unwrap(),
+                "--sigma=NaN",
+            ],
+            &[],
+        ),
+        "--sigma",
+    );
+}
+
+fn covermap_ingest_points(gpx: &Path) -> Vec<(f64, f64)> {
+    let text = std::fs::read_to_string(gpx).unwrap();
+    text.split("<trkpt")
+        .skip(1)
+        .map(|p| {
+            let attr = |k: &str| {
+                let start = p.find(&format!("{k}=\"")).unwrap() + k.len() + 2;
+                p[start..]
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap()
+            };
+            (attr("lat"), attr("lon"))
+        })
+        .collect()
+}
