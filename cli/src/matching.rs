@@ -122,6 +122,14 @@ fn match_gpx(graph: &RoadGraph, path: &Path, params: &MatchParams) -> anyhow::Re
             "streets": result.streets(graph),
             "osm_node_ids": result.pieces.iter().map(|p| p.osm_node_ids.clone()).collect::<Vec<_>>(),
             "pieces": result.pieces.len(),
+            "cells": result.pieces.iter()
+                .flat_map(|p| covermap_roads::cut_matched(p, covermap_roads::DEFAULT_RESOLUTION))
+                .map(|c| json!({
+                    "cell": c.cell.to_string(),
+                    "osm_way_id": graph.network().segments[c.segment].osm_way_id,
+                    "length_m": (c.length_m * 10.0).round() / 10.0,
+                }))
+                .collect::<Vec<_>>(),
             "fixes": points.len(),
             "fixes_matched": snapped,
             "snapped": result.snaps.iter().map(|s| s.map(|s| json!({

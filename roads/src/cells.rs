@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use covermap_domain::{Cell, CellVisit, Fix};
+use covermap_domain::{Cell, CellVisit, Fix, LatLon, RoadSegment};
 use h3o::{LatLng, Resolution};
+
+use crate::matching::MatchedPiece;
 
 pub const DEFAULT_RESOLUTION: Resolution = Resolution::Eleven;
 
@@ -37,6 +39,82 @@ pub fn index_fixes(fixes: &[Fix], resolution: Resolution) -> Vec<CellVisit> {
     visits.into_values().collect()
 }
 
+/// A stretch of driven (or drivable) road inside one cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellStretch {
+    pub cell: Cell,
+    /// Index into the network's segments.
+    pub segment: usize,
+    pub length_m: f64,
+}
+
+/// Cuts a polyline into per-cell lengths. Each piece of the line is walked in steps of a fifth
+/// of the cell edge and each step counted in the cell of its midpoint, so a line crossing a cell
+/// corner is split within a few metres of where the boundary is. `segment_of(i)` names the
+/// segment of the stretch from point `i` to point `i + 1`; consecutive steps in the same cell and
+/// segment are merged.
+fn cut_polyline(
+    points: &[LatLon],
+    resolution: Resolution,
+    segment_of: impl Fn(usize) -> usize,
+    out: &mut Vec<CellStretch>,
+) {
+    let step = resolution.edge_length_m() / 5.0;
+    for (i, w) in points.windows(2).enumerate() {
+        let (a, b) = (w[0], w[1]);
+        let len = a.distance_m(b);
+        if len <= 0.0 {
+            continue;
+        }
+        let n = (len / step).ceil().max(1.0) as usize;
+        let segment = segment_of(i);
+        for k in 0..n {
+            let f = (k as f64 + 0.5) / n as f64;
+            let Ok(ll) = LatLng::new(a.lat + (b.lat - a.lat) * f, a.lon + (b.lon - a.lon) * f)
+            else {
+                continue;
+            };
+            let cell = Cell(ll.to_cell(resolution));
+            match out.last_mut() {
+                Some(last) if last.cell == cell && last.segment == segment => {
+                    last.length_m += len / n as f64;
+                }
+                _ => out.push(CellStretch {
+                    cell,
+                    segment,
+                    length_m: len / n as f64,
+                }),
+            }
+        }
+    }
+}
+
+/// The cells a matched piece drove through, in driving order, with the segment and length of
+/// each stretch.
+pub fn cut_matched(piece: &MatchedPiece, resolution: Resolution) -> Vec<CellStretch> {
+    let mut out = Vec::new();
+    cut_polyline(
+        &piece.coords,
+        resolution,
+        |i| piece.point_segments.get(i).copied().unwrap_or(0),
+        &mut out,
+    );
+    out
+}
+
+/// Every cell's total road length: the denominator of coverage. Ordered by cell.
+pub fn road_length_per_cell(segments: &[RoadSegment], resolution: Resolution) -> Vec<(Cell, f64)> {
+    let mut out = Vec::new();
+    for (si, s) in segments.iter().enumerate() {
+        cut_polyline(&s.points, resolution, |_| si, &mut out);
+    }
+    let mut per_cell: BTreeMap<Cell, f64> = BTreeMap::new();
+    for stretch in out {
+        *per_cell.entry(stretch.cell).or_insert(0.0) += stretch.length_m;
+    }
+    per_cell.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +141,41 @@ mod tests {
         assert_eq!((shared.first_seen, shared.last_seen), (t(0), t(1)));
         assert_eq!(shared.cell.0.resolution(), Resolution::Eleven);
         assert!(visits.windows(2).all(|w| w[0].cell < w[1].cell));
+    }
+
+    #[test]
+    fn a_line_is_cut_into_cells_that_add_up_to_its_length() {
+        let a = LatLon::new(43.7384, 7.4246).unwrap();
+        let b = LatLon::new(43.7420, 7.4300).unwrap();
+        let piece = MatchedPiece {
+            coords: vec![a, b],
+            point_segments: vec![3],
+            length_m: a.distance_m(b),
+            ..Default::default()
+        };
+        let cut = cut_matched(&piece, DEFAULT_RESOLUTION);
+        let total: f64 = cut.iter().map(|c| c.length_m).sum();
+        assert!(
+            (total - piece.length_m).abs() < 1e-6,
+            "{total} vs {}",
+            piece.length_m
+        );
+        // About 590 m through ~28 m-edged hexagons: a dozen or more cells, none twice in a row.
+        assert!(cut.len() >= 10, "{}", cut.len());
+        assert!(cut.windows(2).all(|w| w[0].cell != w[1].cell));
+        assert!(cut.iter().all(|c| c.segment == 3));
+        // Consecutive cells touch: the line never skips one.
+        for w in cut.windows(2) {
+            assert!(w[0].cell.0.is_neighbor_with(w[1].cell.0).unwrap_or(false));
+        }
+    }
+
+    #[test]
+    fn road_length_per_cell_sums_to_the_network() {
+        let net = crate::town::generate(LatLon::new(48.0, 11.0).unwrap(), 4, 120.0);
+        let per_cell = road_length_per_cell(&net.segments, DEFAULT_RESOLUTION);
+        let total: f64 = per_cell.iter().map(|c| c.1).sum();
+        assert!((total - net.total_length_m()).abs() < 1e-6);
+        assert!(per_cell.windows(2).all(|w| w[0].0 < w[1].0));
     }
 }

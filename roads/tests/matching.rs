@@ -59,6 +59,18 @@ fn graphhopper_issue_70_streets_in_order() {
         vec!["Милана Видака", "Бранка Радичевића", "Здравка Челара"]
     );
     assert_eq!(result.pieces.len(), 1);
+    // Cut into H3 cells, the pieces add up to the matched length, each on a real segment.
+    let cut = covermap_roads::cut_matched(&result.pieces[0], covermap_roads::DEFAULT_RESOLUTION);
+    let total: f64 = cut.iter().map(|c| c.length_m).sum();
+    assert!(
+        (total - result.length_m()).abs() < 0.5,
+        "{total} vs {}",
+        result.length_m()
+    );
+    assert!(
+        cut.iter()
+            .all(|c| c.segment < graph.network().segments.len())
+    );
 }
 
 #[test]

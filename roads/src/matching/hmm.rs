@@ -89,6 +89,8 @@ pub struct MatchedPiece {
     pub osm_node_ids: Vec<i64>,
     /// Indices into the network's segments, in driving order, adjacent repeats merged.
     pub segments: Vec<usize>,
+    /// For each stretch between consecutive `coords`, the segment it drives.
+    pub point_segments: Vec<usize>,
     pub length_m: f64,
 }
 
@@ -466,6 +468,7 @@ impl<'g> Matcher<'g> {
             coords,
             osm_node_ids: path.nodes,
             segments: path.segments,
+            point_segments: path.point_segment,
             length_m,
         });
     }
