@@ -54,7 +54,15 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
             covermap_roads::town::generate(center, 10, 130.0)
         }
     };
-    store.replace_roads(&network.segments).await?;
+    store
+        .replace_roads(
+            &network.segments,
+            &covermap_roads::road_length_per_cell(
+                &network.segments,
+                covermap_roads::DEFAULT_RESOLUTION,
+            ),
+        )
+        .await?;
     let server = Server::start(&settings, store, blobs).await?;
     let base = format!("http://{}", server.addr);
     println!(

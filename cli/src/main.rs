@@ -158,7 +158,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Roads(RoadsCommand::Import { file }) => {
             let store = open_store(&settings).await?;
             let network = covermap_roads::osm::read_pbf(&file)?;
-            let n = store.replace_roads(&network.segments).await?;
+            let n = store
+                .replace_roads(
+                    &network.segments,
+                    &covermap_roads::road_length_per_cell(
+                        &network.segments,
+                        covermap_roads::DEFAULT_RESOLUTION,
+                    ),
+                )
+                .await?;
             println!(
                 "imported {n} road segments ({:.1} km) from {}",
                 network.total_length_m() / 1000.0,
@@ -194,6 +202,7 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
         ingest: settings.ingest_policy(),
         resolution: covermap_roads::DEFAULT_RESOLUTION,
         idle_poll: Duration::from_millis(500),
+        matching: covermap_roads::matching::MatchParams::for_sigma(10.0),
     }
 }
 

@@ -655,6 +655,27 @@ async fn demo_fills_the_map_a_browser_shows() {
         "{stdout}"
     );
     assert!(stdout.contains("duplicate=true"), "{stdout}");
+    // The demo loads roads, so every drive was map-matched and cut into cells.
+    let store = db.store().await;
+    for rec in store.recent_uploads(10).await.unwrap() {
+        let matched = rec.matched_m.unwrap_or(0.0);
+        assert!(
+            matched > 500.0,
+            "upload {} matched only {matched} m",
+            rec.id
+        );
+        let stretches = store.matched_stretches(rec.id).await.unwrap();
+        let total: f64 = stretches.iter().map(|s| s.length_m).sum();
+        assert!((total - matched).abs() < 1e-6);
+    }
+    let roads = store
+        .road_cells(covermap_domain::BoundingBox::WORLD, 100_000)
+        .await
+        .unwrap();
+    assert!(
+        roads.len() > 100,
+        "the town's road length per cell is stored"
+    );
 
     let server = serve(&db, &[]);
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]

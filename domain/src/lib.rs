@@ -331,6 +331,25 @@ pub struct CellCoverage {
     pub last_seen: DateTime<Utc>,
 }
 
+/// A stretch of road an upload was matched to, inside one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MatchedStretch {
+    /// Which continuous piece of the match (a gap or an unreachable stretch starts a new one).
+    pub match_piece: u32,
+    pub cell: Cell,
+    pub osm_way_id: i64,
+    /// The road segment's piece of its way (see [`RoadSegment::piece`]).
+    pub way_piece: u32,
+    pub length_m: f64,
+}
+
+/// How much road a cell holds: the denominator of its coverage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RoadCell {
+    pub cell: Cell,
+    pub road_length_m: f64,
+}
+
 /// A drivable piece of an OSM way, between two of its nodes that other ways share (or its ends).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoadSegment {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use covermap_domain::{Cell, CellVisit, Fix, LatLon, RoadSegment};
+use covermap_domain::{Cell, CellVisit, Fix, LatLon, MatchedStretch, RoadCell, RoadSegment};
 use h3o::{LatLng, Resolution};
 
 use crate::matching::MatchedPiece;
@@ -103,7 +103,7 @@ pub fn cut_matched(piece: &MatchedPiece, resolution: Resolution) -> Vec<CellStre
 }
 
 /// Every cell's total road length: the denominator of coverage. Ordered by cell.
-pub fn road_length_per_cell(segments: &[RoadSegment], resolution: Resolution) -> Vec<(Cell, f64)> {
+pub fn road_length_per_cell(segments: &[RoadSegment], resolution: Resolution) -> Vec<RoadCell> {
     let mut out = Vec::new();
     for (si, s) in segments.iter().enumerate() {
         cut_polyline(&s.points, resolution, |_| si, &mut out);
@@ -112,7 +112,38 @@ pub fn road_length_per_cell(segments: &[RoadSegment], resolution: Resolution) ->
     for stretch in out {
         *per_cell.entry(stretch.cell).or_insert(0.0) += stretch.length_m;
     }
-    per_cell.into_iter().collect()
+    per_cell
+        .into_iter()
+        .map(|(cell, road_length_m)| RoadCell {
+            cell,
+            road_length_m,
+        })
+        .collect()
+}
+
+/// A whole match cut into cells, each stretch named by its OSM way and piece, in driving order.
+pub fn matched_stretches(
+    result: &crate::matching::MatchResult,
+    graph: &crate::matching::RoadGraph,
+    resolution: Resolution,
+) -> Vec<MatchedStretch> {
+    let segments = &graph.network().segments;
+    result
+        .pieces
+        .iter()
+        .enumerate()
+        .flat_map(|(k, piece)| {
+            cut_matched(piece, resolution)
+                .into_iter()
+                .map(move |c| MatchedStretch {
+                    match_piece: k as u32,
+                    cell: c.cell,
+                    osm_way_id: segments[c.segment].osm_way_id,
+                    way_piece: segments[c.segment].piece,
+                    length_m: c.length_m,
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -174,8 +205,8 @@ mod tests {
     fn road_length_per_cell_sums_to_the_network() {
         let net = crate::town::generate(LatLon::new(48.0, 11.0).unwrap(), 4, 120.0);
         let per_cell = road_length_per_cell(&net.segments, DEFAULT_RESOLUTION);
-        let total: f64 = per_cell.iter().map(|c| c.1).sum();
+        let total: f64 = per_cell.iter().map(|c| c.road_length_m).sum();
         assert!((total - net.total_length_m()).abs() < 1e-6);
-        assert!(per_cell.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(per_cell.windows(2).all(|w| w[0].cell < w[1].cell));
     }
 }

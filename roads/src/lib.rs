@@ -12,7 +12,10 @@ pub mod osm;
 pub mod osm_xml;
 pub mod town;
 
-pub use cells::{CellStretch, DEFAULT_RESOLUTION, cut_matched, index_fixes, road_length_per_cell};
+pub use cells::{
+    CellStretch, DEFAULT_RESOLUTION, cut_matched, index_fixes, matched_stretches,
+    road_length_per_cell,
+};
 pub use network::{RoadNetwork, WayRules};
 
 /// Why a road network could not be read.

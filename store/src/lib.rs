@@ -20,7 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, CellCoverage, CellVisit, DeviceId, RoadSegment, UploadKind, UploadStatus,
+    BoundingBox, CellCoverage, CellVisit, DeviceId, MatchedStretch, RoadCell, RoadSegment,
+    UploadKind, UploadStatus,
 };
 use serde::Serialize;
 
@@ -62,6 +63,8 @@ pub struct UploadRecord {
     pub fixes_accepted: Option<i64>,
     pub fixes_rejected: Option<i64>,
     pub cells: Option<i64>,
+    /// Metres of road the upload was matched to (none where no road network was loaded).
+    pub matched_m: Option<f64>,
     pub processed_at: Option<DateTime<Utc>>,
 }
 
@@ -88,6 +91,8 @@ pub struct TrackOutcome {
     pub fixes_accepted: u32,
     pub fixes_rejected: u32,
     pub visits: Vec<CellVisit>,
+    /// The matched path cut into cells, in driving order; empty where no road network is loaded.
+    pub stretches: Vec<MatchedStretch>,
 }
 
 /// Why a leased job did not produce an outcome.
@@ -184,8 +189,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Coverage of the cells whose centres lie in `bbox`, at most `limit` of them, by cell id.
     async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>>;
 
-    /// Replaces the whole road network in one transaction.
-    async fn replace_roads(&self, segments: &[RoadSegment]) -> Result<u64>;
+    /// Replaces the whole road network, and each cell's road length, in one transaction.
+    async fn replace_roads(&self, segments: &[RoadSegment], cells: &[RoadCell]) -> Result<u64>;
+
+    /// Road length of the cells whose centres lie in `bbox`, at most `limit`, by cell id.
+    async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>>;
+
+    /// The stretches of road an upload was matched to, in driving order.
+    async fn matched_stretches(&self, upload_id: i64) -> Result<Vec<MatchedStretch>>;
 
     /// Road segments that intersect `bbox`, at most `limit`.
     async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>>;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use covermap_domain::{BoundingBox, Cell, CellCoverage, RoadSegment, UploadStatus};
+use covermap_domain::{
+    BoundingBox, Cell, CellCoverage, MatchedStretch, RoadCell, RoadSegment, UploadStatus,
+};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
@@ -24,7 +26,7 @@ pub struct PgStore {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
-     fixes_accepted, fixes_rejected, cells, processed_at";
+     fixes_accepted, fixes_rejected, cells, matched_m, processed_at";
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
@@ -111,6 +113,7 @@ fn upload_from_row(row: &PgRow) -> Result<UploadRecord> {
         fixes_accepted: row.try_get("fixes_accepted").ctx("reading an upload")?,
         fixes_rejected: row.try_get("fixes_rejected").ctx("reading an upload")?,
         cells: row.try_get("cells").ctx("reading an upload")?,
+        matched_m: row.try_get("matched_m").ctx("reading an upload")?,
         processed_at: row.try_get("processed_at").ctx("reading an upload")?,
     })
 }
@@ -299,15 +302,34 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .ctx("writing cell observations")?;
+        let st = &outcome.stretches;
+        sqlx::query(
+            "INSERT INTO matched_stretches \
+                 (upload_id, seq, match_piece, cell, osm_way_id, way_piece, length_m) \
+             SELECT $1, seq, mp, c, w, wp, l \
+             FROM UNNEST($2::int[], $3::int[], $4::bigint[], $5::bigint[], $6::int[], \
+                         $7::float8[]) AS t(seq, mp, c, w, wp, l)",
+        )
+        .bind(lease.upload_id)
+        .bind((0..st.len() as i32).collect::<Vec<_>>())
+        .bind(st.iter().map(|x| x.match_piece as i32).collect::<Vec<_>>())
+        .bind(st.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
+        .bind(st.iter().map(|x| x.osm_way_id).collect::<Vec<_>>())
+        .bind(st.iter().map(|x| x.way_piece as i32).collect::<Vec<_>>())
+        .bind(st.iter().map(|x| x.length_m).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing matched stretches")?;
         sqlx::query(
             "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = $2, \
-                 fixes_rejected = $3, cells = $4, processed_at = $5 WHERE id = $1",
+                 fixes_rejected = $3, cells = $4, processed_at = $5, matched_m = $6 WHERE id = $1",
         )
         .bind(lease.upload_id)
         .bind(i64::from(outcome.fixes_accepted))
         .bind(i64::from(outcome.fixes_rejected))
         .bind(v.len() as i64)
         .bind(now)
+        .bind(rows::matched_m(outcome))
         .execute(&mut *tx)
         .await
         .ctx("summarising an upload")?;
@@ -392,12 +414,32 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn replace_roads(&self, segments: &[RoadSegment]) -> Result<u64> {
+    async fn replace_roads(&self, segments: &[RoadSegment], cells: &[RoadCell]) -> Result<u64> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         sqlx::query("DELETE FROM road_segments")
             .execute(&mut *tx)
             .await
             .ctx("clearing the road network")?;
+        sqlx::query("DELETE FROM road_cells")
+            .execute(&mut *tx)
+            .await
+            .ctx("clearing road cells")?;
+        for chunk in cells.chunks(20_000) {
+            let centers: Vec<_> = chunk.iter().map(|c| c.cell.center()).collect();
+            sqlx::query(
+                "INSERT INTO road_cells (cell, road_length_m, geom) \
+                 SELECT c, l, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+                 FROM UNNEST($1::bigint[], $2::float8[], $3::float8[], $4::float8[]) \
+                      AS t(c, l, lat, lon)",
+            )
+            .bind(chunk.iter().map(|c| c.cell.as_i64()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|c| c.road_length_m).collect::<Vec<_>>())
+            .bind(centers.iter().map(|p| p.lat).collect::<Vec<_>>())
+            .bind(centers.iter().map(|p| p.lon).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .ctx("writing road cells")?;
+        }
         for chunk in segments.chunks(5000) {
             sqlx::query(
                 "INSERT INTO road_segments \
@@ -454,6 +496,36 @@ impl Store for PgStore {
                     points: rows::points_from_geojson(&geojson)?,
                 })
             })
+            .collect()
+    }
+
+    async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>> {
+        let rows: Vec<(i64, f64)> = sqlx::query_as(
+            "SELECT cell, road_length_m FROM road_cells \
+             WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) ORDER BY cell LIMIT $5",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading road cells")?;
+        rows::road_cells(rows)
+    }
+
+    async fn matched_stretches(&self, upload_id: i64) -> Result<Vec<MatchedStretch>> {
+        let rows: Vec<(i32, i64, i64, i32, f64)> = sqlx::query_as(
+            "SELECT match_piece, cell, osm_way_id, way_piece, length_m FROM matched_stretches \
+             WHERE upload_id = $1 ORDER BY seq",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading matched stretches")?;
+        rows.into_iter()
+            .map(|(mp, c, w, wp, l)| rows::stretch(i64::from(mp), c, w, i64::from(wp), l))
             .collect()
     }
 

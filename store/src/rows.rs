@@ -1,9 +1,9 @@
 //! What both backends share: the queue's failure rule and the encodings of values in rows.
 
-use covermap_domain::{LatLon, RoadSegment};
+use covermap_domain::{Cell, LatLon, MatchedStretch, RoadCell, RoadSegment};
 
 use crate::error::{Result, StoreError};
-use crate::{JobFailure, Lease, QueuePolicy, StoreStats};
+use crate::{JobFailure, Lease, QueuePolicy, StoreStats, TrackOutcome};
 
 pub(crate) fn gave_up(attempts: i32) -> String {
     format!("processing gave up after {attempts} attempts that did not finish")
@@ -107,4 +107,38 @@ pub(crate) fn stats_from_row(r: StatsRow) -> StoreStats {
         cells: r.7,
         road_segments: r.8,
     }
+}
+
+/// The matched length of an outcome; `None` when nothing was matched (no road network).
+pub(crate) fn matched_m(outcome: &TrackOutcome) -> Option<f64> {
+    (!outcome.stretches.is_empty()).then(|| outcome.stretches.iter().map(|s| s.length_m).sum())
+}
+
+pub(crate) fn road_cells(rows: Vec<(i64, f64)>) -> Result<Vec<RoadCell>> {
+    rows.into_iter()
+        .map(|(cell, road_length_m)| {
+            Ok(RoadCell {
+                cell: Cell::from_i64(cell)?,
+                road_length_m,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn stretch(
+    match_piece: i64,
+    cell: i64,
+    osm_way_id: i64,
+    way_piece: i64,
+    length_m: f64,
+) -> Result<MatchedStretch> {
+    Ok(MatchedStretch {
+        match_piece: u32::try_from(match_piece)
+            .map_err(|_| StoreError::Corrupt(format!("match piece {match_piece}")))?,
+        cell: Cell::from_i64(cell)?,
+        osm_way_id,
+        way_piece: u32::try_from(way_piece)
+            .map_err(|_| StoreError::Corrupt(format!("way piece {way_piece}")))?,
+        length_m,
+    })
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use covermap_domain::{BoundingBox, Cell, CellCoverage, RoadSegment, UploadStatus};
+use covermap_domain::{
+    BoundingBox, Cell, CellCoverage, MatchedStretch, RoadCell, RoadSegment, UploadStatus,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -27,7 +29,7 @@ pub struct SqliteStore {
 }
 
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
-     fixes_accepted, fixes_rejected, cells, processed_at";
+     fixes_accepted, fixes_rejected, cells, matched_m, processed_at";
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -142,6 +144,7 @@ fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord> {
         fixes_accepted: get_opt("fixes_accepted")?,
         fixes_rejected: get_opt("fixes_rejected")?,
         cells: get_opt("cells")?,
+        matched_m: row.try_get("matched_m").ctx("reading an upload")?,
         processed_at: get_opt("processed_at")?.map(time).transpose()?,
     })
 }
@@ -332,14 +335,32 @@ impl Store for SqliteStore {
             .await
             .ctx("writing cell observations")?;
         }
+        for (seq, st) in outcome.stretches.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO matched_stretches \
+                     (upload_id, seq, match_piece, cell, osm_way_id, way_piece, length_m) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(lease.upload_id)
+            .bind(seq as i64)
+            .bind(i64::from(st.match_piece))
+            .bind(st.cell.as_i64())
+            .bind(st.osm_way_id)
+            .bind(i64::from(st.way_piece))
+            .bind(st.length_m)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing matched stretches")?;
+        }
         sqlx::query(
             "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = ?, \
-                 fixes_rejected = ?, cells = ?, processed_at = ? WHERE id = ?",
+                 fixes_rejected = ?, cells = ?, processed_at = ?, matched_m = ? WHERE id = ?",
         )
         .bind(i64::from(outcome.fixes_accepted))
         .bind(i64::from(outcome.fixes_rejected))
         .bind(outcome.visits.len() as i64)
         .bind(micros(now))
+        .bind(rows::matched_m(outcome))
         .bind(lease.upload_id)
         .execute(&mut *tx)
         .await
@@ -426,12 +447,29 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn replace_roads(&self, segments: &[RoadSegment]) -> Result<u64> {
+    async fn replace_roads(&self, segments: &[RoadSegment], cells: &[RoadCell]) -> Result<u64> {
         let mut tx = self.write().await?;
         sqlx::query("DELETE FROM road_segments")
             .execute(&mut *tx)
             .await
             .ctx("clearing the road network")?;
+        sqlx::query("DELETE FROM road_cells")
+            .execute(&mut *tx)
+            .await
+            .ctx("clearing road cells")?;
+        for c in cells {
+            let center = c.cell.center();
+            sqlx::query(
+                "INSERT INTO road_cells (cell, road_length_m, lat, lon) VALUES (?, ?, ?, ?)",
+            )
+            .bind(c.cell.as_i64())
+            .bind(c.road_length_m)
+            .bind(center.lat)
+            .bind(center.lon)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing road cells")?;
+        }
         for s in segments {
             let (mut w, mut so, mut e, mut n) = (180.0f64, 90.0f64, -180.0f64, -90.0f64);
             for p in &s.points {
@@ -497,6 +535,36 @@ impl Store for SqliteStore {
                     points: rows::points_from_json(&coords)?,
                 })
             })
+            .collect()
+    }
+
+    async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>> {
+        let rows: Vec<(i64, f64)> = sqlx::query_as(
+            "SELECT cell, road_length_m FROM road_cells \
+             WHERE lat BETWEEN ? AND ? AND lon BETWEEN ? AND ? ORDER BY cell LIMIT ?",
+        )
+        .bind(bbox.south)
+        .bind(bbox.north)
+        .bind(bbox.west)
+        .bind(bbox.east)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading road cells")?;
+        rows::road_cells(rows)
+    }
+
+    async fn matched_stretches(&self, upload_id: i64) -> Result<Vec<MatchedStretch>> {
+        let rows: Vec<(i64, i64, i64, i64, f64)> = sqlx::query_as(
+            "SELECT match_piece, cell, osm_way_id, way_piece, length_m FROM matched_stretches \
+             WHERE upload_id = ? ORDER BY seq",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading matched stretches")?;
+        rows.into_iter()
+            .map(|(mp, c, w, wp, l)| rows::stretch(mp, c, w, wp, l))
             .collect()
     }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellVisit, LatLon, RoadSegment, UploadKind, UploadStatus,
+    BoundingBox, Cell, CellVisit, LatLon, MatchedStretch, RoadCell, RoadSegment, UploadKind,
+    UploadStatus,
 };
 use covermap_store::{
     BlobRef, JobFailure, NewUpload, QueuePolicy, SqliteStore, Store, StoreError, TrackOutcome,
@@ -164,6 +165,17 @@ fn outcome(points: &[(f64, f64)], at: DateTime<Utc>) -> TrackOutcome {
                 last_seen: at + secs(i as i64 + 1),
             })
             .collect(),
+        stretches: points
+            .iter()
+            .enumerate()
+            .map(|(i, &(lat, lon))| MatchedStretch {
+                match_piece: 0,
+                cell: cell_at(lat, lon),
+                osm_way_id: 7,
+                way_piece: i as u32,
+                length_m: 12.5,
+            })
+            .collect(),
     }
 }
 
@@ -252,6 +264,13 @@ async fn completed_job_writes_coverage_and_is_not_leased_again(store: Arc<dyn St
         (Some(3), Some(1), Some(3))
     );
     assert_eq!(rec.processed_at, Some(now + secs(1)));
+    assert_eq!(rec.matched_m, Some(37.5));
+    let stretches = store.matched_stretches(receipt.upload_id).await.unwrap();
+    assert_eq!(
+        stretches,
+        outcome(&MONACO, t0()).stretches,
+        "in driving order"
+    );
     let cov = store.coverage(BoundingBox::WORLD, 100).await.unwrap();
     assert_eq!(cov.len(), 3);
     assert!(
@@ -604,13 +623,31 @@ async fn road_network_round_trips_and_filters_by_box(store: Arc<dyn Store>) {
             Some("Quai Branly"),
         ),
     ];
-    assert_eq!(store.replace_roads(&segments).await.unwrap(), 3);
+    let cells = [
+        RoadCell {
+            cell: cell_at(43.7384, 7.4246),
+            road_length_m: 40.0,
+        },
+        RoadCell {
+            cell: cell_at(48.8584, 2.2945),
+            road_length_m: 70.5,
+        },
+    ];
+    assert_eq!(store.replace_roads(&segments, &cells).await.unwrap(), 3);
     let monaco: BoundingBox = "7.40,43.72,7.44,43.75".parse().unwrap();
     let got = store.roads(monaco, 100).await.unwrap();
     assert_eq!(got, segments[..2].to_vec());
     assert_eq!(store.roads(BoundingBox::WORLD, 100).await.unwrap().len(), 3);
+    assert_eq!(
+        store.road_cells(monaco, 100).await.unwrap(),
+        cells[..1].to_vec()
+    );
     // Replacing is whole: the old network is gone.
-    store.replace_roads(&segments[2..]).await.unwrap();
+    store
+        .replace_roads(&segments[2..], &cells[1..])
+        .await
+        .unwrap();
+    assert!(store.road_cells(monaco, 100).await.unwrap().is_empty());
     assert!(store.roads(monaco, 100).await.unwrap().is_empty());
     assert_eq!(store.stats().await.unwrap().road_segments, 1);
 }

@@ -130,13 +130,30 @@ pub(crate) async fn upload_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id: i64 = id.parse().map_err(|_| {
-        ApiError::bad_request("invalid_id", format!("upload id {id:?} is not a number"))
-    })?;
+    let id = parse_id(&id)?;
     match state.store.upload(id).await? {
         Some(rec) => Ok(Json(rec).into_response()),
         None => Err(ApiError::NotFound(format!("no upload {id}"))),
     }
+}
+
+/// The stretches of road an upload was matched to, cell by cell, in driving order.
+pub(crate) async fn matched(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    if state.store.upload(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no upload {id}")));
+    }
+    let stretches = state.store.matched_stretches(id).await?;
+    Ok(Json(json!({"upload_id": id, "stretches": stretches})).into_response())
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_id", format!("upload id {id:?} is not a number"))
+    })
 }
 
 #[derive(Debug, Deserialize)]

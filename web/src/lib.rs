@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(limit))
                 .get(api::upload_status),
         )
+        .route("/api/v1/uploads/{param}/matched", get(api::matched))
         .route("/api/v1/uploads", get(api::recent_uploads))
         .route("/api/v1/coverage", get(api::coverage))
         .route("/api/v1/roads", get(api::roads))
