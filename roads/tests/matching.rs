@@ -352,3 +352,85 @@ fn a_long_track_matches() {
         .unwrap();
     assert_eq!(r.snaps.len(), 10_000);
 }
+
+/// Many noisy drives over the real network, dense and sparse, with jumps and stops: the matcher
+/// must never panic, and every piece it returns must be a sane path.
+#[test]
+fn random_noisy_drives_never_break_the_matcher() {
+    let graph = monaco();
+    let net = graph.network();
+    let departures = net.departures();
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut matcher = graph.matcher();
+    for drive in 0..600 {
+        // A walk over connected segments.
+        let mut seg = (rand() * net.segments.len() as f64) as usize % net.segments.len();
+        let mut path: Vec<LatLon> = Vec::new();
+        for _ in 0..40 {
+            path.extend(net.segments[seg].points.iter().copied());
+            let end = *net.segments[seg].osm_node_ids.last().unwrap();
+            let next: Vec<usize> = departures
+                .get(&end)
+                .map(|d| {
+                    d.iter()
+                        .filter(|(i, f)| *i != seg && *f)
+                        .map(|(i, _)| *i)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if next.is_empty() {
+                break;
+            }
+            seg = next[(rand() * next.len() as f64) as usize % next.len()];
+        }
+        let every = [1.0, 1.0, 5.0, 15.0][drive % 4];
+        let sigma = [5.0, 15.0, 5.0, 15.0][drive % 4];
+        let mut points = Vec::new();
+        let (mut t, mut i, mut along) = (0.0, 0usize, 0.0);
+        while i + 1 < path.len() {
+            // Sometimes stand still for a while; sometimes jump (an outlier).
+            let speed = if rand() < 0.1 { 0.0 } else { 12.0 * every };
+            let mut step = speed;
+            while i + 1 < path.len() {
+                let d = path[i].distance_m(path[i + 1]);
+                if along + step <= d {
+                    along += step;
+                    break;
+                }
+                step -= d - along;
+                along = 0.0;
+                i += 1;
+            }
+            if i + 1 >= path.len() {
+                break;
+            }
+            let (a, b) = (path[i], path[i + 1]);
+            let f = along / a.distance_m(b).max(1e-9);
+            let noise = if rand() < 0.02 { 40.0 } else { sigma };
+            let n = |r: f64| (r - 0.5) * 3.4 * noise / 111_320.0;
+            points.push(TracePoint {
+                lat: a.lat + (b.lat - a.lat) * f + n(rand()),
+                lon: a.lon + (b.lon - a.lon) * f + n(rand()) / a.lat.to_radians().cos(),
+                time_s: t,
+            });
+            t += every;
+        }
+        if points.is_empty() {
+            continue;
+        }
+        let r = matcher
+            .match_trace(&points, &MatchParams::for_sigma(sigma))
+            .unwrap();
+        assert_eq!(r.snaps.len(), points.len());
+        for piece in &r.pieces {
+            assert_eq!(piece.point_segments.len() + 1, piece.coords.len().max(1));
+            assert!(piece.length_m.is_finite() && piece.length_m >= 0.0);
+        }
+    }
+}

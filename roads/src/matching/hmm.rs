@@ -143,6 +143,9 @@ const MAX_SKIPS: usize = 3;
 /// Fixes closer in time than this are "dense" (1 Hz logging and the like).
 const DENSE_INTERVAL_S: f64 = 3.0;
 
+/// Thinning keeps at least one dense fix in this many seconds.
+const MAX_THINNED_S: f64 = 8.0;
+
 /// A matcher over one graph; reusable across tracks (its routing arrays are allocated once).
 #[derive(Debug)]
 pub struct Matcher<'g> {
@@ -204,7 +207,11 @@ impl<'g> Matcher<'g> {
                 let dt = points[i].time_s - points[i - 1].time_s;
                 // A track without times counts as dense.
                 let dense = dt.is_nan() || dt < DENSE_INTERVAL_S;
-                let close = d < 2.0 * p.sigma || (dense && d < p.min_spacing_m);
+                // …but never for long: a road that doubles back (a hairpin) keeps every fix
+                // near the last kept one while the car drives on.
+                let since = points[i].time_s - last.time;
+                let recent = since.is_nan() || since < MAX_THINNED_S;
+                let close = d < 2.0 * p.sigma || (dense && recent && d < p.min_spacing_m);
                 let is_last = i + 1 == xy.len();
                 if close && !is_last {
                     continue;
@@ -396,6 +403,8 @@ impl<'g> Matcher<'g> {
         step_coord.push(0usize);
         let mut edges = Vec::new();
         let mut prev = c0;
+        // Where the path stood when it entered its current edge, while it may be taken back.
+        let mut entered: Option<Checkpoint> = None;
         for &(si, ci, _) in &chosen[1..] {
             let c = steps[si].cands[ci];
             // The path only ever moves forward: a candidate at or a little behind where the path
@@ -408,6 +417,22 @@ impl<'g> Matcher<'g> {
             if c.edge == edge && c.offset > off {
                 path.along(g, edge, off, c.offset);
                 off = c.offset;
+            } else if let Some(cp) = entered
+                && off <= 2.0 * p.stay_tolerance_m
+                && g.edges[c.edge as usize].to == g.edges[edge as usize].from
+                && g.edges[c.edge as usize].segment != g.edges[edge as usize].segment
+            {
+                // The decoder went back to the road before the junction the path had just
+                // crossed, so it may yet leave the junction another way: take back the few
+                // metres past the junction and wait at it.
+                path.rewind(cp);
+                let last = path.xy.len() - 1;
+                for at in &mut step_coord {
+                    *at = (*at).min(last);
+                }
+                edge = c.edge;
+                off = g.edges[edge as usize].len;
+                entered = None;
             } else if (c.edge == edge && c.offset >= off - 2.0 * p.stay_tolerance_m)
                 || behind(g, edge, off, &c, 2.0 * p.stay_tolerance_m)
                 || decoded_as_stay
@@ -422,6 +447,7 @@ impl<'g> Matcher<'g> {
                 for &mid in &edges {
                     path.along(g, mid, 0.0, g.edges[mid as usize].len);
                 }
+                entered = Some(path.checkpoint());
                 path.enter(g, c.edge);
                 path.along(g, c.edge, 0.0, c.offset);
                 edge = c.edge;
@@ -533,7 +559,30 @@ struct PathBuilder {
     segments: Vec<usize>,
 }
 
+/// The lengths of a path's lists at one moment, to cut it back to.
+#[derive(Debug, Clone, Copy)]
+struct Checkpoint {
+    xy: usize,
+    nodes: usize,
+    segments: usize,
+}
+
 impl PathBuilder {
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            xy: self.xy.len(),
+            nodes: self.nodes.len(),
+            segments: self.segments.len(),
+        }
+    }
+
+    fn rewind(&mut self, cp: Checkpoint) {
+        self.xy.truncate(cp.xy.max(1));
+        self.point_segment.truncate(cp.xy.max(1) - 1);
+        self.nodes.truncate(cp.nodes);
+        self.segments.truncate(cp.segments.max(1));
+    }
+
     fn start(&mut self, g: &RoadGraph, edge: u32, offset: f64) {
         let e = g.edges[edge as usize];
         let shape = &g.shapes[e.segment as usize];
@@ -598,6 +647,7 @@ impl PathBuilder {
     /// The nearest point to `q` on the path between point indices `lo` and `hi`.
     fn project(&self, q: [f64; 2], lo: usize, hi: usize) -> ([f64; 2], f64, usize) {
         let hi = hi.min(self.xy.len() - 1);
+        let lo = lo.min(hi);
         let mut best = (self.xy[lo], dist(q, self.xy[lo]), self.segment_at(lo));
         for i in lo..hi {
             let (a, b) = (self.xy[i], self.xy[i + 1]);
