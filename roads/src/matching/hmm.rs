@@ -140,6 +140,12 @@ struct Step {
 
 const MAX_SKIPS: usize = 3;
 
+/// A step that lowers the best log-likelihood by more than this is treated as an outlier.
+const SKIP_COST: f64 = 5.0;
+
+/// The same for fixes ten or more seconds apart, each of which carries more of the route.
+const SKIP_COST_SPARSE: f64 = 20.0;
+
 /// Fixes closer in time than this are "dense" (1 Hz logging and the like).
 const DENSE_INTERVAL_S: f64 = 3.0;
 
@@ -278,7 +284,20 @@ impl<'g> Matcher<'g> {
                     break;
                 }
                 let (scores, back) = self.advance(prev, prev_scores, cur, p);
-                if scores.iter().any(|s| s.is_finite()) {
+                let before = prev_scores
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let after = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                // A fix that only a long detour can reach is more likely wrong than the road:
+                // skip it like an unreachable one, and take it only if the next ones agree.
+                let skip_cost = if cur.time - prev.time >= 10.0 {
+                    SKIP_COST_SPARSE
+                } else {
+                    SKIP_COST
+                };
+                let implausible = before - after > skip_cost && skipped < MAX_SKIPS;
+                if after.is_finite() && !implausible {
                     trellis.push((next, scores, back));
                     skipped = 0;
                     next += 1;

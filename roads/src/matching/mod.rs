@@ -9,8 +9,9 @@
 //!   (noise around a slow or standing car says nothing about the route);
 //! - a small step backwards along the same road is read as standing still, not as turning
 //!   around twice (`stay_tolerance_m`), so 1 Hz noise never becomes back-and-forth driving;
-//! - a fix with no candidate is dropped; a fix no candidate of the previous one can reach is
-//!   skipped (up to three in a row), and beyond that, or after a gap in time, the match is split
+//! - a fix with no candidate is dropped; a fix no candidate of the previous one can reach, or
+//!   only by a detour that costs more than a few units of log-likelihood, is skipped as an
+//!   outlier (up to three in a row); beyond that, or after a gap in time, the match is split
 //!   into pieces;
 //! - oneways are respected: the graph has an edge only for each permitted direction.
 
