@@ -53,6 +53,14 @@ pub struct Overrides {
         value_name = "DAYS"
     )]
     pub max_fix_age_days: Option<u64>,
+    /// H3 resolution that coverage is counted at, 0 to 15 [default: 11, cells of ~28 m edge].
+    #[arg(
+        long,
+        env = "COVERMAP_H3_RESOLUTION",
+        global = true,
+        value_name = "RES"
+    )]
+    pub h3_resolution: Option<u8>,
     /// Log format on stderr [default: text].
     #[arg(
         long,
@@ -81,6 +89,7 @@ pub struct Settings {
     pub lease_seconds: u64,
     pub max_upload_bytes: usize,
     pub max_fix_age_days: u64,
+    pub h3_resolution: u8,
     pub log_format: LogFormat,
 }
 
@@ -106,8 +115,15 @@ impl Settings {
             max_upload_bytes: pick(&cli.max_upload_bytes, &file.max_upload_bytes)
                 .unwrap_or(32 * 1024 * 1024),
             max_fix_age_days: pick(&cli.max_fix_age_days, &file.max_fix_age_days).unwrap_or(30),
+            h3_resolution: pick(&cli.h3_resolution, &file.h3_resolution).unwrap_or(11),
             log_format: pick(&cli.log_format, &file.log_format).unwrap_or(LogFormat::Text),
         };
+        if settings.h3_resolution > 15 {
+            bail!(
+                "h3_resolution must be 0 to 15, not {}",
+                settings.h3_resolution
+            );
+        }
         if settings.lease_seconds == 0 {
             bail!("lease_seconds must be at least 1");
         }
@@ -119,6 +135,10 @@ impl Settings {
 
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_seconds)
+    }
+
+    pub fn resolution(&self) -> h3o::Resolution {
+        h3o::Resolution::try_from(self.h3_resolution).unwrap_or(covermap_roads::DEFAULT_RESOLUTION)
     }
 
     pub fn ingest_policy(&self) -> covermap_ingest::IngestPolicy {
@@ -185,6 +205,26 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:9100");
         assert_eq!(s.workers, 7);
         assert_eq!(s.database.as_deref(), Some("postgres://db/x"));
+    }
+
+    #[test]
+    fn h3_resolution_is_checked() {
+        let f = write("h3_resolution = 16\n");
+        let o = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(&o).unwrap_err().to_string();
+        assert!(err.contains("h3_resolution must be 0 to 15"), "{err}");
+        let f = write("h3_resolution = 9\n");
+        let o = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&o).unwrap().resolution(),
+            h3o::Resolution::Nine
+        );
     }
 
     #[test]

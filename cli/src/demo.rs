@@ -19,7 +19,7 @@ use crate::config::Settings;
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Road network to drive (.osm.pbf); without one, a generated town.
+    /// Road network to drive (.osm.pbf or OSM XML); without one, a generated town.
     #[arg(long, value_name = "FILE.osm.pbf")]
     pub roads: Option<PathBuf>,
     /// Simulated contributors.
@@ -48,7 +48,7 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     }
     let (store, blobs) = crate::open_storage(&settings).await?;
     let network = match &args.roads {
-        Some(path) => covermap_roads::osm::read_pbf(path)?,
+        Some(path) => covermap_roads::osm::read(path)?,
         None => {
             let center = LatLon::new(TOWN_CENTER.0, TOWN_CENTER.1)?;
             covermap_roads::town::generate(center, 10, 130.0)
@@ -57,10 +57,7 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     store
         .replace_roads(
             &network.segments,
-            &covermap_roads::road_length_per_cell(
-                &network.segments,
-                covermap_roads::DEFAULT_RESOLUTION,
-            ),
+            &covermap_roads::road_length_per_cell(&network.segments, settings.resolution()),
         )
         .await?;
     let server = Server::start(&settings, store, blobs).await?;

@@ -157,14 +157,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Roads(RoadsCommand::Import { file }) => {
             let store = open_store(&settings).await?;
-            let network = covermap_roads::osm::read_pbf(&file)?;
+            let network = covermap_roads::osm::read(&file)?;
             let n = store
                 .replace_roads(
                     &network.segments,
-                    &covermap_roads::road_length_per_cell(
-                        &network.segments,
-                        covermap_roads::DEFAULT_RESOLUTION,
-                    ),
+                    &covermap_roads::road_length_per_cell(&network.segments, settings.resolution()),
                 )
                 .await?;
             println!(
@@ -175,7 +172,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args, settings).await,
-        Command::Match(args) => tokio::task::spawn_blocking(move || matching::run(&args)).await?,
+        Command::Match(args) => {
+            let resolution = settings.resolution();
+            tokio::task::spawn_blocking(move || matching::run(&args, resolution)).await?
+        }
     }
 }
 
@@ -200,7 +200,7 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
         lease: settings.lease(),
         queue: QueuePolicy::default(),
         ingest: settings.ingest_policy(),
-        resolution: covermap_roads::DEFAULT_RESOLUTION,
+        resolution: settings.resolution(),
         idle_poll: Duration::from_millis(500),
         matching: covermap_roads::matching::MatchParams::for_sigma(10.0),
     }

@@ -38,7 +38,7 @@ pub struct MatchArgs {
     pub sigma: f64,
 }
 
-pub fn run(args: &MatchArgs) -> anyhow::Result<()> {
+pub fn run(args: &MatchArgs, resolution: h3o::Resolution) -> anyhow::Result<()> {
     if !(args.sigma.is_finite() && args.sigma > 0.0 && args.sigma <= 500.0) {
         bail!("--sigma must be a number of metres between 0 and 500");
     }
@@ -46,7 +46,7 @@ pub fn run(args: &MatchArgs) -> anyhow::Result<()> {
     let graph = RoadGraph::new(network);
     let params = MatchParams::for_sigma(args.sigma);
     if let Some(gpx) = &args.gpx {
-        let feature = match_gpx(&graph, gpx, &params)?;
+        let feature = match_gpx(&graph, gpx, &params, resolution)?;
         println!("{feature}");
         return Ok(());
     }
@@ -93,7 +93,12 @@ pub fn run(args: &MatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn match_gpx(graph: &RoadGraph, path: &Path, params: &MatchParams) -> anyhow::Result<Value> {
+fn match_gpx(
+    graph: &RoadGraph,
+    path: &Path,
+    params: &MatchParams,
+    resolution: h3o::Resolution,
+) -> anyhow::Result<Value> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let raw = covermap_ingest::read_gpx_points(&bytes)
         .with_context(|| format!("{} is not a usable GPX track", path.display()))?;
@@ -123,7 +128,7 @@ fn match_gpx(graph: &RoadGraph, path: &Path, params: &MatchParams) -> anyhow::Re
             "osm_node_ids": result.pieces.iter().map(|p| p.osm_node_ids.clone()).collect::<Vec<_>>(),
             "pieces": result.pieces.len(),
             "cells": result.pieces.iter()
-                .flat_map(|p| covermap_roads::cut_matched(p, covermap_roads::DEFAULT_RESOLUTION))
+                .flat_map(|p| covermap_roads::cut_matched(p, resolution))
                 .map(|c| json!({
                     "cell": c.cell.to_string(),
                     "osm_way_id": graph.network().segments[c.segment].osm_way_id,

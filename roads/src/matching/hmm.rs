@@ -291,7 +291,9 @@ impl<'g> Matcher<'g> {
                 let after = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 // A fix that only a long detour can reach is more likely wrong than the road:
                 // skip it like an unreachable one, and take it only if the next ones agree.
-                let skip_cost = if cur.time - prev.time >= 10.0 {
+                // Untimed tracks (drawn or exported routes) are sparse as a rule.
+                let dt = cur.time - prev.time;
+                let skip_cost = if dt.is_nan() || dt >= 10.0 {
                     SKIP_COST_SPARSE
                 } else {
                     SKIP_COST
