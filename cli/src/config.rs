@@ -53,6 +53,33 @@ pub struct Overrides {
         value_name = "DAYS"
     )]
     pub max_fix_age_days: Option<u64>,
+    /// Largest camera drive assembled from resumable parts, in bytes [default: 1073741824 (1 GiB)].
+    #[arg(
+        long,
+        env = "COVERMAP_MAX_DRIVE_BYTES",
+        global = true,
+        value_name = "BYTES"
+    )]
+    pub max_drive_bytes: Option<u64>,
+    /// Seconds added to every frame's capture time: the camera clock's error against GPS time
+    /// (negative if the camera runs ahead) [default: 0].
+    #[arg(
+        long,
+        env = "COVERMAP_CAMERA_OFFSET_SECONDS",
+        global = true,
+        value_name = "S",
+        allow_hyphen_values = true
+    )]
+    pub camera_offset_seconds: Option<f64>,
+    /// Requests per second one client address may make to the public map endpoints; bursts of
+    /// five times as many pass [default: 20].
+    #[arg(
+        long,
+        env = "COVERMAP_PUBLIC_RATE",
+        global = true,
+        value_name = "PER_S"
+    )]
+    pub public_rate: Option<f64>,
     /// H3 resolution that coverage is counted at, 0 to 15 [default: 11, cells of ~28 m edge].
     #[arg(
         long,
@@ -89,6 +116,9 @@ pub struct Settings {
     pub lease_seconds: u64,
     pub max_upload_bytes: usize,
     pub max_fix_age_days: u64,
+    pub max_drive_bytes: u64,
+    pub camera_offset_seconds: f64,
+    pub public_rate: f64,
     pub h3_resolution: u8,
     pub log_format: LogFormat,
 }
@@ -115,6 +145,11 @@ impl Settings {
             max_upload_bytes: pick(&cli.max_upload_bytes, &file.max_upload_bytes)
                 .unwrap_or(32 * 1024 * 1024),
             max_fix_age_days: pick(&cli.max_fix_age_days, &file.max_fix_age_days).unwrap_or(30),
+            max_drive_bytes: pick(&cli.max_drive_bytes, &file.max_drive_bytes)
+                .unwrap_or(1024 * 1024 * 1024),
+            camera_offset_seconds: pick(&cli.camera_offset_seconds, &file.camera_offset_seconds)
+                .unwrap_or(0.0),
+            public_rate: pick(&cli.public_rate, &file.public_rate).unwrap_or(20.0),
             h3_resolution: pick(&cli.h3_resolution, &file.h3_resolution).unwrap_or(11),
             log_format: pick(&cli.log_format, &file.log_format).unwrap_or(LogFormat::Text),
         };
@@ -130,6 +165,14 @@ impl Settings {
         if settings.max_upload_bytes == 0 {
             bail!("max_upload_bytes must be at least 1");
         }
+        if !settings.camera_offset_seconds.is_finite()
+            || settings.camera_offset_seconds.abs() > 366.0 * 86_400.0
+        {
+            bail!("camera_offset_seconds must be a number of seconds within a year");
+        }
+        if !(settings.public_rate.is_finite() && settings.public_rate > 0.0) {
+            bail!("public_rate must be a positive number of requests per second");
+        }
         Ok(settings)
     }
 
@@ -141,10 +184,29 @@ impl Settings {
         h3o::Resolution::try_from(self.h3_resolution).unwrap_or(covermap_roads::DEFAULT_RESOLUTION)
     }
 
-    pub fn ingest_policy(&self) -> covermap_ingest::IngestPolicy {
-        covermap_ingest::IngestPolicy {
-            max_age: Duration::from_secs(self.max_fix_age_days.saturating_mul(86_400)),
-            ..Default::default()
+    pub fn ingest_rules(&self) -> covermap_ingest::IngestRules {
+        let max_age = Duration::from_secs(self.max_fix_age_days.saturating_mul(86_400));
+        covermap_ingest::IngestRules {
+            track: covermap_ingest::IngestPolicy {
+                max_age,
+                ..Default::default()
+            },
+            radio: covermap_ingest::radio::RadioPolicy {
+                max_age,
+                ..Default::default()
+            },
+            drive: covermap_ingest::DriveLimits::default(),
+        }
+    }
+
+    pub fn camera_offset(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds((self.camera_offset_seconds * 1000.0).round() as i64)
+    }
+
+    pub fn public_rate(&self) -> covermap_web::RateLimit {
+        covermap_web::RateLimit {
+            per_second: self.public_rate,
+            burst: (self.public_rate * 5.0).max(1.0),
         }
     }
 }

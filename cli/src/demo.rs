@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use covermap_domain::{LatLon, RoadSegment};
+use covermap_domain::{LatLon, RoadSegment, Role};
+use covermap_ingest::access::DeviceSigner;
 use covermap_roads::RoadNetwork;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -81,24 +82,46 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
+    // Keys as an operator would issue them with `covermap keys create`: one for the demo's
+    // contributor (its devices register with it), one admin key to look around with.
+    let device_key = issue(&server, Role::Device, Some("demo-contributor")).await?;
+    let admin_key = issue(&server, Role::Admin, None).await?;
+    println!("admin key for this demo (try {base}/api/v1/uploads with it): {admin_key}");
     let mut rng = StdRng::seed_from_u64(args.seed);
     let departures = network.departures();
     let mut uploads = Vec::new();
     let now = Utc::now();
     for d in 0..args.drivers {
-        let device = format!("demo-driver-{:02}", d + 1);
+        let signer = DeviceSigner::generate(format!("demo-driver-{:02}", d + 1));
+        let registered = client
+            .post(format!("{base}/api/v1/devices"))
+            .bearer_auth(&device_key)
+            .json(&serde_json::json!({"device": signer.device, "public_key": signer.public_key_hex()}))
+            .send()
+            .await
+            .context("registering a demo device")?;
+        if !registered.status().is_success() {
+            bail!("the server refused a device: {}", registered.text().await?);
+        }
         for _ in 0..args.drives {
             // Drives from the last two weeks, so the map shows fresh and ageing cells.
             let ago = rng.random_range(0..14 * 24 * 3600) + i64::from(args.drive_seconds);
             let start = now - chrono::Duration::seconds(ago);
             let fixes = simulate_drive(&network, &departures, &mut rng, start, args.drive_seconds);
             let gpx = to_gpx(&fixes);
-            let response = client
-                .post(format!("{base}/api/v1/uploads/gpx"))
-                .header("x-covermap-device", &device)
-                .header("content-type", "application/gpx+xml")
-                .body(gpx.clone())
-                .send()
+            let path = "/api/v1/uploads/gpx";
+            let headers = signer.headers("POST", path, gpx.as_bytes(), Utc::now());
+            let send = |headers: &[(&'static str, String)]| {
+                let mut request = client
+                    .post(format!("{base}{path}"))
+                    .header("content-type", "application/gpx+xml")
+                    .body(gpx.clone());
+                for (name, value) in headers {
+                    request = request.header(*name, value);
+                }
+                request.send()
+            };
+            let response = send(&headers)
                 .await
                 .context("uploading a simulated drive")?;
             let status = response.status();
@@ -108,21 +131,30 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
             }
             uploads.push(body["upload_id"].as_i64().unwrap_or_default());
             if uploads.len() == 1 {
-                // A replay of the same bytes, as a flaky uplink would send: it must not count twice.
-                let again = client
-                    .post(format!("{base}/api/v1/uploads/gpx"))
-                    .header("x-covermap-device", &device)
-                    .body(gpx)
-                    .send()
-                    .await?;
-                let again: serde_json::Value = again.json().await?;
+                // The same signed request again, as an eavesdropper would replay it: refused.
+                let replay = send(&headers).await?;
+                println!("a replayed signed request was answered {}", replay.status());
+                // The same bytes freshly signed, as a flaky uplink would resend: not counted twice.
+                let fresh = signer.headers("POST", path, gpx.as_bytes(), Utc::now());
+                let again: serde_json::Value = send(&fresh).await?.json().await?;
                 println!(
-                    "replayed upload {} came back as duplicate={}",
+                    "a resent drive came back as upload {} with duplicate={}",
                     again["upload_id"], again["duplicate"]
                 );
             }
+            // What the driver's phone heard on the way, as NeoStumbler would submit it.
+            let radio = geosubmit_of(&fixes, d);
+            let response = client
+                .post(format!("{base}/v2/geosubmit?key={device_key}"))
+                .json(&radio)
+                .send()
+                .await
+                .context("submitting simulated radio observations")?;
+            if !response.status().is_success() {
+                bail!("the server refused a geosubmit: {}", response.text().await?);
+            }
         }
-        println!("{device} uploaded {} drives", args.drives);
+        println!("{} uploaded {} drives", signer.device, args.drives);
     }
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -131,6 +163,7 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
         loop {
             let rec: serde_json::Value = client
                 .get(format!("{base}/api/v1/uploads/{id}"))
+                .bearer_auth(&admin_key)
                 .send()
                 .await?
                 .json()
@@ -166,6 +199,44 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
         println!("serving until Ctrl-C");
         server.run_until_signal().await
     }
+}
+
+/// Issues an API key straight into the store, as `covermap keys create` does.
+async fn issue(server: &Server, role: Role, contributor: Option<&str>) -> anyhow::Result<String> {
+    let issued = covermap_ingest::access::issue_key(role, contributor.map(str::to_owned));
+    server
+        .store
+        .create_api_key(&issued.record, Utc::now())
+        .await?;
+    Ok(issued.key)
+}
+
+/// A geosubmit v2 body of what a phone on this drive heard every 10 s: the serving LTE cell of
+/// the area it is in and a Wi-Fi access point near it (identities made up per ~500 m square).
+fn geosubmit_of(fixes: &[(LatLon, DateTime<Utc>)], driver: usize) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = fixes
+        .iter()
+        .step_by(10)
+        .map(|(pos, at)| {
+            let (gx, gy) = (
+                (pos.lon * 200.0).floor() as i64,
+                (pos.lat * 200.0).floor() as i64,
+            );
+            let cid = 10_000 + (gx.rem_euclid(300) * 300 + gy.rem_euclid(300)) as u64;
+            let mac = format!("1c{:010x}", (cid << 8) | (driver % 4) as u64);
+            serde_json::json!({
+                "timestamp": at.timestamp_millis(),
+                "position": {"latitude": pos.lat, "longitude": pos.lon, "accuracy": 8.0,
+                             "source": "gps"},
+                "cellTowers": [{"radioType": "lte", "mobileCountryCode": 262,
+                                "mobileNetworkCode": 1, "locationAreaCode": 4711,
+                                "cellId": cid, "signalStrength": -70 - (cid % 30) as i64,
+                                "serving": 1}],
+                "wifiAccessPoints": [{"macAddress": mac, "signalStrength": -60, "ssid": "demo"}]
+            })
+        })
+        .collect();
+    serde_json::json!({ "items": items })
 }
 
 /// A drive along the network: a random walk that turns at junctions (never back the way it came

@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod ingest_cmd;
 mod matching;
 mod worker;
 
@@ -52,8 +53,31 @@ enum Command {
     /// Road network commands.
     #[command(subcommand)]
     Roads(RoadsCommand),
+    /// Import files and folders of drives and radio measurements, as the upload API would.
+    Ingest(ingest_cmd::IngestArgs),
+    /// API keys: create, list, revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the configuration in force (after file, environment and flags) as TOML.
     Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print it (it is shown this once; only its hash is stored).
+    Create {
+        /// device, auditor, planner or admin.
+        #[arg(long)]
+        role: String,
+        /// The contributor uploads made with the key (or by devices it registers) are
+        /// credited to; without one they are stored and mapped but not rewarded.
+        #[arg(long)]
+        contributor: Option<String>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key at once, by its id.
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,11 +196,63 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args, settings).await,
+        Command::Ingest(args) => ingest_cmd::run(args, settings).await,
+        Command::Keys(command) => keys(command, &settings).await,
         Command::Match(args) => {
             let resolution = settings.resolution();
             tokio::task::spawn_blocking(move || matching::run(&args, resolution)).await?
         }
     }
+}
+
+async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match command {
+        KeysCommand::Create { role, contributor } => {
+            let role: covermap_domain::Role = role.parse()?;
+            let contributor = covermap_web::checked_contributor(contributor)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let issued = covermap_ingest::access::issue_key(role, contributor);
+            let record = store
+                .create_api_key(&issued.record, chrono::Utc::now())
+                .await?;
+            eprintln!(
+                "created {} key {} (id {}){}; it is shown only now",
+                record.role,
+                record.prefix,
+                record.id,
+                record
+                    .contributor
+                    .as_ref()
+                    .map(|c| format!(" for contributor {c}"))
+                    .unwrap_or_default()
+            );
+            println!("{}", issued.key);
+        }
+        KeysCommand::List => {
+            for k in store.api_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.prefix,
+                    k.role,
+                    k.contributor.as_deref().unwrap_or("-"),
+                    if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !store.revoke_api_key(id, chrono::Utc::now()).await? {
+                anyhow::bail!("no active key {id}");
+            }
+            println!("key {id} revoked");
+        }
+    }
+    Ok(())
 }
 
 /// Opens the database the settings name and brings its schema up to date.
@@ -199,7 +275,9 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
     WorkerConfig {
         lease: settings.lease(),
         queue: QueuePolicy::default(),
-        ingest: settings.ingest_policy(),
+        rules: settings.ingest_rules(),
+        geotag: covermap_ingest::GeotagParams::default(),
+        camera_offset: settings.camera_offset(),
         resolution: settings.resolution(),
         idle_poll: Duration::from_millis(500),
         matching: covermap_roads::matching::MatchParams::for_sigma(10.0),
@@ -209,6 +287,7 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
 /// The HTTP server and its in-process workers, started.
 pub(crate) struct Server {
     pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: tokio::task::JoinHandle<()>,
@@ -227,9 +306,11 @@ impl Server {
         let state = AppState {
             store: store.clone(),
             blobs: blobs.clone(),
-            ingest_policy: settings.ingest_policy(),
+            rules: settings.ingest_rules(),
             scoring_policy: ScoringPolicy::V1,
             max_upload_bytes: settings.max_upload_bytes,
+            max_drive_bytes: settings.max_drive_bytes,
+            public_rate: settings.public_rate(),
             metrics: Some(metrics),
             jobs_waiting: wake.clone(),
         };
@@ -241,11 +322,14 @@ impl Server {
         let mut http_rx = rx.clone();
         let app = covermap_web::router(state);
         let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_rx.wait_for(|stop| *stop).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.wait_for(|stop| *stop).await;
+            })
+            .await
         });
         let workers = tokio::spawn(worker::run_pool(
             settings.workers,
@@ -259,6 +343,7 @@ impl Server {
             workers = settings.workers, "covermap is serving on http://{addr}/");
         Ok(Self {
             addr,
+            store,
             shutdown,
             http,
             workers,

@@ -4,11 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use covermap_domain::{BoundingBox, Fix};
-use covermap_ingest::IngestPolicy;
+use covermap_domain::{BoundingBox, Fix, UploadKind};
+use covermap_ingest::radio::Emitter;
+use covermap_ingest::{GeotagParams, IngestRules, Track};
 use covermap_roads::RoadNetwork;
 use covermap_roads::matching::{MatchParams, RoadGraph, TracePoint};
-use covermap_store::{Blobs, JobFailure, Lease, QueuePolicy, Store, StoreError, TrackOutcome};
+use covermap_store::{
+    Blobs, FrameRow, JobFailure, JobOutcome, Lease, QueuePolicy, RadioRow, Rejection, Store,
+    StoreError,
+};
 use h3o::Resolution;
 use tokio::sync::{Notify, watch};
 
@@ -16,7 +20,10 @@ use tokio::sync::{Notify, watch};
 pub struct WorkerConfig {
     pub lease: Duration,
     pub queue: QueuePolicy,
-    pub ingest: IngestPolicy,
+    pub rules: IngestRules,
+    pub geotag: GeotagParams,
+    /// Added to every frame's capture time: the camera clock's error against GPS time.
+    pub camera_offset: chrono::Duration,
     pub resolution: Resolution,
     /// How often an idle worker looks for work that another process queued.
     pub idle_poll: Duration,
@@ -130,7 +137,7 @@ pub async fn work_once(
     };
     let result = match process(&lease, blobs, roads.cloned(), config).await {
         Ok(outcome) => {
-            let r = store.complete_track_job(&lease, &outcome, Utc::now()).await;
+            let r = store.complete_job(&lease, &outcome, Utc::now()).await;
             if r.is_ok() {
                 metrics::counter!("covermap_jobs_total", "outcome" => "done").increment(1);
                 tracing::info!(
@@ -179,31 +186,239 @@ async fn process(
     blobs: &Blobs,
     roads: Option<Arc<RoadGraph>>,
     config: &WorkerConfig,
-) -> Result<TrackOutcome, JobFailure> {
+) -> Result<JobOutcome, JobFailure> {
     let bytes = blobs.get(&lease.blob_key).await.map_err(|e| match e {
         StoreError::BlobMissing { .. } | StoreError::Corrupt(_) => {
             JobFailure::Rejected(format!("the upload's bytes are unusable: {e}"))
         }
         other => JobFailure::Transient(other.to_string()),
     })?;
-    let (ingest, resolution, matching) = (config.ingest, config.resolution, config.matching);
-    let (kind, received_at) = (lease.kind, lease.received_at);
-    tokio::task::spawn_blocking(move || {
-        let track = covermap_ingest::parse(kind, &bytes, received_at, &ingest)
-            .map_err(|e| JobFailure::Rejected(e.to_string()))?;
-        let stretches = match &roads {
-            Some(graph) => match_track(graph, &track.fixes, &matching, resolution),
-            None => Vec::new(),
-        };
-        Ok(TrackOutcome {
-            fixes_accepted: track.fixes.len() as u32,
-            fixes_rejected: track.rejected.len() as u32,
-            visits: covermap_roads::index_fixes(&track.fixes, resolution),
-            stretches,
-        })
+    let (kind, received_at, config_) = (lease.kind, lease.received_at, config.clone());
+    let (mut outcome, frame_bytes) = tokio::task::spawn_blocking(move || {
+        let config = config_;
+        if kind.is_track() {
+            let track = covermap_ingest::parse(kind, &bytes, received_at, &config.rules.track)
+                .map_err(|e| JobFailure::Rejected(e.to_string()))?;
+            Ok((track_outcome(&track, roads.as_deref(), &config), Vec::new()))
+        } else if kind.is_radio() {
+            Ok((
+                radio_outcome(kind, &bytes, received_at, &config)?,
+                Vec::new(),
+            ))
+        } else {
+            drive_outcome(&bytes, received_at, roads.as_deref(), &config)
+        }
     })
     .await
-    .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))?
+    .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
+    // Frames' bytes go to the blob store before their rows are written with the job's result.
+    for (row, bytes) in outcome.frames.iter_mut().zip(frame_bytes) {
+        let blob = blobs
+            .put(bytes.into())
+            .await
+            .map_err(|e| JobFailure::Transient(format!("storing a frame: {e}")))?;
+        row.sha256 = blob.sha256;
+        row.blob_key = blob.key;
+    }
+    Ok(outcome)
+}
+
+/// A track's cells, matched roads and left-out fixes.
+fn track_outcome(track: &Track, roads: Option<&RoadGraph>, config: &WorkerConfig) -> JobOutcome {
+    let stretches = match roads {
+        Some(graph) => match_track(graph, &track.fixes, &config.matching, config.resolution),
+        None => Vec::new(),
+    };
+    JobOutcome {
+        fixes_accepted: track.fixes.len() as u32,
+        fixes_rejected: track.rejected.len() as u32,
+        visits: covermap_roads::index_fixes(&track.fixes, config.resolution),
+        stretches,
+        rejections: track
+            .rejected
+            .iter()
+            .map(|(i, why)| Rejection {
+                stage: "fix",
+                item: *i as i64,
+                reason: why.as_str().to_owned(),
+                detail: None,
+            })
+            .collect(),
+        ..JobOutcome::default()
+    }
+}
+
+/// A radio upload's observations, each in its cell, and every observation left out.
+fn radio_outcome(
+    kind: UploadKind,
+    bytes: &[u8],
+    received_at: chrono::DateTime<Utc>,
+    config: &WorkerConfig,
+) -> Result<JobOutcome, JobFailure> {
+    let batch = covermap_ingest::parse_radio(kind, bytes, received_at, &config.rules.radio)
+        .map_err(|e| JobFailure::Rejected(e.to_string()))?;
+    let mut outcome = JobOutcome::default();
+    for o in &batch.observations {
+        let Some(cell) = covermap_roads::cell_of(o.pos, config.resolution) else {
+            continue;
+        };
+        let (emitter_kind, radio) = emitter_kind(&o.emitter);
+        outcome.radio.push(RadioRow {
+            observed_at: o.at,
+            emitter_kind,
+            radio,
+            emitter: o.emitter_key(),
+            signal_dbm: o.signal_dbm,
+            accuracy_m: o.accuracy_m,
+            pos: o.pos,
+            cell,
+        });
+    }
+    outcome.rejections = batch
+        .rejected
+        .iter()
+        .map(|r| Rejection {
+            stage: "radio",
+            item: r.item as i64,
+            reason: r.reason.as_str().to_owned(),
+            detail: Some(match &r.emitter {
+                Some(e) => format!("{e}: {}", r.detail),
+                None => r.detail.clone(),
+            }),
+        })
+        .collect();
+    Ok(outcome)
+}
+
+/// How the store files an emitter: its kind, and for a cell its radio type.
+fn emitter_kind(e: &Emitter) -> (&'static str, Option<&'static str>) {
+    match e {
+        Emitter::Cell { radio, .. } => ("cell", Some(radio.as_str())),
+        Emitter::Wifi { .. } => ("wifi", None),
+        Emitter::Bluetooth { .. } => ("bluetooth", None),
+    }
+}
+
+/// A camera drive: frames placed on its track (or on their own EXIF GPS), split into sequences,
+/// each left-out frame with its reason; the track's cells and roads as for any track. Returns
+/// the frames' bytes beside their rows, for the caller to store.
+fn drive_outcome(
+    bytes: &[u8],
+    received_at: chrono::DateTime<Utc>,
+    roads: Option<&RoadGraph>,
+    config: &WorkerConfig,
+) -> Result<(JobOutcome, Vec<Vec<u8>>), JobFailure> {
+    let drive = covermap_ingest::read_drive(bytes, &config.rules.drive)
+        .map_err(|e| JobFailure::Rejected(e.to_string()))?;
+    let mut rejections = Vec::new();
+    let reject = |rejections: &mut Vec<Rejection>, index: usize, reason: &str, detail: String| {
+        rejections.push(Rejection {
+            stage: "frame",
+            item: index as i64,
+            reason: reason.to_owned(),
+            detail: Some(detail),
+        });
+    };
+    // Each readable frame with its capture time (and, for drives without a track, position).
+    let mut timed = Vec::new();
+    for f in &drive.frames {
+        match &f.meta {
+            Err(e) => reject(
+                &mut rejections,
+                f.index,
+                e.code(),
+                format!("{}: {e}", f.name),
+            ),
+            Ok(meta) => match meta.capture_time(config.camera_offset, None) {
+                Ok(at) => timed.push((f.index, at, meta)),
+                Err(why) => reject(&mut rejections, f.index, why.as_str(), f.name.clone()),
+            },
+        }
+    }
+    let (placed, track) = match &drive.track {
+        Some((format, track_bytes)) => {
+            let kind = match format {
+                covermap_ingest::TrackFormat::Gpx => UploadKind::Gpx,
+                covermap_ingest::TrackFormat::Nmea => UploadKind::Nmea,
+            };
+            let track = covermap_ingest::parse(kind, track_bytes, received_at, &config.rules.track)
+                .map_err(|e| JobFailure::Rejected(format!("the drive's track: {e}")))?;
+            let frames: Vec<_> = timed.iter().map(|(i, at, _)| (*i, *at)).collect();
+            (
+                covermap_ingest::geotag(&frames, &track.fixes, &config.geotag),
+                track,
+            )
+        }
+        None => {
+            let mut frames = Vec::new();
+            for (i, at, meta) in &timed {
+                match meta.position() {
+                    Ok((pos, direction)) => frames.push((*i, *at, pos, direction)),
+                    Err(why) => reject(
+                        &mut rejections,
+                        *i,
+                        why.as_str(),
+                        drive.frames[*i].name.clone(),
+                    ),
+                }
+            }
+            let placed = covermap_ingest::geotag_from_exif(&frames, &config.geotag);
+            let fixes = placed
+                .sequences
+                .iter()
+                .flatten()
+                .map(|f| Fix {
+                    at: f.at,
+                    pos: f.pos,
+                    accuracy_m: None,
+                })
+                .collect();
+            let track = Track {
+                fixes,
+                rejected: Vec::new(),
+            };
+            (placed, track)
+        }
+    };
+    for (index, why) in &placed.rejected {
+        reject(
+            &mut rejections,
+            *index,
+            why.as_str(),
+            drive.frames[*index].name.clone(),
+        );
+    }
+    let mut outcome = track_outcome(&track, roads, config);
+    let mut frame_bytes = Vec::new();
+    for (sequence, frames) in placed.sequences.iter().enumerate() {
+        for f in frames {
+            let Some(cell) = covermap_roads::cell_of(f.pos, config.resolution) else {
+                continue;
+            };
+            let source = &drive.frames[f.index];
+            let (width, height) = source
+                .meta
+                .as_ref()
+                .map(|m| (m.width as i32, m.height as i32))
+                .unwrap_or_default();
+            outcome.frames.push(FrameRow {
+                frame: f.index as i32,
+                sequence: sequence as i32,
+                sha256: String::new(),
+                blob_key: String::new(),
+                captured_at: f.at,
+                heading_deg: f.heading_deg,
+                width,
+                height,
+                pos: f.pos,
+                cell,
+            });
+            frame_bytes.push(source.bytes.clone());
+        }
+    }
+    rejections.sort_by_key(|r| r.item);
+    outcome.rejections.extend(rejections);
+    Ok((outcome, frame_bytes))
 }
 
 /// The roads a track drove, cut into cells. A track the matcher cannot place (off the map) has

@@ -2,170 +2,35 @@
 //! on the embedded store and on a fresh PostGIS database.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::Connection;
 
-const BIN: &str = env!("CARGO_BIN_EXE_covermap");
+mod common;
 
-fn shared(rel: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(rel);
-    assert!(p.exists(), "test data {} is missing", p.display());
-    p
-}
-
-/// A database for one test: a fresh SQLite data dir, or a fresh PostGIS database.
-struct Db {
-    dir: tempfile::TempDir,
-    pg: Option<(String, String)>,
-}
-
-impl Db {
-    fn sqlite() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            pg: None,
-        }
-    }
-
-    async fn postgis() -> Self {
-        let admin = std::env::var("COVERMAP_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("covermap_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("these tests need PostgreSQL at {admin} (COVERMAP_TEST_DATABASE_URL): {e}")
-            });
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin).unwrap();
-        url.set_path(&format!("/{name}"));
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            pg: Some((admin, url.to_string())),
-        }
-    }
-
-    fn args(&self) -> Vec<String> {
-        let mut a = vec!["--data-dir".into(), self.dir.path().display().to_string()];
-        if let Some((_, url)) = &self.pg {
-            a.extend(["--database".into(), url.clone()]);
-        }
-        a
-    }
-
-    async fn store(&self) -> std::sync::Arc<dyn covermap_store::Store> {
-        let url = self.pg.as_ref().map(|(_, u)| u.as_str());
-        covermap_store::open(url, self.dir.path()).await.unwrap()
-    }
-
-    async fn finish(self) {
-        if let Some((admin, url)) = self.pg {
-            let name = url.rsplit('/').next().unwrap().to_owned();
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
-}
-
-/// A running `covermap` process, killed when dropped.
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(db: &Db, extra: &[&str]) -> Running {
-    serve_with_env(db, extra, &[])
-}
-
-fn serve_with_env(db: &Db, extra: &[&str], env: &[(&str, String)]) -> Running {
-    let mut cmd = Command::new(BIN);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.args(db.args())
-        .args(["--listen", "127.0.0.1:0", "--max-fix-age-days", "100000"])
-        .args(extra)
-        .arg("serve")
-        .env("COVERMAP_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("covermap listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-        .trim_end_matches('/')
-        .to_owned();
-    Running { child, base }
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env("COVERMAP_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    let r = client.get(url).send().await.unwrap();
-    assert!(r.status().is_success(), "GET {url}: {}", r.status());
-    r.json().await.unwrap()
-}
-
-async fn wait_for_status(client: &reqwest::Client, base: &str, id: i64, within: Duration) -> Value {
-    let started = Instant::now();
-    loop {
-        let rec = get_json(client, &format!("{base}/api/v1/uploads/{id}")).await;
-        if rec["status"] != "queued" {
-            return rec;
-        }
-        assert!(
-            started.elapsed() < within,
-            "upload {id} still queued: {rec}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use common::*;
 
 async fn upload_carries_through_the_queue(db: Db) {
     let server = serve(&db, &[]);
     let client = reqwest::Client::new();
     let base = &server.base;
+    let keys = access(&db, &server, &client).await;
     let gpx = std::fs::read(shared("camera/mapillary_tools/sf_30km_h.gpx")).unwrap();
 
-    let r = client
-        .post(format!("{base}/api/v1/uploads/gpx"))
-        .header("x-covermap-device", "phone-7")
-        .body(gpx.clone())
-        .send()
-        .await
-        .unwrap();
+    let request = signed(
+        &client,
+        &keys.signer,
+        reqwest::Method::POST,
+        base,
+        "/api/v1/uploads/gpx",
+        gpx.clone(),
+    )
+    .build()
+    .unwrap();
+    let replay = request.try_clone().unwrap();
+    let r = client.execute(request).await.unwrap();
     assert_eq!(r.status(), 202);
     let receipt: Value = r.json().await.unwrap();
     let id = receipt["upload_id"].as_i64().unwrap();
@@ -173,9 +38,11 @@ async fn upload_carries_through_the_queue(db: Db) {
     assert_eq!(receipt["status_url"], format!("/api/v1/uploads/{id}"));
     assert!(receipt["summary"]["accepted"].as_u64().unwrap() > 10);
 
-    let rec = wait_for_status(&client, base, id, Duration::from_secs(30)).await;
+    let rec = wait_for_status(&client, base, &keys.admin, id, Duration::from_secs(30)).await;
     assert_eq!(rec["status"], "processed", "{rec}");
-    assert_eq!(rec["device"], "phone-7");
+    assert_eq!(rec["device"], "cam-alice-1");
+    assert_eq!(rec["contributor"], "alice");
+    assert_eq!(rec["rewardable"], true);
     let accepted = rec["fixes_accepted"].as_i64().unwrap();
 
     let cov = get_json(
@@ -197,16 +64,14 @@ async fn upload_carries_through_the_queue(db: Db) {
     .await;
     assert!(elsewhere["features"].as_array().unwrap().is_empty());
 
-    // A replay of the same bytes is recognised, and nothing is counted twice.
-    let again = client
-        .post(format!("{base}/api/v1/uploads/gpx"))
-        .header("x-covermap-device", "phone-7")
-        .body(gpx)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
-    let again: Value = again.json().await.unwrap();
+    // The same signed request again (a replay) is refused; the same bytes freshly signed (a
+    // retry after a lost answer) are recognised, and nothing is counted twice.
+    let r = client.execute(replay).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&r.json().await.unwrap()), "replayed_request");
+    let (status, again) =
+        post_signed(&client, &keys.signer, base, "/api/v1/uploads/gpx", gpx).await;
+    assert_eq!(status, 200);
     assert_eq!(
         (again["duplicate"].as_bool(), again["upload_id"].as_i64()),
         (Some(true), Some(id))
@@ -223,6 +88,7 @@ async fn upload_carries_through_the_queue(db: Db) {
     assert_eq!(health["status"], "ok");
     let metrics = client
         .get(format!("{base}/metrics"))
+        .bearer_auth(&keys.admin)
         .send()
         .await
         .unwrap()
@@ -256,7 +122,8 @@ async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
     let server = serve(&db, &["--max-upload-bytes", "4096"]);
     let client = reqwest::Client::new();
     let base = &server.base;
-    let url = format!("{base}/api/v1/uploads/gpx");
+    let keys = access(&db, &server, &client).await;
+    let path = "/api/v1/uploads/gpx";
     let nan_track = r#"<gpx version="1.1" creator="t"><trk><trkseg>
         <trkpt lat="NaN" lon="7.4"><time>2026-11-01T12:00:00Z</time></trkpt>
         <trkpt lat="95" lon="7.4"><time>2026-11-01T12:00:01Z</time></trkpt></trkseg></trk></gpx>"#;
@@ -264,99 +131,91 @@ async fn bad_uploads_are_refused_and_leave_nothing(db: Db) {
         <trkpt lat="43.7" lon="7.4"></trkpt><trkpt lat="43.71" lon="7.4"></trkpt></trkseg></trk></gpx>"#;
     let future_track = r#"<gpx version="1.1" creator="t"><trk><trkseg>
         <trkpt lat="43.7" lon="7.4"><time>2099-01-01T00:00:00Z</time></trkpt></trkseg></trk></gpx>"#;
-    // (device header, body, content-encoding, expected status, expected error code)
-    type Case<'a> = (Option<&'a str>, Vec<u8>, Option<&'a str>, u16, &'a str);
+    // (body, content-encoding, expected status, expected error code)
+    type Case<'a> = (Vec<u8>, Option<&'a str>, u16, &'a str);
     let cases: Vec<Case> = vec![
-        (
-            Some("car"),
-            b"this is not gpx".to_vec(),
-            None,
-            422,
-            "invalid_gpx",
-        ),
-        (Some("car"), Vec::new(), None, 422, "empty_upload"),
-        (
-            Some("car"),
-            nan_track.as_bytes().to_vec(),
-            None,
-            422,
-            "no_usable_fixes",
-        ),
-        (
-            Some("car"),
-            untimed_track.as_bytes().to_vec(),
-            None,
-            422,
-            "no_usable_fixes",
-        ),
-        (
-            Some("car"),
-            future_track.as_bytes().to_vec(),
-            None,
-            422,
-            "no_usable_fixes",
-        ),
-        (Some("car"), vec![b' '; 10_000], None, 413, "too_large"),
-        (
-            None,
-            nan_track.as_bytes().to_vec(),
-            None,
-            400,
-            "missing_device",
-        ),
-        (
-            Some("bad device!"),
-            nan_track.as_bytes().to_vec(),
-            None,
-            400,
-            "invalid_device",
-        ),
-        (
-            Some("car"),
-            b"x".to_vec(),
-            Some("gzip"),
-            415,
-            "unsupported_media_type",
-        ),
+        (b"this is not gpx".to_vec(), None, 422, "invalid_gpx"),
+        (Vec::new(), None, 422, "empty_upload"),
+        (nan_track.into(), None, 422, "no_usable_fixes"),
+        (untimed_track.into(), None, 422, "no_usable_fixes"),
+        (future_track.into(), None, 422, "no_usable_fixes"),
+        (vec![b' '; 10_000], None, 413, "too_large"),
+        (b"x".to_vec(), Some("gzip"), 422, "invalid_encoding"),
+        (b"x".to_vec(), Some("br"), 415, "unsupported_media_type"),
     ];
-    for (device, body, encoding, status, code) in cases {
-        let mut req = client.post(&url).body(body);
-        if let Some(d) = device {
-            req = req.header("x-covermap-device", d);
-        }
+    for (body, encoding, status, code) in cases {
+        let mut req = signed(
+            &client,
+            &keys.signer,
+            reqwest::Method::POST,
+            base,
+            path,
+            body,
+        );
         if let Some(e) = encoding {
             req = req.header("content-encoding", e);
         }
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{code}");
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["error"], code, "{body}");
-        assert!(!body["message"].as_str().unwrap().is_empty());
+        assert_eq!(error_code(&r.json().await.unwrap()), code);
     }
-    for (path, status) in [
-        ("/api/v1/uploads/kml", 404),
-        ("/api/v1/uploads/999", 404),
-        ("/api/v1/uploads/abc", 400),
-        ("/api/v1/coverage?bbox=7,43,6,44", 400),
-        ("/api/v1/coverage?bbox=NaN,1,2,3", 400),
-        ("/api/v1/coverage?limit=0", 400),
-        ("/api/v1/roads?limit=x", 400),
-        ("/nowhere", 404),
+    // Unsigned, unknown, mis-signed, stale: 401, naming the header at fault.
+    let gpx = nan_track.as_bytes().to_vec();
+    let r = client
+        .post(format!("{base}{path}"))
+        .body(gpx.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(error_code(&body), "unsigned");
+    assert_eq!(body["error"]["field"], "x-covermap-device");
+    let stranger = covermap_ingest::access::DeviceSigner::generate("cam-unknown");
+    let (status, body) = post_signed(&client, &stranger, base, path, gpx.clone()).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (401, "unknown_device")
+    );
+    let impostor = covermap_ingest::access::DeviceSigner::generate("cam-alice-1");
+    let (status, body) = post_signed(&client, &impostor, base, path, gpx.clone()).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "bad_signature"));
+    let mut stale = client.post(format!("{base}{path}"));
+    let then = chrono::Utc::now() - chrono::Duration::minutes(10);
+    for (name, value) in keys.signer.headers("POST", path, &gpx, then) {
+        stale = stale.header(name, value);
+    }
+    let r = stale.body(gpx.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&r.json().await.unwrap()), "stale_request");
+    // A device key alone may not upload a track: tracks must be signed by their device.
+    let r = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(&keys.device_key)
+        .body(gpx)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    for (method, path, status) in [
+        ("POST", "/api/v1/uploads/kml", 404),
+        ("GET", "/api/v1/uploads/999", 404),
+        ("GET", "/api/v1/uploads/abc", 400),
+        ("GET", "/api/v1/coverage?bbox=7,43,6,44", 400),
+        ("GET", "/api/v1/coverage?bbox=NaN,1,2,3", 400),
+        ("GET", "/api/v1/coverage?limit=0", 400),
+        ("GET", "/api/v1/roads?limit=x", 400),
+        ("GET", "/nowhere", 404),
     ] {
-        let method = if path.ends_with("kml") {
-            reqwest::Method::POST
-        } else {
-            reqwest::Method::GET
-        };
         let r = client
-            .request(method, format!("{base}{path}"))
-            .header("x-covermap-device", "car")
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(&keys.admin)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), status, "{path}");
-        let body: Value = r.json().await.unwrap();
-        assert!(body["error"].is_string(), "{path}: {body}");
+        error_code(&r.json().await.unwrap());
     }
     let stats: Value = client
         .get(format!("{base}/api/v1/stats"))
@@ -397,17 +256,16 @@ async fn postgis_bad_uploads_are_refused_and_leave_nothing() {
 async fn a_dead_workers_job_is_taken_over_and_counted_once(db: Db) {
     let server = serve(&db, &["--workers", "0"]);
     let client = reqwest::Client::new();
+    let keys = access(&db, &server, &client).await;
     let gpx = std::fs::read(shared("camera/mapillary_tools/sf_30km_h.gpx")).unwrap();
-    let receipt: Value = client
-        .post(format!("{}/api/v1/uploads/gpx", server.base))
-        .header("x-covermap-device", "phone-7")
-        .body(gpx)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, receipt) = post_signed(
+        &client,
+        &keys.signer,
+        &server.base,
+        "/api/v1/uploads/gpx",
+        gpx,
+    )
+    .await;
     let id = receipt["upload_id"].as_i64().unwrap();
 
     // The worker that dies: it leases for two seconds and never finishes.
@@ -430,15 +288,22 @@ async fn a_dead_workers_job_is_taken_over_and_counted_once(db: Db) {
         .env("COVERMAP_LOG", "warn")
         .spawn()
         .unwrap();
-    let rec = wait_for_status(&client, &server.base, id, Duration::from_secs(30)).await;
+    let rec = wait_for_status(
+        &client,
+        &server.base,
+        &keys.admin,
+        id,
+        Duration::from_secs(30),
+    )
+    .await;
     let _ = worker.kill();
     let _ = worker.wait();
     assert_eq!(rec["status"], "processed", "{rec}");
 
     let late = store
-        .complete_track_job(
+        .complete_job(
             &dead,
-            &covermap_store::TrackOutcome::default(),
+            &covermap_store::JobOutcome::default(),
             chrono::Utc::now(),
         )
         .await;
@@ -655,9 +520,19 @@ async fn demo_fills_the_map_a_browser_shows() {
         "{stdout}"
     );
     assert!(stdout.contains("duplicate=true"), "{stdout}");
+    assert!(
+        stdout.contains("a replayed signed request was answered 401"),
+        "{stdout}"
+    );
     // The demo loads roads, so every drive was map-matched and cut into cells.
     let store = db.store().await;
-    for rec in store.recent_uploads(10).await.unwrap() {
+    for rec in store.recent_uploads(10, &Default::default()).await.unwrap() {
+        if rec.kind != covermap_domain::UploadKind::Gpx {
+            // What the drivers' phones heard on the way: radio observations, mapped by cell.
+            assert_eq!(rec.kind, covermap_domain::UploadKind::GeosubmitV2);
+            assert!(rec.observations_accepted.unwrap_or(0) > 0, "{rec:?}");
+            continue;
+        }
         let matched = rec.matched_m.unwrap_or(0.0);
         assert!(
             matched > 500.0,
@@ -678,6 +553,7 @@ async fn demo_fills_the_map_a_browser_shows() {
     );
 
     let server = serve(&db, &[]);
+    let auditor = create_key(&db, "auditor", None);
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -697,7 +573,7 @@ async fn demo_fills_the_map_a_browser_shows() {
             &format!("--user-data-dir={}", profile.path().display()),
             "--virtual-time-budget=8000",
             "--dump-dom",
-            &format!("{}/", server.base),
+            &format!("{}/?key={auditor}", server.base),
         ])
         .output()
         .unwrap();
@@ -715,7 +591,8 @@ async fn demo_fills_the_map_a_browser_shows() {
         });
     assert!(cells > 20, "{cells} cells on the map");
     assert!(
-        dom.contains("<dd data-stat=\"uploads processed\">4</dd>"),
+        // Four drives and the four radio submissions made on them.
+        dom.contains("<dd data-stat=\"uploads processed\">8</dd>"),
         "{dom}"
     );
     assert!(dom.contains("demo-driver-02"), "recent uploads are listed");
@@ -757,20 +634,26 @@ async fn uploads_are_stored_in_s3_by_configuration() {
     let db = Db::sqlite();
     let objects = format!("s3://{bucket}/uploads");
     let server = serve_with_env(&db, &["--objects", &objects], &env);
+    let keys = access(&db, &server, &client).await;
     let gpx = std::fs::read(shared("camera/mapillary_tools/sf_30km_h.gpx")).unwrap();
-    let receipt: Value = client
-        .post(format!("{}/api/v1/uploads/gpx", server.base))
-        .header("x-covermap-device", "phone-s3")
-        .body(gpx.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, receipt) = post_signed(
+        &client,
+        &keys.signer,
+        &server.base,
+        "/api/v1/uploads/gpx",
+        gpx.clone(),
+    )
+    .await;
     let sha = receipt["sha256"].as_str().unwrap().to_owned();
     let id = receipt["upload_id"].as_i64().unwrap();
-    let rec = wait_for_status(&client, &server.base, id, Duration::from_secs(30)).await;
+    let rec = wait_for_status(
+        &client,
+        &server.base,
+        &keys.admin,
+        id,
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(rec["status"], "processed", "{rec}");
     let s3 = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(&endpoint)

@@ -36,6 +36,19 @@ pub struct DeviceId(String);
 impl DeviceId {
     pub const MAX_LEN: usize = 64;
 
+    /// The device id that uploads sent with API key `id` (not signed by a device) are kept under.
+    /// Registered devices may not take ids of this form.
+    pub fn for_api_key(id: i64) -> Self {
+        Self(format!("key-{id}"))
+    }
+
+    /// Whether this id is of the form [`DeviceId::for_api_key`] gives.
+    pub fn is_api_key_id(&self) -> bool {
+        self.0
+            .strip_prefix("key-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -89,15 +102,105 @@ impl fmt::Display for DeviceId {
 pub enum UploadKind {
     /// A GPS track of a drive as GPX 1.0/1.1.
     Gpx,
+    /// A GPS track as an NMEA 0183 log (plain, or BlackVue's `[epoch ms]$GP…` lines).
+    Nmea,
+    /// A camera drive: a zip of JPEG frames with a track file, or frames with EXIF GPS.
+    Drive,
+    /// Radio observations in Ichnaea's geosubmit v2 JSON (NeoStumbler, Tower Collector).
+    GeosubmitV2,
+    /// Radio observations in Ichnaea's older geosubmit v1 JSON.
+    GeosubmitV1,
+    /// A WiGLE CSV export (WigleWifi-1.4 or 1.6).
+    Wigle,
+    /// An OpenCelliD / Tower Collector measurements CSV.
+    Opencellid,
 }
 
 impl UploadKind {
-    pub const ALL: [UploadKind; 1] = [UploadKind::Gpx];
+    pub const ALL: [UploadKind; 7] = [
+        UploadKind::Gpx,
+        UploadKind::Nmea,
+        UploadKind::Drive,
+        UploadKind::GeosubmitV2,
+        UploadKind::GeosubmitV1,
+        UploadKind::Wigle,
+        UploadKind::Opencellid,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             UploadKind::Gpx => "gpx",
+            UploadKind::Nmea => "nmea",
+            UploadKind::Drive => "drive",
+            UploadKind::GeosubmitV2 => "geosubmit_v2",
+            UploadKind::GeosubmitV1 => "geosubmit_v1",
+            UploadKind::Wigle => "wigle",
+            UploadKind::Opencellid => "opencellid",
         }
+    }
+
+    /// A GPS track of a drive (its fixes are matched to roads).
+    pub fn is_track(self) -> bool {
+        matches!(self, UploadKind::Gpx | UploadKind::Nmea)
+    }
+
+    /// Radio measurements (cells, Wi-Fi, Bluetooth seen at positions).
+    pub fn is_radio(self) -> bool {
+        matches!(
+            self,
+            UploadKind::GeosubmitV2
+                | UploadKind::GeosubmitV1
+                | UploadKind::Wigle
+                | UploadKind::Opencellid
+        )
+    }
+}
+
+/// What an API key may do. Each endpoint names the roles it admits; `admin` is admitted everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A contributor's device or app: registers device keys, uploads, follows its own uploads.
+    Device,
+    /// Reviews what was accepted and rejected, and why.
+    Auditor,
+    /// Plans coverage: reads and writes demand.
+    Planner,
+    /// Everything, including managing keys.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Device, Role::Auditor, Role::Planner, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Device => "device",
+            Role::Auditor => "auditor",
+            Role::Planner => "planner",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                InvalidValue::new(
+                    "role",
+                    format!("unknown role {s:?}; roles: device, auditor, planner, admin"),
+                )
+            })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -362,6 +465,19 @@ pub struct RoadSegment {
     pub name: Option<String>,
     pub oneway: bool,
     pub length_m: f64,
+}
+
+/// What one H3 cell's radio observations add up to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RadioCellSummary {
+    pub cell: Cell,
+    pub observations: i64,
+    pub emitters: i64,
+    pub cells_seen: i64,
+    pub wifi_seen: i64,
+    pub bluetooth_seen: i64,
+    pub best_signal_dbm: Option<i32>,
+    pub last_seen: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -5,7 +5,13 @@
 //! bytes become a stored, queued upload. A parser is pure: bytes in, [`Track`] or [`IngestError`]
 //! out. HTTP framing lives in `web`; SQL and blobs in `store`.
 
+pub mod access;
+mod drive;
+mod exif_gps;
+mod geotag;
 mod gpx_track;
+mod nmea;
+pub mod radio;
 mod track;
 
 use bytes::Bytes;
@@ -13,7 +19,13 @@ use chrono::{DateTime, Utc};
 use covermap_domain::{DeviceId, UploadKind};
 use covermap_store::{Blobs, NewUpload, Store, StoreError, UploadReceipt};
 
+pub use drive::{
+    DriveContents, DriveFrame, DriveLimits, DriveSummary, TrackFormat, gunzip_bounded, read_drive,
+};
+pub use exif_gps::{ExifGps, FrameError, FrameMeta, FrameRejection, read_frame_meta};
+pub use geotag::{GeotagParams, Geotagged, GeotaggedFrame, geotag, geotag_from_exif};
 pub use gpx_track::{GpxPoint, parse_gpx, read_gpx_points};
+pub use nmea::{NmeaLog, NmeaPoint, parse_nmea, read_nmea};
 pub use track::{FixRejection, IngestPolicy, Track, TrackSummary};
 
 /// Why an upload was refused. Each variant is the client's problem except [`IngestError::Store`].
@@ -27,11 +39,56 @@ pub enum IngestError {
     NoPoints,
     #[error("none of the track's {total} points is usable: {summary}")]
     NoUsableFixes { total: usize, summary: String },
+    #[error("a {0} upload is not a GPS track")]
+    NotATrack(&'static str),
+    #[error("not a readable NMEA 0183 log: {0}")]
+    NotNmea(String),
+    #[error("the NMEA log's {sentences} sentences hold no GNSS fix: the receiver never had one")]
+    NoFix { sentences: usize },
+    #[error(
+        "{rejected} of the track's {total} fixes are over {max_speed_mps} m/s \
+         ({:.0} km/h) from the fix before: not a drive",
+        .max_speed_mps * 3.6
+    )]
+    ImplausibleTrack {
+        rejected: usize,
+        total: usize,
+        max_speed_mps: f64,
+    },
+    #[error(
+        "the track moves at {speed_mps:.0} m/s ({:.0} km/h) for {seconds:.0} s, step after \
+         step: not a car on a road",
+        .speed_mps * 3.6
+    )]
+    SustainedSpeed { seconds: f64, speed_mps: f64 },
+    #[error("{what} is larger than the limit of {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
+    #[error("{message}")]
+    OverLimit {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("not a readable drive: {0}")]
+    NotADrive(String),
+    #[error("{0}")]
+    BadEncoding(String),
+    #[error(transparent)]
+    Radio(#[from] radio::RadioError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl IngestError {
+    /// The field, file entry or column at fault, where there is one.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            IngestError::OverLimit { field, .. } => field.clone(),
+            IngestError::Radio(e) => e.field().map(str::to_owned),
+            _ => None,
+        }
+    }
+
     /// A short stable code for API clients and metrics.
     pub fn code(&self) -> &'static str {
         match self {
@@ -39,12 +96,22 @@ impl IngestError {
             IngestError::NotGpx(_) => "invalid_gpx",
             IngestError::NoPoints => "no_points",
             IngestError::NoUsableFixes { .. } => "no_usable_fixes",
+            IngestError::NotATrack(_) => "not_a_track",
+            IngestError::NotNmea(_) => "invalid_nmea",
+            IngestError::NoFix { .. } => "no_gnss_fix",
+            IngestError::ImplausibleTrack { .. } => "implausible_speed",
+            IngestError::SustainedSpeed { .. } => "implausible_speed",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::OverLimit { code, .. } => code,
+            IngestError::NotADrive(_) => "invalid_drive",
+            IngestError::BadEncoding(_) => "invalid_encoding",
+            IngestError::Radio(e) => e.code(),
             IngestError::Store(_) => "storage_error",
         }
     }
 }
 
-/// Reads an upload of `kind` into a checked track.
+/// Reads a track upload of `kind` (GPX or NMEA) into a checked track.
 pub fn parse(
     kind: UploadKind,
     bytes: &[u8],
@@ -56,7 +123,82 @@ pub fn parse(
     }
     match kind {
         UploadKind::Gpx => parse_gpx(bytes, received_at, policy),
+        UploadKind::Nmea => parse_nmea(bytes, received_at, policy),
+        other => Err(IngestError::NotATrack(other.as_str())),
     }
+}
+
+/// Every rule and limit an upload is held to, whatever its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct IngestRules {
+    pub track: IngestPolicy,
+    pub drive: DriveLimits,
+    pub radio: radio::RadioPolicy,
+}
+
+/// Who sent an upload, as the HTTP layer established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploader {
+    pub device: DeviceId,
+    /// Who is paid for it, where the device or key is bound to a contributor.
+    pub contributor: Option<String>,
+    /// Signed by a registered device, or sent with a key bound to a contributor.
+    pub rewardable: bool,
+}
+
+/// An upload in a few numbers, for the uploader's receipt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum UploadSummary {
+    Track(TrackSummary),
+    Drive(DriveSummary),
+    Radio(radio::RadioSummary),
+}
+
+/// Checks an upload as a whole before anything is stored: it must parse, hold at least one
+/// usable observation and stay within every limit. The worker later re-reads it and records what
+/// each observation became.
+pub fn check_upload(
+    kind: UploadKind,
+    bytes: &[u8],
+    received_at: DateTime<Utc>,
+    rules: &IngestRules,
+) -> Result<UploadSummary, IngestError> {
+    if bytes.is_empty() {
+        return Err(IngestError::Empty);
+    }
+    match kind {
+        UploadKind::Gpx | UploadKind::Nmea => Ok(UploadSummary::Track(
+            parse(kind, bytes, received_at, &rules.track)?.summary(),
+        )),
+        UploadKind::Drive => Ok(UploadSummary::Drive(
+            read_drive(bytes, &rules.drive)?.summary(),
+        )),
+        _ => Ok(UploadSummary::Radio(
+            parse_radio(kind, bytes, received_at, &rules.radio)?.summary(),
+        )),
+    }
+}
+
+/// Reads a radio upload of `kind` (geosubmit v1/v2, WiGLE or OpenCelliD CSV) into checked
+/// observations and the ones left out.
+pub fn parse_radio(
+    kind: UploadKind,
+    bytes: &[u8],
+    received_at: DateTime<Utc>,
+    policy: &radio::RadioPolicy,
+) -> Result<radio::RadioBatch, IngestError> {
+    if bytes.is_empty() {
+        return Err(IngestError::Empty);
+    }
+    let batch = match kind {
+        UploadKind::GeosubmitV2 => radio::parse_geosubmit_v2(bytes, received_at, policy),
+        UploadKind::GeosubmitV1 => radio::parse_geosubmit_v1(bytes, received_at, policy),
+        UploadKind::Wigle => radio::parse_wigle_csv(bytes, received_at, policy),
+        UploadKind::Opencellid => radio::parse_opencellid_csv(bytes, received_at, policy),
+        other => return Err(IngestError::NotATrack(other.as_str())),
+    };
+    Ok(batch?)
 }
 
 /// What [`accept_upload`] kept.
@@ -65,7 +207,7 @@ pub struct Accepted {
     #[serde(flatten)]
     pub receipt: UploadReceipt,
     pub sha256: String,
-    pub summary: TrackSummary,
+    pub summary: UploadSummary,
 }
 
 /// The one way bytes become an upload: check them, store the blob under its hash, then record the
@@ -74,31 +216,38 @@ pub struct Accepted {
 pub async fn accept_upload(
     store: &dyn Store,
     blobs: &Blobs,
-    device: DeviceId,
+    uploader: Uploader,
     kind: UploadKind,
     bytes: Bytes,
     received_at: DateTime<Utc>,
-    policy: &IngestPolicy,
+    rules: &IngestRules,
 ) -> Result<Accepted, IngestError> {
-    let track = parse(kind, &bytes, received_at, policy)?;
+    let summary = {
+        let (bytes, rules) = (bytes.clone(), *rules);
+        tokio::task::spawn_blocking(move || check_upload(kind, &bytes, received_at, &rules))
+            .await
+            .map_err(|e| IngestError::BadEncoding(format!("checking the upload failed: {e}")))??
+    };
     let blob = blobs.put(bytes).await?;
     let sha256 = blob.sha256.clone();
     let receipt = store
         .record_upload(NewUpload {
-            device,
+            device: uploader.device,
             kind,
             blob,
             received_at,
+            contributor: uploader.contributor,
+            rewardable: uploader.rewardable,
         })
         .await?;
     metrics::counter!("covermap_uploads_total", "kind" => kind.as_str(),
         "outcome" => if receipt.duplicate { "duplicate" } else { "accepted" })
     .increment(1);
     tracing::info!(upload = receipt.upload_id, duplicate = receipt.duplicate, %kind,
-        fixes = track.fixes.len(), "upload accepted");
+        "upload accepted");
     Ok(Accepted {
         receipt,
         sha256,
-        summary: track.summary(),
+        summary,
     })
 }

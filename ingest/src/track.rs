@@ -12,20 +12,25 @@ use crate::IngestError;
 /// The rules a fix must pass to count. One struct, so every parser applies the same ones.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IngestPolicy {
-    /// Faster than this between two fixes is a GNSS jump or a spoof, not a car (70 m/s = 252 km/h).
+    /// Faster than this between two fixes is a GNSS jump or a spoof, not a car (60 m/s = 216 km/h).
+    /// When more than half of a track's timed fixes break it, the whole track is refused.
     pub max_speed_mps: f64,
     /// A device clock may run this far ahead of the server's before its fixes are "in the future".
     pub max_future_skew: Duration,
     /// Drives recorded longer ago than this are no longer news about the road.
     pub max_age: Duration,
+    /// Moving faster than `max_speed_mps` this long, step after step, is no GNSS glitch: the
+    /// whole track is refused (an aircraft log, a train, a spoof).
+    pub max_fast: Duration,
 }
 
 impl Default for IngestPolicy {
     fn default() -> Self {
         Self {
-            max_speed_mps: 70.0,
+            max_speed_mps: 60.0,
             max_future_skew: Duration::from_secs(5 * 60),
             max_age: Duration::from_secs(30 * 24 * 3600),
+            max_fast: Duration::from_secs(5),
         }
     }
 }
@@ -110,6 +115,10 @@ impl Track {
             fixes: Vec::new(),
             rejected: Vec::new(),
         };
+        let points: Vec<RawPoint> = points.into_iter().collect();
+        if let Some((seconds, speed_mps)) = sustained_speed(&points, policy) {
+            return Err(IngestError::SustainedSpeed { seconds, speed_mps });
+        }
         for (i, p) in points.into_iter().enumerate() {
             match check_one(p, track.fixes.last(), latest, earliest, policy) {
                 Ok(fix) => track.fixes.push(fix),
@@ -130,8 +139,60 @@ impl Track {
                 .join(", ");
             return Err(IngestError::NoUsableFixes { total, summary });
         }
+        // A few jumps are GNSS noise; a track that is mostly jumps is a plane, a train or a spoof.
+        let untimed =
+            |why: &FixRejection| matches!(why, FixRejection::BadPosition | FixRejection::NoTime);
+        let timed = track.fixes.len() + track.rejected.iter().filter(|r| !untimed(&r.1)).count();
+        let jumps = track
+            .rejected
+            .iter()
+            .filter(|r| r.1 == FixRejection::ImplausibleJump)
+            .count();
+        if 2 * jumps > timed {
+            return Err(IngestError::ImplausibleTrack {
+                rejected: jumps,
+                total: timed,
+                max_speed_mps: policy.max_speed_mps,
+            });
+        }
         Ok(track)
     }
+}
+
+/// A span of at least `policy.max_fast` (and at most twice that, so sparse tracks are not
+/// judged by it) whose start and end lie further apart than the speed limit allows:
+/// `(seconds, speed)` of the fastest. Net displacement, not path length: a GNSS glitch jumps
+/// away and back and moves the span's ends little, while an aircraft or a train really goes.
+fn sustained_speed(points: &[RawPoint], policy: &IngestPolicy) -> Option<(f64, f64)> {
+    let min_s = policy.max_fast.as_secs_f64();
+    let mut timed: Vec<(LatLon, DateTime<Utc>)> = Vec::with_capacity(points.len());
+    for p in points {
+        if let (Ok(pos), Some(at)) = (LatLon::new(p.lat, p.lon), p.time)
+            && timed.last().is_none_or(|(_, last)| at > *last)
+        {
+            timed.push((pos, at));
+        }
+    }
+    let mut fastest: Option<(f64, f64)> = None;
+    let mut j = 0;
+    for (i, (from, t0)) in timed.iter().enumerate() {
+        j = j.max(i + 1);
+        while j < timed.len() && (timed[j].1 - *t0).as_seconds_f64() < min_s {
+            j += 1;
+        }
+        let Some((to, t1)) = timed.get(j) else {
+            break;
+        };
+        let seconds = (*t1 - *t0).as_seconds_f64();
+        if seconds > 2.0 * min_s {
+            continue;
+        }
+        let speed = from.distance_m(*to) / seconds;
+        if speed > policy.max_speed_mps && fastest.is_none_or(|(_, v)| speed > v) {
+            fastest = Some((seconds, speed));
+        }
+    }
+    fastest
 }
 
 fn check_one(
@@ -239,5 +300,33 @@ mod tests {
             Track::check(vec![], now(), &IngestPolicy::default()),
             Err(IngestError::NoPoints)
         ));
+    }
+
+    #[test]
+    fn a_track_that_is_mostly_jumps_is_refused_naming_the_speed() {
+        // 0.001 degree of latitude (111 m) a second: 400 km/h, a plane rather than a car.
+        let plane: Vec<_> = (0..5i32)
+            .map(|i| p(43.7 + 0.001 * f64::from(i), 7.4, at(i.into())))
+            .collect();
+        let err = Track::check(plane.clone(), now(), &IngestPolicy::default()).unwrap_err();
+        assert_eq!(err.code(), "implausible_speed");
+        assert!(
+            matches!(
+                err,
+                IngestError::ImplausibleTrack {
+                    rejected: 4,
+                    total: 5,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("60 m/s (216 km/h)"), "{err}");
+
+        // Half or fewer is noise: the track stands without the jumps.
+        let mut noisy = plane[..2].to_vec();
+        noisy.extend((2..5).map(|i| p(43.7, 7.4, at(i))));
+        let track = Track::check(noisy, now(), &IngestPolicy::default()).unwrap();
+        assert_eq!(track.rejected, vec![(1, FixRejection::ImplausibleJump)]);
     }
 }

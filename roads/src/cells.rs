@@ -14,6 +14,13 @@ use crate::matching::MatchedPiece;
 
 pub const DEFAULT_RESOLUTION: Resolution = Resolution::Eleven;
 
+/// The cell a position falls in; `None` only for coordinates H3 refuses (never a valid LatLon).
+pub fn cell_of(pos: LatLon, resolution: Resolution) -> Option<Cell> {
+    LatLng::new(pos.lat, pos.lon)
+        .ok()
+        .map(|ll| Cell(ll.to_cell(resolution)))
+}
+
 /// Groups fixes by the cell they fall in, with how many and when; ordered by cell.
 pub fn index_fixes(fixes: &[Fix], resolution: Resolution) -> Vec<CellVisit> {
     let mut visits: BTreeMap<Cell, CellVisit> = BTreeMap::new();

@@ -13,7 +13,7 @@ pub mod osm_xml;
 pub mod town;
 
 pub use cells::{
-    CellStretch, DEFAULT_RESOLUTION, cut_matched, index_fixes, matched_stretches,
+    CellStretch, DEFAULT_RESOLUTION, cell_of, cut_matched, index_fixes, matched_stretches,
     road_length_per_cell,
 };
 pub use network::{RoadNetwork, WayRules};

@@ -30,6 +30,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Config(String),
+    /// The write contradicts what is stored (a device registered with another key, a part at
+    /// the wrong offset).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub(crate) trait SqlContext<T> {

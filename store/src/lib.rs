@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, CellCoverage, CellVisit, DeviceId, MatchedStretch, RoadCell, RoadSegment,
-    UploadKind, UploadStatus,
+    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, LatLon, MatchedStretch, RadioCellSummary,
+    RoadCell, RoadSegment, Role, UploadKind, UploadStatus,
 };
 use serde::Serialize;
 
@@ -37,6 +37,11 @@ pub struct NewUpload {
     pub kind: UploadKind,
     pub blob: BlobRef,
     pub received_at: DateTime<Utc>,
+    /// Who is paid for it, where the uploader is bound to a contributor.
+    pub contributor: Option<String>,
+    /// Whether it may earn rewards: signed by a registered device, or sent with a key bound to a
+    /// contributor.
+    pub rewardable: bool,
 }
 
 /// What the store answers when an upload is recorded.
@@ -65,7 +70,19 @@ pub struct UploadRecord {
     pub cells: Option<i64>,
     /// Metres of road the upload was matched to (none where no road network was loaded).
     pub matched_m: Option<f64>,
+    /// Radio observations or camera frames kept and refused (none for plain tracks).
+    pub observations_accepted: Option<i64>,
+    pub observations_rejected: Option<i64>,
+    pub contributor: Option<String>,
+    pub rewardable: bool,
     pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// Which uploads a listing shows: every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadFilter {
+    pub contributor: Option<String>,
+    pub device: Option<DeviceId>,
 }
 
 /// A job a worker holds for a while. Only the holder of the current token may finish it.
@@ -85,14 +102,132 @@ pub struct Lease {
     pub until: DateTime<Utc>,
 }
 
-/// What processing a track upload produced; written with the job's "done" mark in one transaction.
+/// What processing an upload produced; written with the job's "done" mark in one transaction.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct TrackOutcome {
+pub struct JobOutcome {
     pub fixes_accepted: u32,
     pub fixes_rejected: u32,
     pub visits: Vec<CellVisit>,
     /// The matched path cut into cells, in driving order; empty where no road network is loaded.
     pub stretches: Vec<MatchedStretch>,
+    /// Radio observations kept, in upload order.
+    pub radio: Vec<RadioRow>,
+    /// Camera frames kept, geotagged, their bytes already in the blob store.
+    pub frames: Vec<FrameRow>,
+    /// Every observation that was left out, with its reason: fixes, frames, radio items.
+    pub rejections: Vec<Rejection>,
+}
+
+impl JobOutcome {
+    /// Radio observations and frames kept, and refused; `None` for a plain track.
+    pub fn observation_counts(&self) -> (Option<i64>, Option<i64>) {
+        let kept = self.radio.len() + self.frames.len();
+        let refused = self.rejections.iter().filter(|r| r.stage != "fix").count();
+        if kept + refused == 0 {
+            (None, None)
+        } else {
+            (Some(kept as i64), Some(refused as i64))
+        }
+    }
+}
+
+/// One radio emitter seen at a place and time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RadioRow {
+    pub observed_at: DateTime<Utc>,
+    /// `cell`, `wifi` or `bluetooth`.
+    pub emitter_kind: &'static str,
+    /// For cells: gsm, wcdma, lte or nr.
+    pub radio: Option<&'static str>,
+    /// A stable key of the emitter (e.g. `lte:208:1:1234:56789`, `wifi:01005e901000`).
+    pub emitter: String,
+    pub signal_dbm: Option<i32>,
+    pub accuracy_m: Option<f64>,
+    pub pos: LatLon,
+    pub cell: Cell,
+}
+
+/// A camera frame placed on the road: where and when it was taken, facing which way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameRow {
+    /// Index of the frame in its drive.
+    pub frame: i32,
+    /// Which continuous sequence of the drive it belongs to (split on gaps).
+    pub sequence: i32,
+    pub sha256: String,
+    pub blob_key: String,
+    pub captured_at: DateTime<Utc>,
+    pub heading_deg: f64,
+    pub width: i32,
+    pub height: i32,
+    pub pos: LatLon,
+    pub cell: Cell,
+}
+
+/// An observation left out of an upload, and why; kept so auditors can see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// `fix`, `frame` or `radio`.
+    pub stage: &'static str,
+    /// Index of the fix, frame, radio item or CSV row in the upload.
+    pub item: i64,
+    /// A stable reason code (`implausible_jump`, `outside_track`, `bad_mcc`, ...).
+    pub reason: String,
+    pub detail: Option<String>,
+}
+
+/// An API key as stored: its hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    /// The first characters of the key, to tell keys apart.
+    pub prefix: String,
+    pub role: Role,
+    pub contributor: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A key to create; the caller hashes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub key_hash: String,
+    pub prefix: String,
+    pub role: Role,
+    pub contributor: Option<String>,
+}
+
+/// A device and the ed25519 public key its uploads are signed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceRecord {
+    pub device: DeviceId,
+    /// 32 bytes as lowercase hex.
+    pub public_key: String,
+    pub contributor: Option<String>,
+    pub registered_by: i64,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// A resumable upload in progress: parts arrive in order until `size_bytes` have come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadSession {
+    pub id: String,
+    pub device: DeviceId,
+    pub kind: UploadKind,
+    pub size_bytes: i64,
+    /// The sha256 the assembled upload must have.
+    pub sha256: String,
+    pub received_bytes: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One stored part of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPart {
+    pub offset: i64,
+    pub size: i64,
+    pub blob_key: String,
 }
 
 /// Why a leased job did not produce an outcome.
@@ -155,8 +290,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn upload(&self, id: i64) -> Result<Option<UploadRecord>>;
 
-    /// Newest first.
-    async fn recent_uploads(&self, limit: i64) -> Result<Vec<UploadRecord>>;
+    /// Newest first, only those `filter` admits.
+    async fn recent_uploads(&self, limit: i64, filter: &UploadFilter) -> Result<Vec<UploadRecord>>;
 
     /// Leases the oldest job that is ready: queued and due, or leased by a worker whose lease ran
     /// out. Jobs that ran out of attempts are failed instead of leased.
@@ -170,10 +305,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Writes a track's observations, its upload's summary and the job's "done" mark in one
     /// transaction — or nothing, with [`StoreError::LeaseLost`], if the lease is no longer held.
-    async fn complete_track_job(
+    async fn complete_job(
         &self,
         lease: &Lease,
-        outcome: &TrackOutcome,
+        outcome: &JobOutcome,
         now: DateTime<Utc>,
     ) -> Result<()>;
 
@@ -202,6 +337,61 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>>;
 
     async fn stats(&self) -> Result<StoreStats>;
+
+    /// What was left out of an upload, in the order it was found, at most `limit`.
+    async fn rejections(&self, upload_id: i64, limit: i64) -> Result<Vec<Rejection>>;
+
+    /// The radio observations an upload produced, at most `limit`.
+    async fn radio_observations(&self, upload_id: i64, limit: i64) -> Result<Vec<RadioRow>>;
+
+    /// Radio observations summed per cell, for cells whose centres lie in `bbox`.
+    async fn radio_coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioCellSummary>>;
+
+    /// The frames a drive produced, by frame index.
+    async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>>;
+
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord>;
+
+    /// The key with this hash, revoked or not.
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Revokes a key; `false` if there is no such key or it was revoked already.
+    async fn revoke_api_key(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Registers a device's public key. Registering the same key again returns the first
+    /// registration; a different key for a registered device is a [`StoreError::Conflict`].
+    async fn register_device(&self, device: &DeviceRecord) -> Result<DeviceRecord>;
+
+    async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>>;
+
+    /// Records that `device` used `nonce`; `false` if it had used it before (a replay). Nonces
+    /// seen before `forget_before` are forgotten: requests that old are refused as stale anyway.
+    async fn claim_nonce(
+        &self,
+        device: &DeviceId,
+        nonce: &str,
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    async fn open_session(&self, session: &UploadSession) -> Result<()>;
+
+    async fn session(&self, id: &str) -> Result<Option<UploadSession>>;
+
+    /// Appends a part at `offset`, which must be where the session stands
+    /// ([`StoreError::Conflict`] otherwise); returns the new offset.
+    async fn add_session_part(
+        &self,
+        id: &str,
+        part: &SessionPart,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
+
+    async fn session_parts(&self, id: &str) -> Result<Vec<SessionPart>>;
+
+    async fn delete_session(&self, id: &str) -> Result<()>;
 }
 
 /// Opens the store that `database` names: a `postgres://` URL selects PostGIS; none selects the

@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, MatchedStretch, RoadCell, RoadSegment, UploadStatus,
+    BoundingBox, Cell, CellCoverage, DeviceId, LatLon, MatchedStretch, RadioCellSummary, RoadCell,
+    RoadSegment, UploadStatus,
 };
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -14,8 +15,9 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::error::{Result, SqlContext, StoreError, redact};
 use crate::{
-    JobFailure, Lease, NewUpload, QueuePolicy, Store, StoreStats, TrackOutcome, UploadReceipt,
-    UploadRecord, rows,
+    ApiKeyRecord, DeviceRecord, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload,
+    QueuePolicy, RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
+    UploadRecord, UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -26,7 +28,8 @@ pub struct PgStore {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
-     fixes_accepted, fixes_rejected, cells, matched_m, processed_at";
+     fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
+     observations_rejected, contributor, rewardable";
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
@@ -115,6 +118,51 @@ fn upload_from_row(row: &PgRow) -> Result<UploadRecord> {
         cells: row.try_get("cells").ctx("reading an upload")?,
         matched_m: row.try_get("matched_m").ctx("reading an upload")?,
         processed_at: row.try_get("processed_at").ctx("reading an upload")?,
+        observations_accepted: row
+            .try_get("observations_accepted")
+            .ctx("reading an upload")?,
+        observations_rejected: row
+            .try_get("observations_rejected")
+            .ctx("reading an upload")?,
+        contributor: row.try_get("contributor").ctx("reading an upload")?,
+        rewardable: row.try_get("rewardable").ctx("reading an upload")?,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> Result<ApiKeyRecord> {
+    let ctx = "reading an API key";
+    Ok(ApiKeyRecord {
+        id: row.try_get("id").ctx(ctx)?,
+        prefix: row.try_get("prefix").ctx(ctx)?,
+        role: row.try_get::<String, _>("role").ctx(ctx)?.parse()?,
+        contributor: row.try_get("contributor").ctx(ctx)?,
+        created_at: row.try_get("created_at").ctx(ctx)?,
+        revoked_at: row.try_get("revoked_at").ctx(ctx)?,
+    })
+}
+
+fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
+    let ctx = "reading a device";
+    Ok(DeviceRecord {
+        device: row.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+        public_key: row.try_get("public_key").ctx(ctx)?,
+        contributor: row.try_get("contributor").ctx(ctx)?,
+        registered_by: row.try_get("registered_by").ctx(ctx)?,
+        registered_at: row.try_get("registered_at").ctx(ctx)?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> Result<UploadSession> {
+    let ctx = "reading an upload session";
+    Ok(UploadSession {
+        id: row.try_get("id").ctx(ctx)?,
+        device: row.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+        kind: row.try_get::<String, _>("kind").ctx(ctx)?.parse()?,
+        size_bytes: row.try_get("size_bytes").ctx(ctx)?,
+        sha256: row.try_get("sha256").ctx(ctx)?,
+        received_bytes: row.try_get("received_bytes").ctx(ctx)?,
+        created_at: row.try_get("created_at").ctx(ctx)?,
+        updated_at: row.try_get("updated_at").ctx(ctx)?,
     })
 }
 
@@ -142,8 +190,9 @@ impl Store for PgStore {
     async fn record_upload(&self, upload: NewUpload) -> Result<UploadReceipt> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+            "INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at, \
+                 contributor, rewardable) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING RETURNING id",
         )
         .bind(upload.device.as_str())
         .bind(upload.kind.as_str())
@@ -151,6 +200,8 @@ impl Store for PgStore {
         .bind(upload.blob.size as i64)
         .bind(&upload.blob.key)
         .bind(upload.received_at)
+        .bind(&upload.contributor)
+        .bind(upload.rewardable)
         .fetch_optional(&mut *tx)
         .await
         .ctx("recording an upload")?;
@@ -198,11 +249,15 @@ impl Store for PgStore {
         row.as_ref().map(upload_from_row).transpose()
     }
 
-    async fn recent_uploads(&self, limit: i64) -> Result<Vec<UploadRecord>> {
+    async fn recent_uploads(&self, limit: i64, filter: &UploadFilter) -> Result<Vec<UploadRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {UPLOAD_COLUMNS} FROM uploads ORDER BY id DESC LIMIT $1"
+            "SELECT {UPLOAD_COLUMNS} FROM uploads \
+             WHERE ($2::text IS NULL OR contributor = $2) AND ($3::text IS NULL OR device = $3) \
+             ORDER BY id DESC LIMIT $1"
         ))
         .bind(limit)
+        .bind(&filter.contributor)
+        .bind(filter.device.as_ref().map(|d| d.as_str()))
         .fetch_all(&self.pool)
         .await
         .ctx("listing uploads")?;
@@ -275,10 +330,10 @@ impl Store for PgStore {
         }))
     }
 
-    async fn complete_track_job(
+    async fn complete_job(
         &self,
         lease: &Lease,
-        outcome: &TrackOutcome,
+        outcome: &JobOutcome,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
@@ -320,16 +375,83 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .ctx("writing matched stretches")?;
+        let r = &outcome.radio;
+        sqlx::query(
+            "INSERT INTO radio_observations (upload_id, seq, observed_at, emitter_kind, radio, \
+                 emitter, signal_dbm, accuracy_m, cell, geom) \
+             SELECT $1, seq, t, k, r, e, s, a, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+             FROM UNNEST($2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
+                         $7::int[], $8::float8[], $9::bigint[], $10::float8[], $11::float8[]) \
+                  AS x(seq, t, k, r, e, s, a, c, lat, lon)",
+        )
+        .bind(lease.upload_id)
+        .bind((0..r.len() as i32).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.observed_at).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.emitter_kind).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.radio).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.emitter.as_str()).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.signal_dbm).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.accuracy_m).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.pos.lat).collect::<Vec<_>>())
+        .bind(r.iter().map(|x| x.pos.lon).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing radio observations")?;
+        let f = &outcome.frames;
+        sqlx::query(
+            "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
+                 heading_deg, width, height, cell, geom) \
+             SELECT $1, fr, sq, h, k, t, hd, w, ht, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+             FROM UNNEST($2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], \
+                         $7::float8[], $8::int[], $9::int[], $10::bigint[], $11::float8[], \
+                         $12::float8[]) AS x(fr, sq, h, k, t, hd, w, ht, c, lat, lon)",
+        )
+        .bind(lease.upload_id)
+        .bind(f.iter().map(|x| x.frame).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.sequence).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.sha256.as_str()).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.blob_key.as_str()).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.captured_at).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.heading_deg).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.width).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.height).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.pos.lat).collect::<Vec<_>>())
+        .bind(f.iter().map(|x| x.pos.lon).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing frames")?;
+        let rj = &outcome.rejections;
+        sqlx::query(
+            "INSERT INTO rejected_observations (upload_id, seq, stage, item, reason, detail) \
+             SELECT $1, seq, st, it, r, d \
+             FROM UNNEST($2::int[], $3::text[], $4::bigint[], $5::text[], $6::text[]) \
+                  AS x(seq, st, it, r, d)",
+        )
+        .bind(lease.upload_id)
+        .bind((0..rj.len() as i32).collect::<Vec<_>>())
+        .bind(rj.iter().map(|x| x.stage).collect::<Vec<_>>())
+        .bind(rj.iter().map(|x| x.item).collect::<Vec<_>>())
+        .bind(rj.iter().map(|x| x.reason.as_str()).collect::<Vec<_>>())
+        .bind(rj.iter().map(|x| x.detail.as_deref()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing rejected observations")?;
+        let (kept, refused) = outcome.observation_counts();
         sqlx::query(
             "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = $2, \
-                 fixes_rejected = $3, cells = $4, processed_at = $5, matched_m = $6 WHERE id = $1",
+                 fixes_rejected = $3, cells = $4, processed_at = $5, matched_m = $6, \
+                 observations_accepted = $7, observations_rejected = $8 WHERE id = $1",
         )
         .bind(lease.upload_id)
         .bind(i64::from(outcome.fixes_accepted))
         .bind(i64::from(outcome.fixes_rejected))
-        .bind(v.len() as i64)
+        .bind(rows::cells_touched(outcome))
         .bind(now)
         .bind(rows::matched_m(outcome))
+        .bind(kept)
+        .bind(refused)
         .execute(&mut *tx)
         .await
         .ctx("summarising an upload")?;
@@ -535,5 +657,329 @@ impl Store for PgStore {
             .await
             .ctx("reading stats")?;
         Ok(rows::stats_from_row(row))
+    }
+
+    async fn rejections(&self, upload_id: i64, limit: i64) -> Result<Vec<Rejection>> {
+        let rows: Vec<(String, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT stage, item, reason, detail FROM rejected_observations \
+             WHERE upload_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(upload_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading rejected observations")?;
+        rows.into_iter()
+            .map(|(stage, item, reason, detail)| {
+                Ok(Rejection {
+                    stage: rows::known(&stage, &rows::STAGES, "stage")?,
+                    item,
+                    reason,
+                    detail,
+                })
+            })
+            .collect()
+    }
+
+    async fn radio_observations(&self, upload_id: i64, limit: i64) -> Result<Vec<RadioRow>> {
+        type R = (
+            DateTime<Utc>,
+            String,
+            Option<String>,
+            String,
+            Option<i32>,
+            Option<f64>,
+            i64,
+            f64,
+            f64,
+        );
+        let rows: Vec<R> = sqlx::query_as(
+            "SELECT observed_at, emitter_kind, radio, emitter, signal_dbm, accuracy_m, cell, \
+                 ST_Y(geom), ST_X(geom) FROM radio_observations WHERE upload_id = $1 \
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(upload_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading radio observations")?;
+        rows.into_iter()
+            .map(|(at, kind, radio, emitter, signal, acc, cell, lat, lon)| {
+                Ok(RadioRow {
+                    observed_at: at,
+                    emitter_kind: rows::known(&kind, &rows::EMITTER_KINDS, "emitter kind")?,
+                    radio: radio
+                        .map(|r| rows::known(&r, &rows::RADIOS, "radio"))
+                        .transpose()?,
+                    emitter,
+                    signal_dbm: signal,
+                    accuracy_m: acc,
+                    pos: LatLon::new(lat, lon)?,
+                    cell: Cell::from_i64(cell)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn radio_coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioCellSummary>> {
+        type R = (i64, i64, i64, i64, i64, i64, Option<i32>, DateTime<Utc>);
+        let rows: Vec<R> = sqlx::query_as(
+            "SELECT cell, COUNT(*), COUNT(DISTINCT emitter), \
+                    COUNT(DISTINCT emitter) FILTER (WHERE emitter_kind = 'cell'), \
+                    COUNT(DISTINCT emitter) FILTER (WHERE emitter_kind = 'wifi'), \
+                    COUNT(DISTINCT emitter) FILTER (WHERE emitter_kind = 'bluetooth'), \
+                    MAX(signal_dbm), MAX(observed_at) \
+             FROM radio_observations \
+             WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+             GROUP BY cell ORDER BY cell LIMIT $5",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading radio coverage")?;
+        rows.into_iter()
+            .map(|(cell, n, emitters, cells, wifi, ble, best, last)| {
+                Ok(RadioCellSummary {
+                    cell: Cell::from_i64(cell)?,
+                    observations: n,
+                    emitters,
+                    cells_seen: cells,
+                    wifi_seen: wifi,
+                    bluetooth_seen: ble,
+                    best_signal_dbm: best,
+                    last_seen: last,
+                })
+            })
+            .collect()
+    }
+
+    async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>> {
+        let rows = sqlx::query(
+            "SELECT frame, sequence, sha256, blob_key, captured_at, heading_deg, width, height, \
+                 cell, ST_Y(geom) AS lat, ST_X(geom) AS lon FROM frames WHERE upload_id = $1 \
+             ORDER BY frame",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading frames")?;
+        rows.iter()
+            .map(|row| {
+                let ctx = "reading a frame";
+                Ok(FrameRow {
+                    frame: row.try_get("frame").ctx(ctx)?,
+                    sequence: row.try_get("sequence").ctx(ctx)?,
+                    sha256: row.try_get("sha256").ctx(ctx)?,
+                    blob_key: row.try_get("blob_key").ctx(ctx)?,
+                    captured_at: row.try_get("captured_at").ctx(ctx)?,
+                    heading_deg: row.try_get("heading_deg").ctx(ctx)?,
+                    width: row.try_get("width").ctx(ctx)?,
+                    height: row.try_get("height").ctx(ctx)?,
+                    pos: LatLon::new(row.try_get("lat").ctx(ctx)?, row.try_get("lon").ctx(ctx)?)?,
+                    cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord> {
+        let row = sqlx::query(
+            "INSERT INTO api_keys (key_hash, prefix, role, contributor, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        )
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(key.role.as_str())
+        .bind(&key.contributor)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .ctx("creating an API key")?;
+        key_from_row(&row)
+    }
+
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an API key")?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing API keys")?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .ctx("revoking an API key")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn register_device(&self, device: &DeviceRecord) -> Result<DeviceRecord> {
+        let inserted = sqlx::query(
+            "INSERT INTO devices (device, public_key, contributor, registered_by, registered_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device) DO NOTHING",
+        )
+        .bind(device.device.as_str())
+        .bind(&device.public_key)
+        .bind(&device.contributor)
+        .bind(device.registered_by)
+        .bind(device.registered_at)
+        .execute(&self.pool)
+        .await
+        .ctx("registering a device")?;
+        if inserted.rows_affected() == 1 {
+            return Ok(device.clone());
+        }
+        let stored = self
+            .device(&device.device)
+            .await?
+            .ok_or_else(|| StoreError::Conflict("the device was removed meanwhile".into()))?;
+        rows::same_device(stored, device)
+    }
+
+    async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE device = $1")
+            .bind(device.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a device")?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn claim_nonce(
+        &self,
+        device: &DeviceId,
+        nonce: &str,
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        sqlx::query("DELETE FROM request_nonces WHERE seen_at < $1")
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await
+            .ctx("forgetting old nonces")?;
+        let done = sqlx::query(
+            "INSERT INTO request_nonces (device, nonce, seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(device.as_str())
+        .bind(nonce)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("recording a nonce")?;
+        tx.commit().await.ctx("committing a nonce")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn open_session(&self, session: &UploadSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upload_sessions (id, device, kind, size_bytes, sha256, received_bytes, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&session.id)
+        .bind(session.device.as_str())
+        .bind(session.kind.as_str())
+        .bind(session.size_bytes)
+        .bind(&session.sha256)
+        .bind(session.received_bytes)
+        .bind(session.created_at)
+        .bind(session.updated_at)
+        .execute(&self.pool)
+        .await
+        .ctx("opening an upload session")?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<UploadSession>> {
+        let row = sqlx::query("SELECT * FROM upload_sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an upload session")?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn add_session_part(
+        &self,
+        id: &str,
+        part: &SessionPart,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let moved: Option<i64> = sqlx::query_scalar(
+            "UPDATE upload_sessions SET received_bytes = received_bytes + $3, updated_at = $4 \
+             WHERE id = $1 AND received_bytes = $2 AND received_bytes + $3 <= size_bytes \
+             RETURNING received_bytes",
+        )
+        .bind(id)
+        .bind(part.offset)
+        .bind(part.size)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("moving an upload session on")?;
+        let Some(offset) = moved else {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Err(rows::part_conflict(self.session(id).await?, part));
+        };
+        sqlx::query(
+            "INSERT INTO upload_session_parts (session_id, offset_bytes, size_bytes, blob_key) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(part.offset)
+        .bind(part.size)
+        .bind(&part.blob_key)
+        .execute(&mut *tx)
+        .await
+        .ctx("recording an upload part")?;
+        tx.commit().await.ctx("committing an upload part")?;
+        Ok(offset)
+    }
+
+    async fn session_parts(&self, id: &str) -> Result<Vec<SessionPart>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT offset_bytes, size_bytes, blob_key FROM upload_session_parts \
+             WHERE session_id = $1 ORDER BY offset_bytes",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading upload parts")?;
+        Ok(rows
+            .into_iter()
+            .map(|(offset, size, blob_key)| SessionPart {
+                offset,
+                size,
+                blob_key,
+            })
+            .collect())
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM upload_sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .ctx("deleting an upload session")?;
+        Ok(())
     }
 }

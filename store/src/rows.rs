@@ -3,7 +3,10 @@
 use covermap_domain::{Cell, LatLon, MatchedStretch, RoadCell, RoadSegment};
 
 use crate::error::{Result, StoreError};
-use crate::{JobFailure, Lease, QueuePolicy, StoreStats, TrackOutcome};
+use crate::{
+    DeviceRecord, JobFailure, JobOutcome, Lease, QueuePolicy, SessionPart, StoreStats,
+    UploadSession,
+};
 
 pub(crate) fn gave_up(attempts: i32) -> String {
     format!("processing gave up after {attempts} attempts that did not finish")
@@ -110,7 +113,7 @@ pub(crate) fn stats_from_row(r: StatsRow) -> StoreStats {
 }
 
 /// The matched length of an outcome; `None` when nothing was matched (no road network).
-pub(crate) fn matched_m(outcome: &TrackOutcome) -> Option<f64> {
+pub(crate) fn matched_m(outcome: &JobOutcome) -> Option<f64> {
     (!outcome.stretches.is_empty()).then(|| outcome.stretches.iter().map(|s| s.length_m).sum())
 }
 
@@ -141,4 +144,59 @@ pub(crate) fn stretch(
             .map_err(|_| StoreError::Corrupt(format!("way piece {way_piece}")))?,
         length_m,
     })
+}
+
+/// The stored spelling of a value that the code knows as a `&'static str`.
+pub(crate) fn known(value: &str, options: &[&'static str], what: &str) -> Result<&'static str> {
+    options
+        .iter()
+        .find(|o| **o == value)
+        .copied()
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} {value:?} is not known")))
+}
+
+pub(crate) const EMITTER_KINDS: [&str; 3] = ["cell", "wifi", "bluetooth"];
+pub(crate) const RADIOS: [&str; 4] = ["gsm", "wcdma", "lte", "nr"];
+pub(crate) const STAGES: [&str; 3] = ["fix", "frame", "radio"];
+
+/// How many distinct cells an outcome touched: its track's, its radio observations' and its
+/// frames'.
+pub(crate) fn cells_touched(outcome: &JobOutcome) -> i64 {
+    let mut cells: Vec<i64> = outcome
+        .visits
+        .iter()
+        .map(|v| v.cell.as_i64())
+        .chain(outcome.radio.iter().map(|r| r.cell.as_i64()))
+        .chain(outcome.frames.iter().map(|f| f.cell.as_i64()))
+        .collect();
+    cells.sort_unstable();
+    cells.dedup();
+    cells.len() as i64
+}
+
+/// Registering a device again: the same key is the first registration; another is a conflict.
+pub(crate) fn same_device(stored: DeviceRecord, asked: &DeviceRecord) -> Result<DeviceRecord> {
+    if stored.public_key == asked.public_key {
+        Ok(stored)
+    } else {
+        Err(StoreError::Conflict(format!(
+            "device {} is registered with another public key",
+            stored.device
+        )))
+    }
+}
+
+/// Why a part could not be added: no session, the wrong offset, or past the declared size.
+pub(crate) fn part_conflict(session: Option<UploadSession>, part: &SessionPart) -> StoreError {
+    match session {
+        None => StoreError::Conflict("no such upload session".into()),
+        Some(s) if s.received_bytes != part.offset => StoreError::Conflict(format!(
+            "the session stands at offset {}, not {}",
+            s.received_bytes, part.offset
+        )),
+        Some(s) => StoreError::Conflict(format!(
+            "a part of {} bytes at offset {} goes past the declared size of {} bytes",
+            part.size, part.offset, s.size_bytes
+        )),
+    }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, MatchedStretch, RoadCell, RoadSegment, UploadStatus,
+    BoundingBox, Cell, CellCoverage, DeviceId, LatLon, MatchedStretch, RadioCellSummary, RoadCell,
+    RoadSegment, UploadStatus,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -19,8 +20,9 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::{
-    JobFailure, Lease, NewUpload, QueuePolicy, Store, StoreStats, TrackOutcome, UploadReceipt,
-    UploadRecord, rows,
+    ApiKeyRecord, DeviceRecord, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload,
+    QueuePolicy, RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
+    UploadRecord, UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -29,7 +31,8 @@ pub struct SqliteStore {
 }
 
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
-     fixes_accepted, fixes_rejected, cells, matched_m, processed_at";
+     fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
+     observations_rejected, contributor, rewardable";
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -146,6 +149,51 @@ fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord> {
         cells: get_opt("cells")?,
         matched_m: row.try_get("matched_m").ctx("reading an upload")?,
         processed_at: get_opt("processed_at")?.map(time).transpose()?,
+        observations_accepted: get_opt("observations_accepted")?,
+        observations_rejected: get_opt("observations_rejected")?,
+        contributor: row.try_get("contributor").ctx("reading an upload")?,
+        rewardable: row.try_get("rewardable").ctx("reading an upload")?,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord> {
+    let ctx = "reading an API key";
+    Ok(ApiKeyRecord {
+        id: row.try_get("id").ctx(ctx)?,
+        prefix: row.try_get("prefix").ctx(ctx)?,
+        role: row.try_get::<String, _>("role").ctx(ctx)?.parse()?,
+        contributor: row.try_get("contributor").ctx(ctx)?,
+        created_at: time(row.try_get("created_at").ctx(ctx)?)?,
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")
+            .ctx(ctx)?
+            .map(time)
+            .transpose()?,
+    })
+}
+
+fn device_from_row(row: &SqliteRow) -> Result<DeviceRecord> {
+    let ctx = "reading a device";
+    Ok(DeviceRecord {
+        device: row.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+        public_key: row.try_get("public_key").ctx(ctx)?,
+        contributor: row.try_get("contributor").ctx(ctx)?,
+        registered_by: row.try_get("registered_by").ctx(ctx)?,
+        registered_at: time(row.try_get("registered_at").ctx(ctx)?)?,
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<UploadSession> {
+    let ctx = "reading an upload session";
+    Ok(UploadSession {
+        id: row.try_get("id").ctx(ctx)?,
+        device: row.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+        kind: row.try_get::<String, _>("kind").ctx(ctx)?.parse()?,
+        size_bytes: row.try_get("size_bytes").ctx(ctx)?,
+        sha256: row.try_get("sha256").ctx(ctx)?,
+        received_bytes: row.try_get("received_bytes").ctx(ctx)?,
+        created_at: time(row.try_get("created_at").ctx(ctx)?)?,
+        updated_at: time(row.try_get("updated_at").ctx(ctx)?)?,
     })
 }
 
@@ -189,8 +237,9 @@ impl Store for SqliteStore {
         }
         let received = micros(upload.received_at);
         let upload_id: i64 = sqlx::query_scalar(
-            "INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at, \
+                 contributor, rewardable) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(upload.device.as_str())
         .bind(upload.kind.as_str())
@@ -198,6 +247,8 @@ impl Store for SqliteStore {
         .bind(upload.blob.size as i64)
         .bind(&upload.blob.key)
         .bind(received)
+        .bind(&upload.contributor)
+        .bind(upload.rewardable)
         .fetch_one(&mut *tx)
         .await
         .ctx("recording an upload")?;
@@ -231,10 +282,14 @@ impl Store for SqliteStore {
         row.as_ref().map(upload_from_row).transpose()
     }
 
-    async fn recent_uploads(&self, limit: i64) -> Result<Vec<UploadRecord>> {
+    async fn recent_uploads(&self, limit: i64, filter: &UploadFilter) -> Result<Vec<UploadRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {UPLOAD_COLUMNS} FROM uploads ORDER BY id DESC LIMIT ?"
+            "SELECT {UPLOAD_COLUMNS} FROM uploads \
+             WHERE (?1 IS NULL OR contributor = ?1) AND (?2 IS NULL OR device = ?2) \
+             ORDER BY id DESC LIMIT ?3"
         ))
+        .bind(&filter.contributor)
+        .bind(filter.device.as_ref().map(|d| d.as_str()))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
@@ -308,10 +363,10 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn complete_track_job(
+    async fn complete_job(
         &self,
         lease: &Lease,
-        outcome: &TrackOutcome,
+        outcome: &JobOutcome,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.write().await?;
@@ -352,15 +407,77 @@ impl Store for SqliteStore {
             .await
             .ctx("writing matched stretches")?;
         }
+        for (seq, r) in outcome.radio.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO radio_observations (upload_id, seq, observed_at, emitter_kind, radio, \
+                     emitter, signal_dbm, accuracy_m, cell, lat, lon) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(lease.upload_id)
+            .bind(seq as i64)
+            .bind(micros(r.observed_at))
+            .bind(r.emitter_kind)
+            .bind(r.radio)
+            .bind(&r.emitter)
+            .bind(r.signal_dbm)
+            .bind(r.accuracy_m)
+            .bind(r.cell.as_i64())
+            .bind(r.pos.lat)
+            .bind(r.pos.lon)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing radio observations")?;
+        }
+        for f in &outcome.frames {
+            sqlx::query(
+                "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
+                     heading_deg, width, height, cell, lat, lon) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(lease.upload_id)
+            .bind(f.frame)
+            .bind(f.sequence)
+            .bind(&f.sha256)
+            .bind(&f.blob_key)
+            .bind(micros(f.captured_at))
+            .bind(f.heading_deg)
+            .bind(f.width)
+            .bind(f.height)
+            .bind(f.cell.as_i64())
+            .bind(f.pos.lat)
+            .bind(f.pos.lon)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing frames")?;
+        }
+        for (seq, r) in outcome.rejections.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO rejected_observations (upload_id, seq, stage, item, reason, detail) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(lease.upload_id)
+            .bind(seq as i64)
+            .bind(r.stage)
+            .bind(r.item)
+            .bind(&r.reason)
+            .bind(&r.detail)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing rejected observations")?;
+        }
+        let (kept, refused) = outcome.observation_counts();
         sqlx::query(
             "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = ?, \
-                 fixes_rejected = ?, cells = ?, processed_at = ?, matched_m = ? WHERE id = ?",
+                 fixes_rejected = ?, cells = ?, processed_at = ?, matched_m = ?, \
+                 observations_accepted = ?, observations_rejected = ? WHERE id = ?",
         )
         .bind(i64::from(outcome.fixes_accepted))
         .bind(i64::from(outcome.fixes_rejected))
-        .bind(outcome.visits.len() as i64)
+        .bind(rows::cells_touched(outcome))
         .bind(micros(now))
         .bind(rows::matched_m(outcome))
+        .bind(kept)
+        .bind(refused)
         .bind(lease.upload_id)
         .execute(&mut *tx)
         .await
@@ -574,5 +691,338 @@ impl Store for SqliteStore {
             .await
             .ctx("reading stats")?;
         Ok(rows::stats_from_row(row))
+    }
+
+    async fn rejections(&self, upload_id: i64, limit: i64) -> Result<Vec<Rejection>> {
+        let rows: Vec<(String, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT stage, item, reason, detail FROM rejected_observations \
+             WHERE upload_id = ? ORDER BY seq LIMIT ?",
+        )
+        .bind(upload_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading rejected observations")?;
+        rows.into_iter()
+            .map(|(stage, item, reason, detail)| {
+                Ok(Rejection {
+                    stage: rows::known(&stage, &rows::STAGES, "stage")?,
+                    item,
+                    reason,
+                    detail,
+                })
+            })
+            .collect()
+    }
+
+    async fn radio_observations(&self, upload_id: i64, limit: i64) -> Result<Vec<RadioRow>> {
+        type R = (
+            i64,
+            String,
+            Option<String>,
+            String,
+            Option<i32>,
+            Option<f64>,
+            i64,
+            f64,
+            f64,
+        );
+        let rows: Vec<R> = sqlx::query_as(
+            "SELECT observed_at, emitter_kind, radio, emitter, signal_dbm, accuracy_m, cell, lat, \
+                 lon FROM radio_observations WHERE upload_id = ? ORDER BY seq LIMIT ?",
+        )
+        .bind(upload_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading radio observations")?;
+        rows.into_iter()
+            .map(|(at, kind, radio, emitter, signal, acc, cell, lat, lon)| {
+                Ok(RadioRow {
+                    observed_at: time(at)?,
+                    emitter_kind: rows::known(&kind, &rows::EMITTER_KINDS, "emitter kind")?,
+                    radio: radio
+                        .map(|r| rows::known(&r, &rows::RADIOS, "radio"))
+                        .transpose()?,
+                    emitter,
+                    signal_dbm: signal,
+                    accuracy_m: acc,
+                    pos: LatLon::new(lat, lon)?,
+                    cell: Cell::from_i64(cell)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn radio_coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioCellSummary>> {
+        type R = (i64, i64, i64, i64, i64, i64, Option<i32>, i64);
+        let rows: Vec<R> = sqlx::query_as(
+            "SELECT cell, COUNT(*), COUNT(DISTINCT emitter), \
+                    COUNT(DISTINCT CASE WHEN emitter_kind = 'cell' THEN emitter END), \
+                    COUNT(DISTINCT CASE WHEN emitter_kind = 'wifi' THEN emitter END), \
+                    COUNT(DISTINCT CASE WHEN emitter_kind = 'bluetooth' THEN emitter END), \
+                    MAX(signal_dbm), MAX(observed_at) \
+             FROM radio_observations \
+             WHERE lat BETWEEN ? AND ? AND lon BETWEEN ? AND ? \
+             GROUP BY cell ORDER BY cell LIMIT ?",
+        )
+        .bind(bbox.south)
+        .bind(bbox.north)
+        .bind(bbox.west)
+        .bind(bbox.east)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading radio coverage")?;
+        rows.into_iter()
+            .map(|(cell, n, emitters, cells, wifi, ble, best, last)| {
+                Ok(RadioCellSummary {
+                    cell: Cell::from_i64(cell)?,
+                    observations: n,
+                    emitters,
+                    cells_seen: cells,
+                    wifi_seen: wifi,
+                    bluetooth_seen: ble,
+                    best_signal_dbm: best,
+                    last_seen: time(last)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>> {
+        let rows = sqlx::query(
+            "SELECT frame, sequence, sha256, blob_key, captured_at, heading_deg, width, height, \
+                 cell, lat, lon FROM frames WHERE upload_id = ? ORDER BY frame",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading frames")?;
+        rows.iter()
+            .map(|row| {
+                let ctx = "reading a frame";
+                Ok(FrameRow {
+                    frame: row.try_get("frame").ctx(ctx)?,
+                    sequence: row.try_get("sequence").ctx(ctx)?,
+                    sha256: row.try_get("sha256").ctx(ctx)?,
+                    blob_key: row.try_get("blob_key").ctx(ctx)?,
+                    captured_at: time(row.try_get("captured_at").ctx(ctx)?)?,
+                    heading_deg: row.try_get("heading_deg").ctx(ctx)?,
+                    width: row.try_get("width").ctx(ctx)?,
+                    height: row.try_get("height").ctx(ctx)?,
+                    pos: LatLon::new(row.try_get("lat").ctx(ctx)?, row.try_get("lon").ctx(ctx)?)?,
+                    cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord> {
+        let row = sqlx::query(
+            "INSERT INTO api_keys (key_hash, prefix, role, contributor, created_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(key.role.as_str())
+        .bind(&key.contributor)
+        .bind(micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .ctx("creating an API key")?;
+        key_from_row(&row)
+    }
+
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an API key")?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing API keys")?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(micros(now))
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .ctx("revoking an API key")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn register_device(&self, device: &DeviceRecord) -> Result<DeviceRecord> {
+        let mut tx = self.write().await?;
+        let existing = sqlx::query("SELECT * FROM devices WHERE device = ?")
+            .bind(device.device.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a device")?;
+        if let Some(row) = existing {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return rows::same_device(device_from_row(&row)?, device);
+        }
+        sqlx::query(
+            "INSERT INTO devices (device, public_key, contributor, registered_by, registered_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(device.device.as_str())
+        .bind(&device.public_key)
+        .bind(&device.contributor)
+        .bind(device.registered_by)
+        .bind(micros(device.registered_at))
+        .execute(&mut *tx)
+        .await
+        .ctx("registering a device")?;
+        tx.commit().await.ctx("committing a device")?;
+        Ok(device.clone())
+    }
+
+    async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE device = ?")
+            .bind(device.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a device")?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn claim_nonce(
+        &self,
+        device: &DeviceId,
+        nonce: &str,
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM request_nonces WHERE seen_at < ?")
+            .bind(micros(forget_before))
+            .execute(&mut *tx)
+            .await
+            .ctx("forgetting old nonces")?;
+        let done = sqlx::query(
+            "INSERT INTO request_nonces (device, nonce, seen_at) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(device.as_str())
+        .bind(nonce)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .ctx("recording a nonce")?;
+        tx.commit().await.ctx("committing a nonce")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn open_session(&self, session: &UploadSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upload_sessions (id, device, kind, size_bytes, sha256, received_bytes, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&session.id)
+        .bind(session.device.as_str())
+        .bind(session.kind.as_str())
+        .bind(session.size_bytes)
+        .bind(&session.sha256)
+        .bind(session.received_bytes)
+        .bind(micros(session.created_at))
+        .bind(micros(session.updated_at))
+        .execute(&self.pool)
+        .await
+        .ctx("opening an upload session")?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<UploadSession>> {
+        let row = sqlx::query("SELECT * FROM upload_sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an upload session")?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn add_session_part(
+        &self,
+        id: &str,
+        part: &SessionPart,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let mut tx = self.write().await?;
+        let moved: Option<i64> = sqlx::query_scalar(
+            "UPDATE upload_sessions SET received_bytes = received_bytes + ?3, updated_at = ?4 \
+             WHERE id = ?1 AND received_bytes = ?2 AND received_bytes + ?3 <= size_bytes \
+             RETURNING received_bytes",
+        )
+        .bind(id)
+        .bind(part.offset)
+        .bind(part.size)
+        .bind(micros(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("moving an upload session on")?;
+        let Some(offset) = moved else {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Err(rows::part_conflict(self.session(id).await?, part));
+        };
+        sqlx::query(
+            "INSERT INTO upload_session_parts (session_id, offset_bytes, size_bytes, blob_key) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(part.offset)
+        .bind(part.size)
+        .bind(&part.blob_key)
+        .execute(&mut *tx)
+        .await
+        .ctx("recording an upload part")?;
+        tx.commit().await.ctx("committing an upload part")?;
+        Ok(offset)
+    }
+
+    async fn session_parts(&self, id: &str) -> Result<Vec<SessionPart>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT offset_bytes, size_bytes, blob_key FROM upload_session_parts \
+             WHERE session_id = ? ORDER BY offset_bytes",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading upload parts")?;
+        Ok(rows
+            .into_iter()
+            .map(|(offset, size, blob_key)| SessionPart {
+                offset,
+                size,
+                blob_key,
+            })
+            .collect())
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM upload_session_parts WHERE session_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .ctx("deleting upload parts")?;
+        sqlx::query("DELETE FROM upload_sessions WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .ctx("deleting an upload session")?;
+        tx.commit().await.ctx("committing")?;
+        Ok(())
     }
 }

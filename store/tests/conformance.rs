@@ -14,8 +14,10 @@ use covermap_domain::{
     BoundingBox, Cell, CellVisit, LatLon, MatchedStretch, RoadCell, RoadSegment, UploadKind,
     UploadStatus,
 };
+use covermap_domain::{DeviceId, Role};
 use covermap_store::{
-    BlobRef, JobFailure, NewUpload, QueuePolicy, SqliteStore, Store, StoreError, TrackOutcome,
+    BlobRef, DeviceRecord, FrameRow, JobFailure, JobOutcome, NewApiKey, NewUpload, QueuePolicy,
+    RadioRow, Rejection, SessionPart, SqliteStore, Store, StoreError, UploadFilter, UploadSession,
 };
 use sqlx::Connection;
 
@@ -132,6 +134,10 @@ conformance!(
     leases_that_keep_running_out_fail_the_job,
     coverage_is_filtered_by_box_and_counts_devices,
     road_network_round_trips_and_filters_by_box,
+    observations_frames_and_rejections_are_written_with_the_job,
+    keys_devices_and_nonces,
+    upload_sessions_take_parts_in_order,
+    uploads_are_listed_by_contributor_and_device,
 );
 
 fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
@@ -140,6 +146,8 @@ fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
         kind: UploadKind::Gpx,
         blob: BlobRef::of(content.as_bytes()),
         received_at: at,
+        contributor: None,
+        rewardable: false,
     }
 }
 
@@ -151,8 +159,8 @@ fn cell_at(lat: f64, lon: f64) -> Cell {
     )
 }
 
-fn outcome(points: &[(f64, f64)], at: DateTime<Utc>) -> TrackOutcome {
-    TrackOutcome {
+fn outcome(points: &[(f64, f64)], at: DateTime<Utc>) -> JobOutcome {
+    JobOutcome {
         fixes_accepted: points.len() as u32,
         fixes_rejected: 1,
         visits: points
@@ -176,6 +184,7 @@ fn outcome(points: &[(f64, f64)], at: DateTime<Utc>) -> TrackOutcome {
                 length_m: 12.5,
             })
             .collect(),
+        ..JobOutcome::default()
     }
 }
 
@@ -210,7 +219,7 @@ async fn upload_is_recorded_and_queued(store: Arc<dyn Store>) {
             .unwrap()
             .is_none()
     );
-    let recent = store.recent_uploads(10).await.unwrap();
+    let recent = store.recent_uploads(10, &Default::default()).await.unwrap();
     assert_eq!(recent.len(), 1);
 }
 
@@ -254,7 +263,7 @@ async fn completed_job_writes_coverage_and_is_not_leased_again(store: Arc<dyn St
         "a held job is not leased twice"
     );
     store
-        .complete_track_job(&lease, &outcome(&MONACO, t0()), now + secs(1))
+        .complete_job(&lease, &outcome(&MONACO, t0()), now + secs(1))
         .await
         .unwrap();
     let rec = store.upload(receipt.upload_id).await.unwrap().unwrap();
@@ -293,7 +302,7 @@ async fn completed_job_writes_coverage_and_is_not_leased_again(store: Arc<dyn St
     );
     // Finishing twice with the same lease is refused: the lease ended with the first.
     let again = store
-        .complete_track_job(&lease, &outcome(&MONACO, t0()), later)
+        .complete_job(&lease, &outcome(&MONACO, t0()), later)
         .await;
     assert!(
         matches!(again, Err(StoreError::LeaseLost { .. })),
@@ -336,7 +345,7 @@ async fn expired_lease_is_taken_over_and_counted_once(store: Arc<dyn Store>) {
     assert_ne!(b.token, a.token);
     // A wakes up and tries to write its results: refused, and nothing of it lands.
     let late = store
-        .complete_track_job(&a, &outcome(&MONACO, t0()), t0() + secs(32))
+        .complete_job(&a, &outcome(&MONACO, t0()), t0() + secs(32))
         .await;
     assert!(
         matches!(late, Err(StoreError::LeaseLost { .. })),
@@ -362,7 +371,7 @@ async fn expired_lease_is_taken_over_and_counted_once(store: Arc<dyn Store>) {
         "{failed:?}"
     );
     store
-        .complete_track_job(&b, &outcome(&MONACO, t0()), t0() + secs(33))
+        .complete_job(&b, &outcome(&MONACO, t0()), t0() + secs(33))
         .await
         .unwrap();
     let cov = store.coverage(BoundingBox::WORLD, 100).await.unwrap();
@@ -390,7 +399,7 @@ async fn concurrent_workers_take_each_job_once(store: Arc<dyn Store>) {
                 .unwrap()
             {
                 store
-                    .complete_track_job(&lease, &outcome(&MONACO, t0()), now)
+                    .complete_job(&lease, &outcome(&MONACO, t0()), now)
                     .await
                     .unwrap();
                 done.push(lease.job_id);
@@ -553,7 +562,7 @@ async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
             .unwrap()
             .unwrap();
         store
-            .complete_track_job(&lease, &outcome(points, t0()), t0())
+            .complete_job(&lease, &outcome(points, t0()), t0())
             .await
             .unwrap();
     }
@@ -650,4 +659,299 @@ async fn road_network_round_trips_and_filters_by_box(store: Arc<dyn Store>) {
     assert!(store.road_cells(monaco, 100).await.unwrap().is_empty());
     assert!(store.roads(monaco, 100).await.unwrap().is_empty());
     assert_eq!(store.stats().await.unwrap().road_segments, 1);
+}
+
+async fn observations_frames_and_rejections_are_written_with_the_job(store: Arc<dyn Store>) {
+    let r = store
+        .record_upload(new_upload("phone-1", "radio+frames", t0()))
+        .await
+        .unwrap();
+    let lease = store
+        .lease_job("w", t0(), LEASE, QueuePolicy::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let monaco = LatLon::new(43.7384, 7.4246).unwrap();
+    let radio = vec![
+        RadioRow {
+            observed_at: t0(),
+            emitter_kind: "cell",
+            radio: Some("lte"),
+            emitter: "lte:208:1:4711:26140929".into(),
+            signal_dbm: Some(-85),
+            accuracy_m: Some(10.0),
+            pos: monaco,
+            cell: cell_at(43.7384, 7.4246),
+        },
+        RadioRow {
+            observed_at: t0() + secs(1),
+            emitter_kind: "wifi",
+            radio: None,
+            emitter: "wifi:1cb72caabb01".into(),
+            signal_dbm: None,
+            accuracy_m: None,
+            pos: monaco,
+            cell: cell_at(43.7384, 7.4246),
+        },
+    ];
+    let frames = vec![FrameRow {
+        frame: 3,
+        sequence: 0,
+        sha256: "ab".repeat(32),
+        blob_key: "sha256/ab/x".into(),
+        captured_at: t0(),
+        heading_deg: 90.0,
+        width: 3840,
+        height: 2160,
+        pos: monaco,
+        cell: cell_at(43.7384, 7.4246),
+    }];
+    let rejections = vec![
+        Rejection {
+            stage: "frame",
+            item: 1,
+            reason: "outside_track".into(),
+            detail: Some("b.jpg".into()),
+        },
+        Rejection {
+            stage: "radio",
+            item: 0,
+            reason: "bad_mac".into(),
+            detail: None,
+        },
+        Rejection {
+            stage: "fix",
+            item: 7,
+            reason: "implausible_jump".into(),
+            detail: None,
+        },
+    ];
+    let outcome = JobOutcome {
+        radio: radio.clone(),
+        frames: frames.clone(),
+        rejections: rejections.clone(),
+        ..JobOutcome::default()
+    };
+    store.complete_job(&lease, &outcome, t0()).await.unwrap();
+    assert_eq!(
+        store.radio_observations(r.upload_id, 10).await.unwrap(),
+        radio
+    );
+    assert_eq!(store.frames(r.upload_id).await.unwrap(), frames);
+    assert_eq!(store.rejections(r.upload_id, 10).await.unwrap(), rejections);
+    assert_eq!(store.rejections(r.upload_id, 1).await.unwrap().len(), 1);
+    let rec = store.upload(r.upload_id).await.unwrap().unwrap();
+    // Frames and radio observations kept; the frame and radio rejections (not the fix's).
+    assert_eq!(
+        (rec.observations_accepted, rec.observations_rejected),
+        (Some(3), Some(2))
+    );
+    assert_eq!(rec.cells, Some(1));
+    let cells = store.radio_coverage(BoundingBox::WORLD, 10).await.unwrap();
+    assert_eq!(cells.len(), 1);
+    let c = &cells[0];
+    assert_eq!(
+        (
+            c.observations,
+            c.emitters,
+            c.cells_seen,
+            c.wifi_seen,
+            c.best_signal_dbm
+        ),
+        (2, 2, 1, 1, Some(-85))
+    );
+    assert_eq!(c.last_seen, t0() + secs(1));
+    let paris: BoundingBox = "2.2,48.8,2.4,48.9".parse().unwrap();
+    assert!(store.radio_coverage(paris, 10).await.unwrap().is_empty());
+}
+
+async fn keys_devices_and_nonces(store: Arc<dyn Store>) {
+    let key = store
+        .create_api_key(
+            &NewApiKey {
+                key_hash: "h1".into(),
+                prefix: "cm_1234567".into(),
+                role: Role::Device,
+                contributor: Some("alice".into()),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (key.role, key.contributor.as_deref()),
+        (Role::Device, Some("alice"))
+    );
+    assert_eq!(store.api_key("h1").await.unwrap(), Some(key.clone()));
+    assert_eq!(store.api_key("nope").await.unwrap(), None);
+    // The same hash twice is refused (keys are unique).
+    assert!(
+        store
+            .create_api_key(
+                &NewApiKey {
+                    key_hash: "h1".into(),
+                    prefix: "cm_x".into(),
+                    role: Role::Admin,
+                    contributor: None,
+                },
+                t0(),
+            )
+            .await
+            .is_err()
+    );
+    let device: DeviceId = "cam-1".parse().unwrap();
+    let rec = DeviceRecord {
+        device: device.clone(),
+        public_key: "aa".repeat(32),
+        contributor: key.contributor.clone(),
+        registered_by: key.id,
+        registered_at: t0(),
+    };
+    assert_eq!(store.register_device(&rec).await.unwrap(), rec);
+    // Again with the same key: the first registration; with another key: a conflict.
+    let again = DeviceRecord {
+        registered_at: t0() + secs(60),
+        ..rec.clone()
+    };
+    assert_eq!(store.register_device(&again).await.unwrap(), rec);
+    let other = DeviceRecord {
+        public_key: "bb".repeat(32),
+        ..rec.clone()
+    };
+    assert!(matches!(
+        store.register_device(&other).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.device(&device).await.unwrap(), Some(rec));
+    // A nonce counts once; old ones are forgotten.
+    assert!(
+        store
+            .claim_nonce(&device, "n-1", t0(), t0() - secs(600))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_nonce(&device, "n-1", t0(), t0() - secs(600))
+            .await
+            .unwrap()
+    );
+    let other_device: DeviceId = "cam-2".parse().unwrap();
+    assert!(
+        store
+            .claim_nonce(&other_device, "n-1", t0(), t0() - secs(600))
+            .await
+            .unwrap()
+    );
+    let later = t0() + secs(3600);
+    assert!(
+        store
+            .claim_nonce(&device, "n-1", later, later - secs(600))
+            .await
+            .unwrap()
+    );
+    // Revoking is once.
+    assert!(store.revoke_api_key(key.id, t0()).await.unwrap());
+    assert!(!store.revoke_api_key(key.id, t0()).await.unwrap());
+    let keys = store.api_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].revoked_at, Some(t0()));
+}
+
+async fn upload_sessions_take_parts_in_order(store: Arc<dyn Store>) {
+    let session = UploadSession {
+        id: "s1".into(),
+        device: "cam-1".parse().unwrap(),
+        kind: UploadKind::Drive,
+        size_bytes: 10,
+        sha256: "cd".repeat(32),
+        received_bytes: 0,
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    store.open_session(&session).await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), Some(session));
+    let part = |offset, size| SessionPart {
+        offset,
+        size,
+        blob_key: format!("k{offset}"),
+    };
+    assert_eq!(
+        store
+            .add_session_part("s1", &part(0, 4), t0())
+            .await
+            .unwrap(),
+        4
+    );
+    // The same part again, a part from the wrong place, one past the end: conflicts.
+    for bad in [part(0, 4), part(6, 2), part(4, 7)] {
+        assert!(matches!(
+            store.add_session_part("s1", &bad, t0()).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    assert!(matches!(
+        store.add_session_part("nope", &part(0, 1), t0()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .add_session_part("s1", &part(4, 6), t0())
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        store.session_parts("s1").await.unwrap(),
+        vec![part(0, 4), part(4, 6)]
+    );
+    store.delete_session("s1").await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), None);
+    assert!(store.session_parts("s1").await.unwrap().is_empty());
+}
+
+async fn uploads_are_listed_by_contributor_and_device(store: Arc<dyn Store>) {
+    for (device, contributor, body) in [
+        ("cam-a", Some("alice"), "1"),
+        ("cam-b", Some("bob"), "2"),
+        ("key-3", None, "3"),
+    ] {
+        store
+            .record_upload(NewUpload {
+                contributor: contributor.map(str::to_owned),
+                rewardable: contributor.is_some(),
+                ..new_upload(device, body, t0())
+            })
+            .await
+            .unwrap();
+    }
+    let all = store
+        .recent_uploads(10, &UploadFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let alice = store
+        .recent_uploads(
+            10,
+            &UploadFilter {
+                contributor: Some("alice".into()),
+                device: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.len(), 1);
+    assert!(alice[0].rewardable && alice[0].device.as_str() == "cam-a");
+    let key3 = store
+        .recent_uploads(
+            10,
+            &UploadFilter {
+                contributor: None,
+                device: Some("key-3".parse().unwrap()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(key3.len(), 1);
+    assert!(!key3[0].rewardable && key3[0].contributor.is_none());
 }

@@ -5,7 +5,7 @@
 //! comes from `scoring` — and reads nothing from storage.
 
 use chrono::{DateTime, Utc};
-use covermap_domain::{CellCoverage, RoadSegment};
+use covermap_domain::{Cell, CellCoverage, RadioCellSummary, RoadSegment};
 use covermap_scoring::{ScoringPolicy, freshness};
 use serde_json::{Value, json};
 
@@ -18,16 +18,7 @@ pub fn coverage_geojson(
     let features: Vec<Value> = cells
         .iter()
         .map(|c| {
-            let mut ring: Vec<[f64; 2]> = c
-                .cell
-                .0
-                .boundary()
-                .iter()
-                .map(|ll| [round7(ll.lng()), round7(ll.lat())])
-                .collect();
-            if let Some(first) = ring.first().copied() {
-                ring.push(first);
-            }
+            let ring = hexagon(c.cell);
             json!({
                 "type": "Feature",
                 "id": c.cell.to_string(),
@@ -45,6 +36,45 @@ pub fn coverage_geojson(
         })
         .collect();
     json!({"type": "FeatureCollection", "policy_version": policy.version, "features": features})
+}
+
+/// A cell's hexagon as a closed GeoJSON ring of `[lon, lat]`.
+fn hexagon(cell: Cell) -> Vec<[f64; 2]> {
+    let mut ring: Vec<[f64; 2]> = cell
+        .0
+        .boundary()
+        .iter()
+        .map(|ll| [round7(ll.lng()), round7(ll.lat())])
+        .collect();
+    if let Some(first) = ring.first().copied() {
+        ring.push(first);
+    }
+    ring
+}
+
+/// A GeoJSON FeatureCollection with one hexagon per cell where radio was measured.
+pub fn radio_geojson(cells: &[RadioCellSummary]) -> Value {
+    let features: Vec<Value> = cells
+        .iter()
+        .map(|c| {
+            json!({
+                "type": "Feature",
+                "id": c.cell.to_string(),
+                "geometry": {"type": "Polygon", "coordinates": [hexagon(c.cell)]},
+                "properties": {
+                    "cell": c.cell.to_string(),
+                    "observations": c.observations,
+                    "emitters": c.emitters,
+                    "cells_seen": c.cells_seen,
+                    "wifi_seen": c.wifi_seen,
+                    "bluetooth_seen": c.bluetooth_seen,
+                    "best_signal_dbm": c.best_signal_dbm,
+                    "last_seen": c.last_seen,
+                }
+            })
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": features})
 }
 
 /// A GeoJSON FeatureCollection with one LineString per road segment.

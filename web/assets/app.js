@@ -66,10 +66,36 @@ function draw() {
   ctx.globalAlpha = 1;
 }
 
-async function getJSON(url) {
-  const r = await fetch(url);
+async function getJSON(url, key) {
+  const r = await fetch(url, key ? { headers: { Authorization: `Bearer ${key}` } } : {});
   if (!r.ok) throw new Error(`${url}: ${r.status}`);
   return r.json();
+}
+
+// Uploads are not public: an auditor's (or a device's) key, kept in this browser only. A link
+// may carry it as ?key=...; it is taken out of the address at once.
+{
+  const params = new URLSearchParams(location.search);
+  if (params.has("key")) {
+    localStorage.setItem("covermap-key", params.get("key"));
+    params.delete("key");
+    history.replaceState(null, "", location.pathname + (params.toString() ? `?${params}` : ""));
+  }
+}
+document.getElementById("keyform").addEventListener("submit", (e) => {
+  e.preventDefault();
+  localStorage.setItem("covermap-key", document.getElementById("key").value.trim());
+  refresh();
+});
+
+async function recentUploads() {
+  const key = localStorage.getItem("covermap-key");
+  if (!key) return null;
+  try {
+    return await getJSON("/api/v1/uploads?limit=15", key);
+  } catch (e) {
+    return { error: String(e) };
+  }
 }
 
 async function refresh() {
@@ -78,7 +104,7 @@ async function refresh() {
       roads.length ? null : getJSON("/api/v1/roads"),
       getJSON("/api/v1/coverage"),
       getJSON("/api/v1/stats"),
-      getJSON("/api/v1/uploads?limit=15"),
+      recentUploads(),
     ]);
     if (r) roads = r.features;
     cells = c.features;
@@ -88,8 +114,11 @@ async function refresh() {
       ["uploads rejected", st.uploads_rejected], ["jobs waiting", st.jobs_queued + st.jobs_leased],
       ["road segments", st.road_segments],
     ].map(([k, v]) => `<dt>${k}</dt><dd data-stat="${k}">${v}</dd>`).join("");
-    document.getElementById("uploads").innerHTML = u.uploads.map((x) =>
-      `<tr><td>${x.id}</td><td>${x.device}</td><td title="${x.reason ?? ""}">${x.status}</td><td>${x.fixes_accepted ?? ""}</td><td>${x.cells ?? ""}</td></tr>`).join("");
+    const esc = (v) => String(v ?? "").replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);
+    document.getElementById("uploads").innerHTML = !u ? "" : u.error
+      ? `<tr><td colspan="5">${esc(u.error)}</td></tr>`
+      : u.uploads.map((x) =>
+        `<tr><td>${x.id}</td><td>${esc(x.device)}</td><td title="${esc(x.reason)}">${x.status}</td><td>${x.fixes_accepted ?? x.observations_accepted ?? ""}</td><td>${x.cells ?? ""}</td></tr>`).join("");
     draw();
     document.body.dataset.cells = String(cells.length);
   } catch (e) {

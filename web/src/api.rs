@@ -1,20 +1,17 @@
 //! The JSON API.
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use chrono::Utc;
-use covermap_domain::{BoundingBox, DeviceId, UploadKind};
+use covermap_domain::{BoundingBox, Role};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth;
 use crate::{ApiError, AppState};
-
-/// The header a device names itself in.
-pub const DEVICE_HEADER: &str = "x-covermap-device";
 
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
@@ -30,7 +27,13 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    crate::admin::metrics_guard(&state, &method, &uri, &headers).await?;
     let stats = state.store.stats().await?;
     let gauges = [
         ("queued", "uploads", stats.uploads_queued),
@@ -61,76 +64,32 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         .into_response())
 }
 
-pub(crate) async fn upload(
-    State(state): State<AppState>,
-    Path(kind): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let kind: UploadKind = kind
-        .parse()
-        .map_err(|e: covermap_domain::InvalidValue| ApiError::NotFound(e.to_string()))?;
-    let device: DeviceId = headers
-        .get(DEVICE_HEADER)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_device",
-                format!("the {DEVICE_HEADER} header is required"),
-            )
-        })?
-        .to_str()
-        .map_err(|_| ApiError::bad_request("invalid_device", "the device header is not text"))?
-        .parse()
-        .map_err(|e: covermap_domain::InvalidValue| {
-            ApiError::bad_request("invalid_device", e.to_string())
-        })?;
-    if let Some(enc) = headers
-        .get(header::CONTENT_ENCODING)
-        .filter(|e| e.as_bytes() != b"identity")
-    {
-        return Err(ApiError::UnsupportedMedia(format!(
-            "content-encoding {:?} is not accepted; send the file uncompressed",
-            String::from_utf8_lossy(enc.as_bytes())
-        )));
+/// The caller of a read endpoint (a key, or a device signing an empty body), who must be
+/// allowed to read upload `id`. Others get 404, as if it did not exist.
+async fn readable_upload(
+    state: &AppState,
+    id: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<i64, ApiError> {
+    let caller = auth::caller(state.store.as_ref(), method, uri, headers, b"", Utc::now()).await?;
+    caller.require(&[Role::Device, Role::Auditor])?;
+    let id = parse_id(id)?;
+    match state.store.upload(id).await? {
+        Some(rec) if caller.may_read(&rec) => Ok(id),
+        _ => Err(ApiError::NotFound(format!("no upload {id}"))),
     }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge {
-                limit: state.max_upload_bytes,
-            }
-        } else {
-            ApiError::bad_request("unreadable_body", rejection.body_text())
-        }
-    })?;
-    let accepted = covermap_ingest::accept_upload(
-        state.store.as_ref(),
-        &state.blobs,
-        device,
-        kind,
-        body,
-        Utc::now(),
-        &state.ingest_policy,
-    )
-    .await?;
-    if !accepted.receipt.duplicate {
-        state.jobs_waiting.notify_waiters();
-    }
-    let status = if accepted.receipt.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    let location = format!("/api/v1/uploads/{}", accepted.receipt.upload_id);
-    let mut body = serde_json::to_value(&accepted).unwrap_or_default();
-    body["status_url"] = json!(location);
-    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
 pub(crate) async fn upload_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
     match state.store.upload(id).await? {
         Some(rec) => Ok(Json(rec).into_response()),
         None => Err(ApiError::NotFound(format!("no upload {id}"))),
@@ -141,13 +100,58 @@ pub(crate) async fn upload_status(
 pub(crate) async fn matched(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    if state.store.upload(id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no upload {id}")));
-    }
+    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
     let stretches = state.store.matched_stretches(id).await?;
     Ok(Json(json!({"upload_id": id, "stretches": stretches})).into_response())
+}
+
+/// Every observation an upload's processing left out, with its reason code.
+pub(crate) async fn rejections(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = checked_limit(q.limit, 10_000, 100_000)?;
+    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
+    let rejections = state.store.rejections(id, limit).await?;
+    Ok(Json(json!({"upload_id": id, "rejections": rejections})).into_response())
+}
+
+/// The radio observations an upload produced.
+pub(crate) async fn upload_radio(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = checked_limit(q.limit, 10_000, 100_000)?;
+    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
+    let observations = state.store.radio_observations(id, limit).await?;
+    Ok(Json(json!({"upload_id": id, "observations": observations})).into_response())
+}
+
+/// The geotagged frames of a drive.
+pub(crate) async fn upload_frames(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
+    let frames = state.store.frames(id).await?;
+    Ok(Json(json!({"upload_id": id, "frames": frames})).into_response())
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {
@@ -163,11 +167,24 @@ pub(crate) struct ListQuery {
 
 pub(crate) async fn recent_uploads(
     State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let caller = auth::caller(
+        state.store.as_ref(),
+        &method,
+        &uri,
+        &headers,
+        b"",
+        Utc::now(),
+    )
+    .await?;
+    let filter = caller.list_filter()?;
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 50, 1000)?;
-    Ok(Json(json!({"uploads": state.store.recent_uploads(limit).await?})).into_response())
+    Ok(Json(json!({"uploads": state.store.recent_uploads(limit, &filter).await?})).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +242,17 @@ pub(crate) async fn roads(
     let limit = checked_limit(q.limit, 20_000, 100_000)?;
     let segments = state.store.roads(q.bbox()?, limit).await?;
     Ok(Json(covermap_tiles::roads_geojson(&segments)).into_response())
+}
+
+/// Radio observations per cell: how many, of how many emitters, the best signal.
+pub(crate) async fn radio(
+    State(state): State<AppState>,
+    q: Result<Query<AreaQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = checked_limit(q.limit, 10_000, 100_000)?;
+    let cells = state.store.radio_coverage(q.bbox()?, limit).await?;
+    Ok(Json(covermap_tiles::radio_geojson(&cells)).into_response())
 }
 
 pub(crate) async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {

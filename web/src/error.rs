@@ -1,19 +1,25 @@
 //! The one mapping from errors to HTTP responses: a status and a JSON body
-//! `{"error": code, "message": text}` that names the problem.
+//! `{"error": {"code": ..., "message": ..., "field": ...}}` that names the problem (and, where
+//! one is at fault, the field, header or parameter).
 
 use std::any::Any;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use covermap_ingest::IngestError;
+use covermap_ingest::access::AccessError;
 use covermap_store::StoreError;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
@@ -22,6 +28,17 @@ pub enum ApiError {
     UnsupportedMedia(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        /// Extra members of the error object (e.g. the offset a session stands at).
+        extra: Value,
+    },
+    #[error("too many requests; try again in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -33,6 +50,15 @@ impl ApiError {
         ApiError::BadRequest {
             code,
             message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_field(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+            field: Some(field.to_owned()),
         }
     }
 
@@ -45,10 +71,27 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Access(e) if e.is_forbidden() => (StatusCode::FORBIDDEN, e.code()),
+            ApiError::Access(e) => (StatusCode::UNAUTHORIZED, e.code()),
+            ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Ingest(IngestError::Store(_)) | ApiError::Store(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
+            ApiError::Ingest(e @ IngestError::TooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, e.code())
+            }
             ApiError::Ingest(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            ApiError::BadRequest { field, .. } => field.clone(),
+            ApiError::Access(e) => e.field().map(str::to_owned),
+            ApiError::Ingest(e) => e.field(),
+            _ => None,
         }
     }
 }
@@ -65,14 +108,36 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (status, Json(json!({"error": code, "message": message}))).into_response()
+        let mut error = json!({"code": code, "message": message, "field": self.field()});
+        if let ApiError::Conflict { extra, .. } = &self
+            && let (Some(e), Some(x)) = (error.as_object_mut(), extra.as_object())
+        {
+            e.extend(x.clone());
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        match &self {
+            ApiError::RateLimited { retry_after_s } => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_s.max(&1).to_owned()),
+                );
+            }
+            ApiError::Access(e) if !e.is_forbidden() => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"covermap\""),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 
 pub(crate) fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": "internal", "message": "internal error"})),
+        Json(json!({"error": {"code": "internal", "message": "internal error", "field": null}})),
     )
         .into_response()
 }

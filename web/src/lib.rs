@@ -5,36 +5,47 @@
 //! turn the answer (or the error, through the one [`ApiError`] mapping) into a response. The
 //! workers that empty the queue are wired by the `covermap` binary, not here.
 
+mod admin;
 mod api;
+mod auth;
 mod error;
 mod pages;
+mod ratelimit;
+mod uploads;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
-use covermap_ingest::IngestPolicy;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use covermap_ingest::IngestRules;
 use covermap_scoring::ScoringPolicy;
 use covermap_store::{Blobs, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub use admin::checked_contributor;
 pub use error::ApiError;
+pub use ratelimit::RateLimit;
 
 /// Everything a handler may use.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
-    pub ingest_policy: IngestPolicy,
+    pub rules: IngestRules,
     pub scoring_policy: ScoringPolicy,
     /// Larger request bodies are refused with 413 before they are read in full.
     pub max_upload_bytes: usize,
+    /// Largest drive assembled from resumable parts.
+    pub max_drive_bytes: u64,
+    /// Calls per client address to the endpoints open without a key.
+    pub public_rate: RateLimit,
     /// Renders `/metrics`; `None` where no recorder is installed (some tests).
     pub metrics: Option<PrometheusHandle>,
     /// Pinged after each queued upload so idle in-process workers start at once.
@@ -42,30 +53,73 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let limit = state.max_upload_bytes;
+    let limit = DefaultBodyLimit::max(state.max_upload_bytes);
+    let limiter = Arc::new(ratelimit::Limiter::new(state.public_rate));
+    // Open to anyone, a token bucket per client address.
+    let public = Router::new()
+        .route("/api/v1/coverage", get(api::coverage))
+        .route("/api/v1/roads", get(api::roads))
+        .route("/api/v1/radio", get(api::radio))
+        .route("/api/v1/stats", get(api::stats))
+        .layer(middleware::from_fn_with_state(limiter, rate_limited));
     Router::new()
         .route("/", get(pages::index))
         .route("/app.js", get(pages::app_js))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
-        // POST /api/v1/uploads/{kind} sends an upload; GET /api/v1/uploads/{id} follows it.
+        // Uploads: signed by a device, or (radio) sent with a device key.
         .route(
             "/api/v1/uploads/{param}",
-            post(api::upload)
-                .layer(DefaultBodyLimit::max(limit))
-                .get(api::upload_status),
+            post(uploads::upload).layer(limit).get(api::upload_status),
         )
-        .route("/api/v1/uploads/{param}/matched", get(api::matched))
+        .route("/api/v1/drives", post(uploads::drive).layer(limit))
+        .route(
+            "/api/v1/drives/sessions",
+            post(uploads::open_session).layer(limit),
+        )
+        .route(
+            "/api/v1/drives/sessions/{id}",
+            put(uploads::session_part)
+                .layer(limit)
+                .get(uploads::session_status),
+        )
+        .route("/v2/geosubmit", post(uploads::geosubmit_v2).layer(limit))
+        .route("/v1/geosubmit", post(uploads::geosubmit_v1).layer(limit))
+        // Reading uploads: devices their own, auditors and admins all.
         .route("/api/v1/uploads", get(api::recent_uploads))
-        .route("/api/v1/coverage", get(api::coverage))
-        .route("/api/v1/roads", get(api::roads))
-        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/uploads/{param}/matched", get(api::matched))
+        .route("/api/v1/uploads/{param}/rejections", get(api::rejections))
+        .route("/api/v1/uploads/{param}/radio", get(api::upload_radio))
+        .route("/api/v1/uploads/{param}/frames", get(api::upload_frames))
+        // Keys and devices.
+        .route(
+            "/api/v1/keys",
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route("/api/v1/keys/{id}", delete(admin::revoke_key))
+        .route("/api/v1/devices", post(admin::register_device))
+        .merge(public)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
+}
+
+async fn rate_limited(
+    State(limiter): State<Arc<ratelimit::Limiter>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match limiter.take(client, Instant::now()) {
+        Ok(()) => next.run(req).await,
+        Err(retry_after_s) => ApiError::RateLimited { retry_after_s }.into_response(),
+    }
 }
 
 async fn count_requests(req: Request, next: Next) -> Response {

@@ -1,0 +1,274 @@
+//! What the end-to-end tests share: a fresh database per test (SQLite or PostGIS), the real
+//! `covermap` binary started as a user starts it, and keys and a signing device for its API.
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use covermap_ingest::access::DeviceSigner;
+use serde_json::Value;
+use sqlx::Connection;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_covermap");
+
+pub fn shared(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    assert!(p.exists(), "test data {} is missing", p.display());
+    p
+}
+
+/// A database for one test: a fresh SQLite data dir, or a fresh PostGIS database.
+pub struct Db {
+    pub dir: tempfile::TempDir,
+    pub pg: Option<(String, String)>,
+}
+
+impl Db {
+    pub fn sqlite() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            pg: None,
+        }
+    }
+
+    pub async fn postgis() -> Self {
+        let admin = std::env::var("COVERMAP_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("covermap_t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("these tests need PostgreSQL at {admin} (COVERMAP_TEST_DATABASE_URL): {e}")
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            pg: Some((admin, url.to_string())),
+        }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec!["--data-dir".into(), self.dir.path().display().to_string()];
+        if let Some((_, url)) = &self.pg {
+            a.extend(["--database".into(), url.clone()]);
+        }
+        a
+    }
+
+    pub async fn store(&self) -> std::sync::Arc<dyn covermap_store::Store> {
+        let url = self.pg.as_ref().map(|(_, u)| u.as_str());
+        covermap_store::open(url, self.dir.path()).await.unwrap()
+    }
+
+    pub async fn finish(self) {
+        if let Some((admin, url)) = self.pg {
+            let name = url.rsplit('/').next().unwrap().to_owned();
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A running `covermap` process, killed when dropped.
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(db: &Db, extra: &[&str]) -> Running {
+    serve_with_env(db, extra, &[])
+}
+
+pub fn serve_with_env(db: &Db, extra: &[&str], env: &[(&str, String)]) -> Running {
+    let mut cmd = Command::new(BIN);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(db.args())
+        .args(["--listen", "127.0.0.1:0", "--max-fix-age-days", "100000"])
+        .args(extra)
+        .arg("serve")
+        .env("COVERMAP_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("covermap listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    Running { child, base }
+}
+
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("COVERMAP_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// GET a public endpoint.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let r = client.get(url).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// GET an endpoint with a key.
+pub async fn get_with(client: &reqwest::Client, url: &str, key: &str) -> Value {
+    let r = client.get(url).bearer_auth(key).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+pub async fn wait_for_status(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    id: i64,
+    within: Duration,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let rec = get_with(client, &format!("{base}/api/v1/uploads/{id}"), key).await;
+        if rec["status"] != "queued" {
+            return rec;
+        }
+        assert!(
+            started.elapsed() < within,
+            "upload {id} still queued: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates a key with `covermap keys create`, as an operator would.
+pub fn create_key(db: &Db, role: &str, contributor: Option<&str>) -> String {
+    let mut args: Vec<String> = db.args();
+    args.extend(["keys".into(), "create".into(), "--role".into(), role.into()]);
+    if let Some(c) = contributor {
+        args.extend(["--contributor".into(), c.into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, &[]);
+    assert!(
+        out.status.success(),
+        "keys create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Keys of each role and a registered device, for one running server.
+pub struct Access {
+    pub admin: String,
+    pub auditor: String,
+    pub planner: String,
+    /// A device key bound to contributor `alice`.
+    pub device_key: String,
+    /// A device registered with `device_key`.
+    pub signer: DeviceSigner,
+}
+
+pub async fn access(db: &Db, server: &Running, client: &reqwest::Client) -> Access {
+    let device_key = create_key(db, "device", Some("alice"));
+    let signer = register(client, &server.base, &device_key, "cam-alice-1").await;
+    Access {
+        admin: create_key(db, "admin", None),
+        auditor: create_key(db, "auditor", None),
+        planner: create_key(db, "planner", None),
+        device_key,
+        signer,
+    }
+}
+
+/// Registers a new device key pair under `key`.
+pub async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    device: &str,
+) -> DeviceSigner {
+    let signer = DeviceSigner::generate(device);
+    let r = client
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"device": device, "public_key": signer.public_key_hex()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    signer
+}
+
+/// A request signed by `signer` over `body`.
+pub fn signed(
+    client: &reqwest::Client,
+    signer: &DeviceSigner,
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let mut r = client.request(method.clone(), format!("{base}{path}"));
+    for (name, value) in signer.headers(method.as_str(), path, &body, chrono::Utc::now()) {
+        r = r.header(name, value);
+    }
+    r.body(body)
+}
+
+/// A signed POST of `body` to `path`, answered as (status, JSON).
+pub async fn post_signed(
+    client: &reqwest::Client,
+    signer: &DeviceSigner,
+    base: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let r = signed(client, signer, reqwest::Method::POST, base, path, body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The error code of a JSON error body, checking its shape on the way.
+pub fn error_code(body: &Value) -> String {
+    let e = &body["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "an error body names the problem: {body}"
+    );
+    assert!(
+        e.get("field").is_some(),
+        "an error body has a field: {body}"
+    );
+    e["code"].as_str().unwrap_or_default().to_owned()
+}

@@ -1,0 +1,188 @@
+//! Keys and devices: admins issue and revoke API keys; device keys register the ed25519 public
+//! keys their devices sign uploads with.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use covermap_domain::{DeviceId, Role};
+use covermap_ingest::access::{self, AccessError};
+use covermap_store::DeviceRecord;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{self, Caller};
+use crate::{ApiError, AppState};
+
+/// The caller's key, which must admit one of `roles`.
+pub(crate) async fn key_with_role(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    roles: &[Role],
+) -> Result<covermap_store::ApiKeyRecord, ApiError> {
+    match auth::key_caller(state.store.as_ref(), headers, uri).await? {
+        Some(Caller::Key(k)) => {
+            access::check_role(k.role, roles)?;
+            Ok(k)
+        }
+        _ => Err(AccessError::NoKey.into()),
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(t)| t)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewKey {
+    role: String,
+    contributor: Option<String>,
+}
+
+/// `POST /api/v1/keys` (admin): issues a key; the answer is the only time it is shown.
+pub(crate) async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Json<NewKey>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    key_with_role(&state, &headers, &uri, &[Role::Admin]).await?;
+    let asked = json_body(body)?;
+    let role: Role = asked
+        .role
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| {
+            ApiError::bad_field("invalid_role", "role", e.reason)
+        })?;
+    let contributor = checked_contributor(asked.contributor)?;
+    let issued = access::issue_key(role, contributor);
+    let record = state
+        .store
+        .create_api_key(&issued.record, Utc::now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"key": issued.key, "record": record})),
+    )
+        .into_response())
+}
+
+/// A contributor name: 1 to 64 printable characters.
+pub fn checked_contributor(c: Option<String>) -> Result<Option<String>, ApiError> {
+    match c {
+        Some(c) if c.is_empty() || c.len() > 64 || c.chars().any(char::is_control) => {
+            Err(ApiError::bad_field(
+                "invalid_contributor",
+                "contributor",
+                "a contributor is 1 to 64 printable characters",
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `GET /api/v1/keys` (admin): every key, without the secrets.
+pub(crate) async fn list_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    key_with_role(&state, &headers, &uri, &[Role::Admin]).await?;
+    Ok(Json(json!({"keys": state.store.api_keys().await?})).into_response())
+}
+
+/// `DELETE /api/v1/keys/{id}` (admin): revokes a key at once.
+pub(crate) async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    key_with_role(&state, &headers, &uri, &[Role::Admin]).await?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_id", format!("key id {id:?} is not a number"))
+    })?;
+    if state.store.revoke_api_key(id, Utc::now()).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(format!("no active key {id}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewDevice {
+    device: String,
+    public_key: String,
+}
+
+/// `POST /api/v1/devices` (device or admin key): registers a device's ed25519 public key under
+/// the key's contributor. The same key again is `200` with the first registration; another key
+/// for a registered device is `409`.
+pub(crate) async fn register_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Json<NewDevice>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = key_with_role(&state, &headers, &uri, &[Role::Device]).await?;
+    let asked = json_body(body)?;
+    let device: DeviceId = asked
+        .device
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| {
+            ApiError::bad_field("invalid_device", "device", e.reason)
+        })?;
+    if device.is_api_key_id() {
+        return Err(ApiError::bad_field(
+            "invalid_device",
+            "device",
+            "ids of the form key-N are kept for uploads sent with API keys",
+        ));
+    }
+    let public_key = asked.public_key.trim().to_ascii_lowercase();
+    access::parse_public_key(&public_key)
+        .map_err(|e| ApiError::bad_field("invalid_public_key", "public_key", e))?;
+    let asked = DeviceRecord {
+        device,
+        public_key,
+        contributor: key.contributor.clone(),
+        registered_by: key.id,
+        registered_at: Utc::now(),
+    };
+    let stored = state
+        .store
+        .register_device(&asked)
+        .await
+        .map_err(|e| match e {
+            covermap_store::StoreError::Conflict(message) => ApiError::Conflict {
+                code: "device_registered",
+                message,
+                extra: json!({"field": "public_key"}),
+            },
+            other => other.into(),
+        })?;
+    let status = if stored.registered_at == asked.registered_at {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(stored)).into_response())
+}
+
+/// `GET /metrics` (admin): Prometheus text.
+pub(crate) async fn metrics_guard(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let caller = auth::caller(state.store.as_ref(), method, uri, headers, b"", Utc::now()).await?;
+    caller.require(&[Role::Admin])?;
+    Ok(())
+}

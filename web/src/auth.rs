@@ -1,0 +1,186 @@
+//! Who is calling: an API key (`Authorization: Bearer KEY`, `X-Api-Key: KEY`, or `?key=KEY` as
+//! Ichnaea's clients send it), or a registered device that signed the request (see
+//! `covermap_ingest::access`). Handlers name the roles they admit; this module answers who the
+//! caller is and whether they may.
+
+use axum::http::{HeaderMap, Method, Uri, header};
+use chrono::{DateTime, Duration, Utc};
+use covermap_domain::{DeviceId, Role};
+use covermap_ingest::Uploader;
+use covermap_ingest::access::{
+    self, AccessError, DEVICE_HEADER, MAX_CLOCK_SKEW_S, SIGNATURE_HEADER, SignedHeaders,
+};
+use covermap_store::{ApiKeyRecord, DeviceRecord, Store, UploadFilter, UploadRecord};
+
+use crate::ApiError;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    Key(ApiKeyRecord),
+    Device(DeviceRecord),
+}
+
+impl Caller {
+    /// Whether this caller may act as one of `roles`. A signed device acts as `device`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), AccessError> {
+        match self {
+            Caller::Key(k) => access::check_role(k.role, roles),
+            Caller::Device(_) => access::check_role(Role::Device, roles),
+        }
+    }
+
+    /// Who an upload sent by this caller belongs to.
+    pub fn uploader(&self) -> Uploader {
+        match self {
+            Caller::Device(d) => Uploader {
+                device: d.device.clone(),
+                contributor: d.contributor.clone(),
+                rewardable: d.contributor.is_some(),
+            },
+            Caller::Key(k) => Uploader {
+                // Keys upload under a device id of their own: unsigned apps have no device key.
+                device: key_device(k.id),
+                contributor: k.contributor.clone(),
+                rewardable: k.contributor.is_some(),
+            },
+        }
+    }
+
+    /// Whether this caller may read `upload`: auditors and admins read every upload; a device
+    /// reads its own, and a device key the uploads of its contributor.
+    pub fn may_read(&self, upload: &UploadRecord) -> bool {
+        match self {
+            Caller::Key(k) if matches!(k.role, Role::Admin | Role::Auditor) => true,
+            Caller::Key(k) => {
+                k.role == Role::Device
+                    && (upload.device == key_device(k.id)
+                        || (k.contributor.is_some() && upload.contributor == k.contributor))
+            }
+            Caller::Device(d) => upload.device == d.device,
+        }
+    }
+
+    /// Which uploads a listing shows this caller: all of them to auditors and admins; a
+    /// device's own to a device; its contributor's (or its own) to a device key.
+    pub fn list_filter(&self) -> Result<UploadFilter, AccessError> {
+        match self {
+            Caller::Key(k) if matches!(k.role, Role::Admin | Role::Auditor) => {
+                Ok(UploadFilter::default())
+            }
+            Caller::Key(k) if k.role == Role::Device => Ok(match &k.contributor {
+                Some(c) => UploadFilter {
+                    contributor: Some(c.clone()),
+                    device: None,
+                },
+                None => UploadFilter {
+                    contributor: None,
+                    device: Some(key_device(k.id)),
+                },
+            }),
+            Caller::Device(d) => Ok(UploadFilter {
+                contributor: None,
+                device: Some(d.device.clone()),
+            }),
+            other => other
+                .require(&[Role::Device, Role::Auditor])
+                .map(|()| UploadFilter::default()),
+        }
+    }
+}
+
+fn key_device(id: i64) -> DeviceId {
+    DeviceId::for_api_key(id)
+}
+
+/// The API key a request carries, if any.
+fn presented_key<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        if let Some(k) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(k.trim().to_owned());
+        }
+    }
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim().to_owned());
+    }
+    uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "key")
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+/// Looks up the key a request carries; `None` if it carries none.
+pub(crate) async fn key_caller(
+    store: &dyn Store,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Caller>, ApiError> {
+    let Some(key) = presented_key(headers, uri) else {
+        return Ok(None);
+    };
+    match store.api_key(&access::hash_key(&key)).await? {
+        None => Err(AccessError::UnknownKey.into()),
+        Some(k) if k.revoked_at.is_some() => Err(AccessError::RevokedKey.into()),
+        Some(k) => Ok(Some(Caller::Key(k))),
+    }
+}
+
+/// The caller of a request with `body`: a signed device if it carries a signature, else the
+/// holder of the key it carries. `Err(NoKey)` if it carries neither.
+pub(crate) async fn caller(
+    store: &dyn Store,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Caller, ApiError> {
+    if headers.contains_key(SIGNATURE_HEADER) || headers.contains_key(DEVICE_HEADER) {
+        return signed_device(store, method, uri, headers, body, now).await;
+    }
+    key_caller(store, headers, uri)
+        .await?
+        .ok_or_else(|| AccessError::NoKey.into())
+}
+
+/// A request that must be signed by a registered device.
+pub(crate) async fn signed_device(
+    store: &dyn Store,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Caller, ApiError> {
+    let signed = SignedHeaders::read(|h| headers.get(h).and_then(|v| v.to_str().ok()))?;
+    let device: DeviceId = signed
+        .device
+        .parse()
+        .map_err(|_| AccessError::UnknownDevice(signed.device.clone()))?;
+    let record = store
+        .device(&device)
+        .await?
+        .ok_or_else(|| AccessError::UnknownDevice(signed.device.clone()))?;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    signed.verify(&record.public_key, method.as_str(), path, body, now)?;
+    let fresh = store
+        .claim_nonce(
+            &device,
+            &signed.nonce,
+            now,
+            now - Duration::seconds(2 * MAX_CLOCK_SKEW_S),
+        )
+        .await?;
+    if !fresh {
+        return Err(AccessError::Replayed.into());
+    }
+    Ok(Caller::Device(record))
+}

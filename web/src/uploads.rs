@@ -1,0 +1,364 @@
+//! The upload API: tracks, camera drives (whole or in resumable parts), radio files and
+//! Ichnaea-compatible geosubmit. Every handler checks who is calling, unpacks the body within
+//! its limits, and hands it to `covermap_ingest::accept_upload`; a 2xx means the bytes are in
+//! the object store and the upload's row and job are committed.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::Utc;
+use covermap_domain::{Role, UploadKind};
+use covermap_ingest::access::AccessError;
+use covermap_ingest::{Accepted, IngestError, gunzip_bounded};
+use covermap_store::{SessionPart, StoreError, UploadSession};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{self, Caller};
+use crate::{ApiError, AppState};
+
+/// A body as read within the route's limit, or why it could not be.
+type Body = Result<Bytes, BytesRejection>;
+
+pub(crate) fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge {
+                limit: state.max_upload_bytes,
+            }
+        } else {
+            ApiError::bad_request("unreadable_body", rejection.body_text())
+        }
+    })
+}
+
+/// The body as sent, inflated if it came gzip-encoded (within the upload limit and a ratio).
+fn decoded(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|e| {
+        String::from_utf8_lossy(e.as_bytes())
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match encoding.as_deref() {
+        None | Some("identity") | Some("") => Ok(body),
+        Some("gzip") | Some("x-gzip") => Ok(Bytes::from(gunzip_bounded(
+            &body,
+            state.max_upload_bytes as u64,
+            MAX_GZIP_RATIO,
+        )?)),
+        Some(other) => Err(ApiError::UnsupportedMedia(format!(
+            "content-encoding {other:?} is not accepted; send gzip or no encoding"
+        ))),
+    }
+}
+
+/// Geosubmit JSON compresses 10–20× with gzip; past this a body is a decompression bomb.
+const MAX_GZIP_RATIO: u64 = 100;
+
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    kind: UploadKind,
+    bytes: Bytes,
+) -> Result<Accepted, ApiError> {
+    let accepted = covermap_ingest::accept_upload(
+        state.store.as_ref(),
+        &state.blobs,
+        caller.uploader(),
+        kind,
+        bytes,
+        Utc::now(),
+        &state.rules,
+    )
+    .await?;
+    if !accepted.receipt.duplicate {
+        state.jobs_waiting.notify_waiters();
+    }
+    Ok(accepted)
+}
+
+fn receipt_response(accepted: &Accepted) -> Response {
+    let status = if accepted.receipt.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location = format!("/api/v1/uploads/{}", accepted.receipt.upload_id);
+    let mut body = serde_json::to_value(accepted).unwrap_or_default();
+    body["status_url"] = json!(location);
+    (status, [(header::LOCATION, location)], Json(body)).into_response()
+}
+
+/// Who may send `kind`: tracks and drives come from devices that sign them; radio files from
+/// signing devices or from apps holding a device key.
+async fn uploader_for(
+    state: &AppState,
+    kind: UploadKind,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Caller, ApiError> {
+    let now = Utc::now();
+    let store = state.store.as_ref();
+    let caller = if kind.is_radio() {
+        auth::caller(store, method, uri, headers, raw, now).await?
+    } else {
+        auth::signed_device(store, method, uri, headers, raw, now).await?
+    };
+    caller.require(&[Role::Device])?;
+    Ok(caller)
+}
+
+/// `POST /api/v1/uploads/{kind}`: a track (gpx, nmea), a drive, or a radio file (wigle,
+/// opencellid, geosubmit_v2, geosubmit_v1).
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind: UploadKind = kind
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| ApiError::NotFound(e.to_string()))?;
+    let raw = read_body(&state, body)?;
+    let caller = uploader_for(&state, kind, &method, &uri, &headers, &raw).await?;
+    let bytes = decoded(&state, &headers, raw)?;
+    Ok(receipt_response(
+        &accept(&state, &caller, kind, bytes).await?,
+    ))
+}
+
+/// `POST /api/v1/drives`: a camera drive as one zip, signed.
+pub(crate) async fn drive(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = read_body(&state, body)?;
+    let caller = uploader_for(&state, UploadKind::Drive, &method, &uri, &headers, &raw).await?;
+    Ok(receipt_response(
+        &accept(&state, &caller, UploadKind::Drive, raw).await?,
+    ))
+}
+
+/// `POST /v2/geosubmit` and `/v1/geosubmit`, as Ichnaea answers them: `200 {}` once stored.
+pub(crate) async fn geosubmit(
+    state: AppState,
+    kind: UploadKind,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = read_body(&state, body)?;
+    let caller = uploader_for(&state, kind, &method, &uri, &headers, &raw).await?;
+    let bytes = decoded(&state, &headers, raw)?;
+    accept(&state, &caller, kind, bytes).await?;
+    Ok((StatusCode::OK, Json(json!({}))).into_response())
+}
+
+pub(crate) async fn geosubmit_v2(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    geosubmit(state, UploadKind::GeosubmitV2, method, uri, headers, body).await
+}
+
+pub(crate) async fn geosubmit_v1(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    geosubmit(state, UploadKind::GeosubmitV1, method, uri, headers, body).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSession {
+    size_bytes: i64,
+    sha256: String,
+}
+
+/// `POST /api/v1/drives/sessions`: opens a resumable drive upload of `size_bytes` whose whole
+/// will have `sha256`. Parts then go to `PUT /api/v1/drives/sessions/{id}` with `Upload-Offset`.
+pub(crate) async fn open_session(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = read_body(&state, body)?;
+    let caller = uploader_for(&state, UploadKind::Drive, &method, &uri, &headers, &raw).await?;
+    let Caller::Device(device) = &caller else {
+        return Err(AccessError::Unsigned(covermap_ingest::access::SIGNATURE_HEADER).into());
+    };
+    let asked: NewSession = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("session request: {e}")))?;
+    if asked.size_bytes <= 0 {
+        return Err(ApiError::bad_field(
+            "invalid_size",
+            "size_bytes",
+            "size_bytes must be positive",
+        ));
+    }
+    if asked.size_bytes as u64 > state.max_drive_bytes {
+        return Err(IngestError::TooLarge {
+            what: "the drive".into(),
+            limit: state.max_drive_bytes,
+        }
+        .into());
+    }
+    let sha = asked.sha256.to_ascii_lowercase();
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_field(
+            "invalid_sha256",
+            "sha256",
+            "sha256 must be 64 hex digits",
+        ));
+    }
+    let now = Utc::now();
+    let session = UploadSession {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        device: device.device.clone(),
+        kind: UploadKind::Drive,
+        size_bytes: asked.size_bytes,
+        sha256: sha,
+        received_bytes: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.open_session(&session).await?;
+    let url = format!("/api/v1/drives/sessions/{}", session.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, url.clone())],
+        Json(
+            json!({"session": session.id, "offset": 0, "size_bytes": session.size_bytes,
+                    "upload_url": url}),
+        ),
+    )
+        .into_response())
+}
+
+async fn own_session(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<UploadSession, ApiError> {
+    let session = state.store.session(id).await?;
+    match (session, caller) {
+        (Some(s), Caller::Device(d)) if s.device == d.device => Ok(s),
+        _ => Err(ApiError::NotFound(format!("no upload session {id}"))),
+    }
+}
+
+/// `GET /api/v1/drives/sessions/{id}` (signed): where the session stands, to resume from.
+pub(crate) async fn session_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = uploader_for(&state, UploadKind::Drive, &method, &uri, &headers, b"").await?;
+    let s = own_session(&state, &caller, &id).await?;
+    Ok(
+        Json(json!({"session": s.id, "offset": s.received_bytes, "size_bytes": s.size_bytes}))
+            .into_response(),
+    )
+}
+
+/// `PUT /api/v1/drives/sessions/{id}` (signed) with `Upload-Offset: N`: the part of the drive
+/// that starts at N. The last part assembles the drive, checks its sha256 and accepts it.
+pub(crate) async fn session_part(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = read_body(&state, body)?;
+    let caller = uploader_for(&state, UploadKind::Drive, &method, &uri, &headers, &raw).await?;
+    let session = own_session(&state, &caller, &id).await?;
+    let offset: i64 = headers
+        .get("upload-offset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::bad_field(
+                "missing_offset",
+                "upload-offset",
+                "the Upload-Offset header (whole bytes) is required",
+            )
+        })?;
+    if raw.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_part",
+            "a part must hold bytes",
+        ));
+    }
+    let size = raw.len() as i64;
+    let blob = state.blobs.put(raw).await?;
+    let part = SessionPart {
+        offset,
+        size,
+        blob_key: blob.key,
+    };
+    let now_at = match state.store.add_session_part(&id, &part, Utc::now()).await {
+        Ok(n) => n,
+        Err(StoreError::Conflict(message)) => {
+            let current = state.store.session(&id).await?;
+            return Err(ApiError::Conflict {
+                code: "offset_mismatch",
+                message,
+                extra: json!({"offset": current.map(|s| s.received_bytes)}),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if now_at < session.size_bytes {
+        return Ok(Json(
+            json!({"session": id, "offset": now_at, "size_bytes": session.size_bytes}),
+        )
+        .into_response());
+    }
+    // The last part: assemble, check, accept. A failed check ends the session; nothing is kept.
+    let mut whole = Vec::with_capacity(session.size_bytes as usize);
+    for p in state.store.session_parts(&id).await? {
+        whole.extend_from_slice(&state.blobs.get(&p.blob_key).await?);
+    }
+    let sha = hex::encode(Sha256::digest(&whole));
+    if sha != session.sha256 {
+        state.store.delete_session(&id).await?;
+        return Err(ApiError::bad_field(
+            "checksum_mismatch",
+            "sha256",
+            format!(
+                "the assembled drive has sha256 {sha}, not the {} the session declared; \
+                 the session is closed, open a new one",
+                session.sha256
+            ),
+        ));
+    }
+    let result = accept(&state, &caller, UploadKind::Drive, Bytes::from(whole)).await;
+    if !matches!(result, Err(ApiError::Ingest(IngestError::Store(_)))) {
+        state.store.delete_session(&id).await?;
+    }
+    Ok(receipt_response(&result?))
+}
