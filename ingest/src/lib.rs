@@ -1,9 +1,12 @@
 //! covermap ingest: what drivers' devices send, read and checked before anything is kept.
 //!
-//! It owns the upload formats (GPX tracks today; frames, NMEA and radio formats join later), the
-//! per-fix plausibility rules ([`IngestPolicy`]) and [`accept_upload`], the one path by which
-//! bytes become a stored, queued upload. A parser is pure: bytes in, [`Track`] or [`IngestError`]
-//! out. HTTP framing lives in `web`; SQL and blobs in `store`.
+//! It owns the upload formats — GPS tracks (GPX, NMEA and BlackVue logs), camera drives (zips of
+//! JPEG frames, their EXIF, geotagging frames on a track) and radio measurements ([`radio`]:
+//! Ichnaea geosubmit, WiGLE and OpenCelliD CSV) — with their plausibility rules and limits
+//! ([`IngestRules`]), who may send what ([`access`]: API keys, device signatures), and
+//! [`accept_upload`], the one path by which bytes become a stored, queued upload. A parser is
+//! pure: bytes in, a checked value or an [`IngestError`] out. HTTP framing lives in `web`; SQL
+//! and blobs in `store`.
 
 pub mod access;
 mod drive;

@@ -4,6 +4,6 @@
 //! the blur they drive, the frame-quality model with its reason codes, and perceptual hashes.
 //! No HTTP and no SQL: frames in, verdicts and blurred frames out.
 //!
-//! Camera uploads are not accepted yet (`UploadKind` has no frame kinds), so nothing in the
-//! pipeline calls this crate: no frame can reach publication without passing through it once it
-//! does.
+//! Camera drives are accepted and their frames geotagged and stored (`frames` rows, the raw
+//! JPEG under its sha256), but nothing publishes a frame yet: publication waits for this crate's
+//! blur and quality verdict, so no unblurred frame is ever served.
