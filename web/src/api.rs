@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -82,14 +83,27 @@ async fn readable_upload(
     }
 }
 
+/// An upload the caller may read, from the path's `{param}`: the key or signature is checked
+/// before the handler runs.
+pub(crate) struct ReadableUpload(i64);
+
+impl FromRequestParts<AppState> for ReadableUpload {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        readable_upload(state, &id, &parts.method, &parts.uri, &parts.headers)
+            .await
+            .map(Self)
+    }
+}
+
 pub(crate) async fn upload_status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    ReadableUpload(id): ReadableUpload,
 ) -> Result<Response, ApiError> {
-    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
     match state.store.upload(id).await? {
         Some(rec) => Ok(Json(rec).into_response()),
         None => Err(ApiError::NotFound(format!("no upload {id}"))),
@@ -99,12 +113,8 @@ pub(crate) async fn upload_status(
 /// The stretches of road an upload was matched to, cell by cell, in driving order.
 pub(crate) async fn matched(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    ReadableUpload(id): ReadableUpload,
 ) -> Result<Response, ApiError> {
-    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
     let stretches = state.store.matched_stretches(id).await?;
     Ok(Json(json!({"upload_id": id, "stretches": stretches})).into_response())
 }
@@ -112,15 +122,10 @@ pub(crate) async fn matched(
 /// Every observation an upload's processing left out, with its reason code.
 pub(crate) async fn rejections(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    ReadableUpload(id): ReadableUpload,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
-    let limit = checked_limit(q.limit, 10_000, 100_000)?;
-    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
+    let limit = list_limit(q)?;
     let rejections = state.store.rejections(id, limit).await?;
     Ok(Json(json!({"upload_id": id, "rejections": rejections})).into_response())
 }
@@ -128,15 +133,10 @@ pub(crate) async fn rejections(
 /// The radio observations an upload produced.
 pub(crate) async fn upload_radio(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    ReadableUpload(id): ReadableUpload,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
-    let limit = checked_limit(q.limit, 10_000, 100_000)?;
-    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
+    let limit = list_limit(q)?;
     let observations = state.store.radio_observations(id, limit).await?;
     Ok(Json(json!({"upload_id": id, "observations": observations})).into_response())
 }
@@ -144,14 +144,16 @@ pub(crate) async fn upload_radio(
 /// The geotagged frames of a drive.
 pub(crate) async fn upload_frames(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    ReadableUpload(id): ReadableUpload,
 ) -> Result<Response, ApiError> {
-    let id = readable_upload(&state, &id, &method, &uri, &headers).await?;
     let frames = state.store.frames(id).await?;
     Ok(Json(json!({"upload_id": id, "frames": frames})).into_response())
+}
+
+/// `?limit=` of an upload's observation lists: 10,000 unless said, at most 100,000.
+fn list_limit(q: Result<Query<ListQuery>, QueryRejection>) -> Result<i64, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    checked_limit(q.limit, 10_000, 100_000)
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {

@@ -114,6 +114,20 @@ async fn uploader_for(
     Ok(caller)
 }
 
+/// A request's body, read within its limit, and its caller, checked for `kind`.
+async fn received(
+    state: &AppState,
+    kind: UploadKind,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Caller, Bytes), ApiError> {
+    let raw = read_body(state, body)?;
+    let caller = uploader_for(state, kind, method, uri, headers, &raw).await?;
+    Ok((caller, raw))
+}
+
 /// `POST /api/v1/uploads/{kind}`: a track (gpx, nmea), a drive, or a radio file (wigle,
 /// opencellid, geosubmit_v2, geosubmit_v1).
 pub(crate) async fn upload(
@@ -127,8 +141,7 @@ pub(crate) async fn upload(
     let kind: UploadKind = kind
         .parse()
         .map_err(|e: covermap_domain::InvalidValue| ApiError::NotFound(e.to_string()))?;
-    let raw = read_body(&state, body)?;
-    let caller = uploader_for(&state, kind, &method, &uri, &headers, &raw).await?;
+    let (caller, raw) = received(&state, kind, &method, &uri, &headers, body).await?;
     let bytes = decoded(&state, &headers, raw)?;
     Ok(receipt_response(
         &accept(&state, &caller, kind, bytes).await?,
@@ -143,11 +156,9 @@ pub(crate) async fn drive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let raw = read_body(&state, body)?;
-    let caller = uploader_for(&state, UploadKind::Drive, &method, &uri, &headers, &raw).await?;
-    Ok(receipt_response(
-        &accept(&state, &caller, UploadKind::Drive, raw).await?,
-    ))
+    let kind = UploadKind::Drive;
+    let (caller, raw) = received(&state, kind, &method, &uri, &headers, body).await?;
+    Ok(receipt_response(&accept(&state, &caller, kind, raw).await?))
 }
 
 /// `POST /v2/geosubmit` and `/v1/geosubmit`, as Ichnaea answers them: `200 {}` once stored.
@@ -159,8 +170,7 @@ pub(crate) async fn geosubmit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let raw = read_body(&state, body)?;
-    let caller = uploader_for(&state, kind, &method, &uri, &headers, &raw).await?;
+    let (caller, raw) = received(&state, kind, &method, &uri, &headers, body).await?;
     let bytes = decoded(&state, &headers, raw)?;
     accept(&state, &caller, kind, bytes).await?;
     Ok((StatusCode::OK, Json(json!({}))).into_response())
@@ -202,8 +212,7 @@ pub(crate) async fn open_session(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let raw = read_body(&state, body)?;
-    let caller = uploader_for(&state, UploadKind::Drive, &method, &uri, &headers, &raw).await?;
+    let (caller, raw) = received(&state, UploadKind::Drive, &method, &uri, &headers, body).await?;
     let Caller::Device(device) = &caller else {
         return Err(AccessError::Unsigned(covermap_ingest::access::SIGNATURE_HEADER).into());
     };
@@ -293,8 +302,7 @@ pub(crate) async fn session_part(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let raw = read_body(&state, body)?;
-    let caller = uploader_for(&state, UploadKind::Drive, &method, &uri, &headers, &raw).await?;
+    let (caller, raw) = received(&state, UploadKind::Drive, &method, &uri, &headers, body).await?;
     let session = own_session(&state, &caller, &id).await?;
     let offset: i64 = headers
         .get("upload-offset")
