@@ -313,6 +313,7 @@ impl Server {
             public_rate: settings.public_rate(),
             metrics: Some(metrics),
             jobs_waiting: wake.clone(),
+            drive_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         };
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await

@@ -338,6 +338,34 @@ async fn every_role_reaches_exactly_its_endpoints() {
         .await
         .unwrap();
     assert_eq!(reserved.status(), 400);
+    // Revoking bob's device key revokes the device it registered.
+    let keys_list = get_with(&client, &format!("{base}/api/v1/keys"), &keys.admin).await;
+    let bob_id = keys_list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["contributor"] == "bob")
+        .unwrap()["id"]
+        .clone();
+    let r = client
+        .delete(format!("{base}/api/v1/keys/{bob_id}"))
+        .bearer_auth(&keys.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, body) = post_signed(
+        &client,
+        &bob,
+        base,
+        "/api/v1/uploads/gpx",
+        gpx_track(43.74, 7.42, Utc::now() - chrono::Duration::hours(1), 30),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (401, "revoked_device")
+    );
     drop(server);
     db.finish().await;
 }
@@ -868,6 +896,51 @@ async fn limits_hold_and_large_drives_resume() {
     assert_eq!(rec["observations_accepted"], 2, "{rec}");
     assert_eq!(rec["sha256"], hex::encode(Sha256::digest(&drive)));
 
+    // A session that has all its bytes but was never assembled (the server stopped just after
+    // storing the last part) is finished by the next PUT.
+    let small = zip_of(&frames[..1]);
+    let open = serde_json::to_vec(
+        &json!({"size_bytes": small.len(), "sha256": hex::encode(Sha256::digest(&small))}),
+    )
+    .unwrap();
+    let (_, session) =
+        post_signed(&client, &keys.signer, base, "/api/v1/drives/sessions", open).await;
+    let sid = session["session"].as_str().unwrap().to_owned();
+    let blobs = covermap_store::Blobs::open(&format!("file://{}/blobs", db.dir.path().display()))
+        .await
+        .unwrap();
+    let staged = blobs
+        .put_staged(&sid, 0, "crash".into(), small.clone().into())
+        .await
+        .unwrap();
+    let store = db.store().await;
+    let part = covermap_store::SessionPart {
+        offset: 0,
+        size: small.len() as i64,
+        blob_key: staged,
+    };
+    store
+        .add_session_part(&sid, &part, Utc::now())
+        .await
+        .unwrap();
+    let path = format!("/api/v1/drives/sessions/{sid}");
+    let r = signed(&client, &keys.signer, Method::PUT, base, &path, vec![])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["upload_id"]
+        .as_i64()
+        .unwrap();
+    processed(&client, base, &keys.admin, id).await;
+    assert!(
+        store.session(&sid).await.unwrap().is_none(),
+        "the session is closed"
+    );
+    let staging = db.dir.path().join("blobs/staging");
+    let left: Vec<_> = walkdir_files(&staging);
+    assert!(left.is_empty(), "no staged part is left behind: {left:?}");
+
     // A session whose parts do not add up to the declared hash is closed, keeping nothing.
     let open = serde_json::to_vec(&json!({"size_bytes": 10, "sha256": "00".repeat(32)})).unwrap();
     let (_, session) =
@@ -895,6 +968,7 @@ async fn limits_hold_and_large_drives_resume() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    assert!(walkdir_files(&staging).is_empty(), "the refused parts are deleted");
     drop(server);
     db.finish().await;
 }
@@ -1036,4 +1110,20 @@ async fn ingest_command_imports_a_folder() {
             .all(|u| u.contributor.as_deref() == Some("carol") && u.rewardable)
     );
     db.finish().await;
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn walkdir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }

@@ -47,6 +47,8 @@ pub enum AccessError {
     },
     #[error("device {0} is not registered")]
     UnknownDevice(String),
+    #[error("the key that registered device {0} was revoked, and the device with it")]
+    RevokedDevice(String),
     #[error("the signature does not match the request and the device's key")]
     BadSignature,
     #[error("the request was signed at {signed_at}, more than {MAX_CLOCK_SKEW_S} s from now")]
@@ -65,6 +67,7 @@ impl AccessError {
             AccessError::Unsigned(_) => "unsigned",
             AccessError::MalformedSignature { .. } => "malformed_signature",
             AccessError::UnknownDevice(_) => "unknown_device",
+            AccessError::RevokedDevice(_) => "revoked_device",
             AccessError::BadSignature => "bad_signature",
             AccessError::Stale { .. } => "stale_request",
             AccessError::Replayed => "replayed_request",
@@ -76,7 +79,7 @@ impl AccessError {
         match self {
             AccessError::Unsigned(h) => Some(h),
             AccessError::MalformedSignature { header, .. } => Some(header),
-            AccessError::UnknownDevice(_) => Some(DEVICE_HEADER),
+            AccessError::UnknownDevice(_) | AccessError::RevokedDevice(_) => Some(DEVICE_HEADER),
             AccessError::BadSignature => Some(SIGNATURE_HEADER),
             AccessError::Stale { .. } => Some(TIMESTAMP_HEADER),
             AccessError::Replayed => Some(NONCE_HEADER),

@@ -98,6 +98,12 @@ fn over(code: &'static str, message: String, field: Option<String>) -> IngestErr
     }
 }
 
+/// What `compressed` bytes may inflate to under `ratio`; small inputs get a floor of 64 KiB, so
+/// a tiny but honest text track is never refused.
+fn ratio_cap(compressed: u64, ratio: f64) -> u64 {
+    ((compressed as f64 * ratio) as u64).max(64 * 1024)
+}
+
 fn is_frame(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.ends_with(".jpg") || n.ends_with(".jpeg")
@@ -134,6 +140,10 @@ pub fn read_drive(zip: &[u8], limits: &DriveLimits) -> Result<DriveContents, Ing
     let mut frames = Vec::new();
     let mut track = None;
     let mut total = 0u64;
+    // All entries together inflate to at most the ratio times the whole zip.
+    let total_cap = limits
+        .max_total_bytes
+        .min(ratio_cap(zip.len() as u64, limits.max_ratio));
     let mut names: Vec<(usize, String)> = Vec::new();
     for i in 0..archive.len() {
         let entry = archive
@@ -167,24 +177,43 @@ pub fn read_drive(zip: &[u8], limits: &DriveLimits) -> Result<DriveContents, Ing
                 Some(name),
             ));
         }
-        // Read at most one byte past the limit: the declared size is the sender's word only.
-        let mut bytes = Vec::with_capacity(declared.min(limits.max_entry_bytes) as usize);
+        // The declared size is the sender's word only: read at most one byte past what this
+        // entry may inflate to (its compressed size times the ratio, and the entry limit).
+        let cap = limits
+            .max_entry_bytes
+            .min(ratio_cap(compressed, limits.max_ratio));
+        let mut bytes = Vec::with_capacity(declared.min(cap) as usize);
         (&mut entry)
-            .take(limits.max_entry_bytes + 1)
+            .take(cap + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| IngestError::NotADrive(format!("zip entry {name:?}: {e}")))?;
-        if bytes.len() as u64 > limits.max_entry_bytes {
-            return Err(IngestError::TooLarge {
-                what: format!("zip entry {name:?}"),
-                limit: limits.max_entry_bytes,
+        if bytes.len() as u64 > cap {
+            return Err(if cap == limits.max_entry_bytes {
+                IngestError::TooLarge {
+                    what: format!("zip entry {name:?}"),
+                    limit: limits.max_entry_bytes,
+                }
+            } else {
+                over(
+                    "compression_ratio",
+                    format!(
+                        "{name:?} inflates past {:.0}× its {compressed} compressed bytes",
+                        limits.max_ratio
+                    ),
+                    Some(name),
+                )
             });
         }
         total += bytes.len() as u64;
-        if total > limits.max_total_bytes {
-            return Err(IngestError::TooLarge {
-                what: "the drive's inflated entries".into(),
-                limit: limits.max_total_bytes,
-            });
+        if total > total_cap {
+            return Err(over(
+                "compression_ratio",
+                format!(
+                    "the drive's entries inflate past {total_cap} bytes from a {} byte zip",
+                    zip.len()
+                ),
+                None,
+            ));
         }
         if let Some(format) = is_track {
             if track.is_some() {
@@ -354,6 +383,30 @@ mod tests {
             read_drive(&zip, &small).unwrap_err(),
             IngestError::TooLarge { .. }
         ));
+    }
+
+    #[test]
+    fn many_small_entries_cannot_inflate_past_the_ratio() {
+        // Each entry stays under the 1 MiB that the declared-size check looks at, and would
+        // inflate 900 KiB from ~1 KiB: caught by what is really read, entry by entry.
+        let zeros = vec![0u8; 900 * 1024];
+        let names: Vec<String> = (0..30).map(|i| format!("{i:02}.jpg")).collect();
+        let mut entries: Vec<(&str, &[u8])> =
+            names.iter().map(|n| (n.as_str(), &zeros[..])).collect();
+        entries.push(("t.gpx", GPX));
+        let zip = zip_of(&entries, zip::CompressionMethod::Deflated);
+        assert!(zip.len() < 100 * 1024, "{}", zip.len());
+        let err = read_drive(&zip, &DriveLimits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IngestError::OverLimit {
+                    code: "compression_ratio",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -120,6 +120,52 @@ impl Blobs {
         Ok(blob)
     }
 
+    /// Stores a part of a resumable upload under `staging/{session}/{offset}-{tag}`: not content
+    /// addressed, so that deleting it can never remove an upload's blob.
+    pub async fn put_staged(
+        &self,
+        session: &str,
+        offset: i64,
+        tag: String,
+        bytes: Bytes,
+    ) -> Result<String> {
+        let key = format!("staging/{session}/{offset:020}-{tag}");
+        self.inner
+            .put(&ObjectPath::from(key.as_str()), PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.error(format!("writing {key}: {e}")))?;
+        Ok(key)
+    }
+
+    /// Reads a staged part.
+    pub async fn get_staged(&self, key: &str) -> Result<Bytes> {
+        if !key.starts_with("staging/") {
+            return Err(StoreError::Corrupt(format!("{key} is not a staged part")));
+        }
+        let got = self
+            .inner
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.error(format!("reading {key}: {e}")))?;
+        got.bytes()
+            .await
+            .map_err(|e| self.error(format!("reading {key}: {e}")))
+    }
+
+    /// Deletes staged parts; a part already gone is not an error.
+    pub async fn delete_staged(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            if !key.starts_with("staging/") {
+                return Err(StoreError::Corrupt(format!("{key} is not a staged part")));
+            }
+            match self.inner.delete(&ObjectPath::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(format!("deleting {key}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a blob and checks it still hashes to its key.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         let got = match self.inner.get(&ObjectPath::from(key)).await {

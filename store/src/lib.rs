@@ -392,6 +392,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn session_parts(&self, id: &str) -> Result<Vec<SessionPart>>;
 
     async fn delete_session(&self, id: &str) -> Result<()>;
+
+    /// The sessions a device has open, oldest first.
+    async fn device_sessions(&self, device: &DeviceId) -> Result<Vec<UploadSession>>;
+
+    /// The key with this id, revoked or not.
+    async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>>;
 }
 
 /// Opens the store that `database` names: a `postgres://` URL selects PostGIS; none selects the

@@ -982,4 +982,23 @@ impl Store for PgStore {
             .ctx("deleting an upload session")?;
         Ok(())
     }
+
+    async fn device_sessions(&self, device: &DeviceId) -> Result<Vec<UploadSession>> {
+        let rows =
+            sqlx::query("SELECT * FROM upload_sessions WHERE device = $1 ORDER BY created_at")
+                .bind(device.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .ctx("listing upload sessions")?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an API key")?;
+        row.as_ref().map(key_from_row).transpose()
+    }
 }

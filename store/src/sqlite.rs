@@ -74,7 +74,9 @@ impl SqliteStore {
     async fn open(options: SqliteConnectOptions, shown_as: &str) -> Result<Self> {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before the client hears 2xx, power loss included (WAL
+            // with NORMAL would only survive a crash of the process).
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -1024,5 +1026,24 @@ impl Store for SqliteStore {
             .ctx("deleting an upload session")?;
         tx.commit().await.ctx("committing")?;
         Ok(())
+    }
+
+    async fn device_sessions(&self, device: &DeviceId) -> Result<Vec<UploadSession>> {
+        let rows =
+            sqlx::query("SELECT * FROM upload_sessions WHERE device = ? ORDER BY created_at")
+                .bind(device.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .ctx("listing upload sessions")?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an API key")?;
+        row.as_ref().map(key_from_row).transpose()
     }
 }

@@ -171,12 +171,22 @@ pub(crate) async fn signed_device(
         .ok_or_else(|| AccessError::UnknownDevice(signed.device.clone()))?;
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     signed.verify(&record.public_key, method.as_str(), path, body, now)?;
+    // Revoking a key revokes the devices it registered.
+    if store
+        .api_key_by_id(record.registered_by)
+        .await?
+        .is_none_or(|k| k.revoked_at.is_some())
+    {
+        return Err(AccessError::RevokedDevice(signed.device.clone()).into());
+    }
+    // A signature is good from 300 s before its timestamp to 300 s after: its nonce must be
+    // remembered longer than those 600 s (and the second its timestamp was rounded to).
     let fresh = store
         .claim_nonce(
             &device,
             &signed.nonce,
             now,
-            now - Duration::seconds(2 * MAX_CLOCK_SKEW_S),
+            now - Duration::seconds(2 * MAX_CLOCK_SKEW_S + 60),
         )
         .await?;
     if !fresh {

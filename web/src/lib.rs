@@ -50,6 +50,16 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Pinged after each queued upload so idle in-process workers start at once.
     pub jobs_waiting: Arc<tokio::sync::Notify>,
+    /// Drives are checked (and sessions assembled) in memory: this many at a time.
+    pub drive_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Waits for a drive slot; held until the guard is dropped.
+    pub(crate) async fn drive_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // The semaphore is never closed, so this only fails if it were.
+        self.drive_slots.clone().acquire_owned().await.ok()
+    }
 }
 
 pub fn router(state: AppState) -> Router {

@@ -59,7 +59,21 @@ fn decoded(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Bytes, 
 /// Geosubmit JSON compresses 10–20× with gzip; past this a body is a decompression bomb.
 const MAX_GZIP_RATIO: u64 = 100;
 
+/// Accepts an upload; drives (read whole into memory to be checked) wait for a slot.
 async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    kind: UploadKind,
+    bytes: Bytes,
+) -> Result<Accepted, ApiError> {
+    let _slot = match kind {
+        UploadKind::Drive => Some(state.drive_slot().await),
+        _ => None,
+    };
+    accept_now(state, caller, kind, bytes).await
+}
+
+async fn accept_now(
     state: &AppState,
     caller: &Caller,
     kind: UploadKind,
@@ -251,6 +265,25 @@ pub(crate) async fn open_session(
         created_at: now,
         updated_at: now,
     };
+    // Sessions left for a day are dropped with their parts; a device keeps a few open at most.
+    let mut open = 0;
+    for old in state.store.device_sessions(&session.device).await? {
+        if old.updated_at < now - chrono::Duration::hours(SESSION_TTL_HOURS) {
+            close_session(&state, &old.id).await?;
+        } else {
+            open += 1;
+        }
+    }
+    if open >= MAX_OPEN_SESSIONS {
+        return Err(ApiError::Conflict {
+            code: "too_many_sessions",
+            message: format!(
+                "this device has {open} upload sessions open; finish one (or wait \
+                 {SESSION_TTL_HOURS} h for it to expire) before opening another"
+            ),
+            extra: json!({}),
+        });
+    }
     state.store.open_session(&session).await?;
     let url = format!("/api/v1/drives/sessions/{}", session.id);
     Ok((
@@ -292,8 +325,24 @@ pub(crate) async fn session_status(
     )
 }
 
+/// Sessions untouched this long are dropped when their device opens a new one.
+const SESSION_TTL_HOURS: i64 = 24;
+/// Sessions one device may have open at once.
+const MAX_OPEN_SESSIONS: usize = 4;
+
+/// Deletes a session and its staged parts.
+async fn close_session(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let parts = state.store.session_parts(id).await?;
+    state.store.delete_session(id).await?;
+    let keys: Vec<String> = parts.into_iter().map(|p| p.blob_key).collect();
+    state.blobs.delete_staged(&keys).await?;
+    Ok(())
+}
+
 /// `PUT /api/v1/drives/sessions/{id}` (signed) with `Upload-Offset: N`: the part of the drive
-/// that starts at N. The last part assembles the drive, checks its sha256 and accepts it.
+/// that starts at N. The last part assembles the drive, checks its sha256 and accepts it. A PUT
+/// to a session that has all its bytes (its last answer was lost, or the server stopped while
+/// assembling) assembles it again.
 pub(crate) async fn session_part(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -304,6 +353,9 @@ pub(crate) async fn session_part(
 ) -> Result<Response, ApiError> {
     let (caller, raw) = received(&state, UploadKind::Drive, &method, &uri, &headers, body).await?;
     let session = own_session(&state, &caller, &id).await?;
+    if session.received_bytes == session.size_bytes {
+        return finish_session(&state, &caller, &session).await;
+    }
     let offset: i64 = headers
         .get("upload-offset")
         .and_then(|v| v.to_str().ok())
@@ -321,22 +373,35 @@ pub(crate) async fn session_part(
             "a part must hold bytes",
         ));
     }
-    let size = raw.len() as i64;
-    let blob = state.blobs.put(raw).await?;
+    let mismatch = |message: String, at: Option<i64>| ApiError::Conflict {
+        code: "offset_mismatch",
+        message,
+        extra: json!({ "offset": at }),
+    };
+    if offset != session.received_bytes {
+        return Err(mismatch(
+            format!(
+                "the session stands at offset {}, not {offset}",
+                session.received_bytes
+            ),
+            Some(session.received_bytes),
+        ));
+    }
     let part = SessionPart {
         offset,
-        size,
-        blob_key: blob.key,
+        size: raw.len() as i64,
+        // A key of its own, so a part racing another for the same offset never overwrites it.
+        blob_key: state
+            .blobs
+            .put_staged(&id, offset, uuid::Uuid::new_v4().simple().to_string(), raw)
+            .await?,
     };
     let now_at = match state.store.add_session_part(&id, &part, Utc::now()).await {
         Ok(n) => n,
         Err(StoreError::Conflict(message)) => {
+            state.blobs.delete_staged(&[part.blob_key]).await?;
             let current = state.store.session(&id).await?;
-            return Err(ApiError::Conflict {
-                code: "offset_mismatch",
-                message,
-                extra: json!({"offset": current.map(|s| s.received_bytes)}),
-            });
+            return Err(mismatch(message, current.map(|s| s.received_bytes)));
         }
         Err(e) => return Err(e.into()),
     };
@@ -346,14 +411,29 @@ pub(crate) async fn session_part(
         )
         .into_response());
     }
-    // The last part: assemble, check, accept. A failed check ends the session; nothing is kept.
+    let session = UploadSession {
+        received_bytes: now_at,
+        ..session
+    };
+    finish_session(&state, &caller, &session).await
+}
+
+/// Assembles a full session, checks it against its declared sha256 and accepts it as a drive.
+/// Whatever the verdict on the drive, the session and its parts are then removed; only a
+/// storage failure keeps them, for a later PUT to finish.
+async fn finish_session(
+    state: &AppState,
+    caller: &Caller,
+    session: &UploadSession,
+) -> Result<Response, ApiError> {
+    let _slot = state.drive_slot().await;
     let mut whole = Vec::with_capacity(session.size_bytes as usize);
-    for p in state.store.session_parts(&id).await? {
-        whole.extend_from_slice(&state.blobs.get(&p.blob_key).await?);
+    for p in state.store.session_parts(&session.id).await? {
+        whole.extend_from_slice(&state.blobs.get_staged(&p.blob_key).await?);
     }
     let sha = hex::encode(Sha256::digest(&whole));
-    if sha != session.sha256 {
-        state.store.delete_session(&id).await?;
+    if whole.len() as i64 != session.size_bytes || sha != session.sha256 {
+        close_session(state, &session.id).await?;
         return Err(ApiError::bad_field(
             "checksum_mismatch",
             "sha256",
@@ -364,9 +444,9 @@ pub(crate) async fn session_part(
             ),
         ));
     }
-    let result = accept(&state, &caller, UploadKind::Drive, Bytes::from(whole)).await;
+    let result = accept_now(state, caller, UploadKind::Drive, Bytes::from(whole)).await;
     if !matches!(result, Err(ApiError::Ingest(IngestError::Store(_)))) {
-        state.store.delete_session(&id).await?;
+        close_session(state, &session.id).await?;
     }
     Ok(receipt_response(&result?))
 }

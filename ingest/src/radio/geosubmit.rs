@@ -68,6 +68,19 @@ fn parse(
             max: policy.max_items,
         });
     }
+    // Emitters are what become rows: bound them too, whatever the items hold.
+    let heard: usize = items
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|o| ["cellTowers", "wifiAccessPoints", "bluetoothBeacons"].map(|k| o.get(k)))
+        .map(|v| v.and_then(Value::as_array).map_or(0, Vec::len))
+        .sum();
+    if heard > policy.max_observations {
+        return Err(RadioError::TooManyObservations {
+            count: heard,
+            max: policy.max_observations,
+        });
+    }
     let mut checker = Checker::new(received_at, policy);
     for (i, item) in items.iter().enumerate() {
         let Value::Object(item) = item else {
@@ -483,5 +496,23 @@ mod tests {
                 if s == "Cafe"
         ));
         assert_eq!(reasons(&b), vec![R::NoEmitters]);
+    }
+
+    #[test]
+    fn emitters_are_bounded_across_items() {
+        let wifi: Vec<_> = (0..30)
+            .map(|i| json!({"macAddress": format!("1cb72c0000{i:02x}")}))
+            .collect();
+        let body = json!({"items": [{"position": {"latitude": 43.7, "longitude": 7.4},
+                                     "wifiAccessPoints": wifi}]});
+        let policy = RadioPolicy {
+            max_observations: 29,
+            ..RadioPolicy::default()
+        };
+        let err = parse_geosubmit_v2(body.to_string().as_bytes(), now(), &policy).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field()),
+            ("too_many_observations", Some("items"))
+        );
     }
 }

@@ -271,6 +271,10 @@ pub struct RadioPolicy {
     /// (mjaakko/NeoStumbler, `ichnaea/ReportSender.kt`, `MAX_REPORTS_PER_BATCH`); 10 000 leaves
     /// room for other clients and still bounds the work one request can ask for.
     pub max_items: usize,
+    /// Emitters (cells, access points, beacons) in one submission, all items together: 2000
+    /// reports of a few dozen emitters each stay well under it, and it bounds the rows one
+    /// upload writes.
+    pub max_observations: usize,
     /// Data rows in one CSV file. A WiGLE or Tower Collector export is one row per emitter heard;
     /// 200 000 rows is a long day of driving, and at ~150 bytes a row some 30 MB of text.
     pub max_rows: usize,
@@ -304,6 +308,7 @@ impl Default for RadioPolicy {
     fn default() -> Self {
         Self {
             max_items: 10_000,
+            max_observations: 200_000,
             max_rows: 200_000,
             max_future_skew: Duration::from_secs(5 * 60),
             max_age: Duration::from_secs(30 * 24 * 3600),
@@ -325,6 +330,10 @@ pub enum RadioError {
     InvalidGeosubmit { field: &'static str, detail: String },
     #[error("{count} items in one submission; at most {max} are accepted")]
     TooManyItems { count: usize, max: usize },
+    #[error(
+        "{count} cells, access points and beacons in one submission; at most {max} are accepted"
+    )]
+    TooManyObservations { count: usize, max: usize },
     #[error("not a readable CSV file: {detail}")]
     NotCsv { detail: String },
     #[error("not a {format} header: {detail}")]
@@ -345,6 +354,7 @@ impl RadioError {
             RadioError::NotJson { .. } => "not_json",
             RadioError::InvalidGeosubmit { .. } => "invalid_geosubmit",
             RadioError::TooManyItems { .. } => "too_many_items",
+            RadioError::TooManyObservations { .. } => "too_many_observations",
             RadioError::NotCsv { .. } => "not_csv",
             RadioError::InvalidHeader { .. } => "invalid_header",
             RadioError::TooManyRows { .. } => "too_many_rows",
@@ -355,7 +365,9 @@ impl RadioError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             RadioError::InvalidGeosubmit { field, .. } => Some(field),
-            RadioError::TooManyItems { .. } => Some("items"),
+            RadioError::TooManyItems { .. } | RadioError::TooManyObservations { .. } => {
+                Some("items")
+            }
             RadioError::InvalidHeader { column, .. } => *column,
             RadioError::NotJson { .. }
             | RadioError::NotCsv { .. }
