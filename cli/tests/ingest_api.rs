@@ -968,7 +968,10 @@ async fn limits_hold_and_large_drives_resume() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(walkdir_files(&staging).is_empty(), "the refused parts are deleted");
+    assert!(
+        walkdir_files(&staging).is_empty(),
+        "the refused parts are deleted"
+    );
     drop(server);
     db.finish().await;
 }
