@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use covermap_domain::{
     RoadSegment, UploadStatus,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
@@ -28,6 +29,40 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Writers of this process queue here, in order, before taking SQLite's write lock: SQLite's
+    /// own busy handler makes waiting writers sleep and retry (up to 100 ms a sleep), which
+    /// under many concurrent uploads turns into long tail latencies. Other processes on the
+    /// same file still meet at SQLite's lock.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction holding this process's writer turn.
+struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    async fn rollback(self) -> std::result::Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
@@ -87,23 +122,29 @@ impl SqliteStore {
                 url: shown_as.to_owned(),
                 source,
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.pool
+    async fn write(&self) -> Result<WriteTx> {
+        let turn = self.writer.clone().lock_owned().await;
+        let tx = self
+            .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .ctx("starting a write transaction")
+            .ctx("starting a write transaction")?;
+        Ok(WriteTx { tx, _turn: turn })
     }
 
-    async fn holding(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<()> {
+    async fn holding(tx: &mut SqliteConnection, lease: &Lease) -> Result<()> {
         let held = sqlx::query(
             "SELECT 1 FROM jobs WHERE id = ? AND status = 'leased' AND lease_token = ?",
         )
         .bind(lease.job_id)
         .bind(&lease.token)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .ctx("checking a lease")?;
         match held {
@@ -115,7 +156,7 @@ impl SqliteStore {
     }
 
     async fn reject_upload(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut SqliteConnection,
         upload_id: i64,
         reason: &str,
         now: DateTime<Utc>,
@@ -126,7 +167,7 @@ impl SqliteStore {
         .bind(reason)
         .bind(micros(now))
         .bind(upload_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .ctx("rejecting an upload")?;
         Ok(())
