@@ -258,8 +258,15 @@ fn radio_outcome(
     let batch = covermap_ingest::parse_radio(kind, bytes, received_at, &config.rules.radio)
         .map_err(|e| JobFailure::Rejected(e.to_string()))?;
     let mut outcome = JobOutcome::default();
-    for o in &batch.observations {
+    for (i, o) in batch.observations.iter().enumerate() {
         let Some(cell) = covermap_roads::cell_of(o.pos, config.resolution) else {
+            // Never for a valid position; recorded rather than dropped all the same.
+            outcome.rejections.push(Rejection {
+                stage: "radio",
+                item: i as i64,
+                reason: "bad_position".into(),
+                detail: Some(format!("observation {i}: {}", o.emitter_key())),
+            });
             continue;
         };
         let (emitter_kind, radio) = emitter_kind(&o.emitter);
@@ -308,7 +315,7 @@ fn drive_outcome(
     roads: Option<&RoadGraph>,
     config: &WorkerConfig,
 ) -> Result<(JobOutcome, Vec<Vec<u8>>), JobFailure> {
-    let drive = covermap_ingest::read_drive(bytes, &config.rules.drive)
+    let mut drive = covermap_ingest::read_drive(bytes, &config.rules.drive)
         .map_err(|e| JobFailure::Rejected(e.to_string()))?;
     let mut rejections = Vec::new();
     let reject = |rejections: &mut Vec<Rejection>, index: usize, reason: &str, detail: String| {
@@ -392,10 +399,13 @@ fn drive_outcome(
     let mut frame_bytes = Vec::new();
     for (sequence, frames) in placed.sequences.iter().enumerate() {
         for f in frames {
+            let source = &mut drive.frames[f.index];
             let Some(cell) = covermap_roads::cell_of(f.pos, config.resolution) else {
+                // Never for a valid position; recorded rather than dropped all the same.
+                let detail = source.name.clone();
+                reject(&mut rejections, f.index, "no_position", detail);
                 continue;
             };
-            let source = &drive.frames[f.index];
             let (width, height) = source
                 .meta
                 .as_ref()
@@ -413,7 +423,7 @@ fn drive_outcome(
                 pos: f.pos,
                 cell,
             });
-            frame_bytes.push(source.bytes.clone());
+            frame_bytes.push(std::mem::take(&mut source.bytes));
         }
     }
     rejections.sort_by_key(|r| r.item);
