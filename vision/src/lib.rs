@@ -1,9 +1,43 @@
 //! covermap vision: what is in a camera frame, and what must never be published of it.
 //!
-//! It will own decoding and resizing frames, the ONNX privacy models (faces, licence plates) and
-//! the blur they drive, the frame-quality model with its reason codes, and perceptual hashes.
+//! It owns decoding frames (pixel limit before decoding, EXIF orientation), resizing them with
+//! SIMD (`fast_image_resize`), the frame-quality measures and their reason codes, and perceptual
+//! hashes; the ONNX privacy models (faces, licence plates) and the blur they drive join next.
 //! No HTTP and no SQL: frames in, verdicts and blurred frames out.
 //!
 //! Camera drives are accepted and their frames geotagged and stored (`frames` rows, the raw
 //! JPEG under its sha256), but nothing publishes a frame yet: publication waits for this crate's
 //! blur and quality verdict, so no unblurred frame is ever served.
+
+pub mod frame;
+pub mod phash;
+pub mod quality;
+
+pub use frame::{decode, grey, resized};
+pub use phash::phash;
+pub use quality::{Quality, QualityPolicy, QualityReason, assess};
+
+/// Why a frame could not be looked at.
+#[derive(Debug, thiserror::Error)]
+pub enum VisionError {
+    #[error("the frame is empty")]
+    Empty,
+    #[error("the frame cannot be decoded: {0}")]
+    Undecodable(String),
+    #[error("the frame is {width}×{height}; at most {max_pixels} pixels are decoded")]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+}
+
+impl VisionError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            VisionError::Empty => "empty_frame",
+            VisionError::Undecodable(_) => "undecodable",
+            VisionError::TooManyPixels { .. } => "too_many_pixels",
+        }
+    }
+}

