@@ -285,9 +285,22 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
         rules: settings.ingest_rules(),
         geotag: covermap_ingest::GeotagParams::default(),
         camera_offset: settings.camera_offset(),
+        vision: load_vision(),
         resolution: settings.resolution(),
         idle_poll: Duration::from_millis(500),
         matching: covermap_roads::matching::MatchParams::for_sigma(10.0),
+    }
+}
+
+/// The vision stage's models, where `models/fetch` put them; without them frames stay pending.
+fn load_vision() -> Option<Arc<std::sync::Mutex<covermap_vision::FrameCheck>>> {
+    let dir = covermap_vision::default_models_dir();
+    match covermap_vision::FrameCheck::load(&dir) {
+        Ok(check) => Some(Arc::new(std::sync::Mutex::new(check))),
+        Err(e) => {
+            tracing::warn!(error = %e, "vision models not loaded: camera frames are kept unpublished until they are");
+            None
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Subcommand;
 use covermap_vision::{
-    FaceDetector, PlateDetector, QualityPolicy, VisionError, assess, blur_boxes, decode, grey,
-    phash,
+    FaceDetector, PlateDetector, QualityPolicy, VisionError, assess_frame, blur_boxes, decode,
+    grey, phash,
 };
 use image::ImageEncoder;
 use serde_json::json;
@@ -112,7 +112,12 @@ fn check(path: &Path, d: &mut Detectors) -> Result<serde_json::Value, VisionErro
     let started = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| VisionError::Undecodable(e.to_string()))?;
     let image = decode(&bytes, MAX_PIXELS)?;
-    let quality = assess(&grey(&image, 640)?, &QualityPolicy::default());
+    let quality = assess_frame(
+        &grey(&image, 640)?,
+        image.width(),
+        image.height(),
+        &QualityPolicy::default(),
+    );
     let faces = d.faces.detect(&image)?;
     let plates = d.plates.detect(&image)?;
     let hash = phash(&image)?;

@@ -10,9 +10,10 @@ use covermap_ingest::{GeotagParams, IngestRules, Track};
 use covermap_roads::RoadNetwork;
 use covermap_roads::matching::{MatchParams, RoadGraph, TracePoint};
 use covermap_store::{
-    Blobs, FrameRow, JobFailure, JobOutcome, Lease, QueuePolicy, RadioRow, Rejection, Store,
-    StoreError,
+    Blobs, FrameRow, FrameVision, JobFailure, JobOutcome, Lease, QueuePolicy, RadioRow, Rejection,
+    Store, StoreError,
 };
+use covermap_vision::FrameCheck;
 use h3o::Resolution;
 use tokio::sync::{Notify, watch};
 
@@ -24,6 +25,9 @@ pub struct WorkerConfig {
     pub geotag: GeotagParams,
     /// Added to every frame's capture time: the camera clock's error against GPS time.
     pub camera_offset: chrono::Duration,
+    /// The vision stage (quality, faces, plates, blur); `None` where its models are not in
+    /// place, and then frames are kept unpublished ("pending") until they are.
+    pub vision: Option<Arc<std::sync::Mutex<FrameCheck>>>,
     pub resolution: Resolution,
     /// How often an idle worker looks for work that another process queued.
     pub idle_poll: Duration,
@@ -211,14 +215,21 @@ async fn process(
     })
     .await
     .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
-    // Frames' bytes go to the blob store before their rows are written with the job's result.
-    for (row, bytes) in outcome.frames.iter_mut().zip(frame_bytes) {
-        let blob = blobs
-            .put(bytes.into())
-            .await
-            .map_err(|e| JobFailure::Transient(format!("storing a frame: {e}")))?;
+    // Frames' bytes (the private original, and the blurred derivative that may be published)
+    // go to the blob store before their rows are written with the job's result.
+    for (row, (original, published)) in outcome.frames.iter_mut().zip(frame_bytes) {
+        let put = |bytes: Vec<u8>| async {
+            blobs
+                .put(bytes.into())
+                .await
+                .map_err(|e| JobFailure::Transient(format!("storing a frame: {e}")))
+        };
+        let blob = put(original).await?;
         row.sha256 = blob.sha256;
         row.blob_key = blob.key;
+        if let (Some(vision), Some(bytes)) = (row.vision.as_mut(), published) {
+            vision.published_key = put(bytes).await?.key;
+        }
     }
     Ok(outcome)
 }
@@ -309,12 +320,15 @@ fn emitter_kind(e: &Emitter) -> (&'static str, Option<&'static str>) {
 /// A camera drive: frames placed on its track (or on their own EXIF GPS), split into sequences,
 /// each left-out frame with its reason; the track's cells and roads as for any track. Returns
 /// the frames' bytes beside their rows, for the caller to store.
+/// A frame's private original, and its blurred derivative where the vision stage passed it.
+type FrameBytes = (Vec<u8>, Option<Vec<u8>>);
+
 fn drive_outcome(
     bytes: &[u8],
     received_at: chrono::DateTime<Utc>,
     roads: Option<&RoadGraph>,
     config: &WorkerConfig,
-) -> Result<(JobOutcome, Vec<Vec<u8>>), JobFailure> {
+) -> Result<(JobOutcome, Vec<FrameBytes>), JobFailure> {
     let mut drive = covermap_ingest::read_drive(bytes, &config.rules.drive)
         .map_err(|e| JobFailure::Rejected(e.to_string()))?;
     let mut rejections = Vec::new();
@@ -411,6 +425,43 @@ fn drive_outcome(
                 .as_ref()
                 .map(|m| (m.width as i32, m.height as i32))
                 .unwrap_or_default();
+            // The vision stage: a frame too dark, washed out or blurred is left out with its
+            // measures; one that passes is published only as its blurred derivative.
+            let (vision, published) = match &config.vision {
+                None => (None, None),
+                Some(check) => {
+                    let look = check
+                        .lock()
+                        .map_err(|_| JobFailure::Transient("the vision stage failed".into()))?
+                        .look(&source.bytes);
+                    match look {
+                        Err(e) => {
+                            let detail = format!("{}: {e}", source.name);
+                            reject(&mut rejections, f.index, e.code(), detail);
+                            continue;
+                        }
+                        Ok(look) if !look.quality.reasons.is_empty() => {
+                            let q = &look.quality;
+                            let detail = format!(
+                                "{}: brightness p5/p50/p95 {:?}, clipped {:.3}, sharpness {:.2}, \
+                                 anisotropy {:.2}",
+                                source.name, q.brightness, q.clipped, q.sharpness, q.anisotropy
+                            );
+                            reject(&mut rejections, f.index, q.reasons[0].as_str(), detail);
+                            continue;
+                        }
+                        Ok(look) => (
+                            Some(FrameVision {
+                                published_key: String::new(),
+                                phash: look.phash,
+                                faces: look.faces.len() as i32,
+                                plates: look.plates.len() as i32,
+                            }),
+                            Some(look.published),
+                        ),
+                    }
+                }
+            };
             outcome.frames.push(FrameRow {
                 frame: f.index as i32,
                 sequence: sequence as i32,
@@ -422,8 +473,9 @@ fn drive_outcome(
                 height,
                 pos: f.pos,
                 cell,
+                vision,
             });
-            frame_bytes.push(std::mem::take(&mut source.bytes));
+            frame_bytes.push((std::mem::take(&mut source.bytes), published));
         }
     }
     rejections.sort_by_key(|r| r.item);

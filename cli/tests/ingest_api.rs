@@ -495,8 +495,20 @@ async fn real_files_go_through_the_api(db: Db) {
         dsc1["sequence"], dsc497["sequence"],
         "8 minutes apart: two sequences"
     );
-    assert!(by_frame(5).is_some(), "test_exif.jpg (Malta) placed");
-    assert_eq!(frames.len(), 3, "{frames:?}");
+    // Published only as their blurred derivatives, with what the vision stage found.
+    for f in [dsc1, dsc497] {
+        let v = &f["vision"];
+        assert!(
+            v["published_key"].as_str().unwrap().starts_with("sha256/"),
+            "{f}"
+        );
+        assert_ne!(
+            v["published_key"], f["blob_key"],
+            "the original is never what is published"
+        );
+        assert_eq!(v["phash"].as_str().unwrap().len(), 16);
+    }
+    assert_eq!(frames.len(), 2, "{frames:?}");
     let rejections = get_with(
         &client,
         &format!("{base}/api/v1/uploads/{id}/rejections"),
@@ -519,7 +531,9 @@ async fn real_files_go_through_the_api(db: Db) {
         [
             (2, "no_capture_time".to_owned()),
             (3, "no_capture_time".to_owned()),
-            (4, "no_capture_time".to_owned())
+            (4, "no_capture_time".to_owned()),
+            // test_exif.jpg (HTC, Malta) is placed, but it is a 16×16 thumbnail.
+            (5, "too_small".to_owned()),
         ],
         "{rejections}"
     );
@@ -528,7 +542,7 @@ async fn real_files_go_through_the_api(db: Db) {
             rec["observations_accepted"].as_i64(),
             rec["observations_rejected"].as_i64()
         ),
-        (Some(3), Some(3))
+        (Some(2), Some(4))
     );
     // The frames' bytes are kept, under their own hashes.
     let sha = hex::encode(Sha256::digest(&entries[0].1));

@@ -162,6 +162,19 @@ pub struct FrameRow {
     pub height: i32,
     pub pos: LatLon,
     pub cell: Cell,
+    /// What the vision stage found; `None` while the frame waits for it (then nothing of it is
+    /// published).
+    pub vision: Option<FrameVision>,
+}
+
+/// A frame the vision stage passed: its blurred derivative, published, and what was blurred.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameVision {
+    /// The published JPEG (faces and plates blurred), by its sha256.
+    pub published_key: String,
+    pub phash: String,
+    pub faces: i32,
+    pub plates: i32,
 }
 
 /// An observation left out of an upload, and why; kept so auditors can see it.

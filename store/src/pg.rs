@@ -401,11 +401,14 @@ impl Store for PgStore {
         let f = &outcome.frames;
         sqlx::query(
             "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
-                 heading_deg, width, height, cell, geom) \
-             SELECT $1, fr, sq, h, k, t, hd, w, ht, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+                 heading_deg, width, height, cell, geom, status, published_key, phash, faces, \
+                 plates) \
+             SELECT $1, fr, sq, h, k, t, hd, w, ht, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326), \
+                    CASE WHEN pk IS NULL THEN 'pending' ELSE 'published' END, pk, ph, fa, pl \
              FROM UNNEST($2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], \
                          $7::float8[], $8::int[], $9::int[], $10::bigint[], $11::float8[], \
-                         $12::float8[]) AS x(fr, sq, h, k, t, hd, w, ht, c, lat, lon)",
+                         $12::float8[], $13::text[], $14::text[], $15::int[], $16::int[]) \
+                  AS x(fr, sq, h, k, t, hd, w, ht, c, lat, lon, pk, ph, fa, pl)",
         )
         .bind(lease.upload_id)
         .bind(f.iter().map(|x| x.frame).collect::<Vec<_>>())
@@ -419,6 +422,26 @@ impl Store for PgStore {
         .bind(f.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
         .bind(f.iter().map(|x| x.pos.lat).collect::<Vec<_>>())
         .bind(f.iter().map(|x| x.pos.lon).collect::<Vec<_>>())
+        .bind(
+            f.iter()
+                .map(|x| x.vision.as_ref().map(|v| v.published_key.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            f.iter()
+                .map(|x| x.vision.as_ref().map(|v| v.phash.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            f.iter()
+                .map(|x| x.vision.as_ref().map(|v| v.faces))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            f.iter()
+                .map(|x| x.vision.as_ref().map(|v| v.plates))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await
         .ctx("writing frames")?;
@@ -760,8 +783,8 @@ impl Store for PgStore {
     async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>> {
         let rows = sqlx::query(
             "SELECT frame, sequence, sha256, blob_key, captured_at, heading_deg, width, height, \
-                 cell, ST_Y(geom) AS lat, ST_X(geom) AS lon FROM frames WHERE upload_id = $1 \
-             ORDER BY frame",
+                 cell, ST_Y(geom) AS lat, ST_X(geom) AS lon, published_key, phash, faces, plates \
+             FROM frames WHERE upload_id = $1 ORDER BY frame",
         )
         .bind(upload_id)
         .fetch_all(&self.pool)
@@ -781,6 +804,12 @@ impl Store for PgStore {
                     height: row.try_get("height").ctx(ctx)?,
                     pos: LatLon::new(row.try_get("lat").ctx(ctx)?, row.try_get("lon").ctx(ctx)?)?,
                     cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                    vision: rows::frame_vision(
+                        row.try_get("published_key").ctx(ctx)?,
+                        row.try_get("phash").ctx(ctx)?,
+                        row.try_get("faces").ctx(ctx)?,
+                        row.try_get("plates").ctx(ctx)?,
+                    ),
                 })
             })
             .collect()

@@ -200,3 +200,18 @@ pub(crate) fn part_conflict(session: Option<UploadSession>, part: &SessionPart) 
         )),
     }
 }
+
+/// A frame's vision columns, present together or not at all.
+pub(crate) fn frame_vision(
+    published_key: Option<String>,
+    phash: Option<String>,
+    faces: Option<i32>,
+    plates: Option<i32>,
+) -> Option<crate::FrameVision> {
+    Some(crate::FrameVision {
+        published_key: published_key?,
+        phash: phash?,
+        faces: faces?,
+        plates: plates?,
+    })
+}

@@ -474,8 +474,9 @@ impl Store for SqliteStore {
         for f in &outcome.frames {
             sqlx::query(
                 "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
-                     heading_deg, width, height, cell, lat, lon) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     heading_deg, width, height, cell, lat, lon, status, published_key, phash, \
+                     faces, plates) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(lease.upload_id)
             .bind(f.frame)
@@ -489,6 +490,15 @@ impl Store for SqliteStore {
             .bind(f.cell.as_i64())
             .bind(f.pos.lat)
             .bind(f.pos.lon)
+            .bind(if f.vision.is_some() {
+                "published"
+            } else {
+                "pending"
+            })
+            .bind(f.vision.as_ref().map(|v| v.published_key.as_str()))
+            .bind(f.vision.as_ref().map(|v| v.phash.as_str()))
+            .bind(f.vision.as_ref().map(|v| v.faces))
+            .bind(f.vision.as_ref().map(|v| v.plates))
             .execute(&mut *tx)
             .await
             .ctx("writing frames")?;
@@ -836,7 +846,8 @@ impl Store for SqliteStore {
     async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>> {
         let rows = sqlx::query(
             "SELECT frame, sequence, sha256, blob_key, captured_at, heading_deg, width, height, \
-                 cell, lat, lon FROM frames WHERE upload_id = ? ORDER BY frame",
+                 cell, lat, lon, published_key, phash, faces, plates FROM frames \
+             WHERE upload_id = ? ORDER BY frame",
         )
         .bind(upload_id)
         .fetch_all(&self.pool)
@@ -856,6 +867,12 @@ impl Store for SqliteStore {
                     height: row.try_get("height").ctx(ctx)?,
                     pos: LatLon::new(row.try_get("lat").ctx(ctx)?, row.try_get("lon").ctx(ctx)?)?,
                     cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                    vision: rows::frame_vision(
+                        row.try_get("published_key").ctx(ctx)?,
+                        row.try_get("phash").ctx(ctx)?,
+                        row.try_get("faces").ctx(ctx)?,
+                        row.try_get("plates").ctx(ctx)?,
+                    ),
                 })
             })
             .collect()

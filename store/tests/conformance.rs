@@ -16,8 +16,9 @@ use covermap_domain::{
 };
 use covermap_domain::{DeviceId, Role};
 use covermap_store::{
-    BlobRef, DeviceRecord, FrameRow, JobFailure, JobOutcome, NewApiKey, NewUpload, QueuePolicy,
-    RadioRow, Rejection, SessionPart, SqliteStore, Store, StoreError, UploadFilter, UploadSession,
+    BlobRef, DeviceRecord, FrameRow, FrameVision, JobFailure, JobOutcome, NewApiKey, NewUpload,
+    QueuePolicy, RadioRow, Rejection, SessionPart, SqliteStore, Store, StoreError, UploadFilter,
+    UploadSession,
 };
 use sqlx::Connection;
 
@@ -705,6 +706,12 @@ async fn observations_frames_and_rejections_are_written_with_the_job(store: Arc<
         height: 2160,
         pos: monaco,
         cell: cell_at(43.7384, 7.4246),
+        vision: Some(FrameVision {
+            published_key: "sha256/cd/y".into(),
+            phash: "f9e0cf8c985964d0".into(),
+            faces: 2,
+            plates: 1,
+        }),
     }];
     let rejections = vec![
         Rejection {

@@ -11,13 +11,15 @@
 
 pub mod frame;
 pub mod phash;
+pub mod pipeline;
 pub mod privacy;
 pub mod quality;
 
 pub use frame::{decode, grey, resized};
 pub use phash::phash;
+pub use pipeline::{FrameCheck, Look};
 pub use privacy::{Detection, FaceDetector, PlateDetector, blur_boxes, default_models_dir};
-pub use quality::{Quality, QualityPolicy, QualityReason, assess};
+pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame};
 
 /// Why a frame could not be looked at.
 #[derive(Debug, thiserror::Error)]

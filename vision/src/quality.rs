@@ -10,6 +10,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityReason {
+    /// Smaller than a usable street frame (a thumbnail): nothing to map.
+    TooSmall,
     Dark,
     Overexposed,
     Defocus,
@@ -19,6 +21,7 @@ pub enum QualityReason {
 impl QualityReason {
     pub fn as_str(self) -> &'static str {
         match self {
+            QualityReason::TooSmall => "too_small",
             QualityReason::Dark => "dark",
             QualityReason::Overexposed => "overexposed",
             QualityReason::Defocus => "defocus",
@@ -31,6 +34,9 @@ impl QualityReason {
 /// degradations (models/README.md has the figures).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QualityPolicy {
+    /// Frames narrower or lower than this (in pixels) are thumbnails, not street imagery.
+    pub min_width: u32,
+    pub min_height: u32,
     /// A median grey below this is dark (real frames: 99–143; dimmed to 20 %: 22–28).
     pub dark_median: f64,
     /// More than this share of pixels at 250 or above is overexposed (sky alone: up to 25 %).
@@ -48,6 +54,8 @@ pub struct QualityPolicy {
 impl Default for QualityPolicy {
     fn default() -> Self {
         Self {
+            min_width: 320,
+            min_height: 180,
             dark_median: 45.0,
             overexposed_share: 0.45,
             min_sharpness: 8.0,
@@ -69,6 +77,16 @@ pub struct Quality {
     pub anisotropy: f64,
     /// Empty: the frame passes.
     pub reasons: Vec<QualityReason>,
+}
+
+/// Measures a grey frame (≈ 640 px wide; see `frame::grey`) and judges it; `width`×`height` is
+/// the frame's own size.
+pub fn assess_frame(grey: &GrayImage, width: u32, height: u32, policy: &QualityPolicy) -> Quality {
+    let mut q = assess(grey, policy);
+    if width < policy.min_width || height < policy.min_height {
+        q.reasons = vec![QualityReason::TooSmall];
+    }
+    q
 }
 
 /// Measures a grey frame (≈ 640 px wide; see `frame::grey`) and judges it.

@@ -103,6 +103,23 @@ fn degraded_frames_are_rejected_with_the_matching_reason() {
 }
 
 #[test]
+fn a_thumbnail_is_too_small_to_map() {
+    let image = decode(
+        &image_file("udacity_lanelines/solidWhiteRight.jpg"),
+        MAX_PIXELS,
+    )
+    .unwrap();
+    let thumb = covermap_vision::resized(&image, 160, 90).unwrap();
+    let q = covermap_vision::assess_frame(
+        &grey(&thumb, 640).unwrap(),
+        160,
+        90,
+        &QualityPolicy::default(),
+    );
+    assert_eq!(q.reasons, [QualityReason::TooSmall]);
+}
+
+#[test]
 fn the_same_scene_hashes_close_and_other_scenes_far() {
     let a = decode(
         &image_file("udacity_lanelines/solidWhiteRight.jpg"),
