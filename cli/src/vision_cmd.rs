@@ -29,6 +29,16 @@ pub enum VisionCommand {
         #[arg(long)]
         models: Option<PathBuf>,
     },
+    /// Time the stage on images, one thread: per image, the mean milliseconds of each stage over
+    /// --repeat runs (after one warm-up) and frames per second, as one JSON line.
+    Bench {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        repeat: u32,
+        #[arg(long)]
+        models: Option<PathBuf>,
+    },
     /// Write the anonymised frame: every face and plate blurred, re-encoded as JPEG.
     Blur {
         input: PathBuf,
@@ -72,6 +82,53 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
             }
             if failed > 0 {
                 anyhow::bail!("{failed} of {} images could not be read", images.len());
+            }
+            Ok(())
+        }
+        VisionCommand::Bench {
+            images,
+            repeat,
+            models,
+        } => {
+            let dir = models.unwrap_or_else(covermap_vision::default_models_dir);
+            let mut check = covermap_vision::FrameCheck::load(&dir)?;
+            let mut out = std::io::stdout().lock();
+            for path in &images {
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let (look, _) = check.look_timed(&bytes)?;
+                let mut sum = covermap_vision::StageTimes::default();
+                for _ in 0..repeat.max(1) {
+                    let (_, t) = check.look_timed(&bytes)?;
+                    sum.decode += t.decode;
+                    sum.resize += t.resize;
+                    sum.quality += t.quality;
+                    sum.faces += t.faces;
+                    sum.plates += t.plates;
+                    sum.blur_encode += t.blur_encode;
+                }
+                let n = f64::from(repeat.max(1));
+                let stages = [
+                    ("decode", sum.decode / n),
+                    ("resize", sum.resize / n),
+                    ("quality", sum.quality / n),
+                    ("faces", sum.faces / n),
+                    ("plates", sum.plates / n),
+                    ("blur_encode", sum.blur_encode / n),
+                ];
+                let total: f64 = stages.iter().map(|s| s.1).sum();
+                let ms: serde_json::Map<String, serde_json::Value> = stages
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), json!((v * 100.0).round() / 100.0)))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"impl": "covermap", "path": path, "width": look.width,
+                           "height": look.height, "ms": ms,
+                           "total_ms": (total * 100.0).round() / 100.0,
+                           "fps": (1000.0 / total * 100.0).round() / 100.0})
+                )?;
             }
             Ok(())
         }

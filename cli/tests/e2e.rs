@@ -892,4 +892,26 @@ fn vision_check_command_contract() {
     );
     let after = image::open(&blurred).unwrap();
     assert_eq!((after.width(), after.height()), (800, 564));
+
+    let out = run(
+        &["vision", "bench", "--repeat", "1", city.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bench: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for stage in [
+        "decode",
+        "resize",
+        "quality",
+        "faces",
+        "plates",
+        "blur_encode",
+    ] {
+        assert!(bench["ms"][stage].as_f64().unwrap() >= 0.0, "{bench}");
+    }
+    assert!(bench["fps"].as_f64().unwrap() > 0.0);
 }

@@ -17,7 +17,7 @@ pub mod quality;
 
 pub use frame::{decode, grey, resized};
 pub use phash::phash;
-pub use pipeline::{FrameCheck, Look};
+pub use pipeline::{FrameCheck, Look, StageTimes};
 pub use privacy::{Detection, FaceDetector, PlateDetector, blur_boxes, default_models_dir};
 pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame};
 

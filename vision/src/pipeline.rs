@@ -45,16 +45,28 @@ impl FrameCheck {
     }
 
     pub fn look(&mut self, jpeg: &[u8]) -> Result<Look, VisionError> {
+        self.look_timed(jpeg).map(|(look, _)| look)
+    }
+
+    /// [`FrameCheck::look`], with the milliseconds each stage took (for `covermap vision bench`).
+    pub fn look_timed(&mut self, jpeg: &[u8]) -> Result<(Look, StageTimes), VisionError> {
+        let mut times = StageTimes::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |slot: &mut f64| {
+            *slot += clock.elapsed().as_secs_f64() * 1000.0;
+            clock = std::time::Instant::now();
+        };
         let mut image = decode(jpeg, self.max_pixels)?;
-        let quality = assess_frame(
-            &grey(&image, 640)?,
-            image.width(),
-            image.height(),
-            &self.policy,
-        );
-        let faces = self.faces.detect(&image)?;
-        let plates = self.plates.detect(&image)?;
+        lap(&mut times.decode);
+        let small = grey(&image, 640)?;
+        lap(&mut times.resize);
+        let quality = assess_frame(&small, image.width(), image.height(), &self.policy);
         let hash = phash(&image)?;
+        lap(&mut times.quality);
+        let faces = self.faces.detect(&image)?;
+        lap(&mut times.faces);
+        let plates = self.plates.detect(&image)?;
+        lap(&mut times.plates);
         let mut boxes = faces.clone();
         boxes.extend(plates.iter().copied());
         blur_boxes(&mut image, &boxes);
@@ -67,7 +79,8 @@ impl FrameCheck {
                 image::ExtendedColorType::Rgb8,
             )
             .map_err(|e| VisionError::Undecodable(format!("encoding: {e}")))?;
-        Ok(Look {
+        lap(&mut times.blur_encode);
+        let look = Look {
             width: image.width(),
             height: image.height(),
             quality,
@@ -75,6 +88,18 @@ impl FrameCheck {
             plates,
             phash: hash,
             published,
-        })
+        };
+        Ok((look, times))
     }
+}
+
+/// Milliseconds per stage of one frame (faces and plates include their resizing and tensors).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageTimes {
+    pub decode: f64,
+    pub resize: f64,
+    pub quality: f64,
+    pub faces: f64,
+    pub plates: f64,
+    pub blur_encode: f64,
 }
