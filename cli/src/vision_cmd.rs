@@ -7,15 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Subcommand;
-use covermap_vision::{
-    FaceDetector, PlateDetector, QualityPolicy, VisionError, assess_frame, blur_boxes, decode,
-    grey, phash,
-};
-use image::ImageEncoder;
+use covermap_vision::{FrameCheck, VisionError};
 use serde_json::json;
-
-/// The largest frame decoded (8K is 33 Mpx), as the ingest limit.
-const MAX_PIXELS: u64 = 40_000_000;
 
 #[derive(Debug, Subcommand)]
 pub enum VisionCommand {
@@ -48,29 +41,20 @@ pub enum VisionCommand {
     },
 }
 
-struct Detectors {
-    faces: FaceDetector,
-    plates: PlateDetector,
-}
-
-impl Detectors {
-    fn load(models: Option<PathBuf>) -> anyhow::Result<Self> {
-        let dir = models.unwrap_or_else(covermap_vision::default_models_dir);
-        Ok(Self {
-            faces: FaceDetector::load(&dir)?,
-            plates: PlateDetector::load(&dir)?,
-        })
-    }
+/// The vision stage with the models in `models` (or where `models/fetch` puts them).
+fn stage(models: Option<PathBuf>) -> anyhow::Result<FrameCheck> {
+    let dir = models.unwrap_or_else(covermap_vision::default_models_dir);
+    Ok(FrameCheck::load(&dir)?)
 }
 
 pub fn run(command: VisionCommand) -> anyhow::Result<()> {
     match command {
         VisionCommand::Check { images, models } => {
-            let mut detectors = Detectors::load(models)?;
+            let mut check_frames = stage(models)?;
             let mut out = std::io::stdout().lock();
             let mut failed = 0;
             for path in &images {
-                let line = match check(path, &mut detectors) {
+                let line = match check(path, &mut check_frames) {
                     Ok(line) => line,
                     Err(e) => {
                         failed += 1;
@@ -90,8 +74,7 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
             repeat,
             models,
         } => {
-            let dir = models.unwrap_or_else(covermap_vision::default_models_dir);
-            let mut check = covermap_vision::FrameCheck::load(&dir)?;
+            let mut check = stage(models)?;
             let mut out = std::io::stdout().lock();
             for path in &images {
                 let bytes =
@@ -137,22 +120,15 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
             output,
             models,
         } => {
-            let mut detectors = Detectors::load(models)?;
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let mut image = decode(&bytes, MAX_PIXELS)?;
-            let mut boxes = detectors.faces.detect(&image)?;
-            boxes.extend(detectors.plates.detect(&image)?);
-            blur_boxes(&mut image, &boxes);
-            let mut jpeg = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).write_image(
-                image.as_raw(),
-                image.width(),
-                image.height(),
-                image::ExtendedColorType::Rgb8,
-            )?;
-            write_atomically(&output, &jpeg)?;
-            println!("{} boxes blurred into {}", boxes.len(), output.display());
+            let look = stage(models)?.look(&bytes)?;
+            write_atomically(&output, &look.published)?;
+            println!(
+                "{} boxes blurred into {}",
+                look.faces.len() + look.plates.len(),
+                output.display()
+            );
             Ok(())
         }
     }
@@ -165,19 +141,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(path: &Path, d: &mut Detectors) -> Result<serde_json::Value, VisionError> {
+fn check(path: &Path, stage: &mut FrameCheck) -> Result<serde_json::Value, VisionError> {
     let started = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| VisionError::Undecodable(e.to_string()))?;
-    let image = decode(&bytes, MAX_PIXELS)?;
-    let quality = assess_frame(
-        &grey(&image, 640)?,
-        image.width(),
-        image.height(),
-        &QualityPolicy::default(),
-    );
-    let faces = d.faces.detect(&image)?;
-    let plates = d.plates.detect(&image)?;
-    let hash = phash(&image)?;
+    let look = stage.look(&bytes)?;
+    let quality = &look.quality;
     let reasons: Vec<&str> = quality.reasons.iter().map(|r| r.as_str()).collect();
     Ok(json!({
         "path": path,
@@ -189,11 +157,11 @@ fn check(path: &Path, d: &mut Detectors) -> Result<serde_json::Value, VisionErro
             "sharpness": quality.sharpness,
             "anisotropy": quality.anisotropy,
         },
-        "width": image.width(),
-        "height": image.height(),
-        "faces": {"count": faces.len(), "boxes": faces},
-        "plates": {"count": plates.len(), "boxes": plates},
-        "phash": hash,
+        "width": look.width,
+        "height": look.height,
+        "faces": {"count": look.faces.len(), "boxes": look.faces},
+        "plates": {"count": look.plates.len(), "boxes": look.plates},
+        "phash": look.phash,
         "ms": started.elapsed().as_secs_f64() * 1000.0,
     }))
 }
