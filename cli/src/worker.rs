@@ -13,7 +13,7 @@ use covermap_store::{
     Blobs, FrameRow, FrameVision, JobFailure, JobOutcome, Lease, QueuePolicy, RadioRow, Rejection,
     Store, StoreError,
 };
-use covermap_vision::FrameCheck;
+use covermap_vision::{FrameCheck, VisionError};
 use h3o::Resolution;
 use tokio::sync::{Notify, watch};
 
@@ -429,38 +429,13 @@ fn drive_outcome(
             // measures; one that passes is published only as its blurred derivative.
             let (vision, published) = match &config.vision {
                 None => (None, None),
-                Some(check) => {
-                    let look = check
-                        .lock()
-                        .map_err(|_| JobFailure::Transient("the vision stage failed".into()))?
-                        .look(&source.bytes);
-                    match look {
-                        Err(e) => {
-                            let detail = format!("{}: {e}", source.name);
-                            reject(&mut rejections, f.index, e.code(), detail);
-                            continue;
-                        }
-                        Ok(look) if !look.quality.reasons.is_empty() => {
-                            let q = &look.quality;
-                            let detail = format!(
-                                "{}: brightness p5/p50/p95 {:?}, clipped {:.3}, sharpness {:.2}, \
-                                 anisotropy {:.2}",
-                                source.name, q.brightness, q.clipped, q.sharpness, q.anisotropy
-                            );
-                            reject(&mut rejections, f.index, q.reasons[0].as_str(), detail);
-                            continue;
-                        }
-                        Ok(look) => (
-                            Some(FrameVision {
-                                published_key: String::new(),
-                                phash: look.phash,
-                                faces: look.faces.len() as i32,
-                                plates: look.plates.len() as i32,
-                            }),
-                            Some(look.published),
-                        ),
+                Some(check) => match judge_frame(check, &source.name, &source.bytes)? {
+                    Verdict::Publish(vision, published) => (Some(vision), Some(published)),
+                    Verdict::LeaveOut(reason, detail) => {
+                        reject(&mut rejections, f.index, reason, detail);
+                        continue;
                     }
-                }
+                },
             };
             outcome.frames.push(FrameRow {
                 frame: f.index as i32,
@@ -481,6 +456,56 @@ fn drive_outcome(
     rejections.sort_by_key(|r| r.item);
     outcome.rejections.extend(rejections);
     Ok((outcome, frame_bytes))
+}
+
+/// The vision stage's verdict on one frame: what to publish (its blurred derivative), or the
+/// reason and measures it is left out for. The models failing is not the frame's fault: the
+/// job is tried again later.
+fn judge_frame(
+    check: &std::sync::Mutex<FrameCheck>,
+    name: &str,
+    jpeg: &[u8],
+) -> Result<Verdict, JobFailure> {
+    let look = check
+        .lock()
+        .map_err(|_| JobFailure::Transient("the vision stage failed".into()))?
+        .look(jpeg);
+    Ok(match look {
+        Err(e @ VisionError::Model(_)) => {
+            return Err(JobFailure::Transient(format!("the vision stage: {e}")));
+        }
+        Err(e) => Verdict::LeaveOut(e.code(), format!("{name}: {e}")),
+        Ok(look) => match look.quality.reasons.first() {
+            Some(reason) => {
+                let q = &look.quality;
+                Verdict::LeaveOut(
+                    reason.as_str(),
+                    format!(
+                        "{name}: brightness p5/p50/p95 {:?}, clipped {:.3}, sharpness {:.2}, \
+                         anisotropy {:.2}",
+                        q.brightness, q.clipped, q.sharpness, q.anisotropy
+                    ),
+                )
+            }
+            None => Verdict::Publish(
+                FrameVision {
+                    published_key: String::new(),
+                    phash: look.phash,
+                    faces: look.faces.len() as i32,
+                    plates: look.plates.len() as i32,
+                },
+                look.published,
+            ),
+        },
+    })
+}
+
+/// What becomes of a frame the vision stage looked at.
+enum Verdict {
+    /// Published as this derivative (faces and plates blurred).
+    Publish(FrameVision, Vec<u8>),
+    /// Left out, with the reason code and the measures behind it.
+    LeaveOut(&'static str, String),
 }
 
 /// The roads a track drove, cut into cells. A track the matcher cannot place (off the map) has
