@@ -88,6 +88,20 @@ pub struct Overrides {
         value_name = "RES"
     )]
     pub h3_resolution: Option<u8>,
+    /// Frames the vision stage looks at in parallel, one ONNX Runtime thread each [default:
+    /// the number of cores].
+    #[arg(long, env = "COVERMAP_VISION_THREADS", global = true, value_name = "N")]
+    pub vision_threads: Option<usize>,
+    /// Days a drive's private originals (its uploaded bytes and unblurred frames) are kept
+    /// after it arrived; then only the blurred derivatives remain. 0 deletes them as soon as
+    /// the drive is processed [default: 30].
+    #[arg(
+        long,
+        env = "COVERMAP_ORIGINAL_RETENTION_DAYS",
+        global = true,
+        value_name = "DAYS"
+    )]
+    pub original_retention_days: Option<u64>,
     /// Log format on stderr [default: text].
     #[arg(
         long,
@@ -120,6 +134,8 @@ pub struct Settings {
     pub camera_offset_seconds: f64,
     pub public_rate: f64,
     pub h3_resolution: u8,
+    pub vision_threads: usize,
+    pub original_retention_days: u64,
     pub log_format: LogFormat,
 }
 
@@ -151,8 +167,22 @@ impl Settings {
                 .unwrap_or(0.0),
             public_rate: pick(&cli.public_rate, &file.public_rate).unwrap_or(20.0),
             h3_resolution: pick(&cli.h3_resolution, &file.h3_resolution).unwrap_or(11),
+            vision_threads: pick(&cli.vision_threads, &file.vision_threads).unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
+            original_retention_days: pick(
+                &cli.original_retention_days,
+                &file.original_retention_days,
+            )
+            .unwrap_or(30),
             log_format: pick(&cli.log_format, &file.log_format).unwrap_or(LogFormat::Text),
         };
+        if settings.vision_threads == 0 || settings.vision_threads > 256 {
+            bail!("vision_threads must be 1 to 256");
+        }
+        if settings.original_retention_days > 36_500 {
+            bail!("original_retention_days must be at most 36500 (100 years)");
+        }
         if settings.h3_resolution > 15 {
             bail!(
                 "h3_resolution must be 0 to 15, not {}",
@@ -197,6 +227,10 @@ impl Settings {
             },
             drive: covermap_ingest::DriveLimits::default(),
         }
+    }
+
+    pub fn original_retention(&self) -> chrono::Duration {
+        chrono::Duration::days(self.original_retention_days as i64)
     }
 
     pub fn camera_offset(&self) -> chrono::Duration {

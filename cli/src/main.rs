@@ -285,18 +285,22 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
         rules: settings.ingest_rules(),
         geotag: covermap_ingest::GeotagParams::default(),
         camera_offset: settings.camera_offset(),
-        vision: load_vision(),
+        vision: load_vision(settings.vision_threads),
+        duplicate_bits: 4,
+        segment_radius_m: 30.0,
+        original_retention: settings.original_retention(),
         resolution: settings.resolution(),
         idle_poll: Duration::from_millis(500),
         matching: covermap_roads::matching::MatchParams::for_sigma(10.0),
     }
 }
 
-/// The vision stage's models, where `models/fetch` put them; without them frames stay pending.
-fn load_vision() -> Option<Arc<std::sync::Mutex<covermap_vision::FrameCheck>>> {
+/// The vision stage's models, where `models/fetch` put them, loaded `threads` times (frames are
+/// looked at in parallel); without them frames stay pending.
+fn load_vision(threads: usize) -> Option<Arc<covermap_vision::FramePool>> {
     let dir = covermap_vision::default_models_dir();
-    match covermap_vision::FrameCheck::load(&dir) {
-        Ok(check) => Some(Arc::new(std::sync::Mutex::new(check))),
+    match covermap_vision::FramePool::load(&dir, threads) {
+        Ok(pool) => Some(Arc::new(pool)),
         Err(e) => {
             tracing::warn!(error = %e, "vision models not loaded: camera frames are kept unpublished until they are");
             None

@@ -4,16 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use covermap_domain::{BoundingBox, Fix, UploadKind};
+use covermap_domain::{BoundingBox, Fix, SegmentRef, UploadKind};
 use covermap_ingest::radio::Emitter;
 use covermap_ingest::{GeotagParams, IngestRules, Track};
 use covermap_roads::RoadNetwork;
 use covermap_roads::matching::{MatchParams, RoadGraph, TracePoint};
 use covermap_store::{
-    Blobs, FrameRow, FrameVision, JobFailure, JobOutcome, Lease, QueuePolicy, RadioRow, Rejection,
-    Store, StoreError,
+    Blobs, FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, Lease, QueuePolicy,
+    RadioRow, Rejection, Store, StoreError,
 };
-use covermap_vision::{FrameCheck, VisionError};
+use covermap_vision::{FramePool, Look, VisionError};
 use h3o::Resolution;
 use tokio::sync::{Notify, watch};
 
@@ -25,9 +25,16 @@ pub struct WorkerConfig {
     pub geotag: GeotagParams,
     /// Added to every frame's capture time: the camera clock's error against GPS time.
     pub camera_offset: chrono::Duration,
-    /// The vision stage (quality, faces, plates, blur); `None` where its models are not in
-    /// place, and then frames are kept unpublished ("pending") until they are.
-    pub vision: Option<Arc<std::sync::Mutex<FrameCheck>>>,
+    /// The vision stage (quality, faces, plates, blur), one check per core; `None` where its
+    /// models are not in place, and then frames are kept unpublished ("pending") until they are.
+    pub vision: Option<Arc<FramePool>>,
+    /// A published frame whose perceptual hash is within this many bits (of 64) of a frame
+    /// published before, nearby, is refused as a `duplicate`.
+    pub duplicate_bits: u32,
+    /// How far (metres) a frame may be from the road segment it is filed under.
+    pub segment_radius_m: f64,
+    /// How long a drive's private originals are kept after it arrived.
+    pub original_retention: chrono::Duration,
     pub resolution: Resolution,
     /// How often an idle worker looks for work that another process queued.
     pub idle_poll: Duration,
@@ -107,10 +114,32 @@ async fn run_one(
     mut shutdown: watch::Receiver<bool>,
 ) {
     tracing::info!(worker = %name, "worker started");
+    // Originals past their retention are deleted when the worker has nothing else to do.
+    let sweep_every = if config.original_retention.is_zero() {
+        config.idle_poll
+    } else {
+        Duration::from_secs(60)
+    };
+    let mut last_sweep: Option<std::time::Instant> = None;
     while !*shutdown.borrow() {
         let pause = match work_once(&name, store.as_ref(), &blobs, roads.as_ref(), &config).await {
             Ok(true) => continue,
-            Ok(false) => config.idle_poll,
+            Ok(false) => {
+                if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+                    last_sweep = Some(std::time::Instant::now());
+                    let before = Utc::now() - config.original_retention;
+                    match sweep_originals(store.as_ref(), &blobs, before).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(worker = %name, drives = n, "originals past retention deleted")
+                        }
+                        Err(e) => {
+                            tracing::warn!(worker = %name, error = %e, "retention sweep failed")
+                        }
+                    }
+                }
+                config.idle_poll
+            }
             Err(e) => {
                 tracing::error!(worker = %name, error = %e, "worker could not reach the queue");
                 Duration::from_secs(2)
@@ -123,6 +152,29 @@ async fn run_one(
         }
     }
     tracing::info!(worker = %name, "worker stopped");
+}
+
+/// Deletes the private originals (upload bytes, unblurred frames) of drives that arrived before
+/// `received_before`, keeping any blob a younger upload still references, and marks them
+/// deleted; returns how many drives were swept. Blobs go first, so a sweep cut short is simply
+/// done again.
+pub async fn sweep_originals(
+    store: &dyn Store,
+    blobs: &Blobs,
+    received_before: chrono::DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let due = store.originals_due(received_before, 100).await?;
+    for drive in &due {
+        for key in &drive.blob_keys {
+            blobs.delete(key).await?;
+        }
+        store
+            .mark_originals_expired(drive.upload_id, Utc::now())
+            .await?;
+        metrics::counter!("covermap_originals_deleted_total")
+            .increment(drive.blob_keys.len() as u64);
+    }
+    Ok(due.len())
 }
 
 /// Leases and runs at most one job; `Ok(false)` when none was ready.
@@ -139,7 +191,7 @@ pub async fn work_once(
     else {
         return Ok(false);
     };
-    let result = match process(&lease, blobs, roads.cloned(), config).await {
+    let result = match process(&lease, store, blobs, roads.cloned(), config).await {
         Ok(outcome) => {
             let r = store.complete_job(&lease, &outcome, Utc::now()).await;
             if r.is_ok() {
@@ -187,6 +239,7 @@ pub async fn work_once(
 /// Turns a leased upload into what the store keeps of it.
 async fn process(
     lease: &Lease,
+    store: &dyn Store,
     blobs: &Blobs,
     roads: Option<Arc<RoadGraph>>,
     config: &WorkerConfig,
@@ -198,39 +251,190 @@ async fn process(
         other => JobFailure::Transient(other.to_string()),
     })?;
     let (kind, received_at, config_) = (lease.kind, lease.received_at, config.clone());
-    let (mut outcome, frame_bytes) = tokio::task::spawn_blocking(move || {
+    let draft = tokio::task::spawn_blocking(move || {
         let config = config_;
         if kind.is_track() {
             let track = covermap_ingest::parse(kind, &bytes, received_at, &config.rules.track)
                 .map_err(|e| JobFailure::Rejected(e.to_string()))?;
-            Ok((track_outcome(&track, roads.as_deref(), &config), Vec::new()))
+            Ok(DriveDraft::plain(track_outcome(
+                &track,
+                roads.as_deref(),
+                &config,
+            )))
         } else if kind.is_radio() {
-            Ok((
-                radio_outcome(kind, &bytes, received_at, &config)?,
-                Vec::new(),
-            ))
+            Ok(DriveDraft::plain(radio_outcome(
+                kind,
+                &bytes,
+                received_at,
+                &config,
+            )?))
         } else {
             drive_outcome(&bytes, received_at, roads.as_deref(), &config)
         }
     })
     .await
     .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
-    // Frames' bytes (the private original, and the blurred derivative that may be published)
-    // go to the blob store before their rows are written with the job's result.
-    for (row, (original, published)) in outcome.frames.iter_mut().zip(frame_bytes) {
-        let put = |bytes: Vec<u8>| async {
-            blobs
-                .put(bytes.into())
-                .await
-                .map_err(|e| JobFailure::Transient(format!("storing a frame: {e}")))
+    finish_drive(lease, store, blobs, draft, config).await
+}
+
+/// A drive's result before its frames' bytes are stored and repeated pictures looked for.
+#[derive(Default)]
+struct DriveDraft {
+    outcome: JobOutcome,
+    kept: Vec<KeptFrame>,
+    refused: Vec<RefusedFrame>,
+}
+
+impl DriveDraft {
+    fn plain(outcome: JobOutcome) -> Self {
+        Self {
+            outcome,
+            ..Self::default()
+        }
+    }
+}
+
+/// A frame to keep: its private original, and the blurred derivative where the vision stage
+/// passed it.
+struct KeptFrame {
+    row: FrameRow,
+    original: Vec<u8>,
+    published: Option<Vec<u8>>,
+}
+
+/// A frame the vision stage refused: its original and the blurred copy auditors see.
+struct RefusedFrame {
+    row: FrameRejectionRow,
+    original: Vec<u8>,
+    review: Option<Vec<u8>>,
+}
+
+/// Refuses the pictures already published (here or earlier in this drive), stores the frames'
+/// bytes, and fills the outcome's frame rows.
+async fn finish_drive(
+    lease: &Lease,
+    store: &dyn Store,
+    blobs: &Blobs,
+    draft: DriveDraft,
+    config: &WorkerConfig,
+) -> Result<JobOutcome, JobFailure> {
+    let DriveDraft {
+        mut outcome,
+        kept,
+        mut refused,
+    } = draft;
+    if kept.is_empty() && refused.is_empty() {
+        return Ok(outcome);
+    }
+    let mut cells: Vec<covermap_domain::Cell> = kept
+        .iter()
+        .filter(|k| k.row.vision.is_some())
+        .flat_map(|k| k.row.cell.0.grid_disk::<Vec<_>>(1))
+        .map(covermap_domain::Cell)
+        .collect();
+    cells.sort_unstable_by_key(|c| c.as_i64());
+    cells.dedup();
+    let earlier = if cells.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .frame_hashes(&cells, lease.upload_id, 100_000)
+            .await
+            .map_err(|e| JobFailure::Transient(format!("looking for repeated frames: {e}")))?
+    };
+    let mut seen: Vec<(i64, i32, String)> = earlier
+        .into_iter()
+        .map(|h| (h.upload_id, h.frame, h.phash))
+        .collect();
+    let mut keep = Vec::new();
+    for frame in kept {
+        let Some(vision) = &frame.row.vision else {
+            keep.push(frame);
+            continue;
         };
+        let nearest = seen
+            .iter()
+            .filter_map(|(u, f, h)| {
+                covermap_vision::phash::distance(&vision.phash, h).map(|d| (d, *u, *f))
+            })
+            .min();
+        match nearest {
+            Some((bits, upload_id, index)) if bits <= config.duplicate_bits => {
+                let mut scores = vision.quality.clone();
+                if let Some(map) = scores.as_object_mut() {
+                    map.insert("duplicate_bits".into(), bits.into());
+                }
+                outcome.rejections.push(Rejection {
+                    stage: "frame",
+                    item: i64::from(frame.row.frame),
+                    reason: "duplicate".into(),
+                    detail: Some(format!(
+                        "repeats frame {index} of upload {upload_id} ({bits} of 64 hash bits differ)"
+                    )),
+                });
+                refused.push(RefusedFrame {
+                    row: FrameRejectionRow {
+                        frame: frame.row.frame,
+                        reason: "duplicate".into(),
+                        scores,
+                        sha256: String::new(),
+                        blob_key: String::new(),
+                        review_key: None,
+                        phash: Some(vision.phash.clone()),
+                        duplicate_of: Some((upload_id, index)),
+                        captured_at: frame.row.captured_at,
+                        pos: frame.row.pos,
+                        cell: frame.row.cell,
+                    },
+                    original: frame.original,
+                    review: frame.published,
+                });
+            }
+            _ => {
+                seen.push((lease.upload_id, frame.row.frame, vision.phash.clone()));
+                keep.push(frame);
+            }
+        }
+    }
+    let put = |bytes: Vec<u8>| async {
+        blobs
+            .put(bytes.into())
+            .await
+            .map_err(|e| JobFailure::Transient(format!("storing a frame: {e}")))
+    };
+    // The bytes go to the blob store before the rows are written with the job's result.
+    for KeptFrame {
+        mut row,
+        original,
+        published,
+    } in keep
+    {
         let blob = put(original).await?;
         row.sha256 = blob.sha256;
         row.blob_key = blob.key;
         if let (Some(vision), Some(bytes)) = (row.vision.as_mut(), published) {
             vision.published_key = put(bytes).await?.key;
         }
+        outcome.frames.push(row);
     }
+    for RefusedFrame {
+        mut row,
+        original,
+        review,
+    } in refused
+    {
+        let blob = put(original).await?;
+        row.sha256 = blob.sha256;
+        row.blob_key = blob.key;
+        if let Some(bytes) = review {
+            row.review_key = Some(put(bytes).await?.key);
+        }
+        outcome.frame_rejections.push(row);
+    }
+    outcome.frame_rejections.sort_by_key(|r| r.frame);
+    outcome
+        .rejections
+        .sort_by_key(|r| (r.stage != "fix", r.item));
     Ok(outcome)
 }
 
@@ -318,17 +522,15 @@ fn emitter_kind(e: &Emitter) -> (&'static str, Option<&'static str>) {
 }
 
 /// A camera drive: frames placed on its track (or on their own EXIF GPS), split into sequences,
-/// each left-out frame with its reason; the track's cells and roads as for any track. Returns
-/// the frames' bytes beside their rows, for the caller to store.
-/// A frame's private original, and its blurred derivative where the vision stage passed it.
-type FrameBytes = (Vec<u8>, Option<Vec<u8>>);
-
+/// each on its road segment, through the vision stage (in parallel), each left-out frame with
+/// its reason; the track's cells and roads as for any track. The frames' bytes come back beside
+/// their rows, for the caller to store.
 fn drive_outcome(
     bytes: &[u8],
     received_at: chrono::DateTime<Utc>,
     roads: Option<&RoadGraph>,
     config: &WorkerConfig,
-) -> Result<(JobOutcome, Vec<FrameBytes>), JobFailure> {
+) -> Result<DriveDraft, JobFailure> {
     let mut drive = covermap_ingest::read_drive(bytes, &config.rules.drive)
         .map_err(|e| JobFailure::Rejected(e.to_string()))?;
     let mut rejections = Vec::new();
@@ -410,34 +612,38 @@ fn drive_outcome(
         );
     }
     let mut outcome = track_outcome(&track, roads, config);
-    let mut frame_bytes = Vec::new();
+    // Frames are filed under the nearest road segment this drive was matched to (or, where the
+    // match found none near, the nearest road).
+    let driven: std::collections::HashSet<SegmentRef> = outcome
+        .stretches
+        .iter()
+        .map(|s| SegmentRef {
+            osm_way_id: s.osm_way_id,
+            way_piece: s.way_piece,
+        })
+        .collect();
+    let segment_of = |pos| {
+        let near = roads?.segments_near(pos, config.segment_radius_m, 8);
+        near.iter()
+            .find(|(s, _)| driven.contains(s))
+            .or(near.first())
+            .map(|(s, _)| *s)
+    };
+    let mut draft_rows = Vec::new();
     for (sequence, frames) in placed.sequences.iter().enumerate() {
         for f in frames {
-            let source = &mut drive.frames[f.index];
             let Some(cell) = covermap_roads::cell_of(f.pos, config.resolution) else {
                 // Never for a valid position; recorded rather than dropped all the same.
-                let detail = source.name.clone();
+                let detail = drive.frames[f.index].name.clone();
                 reject(&mut rejections, f.index, "no_position", detail);
                 continue;
             };
-            let (width, height) = source
+            let (width, height) = drive.frames[f.index]
                 .meta
                 .as_ref()
                 .map(|m| (m.width as i32, m.height as i32))
                 .unwrap_or_default();
-            // The vision stage: a frame too dark, washed out or blurred is left out with its
-            // measures; one that passes is published only as its blurred derivative.
-            let (vision, published) = match &config.vision {
-                None => (None, None),
-                Some(check) => match judge_frame(check, &source.name, &source.bytes)? {
-                    Verdict::Publish(vision, published) => (Some(vision), Some(published)),
-                    Verdict::LeaveOut(reason, detail) => {
-                        reject(&mut rejections, f.index, reason, detail);
-                        continue;
-                    }
-                },
-            };
-            outcome.frames.push(FrameRow {
+            draft_rows.push(FrameRow {
                 frame: f.index as i32,
                 sequence: sequence as i32,
                 sha256: String::new(),
@@ -448,55 +654,113 @@ fn drive_outcome(
                 height,
                 pos: f.pos,
                 cell,
-                vision,
+                segment: segment_of(f.pos),
+                vision: None,
             });
-            frame_bytes.push((std::mem::take(&mut source.bytes), published));
+        }
+    }
+    // The vision stage, frames in parallel: a frame too dark, washed out or blurred is refused
+    // with its scores; one that passes is published only as its blurred derivative.
+    let looks: Vec<Option<Result<Look, VisionError>>> = match &config.vision {
+        None => draft_rows.iter().map(|_| None).collect(),
+        Some(pool) => {
+            let jpegs: Vec<&[u8]> = draft_rows
+                .iter()
+                .map(|r| drive.frames[r.frame as usize].bytes.as_slice())
+                .collect();
+            pool.look_all(&jpegs).into_iter().map(Some).collect()
+        }
+    };
+    let mut draft = DriveDraft::default();
+    for (mut row, look) in draft_rows.into_iter().zip(looks) {
+        let source = &mut drive.frames[row.frame as usize];
+        let original = std::mem::take(&mut source.bytes);
+        let Some(look) = look else {
+            draft.kept.push(KeptFrame {
+                row,
+                original,
+                published: None,
+            });
+            continue;
+        };
+        match judge_frame(&source.name, look)? {
+            Verdict::Unreadable(reason, detail) => {
+                reject(&mut rejections, row.frame as usize, reason, detail);
+            }
+            Verdict::Refuse {
+                reason,
+                scores,
+                phash,
+                review,
+            } => {
+                let detail = format!("{}: {scores}", source.name);
+                reject(&mut rejections, row.frame as usize, reason, detail);
+                draft.refused.push(RefusedFrame {
+                    row: FrameRejectionRow {
+                        frame: row.frame,
+                        reason: reason.to_owned(),
+                        scores,
+                        sha256: String::new(),
+                        blob_key: String::new(),
+                        review_key: None,
+                        phash: Some(phash),
+                        duplicate_of: None,
+                        captured_at: row.captured_at,
+                        pos: row.pos,
+                        cell: row.cell,
+                    },
+                    original,
+                    review: Some(review),
+                });
+            }
+            Verdict::Publish(vision, published) => {
+                row.vision = Some(vision);
+                draft.kept.push(KeptFrame {
+                    row,
+                    original,
+                    published: Some(published),
+                });
+            }
         }
     }
     rejections.sort_by_key(|r| r.item);
     outcome.rejections.extend(rejections);
-    Ok((outcome, frame_bytes))
+    draft.outcome = outcome;
+    Ok(draft)
 }
 
-/// The vision stage's verdict on one frame: what to publish (its blurred derivative), or the
-/// reason and measures it is left out for. The models failing is not the frame's fault: the
+/// The vision stage's verdict on one frame. The models failing is not the frame's fault: the
 /// job is tried again later.
-fn judge_frame(
-    check: &std::sync::Mutex<FrameCheck>,
-    name: &str,
-    jpeg: &[u8],
-) -> Result<Verdict, JobFailure> {
-    let look = check
-        .lock()
-        .map_err(|_| JobFailure::Transient("the vision stage failed".into()))?
-        .look(jpeg);
-    Ok(match look {
+fn judge_frame(name: &str, look: Result<Look, VisionError>) -> Result<Verdict, JobFailure> {
+    let look = match look {
         Err(e @ VisionError::Model(_)) => {
             return Err(JobFailure::Transient(format!("the vision stage: {e}")));
         }
-        Err(e) => Verdict::LeaveOut(e.code(), format!("{name}: {e}")),
-        Ok(look) => match look.quality.reasons.first() {
-            Some(reason) => {
-                let q = &look.quality;
-                Verdict::LeaveOut(
-                    reason.as_str(),
-                    format!(
-                        "{name}: brightness p5/p50/p95 {:?}, clipped {:.3}, sharpness {:.2}, \
-                         anisotropy {:.2}",
-                        q.brightness, q.clipped, q.sharpness, q.anisotropy
-                    ),
-                )
-            }
-            None => Verdict::Publish(
-                FrameVision {
-                    published_key: String::new(),
-                    phash: look.phash,
-                    faces: look.faces.len() as i32,
-                    plates: look.plates.len() as i32,
-                },
-                look.published,
-            ),
+        Err(e) => return Ok(Verdict::Unreadable(e.code(), format!("{name}: {e}"))),
+        Ok(look) => look,
+    };
+    let scores = serde_json::json!({
+        "quality": look.quality,
+        "faces": look.faces.len(),
+        "plates": look.plates.len(),
+    });
+    Ok(match look.quality.reasons.first() {
+        Some(reason) => Verdict::Refuse {
+            reason: reason.as_str(),
+            scores,
+            phash: look.phash,
+            review: look.published,
         },
+        None => Verdict::Publish(
+            FrameVision {
+                published_key: String::new(),
+                phash: look.phash,
+                faces: look.faces.len() as i32,
+                plates: look.plates.len() as i32,
+                quality: scores,
+            },
+            look.published,
+        ),
     })
 }
 
@@ -504,8 +768,15 @@ fn judge_frame(
 enum Verdict {
     /// Published as this derivative (faces and plates blurred).
     Publish(FrameVision, Vec<u8>),
-    /// Left out, with the reason code and the measures behind it.
-    LeaveOut(&'static str, String),
+    /// Refused for its quality, with the scores behind it and the blurred copy auditors see.
+    Refuse {
+        reason: &'static str,
+        scores: serde_json::Value,
+        phash: String,
+        review: Vec<u8>,
+    },
+    /// Not a frame the stage could read (undecodable, too many pixels).
+    Unreadable(&'static str, String),
 }
 
 /// The roads a track drove, cut into cells. A track the matcher cannot place (off the map) has

@@ -9,48 +9,16 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in entries {
-        w.start_file(
-            *name,
-            zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated),
-        )
-        .unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(bytes).unwrap();
     gz.finish().unwrap()
-}
-
-fn camera(rel: &str) -> Vec<u8> {
-    std::fs::read(shared(&format!("camera/{rel}"))).unwrap()
-}
-
-/// A straight drive of `n` fixes a second apart, north from (lat, lon) at ~11 m/s.
-fn gpx_track(lat: f64, lon: f64, start: DateTime<Utc>, n: usize) -> Vec<u8> {
-    let mut s = String::from(r#"<gpx version="1.1" creator="test"><trk><trkseg>"#);
-    for i in 0..n {
-        s += &format!(
-            r#"<trkpt lat="{:.7}" lon="{lon:.7}"><time>{}</time></trkpt>"#,
-            lat + 0.0001 * i as f64,
-            (start + chrono::Duration::seconds(i as i64)).to_rfc3339()
-        );
-    }
-    s += "</trkseg></trk></gpx>";
-    s.into_bytes()
 }
 
 const WIGLE_16: &str = "WigleWifi-1.6,appRelease=2.70,model=Pixel 7,release=14,device=panther,display=x,board=x,brand=google,star=Sol,body=3,subBody=0\n\
@@ -136,12 +104,32 @@ async fn every_role_reaches_exactly_its_endpoints() {
         "/api/v1/coverage",
         "/api/v1/roads",
         "/api/v1/radio",
+        "/api/v1/imagery",
         "/api/v1/stats",
         "/healthz",
         "/",
     ] {
         matrix.push((Method::GET, path.into(), Box::new(none), [2, 2, 2, 2, 2, 2]));
     }
+    // Published frames are public (this upload has none); refused frames are the auditors'.
+    matrix.push((
+        Method::GET,
+        format!("/api/v1/frames/{id}/0/image"),
+        Box::new(none),
+        [404, 404, 404, 404, 404, 404],
+    ));
+    matrix.push((
+        Method::GET,
+        "/api/v1/audit/frames".into(),
+        Box::new(none),
+        [401, 403, 403, 403, 2, 2],
+    ));
+    matrix.push((
+        Method::GET,
+        format!("/api/v1/audit/frames/{id}/0/image"),
+        Box::new(none),
+        [401, 403, 403, 403, 404, 404],
+    ));
     matrix.push((
         Method::GET,
         "/metrics".into(),
@@ -368,12 +356,6 @@ async fn every_role_reaches_exactly_its_endpoints() {
     );
     drop(server);
     db.finish().await;
-}
-
-async fn processed(client: &reqwest::Client, base: &str, key: &str, id: i64) -> Value {
-    let rec = wait_for_status(client, base, key, id, Duration::from_secs(60)).await;
-    assert_eq!(rec["status"], "processed", "{rec}");
-    rec
 }
 
 /// The real files of ../shared/data through the real API: each valid one ingested with the

@@ -467,6 +467,27 @@ pub struct RoadSegment {
     pub length_m: f64,
 }
 
+/// One road segment, named as the matcher and the roads table name it: a piece of an OSM way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SegmentRef {
+    pub osm_way_id: i64,
+    pub way_piece: u32,
+}
+
+/// What one H3 cell's published imagery adds up to: the imagery observations of the place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageryCellSummary {
+    pub cell: Cell,
+    /// Published frames taken in the cell.
+    pub frames: i64,
+    /// Distinct contributors (or devices, for uploads bound to no contributor) among them.
+    pub contributors: i64,
+    /// Distinct road segments the frames were placed on.
+    pub segments: i64,
+    pub newest: DateTime<Utc>,
+    pub oldest: DateTime<Utc>,
+}
+
 /// What one H3 cell's radio observations add up to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RadioCellSummary {

@@ -166,6 +166,15 @@ impl Blobs {
         Ok(())
     }
 
+    /// Deletes a blob (a private original past its retention); one already gone is not an
+    /// error, so a sweep interrupted half-way can be run again.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.inner.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(format!("deleting {key}: {e}"))),
+        }
+    }
+
     /// Reads a blob and checks it still hashes to its key.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         let got = match self.inner.get(&ObjectPath::from(key)).await {

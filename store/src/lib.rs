@@ -20,8 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, LatLon, MatchedStretch, RadioCellSummary,
-    RoadCell, RoadSegment, Role, UploadKind, UploadStatus,
+    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, ImageryCellSummary, LatLon,
+    MatchedStretch, RadioCellSummary, RoadCell, RoadSegment, Role, SegmentRef, UploadKind,
+    UploadStatus,
 };
 use serde::Serialize;
 
@@ -114,6 +115,9 @@ pub struct JobOutcome {
     pub radio: Vec<RadioRow>,
     /// Camera frames kept, geotagged, their bytes already in the blob store.
     pub frames: Vec<FrameRow>,
+    /// Frames the vision stage refused (quality, duplicate), kept for the auditors' queue; each
+    /// also has its line in `rejections`.
+    pub frame_rejections: Vec<FrameRejectionRow>,
     /// Every observation that was left out, with its reason: fixes, frames, radio items.
     pub rejections: Vec<Rejection>,
 }
@@ -162,9 +166,78 @@ pub struct FrameRow {
     pub height: i32,
     pub pos: LatLon,
     pub cell: Cell,
+    /// The road segment it was taken on: the nearest of the drive's matched roads (none where
+    /// no road network is loaded or no road is near).
+    pub segment: Option<SegmentRef>,
     /// What the vision stage found; `None` while the frame waits for it (then nothing of it is
     /// published).
     pub vision: Option<FrameVision>,
+}
+
+/// A frame the vision stage refused, for the auditors' queue: why, with the scores behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameRejectionRow {
+    pub frame: i32,
+    /// `dark`, `overexposed`, `defocus`, `motion_blur`, `obstructed`, `too_small`, `duplicate`.
+    pub reason: String,
+    /// The quality model's class probabilities and the classic measures, as a JSON object.
+    pub scores: serde_json::Value,
+    /// The private original.
+    pub sha256: String,
+    pub blob_key: String,
+    /// Its blurred derivative (faces and plates), shown to auditors only.
+    pub review_key: Option<String>,
+    pub phash: Option<String>,
+    /// For a duplicate: the published frame it repeats, as (upload, frame).
+    pub duplicate_of: Option<(i64, i32)>,
+    pub captured_at: DateTime<Utc>,
+    pub pos: LatLon,
+    pub cell: Cell,
+}
+
+/// A refused frame as the auditors' queue lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditFrame {
+    pub upload_id: i64,
+    pub device: DeviceId,
+    pub contributor: Option<String>,
+    #[serde(flatten)]
+    pub row: FrameRejectionRow,
+}
+
+/// Which refused frames the auditors' queue shows, oldest first from `after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub reason: Option<String>,
+    pub upload_id: Option<i64>,
+    /// Start after this (upload, frame).
+    pub after: Option<(i64, i32)>,
+    pub limit: i64,
+}
+
+/// A published frame's perceptual hash, to find the same picture uploaded again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameHash {
+    pub upload_id: i64,
+    pub frame: i32,
+    pub phash: String,
+}
+
+/// Which stored image of a frame to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameImage {
+    /// The blurred derivative of a published frame: public.
+    Published,
+    /// The blurred derivative of a refused frame: auditors only.
+    Review,
+}
+
+/// A drive whose private originals are past their retention: the blobs that can go (none that a
+/// younger upload still needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueOriginals {
+    pub upload_id: i64,
+    pub blob_keys: Vec<String>,
 }
 
 /// A frame the vision stage passed: its blurred derivative, published, and what was blurred.
@@ -175,6 +248,8 @@ pub struct FrameVision {
     pub phash: String,
     pub faces: i32,
     pub plates: i32,
+    /// The quality model's class probabilities and the classic measures, as a JSON object.
+    pub quality: serde_json::Value,
 }
 
 /// An observation left out of an upload, and why; kept so auditors can see it.
@@ -411,6 +486,41 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The key with this id, revoked or not.
     async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>>;
+
+    /// Published frames in `cells` from uploads other than `exclude_upload`, with their hashes,
+    /// at most `limit`: where a repeated picture would be found.
+    async fn frame_hashes(
+        &self,
+        cells: &[Cell],
+        exclude_upload: i64,
+        limit: i64,
+    ) -> Result<Vec<FrameHash>>;
+
+    /// Refused frames for the auditors' queue.
+    async fn audit_frames(&self, query: &AuditQuery) -> Result<Vec<AuditFrame>>;
+
+    /// The blob key of a frame's blurred derivative: a published frame's, or a refused frame's
+    /// review copy; `None` where there is no such frame or image.
+    async fn frame_image(
+        &self,
+        upload_id: i64,
+        frame: i32,
+        which: FrameImage,
+    ) -> Result<Option<String>>;
+
+    /// Published imagery summed per cell, for cells whose frames lie in `bbox`.
+    async fn imagery(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<ImageryCellSummary>>;
+
+    /// Processed drives received before `received_before` whose originals are still kept, at
+    /// most `limit`, each with the blobs that only they (and other due drives) reference.
+    async fn originals_due(
+        &self,
+        received_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DueOriginals>>;
+
+    /// Marks a drive's originals (the upload's bytes and its frames') as deleted.
+    async fn mark_originals_expired(&self, upload_id: i64, now: DateTime<Utc>) -> Result<()>;
 }
 
 /// Opens the store that `database` names: a `postgres://` URL selects PostGIS; none selects the

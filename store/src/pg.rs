@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, DeviceId, LatLon, MatchedStretch, RadioCellSummary, RoadCell,
-    RoadSegment, UploadStatus,
+    BoundingBox, Cell, CellCoverage, DeviceId, ImageryCellSummary, LatLon, MatchedStretch,
+    RadioCellSummary, RoadCell, RoadSegment, UploadStatus,
 };
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -15,9 +15,10 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::error::{Result, SqlContext, StoreError, redact};
 use crate::{
-    ApiKeyRecord, DeviceRecord, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload,
-    QueuePolicy, RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
-    UploadRecord, UploadSession, rows,
+    ApiKeyRecord, AuditFrame, AuditQuery, DeviceRecord, DueOriginals, FrameHash, FrameImage,
+    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload, QueuePolicy,
+    RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt, UploadRecord,
+    UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -402,13 +403,15 @@ impl Store for PgStore {
         sqlx::query(
             "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
                  heading_deg, width, height, cell, geom, status, published_key, phash, faces, \
-                 plates) \
+                 plates, quality, osm_way_id, way_piece) \
              SELECT $1, fr, sq, h, k, t, hd, w, ht, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326), \
-                    CASE WHEN pk IS NULL THEN 'pending' ELSE 'published' END, pk, ph, fa, pl \
+                    CASE WHEN pk IS NULL THEN 'pending' ELSE 'published' END, pk, ph, fa, pl, \
+                    q::jsonb, wy, wp \
              FROM UNNEST($2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], \
                          $7::float8[], $8::int[], $9::int[], $10::bigint[], $11::float8[], \
-                         $12::float8[], $13::text[], $14::text[], $15::int[], $16::int[]) \
-                  AS x(fr, sq, h, k, t, hd, w, ht, c, lat, lon, pk, ph, fa, pl)",
+                         $12::float8[], $13::text[], $14::text[], $15::int[], $16::int[], \
+                         $17::text[], $18::bigint[], $19::int[]) \
+                  AS x(fr, sq, h, k, t, hd, w, ht, c, lat, lon, pk, ph, fa, pl, q, wy, wp)",
         )
         .bind(lease.upload_id)
         .bind(f.iter().map(|x| x.frame).collect::<Vec<_>>())
@@ -442,9 +445,65 @@ impl Store for PgStore {
                 .map(|x| x.vision.as_ref().map(|v| v.plates))
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            f.iter()
+                .map(|x| x.vision.as_ref().map(|v| v.quality.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            f.iter()
+                .map(|x| x.segment.map(|s| s.osm_way_id))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            f.iter()
+                .map(|x| x.segment.map(|s| s.way_piece as i32))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await
         .ctx("writing frames")?;
+        let fr = &outcome.frame_rejections;
+        sqlx::query(
+            "INSERT INTO frame_rejections (upload_id, frame, reason, scores, sha256, blob_key, \
+                 review_key, phash, duplicate_of_upload, duplicate_of_frame, captured_at, cell, \
+                 geom) \
+             SELECT $1, fr, r, sc::jsonb, h, k, rk, ph, du, df, t, c, \
+                    ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+             FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                         $8::text[], $9::bigint[], $10::int[], $11::timestamptz[], $12::bigint[], \
+                         $13::float8[], $14::float8[]) \
+                  AS x(fr, r, sc, h, k, rk, ph, du, df, t, c, lat, lon)",
+        )
+        .bind(lease.upload_id)
+        .bind(fr.iter().map(|x| x.frame).collect::<Vec<_>>())
+        .bind(fr.iter().map(|x| x.reason.as_str()).collect::<Vec<_>>())
+        .bind(fr.iter().map(|x| x.scores.to_string()).collect::<Vec<_>>())
+        .bind(fr.iter().map(|x| x.sha256.as_str()).collect::<Vec<_>>())
+        .bind(fr.iter().map(|x| x.blob_key.as_str()).collect::<Vec<_>>())
+        .bind(
+            fr.iter()
+                .map(|x| x.review_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(fr.iter().map(|x| x.phash.as_deref()).collect::<Vec<_>>())
+        .bind(
+            fr.iter()
+                .map(|x| x.duplicate_of.map(|d| d.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fr.iter()
+                .map(|x| x.duplicate_of.map(|d| d.1))
+                .collect::<Vec<_>>(),
+        )
+        .bind(fr.iter().map(|x| x.captured_at).collect::<Vec<_>>())
+        .bind(fr.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
+        .bind(fr.iter().map(|x| x.pos.lat).collect::<Vec<_>>())
+        .bind(fr.iter().map(|x| x.pos.lon).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing refused frames")?;
         let rj = &outcome.rejections;
         sqlx::query(
             "INSERT INTO rejected_observations (upload_id, seq, stage, item, reason, detail) \
@@ -783,7 +842,8 @@ impl Store for PgStore {
     async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>> {
         let rows = sqlx::query(
             "SELECT frame, sequence, sha256, blob_key, captured_at, heading_deg, width, height, \
-                 cell, ST_Y(geom) AS lat, ST_X(geom) AS lon, published_key, phash, faces, plates \
+                 cell, ST_Y(geom) AS lat, ST_X(geom) AS lon, published_key, phash, faces, plates, \
+                 quality::text AS quality, osm_way_id, way_piece \
              FROM frames WHERE upload_id = $1 ORDER BY frame",
         )
         .bind(upload_id)
@@ -809,6 +869,11 @@ impl Store for PgStore {
                         row.try_get("phash").ctx(ctx)?,
                         row.try_get("faces").ctx(ctx)?,
                         row.try_get("plates").ctx(ctx)?,
+                        row.try_get("quality").ctx(ctx)?,
+                    ),
+                    segment: rows::segment(
+                        row.try_get("osm_way_id").ctx(ctx)?,
+                        row.try_get("way_piece").ctx(ctx)?,
                     ),
                 })
             })
@@ -1029,5 +1094,207 @@ impl Store for PgStore {
             .await
             .ctx("reading an API key")?;
         row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn frame_hashes(
+        &self,
+        cells: &[Cell],
+        exclude_upload: i64,
+        limit: i64,
+    ) -> Result<Vec<FrameHash>> {
+        let rows: Vec<(i64, i32, String)> = sqlx::query_as(
+            "SELECT upload_id, frame, phash FROM frames \
+             WHERE cell = ANY($1) AND upload_id <> $2 AND status = 'published' \
+                   AND phash IS NOT NULL \
+             ORDER BY upload_id, frame LIMIT $3",
+        )
+        .bind(cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+        .bind(exclude_upload)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading frame hashes")?;
+        Ok(rows
+            .into_iter()
+            .map(|(upload_id, frame, phash)| FrameHash {
+                upload_id,
+                frame,
+                phash,
+            })
+            .collect())
+    }
+
+    async fn audit_frames(&self, query: &AuditQuery) -> Result<Vec<AuditFrame>> {
+        let rows = sqlx::query(
+            "SELECT r.upload_id, u.device, u.contributor, r.frame, r.reason, \
+                    r.scores::text AS scores, r.sha256, r.blob_key, r.review_key, r.phash, \
+                    r.duplicate_of_upload, r.duplicate_of_frame, r.captured_at, r.cell, \
+                    ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon \
+             FROM frame_rejections r JOIN uploads u ON u.id = r.upload_id \
+             WHERE ($1::text IS NULL OR r.reason = $1) \
+               AND ($2::bigint IS NULL OR r.upload_id = $2) \
+               AND ($3::bigint IS NULL OR (r.upload_id, r.frame) > ($3, $4::int)) \
+             ORDER BY r.upload_id, r.frame LIMIT $5",
+        )
+        .bind(query.reason.as_deref())
+        .bind(query.upload_id)
+        .bind(query.after.map(|a| a.0))
+        .bind(query.after.map(|a| a.1))
+        .bind(query.limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading the audit queue")?;
+        rows.iter()
+            .map(|row| {
+                let ctx = "reading a refused frame";
+                let device: String = row.try_get("device").ctx(ctx)?;
+                let scores: String = row.try_get("scores").ctx(ctx)?;
+                let dup_upload: Option<i64> = row.try_get("duplicate_of_upload").ctx(ctx)?;
+                let dup_frame: Option<i32> = row.try_get("duplicate_of_frame").ctx(ctx)?;
+                Ok(AuditFrame {
+                    upload_id: row.try_get("upload_id").ctx(ctx)?,
+                    device: device
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+                    contributor: row.try_get("contributor").ctx(ctx)?,
+                    row: FrameRejectionRow {
+                        frame: row.try_get("frame").ctx(ctx)?,
+                        reason: row.try_get("reason").ctx(ctx)?,
+                        scores: rows::json(&scores)?,
+                        sha256: row.try_get("sha256").ctx(ctx)?,
+                        blob_key: row.try_get("blob_key").ctx(ctx)?,
+                        review_key: row.try_get("review_key").ctx(ctx)?,
+                        phash: row.try_get("phash").ctx(ctx)?,
+                        duplicate_of: dup_upload.zip(dup_frame),
+                        captured_at: row.try_get("captured_at").ctx(ctx)?,
+                        pos: LatLon::new(
+                            row.try_get("lat").ctx(ctx)?,
+                            row.try_get("lon").ctx(ctx)?,
+                        )?,
+                        cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn frame_image(
+        &self,
+        upload_id: i64,
+        frame: i32,
+        which: FrameImage,
+    ) -> Result<Option<String>> {
+        let sql = match which {
+            FrameImage::Published => {
+                "SELECT published_key FROM frames \
+                 WHERE upload_id = $1 AND frame = $2 AND status = 'published'"
+            }
+            FrameImage::Review => {
+                "SELECT review_key FROM frame_rejections WHERE upload_id = $1 AND frame = $2"
+            }
+        };
+        let key: Option<(Option<String>,)> = sqlx::query_as(sql)
+            .bind(upload_id)
+            .bind(frame)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a frame's image")?;
+        Ok(key.and_then(|k| k.0))
+    }
+
+    async fn imagery(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<ImageryCellSummary>> {
+        type R = (i64, i64, i64, i64, DateTime<Utc>, DateTime<Utc>);
+        let rows: Vec<R> = sqlx::query_as(
+            "SELECT f.cell, COUNT(*), COUNT(DISTINCT COALESCE(u.contributor, u.device)), \
+                    COUNT(DISTINCT f.osm_way_id || ':' || f.way_piece), \
+                    MAX(f.captured_at), MIN(f.captured_at) \
+             FROM frames f JOIN uploads u ON u.id = f.upload_id \
+             WHERE f.status = 'published' \
+               AND f.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+             GROUP BY f.cell ORDER BY f.cell LIMIT $5",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading imagery")?;
+        rows.into_iter()
+            .map(|(cell, frames, contributors, segments, newest, oldest)| {
+                Ok(ImageryCellSummary {
+                    cell: Cell::from_i64(cell)?,
+                    frames,
+                    contributors,
+                    segments,
+                    newest,
+                    oldest,
+                })
+            })
+            .collect()
+    }
+
+    async fn originals_due(
+        &self,
+        received_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DueOriginals>> {
+        let due: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM uploads \
+             WHERE kind = 'drive' AND status <> 'queued' AND blob_expired_at IS NULL \
+                   AND received_at < $1 \
+             ORDER BY received_at, id LIMIT $2",
+        )
+        .bind(received_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("finding originals past retention")?;
+        let ids: Vec<i64> = due.into_iter().map(|(id,)| id).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each due drive's blobs, less those that anything not due still needs.
+        let keys: Vec<(i64, String)> = sqlx::query_as(
+            "WITH k AS ( \
+                 SELECT id AS upload_id, blob_key AS key FROM uploads WHERE id = ANY($1) \
+                 UNION SELECT upload_id, blob_key FROM frames WHERE upload_id = ANY($1) \
+                 UNION SELECT upload_id, blob_key FROM frame_rejections WHERE upload_id = ANY($1)) \
+             SELECT upload_id, key FROM k \
+             WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.blob_key = k.key \
+                                   AND u.blob_expired_at IS NULL AND u.id <> ALL($1)) \
+               AND NOT EXISTS (SELECT 1 FROM frames f WHERE f.blob_key = k.key \
+                                   AND f.original_expired_at IS NULL AND f.upload_id <> ALL($1)) \
+               AND NOT EXISTS (SELECT 1 FROM frame_rejections r WHERE r.blob_key = k.key \
+                                   AND r.original_expired_at IS NULL AND r.upload_id <> ALL($1)) \
+               AND NOT EXISTS (SELECT 1 FROM frames f WHERE f.published_key = k.key) \
+               AND NOT EXISTS (SELECT 1 FROM frame_rejections r WHERE r.review_key = k.key) \
+             ORDER BY upload_id, key",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing originals past retention")?;
+        Ok(rows::group_due(&ids, keys))
+    }
+
+    async fn mark_originals_expired(&self, upload_id: i64, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        for sql in [
+            "UPDATE uploads SET blob_expired_at = $2 WHERE id = $1 AND blob_expired_at IS NULL",
+            "UPDATE frames SET original_expired_at = $2 \
+             WHERE upload_id = $1 AND original_expired_at IS NULL",
+            "UPDATE frame_rejections SET original_expired_at = $2 \
+             WHERE upload_id = $1 AND original_expired_at IS NULL",
+        ] {
+            sqlx::query(sql)
+                .bind(upload_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .ctx("marking originals deleted")?;
+        }
+        tx.commit().await.ctx("committing")
     }
 }

@@ -201,17 +201,57 @@ pub(crate) fn part_conflict(session: Option<UploadSession>, part: &SessionPart) 
     }
 }
 
-/// A frame's vision columns, present together or not at all.
+/// A frame's vision columns, present together or not at all (`quality` is null for frames
+/// looked at before the quality scores were kept).
 pub(crate) fn frame_vision(
     published_key: Option<String>,
     phash: Option<String>,
     faces: Option<i32>,
     plates: Option<i32>,
+    quality: Option<String>,
 ) -> Option<crate::FrameVision> {
     Some(crate::FrameVision {
         published_key: published_key?,
         phash: phash?,
         faces: faces?,
         plates: plates?,
+        quality: quality
+            .and_then(|q| serde_json::from_str(&q).ok())
+            .unwrap_or_default(),
     })
+}
+
+/// A road segment from its two columns, present together or not at all.
+pub(crate) fn segment(
+    osm_way_id: Option<i64>,
+    way_piece: Option<i32>,
+) -> Option<covermap_domain::SegmentRef> {
+    Some(covermap_domain::SegmentRef {
+        osm_way_id: osm_way_id?,
+        way_piece: u32::try_from(way_piece?).ok()?,
+    })
+}
+
+/// JSON kept as text (SQLite) or cast to text (Postgres), back to a value.
+pub(crate) fn json(text: &str) -> crate::Result<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|e| crate::StoreError::Corrupt(format!("stored JSON is unreadable: {e}")))
+}
+
+/// Blob keys per due drive, one entry for every due drive (a drive whose blobs are all still
+/// needed elsewhere is still marked expired, with nothing to delete).
+pub(crate) fn group_due(ids: &[i64], keys: Vec<(i64, String)>) -> Vec<crate::DueOriginals> {
+    let mut out: Vec<crate::DueOriginals> = ids
+        .iter()
+        .map(|&upload_id| crate::DueOriginals {
+            upload_id,
+            blob_keys: Vec::new(),
+        })
+        .collect();
+    for (upload_id, key) in keys {
+        if let Some(d) = out.iter_mut().find(|d| d.upload_id == upload_id) {
+            d.blob_keys.push(key);
+        }
+    }
+    out
 }

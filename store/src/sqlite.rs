@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, DeviceId, LatLon, MatchedStretch, RadioCellSummary, RoadCell,
-    RoadSegment, UploadStatus,
+    BoundingBox, Cell, CellCoverage, DeviceId, ImageryCellSummary, LatLon, MatchedStretch,
+    RadioCellSummary, RoadCell, RoadSegment, UploadStatus,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -21,9 +21,10 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::{
-    ApiKeyRecord, DeviceRecord, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload,
-    QueuePolicy, RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
-    UploadRecord, UploadSession, rows,
+    ApiKeyRecord, AuditFrame, AuditQuery, DeviceRecord, DueOriginals, FrameHash, FrameImage,
+    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload, QueuePolicy,
+    RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt, UploadRecord,
+    UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -475,8 +476,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
                      heading_deg, width, height, cell, lat, lon, status, published_key, phash, \
-                     faces, plates) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     faces, plates, quality, osm_way_id, way_piece) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(lease.upload_id)
             .bind(f.frame)
@@ -499,9 +500,37 @@ impl Store for SqliteStore {
             .bind(f.vision.as_ref().map(|v| v.phash.as_str()))
             .bind(f.vision.as_ref().map(|v| v.faces))
             .bind(f.vision.as_ref().map(|v| v.plates))
+            .bind(f.vision.as_ref().map(|v| v.quality.to_string()))
+            .bind(f.segment.map(|s| s.osm_way_id))
+            .bind(f.segment.map(|s| s.way_piece as i32))
             .execute(&mut *tx)
             .await
             .ctx("writing frames")?;
+        }
+        for f in &outcome.frame_rejections {
+            sqlx::query(
+                "INSERT INTO frame_rejections (upload_id, frame, reason, scores, sha256, \
+                     blob_key, review_key, phash, duplicate_of_upload, duplicate_of_frame, \
+                     captured_at, cell, lat, lon) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(lease.upload_id)
+            .bind(f.frame)
+            .bind(&f.reason)
+            .bind(f.scores.to_string())
+            .bind(&f.sha256)
+            .bind(&f.blob_key)
+            .bind(f.review_key.as_deref())
+            .bind(f.phash.as_deref())
+            .bind(f.duplicate_of.map(|d| d.0))
+            .bind(f.duplicate_of.map(|d| d.1))
+            .bind(micros(f.captured_at))
+            .bind(f.cell.as_i64())
+            .bind(f.pos.lat)
+            .bind(f.pos.lon)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing refused frames")?;
         }
         for (seq, r) in outcome.rejections.iter().enumerate() {
             sqlx::query(
@@ -846,8 +875,8 @@ impl Store for SqliteStore {
     async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>> {
         let rows = sqlx::query(
             "SELECT frame, sequence, sha256, blob_key, captured_at, heading_deg, width, height, \
-                 cell, lat, lon, published_key, phash, faces, plates FROM frames \
-             WHERE upload_id = ? ORDER BY frame",
+                 cell, lat, lon, published_key, phash, faces, plates, quality, osm_way_id, \
+                 way_piece FROM frames WHERE upload_id = ? ORDER BY frame",
         )
         .bind(upload_id)
         .fetch_all(&self.pool)
@@ -872,6 +901,11 @@ impl Store for SqliteStore {
                         row.try_get("phash").ctx(ctx)?,
                         row.try_get("faces").ctx(ctx)?,
                         row.try_get("plates").ctx(ctx)?,
+                        row.try_get("quality").ctx(ctx)?,
+                    ),
+                    segment: rows::segment(
+                        row.try_get("osm_way_id").ctx(ctx)?,
+                        row.try_get("way_piece").ctx(ctx)?,
                     ),
                 })
             })
@@ -1104,4 +1138,222 @@ impl Store for SqliteStore {
             .ctx("reading an API key")?;
         row.as_ref().map(key_from_row).transpose()
     }
+
+    async fn frame_hashes(
+        &self,
+        cells: &[Cell],
+        exclude_upload: i64,
+        limit: i64,
+    ) -> Result<Vec<FrameHash>> {
+        let mut out = Vec::new();
+        for chunk in cells.chunks(500) {
+            let sql = format!(
+                "SELECT upload_id, frame, phash FROM frames \
+                 WHERE cell IN ({}) AND upload_id <> ? AND status = 'published' \
+                       AND phash IS NOT NULL \
+                 ORDER BY upload_id, frame LIMIT ?",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (i64, i32, String)>(&sql);
+            for c in chunk {
+                q = q.bind(c.as_i64());
+            }
+            let rows = q
+                .bind(exclude_upload)
+                .bind(limit - out.len() as i64)
+                .fetch_all(&self.pool)
+                .await
+                .ctx("reading frame hashes")?;
+            out.extend(rows.into_iter().map(|(upload_id, frame, phash)| FrameHash {
+                upload_id,
+                frame,
+                phash,
+            }));
+            if out.len() as i64 >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn audit_frames(&self, query: &AuditQuery) -> Result<Vec<AuditFrame>> {
+        let rows = sqlx::query(
+            "SELECT r.upload_id, u.device, u.contributor, r.frame, r.reason, r.scores, r.sha256, \
+                    r.blob_key, r.review_key, r.phash, r.duplicate_of_upload, \
+                    r.duplicate_of_frame, r.captured_at, r.cell, r.lat, r.lon \
+             FROM frame_rejections r JOIN uploads u ON u.id = r.upload_id \
+             WHERE (?1 IS NULL OR r.reason = ?1) \
+               AND (?2 IS NULL OR r.upload_id = ?2) \
+               AND (?3 IS NULL OR r.upload_id > ?3 OR (r.upload_id = ?3 AND r.frame > ?4)) \
+             ORDER BY r.upload_id, r.frame LIMIT ?5",
+        )
+        .bind(query.reason.as_deref())
+        .bind(query.upload_id)
+        .bind(query.after.map(|a| a.0))
+        .bind(query.after.map(|a| a.1))
+        .bind(query.limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading the audit queue")?;
+        rows.iter()
+            .map(|row| {
+                let ctx = "reading a refused frame";
+                let device: String = row.try_get("device").ctx(ctx)?;
+                let scores: String = row.try_get("scores").ctx(ctx)?;
+                let dup_upload: Option<i64> = row.try_get("duplicate_of_upload").ctx(ctx)?;
+                let dup_frame: Option<i32> = row.try_get("duplicate_of_frame").ctx(ctx)?;
+                Ok(AuditFrame {
+                    upload_id: row.try_get("upload_id").ctx(ctx)?,
+                    device: device
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+                    contributor: row.try_get("contributor").ctx(ctx)?,
+                    row: FrameRejectionRow {
+                        frame: row.try_get("frame").ctx(ctx)?,
+                        reason: row.try_get("reason").ctx(ctx)?,
+                        scores: rows::json(&scores)?,
+                        sha256: row.try_get("sha256").ctx(ctx)?,
+                        blob_key: row.try_get("blob_key").ctx(ctx)?,
+                        review_key: row.try_get("review_key").ctx(ctx)?,
+                        phash: row.try_get("phash").ctx(ctx)?,
+                        duplicate_of: dup_upload.zip(dup_frame),
+                        captured_at: time(row.try_get("captured_at").ctx(ctx)?)?,
+                        pos: LatLon::new(
+                            row.try_get("lat").ctx(ctx)?,
+                            row.try_get("lon").ctx(ctx)?,
+                        )?,
+                        cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn frame_image(
+        &self,
+        upload_id: i64,
+        frame: i32,
+        which: FrameImage,
+    ) -> Result<Option<String>> {
+        let sql = match which {
+            FrameImage::Published => {
+                "SELECT published_key FROM frames \
+                 WHERE upload_id = ? AND frame = ? AND status = 'published'"
+            }
+            FrameImage::Review => {
+                "SELECT review_key FROM frame_rejections WHERE upload_id = ? AND frame = ?"
+            }
+        };
+        let key: Option<(Option<String>,)> = sqlx::query_as(sql)
+            .bind(upload_id)
+            .bind(frame)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a frame's image")?;
+        Ok(key.and_then(|k| k.0))
+    }
+
+    async fn imagery(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<ImageryCellSummary>> {
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT f.cell, COUNT(*), COUNT(DISTINCT COALESCE(u.contributor, u.device)), \
+                    COUNT(DISTINCT f.osm_way_id || ':' || f.way_piece), \
+                    MAX(f.captured_at), MIN(f.captured_at) \
+             FROM frames f JOIN uploads u ON u.id = f.upload_id \
+             WHERE f.status = 'published' \
+               AND f.lon BETWEEN ? AND ? AND f.lat BETWEEN ? AND ? \
+             GROUP BY f.cell ORDER BY f.cell LIMIT ?",
+        )
+        .bind(bbox.west)
+        .bind(bbox.east)
+        .bind(bbox.south)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading imagery")?;
+        rows.into_iter()
+            .map(|(cell, frames, contributors, segments, newest, oldest)| {
+                Ok(ImageryCellSummary {
+                    cell: Cell::from_i64(cell)?,
+                    frames,
+                    contributors,
+                    segments,
+                    newest: time(newest)?,
+                    oldest: time(oldest)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn originals_due(
+        &self,
+        received_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DueOriginals>> {
+        let due: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM uploads \
+             WHERE kind = 'drive' AND status <> 'queued' AND blob_expired_at IS NULL \
+                   AND received_at < ? \
+             ORDER BY received_at, id LIMIT ?",
+        )
+        .bind(micros(received_before))
+        .bind(limit.min(500))
+        .fetch_all(&self.pool)
+        .await
+        .ctx("finding originals past retention")?;
+        let ids: Vec<i64> = due.into_iter().map(|(id,)| id).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each due drive's blobs, less those that anything not due still needs.
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "WITH k AS ( \
+                 SELECT id AS upload_id, blob_key AS key FROM uploads WHERE id IN ({list}) \
+                 UNION SELECT upload_id, blob_key FROM frames WHERE upload_id IN ({list}) \
+                 UNION SELECT upload_id, blob_key FROM frame_rejections \
+                       WHERE upload_id IN ({list})) \
+             SELECT upload_id, key FROM k \
+             WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.blob_key = k.key \
+                                   AND u.blob_expired_at IS NULL AND u.id NOT IN ({list})) \
+               AND NOT EXISTS (SELECT 1 FROM frames f WHERE f.blob_key = k.key \
+                                   AND f.original_expired_at IS NULL \
+                                   AND f.upload_id NOT IN ({list})) \
+               AND NOT EXISTS (SELECT 1 FROM frame_rejections r WHERE r.blob_key = k.key \
+                                   AND r.original_expired_at IS NULL \
+                                   AND r.upload_id NOT IN ({list})) \
+               AND NOT EXISTS (SELECT 1 FROM frames f WHERE f.published_key = k.key) \
+               AND NOT EXISTS (SELECT 1 FROM frame_rejections r WHERE r.review_key = k.key) \
+             ORDER BY upload_id, key"
+        );
+        let keys: Vec<(i64, String)> = sqlx::query_as(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing originals past retention")?;
+        Ok(rows::group_due(&ids, keys))
+    }
+
+    async fn mark_originals_expired(&self, upload_id: i64, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.write().await?;
+        for sql in [
+            "UPDATE uploads SET blob_expired_at = ?2 WHERE id = ?1 AND blob_expired_at IS NULL",
+            "UPDATE frames SET original_expired_at = ?2 \
+             WHERE upload_id = ?1 AND original_expired_at IS NULL",
+            "UPDATE frame_rejections SET original_expired_at = ?2 \
+             WHERE upload_id = ?1 AND original_expired_at IS NULL",
+        ] {
+            sqlx::query(sql)
+                .bind(upload_id)
+                .bind(micros(now))
+                .execute(&mut *tx)
+                .await
+                .ctx("marking originals deleted")?;
+        }
+        tx.commit().await.ctx("committing")
+    }
+}
+
+/// `n` comma-separated `?` placeholders.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellVisit, LatLon, MatchedStretch, RoadCell, RoadSegment, UploadKind,
-    UploadStatus,
+    BoundingBox, Cell, CellVisit, LatLon, MatchedStretch, RoadCell, RoadSegment, SegmentRef,
+    UploadKind, UploadStatus,
 };
 use covermap_domain::{DeviceId, Role};
 use covermap_store::{
-    BlobRef, DeviceRecord, FrameRow, FrameVision, JobFailure, JobOutcome, NewApiKey, NewUpload,
-    QueuePolicy, RadioRow, Rejection, SessionPart, SqliteStore, Store, StoreError, UploadFilter,
-    UploadSession,
+    AuditQuery, BlobRef, DeviceRecord, FrameImage, FrameRejectionRow, FrameRow, FrameVision,
+    JobFailure, JobOutcome, NewApiKey, NewUpload, QueuePolicy, RadioRow, Rejection, SessionPart,
+    SqliteStore, Store, StoreError, UploadFilter, UploadSession,
 };
 use sqlx::Connection;
 
@@ -139,6 +139,7 @@ conformance!(
     keys_devices_and_nonces,
     upload_sessions_take_parts_in_order,
     uploads_are_listed_by_contributor_and_device,
+    refused_frames_imagery_and_retention,
 );
 
 fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
@@ -706,11 +707,16 @@ async fn observations_frames_and_rejections_are_written_with_the_job(store: Arc<
         height: 2160,
         pos: monaco,
         cell: cell_at(43.7384, 7.4246),
+        segment: Some(SegmentRef {
+            osm_way_id: 4_097_656,
+            way_piece: 2,
+        }),
         vision: Some(FrameVision {
             published_key: "sha256/cd/y".into(),
             phash: "f9e0cf8c985964d0".into(),
             faces: 2,
             plates: 1,
+            quality: serde_json::json!({"quality": {"class": "ok", "sharpness": 21.5}}),
         }),
     }];
     let rejections = vec![
@@ -961,4 +967,206 @@ async fn uploads_are_listed_by_contributor_and_device(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(key3.len(), 1);
     assert!(!key3[0].rewardable && key3[0].contributor.is_none());
+}
+
+/// A drive, processed: one frame published, one pending, two refused (dark, and a repeat).
+async fn processed_drive(
+    store: &dyn Store,
+    content: &str,
+    at: DateTime<Utc>,
+    original_key: &str,
+) -> (i64, JobOutcome) {
+    let r = store
+        .record_upload(NewUpload {
+            device: "cam-1".parse().unwrap(),
+            kind: UploadKind::Drive,
+            blob: BlobRef::of(content.as_bytes()),
+            received_at: at,
+            contributor: Some("alice".into()),
+            rewardable: true,
+        })
+        .await
+        .unwrap();
+    let lease = store
+        .lease_job("w", at, LEASE, QueuePolicy::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let monaco = LatLon::new(43.7384, 7.4246).unwrap();
+    let frame = |i: i32, key: &str, published: bool| FrameRow {
+        frame: i,
+        sequence: 0,
+        sha256: format!("{i:064}"),
+        blob_key: key.into(),
+        captured_at: at - secs(60 - i64::from(i)),
+        heading_deg: 10.0,
+        width: 1920,
+        height: 1080,
+        pos: monaco,
+        cell: cell_at(43.7384, 7.4246),
+        segment: Some(SegmentRef {
+            osm_way_id: 77,
+            way_piece: i as u32,
+        }),
+        vision: published.then(|| FrameVision {
+            published_key: format!("published/{content}/{i}"),
+            phash: "f9e0cf8c985964d0".into(),
+            faces: 0,
+            plates: 1,
+            quality: serde_json::json!({"quality": {"class": "ok"}}),
+        }),
+    };
+    let refused = |i: i32, reason: &str, duplicate_of: Option<(i64, i32)>| FrameRejectionRow {
+        frame: i,
+        reason: reason.into(),
+        scores: serde_json::json!({"quality": {"class": reason, "p": 0.93}}),
+        sha256: format!("{i:064}"),
+        blob_key: format!("original/{content}/{i}"),
+        review_key: Some(format!("review/{content}/{i}")),
+        phash: Some("0123456789abcdef".into()),
+        duplicate_of,
+        captured_at: at - secs(30),
+        pos: monaco,
+        cell: cell_at(43.7384, 7.4246),
+    };
+    let outcome = JobOutcome {
+        frames: vec![
+            frame(0, original_key, true),
+            frame(1, &format!("original/{content}/1"), false),
+        ],
+        frame_rejections: vec![
+            refused(2, "dark", None),
+            refused(3, "duplicate", Some((1, 0))),
+        ],
+        ..JobOutcome::default()
+    };
+    store.complete_job(&lease, &outcome, at).await.unwrap();
+    (r.upload_id, outcome)
+}
+
+async fn refused_frames_imagery_and_retention(store: Arc<dyn Store>) {
+    let (a, outcome) = processed_drive(store.as_ref(), "drive a", t0(), "original/shared").await;
+    assert_eq!(store.frames(a).await.unwrap(), outcome.frames);
+    // The auditors' queue: every refused frame, by reason, by upload, after a cursor.
+    let all = store
+        .audit_frames(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|f| f.row.clone()).collect::<Vec<_>>(),
+        outcome.frame_rejections
+    );
+    assert_eq!(all[0].device.as_str(), "cam-1");
+    assert_eq!(all[0].contributor.as_deref(), Some("alice"));
+    let dark = AuditQuery {
+        reason: Some("dark".into()),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    assert_eq!(store.audit_frames(&dark).await.unwrap().len(), 1);
+    let after = AuditQuery {
+        after: Some((a, 2)),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    let rest = store.audit_frames(&after).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].row.duplicate_of, Some((1, 0)));
+    let other_upload = AuditQuery {
+        upload_id: Some(a + 1),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    assert!(store.audit_frames(&other_upload).await.unwrap().is_empty());
+    // Images: the published derivative of a published frame only; review copies of refused ones.
+    let image = |f, which| store.frame_image(a, f, which);
+    assert_eq!(
+        image(0, FrameImage::Published).await.unwrap().as_deref(),
+        Some("published/drive a/0")
+    );
+    assert_eq!(image(1, FrameImage::Published).await.unwrap(), None);
+    assert_eq!(image(2, FrameImage::Published).await.unwrap(), None);
+    assert_eq!(
+        image(2, FrameImage::Review).await.unwrap().as_deref(),
+        Some("review/drive a/2")
+    );
+    assert_eq!(image(0, FrameImage::Review).await.unwrap(), None);
+    // Repeats are looked for among other uploads' published frames in the cells asked.
+    let cells = [cell_at(43.7384, 7.4246)];
+    let hashes = store.frame_hashes(&cells, a + 100, 10).await.unwrap();
+    assert_eq!(
+        hashes
+            .iter()
+            .map(|h| (h.upload_id, h.frame, h.phash.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(a, 0, "f9e0cf8c985964d0")]
+    );
+    assert!(store.frame_hashes(&cells, a, 10).await.unwrap().is_empty());
+    let paris = [cell_at(48.8584, 2.2945)];
+    assert!(
+        store
+            .frame_hashes(&paris, a + 100, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Imagery per cell: published frames only.
+    let imagery = store.imagery(BoundingBox::WORLD, 10).await.unwrap();
+    assert_eq!(imagery.len(), 1);
+    let i = &imagery[0];
+    assert_eq!((i.frames, i.contributors, i.segments), (1, 1, 1));
+    assert_eq!(i.newest, outcome.frames[0].captured_at);
+    let paris_box: BoundingBox = "2.2,48.8,2.4,48.9".parse().unwrap();
+    assert!(store.imagery(paris_box, 10).await.unwrap().is_empty());
+
+    // Retention: a younger drive shares one original with drive a (the same frame's bytes).
+    let (b, _) = processed_drive(
+        store.as_ref(),
+        "drive b",
+        t0() + secs(864_000),
+        "original/shared",
+    )
+    .await;
+    let queued = store
+        .record_upload(NewUpload {
+            kind: UploadKind::Drive,
+            ..new_upload("cam-2", "not processed yet", t0())
+        })
+        .await
+        .unwrap();
+    let due = store.originals_due(t0() + secs(86_400), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].upload_id, a);
+    let mut expected = vec![
+        BlobRef::of(b"drive a").key,
+        "original/drive a/1".to_owned(),
+        "original/drive a/2".to_owned(),
+        "original/drive a/3".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(due[0].blob_keys, expected, "the shared original stays");
+    store
+        .mark_originals_expired(a, t0() + secs(86_400))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .originals_due(t0() + secs(86_400), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once drive b is due too, the shared original goes with it; the queued drive never.
+    let due = store
+        .originals_due(t0() + secs(2_000_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.iter().map(|d| d.upload_id).collect::<Vec<_>>(), vec![b]);
+    assert!(due[0].blob_keys.contains(&"original/shared".to_owned()));
+    assert!(!due.iter().any(|d| d.upload_id == queued.upload_id));
+    // What is published stays.
+    assert!(image(0, FrameImage::Published).await.unwrap().is_some());
 }

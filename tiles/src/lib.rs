@@ -5,7 +5,7 @@
 //! comes from `scoring` — and reads nothing from storage.
 
 use chrono::{DateTime, Utc};
-use covermap_domain::{Cell, CellCoverage, RadioCellSummary, RoadSegment};
+use covermap_domain::{Cell, CellCoverage, ImageryCellSummary, RadioCellSummary, RoadSegment};
 use covermap_scoring::{ScoringPolicy, freshness};
 use serde_json::{Value, json};
 
@@ -54,23 +54,52 @@ fn hexagon(cell: Cell) -> Vec<[f64; 2]> {
 
 /// A GeoJSON FeatureCollection with one hexagon per cell where radio was measured.
 pub fn radio_geojson(cells: &[RadioCellSummary]) -> Value {
+    hexagons(cells.iter().map(|c| {
+        (
+            c.cell,
+            json!({
+                "observations": c.observations,
+                "emitters": c.emitters,
+                "cells_seen": c.cells_seen,
+                "wifi_seen": c.wifi_seen,
+                "bluetooth_seen": c.bluetooth_seen,
+                "best_signal_dbm": c.best_signal_dbm,
+                "last_seen": c.last_seen,
+            }),
+        )
+    }))
+}
+
+/// A GeoJSON FeatureCollection with one hexagon per cell that has published imagery: how many
+/// frames, from how many contributors, on how many road segments, and how fresh.
+pub fn imagery_geojson(cells: &[ImageryCellSummary]) -> Value {
+    hexagons(cells.iter().map(|c| {
+        (
+            c.cell,
+            json!({
+                "frames": c.frames,
+                "contributors": c.contributors,
+                "segments": c.segments,
+                "newest": c.newest,
+                "oldest": c.oldest,
+            }),
+        )
+    }))
+}
+
+/// A FeatureCollection of cells' hexagons with their properties; each also carries its cell id
+/// as the feature id and as a `cell` property (an H3 index does not fit a JavaScript number).
+fn hexagons(cells: impl Iterator<Item = (Cell, Value)>) -> Value {
     let features: Vec<Value> = cells
-        .iter()
-        .map(|c| {
+        .map(|(cell, mut properties)| {
+            if let Some(p) = properties.as_object_mut() {
+                p.insert("cell".into(), cell.to_string().into());
+            }
             json!({
                 "type": "Feature",
-                "id": c.cell.to_string(),
-                "geometry": {"type": "Polygon", "coordinates": [hexagon(c.cell)]},
-                "properties": {
-                    "cell": c.cell.to_string(),
-                    "observations": c.observations,
-                    "emitters": c.emitters,
-                    "cells_seen": c.cells_seen,
-                    "wifi_seen": c.wifi_seen,
-                    "bluetooth_seen": c.bluetooth_seen,
-                    "best_signal_dbm": c.best_signal_dbm,
-                    "last_seen": c.last_seen,
-                }
+                "id": cell.to_string(),
+                "geometry": {"type": "Polygon", "coordinates": [hexagon(cell)]},
+                "properties": properties,
             })
         })
         .collect();

@@ -128,3 +128,22 @@ pub fn grey(image: &RgbImage, max_width: u32) -> Result<GrayImage, VisionError> 
     };
     Ok(DynamicImage::ImageRgb8(small).into_luma8())
 }
+
+/// Encodes `image` as a baseline JPEG at `quality` with 4:2:0 chroma, no metadata (nothing of
+/// the original's EXIF — camera serials, GPS — is carried into what is published). AVX2 is used
+/// where the CPU has it (`jpeg-encoder`'s `simd` feature detects it at run time).
+pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, VisionError> {
+    let (w, h) = image.dimensions();
+    let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+        return Err(VisionError::Undecodable(format!(
+            "a {w}×{h} frame is beyond JPEG's 65535 px sides"
+        )));
+    };
+    let mut out = Vec::with_capacity(image.as_raw().len() / 8);
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    encoder
+        .encode(image.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| VisionError::Undecodable(format!("encoding: {e}")))?;
+    Ok(out)
+}

@@ -15,9 +15,9 @@ pub mod pipeline;
 pub mod privacy;
 pub mod quality;
 
-pub use frame::{decode, grey, resized};
+pub use frame::{decode, encode_jpeg, grey, resized};
 pub use phash::phash;
-pub use pipeline::{FrameCheck, Look, StageTimes};
+pub use pipeline::{FrameCheck, FramePool, Look, StageTimes};
 pub use privacy::{Detection, FaceDetector, PlateDetector, blur_boxes, default_models_dir};
 pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame};
 

@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use image::ImageEncoder;
 use serde::Serialize;
 
 use crate::privacy::{Detection, FaceDetector, PlateDetector, blur_boxes};
 use crate::quality::{Quality, QualityPolicy, assess_frame};
-use crate::{VisionError, decode, grey, phash};
+use crate::{VisionError, decode, encode_jpeg, grey, phash};
 
 /// The detectors and rules a frame is judged by. Sessions run one frame at a time (`&mut`).
 #[derive(Debug)]
@@ -70,15 +69,7 @@ impl FrameCheck {
         let mut boxes = faces.clone();
         boxes.extend(plates.iter().copied());
         blur_boxes(&mut image, &boxes);
-        let mut published = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut published, 90)
-            .write_image(
-                image.as_raw(),
-                image.width(),
-                image.height(),
-                image::ExtendedColorType::Rgb8,
-            )
-            .map_err(|e| VisionError::Undecodable(format!("encoding: {e}")))?;
+        let published = encode_jpeg(&image, 90)?;
         lap(&mut times.blur_encode);
         let look = Look {
             width: image.width(),
@@ -102,4 +93,91 @@ pub struct StageTimes {
     pub faces: f64,
     pub plates: f64,
     pub blur_encode: f64,
+}
+
+/// Several [`FrameCheck`]s (one per core by default) so a drive's frames are looked at in
+/// parallel: each thread takes an idle check, runs one frame, and puts it back. ONNX Runtime
+/// runs each session on one thread, so `size` checks keep `size` cores busy.
+#[derive(Debug)]
+pub struct FramePool {
+    idle: std::sync::Mutex<Vec<FrameCheck>>,
+    returned: std::sync::Condvar,
+    size: usize,
+}
+
+impl FramePool {
+    /// Loads `size` (at least one) checks from the models in `dir`.
+    pub fn load(dir: &Path, size: usize) -> Result<Self, VisionError> {
+        let checks = (0..size.max(1))
+            .map(|_| FrameCheck::load(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(checks))
+    }
+
+    pub fn new(checks: Vec<FrameCheck>) -> Self {
+        Self {
+            size: checks.len(),
+            idle: std::sync::Mutex::new(checks),
+            returned: std::sync::Condvar::new(),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Runs `f` with an idle check, waiting for one if all are busy.
+    pub fn with<R>(&self, f: impl FnOnce(&mut FrameCheck) -> R) -> R {
+        let mut check = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(check) = idle.pop() {
+                    break check;
+                }
+                idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // A panic inside `f` must not lose the check: put it back on the way out either way.
+        struct Return<'a>(&'a FramePool, Option<FrameCheck>);
+        impl Drop for Return<'_> {
+            fn drop(&mut self) {
+                if let Some(check) = self.1.take() {
+                    self.0
+                        .idle
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(check);
+                    self.0.returned.notify_one();
+                }
+            }
+        }
+        let result = f(&mut check);
+        drop(Return(self, Some(check)));
+        result
+    }
+
+    /// Looks at every frame, up to `size` at a time; results in the order of `frames`.
+    pub fn look_all(&self, frames: &[&[u8]]) -> Vec<Result<Look, VisionError>> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = self.size.min(frames.len());
+        let mut results: Vec<Option<Result<Look, VisionError>>> =
+            (0..frames.len()).map(|_| None).collect();
+        let slots = std::sync::Mutex::new(&mut results);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(jpeg) = frames.get(i) else { break };
+                        let look = self.with(|check| check.look(jpeg));
+                        slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(look);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(VisionError::Model("a vision thread failed".into()))))
+            .collect()
+    }
 }

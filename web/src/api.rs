@@ -74,8 +74,14 @@ async fn readable_upload(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<i64, ApiError> {
-    let caller = auth::caller(state.store.as_ref(), method, uri, headers, b"", Utc::now()).await?;
-    caller.require(&[Role::Device, Role::Auditor])?;
+    let caller = auth::reader(
+        state.store.as_ref(),
+        method,
+        uri,
+        headers,
+        &[Role::Device, Role::Auditor],
+    )
+    .await?;
     let id = parse_id(id)?;
     match state.store.upload(id).await? {
         Some(rec) if caller.may_read(&rec) => Ok(id),
@@ -191,12 +197,12 @@ pub(crate) async fn recent_uploads(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct AreaQuery {
-    bbox: Option<String>,
-    limit: Option<i64>,
+    pub(crate) bbox: Option<String>,
+    pub(crate) limit: Option<i64>,
 }
 
 impl AreaQuery {
-    fn bbox(&self) -> Result<BoundingBox, ApiError> {
+    pub(crate) fn bbox(&self) -> Result<BoundingBox, ApiError> {
         match &self.bbox {
             None => Ok(BoundingBox::WORLD),
             Some(b) => b.parse().map_err(|e: covermap_domain::InvalidValue| {
@@ -206,11 +212,11 @@ impl AreaQuery {
     }
 }
 
-fn bad_query(rejection: QueryRejection) -> ApiError {
+pub(crate) fn bad_query(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
-fn checked_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+pub(crate) fn checked_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     match limit {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),

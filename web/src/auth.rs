@@ -133,6 +133,19 @@ pub(crate) async fn key_caller(
     }
 }
 
+/// The caller of a read endpoint (no body), who must hold one of `roles` (admins always do).
+pub(crate) async fn reader(
+    store: &dyn Store,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    roles: &[Role],
+) -> Result<Caller, ApiError> {
+    let caller = caller(store, method, uri, headers, b"", Utc::now()).await?;
+    caller.require(roles)?;
+    Ok(caller)
+}
+
 /// The caller of a request with `body`: a signed device if it carries a signature, else the
 /// holder of the key it carries. `Err(NoKey)` if it carries neither.
 pub(crate) async fn caller(

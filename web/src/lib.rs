@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod auth;
 mod error;
+mod imagery;
 mod pages;
 mod ratelimit;
 mod uploads;
@@ -70,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/coverage", get(api::coverage))
         .route("/api/v1/roads", get(api::roads))
         .route("/api/v1/radio", get(api::radio))
+        .route("/api/v1/imagery", get(imagery::imagery))
+        .route(
+            "/api/v1/frames/{upload}/{frame}/image",
+            get(imagery::published_frame),
+        )
         .route("/api/v1/stats", get(api::stats))
         .layer(middleware::from_fn_with_state(limiter, rate_limited));
     Router::new()
@@ -101,6 +107,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/uploads/{param}/rejections", get(api::rejections))
         .route("/api/v1/uploads/{param}/radio", get(api::upload_radio))
         .route("/api/v1/uploads/{param}/frames", get(api::upload_frames))
+        // The auditors' queue of refused frames.
+        .route("/api/v1/audit/frames", get(imagery::audit_queue))
+        .route(
+            "/api/v1/audit/frames/{upload}/{frame}/image",
+            get(imagery::review_frame),
+        )
         // Keys and devices.
         .route(
             "/api/v1/keys",

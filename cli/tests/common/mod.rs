@@ -272,3 +272,44 @@ pub fn error_code(body: &Value) -> String {
     );
     e["code"].as_str().unwrap_or_default().to_owned()
 }
+
+/// A zip of (name, bytes) entries, deflated: a camera drive as a device uploads it.
+pub fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in entries {
+        w.start_file(
+            *name,
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut w, bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A file of ../shared/data/camera.
+pub fn camera(rel: &str) -> Vec<u8> {
+    std::fs::read(shared(&format!("camera/{rel}"))).unwrap()
+}
+
+/// A straight drive of `n` fixes a second apart, north from (lat, lon) at ~11 m/s.
+pub fn gpx_track(lat: f64, lon: f64, start: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<u8> {
+    let mut s = String::from(r#"<gpx version="1.1" creator="test"><trk><trkseg>"#);
+    for i in 0..n {
+        s += &format!(
+            r#"<trkpt lat="{:.7}" lon="{lon:.7}"><time>{}</time></trkpt>"#,
+            lat + 0.0001 * i as f64,
+            (start + chrono::Duration::seconds(i as i64)).to_rfc3339()
+        );
+    }
+    s += "</trkseg></trk></gpx>";
+    s.into_bytes()
+}
+
+/// Waits for upload `id` to leave the queue, and checks it was processed.
+pub async fn processed(client: &reqwest::Client, base: &str, key: &str, id: i64) -> Value {
+    let rec = wait_for_status(client, base, key, id, Duration::from_secs(120)).await;
+    assert_eq!(rec["status"], "processed", "{rec}");
+    rec
+}

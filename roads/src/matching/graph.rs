@@ -222,6 +222,30 @@ impl RoadGraph {
         &self.out[a..b]
     }
 
+    /// The road segments within `radius_m` of `pos`, nearest first, at most `k`, each with its
+    /// distance in metres: where a photo taken at `pos` belongs on the map.
+    pub fn segments_near(
+        &self,
+        pos: LatLon,
+        radius_m: f64,
+        k: usize,
+    ) -> Vec<(covermap_domain::SegmentRef, f64)> {
+        let mut near = Vec::new();
+        self.nearest_segments(self.proj.xy(pos), radius_m, k, &mut near);
+        near.into_iter()
+            .map(|(si, _, d)| {
+                let s = &self.network.segments[si as usize];
+                (
+                    covermap_domain::SegmentRef {
+                        osm_way_id: s.osm_way_id,
+                        way_piece: s.piece,
+                    },
+                    d,
+                )
+            })
+            .collect()
+    }
+
     /// For each segment with a piece within `radius` of `p`: the nearest point on it, as
     /// (segment, offset from its first node, distance), nearest first, at most `k` segments.
     pub(crate) fn nearest_segments(

@@ -1,0 +1,238 @@
+//! Camera frames after the vision stage, end to end on the real binary: published frames filed
+//! under their road segment and served only as blurred derivatives; refused frames in the
+//! auditors' queue with reasons, scores and a blurred copy; the same picture uploaded again by
+//! another device refused as a duplicate; private originals deleted after their retention.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use common::*;
+use serde_json::Value;
+
+/// One residential street along the test track (north from 45.5, -122.57), as OSM XML.
+const STREET: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="covermap test">
+  <node id="1" lat="45.4990" lon="-122.5700"/>
+  <node id="2" lat="45.5030" lon="-122.5700"/>
+  <node id="3" lat="45.5010" lon="-122.5730"/>
+  <node id="4" lat="45.5010" lon="-122.5760"/>
+  <way id="1001"><nd ref="1"/><nd ref="2"/><tag k="highway" v="residential"/></way>
+  <way id="1002"><nd ref="3"/><nd ref="4"/><tag k="highway" v="residential"/></way>
+</osm>
+"#;
+
+/// `jpeg` with a comment segment after its start marker: other bytes, the same picture.
+fn with_comment(jpeg: &[u8], comment: &str) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], [0xFF, 0xD8]);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xFE];
+    out.extend_from_slice(&((comment.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(comment.as_bytes());
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+async fn get(client: &reqwest::Client, url: &str, key: Option<&str>) -> reqwest::Response {
+    let r = client.get(url);
+    match key {
+        Some(k) => r.bearer_auth(k),
+        None => r,
+    }
+    .send()
+    .await
+    .unwrap()
+}
+
+/// The blob file behind `key` in the test's local object store.
+fn blob_path(db: &Db, key: &str) -> std::path::PathBuf {
+    db.dir.path().join("blobs").join(key)
+}
+
+async fn frames_through_the_vision_stage(db: Db) {
+    let osm = db.dir.path().join("street.osm");
+    std::fs::write(&osm, STREET).unwrap();
+    let mut import = db.args();
+    import.extend(["roads".into(), "import".into(), osm.display().to_string()]);
+    let out = run(&import.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(out.status.success(), "{out:?}");
+    // Originals are deleted as soon as a drive is processed.
+    let server = serve(&db, &["--original-retention-days", "0"]);
+    let client = reqwest::Client::new();
+    let base = server.base.as_str();
+    let keys = access(&db, &server, &client).await;
+    let admin = keys.admin.as_str();
+
+    // A drive on the street: a real 4K frame placed on the track by its capture time.
+    let dsc1 = camera("mapillary_tools/DSC00001.JPG");
+    let t0 = Utc.with_ymd_and_hms(2018, 6, 8, 20, 24, 1).unwrap();
+    let drive = zip_of(&[
+        ("a.jpg", dsc1.clone()),
+        ("track.gpx", gpx_track(45.5, -122.57, t0, 60)),
+    ]);
+    let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", drive).await;
+    assert_eq!(s, 202, "{r}");
+    let a = r["upload_id"].as_i64().unwrap();
+    processed(&client, base, admin, a).await;
+    let frames = get_with(&client, &format!("{base}/api/v1/uploads/{a}/frames"), admin).await;
+    let frames = frames["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let f = &frames[0];
+    // Filed under the street it was taken on (way 1001), not the cross street 230 m away.
+    assert_eq!(f["segment"]["osm_way_id"], 1001, "{f}");
+    let vision = &f["vision"];
+    assert_eq!(
+        vision["quality"]["quality"]["reasons"],
+        Value::Array(vec![]),
+        "{f}"
+    );
+
+    // The published frame: the blurred derivative, full size, without the original's EXIF.
+    let r = get(&client, &format!("{base}/api/v1/frames/{a}/0/image"), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let published = r.bytes().await.unwrap();
+    assert_ne!(published.as_ref(), dsc1.as_slice());
+    assert!(
+        !published.windows(6).any(|w| w == b"Exif\0\0"),
+        "no EXIF (GPS, camera serial) is published"
+    );
+    let img = image::load_from_memory(&published).unwrap();
+    assert_eq!((img.width(), img.height()), (3840, 2160));
+
+    // Imagery per cell, for the map.
+    let imagery = get_json(&client, &format!("{base}/api/v1/imagery")).await;
+    let cells = imagery["features"].as_array().unwrap();
+    assert_eq!(cells.len(), 1, "{imagery}");
+    let p = &cells[0]["properties"];
+    assert_eq!(
+        (p["frames"].as_i64(), p["segments"].as_i64()),
+        (Some(1), Some(1)),
+        "{p}"
+    );
+
+    // A drive of one frame placed by its own EXIF GPS, a thumbnail the vision stage refuses: in
+    // the auditors' queue with its reason, scores and a blurred copy to look at, never published.
+    let thumbnail = zip_of(&[("b.jpg", camera("mapillary_tools/test_exif.jpg"))]);
+    let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", thumbnail).await;
+    assert_eq!(s, 202, "{r}");
+    let c = r["upload_id"].as_i64().unwrap();
+    processed(&client, base, admin, c).await;
+    let r = get(&client, &format!("{base}/api/v1/frames/{c}/0/image"), None).await;
+    assert_eq!(r.status(), 404, "a refused frame is never published");
+    let queue = get_with(
+        &client,
+        &format!("{base}/api/v1/audit/frames"),
+        &keys.auditor,
+    )
+    .await;
+    let items = queue["frames"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{queue}");
+    let q = &items[0];
+    assert_eq!(
+        (q["upload_id"].as_i64(), q["frame"].as_i64()),
+        (Some(c), Some(0))
+    );
+    assert_eq!(q["reason"], "too_small");
+    assert!(q["scores"]["quality"]["brightness"].is_array(), "{q}");
+    assert_eq!(q["contributor"], "alice");
+    let r = get(
+        &client,
+        &format!("{base}{}", q["image"].as_str().unwrap()),
+        Some(&keys.auditor),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    let r = get(
+        &client,
+        &format!("{base}{}", q["image"].as_str().unwrap()),
+        Some(&keys.planner),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "only auditors see refused frames");
+    let r = get(
+        &client,
+        &format!("{base}/api/v1/audit/frames?after=x"),
+        Some(&keys.auditor),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json().await.unwrap()), "invalid_cursor");
+
+    // Another device uploads the same picture (other bytes: a comment added) on the same track:
+    // refused as a duplicate of the published frame, and queued for the auditors as such.
+    let bob_key = create_key(&db, "device", Some("bob"));
+    let bob = register(&client, base, &bob_key, "cam-bob-1").await;
+    let again = zip_of(&[
+        ("copy.jpg", with_comment(&dsc1, "re-uploaded")),
+        ("track.gpx", gpx_track(45.5, -122.57, t0, 60)),
+    ]);
+    let (s, r) = post_signed(&client, &bob, base, "/api/v1/drives", again).await;
+    assert_eq!(s, 202, "{r}");
+    let b = r["upload_id"].as_i64().unwrap();
+    let rec = processed(&client, base, admin, b).await;
+    assert_eq!(
+        (
+            rec["observations_accepted"].as_i64(),
+            rec["observations_rejected"].as_i64()
+        ),
+        (Some(0), Some(1)),
+        "{rec}"
+    );
+    let rejections = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{b}/rejections"),
+        admin,
+    )
+    .await;
+    let r0 = &rejections["rejections"][0];
+    assert_eq!(r0["reason"], "duplicate", "{rejections}");
+    assert!(
+        r0["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("upload {a}")),
+        "{r0}"
+    );
+    let queue = get_with(
+        &client,
+        &format!("{base}/api/v1/audit/frames?reason=duplicate"),
+        &keys.auditor,
+    )
+    .await;
+    let d = &queue["frames"][0];
+    assert_eq!(d["upload_id"], b, "{queue}");
+    assert_eq!(d["duplicate_of"]["upload_id"], a);
+    assert_eq!(d["duplicate_of"]["frame"], 0);
+    assert_eq!(d["contributor"], "bob");
+
+    // Retention: the originals (drive zips, unblurred frames) go; the derivatives stay.
+    let original = blob_path(&db, f["blob_key"].as_str().unwrap());
+    let derivative = blob_path(&db, vision["published_key"].as_str().unwrap());
+    let started = Instant::now();
+    while original.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} is still kept",
+            original.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(derivative.exists());
+    let r = get(&client, &format!("{base}/api/v1/frames/{a}/0/image"), None).await;
+    assert_eq!(r.status(), 200, "published frames outlive the originals");
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_frames_through_the_vision_stage() {
+    frames_through_the_vision_stage(Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgis_frames_through_the_vision_stage() {
+    frames_through_the_vision_stage(Db::postgis().await).await;
+}
