@@ -286,7 +286,7 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
         geotag: covermap_ingest::GeotagParams::default(),
         camera_offset: settings.camera_offset(),
         vision: load_vision(settings.vision_threads),
-        duplicate_bits: 4,
+        duplicate_bits: 6,
         segment_radius_m: 30.0,
         original_retention: settings.original_retention(),
         resolution: settings.resolution(),
