@@ -36,3 +36,12 @@ for r, p in zip(rust, py):
               + f" | {x['total_ms']:.1f} | {x['fps']:.2f} |")
     print(f"| {name} | speed-up | | | | | | | {p['total_ms'] / r['total_ms']:.2f}× | |")
 PY
+# The worker judges a drive's frames in parallel, one ONNX Runtime thread per frame.
+cores=$(nproc)
+echo "== frames in parallel on all $cores cores (covermap vision bench --threads $cores)"
+target/release/covermap vision bench --repeat "$repeat" --threads "$cores" "$work/1080p.jpg" "$work/4k.jpg" \
+  | "$venv/bin/python" -c "
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l)
+    print(f\"{r['width']}×{r['height']}: {r['parallel']['fps']:.2f} frames/s on {r['parallel']['threads']} threads ({r['fps']:.2f} on one)\")"

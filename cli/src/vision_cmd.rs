@@ -23,12 +23,16 @@ pub enum VisionCommand {
         models: Option<PathBuf>,
     },
     /// Time the stage on images, one thread: per image, the mean milliseconds of each stage over
-    /// --repeat runs (after one warm-up) and frames per second, as one JSON line.
+    /// --repeat runs (after one warm-up) and frames per second, as one JSON line. With
+    /// --threads N, also the frames per second of N frames judged in parallel (as the worker
+    /// does), over N × --repeat frames.
     Bench {
         #[arg(required = true)]
         images: Vec<PathBuf>,
         #[arg(long, default_value_t = 5)]
         repeat: u32,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         #[arg(long)]
         models: Option<PathBuf>,
     },
@@ -72,9 +76,14 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
         VisionCommand::Bench {
             images,
             repeat,
+            threads,
             models,
         } => {
-            let mut check = stage(models)?;
+            let dir = models.unwrap_or_else(covermap_vision::default_models_dir);
+            let mut check = FrameCheck::load(&dir)?;
+            let pool = (threads > 1)
+                .then(|| covermap_vision::FramePool::load(&dir, threads))
+                .transpose()?;
             let mut out = std::io::stdout().lock();
             for path in &images {
                 let bytes =
@@ -100,6 +109,19 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
                     ("blur_encode", sum.blur_encode / n),
                 ];
                 let total: f64 = stages.iter().map(|s| s.1).sum();
+                let parallel = match &pool {
+                    None => serde_json::Value::Null,
+                    Some(pool) => {
+                        let frames = vec![bytes.as_slice(); threads * repeat.max(1) as usize];
+                        pool.look_all(&frames[..threads]);
+                        let started = Instant::now();
+                        for look in pool.look_all(&frames) {
+                            look?;
+                        }
+                        let fps = frames.len() as f64 / started.elapsed().as_secs_f64();
+                        json!({"threads": threads, "fps": (fps * 100.0).round() / 100.0})
+                    }
+                };
                 let ms: serde_json::Map<String, serde_json::Value> = stages
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), json!((v * 100.0).round() / 100.0)))
@@ -110,7 +132,8 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
                     json!({"impl": "covermap", "path": path, "width": look.width,
                            "height": look.height, "ms": ms,
                            "total_ms": (total * 100.0).round() / 100.0,
-                           "fps": (1000.0 / total * 100.0).round() / 100.0})
+                           "fps": (1000.0 / total * 100.0).round() / 100.0,
+                           "parallel": parallel})
                 )?;
             }
             Ok(())
