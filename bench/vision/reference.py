@@ -81,7 +81,9 @@ def plates(sess, rgb, prior_cache={}):
     x = cv2.resize(rgb[:, :, ::-1], (iw, ih), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     x -= np.array([104, 117, 123], dtype=np.float32)
     loc, conf, _ = sess.run(None, {"image": x.transpose(2, 0, 1)[None]})
-    p = prior_cache.setdefault((iw, ih), priors(iw, ih))
+    if (iw, ih) not in prior_cache:
+        prior_cache[(iw, ih)] = priors(iw, ih)
+    p = prior_cache[(iw, ih)]
     keep = conf[0, :, 1] >= 0.6
     l, pr = loc[0][keep], p[keep]
     cx = pr[:, 0] + l[:, 0] * 0.1 * pr[:, 2]

@@ -175,6 +175,8 @@ fn check(path: &Path, stage: &mut FrameCheck) -> Result<serde_json::Value, Visio
         "verdict": if reasons.is_empty() { "accept" } else { "reject" },
         "reasons": reasons,
         "quality": {
+            "class": quality.model.map(|m| m.best().0),
+            "scores": quality.model,
             "brightness": quality.brightness,
             "clipped": quality.clipped,
             "sharpness": quality.sharpness,

@@ -1,25 +1,24 @@
 //! covermap vision: what is in a camera frame, and what must never be published of it.
 //!
 //! It owns decoding frames (pixel limit before decoding, EXIF orientation), resizing them with
-//! SIMD (`fast_image_resize`), the frame-quality measures and their reason codes, and perceptual
-//! hashes; the ONNX privacy models (faces, licence plates) and the blur they drive join next.
+//! SIMD (`fast_image_resize`), the frame-quality verdict (classic measures and a trained CNN,
+//! with reason codes), perceptual hashes, the ONNX privacy models (faces, licence plates), the
+//! blur they drive and the published JPEG; [`FramePool`] runs frames in parallel.
 //! No HTTP and no SQL: frames in, verdicts and blurred frames out.
-//!
-//! Camera drives are accepted and their frames geotagged and stored (`frames` rows, the raw
-//! JPEG under its sha256), but nothing publishes a frame yet: publication waits for this crate's
-//! blur and quality verdict, so no unblurred frame is ever served.
 
 pub mod frame;
 pub mod phash;
 pub mod pipeline;
 pub mod privacy;
 pub mod quality;
+pub mod quality_model;
 
 pub use frame::{decode, encode_jpeg, grey, resized};
 pub use phash::phash;
 pub use pipeline::{FrameCheck, FramePool, Look, StageTimes};
 pub use privacy::{Detection, FaceDetector, PlateDetector, blur_boxes, default_models_dir};
-pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame};
+pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame, with_model};
+pub use quality_model::{ClassScores, QualityClass, QualityModel};
 
 /// Why a frame could not be looked at.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::privacy::{Detection, FaceDetector, PlateDetector, blur_boxes};
-use crate::quality::{Quality, QualityPolicy, assess_frame};
+use crate::quality::{Quality, QualityPolicy, QualityReason, assess_frame, with_model};
+use crate::quality_model::QualityModel;
 use crate::{VisionError, decode, encode_jpeg, grey, phash};
 
 /// The detectors and rules a frame is judged by. Sessions run one frame at a time (`&mut`).
@@ -14,6 +15,7 @@ use crate::{VisionError, decode, encode_jpeg, grey, phash};
 pub struct FrameCheck {
     pub faces: FaceDetector,
     pub plates: PlateDetector,
+    pub quality: QualityModel,
     pub policy: QualityPolicy,
     pub max_pixels: u64,
 }
@@ -38,6 +40,7 @@ impl FrameCheck {
         Ok(Self {
             faces: FaceDetector::load(dir)?,
             plates: PlateDetector::load(dir)?,
+            quality: QualityModel::load(dir)?,
             policy: QualityPolicy::default(),
             max_pixels: 40_000_000,
         })
@@ -59,7 +62,11 @@ impl FrameCheck {
         lap(&mut times.decode);
         let small = grey(&image, 640)?;
         lap(&mut times.resize);
-        let quality = assess_frame(&small, image.width(), image.height(), &self.policy);
+        let mut quality = assess_frame(&small, image.width(), image.height(), &self.policy);
+        if quality.reasons != [QualityReason::TooSmall] {
+            let scores = self.quality.classify(&image)?;
+            quality = with_model(quality, scores, &self.policy);
+        }
         let hash = phash(&image)?;
         lap(&mut times.quality);
         let faces = self.faces.detect(&image)?;

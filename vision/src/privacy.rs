@@ -39,7 +39,7 @@ impl Detection {
     }
 }
 
-fn model_error(what: &str, e: impl std::fmt::Display) -> VisionError {
+pub(crate) fn model_error(what: &str, e: impl std::fmt::Display) -> VisionError {
     VisionError::Model(format!("{what}: {e}"))
 }
 
@@ -54,7 +54,7 @@ pub fn default_models_dir() -> PathBuf {
 }
 
 /// Loads ONNX Runtime from `dir` once per process.
-fn init_runtime(dir: &Path) -> Result<(), VisionError> {
+pub(crate) fn init_runtime(dir: &Path) -> Result<(), VisionError> {
     let lib = dir.join("libonnxruntime.so");
     if !lib.is_file() {
         return Err(VisionError::Model(format!(

@@ -1,10 +1,11 @@
 //! Classic, explainable measures of a frame's quality — exposure from grey-level percentiles,
-//! sharpness from edge strength, motion from how one-sided the edges are — and the verdict they
-//! give, with reason codes. (A trained quality model joins them; these stay beside it so every
-//! rejection can be explained.)
+//! sharpness from edge strength, motion from how one-sided the edges are — the verdict they give
+//! with reason codes, and how that verdict joins the trained model's ([`with_model`]).
 
 use image::GrayImage;
 use serde::Serialize;
+
+use crate::quality_model::{ClassScores, QualityClass};
 
 /// Why a frame is not good enough to publish or pay for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -16,6 +17,8 @@ pub enum QualityReason {
     Overexposed,
     Defocus,
     MotionBlur,
+    /// Something covers much of the view (a wiper, the dashboard, a hand, dirt): the model's.
+    Obstructed,
 }
 
 impl QualityReason {
@@ -26,6 +29,7 @@ impl QualityReason {
             QualityReason::Overexposed => "overexposed",
             QualityReason::Defocus => "defocus",
             QualityReason::MotionBlur => "motion_blur",
+            QualityReason::Obstructed => "obstructed",
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct QualityPolicy {
     /// them 4.1–7.0: a thin margin that a single frame's statistics cannot widen (a scene of
     /// vertical poles is anisotropic by itself); the trained model is what settles motion blur.
     pub max_anisotropy: f64,
+    /// The trained model's class is a reason when its probability reaches this.
+    pub model_confidence: f32,
 }
 
 impl Default for QualityPolicy {
@@ -60,6 +66,7 @@ impl Default for QualityPolicy {
             overexposed_share: 0.45,
             min_sharpness: 8.0,
             max_anisotropy: 3.5,
+            model_confidence: 0.5,
         }
     }
 }
@@ -75,8 +82,37 @@ pub struct Quality {
     pub sharpness: f64,
     /// The larger of x/y and y/x gradient energy.
     pub anisotropy: f64,
+    /// The trained model's class probabilities, where it ran.
+    pub model: Option<ClassScores>,
     /// Empty: the frame passes.
     pub reasons: Vec<QualityReason>,
+}
+
+/// Joins the trained model's verdict to the classic one. The classic exposure and focus checks
+/// stand (their margins on real frames are wide); the classic motion check, whose margin is thin
+/// (see [`QualityPolicy::max_anisotropy`]), gives way to the model, which also adds what no
+/// classic measure sees (obstruction). A thumbnail stays `too_small` alone.
+pub fn with_model(mut quality: Quality, scores: ClassScores, policy: &QualityPolicy) -> Quality {
+    quality.model = Some(scores);
+    if quality.reasons == [QualityReason::TooSmall] {
+        return quality;
+    }
+    quality.reasons.retain(|r| *r != QualityReason::MotionBlur);
+    let (class, p) = scores.best();
+    let reason = match class {
+        QualityClass::Ok => None,
+        QualityClass::MotionBlur => Some(QualityReason::MotionBlur),
+        QualityClass::Defocus => Some(QualityReason::Defocus),
+        QualityClass::Dark => Some(QualityReason::Dark),
+        QualityClass::Overexposed => Some(QualityReason::Overexposed),
+        QualityClass::Obstructed => Some(QualityReason::Obstructed),
+    };
+    if let Some(reason) = reason.filter(|_| p >= policy.model_confidence) {
+        // The model's reason first: it names the cause; the classic ones agree or add to it.
+        quality.reasons.retain(|r| *r != reason);
+        quality.reasons.insert(0, reason);
+    }
+    quality
 }
 
 /// Measures a grey frame (≈ 640 px wide; see `frame::grey`) and judges it; `width`×`height` is
@@ -133,6 +169,7 @@ pub fn assess(grey: &GrayImage, policy: &QualityPolicy) -> Quality {
         clipped,
         sharpness,
         anisotropy,
+        model: None,
         reasons,
     }
 }
