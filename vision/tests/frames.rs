@@ -1,10 +1,14 @@
 //! The vision stage on the real frames of ../shared/data/images: decoding, the quality verdict
-//! on real frames and on synthetic degradations of them, perceptual hashes, bad input.
+//! (classic measures, and the trained model through ONNX Runtime) on real frames and on
+//! synthetic degradations of them, perceptual hashes, bad input.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::PathBuf;
 
-use covermap_vision::{QualityPolicy, QualityReason, VisionError, assess, decode, grey, phash};
+use covermap_vision::{
+    FrameCheck, QualityClass, QualityModel, QualityPolicy, QualityReason, VisionError, assess,
+    decode, default_models_dir, encode_jpeg, grey, phash,
+};
 use image::{ImageEncoder, RgbImage};
 
 const MAX_PIXELS: u64 = 40_000_000;
@@ -98,6 +102,72 @@ fn degraded_frames_are_rejected_with_the_matching_reason() {
             verdict(&motion_blurred(&image, 15)),
             [QualityReason::MotionBlur],
             "{name} motion blur"
+        );
+    }
+}
+
+/// Something over the lower half of the view, as a dashboard or a hood does when the camera
+/// points down, in a flat dark grey.
+fn obstructed(image: &RgbImage) -> RgbImage {
+    let mut out = image.clone();
+    let (w, h) = out.dimensions();
+    for y in h * 2 / 5..h {
+        for x in 0..w {
+            out.put_pixel(x, y, image::Rgb([38, 36, 35]));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_quality_model_names_each_degradation() {
+    let mut model = QualityModel::load(&default_models_dir()).unwrap();
+    let policy = QualityPolicy::default();
+    for name in DASHCAM {
+        let image = decode(&image_file(name), MAX_PIXELS).unwrap();
+        let scores = model.classify(&image).unwrap();
+        assert_eq!(scores.best().0, QualityClass::Ok, "{name}: {scores:?}");
+        assert!(scores.ok >= policy.model_confidence, "{name}: {scores:?}");
+        let w = image.width().min(960);
+        let h = image.height() * w / image.width();
+        let image = covermap_vision::resized(&image, w, h).unwrap();
+        for (degraded, want) in [
+            (scaled(&image, 0.2), QualityClass::Dark),
+            (scaled(&image, 3.0), QualityClass::Overexposed),
+            (image::imageops::blur(&image, 3.0), QualityClass::Defocus),
+            (motion_blurred(&image, 15), QualityClass::MotionBlur),
+            (obstructed(&image), QualityClass::Obstructed),
+        ] {
+            let scores = model.classify(&degraded).unwrap();
+            assert_eq!(scores.best().0, want, "{name} {want:?}: {scores:?}");
+        }
+    }
+}
+
+/// The whole stage on a frame: the verdict joins the model to the classic measures, and every
+/// rejection names its cause.
+#[test]
+fn the_stage_rejects_degraded_frames_with_the_model_reason() {
+    let mut check = FrameCheck::load(&default_models_dir()).unwrap();
+    let image = decode(
+        &image_file("udacity_lanelines/solidWhiteCurve.jpg"),
+        MAX_PIXELS,
+    )
+    .unwrap();
+    let look = check.look(&encode_jpeg(&image, 92).unwrap()).unwrap();
+    assert!(look.quality.reasons.is_empty(), "{:?}", look.quality);
+    assert!(look.quality.model.is_some());
+    for (degraded, want) in [
+        (motion_blurred(&image, 15), QualityReason::MotionBlur),
+        (obstructed(&image), QualityReason::Obstructed),
+        (scaled(&image, 0.2), QualityReason::Dark),
+    ] {
+        let look = check.look(&encode_jpeg(&degraded, 92).unwrap()).unwrap();
+        assert_eq!(
+            look.quality.reasons.first(),
+            Some(&want),
+            "{:?}",
+            look.quality
         );
     }
 }
