@@ -6,6 +6,7 @@ Usage: reference.py MODELS_DIR REPEAT IMAGE...
 """
 
 import json
+from pathlib import Path
 import math
 import sys
 import time
@@ -95,6 +96,14 @@ def plates(sess, rgb, prior_cache={}):
     return nms(boxes, 0.4)
 
 
+def quality_model(sess, rgb):
+    """The trained quality model (models/quality): the whole frame at 384×216, RGB in 0–1."""
+    x = cv2.resize(rgb, (384, 216), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    logits = sess.run(None, {"frame": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0]
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
 def quality(rgb):
     h, w = rgb.shape[:2]
     g = cv2.cvtColor(cv2.resize(rgb, (640, h * 640 // w)) if w > 640 else rgb, cv2.COLOR_RGB2GRAY)
@@ -126,6 +135,7 @@ def blur(rgb, boxes):
 def main():
     models, repeat, images = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     fs, ps = session(f"{models}/centerface.onnx"), session(f"{models}/clp_det.onnx")
+    qs = session(str(Path(__file__).resolve().parents[2] / "models/quality/quality_v1.onnx"))
     for path in images:
         data = np.fromfile(path, dtype=np.uint8)
         totals = dict.fromkeys(("decode", "resize", "quality", "faces", "plates", "blur_encode"), 0.0)
@@ -145,6 +155,7 @@ def main():
             g = cv2.resize(rgb, (640, h * 640 // w), interpolation=cv2.INTER_LINEAR)
             mark("resize")
             quality(rgb)
+            quality_model(qs, rgb)
             mark("quality")
             f = faces(fs, rgb)
             mark("faces")
