@@ -147,3 +147,94 @@ pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, VisionError
         .map_err(|e| VisionError::Undecodable(format!("encoding: {e}")))?;
     Ok(out)
 }
+
+/// The frame as it was compressed, with nothing but what draws it: the quantisation and Huffman
+/// tables, the frame and scan headers, the scans, and the end marker. Every APPn segment (EXIF
+/// with its GPS and camera serial, XMP, IPTC, ICC, maker data such as GoPro's), every comment
+/// and anything after the end marker is left out. `None` where the frame is not a plain
+/// Huffman-coded baseline, extended or progressive JPEG of 1 or 3 components, or its segments do
+/// not parse: then it must be re-encoded. Pixels are unchanged, so publishing this instead of a
+/// re-encoded copy of a frame that needs no blurring costs nothing and loses nothing.
+pub fn strip_metadata(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    let mut i = 2;
+    let mut frame_seen = false;
+    loop {
+        if *bytes.get(i)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(i + 1)?;
+        match marker {
+            0xFF => {
+                i += 1; // fill byte
+                continue;
+            }
+            0xD9 => {
+                out.extend_from_slice(&[0xFF, 0xD9]);
+                return frame_seen.then_some(out);
+            }
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]));
+        if len < 2 {
+            return None;
+        }
+        let segment = bytes.get(i..i + 2 + len)?;
+        match marker {
+            // Application data and comments: dropped.
+            0xE0..=0xEF | 0xFE => {}
+            // Tables and restart interval: kept.
+            0xDB | 0xC4 | 0xDD => out.extend_from_slice(segment),
+            // Baseline, extended and progressive Huffman frames with 1 or 3 components.
+            0xC0..=0xC2 => {
+                if !matches!(segment.get(9), Some(1 | 3)) {
+                    return None;
+                }
+                frame_seen = true;
+                out.extend_from_slice(segment);
+            }
+            0xDA => {
+                if !frame_seen {
+                    return None;
+                }
+                out.extend_from_slice(segment);
+                // The entropy-coded data runs to the next marker that is neither a stuffed
+                // 0xFF00 nor a restart marker.
+                let start = i + 2 + len;
+                let mut j = start;
+                loop {
+                    let b = *bytes.get(j)?;
+                    if b == 0xFF {
+                        let next = *bytes.get(j + 1)?;
+                        if next != 0x00 && !(0xD0..=0xD7).contains(&next) {
+                            break;
+                        }
+                        j += 2;
+                    } else {
+                        j += 1;
+                    }
+                }
+                out.extend_from_slice(&bytes[start..j]);
+                i = j;
+                continue;
+            }
+            // Anything else (arithmetic coding, lossless, hierarchical, DNL, ...): re-encode.
+            _ => return None,
+        }
+        i += 2 + len;
+    }
+}
+
+/// Whether the frame's EXIF orientation (if any) leaves it as stored.
+pub fn stored_upright(bytes: &[u8]) -> bool {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_decoder().ok())
+        .and_then(|mut d| d.orientation().ok())
+        .is_some_and(|o| o == image::metadata::Orientation::NoTransforms)
+}

@@ -13,7 +13,7 @@ pub mod privacy;
 pub mod quality;
 pub mod quality_model;
 
-pub use frame::{decode, encode_jpeg, grey, resized};
+pub use frame::{decode, encode_jpeg, grey, resized, stored_upright, strip_metadata};
 pub use phash::phash;
 pub use pipeline::{FrameCheck, FramePool, Look, StageTimes};
 pub use privacy::{Detection, FaceDetector, PlateDetector, blur_boxes, default_models_dir};

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::frame::{stored_upright, strip_metadata};
 use crate::privacy::{Detection, FaceDetector, PlateDetector, blur_boxes};
 use crate::quality::{Quality, QualityPolicy, QualityReason, assess_frame, with_model};
 use crate::quality_model::QualityModel;
@@ -75,8 +76,20 @@ impl FrameCheck {
         lap(&mut times.plates);
         let mut boxes = faces.clone();
         boxes.extend(plates.iter().copied());
-        blur_boxes(&mut image, &boxes);
-        let published = encode_jpeg(&image, 90)?;
+        // Nothing to blur in a frame stored upright: its own scans, metadata removed, are the
+        // published frame (no re-encoding, no loss). Otherwise blur and encode.
+        let lossless = if boxes.is_empty() && stored_upright(jpeg) {
+            strip_metadata(jpeg)
+        } else {
+            None
+        };
+        let published = match lossless {
+            Some(bytes) => bytes,
+            None => {
+                blur_boxes(&mut image, &boxes);
+                encode_jpeg(&image, 90)?
+            }
+        };
         lap(&mut times.blur_encode);
         let look = Look {
             width: image.width(),

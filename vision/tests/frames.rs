@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use covermap_vision::{
     FrameCheck, QualityClass, QualityModel, QualityPolicy, QualityReason, VisionError, assess,
-    decode, default_models_dir, encode_jpeg, grey, phash,
+    decode, default_models_dir, encode_jpeg, grey, phash, stored_upright, strip_metadata,
 };
 use image::{ImageEncoder, RgbImage};
 
@@ -240,4 +240,51 @@ fn bad_frames_are_clear_errors() {
         ),
         "{err}"
     );
+}
+
+/// A frame with nothing to blur is published as its own scans without any metadata: the same
+/// pixels, no EXIF (GPS, camera serial), nothing hidden after the end marker.
+#[test]
+fn frames_without_boxes_are_published_as_their_own_pixels_without_metadata() {
+    let original = image_file("mapillary_tools/DSC00001.JPG");
+    assert!(
+        original.windows(6).any(|w| w == b"Exif\0\0"),
+        "the source has EXIF"
+    );
+    assert!(stored_upright(&original));
+    let mut with_tail = original.clone();
+    with_tail.extend_from_slice(b"a hidden trailer, such as a motion photo's video");
+    let stripped = strip_metadata(&with_tail).unwrap();
+    assert!(stripped.len() < original.len());
+    assert!(
+        !stripped.windows(4).any(|w| w == b"Exif" || w == b"http"),
+        "no EXIF or XMP"
+    );
+    assert!(stripped.ends_with(&[0xFF, 0xD9]));
+    assert!(!stripped.windows(6).any(|w| w == b"hidden"));
+    // No APPn or COM marker is left among the segments before the first scan.
+    let scan = stripped.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let mut i = 2;
+    while i < scan {
+        let marker = stripped[i + 1];
+        assert!(
+            !(0xE0..=0xEF).contains(&marker) && marker != 0xFE,
+            "marker {marker:02X}"
+        );
+        i += 2 + usize::from(u16::from_be_bytes([stripped[i + 2], stripped[i + 3]]));
+    }
+    let a = decode(&original, MAX_PIXELS).unwrap();
+    let b = decode(&stripped, MAX_PIXELS).unwrap();
+    assert!(a == b, "the same pixels");
+    // What cannot be stripped safely is re-encoded instead.
+    assert!(
+        strip_metadata(&original[..original.len() / 2]).is_none(),
+        "truncated"
+    );
+    assert!(strip_metadata(b"\x89PNG\r\n").is_none());
+    // The whole stage: no boxes in this frame, so it is published losslessly.
+    let mut check = FrameCheck::load(&default_models_dir()).unwrap();
+    let look = check.look(&original).unwrap();
+    assert!(look.faces.is_empty() && look.plates.is_empty());
+    assert_eq!(look.published, strip_metadata(&original).unwrap());
 }
