@@ -1,8 +1,10 @@
 //! covermap scoring: what observations are worth, as pure functions over plain data.
 //!
-//! It owns the rules — today freshness; coverage, radio, demand, rewards and the epoch ledger
-//! join later — and keeps every constant of them in one versioned [`ScoringPolicy`], so a result
-//! can always name the rules that made it. No I/O.
+//! It owns the rules — today freshness, and the rewards ledger's Merkle tree ([`ledger`]);
+//! coverage, radio, demand and epoch rewards join later — and keeps every constant of them in one
+//! versioned [`ScoringPolicy`], so a result can always name the rules that made it. No I/O.
+
+pub mod ledger;
 
 use std::time::Duration;
 
