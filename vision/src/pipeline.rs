@@ -148,7 +148,7 @@ impl FramePool {
 
     /// Runs `f` with an idle check, waiting for one if all are busy.
     pub fn with<R>(&self, f: impl FnOnce(&mut FrameCheck) -> R) -> R {
-        let mut check = {
+        let check = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if let Some(check) = idle.pop() {
@@ -157,23 +157,13 @@ impl FramePool {
                 idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
             }
         };
-        // A panic inside `f` must not lose the check: put it back on the way out either way.
-        struct Return<'a>(&'a FramePool, Option<FrameCheck>);
-        impl Drop for Return<'_> {
-            fn drop(&mut self) {
-                if let Some(check) = self.1.take() {
-                    self.0
-                        .idle
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(check);
-                    self.0.returned.notify_one();
-                }
-            }
-        }
-        let result = f(&mut check);
-        drop(Return(self, Some(check)));
-        result
+        // The check goes back to the pool when `held` drops, so a panic inside `f` does not
+        // lose it (a pool short of a check would leave later callers waiting for ever).
+        let mut held = Held {
+            pool: self,
+            check: Some(check),
+        };
+        f(held.check.as_mut().expect("held until dropped"))
     }
 
     /// Looks at every frame, up to `size` at a time; results in the order of `frames`.
@@ -199,5 +189,24 @@ impl FramePool {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(VisionError::Model("a vision thread failed".into()))))
             .collect()
+    }
+}
+
+/// A check taken from a [`FramePool`], given back when dropped.
+struct Held<'a> {
+    pool: &'a FramePool,
+    check: Option<FrameCheck>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(check) = self.check.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(check);
+            self.pool.returned.notify_one();
+        }
     }
 }

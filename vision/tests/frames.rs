@@ -288,3 +288,18 @@ fn frames_without_boxes_are_published_as_their_own_pixels_without_metadata() {
     assert!(look.faces.is_empty() && look.plates.is_empty());
     assert_eq!(look.published, strip_metadata(&original).unwrap());
 }
+
+/// A panic while a check is lent out gives it back: the pool keeps its size and later frames
+/// are still looked at (a lost check would leave them waiting for ever).
+#[test]
+fn a_pool_keeps_its_checks_through_a_panic() {
+    let pool = covermap_vision::FramePool::load(&default_models_dir(), 1).unwrap();
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.with(|_| panic!("a model crashed"));
+    }));
+    assert!(crashed.is_err());
+    let jpeg = image_file("udacity_lanelines/solidWhiteRight.jpg");
+    let looks = pool.look_all(&[&jpeg, &jpeg]);
+    assert_eq!(looks.len(), 2);
+    assert!(looks.iter().all(|l| l.is_ok()));
+}
