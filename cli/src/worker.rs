@@ -85,6 +85,13 @@ pub async fn run_pool(
     }
     let roads = load_roads(store.as_ref()).await;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    // One task per process deletes originals past their retention.
+    let sweeper = tokio::spawn(run_sweeper(
+        store.clone(),
+        blobs.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let name = format!("{host}/{}/{i}", std::process::id());
@@ -99,9 +106,36 @@ pub async fn run_pool(
             ))
         })
         .collect();
-    for t in tasks {
+    for t in tasks.into_iter().chain([sweeper]) {
         if let Err(e) = t.await {
             tracing::error!(error = %e, "a worker task ended abnormally");
+        }
+    }
+}
+
+/// Sweeps originals past their retention every minute (every idle poll when the retention is
+/// zero) until `shutdown` turns true.
+async fn run_sweeper(
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = if config.original_retention.is_zero() {
+        config.idle_poll
+    } else {
+        Duration::from_secs(60)
+    };
+    while !*shutdown.borrow() {
+        let before = Utc::now() - config.original_retention;
+        match sweep_originals(store.as_ref(), &blobs, before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(drives = n, "originals past retention deleted"),
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }
@@ -116,32 +150,10 @@ async fn run_one(
     mut shutdown: watch::Receiver<bool>,
 ) {
     tracing::info!(worker = %name, "worker started");
-    // Originals past their retention are deleted when the worker has nothing else to do.
-    let sweep_every = if config.original_retention.is_zero() {
-        config.idle_poll
-    } else {
-        Duration::from_secs(60)
-    };
-    let mut last_sweep: Option<std::time::Instant> = None;
     while !*shutdown.borrow() {
         let pause = match work_once(&name, store.as_ref(), &blobs, roads.as_ref(), &config).await {
             Ok(true) => continue,
-            Ok(false) => {
-                if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
-                    last_sweep = Some(std::time::Instant::now());
-                    let before = Utc::now() - config.original_retention;
-                    match sweep_originals(store.as_ref(), &blobs, before).await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(worker = %name, drives = n, "originals past retention deleted")
-                        }
-                        Err(e) => {
-                            tracing::warn!(worker = %name, error = %e, "retention sweep failed")
-                        }
-                    }
-                }
-                config.idle_poll
-            }
+            Ok(false) => config.idle_poll,
             Err(e) => {
                 tracing::error!(worker = %name, error = %e, "worker could not reach the queue");
                 Duration::from_secs(2)
@@ -374,20 +386,10 @@ async fn finish_drive(
                         "repeats frame {index} of upload {upload_id} ({bits} of 64 hash bits differ)"
                     )),
                 });
+                let mut row = refusal(&frame.row, "duplicate", scores, vision.phash.clone());
+                row.duplicate_of = Some((upload_id, index));
                 refused.push(RefusedFrame {
-                    row: FrameRejectionRow {
-                        frame: frame.row.frame,
-                        reason: "duplicate".into(),
-                        scores,
-                        sha256: String::new(),
-                        blob_key: String::new(),
-                        review_key: None,
-                        phash: Some(vision.phash.clone()),
-                        duplicate_of: Some((upload_id, index)),
-                        captured_at: frame.row.captured_at,
-                        pos: frame.row.pos,
-                        cell: frame.row.cell,
-                    },
+                    row,
                     original: frame.original,
                     review: frame.published,
                 });
@@ -398,12 +400,6 @@ async fn finish_drive(
             }
         }
     }
-    let put = |bytes: Vec<u8>| async {
-        blobs
-            .put(bytes.into())
-            .await
-            .map_err(|e| JobFailure::Transient(format!("storing a frame: {e}")))
-    };
     // The bytes go to the blob store before the rows are written with the job's result.
     for KeptFrame {
         mut row,
@@ -411,11 +407,11 @@ async fn finish_drive(
         published,
     } in keep
     {
-        let blob = put(original).await?;
+        let (blob, published_key) = store_frame(blobs, original, published).await?;
         row.sha256 = blob.sha256;
         row.blob_key = blob.key;
-        if let (Some(vision), Some(bytes)) = (row.vision.as_mut(), published) {
-            vision.published_key = put(bytes).await?.key;
+        if let (Some(vision), Some(key)) = (row.vision.as_mut(), published_key) {
+            vision.published_key = key;
         }
         outcome.frames.push(row);
     }
@@ -425,12 +421,10 @@ async fn finish_drive(
         review,
     } in refused
     {
-        let blob = put(original).await?;
+        let (blob, review_key) = store_frame(blobs, original, review).await?;
         row.sha256 = blob.sha256;
         row.blob_key = blob.key;
-        if let Some(bytes) = review {
-            row.review_key = Some(put(bytes).await?.key);
-        }
+        row.review_key = review_key;
         outcome.frame_rejections.push(row);
     }
     outcome.frame_rejections.sort_by_key(|r| r.frame);
@@ -438,6 +432,44 @@ async fn finish_drive(
         .rejections
         .sort_by_key(|r| (r.stage != "fix", r.item));
     Ok(outcome)
+}
+
+/// Stores a frame's private original and, where there is one, its blurred derivative; returns
+/// the original's blob and the derivative's key.
+async fn store_frame(
+    blobs: &Blobs,
+    original: Vec<u8>,
+    derivative: Option<Vec<u8>>,
+) -> Result<(covermap_store::BlobRef, Option<String>), JobFailure> {
+    let failed = |e: StoreError| JobFailure::Transient(format!("storing a frame: {e}"));
+    let blob = blobs.put(original.into()).await.map_err(failed)?;
+    let key = match derivative {
+        Some(bytes) => Some(blobs.put(bytes.into()).await.map_err(failed)?.key),
+        None => None,
+    };
+    Ok((blob, key))
+}
+
+/// The auditors' row for a frame refused for `reason` (its bytes not stored yet).
+fn refusal(
+    row: &FrameRow,
+    reason: &str,
+    scores: serde_json::Value,
+    phash: String,
+) -> FrameRejectionRow {
+    FrameRejectionRow {
+        frame: row.frame,
+        reason: reason.to_owned(),
+        scores,
+        sha256: String::new(),
+        blob_key: String::new(),
+        review_key: None,
+        phash: Some(phash),
+        duplicate_of: None,
+        captured_at: row.captured_at,
+        pos: row.pos,
+        cell: row.cell,
+    }
 }
 
 /// A track's cells, matched roads and left-out fixes.
@@ -698,19 +730,7 @@ fn drive_outcome(
                 let detail = format!("{}: {scores}", source.name);
                 reject(&mut rejections, row.frame as usize, reason, detail);
                 draft.refused.push(RefusedFrame {
-                    row: FrameRejectionRow {
-                        frame: row.frame,
-                        reason: reason.to_owned(),
-                        scores,
-                        sha256: String::new(),
-                        blob_key: String::new(),
-                        review_key: None,
-                        phash: Some(phash),
-                        duplicate_of: None,
-                        captured_at: row.captured_at,
-                        pos: row.pos,
-                        cell: row.cell,
-                    },
+                    row: refusal(&row, reason, scores, phash),
                     original,
                     review: Some(review),
                 });
