@@ -2,9 +2,11 @@
 //!
 //! It owns reading OSM ([`osm::read_pbf`]), the rules for which ways are drivable
 //! ([`network::WayRules`]), the road network as segments split at junctions ([`RoadNetwork`]), a
-//! generated town for a data-less demo ([`town::generate`]), and H3 indexing ([`cells`]).
+//! generated town for a data-less demo ([`town::generate`]), and H3 indexing ([`cells`]; drawn
+//! areas in [`area`]).
 //! Pure: no database, no HTTP; the only I/O is reading an OSM file.
 
+pub mod area;
 pub mod cells;
 pub mod matching;
 pub mod network;

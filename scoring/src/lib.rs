@@ -1,45 +1,26 @@
 //! covermap scoring: what observations are worth, as pure functions over plain data.
 //!
-//! It owns the rules — today freshness, and the rewards ledger's Merkle tree ([`ledger`]);
-//! coverage, radio, demand and epoch rewards join later — and keeps every constant of them in one
-//! versioned [`ScoringPolicy`], so a result can always name the rules that made it. No I/O.
+//! It owns the rules — freshness, coverage gaps, radio plausibility and corroboration
+//! ([`radio`]), demand and reward weights, closing an epoch into integer rewards ([`epoch`])
+//! and the rewards ledger's Merkle tree ([`ledger`]) — and keeps every constant of them in one
+//! versioned [`RewardPolicy`] read from TOML, so a result can always name the rules that made it.
+//! No I/O: the store reads the inputs and writes the outcome.
 
+pub mod epoch;
 pub mod ledger;
-
-use std::time::Duration;
+pub mod policy;
+pub mod radio;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-/// Every constant the scoring rules use, under one version number that results cite.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ScoringPolicy {
-    pub version: u32,
-    /// After this long without a new observation, a cell's freshness has halved.
-    pub freshness_half_life: Duration,
-}
+pub use policy::{PolicyError, RewardPolicy};
 
-impl ScoringPolicy {
-    pub const V1: ScoringPolicy = ScoringPolicy {
-        version: 1,
-        freshness_half_life: Duration::from_secs(7 * 24 * 3600),
-    };
-}
-
-impl Default for ScoringPolicy {
-    fn default() -> Self {
-        Self::V1
-    }
-}
-
-/// Freshness of what was last seen at `last_seen`, at time `now`: 1.0 when just seen, halving
-/// every half-life, never below 0. A time after `now` (a clock ahead) counts as just seen.
-pub fn freshness(last_seen: DateTime<Utc>, now: DateTime<Utc>, policy: &ScoringPolicy) -> f64 {
+/// Freshness of what was last seen at `last_seen`, at time `now`, as the map shades it: 1.0 when
+/// just seen, halving every `display_half_life_days`. A time after `now` (a clock ahead) counts
+/// as just seen.
+pub fn freshness(last_seen: DateTime<Utc>, now: DateTime<Utc>, policy: &RewardPolicy) -> f64 {
     let age = (now - last_seen).as_seconds_f64().max(0.0);
-    let half_life = policy.freshness_half_life.as_secs_f64();
-    if half_life <= 0.0 {
-        return 0.0;
-    }
+    let half_life = policy.rules.imagery.display_half_life_days * 86_400.0;
     0.5f64.powf(age / half_life)
 }
 
@@ -50,7 +31,7 @@ mod tests {
 
     #[test]
     fn freshness_halves_every_half_life() {
-        let p = ScoringPolicy::V1;
+        let p = RewardPolicy::shipped();
         let now = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
         assert_eq!(freshness(now, now, &p), 1.0);
         let week = chrono::Duration::days(7);

@@ -6,14 +6,14 @@
 
 use chrono::{DateTime, Utc};
 use covermap_domain::{Cell, CellCoverage, ImageryCellSummary, RadioCellSummary, RoadSegment};
-use covermap_scoring::{ScoringPolicy, freshness};
+use covermap_scoring::{RewardPolicy, freshness};
 use serde_json::{Value, json};
 
 /// A GeoJSON FeatureCollection with one hexagon per covered cell.
 pub fn coverage_geojson(
     cells: &[CellCoverage],
     now: DateTime<Utc>,
-    policy: &ScoringPolicy,
+    policy: &RewardPolicy,
 ) -> Value {
     let features: Vec<Value> = cells
         .iter()
@@ -35,7 +35,7 @@ pub fn coverage_geojson(
             })
         })
         .collect();
-    json!({"type": "FeatureCollection", "policy_version": policy.version, "features": features})
+    json!({"type": "FeatureCollection", "policy_version": policy.rules.version, "features": features})
 }
 
 /// A cell's hexagon as a closed GeoJSON ring of `[lon, lat]`.
@@ -89,7 +89,7 @@ pub fn imagery_geojson(cells: &[ImageryCellSummary]) -> Value {
 
 /// A FeatureCollection of cells' hexagons with their properties; each also carries its cell id
 /// as the feature id and as a `cell` property (an H3 index does not fit a JavaScript number).
-fn hexagons(cells: impl Iterator<Item = (Cell, Value)>) -> Value {
+pub fn hexagons(cells: impl Iterator<Item = (Cell, Value)>) -> Value {
     let features: Vec<Value> = cells
         .map(|(cell, mut properties)| {
             if let Some(p) = properties.as_object_mut() {
@@ -157,7 +157,7 @@ mod tests {
                 last_seen: now - chrono::Duration::days(7),
             }],
             now,
-            &ScoringPolicy::V1,
+            &RewardPolicy::shipped(),
         );
         let f = &fc["features"][0];
         let ring = f["geometry"]["coordinates"][0].as_array().unwrap();

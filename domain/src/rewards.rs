@@ -1,0 +1,130 @@
+//! What an epoch's close reads and writes: plain data the store fills and scoring computes over.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Cell;
+
+/// A numbered reward period: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochPeriod {
+    pub epoch: u64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// A published camera frame counted in an epoch: who captured which place, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    /// `None` for uploads that are mapped but not rewarded (no contributor bound to them).
+    pub contributor: Option<String>,
+    pub upload_id: i64,
+    pub frame: i32,
+    pub cell: Cell,
+    pub captured_at: DateTime<Utc>,
+}
+
+/// The newest capture of a cell counted in an earlier epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellLastSeen {
+    pub cell: Cell,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A cell's road length and how much of it was driven (matched) in the coverage window before
+/// the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CellRoads {
+    pub cell: Cell,
+    pub road_length_m: f64,
+    pub observed_m: f64,
+}
+
+/// One radio measurement counted in an epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RadioSample {
+    pub contributor: Option<String>,
+    pub upload_id: i64,
+    pub seq: i32,
+    pub cell: Cell,
+    /// `gsm`, `wcdma`, `lte`, `nr`, `wifi` or `bluetooth`.
+    pub technology: String,
+    /// `MCC-MNC` for cellular emitters; empty for Wi-Fi and Bluetooth.
+    pub operator: String,
+    pub emitter: String,
+    pub signal_dbm: Option<i32>,
+    pub observed_at: DateTime<Utc>,
+    /// Where the sample was taken (degrees), for the path-loss bound.
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// An emitter whose position is known (from an operator's site list, say), so a measured signal
+/// can be checked against free-space path loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnownEmitter {
+    pub emitter: String,
+    pub lat: f64,
+    pub lon: f64,
+    /// Carrier frequency in MHz.
+    pub frequency_mhz: f64,
+}
+
+/// A planner's demand area as the epoch sees it: its cells, weight and optional bounty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemandArea {
+    pub id: i64,
+    pub name: String,
+    /// Added to the demand multiplier of each of its cells.
+    pub weight: f64,
+    pub cells: Vec<Cell>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub bounty: Option<Bounty>,
+}
+
+/// Base units a planner set aside for the first fresh capture of each cell of an area.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounty {
+    pub budget: u64,
+    /// Paid out in earlier epochs.
+    pub spent: u64,
+    /// Cells already claimed in earlier epochs.
+    pub claimed: Vec<Cell>,
+    /// Set once the unspent budget was released at expiry.
+    pub refunded: bool,
+}
+
+/// What verification found about a contributor's uploads counted in an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContributorEvidence {
+    pub contributor: String,
+    pub fixes_accepted: u64,
+    /// Fixes refused for reasons that point at spoofing (impossible speeds and jumps, times in
+    /// the future).
+    pub fixes_spoofed: u64,
+    /// Frames refused as repeats of a frame another contributor published.
+    pub frames_duplicated: u64,
+}
+
+/// A contributor's cumulative reward before the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousTotal {
+    pub contributor: String,
+    pub cumulative: u128,
+}
+
+/// Everything an epoch's rewards are computed from. The same inputs give the same result and
+/// the same Merkle root, in whatever order their lists come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochInputs {
+    pub period: EpochPeriod,
+    pub captures: Vec<Capture>,
+    pub last_seen: Vec<CellLastSeen>,
+    pub roads: Vec<CellRoads>,
+    pub radio: Vec<RadioSample>,
+    pub emitters: Vec<KnownEmitter>,
+    pub demand: Vec<DemandArea>,
+    pub evidence: Vec<ContributorEvidence>,
+    pub previous: Vec<PreviousTotal>,
+}
