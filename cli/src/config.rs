@@ -102,6 +102,18 @@ pub struct Overrides {
         value_name = "DAYS"
     )]
     pub original_retention_days: Option<u64>,
+    /// The reward policy, a TOML file (see scoring/policy/v1.toml) [default: the shipped one].
+    #[arg(long, env = "COVERMAP_POLICY", global = true, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Close ended epochs on schedule inside `serve` and `worker` (one closer wins each epoch,
+    /// whatever the number of processes) [default: true].
+    #[arg(
+        long,
+        env = "COVERMAP_CLOSE_EPOCHS",
+        global = true,
+        value_name = "BOOL"
+    )]
+    pub close_epochs: Option<bool>,
     /// Log format on stderr [default: text].
     #[arg(
         long,
@@ -136,6 +148,8 @@ pub struct Settings {
     pub h3_resolution: u8,
     pub vision_threads: usize,
     pub original_retention_days: u64,
+    pub policy: Option<PathBuf>,
+    pub close_epochs: bool,
     pub log_format: LogFormat,
 }
 
@@ -175,6 +189,8 @@ impl Settings {
                 &file.original_retention_days,
             )
             .unwrap_or(30),
+            policy: pick(&cli.policy, &file.policy),
+            close_epochs: pick(&cli.close_epochs, &file.close_epochs).unwrap_or(true),
             log_format: pick(&cli.log_format, &file.log_format).unwrap_or(LogFormat::Text),
         };
         if settings.vision_threads == 0 || settings.vision_threads > 256 {
@@ -204,6 +220,19 @@ impl Settings {
             bail!("public_rate must be a positive number of requests per second");
         }
         Ok(settings)
+    }
+
+    /// The reward policy the settings name, read and checked.
+    pub fn reward_policy(&self) -> anyhow::Result<covermap_scoring::RewardPolicy> {
+        match &self.policy {
+            None => Ok(covermap_scoring::RewardPolicy::shipped()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the reward policy {}", path.display()))?;
+                covermap_scoring::RewardPolicy::parse(&text)
+                    .with_context(|| format!("in {}", path.display()))
+            }
+        }
     }
 
     pub fn lease(&self) -> Duration {

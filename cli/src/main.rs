@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod ingest_cmd;
 mod matching;
+mod rewards;
 mod vision_cmd;
 mod worker;
 
@@ -16,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use covermap_scoring::ScoringPolicy;
 use covermap_store::{Blobs, QueuePolicy, Store};
 use covermap_web::AppState;
 use tokio::sync::{Notify, watch};
@@ -59,6 +59,15 @@ enum Command {
     /// The vision stage on image files: quality verdict, faces, plates, blur.
     #[command(subcommand)]
     Vision(vision_cmd::VisionCommand),
+    /// Reward epochs: close, list, verify.
+    #[command(subcommand)]
+    Epoch(rewards::EpochCommand),
+    /// Rewards under a proposed policy.
+    #[command(subcommand)]
+    Rewards(rewards::RewardsCommand),
+    /// Planners' demand areas and bounties.
+    #[command(subcommand)]
+    Demand(rewards::DemandCommand),
     /// API keys: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -161,6 +170,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             server.run_until_signal().await
         }
         Command::Worker => {
+            let policy = settings.reward_policy()?;
             let (store, blobs) = open_storage(&settings).await?;
             let (tx, rx) = watch::channel(false);
             tokio::spawn(async move {
@@ -172,6 +182,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 backend = store.backend(),
                 "workers running"
             );
+            let closer = settings.close_epochs.then(|| {
+                tokio::spawn(rewards::run_closer(
+                    store.clone(),
+                    Arc::new(policy.clone()),
+                    format!("worker-{}", std::process::id()),
+                    rx.clone(),
+                ))
+            });
             worker::run_pool(
                 settings.workers.max(1),
                 store,
@@ -181,6 +199,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 rx,
             )
             .await;
+            if let Some(c) = closer {
+                c.await?;
+            }
             Ok(())
         }
         Command::Roads(RoadsCommand::Import { file }) => {
@@ -202,6 +223,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args, settings).await,
         Command::Ingest(args) => ingest_cmd::run(args, settings).await,
         Command::Keys(command) => keys(command, &settings).await,
+        Command::Epoch(command) => rewards::epoch(command, &settings).await,
+        Command::Rewards(command) => rewards::rewards(command, &settings).await,
+        Command::Demand(command) => rewards::demand(command, &settings).await,
         Command::Vision(command) => {
             tokio::task::spawn_blocking(move || vision_cmd::run(command)).await?
         }
@@ -326,12 +350,14 @@ impl Server {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .context("cannot install the metrics recorder")?;
+        let policy = Arc::new(settings.reward_policy()?);
         let wake = Arc::new(Notify::new());
         let state = AppState {
             store: store.clone(),
             blobs: blobs.clone(),
             rules: settings.ingest_rules(),
-            scoring_policy: ScoringPolicy::V1,
+            policy: policy.clone(),
+            resolution: settings.resolution(),
             max_upload_bytes: settings.max_upload_bytes,
             max_drive_bytes: settings.max_drive_bytes,
             public_rate: settings.public_rate(),
@@ -356,6 +382,14 @@ impl Server {
             })
             .await
         });
+        if settings.close_epochs {
+            tokio::spawn(rewards::run_closer(
+                store.clone(),
+                policy,
+                format!("serve-{}", std::process::id()),
+                rx.clone(),
+            ));
+        }
         let workers = tokio::spawn(worker::run_pool(
             settings.workers,
             store.clone(),

@@ -10,8 +10,11 @@
 mod blobs;
 mod error;
 mod pg;
+mod pg_rewards;
+mod reward_rows;
 mod rows;
 mod sqlite;
+mod sqlite_rewards;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,11 +22,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use covermap_domain::rewards::{EpochInputs, EpochPeriod};
 use covermap_domain::{
     BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, ImageryCellSummary, LatLon,
     MatchedStretch, RadioCellSummary, RoadCell, RoadSegment, Role, SegmentRef, UploadKind,
     UploadStatus,
 };
+use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
 use serde::Serialize;
 
 pub use blobs::{BlobRef, Blobs};
@@ -359,6 +364,97 @@ pub struct StoreStats {
     pub road_segments: i64,
 }
 
+/// What a closer got when it asked for an epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EpochClaim {
+    /// The epoch is this closer's to close until `until`; its uploads are tagged.
+    Held {
+        token: String,
+        until: DateTime<Utc>,
+        /// Uploads newly counted in the epoch by this claim.
+        tagged: u64,
+    },
+    /// Another closer finished it already.
+    Closed,
+    /// Another closer holds it.
+    Busy { by: String, until: DateTime<Utc> },
+}
+
+/// An epoch as `epoch list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpochRecord {
+    pub epoch: u64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// `closing` or `closed`.
+    pub status: String,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub root: Option<String>,
+    pub policy_hash: Option<String>,
+    pub emission: Option<u64>,
+    pub distributed: Option<u64>,
+    pub unallocated: Option<u64>,
+    pub bounty_paid: Option<u64>,
+}
+
+/// A closed epoch's manifest with the policy text that closed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedEpoch {
+    pub record: EpochRecord,
+    pub manifest: covermap_scoring::epoch::Manifest,
+    pub policy: String,
+}
+
+/// A demand area to create: the cells are the polygon's, filled by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDemandArea {
+    pub name: String,
+    pub weight: f64,
+    /// The GeoJSON geometry as drawn.
+    pub polygon: serde_json::Value,
+    pub cells: Vec<Cell>,
+    pub created_by: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Base units set aside for first captures of its cells (a bounty).
+    pub budget: Option<u64>,
+}
+
+/// A demand area as stored, with what its bounty paid so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DemandAreaRecord {
+    pub id: i64,
+    pub name: String,
+    pub weight: f64,
+    pub polygon: serde_json::Value,
+    pub cells: i64,
+    pub created_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub budget: Option<u64>,
+    /// Paid to claimants in closed epochs.
+    pub paid: u64,
+    /// Cells claimed so far.
+    pub claimed_cells: i64,
+    /// Released at expiry, and in which epoch.
+    pub refunded: Option<u64>,
+    pub refunded_epoch: Option<u64>,
+}
+
+/// What the demand map needs about one cell to weigh it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DemandCellState {
+    pub cell: Cell,
+    /// Sum of the weights of live areas holding it.
+    pub demand_weight: f64,
+    /// Live bounties holding it that it has not been claimed from.
+    pub open_bounties: i64,
+    pub road_length_m: f64,
+    /// Road length driven since the coverage window began.
+    pub observed_m: f64,
+    /// Newest published frame taken in it.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
 /// The storage interface every backend implements. Times are passed in, not read from a clock,
 /// so the queue's lease rules can be tested without sleeping.
 #[async_trait]
@@ -521,8 +617,79 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Marks a drive's originals (the upload's bytes and its frames') as deleted.
     async fn mark_originals_expired(&self, upload_id: i64, now: DateTime<Utc>) -> Result<()>;
-}
 
+    /// Takes epoch `period.epoch` to close, under a lease, and counts in it every processed
+    /// upload received before its end that no epoch counted yet. Epochs close in order: after
+    /// the first, epoch N only once N − 1 is closed ([`StoreError::Conflict`] otherwise).
+    async fn claim_epoch(
+        &self,
+        period: &EpochPeriod,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<EpochClaim>;
+
+    /// Gives a claim back unfinished, so another closer need not wait for its lease to run out.
+    async fn abandon_epoch(&self, epoch: u64, token: &str) -> Result<()>;
+
+    /// What epoch `period.epoch` is computed from, read from the uploads counted in it and the
+    /// epochs before it; the same answer before and after it is closed.
+    async fn epoch_inputs(
+        &self,
+        period: &EpochPeriod,
+        coverage_since: DateTime<Utc>,
+    ) -> Result<EpochInputs>;
+
+    /// Writes an epoch's results and, last, its manifest, in one transaction — or nothing, with
+    /// [`StoreError::Conflict`], if the claim `token` no longer holds it.
+    async fn finish_epoch(
+        &self,
+        token: &str,
+        outcome: &EpochOutcome,
+        policy: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Every epoch claimed or closed, by number.
+    async fn epochs(&self) -> Result<Vec<EpochRecord>>;
+
+    /// A closed epoch's manifest and policy.
+    async fn closed_epoch(&self, epoch: u64) -> Result<Option<ClosedEpoch>>;
+
+    /// The newest closed epoch's number.
+    async fn last_closed_epoch(&self) -> Result<Option<u64>>;
+
+    /// An epoch's rewards, one per contributor with a cumulative total, by contributor.
+    async fn epoch_rewards(&self, epoch: u64) -> Result<Vec<ContributorReward>>;
+
+    /// What each cell earned in an epoch, by cell.
+    async fn epoch_cells(&self, epoch: u64) -> Result<Vec<CellReward>>;
+
+    async fn epoch_penalties(&self, epoch: u64) -> Result<Vec<Penalty>>;
+
+    /// A contributor's reward in every closed epoch where it has a total, oldest first.
+    async fn contributor_rewards(&self, contributor: &str)
+    -> Result<Vec<(u64, ContributorReward)>>;
+
+    async fn create_demand_area(
+        &self,
+        area: &NewDemandArea,
+        now: DateTime<Utc>,
+    ) -> Result<DemandAreaRecord>;
+
+    /// Every demand area, newest first.
+    async fn demand_areas(&self) -> Result<Vec<DemandAreaRecord>>;
+
+    /// The cells with roads or demand whose centres lie in `bbox`, at most `limit`, with what
+    /// their reward weight at `now` depends on.
+    async fn demand_cells(
+        &self,
+        bbox: BoundingBox,
+        now: DateTime<Utc>,
+        coverage_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DemandCellState>>;
+}
 /// Opens the store that `database` names: a `postgres://` URL selects PostGIS; none selects the
 /// embedded SQLite store in `data_dir`.
 pub async fn open(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {

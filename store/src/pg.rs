@@ -13,10 +13,14 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+use covermap_domain::rewards::{EpochInputs, EpochPeriod};
+use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
+
 use crate::error::{Result, SqlContext, StoreError, redact};
 use crate::{
-    ApiKeyRecord, AuditFrame, AuditQuery, DeviceRecord, DueOriginals, FrameHash, FrameImage,
-    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload, QueuePolicy,
+    ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, DemandAreaRecord, DemandCellState,
+    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameHash, FrameImage, FrameRejectionRow,
+    FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea, NewUpload, QueuePolicy,
     RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt, UploadRecord,
     UploadSession, rows,
 };
@@ -1296,5 +1300,90 @@ impl Store for PgStore {
                 .ctx("marking originals deleted")?;
         }
         tx.commit().await.ctx("committing")
+    }
+
+    async fn claim_epoch(
+        &self,
+        period: &EpochPeriod,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<EpochClaim> {
+        self.claim_epoch_pg(period, worker, now, lease_for).await
+    }
+
+    async fn abandon_epoch(&self, epoch: u64, token: &str) -> Result<()> {
+        self.abandon_epoch_pg(epoch, token).await
+    }
+
+    async fn epoch_inputs(
+        &self,
+        period: &EpochPeriod,
+        coverage_since: DateTime<Utc>,
+    ) -> Result<EpochInputs> {
+        self.epoch_inputs_pg(period, coverage_since).await
+    }
+
+    async fn finish_epoch(
+        &self,
+        token: &str,
+        outcome: &EpochOutcome,
+        policy: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.finish_epoch_pg(token, outcome, policy, now).await
+    }
+
+    async fn epochs(&self) -> Result<Vec<EpochRecord>> {
+        self.epochs_pg().await
+    }
+
+    async fn closed_epoch(&self, epoch: u64) -> Result<Option<ClosedEpoch>> {
+        self.closed_epoch_pg(epoch).await
+    }
+
+    async fn last_closed_epoch(&self) -> Result<Option<u64>> {
+        self.last_closed_epoch_pg().await
+    }
+
+    async fn epoch_rewards(&self, epoch: u64) -> Result<Vec<ContributorReward>> {
+        self.epoch_rewards_pg(epoch).await
+    }
+
+    async fn epoch_cells(&self, epoch: u64) -> Result<Vec<CellReward>> {
+        self.epoch_cells_pg(epoch).await
+    }
+
+    async fn epoch_penalties(&self, epoch: u64) -> Result<Vec<Penalty>> {
+        self.epoch_penalties_pg(epoch).await
+    }
+
+    async fn contributor_rewards(
+        &self,
+        contributor: &str,
+    ) -> Result<Vec<(u64, ContributorReward)>> {
+        self.contributor_rewards_pg(contributor).await
+    }
+
+    async fn create_demand_area(
+        &self,
+        area: &NewDemandArea,
+        now: DateTime<Utc>,
+    ) -> Result<DemandAreaRecord> {
+        self.create_demand_area_pg(area, now).await
+    }
+
+    async fn demand_areas(&self) -> Result<Vec<DemandAreaRecord>> {
+        self.demand_areas_pg().await
+    }
+
+    async fn demand_cells(
+        &self,
+        bbox: BoundingBox,
+        now: DateTime<Utc>,
+        coverage_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DemandCellState>> {
+        self.demand_cells_pg(bbox, now, coverage_since, limit).await
     }
 }

@@ -19,17 +19,21 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use covermap_domain::rewards::{EpochInputs, EpochPeriod};
+use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
+
 use crate::error::{Result, SqlContext, StoreError};
 use crate::{
-    ApiKeyRecord, AuditFrame, AuditQuery, DeviceRecord, DueOriginals, FrameHash, FrameImage,
-    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewUpload, QueuePolicy,
+    ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, DemandAreaRecord, DemandCellState,
+    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameHash, FrameImage, FrameRejectionRow,
+    FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea, NewUpload, QueuePolicy,
     RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt, UploadRecord,
     UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     /// Writers of this process queue here, in order, before taking SQLite's write lock: SQLite's
     /// own busy handler makes waiting writers sleep and retry (up to 100 ms a sleep), which
     /// under many concurrent uploads turns into long tail latencies. Other processes on the
@@ -38,13 +42,13 @@ pub struct SqliteStore {
 }
 
 /// A write transaction holding this process's writer turn.
-struct WriteTx {
+pub(crate) struct WriteTx {
     tx: Transaction<'static, Sqlite>,
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl WriteTx {
-    async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+    pub(crate) async fn commit(self) -> std::result::Result<(), sqlx::Error> {
         self.tx.commit().await
     }
 
@@ -70,11 +74,11 @@ const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at,
      fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
      observations_rejected, contributor, rewardable";
 
-fn micros(t: DateTime<Utc>) -> i64 {
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(us: i64) -> Result<DateTime<Utc>> {
+pub(crate) fn time(us: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {us} is out of range")))
 }
@@ -129,7 +133,7 @@ impl SqliteStore {
         })
     }
 
-    async fn write(&self) -> Result<WriteTx> {
+    pub(crate) async fn write(&self) -> Result<WriteTx> {
         let turn = self.writer.clone().lock_owned().await;
         let tx = self
             .pool
@@ -1350,6 +1354,93 @@ impl Store for SqliteStore {
                 .ctx("marking originals deleted")?;
         }
         tx.commit().await.ctx("committing")
+    }
+
+    async fn claim_epoch(
+        &self,
+        period: &EpochPeriod,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<EpochClaim> {
+        self.claim_epoch_sqlite(period, worker, now, lease_for)
+            .await
+    }
+
+    async fn abandon_epoch(&self, epoch: u64, token: &str) -> Result<()> {
+        self.abandon_epoch_sqlite(epoch, token).await
+    }
+
+    async fn epoch_inputs(
+        &self,
+        period: &EpochPeriod,
+        coverage_since: DateTime<Utc>,
+    ) -> Result<EpochInputs> {
+        self.epoch_inputs_sqlite(period, coverage_since).await
+    }
+
+    async fn finish_epoch(
+        &self,
+        token: &str,
+        outcome: &EpochOutcome,
+        policy: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.finish_epoch_sqlite(token, outcome, policy, now).await
+    }
+
+    async fn epochs(&self) -> Result<Vec<EpochRecord>> {
+        self.epochs_sqlite().await
+    }
+
+    async fn closed_epoch(&self, epoch: u64) -> Result<Option<ClosedEpoch>> {
+        self.closed_epoch_sqlite(epoch).await
+    }
+
+    async fn last_closed_epoch(&self) -> Result<Option<u64>> {
+        self.last_closed_epoch_sqlite().await
+    }
+
+    async fn epoch_rewards(&self, epoch: u64) -> Result<Vec<ContributorReward>> {
+        self.epoch_rewards_sqlite(epoch).await
+    }
+
+    async fn epoch_cells(&self, epoch: u64) -> Result<Vec<CellReward>> {
+        self.epoch_cells_sqlite(epoch).await
+    }
+
+    async fn epoch_penalties(&self, epoch: u64) -> Result<Vec<Penalty>> {
+        self.epoch_penalties_sqlite(epoch).await
+    }
+
+    async fn contributor_rewards(
+        &self,
+        contributor: &str,
+    ) -> Result<Vec<(u64, ContributorReward)>> {
+        self.contributor_rewards_sqlite(contributor).await
+    }
+
+    async fn create_demand_area(
+        &self,
+        area: &NewDemandArea,
+        now: DateTime<Utc>,
+    ) -> Result<DemandAreaRecord> {
+        self.create_demand_area_sqlite(area, now).await
+    }
+
+    async fn demand_areas(&self) -> Result<Vec<DemandAreaRecord>> {
+        self.demand_areas_sqlite().await
+    }
+
+    async fn demand_cells(
+        &self,
+        bbox: BoundingBox,
+        now: DateTime<Utc>,
+        coverage_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DemandCellState>> {
+        self.demand_cells_sqlite(bbox, now, coverage_since, limit)
+            .await
     }
 }
 

@@ -237,7 +237,7 @@ pub(crate) async fn coverage(
     Ok(Json(covermap_tiles::coverage_geojson(
         &cells,
         Utc::now(),
-        &state.scoring_policy,
+        &state.policy,
     ))
     .into_response())
 }
@@ -268,7 +268,8 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Response, Api
     Ok(Json(json!({
         "backend": state.store.backend(),
         "stats": stats,
-        "scoring_policy_version": state.scoring_policy.version,
+        "policy_version": state.policy.rules.version,
+        "policy_hash": state.policy.hash,
     }))
     .into_response())
 }

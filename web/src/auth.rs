@@ -30,6 +30,14 @@ impl Caller {
         }
     }
 
+    /// The API key's id, for records of who did what; `None` for a signed device.
+    pub fn key_id(&self) -> Option<i64> {
+        match self {
+            Caller::Key(k) => Some(k.id),
+            Caller::Device(_) => None,
+        }
+    }
+
     /// Who an upload sent by this caller belongs to.
     pub fn uploader(&self) -> Uploader {
         match self {

@@ -8,10 +8,12 @@
 mod admin;
 mod api;
 mod auth;
+pub mod demand;
 mod error;
 mod imagery;
 mod pages;
 mod ratelimit;
+mod rewards;
 mod uploads;
 
 use std::net::SocketAddr;
@@ -24,7 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use covermap_ingest::IngestRules;
-use covermap_scoring::ScoringPolicy;
+use covermap_scoring::RewardPolicy;
 use covermap_store::{Blobs, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -40,7 +42,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
     pub rules: IngestRules,
-    pub scoring_policy: ScoringPolicy,
+    pub policy: Arc<RewardPolicy>,
+    /// H3 resolution cells are counted at (demand areas are filled at it).
+    pub resolution: h3o::Resolution,
     /// Larger request bodies are refused with 413 before they are read in full.
     pub max_upload_bytes: usize,
     /// Largest drive assembled from resumable parts.
@@ -77,6 +81,11 @@ pub fn router(state: AppState) -> Router {
             get(imagery::published_frame),
         )
         .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/demand/map", get(demand::map))
+        .route("/api/v1/epochs", get(rewards::epochs))
+        .route("/api/v1/epochs/{n}", get(rewards::epoch))
+        .route("/api/v1/rewards/{contributor}", get(rewards::contributor))
+        .route("/api/v1/rewards/{contributor}/proof", get(rewards::proof))
         .layer(middleware::from_fn_with_state(limiter, rate_limited));
     Router::new()
         .route("/", get(pages::index))
@@ -120,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/keys/{id}", delete(admin::revoke_key))
         .route("/api/v1/devices", post(admin::register_device))
+        // Planners' demand areas: anyone reads them, planners create them.
+        .route("/api/v1/demand", get(demand::list).post(demand::create))
         .merge(public)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -1,0 +1,637 @@
+//! PostGIS backend: epochs, their results and demand areas.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use covermap_domain::rewards::{EpochInputs, EpochPeriod};
+use covermap_domain::{BoundingBox, Cell};
+use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::error::{Result, SqlContext, StoreError};
+use crate::reward_rows::{
+    RawInputs, SPOOF_REASONS, cell_row, check_order, reward_row, to_i64, to_u64,
+};
+use crate::{
+    ClosedEpoch, DemandAreaRecord, DemandCellState, EpochClaim, EpochRecord, NewDemandArea, PgStore,
+};
+
+const EPOCH_COLUMNS: &str = "epoch, start_at, end_at, status, closed_at, root, policy_hash, \
+     emission, distributed, unallocated, bounty_paid";
+
+fn epoch_record(r: &PgRow) -> Result<EpochRecord> {
+    let opt = |name: &str| -> Result<Option<u64>> {
+        r.get::<Option<i64>, _>(name)
+            .map(|v| to_u64(v, name))
+            .transpose()
+    };
+    Ok(EpochRecord {
+        epoch: to_u64(r.get("epoch"), "epoch")?,
+        start: r.get("start_at"),
+        end: r.get("end_at"),
+        status: r.get("status"),
+        closed_at: r.get("closed_at"),
+        root: r.get("root"),
+        policy_hash: r.get("policy_hash"),
+        emission: opt("emission")?,
+        distributed: opt("distributed")?,
+        unallocated: opt("unallocated")?,
+        bounty_paid: opt("bounty_paid")?,
+    })
+}
+
+const AREA_QUERY: &str = "SELECT a.id, a.name, a.weight, a.polygon, a.created_by, a.created_at, \
+        a.expires_at, a.budget, a.refunded, a.refunded_epoch, \
+        (SELECT COUNT(*) FROM demand_cells d WHERE d.area_id = a.id) AS cells, \
+        (SELECT COALESCE(SUM(paid), 0)::bigint FROM bounty_claims b WHERE b.area_id = a.id) AS paid, \
+        (SELECT COUNT(*) FROM bounty_claims b WHERE b.area_id = a.id) AS claimed \
+     FROM demand_areas a";
+
+fn area_record(r: &PgRow) -> Result<DemandAreaRecord> {
+    Ok(DemandAreaRecord {
+        id: r.get("id"),
+        name: r.get("name"),
+        weight: r.get("weight"),
+        polygon: r.get("polygon"),
+        cells: r.get("cells"),
+        created_by: r.get("created_by"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+        budget: r
+            .get::<Option<i64>, _>("budget")
+            .map(|v| to_u64(v, "budget"))
+            .transpose()?,
+        paid: to_u64(r.get("paid"), "paid")?,
+        claimed_cells: r.get("claimed"),
+        refunded: r
+            .get::<Option<i64>, _>("refunded")
+            .map(|v| to_u64(v, "refund"))
+            .transpose()?,
+        refunded_epoch: r
+            .get::<Option<i64>, _>("refunded_epoch")
+            .map(|v| to_u64(v, "epoch"))
+            .transpose()?,
+    })
+}
+
+impl PgStore {
+    pub(crate) async fn claim_epoch_pg(
+        &self,
+        period: &EpochPeriod,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<EpochClaim> {
+        let n = to_i64(period.epoch, "epoch")?;
+        let mut tx = self.pool().begin().await.ctx("starting a transaction")?;
+        // One claimer at a time: the order check below must not race another claim.
+        sqlx::query("LOCK TABLE epochs IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .ctx("locking the epochs")?;
+        let row: Option<(String, Option<String>, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT status, claimed_by, claimed_until FROM epochs WHERE epoch = $1")
+                .bind(n)
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("reading an epoch")?;
+        match row {
+            Some((status, _, _)) if status == "closed" => return Ok(EpochClaim::Closed),
+            Some((_, Some(by), Some(until))) if until > now => {
+                return Ok(EpochClaim::Busy { by, until });
+            }
+            _ => {}
+        }
+        let (last, busy): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MAX(epoch) FROM epochs WHERE status = 'closed'), \
+                    (SELECT MIN(epoch) FROM epochs WHERE status = 'closing' AND epoch <> $1 \
+                        AND claimed_until > $2)",
+        )
+        .bind(n)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("reading the epochs")?;
+        check_order(period.epoch, last, busy)?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let until = now + lease_for;
+        sqlx::query(
+            "INSERT INTO epochs (epoch, start_at, end_at, status, claimed_by, claim_token, \
+                 claimed_until) VALUES ($1, $2, $3, 'closing', $4, $5, $6) \
+             ON CONFLICT (epoch) DO UPDATE SET claimed_by = $4, claim_token = $5, \
+                 claimed_until = $6, start_at = $2, end_at = $3",
+        )
+        .bind(n)
+        .bind(period.start)
+        .bind(period.end)
+        .bind(worker)
+        .bind(&token)
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .ctx("claiming an epoch")?;
+        let tagged = sqlx::query(
+            "UPDATE uploads SET reward_epoch = $1 \
+             WHERE reward_epoch IS NULL AND status = 'processed' AND received_at < $2",
+        )
+        .bind(n)
+        .bind(period.end)
+        .execute(&mut *tx)
+        .await
+        .ctx("counting uploads in an epoch")?
+        .rows_affected();
+        tx.commit().await.ctx("committing an epoch claim")?;
+        Ok(EpochClaim::Held {
+            token,
+            until,
+            tagged,
+        })
+    }
+
+    pub(crate) async fn abandon_epoch_pg(&self, epoch: u64, token: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE epochs SET claimed_by = NULL, claim_token = NULL, claimed_until = NULL \
+             WHERE epoch = $1 AND status = 'closing' AND claim_token = $2",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .bind(token)
+        .execute(self.pool())
+        .await
+        .ctx("giving an epoch back")?;
+        Ok(())
+    }
+
+    pub(crate) async fn epoch_inputs_pg(
+        &self,
+        period: &EpochPeriod,
+        coverage_since: DateTime<Utc>,
+    ) -> Result<EpochInputs> {
+        let n = to_i64(period.epoch, "epoch")?;
+        let pool = self.pool();
+        let mut raw = RawInputs {
+            captures: sqlx::query_as(
+                "SELECT CASE WHEN u.rewardable THEN u.contributor END, f.upload_id, f.frame, \
+                        f.cell, f.captured_at \
+                 FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                 WHERE u.reward_epoch = $1 AND f.status = 'published'",
+            )
+            .bind(n)
+            .fetch_all(pool)
+            .await
+            .ctx("reading an epoch's frames")?,
+            ..RawInputs::default()
+        };
+        raw.last_seen = sqlx::query_as(
+            "SELECT f.cell, MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
+             WHERE u.reward_epoch < $1 AND f.status = 'published' AND f.cell IN \
+                (SELECT f2.cell FROM frames f2 JOIN uploads u2 ON u2.id = f2.upload_id \
+                 WHERE u2.reward_epoch = $1 AND f2.status = 'published') \
+             GROUP BY f.cell",
+        )
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading cells' last captures")?;
+        raw.roads = sqlx::query_as(
+            "WITH touched AS ( \
+                 SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                 WHERE u.reward_epoch = $1 AND f.status = 'published' \
+                 UNION SELECT r.cell FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+                 WHERE u.reward_epoch = $1), \
+             driven AS ( \
+                 SELECT ms.cell, ms.osm_way_id, ms.way_piece, MAX(ms.length_m) AS l \
+                 FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
+                 WHERE u.reward_epoch < $1 AND u.received_at >= $2 \
+                   AND ms.cell IN (SELECT cell FROM touched) \
+                 GROUP BY ms.cell, ms.osm_way_id, ms.way_piece) \
+             SELECT rc.cell, rc.road_length_m, \
+                    COALESCE((SELECT SUM(l) FROM driven d WHERE d.cell = rc.cell), 0)::float8 \
+             FROM road_cells rc WHERE rc.cell IN (SELECT cell FROM touched)",
+        )
+        .bind(n)
+        .bind(coverage_since)
+        .fetch_all(pool)
+        .await
+        .ctx("reading cells' roads")?;
+        raw.radio = sqlx::query_as(
+            "SELECT CASE WHEN u.rewardable THEN u.contributor END, r.upload_id, r.seq, r.cell, \
+                    COALESCE(r.radio, r.emitter_kind), r.emitter, r.signal_dbm, r.observed_at, \
+                    ST_Y(r.geom), ST_X(r.geom) \
+             FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+             WHERE u.reward_epoch = $1",
+        )
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading an epoch's radio samples")?;
+        let areas_filter = "created_at < $2 AND (expires_at IS NULL OR expires_at > $3 \
+              OR (budget IS NOT NULL AND (refunded_epoch IS NULL OR refunded_epoch >= $1)))";
+        raw.areas = sqlx::query_as(&format!(
+            "SELECT id, name, weight, created_at, expires_at, budget, \
+                    (refunded_epoch IS NOT NULL AND refunded_epoch < $1) \
+             FROM demand_areas WHERE {areas_filter}"
+        ))
+        .bind(n)
+        .bind(period.end)
+        .bind(period.start)
+        .fetch_all(pool)
+        .await
+        .ctx("reading demand areas")?;
+        raw.area_cells = sqlx::query_as(&format!(
+            "SELECT area_id, cell FROM demand_cells WHERE area_id IN \
+                (SELECT id FROM demand_areas WHERE {areas_filter})"
+        ))
+        .bind(n)
+        .bind(period.end)
+        .bind(period.start)
+        .fetch_all(pool)
+        .await
+        .ctx("reading demand cells")?;
+        raw.claims =
+            sqlx::query_as("SELECT area_id, cell, paid FROM bounty_claims WHERE epoch < $1")
+                .bind(n)
+                .fetch_all(pool)
+                .await
+                .ctx("reading bounty claims")?;
+        raw.fixes = sqlx::query_as(
+            "SELECT contributor, COALESCE(SUM(fixes_accepted), 0)::bigint FROM uploads \
+             WHERE reward_epoch = $1 AND rewardable AND contributor IS NOT NULL \
+             GROUP BY contributor",
+        )
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading fix counts")?;
+        raw.spoofed = sqlx::query_as(&format!(
+            "SELECT u.contributor, COUNT(*) FROM rejected_observations ro \
+             JOIN uploads u ON u.id = ro.upload_id \
+             WHERE u.reward_epoch = $1 AND u.rewardable AND u.contributor IS NOT NULL \
+               AND ro.stage = 'fix' AND ro.reason IN ({SPOOF_REASONS}) \
+             GROUP BY u.contributor"
+        ))
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading spoofing evidence")?;
+        raw.duplicated = sqlx::query_as(
+            "SELECT u.contributor, COUNT(*) FROM frame_rejections fr \
+             JOIN uploads u ON u.id = fr.upload_id \
+             LEFT JOIN uploads o ON o.id = fr.duplicate_of_upload \
+             WHERE u.reward_epoch = $1 AND u.rewardable AND u.contributor IS NOT NULL \
+               AND fr.reason = 'duplicate' AND o.contributor IS DISTINCT FROM u.contributor \
+             GROUP BY u.contributor",
+        )
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading duplicate evidence")?;
+        raw.previous = sqlx::query_as(
+            "SELECT contributor, cumulative FROM epoch_rewards WHERE epoch = \
+                (SELECT MAX(epoch) FROM epochs WHERE status = 'closed' AND epoch < $1)",
+        )
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading cumulative totals")?;
+        raw.assemble(period)
+    }
+
+    pub(crate) async fn finish_epoch_pg(
+        &self,
+        token: &str,
+        outcome: &EpochOutcome,
+        policy: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let m = &outcome.manifest;
+        let n = to_i64(m.epoch, "epoch")?;
+        let mut tx = self.pool().begin().await.ctx("starting a transaction")?;
+        let held: Option<(i64,)> = sqlx::query_as(
+            "SELECT epoch FROM epochs WHERE epoch = $1 AND status = 'closing' \
+                 AND claim_token = $2 FOR UPDATE",
+        )
+        .bind(n)
+        .bind(token)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("checking an epoch claim")?;
+        if held.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "epoch {} is no longer held by this closer",
+                m.epoch
+            )));
+        }
+        let r = &outcome.rewards;
+        let amounts = |f: fn(&ContributorReward) -> u64| -> Result<Vec<i64>> {
+            r.iter().map(|x| to_i64(f(x), "amount")).collect()
+        };
+        sqlx::query(
+            "INSERT INTO epoch_rewards (epoch, contributor, points, base, bounty, amount, \
+                 cumulative, flagged) \
+             SELECT $1, c, p, b, y, a, t, f FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], \
+                 $5::bigint[], $6::bigint[], $7::text[], $8::bool[]) AS x(c, p, b, y, a, t, f)",
+        )
+        .bind(n)
+        .bind(r.iter().map(|x| x.contributor.as_str()).collect::<Vec<_>>())
+        .bind(amounts(|x| x.points)?)
+        .bind(amounts(|x| x.base)?)
+        .bind(amounts(|x| x.bounty)?)
+        .bind(amounts(|x| x.amount)?)
+        .bind(
+            r.iter()
+                .map(|x| x.cumulative.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(r.iter().map(|x| x.flagged).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing rewards")?;
+        let c = &outcome.cells;
+        let cell_amounts = |f: fn(&CellReward) -> u64| -> Result<Vec<i64>> {
+            c.iter().map(|x| to_i64(f(x), "amount")).collect()
+        };
+        sqlx::query(
+            "INSERT INTO epoch_cells (epoch, cell, captures, radio_units, points, amount, weight) \
+             SELECT $1, c, n, r, p, a, w FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], \
+                 $5::bigint[], $6::bigint[], $7::float8[]) AS x(c, n, r, p, a, w)",
+        )
+        .bind(n)
+        .bind(c.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
+        .bind(cell_amounts(|x| x.captures)?)
+        .bind(cell_amounts(|x| x.radio_units)?)
+        .bind(cell_amounts(|x| x.points)?)
+        .bind(cell_amounts(|x| x.amount)?)
+        .bind(c.iter().map(|x| x.weight_at_start).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing cell rewards")?;
+        for p in &outcome.penalties {
+            sqlx::query(
+                "INSERT INTO epoch_penalties (epoch, contributor, reason, detail) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(n)
+            .bind(&p.contributor)
+            .bind(&p.reason)
+            .bind(&p.detail)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing penalties")?;
+        }
+        for b in &outcome.claims {
+            sqlx::query(
+                "INSERT INTO bounty_claims (area_id, cell, epoch, contributor, claimed, paid) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(b.area)
+            .bind(b.cell.as_i64())
+            .bind(n)
+            .bind(&b.contributor)
+            .bind(to_i64(b.claimed, "claim")?)
+            .bind(to_i64(b.paid, "claim")?)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing bounty claims")?;
+        }
+        for f in &outcome.refunds {
+            sqlx::query("UPDATE demand_areas SET refunded = $2, refunded_epoch = $3 WHERE id = $1")
+                .bind(f.area)
+                .bind(to_i64(f.amount, "refund")?)
+                .bind(n)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing bounty refunds")?;
+        }
+        let manifest =
+            serde_json::to_value(m).map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
+        sqlx::query(
+            "UPDATE epochs SET status = 'closed', closed_at = $2, policy = $3, policy_hash = $4, \
+                 root = $5, emission = $6, distributed = $7, unallocated = $8, bounty_paid = $9, \
+                 manifest = $10, claim_token = NULL, claimed_until = NULL \
+             WHERE epoch = $1",
+        )
+        .bind(n)
+        .bind(now)
+        .bind(policy)
+        .bind(&m.policy_hash)
+        .bind(&m.root)
+        .bind(to_i64(m.emission, "emission")?)
+        .bind(to_i64(m.distributed, "amount")?)
+        .bind(to_i64(m.unallocated, "amount")?)
+        .bind(to_i64(m.bounty_paid, "amount")?)
+        .bind(manifest)
+        .execute(&mut *tx)
+        .await
+        .ctx("writing an epoch's manifest")?;
+        tx.commit().await.ctx("committing an epoch")?;
+        Ok(())
+    }
+
+    pub(crate) async fn epochs_pg(&self) -> Result<Vec<EpochRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EPOCH_COLUMNS} FROM epochs ORDER BY epoch"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .ctx("listing epochs")?;
+        rows.iter().map(epoch_record).collect()
+    }
+
+    pub(crate) async fn closed_epoch_pg(&self, epoch: u64) -> Result<Option<ClosedEpoch>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EPOCH_COLUMNS}, manifest, policy FROM epochs \
+             WHERE epoch = $1 AND status = 'closed'"
+        ))
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_optional(self.pool())
+        .await
+        .ctx("reading an epoch")?;
+        let Some(row) = row else { return Ok(None) };
+        let manifest: Manifest = serde_json::from_value(row.get("manifest"))
+            .map_err(|e| StoreError::Corrupt(format!("epoch {epoch}'s manifest: {e}")))?;
+        Ok(Some(ClosedEpoch {
+            record: epoch_record(&row)?,
+            manifest,
+            policy: row.get::<Option<String>, _>("policy").unwrap_or_default(),
+        }))
+    }
+
+    pub(crate) async fn last_closed_epoch_pg(&self) -> Result<Option<u64>> {
+        let (n,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(epoch) FROM epochs WHERE status = 'closed'")
+                .fetch_one(self.pool())
+                .await
+                .ctx("reading the last epoch")?;
+        n.map(|n| to_u64(n, "epoch")).transpose()
+    }
+
+    pub(crate) async fn epoch_rewards_pg(&self, epoch: u64) -> Result<Vec<ContributorReward>> {
+        let rows = sqlx::query(
+            "SELECT contributor, points, base, bounty, amount, cumulative, flagged \
+             FROM epoch_rewards WHERE epoch = $1 ORDER BY contributor",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_all(self.pool())
+        .await
+        .ctx("reading rewards")?;
+        rows.iter().map(reward_row).collect()
+    }
+
+    pub(crate) async fn epoch_cells_pg(&self, epoch: u64) -> Result<Vec<CellReward>> {
+        let rows: Vec<(i64, i64, i64, i64, i64, f64)> = sqlx::query_as(
+            "SELECT cell, captures, radio_units, points, amount, weight FROM epoch_cells \
+             WHERE epoch = $1 ORDER BY cell",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_all(self.pool())
+        .await
+        .ctx("reading cell rewards")?;
+        rows.into_iter().map(cell_row).collect()
+    }
+
+    pub(crate) async fn epoch_penalties_pg(&self, epoch: u64) -> Result<Vec<Penalty>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT contributor, reason, detail FROM epoch_penalties WHERE epoch = $1 \
+             ORDER BY contributor",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_all(self.pool())
+        .await
+        .ctx("reading penalties")?;
+        Ok(rows
+            .into_iter()
+            .map(|(contributor, reason, detail)| Penalty {
+                contributor,
+                reason,
+                detail,
+            })
+            .collect())
+    }
+
+    pub(crate) async fn contributor_rewards_pg(
+        &self,
+        contributor: &str,
+    ) -> Result<Vec<(u64, ContributorReward)>> {
+        let rows = sqlx::query(
+            "SELECT epoch, contributor, points, base, bounty, amount, cumulative, flagged \
+             FROM epoch_rewards WHERE contributor = $1 ORDER BY epoch",
+        )
+        .bind(contributor)
+        .fetch_all(self.pool())
+        .await
+        .ctx("reading a contributor's rewards")?;
+        rows.iter()
+            .map(|r| Ok((to_u64(r.get("epoch"), "epoch")?, reward_row(r)?)))
+            .collect()
+    }
+
+    pub(crate) async fn create_demand_area_pg(
+        &self,
+        area: &NewDemandArea,
+        now: DateTime<Utc>,
+    ) -> Result<DemandAreaRecord> {
+        let mut tx = self.pool().begin().await.ctx("starting a transaction")?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO demand_areas (name, weight, polygon, created_by, created_at, expires_at, \
+                 budget) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&area.name)
+        .bind(area.weight)
+        .bind(&area.polygon)
+        .bind(area.created_by)
+        .bind(now)
+        .bind(area.expires_at)
+        .bind(area.budget.map(|b| to_i64(b, "budget")).transpose()?)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("creating a demand area")?;
+        let centers: Vec<_> = area.cells.iter().map(|c| c.center()).collect();
+        sqlx::query(
+            "INSERT INTO demand_cells (area_id, cell, lat, lon) \
+             SELECT $1, c, lat, lon FROM UNNEST($2::bigint[], $3::float8[], $4::float8[]) \
+                 AS x(c, lat, lon) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(area.cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+        .bind(centers.iter().map(|p| p.lat).collect::<Vec<_>>())
+        .bind(centers.iter().map(|p| p.lon).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing demand cells")?;
+        let row = sqlx::query(&format!("{AREA_QUERY} WHERE a.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("reading a demand area")?;
+        let record = area_record(&row)?;
+        tx.commit().await.ctx("committing a demand area")?;
+        Ok(record)
+    }
+
+    pub(crate) async fn demand_areas_pg(&self) -> Result<Vec<DemandAreaRecord>> {
+        let rows = sqlx::query(&format!("{AREA_QUERY} ORDER BY a.id DESC"))
+            .fetch_all(self.pool())
+            .await
+            .ctx("listing demand areas")?;
+        rows.iter().map(area_record).collect()
+    }
+
+    pub(crate) async fn demand_cells_pg(
+        &self,
+        bbox: BoundingBox,
+        now: DateTime<Utc>,
+        coverage_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DemandCellState>> {
+        type R = (i64, f64, i64, f64, f64, Option<DateTime<Utc>>);
+        let rows: Vec<R> = sqlx::query_as(
+            "WITH live AS ( \
+                 SELECT id, weight, budget FROM demand_areas \
+                 WHERE created_at <= $5 AND (expires_at IS NULL OR expires_at > $5)), \
+             cells AS ( \
+                 SELECT cell FROM road_cells \
+                 WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+                 UNION SELECT d.cell FROM demand_cells d JOIN live ON live.id = d.area_id \
+                 WHERE d.lat BETWEEN $2 AND $4 AND d.lon BETWEEN $1 AND $3), \
+             picked AS (SELECT cell FROM cells ORDER BY cell LIMIT $7) \
+             SELECT p.cell, \
+                 COALESCE((SELECT SUM(live.weight) FROM demand_cells d \
+                     JOIN live ON live.id = d.area_id WHERE d.cell = p.cell), 0)::float8, \
+                 (SELECT COUNT(*) FROM demand_cells d JOIN live ON live.id = d.area_id \
+                     WHERE d.cell = p.cell AND live.budget IS NOT NULL AND NOT EXISTS \
+                     (SELECT 1 FROM bounty_claims b WHERE b.area_id = d.area_id \
+                         AND b.cell = d.cell)), \
+                 COALESCE((SELECT road_length_m FROM road_cells rc WHERE rc.cell = p.cell), 0), \
+                 COALESCE((SELECT SUM(l) FROM (SELECT MAX(ms.length_m) AS l \
+                     FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
+                     WHERE ms.cell = p.cell AND u.received_at >= $6 \
+                     GROUP BY ms.osm_way_id, ms.way_piece) s), 0)::float8, \
+                 (SELECT MAX(f.captured_at) FROM frames f \
+                     WHERE f.cell = p.cell AND f.status = 'published') \
+             FROM picked p ORDER BY p.cell",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(now)
+        .bind(coverage_since)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .ctx("reading the demand map")?;
+        rows.into_iter()
+            .map(|(cell, w, open, len, observed, last)| {
+                Ok(DemandCellState {
+                    cell: Cell::from_i64(cell)?,
+                    demand_weight: w,
+                    open_bounties: open,
+                    road_length_m: len,
+                    observed_m: observed,
+                    last_seen: last,
+                })
+            })
+            .collect()
+    }
+}

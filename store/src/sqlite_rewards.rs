@@ -1,0 +1,678 @@
+//! Embedded backend: epochs, their results and demand areas. Times are microseconds since the
+//! epoch, as everywhere in this backend.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use covermap_domain::rewards::{EpochInputs, EpochPeriod};
+use covermap_domain::{BoundingBox, Cell};
+use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::error::{Result, SqlContext, StoreError};
+use crate::reward_rows::{
+    RawInputs, SPOOF_REASONS, cell_row, check_order, reward_row, to_i64, to_u64,
+};
+use crate::sqlite::{micros, time};
+use crate::{
+    ClosedEpoch, DemandAreaRecord, DemandCellState, EpochClaim, EpochRecord, NewDemandArea,
+    SqliteStore,
+};
+
+const EPOCH_COLUMNS: &str = "epoch, start_at, end_at, status, closed_at, root, policy_hash, \
+     emission, distributed, unallocated, bounty_paid";
+
+fn epoch_record(r: &SqliteRow) -> Result<EpochRecord> {
+    let opt = |name: &str| -> Result<Option<u64>> {
+        r.get::<Option<i64>, _>(name)
+            .map(|v| to_u64(v, name))
+            .transpose()
+    };
+    Ok(EpochRecord {
+        epoch: to_u64(r.get("epoch"), "epoch")?,
+        start: time(r.get("start_at"))?,
+        end: time(r.get("end_at"))?,
+        status: r.get("status"),
+        closed_at: r.get::<Option<i64>, _>("closed_at").map(time).transpose()?,
+        root: r.get("root"),
+        policy_hash: r.get("policy_hash"),
+        emission: opt("emission")?,
+        distributed: opt("distributed")?,
+        unallocated: opt("unallocated")?,
+        bounty_paid: opt("bounty_paid")?,
+    })
+}
+
+const AREA_QUERY: &str = "SELECT a.id, a.name, a.weight, a.polygon, a.created_by, a.created_at, \
+        a.expires_at, a.budget, a.refunded, a.refunded_epoch, \
+        (SELECT COUNT(*) FROM demand_cells d WHERE d.area_id = a.id) AS cells, \
+        (SELECT COALESCE(SUM(paid), 0) FROM bounty_claims b WHERE b.area_id = a.id) AS paid, \
+        (SELECT COUNT(*) FROM bounty_claims b WHERE b.area_id = a.id) AS claimed \
+     FROM demand_areas a";
+
+fn area_record(r: &SqliteRow) -> Result<DemandAreaRecord> {
+    Ok(DemandAreaRecord {
+        id: r.get("id"),
+        name: r.get("name"),
+        weight: r.get("weight"),
+        polygon: serde_json::from_str(&r.get::<String, _>("polygon"))
+            .map_err(|e| StoreError::Corrupt(format!("demand area polygon: {e}")))?,
+        cells: r.get("cells"),
+        created_by: r.get("created_by"),
+        created_at: time(r.get("created_at"))?,
+        expires_at: r
+            .get::<Option<i64>, _>("expires_at")
+            .map(time)
+            .transpose()?,
+        budget: r
+            .get::<Option<i64>, _>("budget")
+            .map(|v| to_u64(v, "budget"))
+            .transpose()?,
+        paid: to_u64(r.get("paid"), "paid")?,
+        claimed_cells: r.get("claimed"),
+        refunded: r
+            .get::<Option<i64>, _>("refunded")
+            .map(|v| to_u64(v, "refund"))
+            .transpose()?,
+        refunded_epoch: r
+            .get::<Option<i64>, _>("refunded_epoch")
+            .map(|v| to_u64(v, "epoch"))
+            .transpose()?,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) async fn claim_epoch_sqlite(
+        &self,
+        period: &EpochPeriod,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<EpochClaim> {
+        let n = to_i64(period.epoch, "epoch")?;
+        // BEGIN IMMEDIATE: one claimer at a time, across processes too.
+        let mut tx = self.write().await?;
+        let row: Option<(String, Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT status, claimed_by, claimed_until FROM epochs WHERE epoch = ?")
+                .bind(n)
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("reading an epoch")?;
+        match row {
+            Some((status, _, _)) if status == "closed" => return Ok(EpochClaim::Closed),
+            Some((_, Some(by), Some(until))) if until > micros(now) => {
+                return Ok(EpochClaim::Busy {
+                    by,
+                    until: time(until)?,
+                });
+            }
+            _ => {}
+        }
+        let (last, busy): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MAX(epoch) FROM epochs WHERE status = 'closed'), \
+                    (SELECT MIN(epoch) FROM epochs WHERE status = 'closing' AND epoch <> ?1 \
+                        AND claimed_until > ?2)",
+        )
+        .bind(n)
+        .bind(micros(now))
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("reading the epochs")?;
+        check_order(period.epoch, last, busy)?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let until = now + lease_for;
+        sqlx::query(
+            "INSERT INTO epochs (epoch, start_at, end_at, status, claimed_by, claim_token, \
+                 claimed_until) VALUES (?1, ?2, ?3, 'closing', ?4, ?5, ?6) \
+             ON CONFLICT (epoch) DO UPDATE SET claimed_by = ?4, claim_token = ?5, \
+                 claimed_until = ?6, start_at = ?2, end_at = ?3",
+        )
+        .bind(n)
+        .bind(micros(period.start))
+        .bind(micros(period.end))
+        .bind(worker)
+        .bind(&token)
+        .bind(micros(until))
+        .execute(&mut *tx)
+        .await
+        .ctx("claiming an epoch")?;
+        let tagged = sqlx::query(
+            "UPDATE uploads SET reward_epoch = ? \
+             WHERE reward_epoch IS NULL AND status = 'processed' AND received_at < ?",
+        )
+        .bind(n)
+        .bind(micros(period.end))
+        .execute(&mut *tx)
+        .await
+        .ctx("counting uploads in an epoch")?
+        .rows_affected();
+        tx.commit().await.ctx("committing an epoch claim")?;
+        Ok(EpochClaim::Held {
+            token,
+            until,
+            tagged,
+        })
+    }
+
+    pub(crate) async fn abandon_epoch_sqlite(&self, epoch: u64, token: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE epochs SET claimed_by = NULL, claim_token = NULL, claimed_until = NULL \
+             WHERE epoch = ? AND status = 'closing' AND claim_token = ?",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .ctx("giving an epoch back")?;
+        tx.commit().await.ctx("giving an epoch back")?;
+        Ok(())
+    }
+
+    pub(crate) async fn epoch_inputs_sqlite(
+        &self,
+        period: &EpochPeriod,
+        coverage_since: DateTime<Utc>,
+    ) -> Result<EpochInputs> {
+        let n = to_i64(period.epoch, "epoch")?;
+        // One read transaction: every list sees the same snapshot.
+        let mut tx = self.pool.begin().await.ctx("starting a read")?;
+        let captures: Vec<(Option<String>, i64, i32, i64, i64)> = sqlx::query_as(
+            "SELECT CASE WHEN u.rewardable THEN u.contributor END, f.upload_id, f.frame, \
+                    f.cell, f.captured_at \
+             FROM frames f JOIN uploads u ON u.id = f.upload_id \
+             WHERE u.reward_epoch = ? AND f.status = 'published'",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading an epoch's frames")?;
+        let mut raw = RawInputs {
+            captures: captures
+                .into_iter()
+                .map(|(c, u, f, cell, t)| Ok((c, u, f, cell, time(t)?)))
+                .collect::<Result<_>>()?,
+            ..RawInputs::default()
+        };
+        let last_seen: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT f.cell, MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
+             WHERE u.reward_epoch < ?1 AND f.status = 'published' AND f.cell IN \
+                (SELECT f2.cell FROM frames f2 JOIN uploads u2 ON u2.id = f2.upload_id \
+                 WHERE u2.reward_epoch = ?1 AND f2.status = 'published') \
+             GROUP BY f.cell",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading cells' last captures")?;
+        raw.last_seen = last_seen
+            .into_iter()
+            .map(|(c, t)| Ok((c, time(t)?)))
+            .collect::<Result<_>>()?;
+        raw.roads = sqlx::query_as(
+            "WITH touched AS ( \
+                 SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                 WHERE u.reward_epoch = ?1 AND f.status = 'published' \
+                 UNION SELECT r.cell FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+                 WHERE u.reward_epoch = ?1), \
+             driven AS ( \
+                 SELECT ms.cell, ms.osm_way_id, ms.way_piece, MAX(ms.length_m) AS l \
+                 FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
+                 WHERE u.reward_epoch < ?1 AND u.received_at >= ?2 \
+                   AND ms.cell IN (SELECT cell FROM touched) \
+                 GROUP BY ms.cell, ms.osm_way_id, ms.way_piece) \
+             SELECT rc.cell, rc.road_length_m, \
+                    CAST(COALESCE((SELECT SUM(l) FROM driven d WHERE d.cell = rc.cell), 0) AS REAL) \
+             FROM road_cells rc WHERE rc.cell IN (SELECT cell FROM touched)",
+        )
+        .bind(n)
+        .bind(micros(coverage_since))
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading cells' roads")?;
+        type Radio = (
+            Option<String>,
+            i64,
+            i32,
+            i64,
+            String,
+            String,
+            Option<i32>,
+            i64,
+            f64,
+            f64,
+        );
+        let radio: Vec<Radio> = sqlx::query_as(
+            "SELECT CASE WHEN u.rewardable THEN u.contributor END, r.upload_id, r.seq, r.cell, \
+                    COALESCE(r.radio, r.emitter_kind), r.emitter, r.signal_dbm, r.observed_at, \
+                    r.lat, r.lon \
+             FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+             WHERE u.reward_epoch = ?",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading an epoch's radio samples")?;
+        raw.radio = radio
+            .into_iter()
+            .map(|(c, u, q, cell, tech, e, sig, t, lat, lon)| {
+                Ok((c, u, q, cell, tech, e, sig, time(t)?, lat, lon))
+            })
+            .collect::<Result<_>>()?;
+        let areas_filter = "created_at < ?2 AND (expires_at IS NULL OR expires_at > ?3 \
+              OR (budget IS NOT NULL AND (refunded_epoch IS NULL OR refunded_epoch >= ?1)))";
+        type Area = (i64, String, f64, i64, Option<i64>, Option<i64>, bool);
+        let areas: Vec<Area> = sqlx::query_as(&format!(
+            "SELECT id, name, weight, created_at, expires_at, budget, \
+                    (refunded_epoch IS NOT NULL AND refunded_epoch < ?1) \
+             FROM demand_areas WHERE {areas_filter}"
+        ))
+        .bind(n)
+        .bind(micros(period.end))
+        .bind(micros(period.start))
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading demand areas")?;
+        raw.areas = areas
+            .into_iter()
+            .map(|(id, name, w, created, expires, budget, refunded)| {
+                Ok((
+                    id,
+                    name,
+                    w,
+                    time(created)?,
+                    expires.map(time).transpose()?,
+                    budget,
+                    refunded,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        raw.area_cells = sqlx::query_as(&format!(
+            "SELECT area_id, cell FROM demand_cells WHERE area_id IN \
+                (SELECT id FROM demand_areas WHERE {areas_filter})"
+        ))
+        .bind(n)
+        .bind(micros(period.end))
+        .bind(micros(period.start))
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading demand cells")?;
+        raw.claims =
+            sqlx::query_as("SELECT area_id, cell, paid FROM bounty_claims WHERE epoch < ?")
+                .bind(n)
+                .fetch_all(&mut *tx)
+                .await
+                .ctx("reading bounty claims")?;
+        raw.fixes = sqlx::query_as(
+            "SELECT contributor, COALESCE(SUM(fixes_accepted), 0) FROM uploads \
+             WHERE reward_epoch = ? AND rewardable AND contributor IS NOT NULL \
+             GROUP BY contributor",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading fix counts")?;
+        raw.spoofed = sqlx::query_as(&format!(
+            "SELECT u.contributor, COUNT(*) FROM rejected_observations ro \
+             JOIN uploads u ON u.id = ro.upload_id \
+             WHERE u.reward_epoch = ? AND u.rewardable AND u.contributor IS NOT NULL \
+               AND ro.stage = 'fix' AND ro.reason IN ({SPOOF_REASONS}) \
+             GROUP BY u.contributor"
+        ))
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading spoofing evidence")?;
+        raw.duplicated = sqlx::query_as(
+            "SELECT u.contributor, COUNT(*) FROM frame_rejections fr \
+             JOIN uploads u ON u.id = fr.upload_id \
+             LEFT JOIN uploads o ON o.id = fr.duplicate_of_upload \
+             WHERE u.reward_epoch = ? AND u.rewardable AND u.contributor IS NOT NULL \
+               AND fr.reason = 'duplicate' AND o.contributor IS NOT u.contributor \
+             GROUP BY u.contributor",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading duplicate evidence")?;
+        raw.previous = sqlx::query_as(
+            "SELECT contributor, cumulative FROM epoch_rewards WHERE epoch = \
+                (SELECT MAX(epoch) FROM epochs WHERE status = 'closed' AND epoch < ?)",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading cumulative totals")?;
+        tx.commit().await.ctx("ending a read")?;
+        raw.assemble(period)
+    }
+
+    pub(crate) async fn finish_epoch_sqlite(
+        &self,
+        token: &str,
+        outcome: &EpochOutcome,
+        policy: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let m = &outcome.manifest;
+        let n = to_i64(m.epoch, "epoch")?;
+        let mut tx = self.write().await?;
+        let held: Option<(i64,)> = sqlx::query_as(
+            "SELECT epoch FROM epochs WHERE epoch = ? AND status = 'closing' AND claim_token = ?",
+        )
+        .bind(n)
+        .bind(token)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("checking an epoch claim")?;
+        if held.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "epoch {} is no longer held by this closer",
+                m.epoch
+            )));
+        }
+        for r in &outcome.rewards {
+            sqlx::query(
+                "INSERT INTO epoch_rewards (epoch, contributor, points, base, bounty, amount, \
+                     cumulative, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(n)
+            .bind(&r.contributor)
+            .bind(to_i64(r.points, "points")?)
+            .bind(to_i64(r.base, "amount")?)
+            .bind(to_i64(r.bounty, "amount")?)
+            .bind(to_i64(r.amount, "amount")?)
+            .bind(r.cumulative.to_string())
+            .bind(r.flagged)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing rewards")?;
+        }
+        for c in &outcome.cells {
+            sqlx::query(
+                "INSERT INTO epoch_cells (epoch, cell, captures, radio_units, points, amount, \
+                     weight) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(n)
+            .bind(c.cell.as_i64())
+            .bind(to_i64(c.captures, "count")?)
+            .bind(to_i64(c.radio_units, "count")?)
+            .bind(to_i64(c.points, "points")?)
+            .bind(to_i64(c.amount, "amount")?)
+            .bind(c.weight_at_start)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing cell rewards")?;
+        }
+        for p in &outcome.penalties {
+            sqlx::query(
+                "INSERT INTO epoch_penalties (epoch, contributor, reason, detail) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(n)
+            .bind(&p.contributor)
+            .bind(&p.reason)
+            .bind(&p.detail)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing penalties")?;
+        }
+        for b in &outcome.claims {
+            sqlx::query(
+                "INSERT INTO bounty_claims (area_id, cell, epoch, contributor, claimed, paid) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(b.area)
+            .bind(b.cell.as_i64())
+            .bind(n)
+            .bind(&b.contributor)
+            .bind(to_i64(b.claimed, "claim")?)
+            .bind(to_i64(b.paid, "claim")?)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing bounty claims")?;
+        }
+        for f in &outcome.refunds {
+            sqlx::query("UPDATE demand_areas SET refunded = ?, refunded_epoch = ? WHERE id = ?")
+                .bind(to_i64(f.amount, "refund")?)
+                .bind(n)
+                .bind(f.area)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing bounty refunds")?;
+        }
+        let manifest =
+            serde_json::to_string(m).map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
+        sqlx::query(
+            "UPDATE epochs SET status = 'closed', closed_at = ?2, policy = ?3, policy_hash = ?4, \
+                 root = ?5, emission = ?6, distributed = ?7, unallocated = ?8, bounty_paid = ?9, \
+                 manifest = ?10, claim_token = NULL, claimed_until = NULL \
+             WHERE epoch = ?1",
+        )
+        .bind(n)
+        .bind(micros(now))
+        .bind(policy)
+        .bind(&m.policy_hash)
+        .bind(&m.root)
+        .bind(to_i64(m.emission, "emission")?)
+        .bind(to_i64(m.distributed, "amount")?)
+        .bind(to_i64(m.unallocated, "amount")?)
+        .bind(to_i64(m.bounty_paid, "amount")?)
+        .bind(manifest)
+        .execute(&mut *tx)
+        .await
+        .ctx("writing an epoch's manifest")?;
+        tx.commit().await.ctx("committing an epoch")?;
+        Ok(())
+    }
+
+    pub(crate) async fn epochs_sqlite(&self) -> Result<Vec<EpochRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EPOCH_COLUMNS} FROM epochs ORDER BY epoch"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing epochs")?;
+        rows.iter().map(epoch_record).collect()
+    }
+
+    pub(crate) async fn closed_epoch_sqlite(&self, epoch: u64) -> Result<Option<ClosedEpoch>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EPOCH_COLUMNS}, manifest, policy FROM epochs \
+             WHERE epoch = ? AND status = 'closed'"
+        ))
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading an epoch")?;
+        let Some(row) = row else { return Ok(None) };
+        let manifest: Manifest = serde_json::from_str(&row.get::<String, _>("manifest"))
+            .map_err(|e| StoreError::Corrupt(format!("epoch {epoch}'s manifest: {e}")))?;
+        Ok(Some(ClosedEpoch {
+            record: epoch_record(&row)?,
+            manifest,
+            policy: row.get::<Option<String>, _>("policy").unwrap_or_default(),
+        }))
+    }
+
+    pub(crate) async fn last_closed_epoch_sqlite(&self) -> Result<Option<u64>> {
+        let (n,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(epoch) FROM epochs WHERE status = 'closed'")
+                .fetch_one(&self.pool)
+                .await
+                .ctx("reading the last epoch")?;
+        n.map(|n| to_u64(n, "epoch")).transpose()
+    }
+
+    pub(crate) async fn epoch_rewards_sqlite(&self, epoch: u64) -> Result<Vec<ContributorReward>> {
+        let rows = sqlx::query(
+            "SELECT contributor, points, base, bounty, amount, cumulative, flagged \
+             FROM epoch_rewards WHERE epoch = ? ORDER BY contributor",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading rewards")?;
+        rows.iter().map(reward_row).collect()
+    }
+
+    pub(crate) async fn epoch_cells_sqlite(&self, epoch: u64) -> Result<Vec<CellReward>> {
+        let rows: Vec<(i64, i64, i64, i64, i64, f64)> = sqlx::query_as(
+            "SELECT cell, captures, radio_units, points, amount, weight FROM epoch_cells \
+             WHERE epoch = ? ORDER BY cell",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading cell rewards")?;
+        rows.into_iter().map(cell_row).collect()
+    }
+
+    pub(crate) async fn epoch_penalties_sqlite(&self, epoch: u64) -> Result<Vec<Penalty>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT contributor, reason, detail FROM epoch_penalties WHERE epoch = ? \
+             ORDER BY contributor",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading penalties")?;
+        Ok(rows
+            .into_iter()
+            .map(|(contributor, reason, detail)| Penalty {
+                contributor,
+                reason,
+                detail,
+            })
+            .collect())
+    }
+
+    pub(crate) async fn contributor_rewards_sqlite(
+        &self,
+        contributor: &str,
+    ) -> Result<Vec<(u64, ContributorReward)>> {
+        let rows = sqlx::query(
+            "SELECT epoch, contributor, points, base, bounty, amount, cumulative, flagged \
+             FROM epoch_rewards WHERE contributor = ? ORDER BY epoch",
+        )
+        .bind(contributor)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading a contributor's rewards")?;
+        rows.iter()
+            .map(|r| Ok((to_u64(r.get("epoch"), "epoch")?, reward_row(r)?)))
+            .collect()
+    }
+
+    pub(crate) async fn create_demand_area_sqlite(
+        &self,
+        area: &NewDemandArea,
+        now: DateTime<Utc>,
+    ) -> Result<DemandAreaRecord> {
+        let mut tx = self.write().await?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO demand_areas (name, weight, polygon, created_by, created_at, expires_at, \
+                 budget) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&area.name)
+        .bind(area.weight)
+        .bind(area.polygon.to_string())
+        .bind(area.created_by)
+        .bind(micros(now))
+        .bind(area.expires_at.map(micros))
+        .bind(area.budget.map(|b| to_i64(b, "budget")).transpose()?)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("creating a demand area")?;
+        for c in &area.cells {
+            let p = c.center();
+            sqlx::query(
+                "INSERT INTO demand_cells (area_id, cell, lat, lon) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(c.as_i64())
+            .bind(p.lat)
+            .bind(p.lon)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing demand cells")?;
+        }
+        let row = sqlx::query(&format!("{AREA_QUERY} WHERE a.id = ?"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("reading a demand area")?;
+        let record = area_record(&row)?;
+        tx.commit().await.ctx("committing a demand area")?;
+        Ok(record)
+    }
+
+    pub(crate) async fn demand_areas_sqlite(&self) -> Result<Vec<DemandAreaRecord>> {
+        let rows = sqlx::query(&format!("{AREA_QUERY} ORDER BY a.id DESC"))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing demand areas")?;
+        rows.iter().map(area_record).collect()
+    }
+
+    pub(crate) async fn demand_cells_sqlite(
+        &self,
+        bbox: BoundingBox,
+        now: DateTime<Utc>,
+        coverage_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DemandCellState>> {
+        type R = (i64, f64, i64, f64, f64, Option<i64>);
+        let rows: Vec<R> = sqlx::query_as(
+            "WITH live AS ( \
+                 SELECT id, weight, budget FROM demand_areas \
+                 WHERE created_at <= ?5 AND (expires_at IS NULL OR expires_at > ?5)), \
+             cells AS ( \
+                 SELECT cell FROM road_cells \
+                 WHERE lat BETWEEN ?2 AND ?4 AND lon BETWEEN ?1 AND ?3 \
+                 UNION SELECT d.cell FROM demand_cells d JOIN live ON live.id = d.area_id \
+                 WHERE d.lat BETWEEN ?2 AND ?4 AND d.lon BETWEEN ?1 AND ?3), \
+             picked AS (SELECT cell FROM cells ORDER BY cell LIMIT ?7) \
+             SELECT p.cell, \
+                 CAST(COALESCE((SELECT SUM(live.weight) FROM demand_cells d \
+                     JOIN live ON live.id = d.area_id WHERE d.cell = p.cell), 0) AS REAL), \
+                 (SELECT COUNT(*) FROM demand_cells d JOIN live ON live.id = d.area_id \
+                     WHERE d.cell = p.cell AND live.budget IS NOT NULL AND NOT EXISTS \
+                     (SELECT 1 FROM bounty_claims b WHERE b.area_id = d.area_id \
+                         AND b.cell = d.cell)), \
+                 CAST(COALESCE((SELECT road_length_m FROM road_cells rc WHERE rc.cell = p.cell), 0) \
+                     AS REAL), \
+                 CAST(COALESCE((SELECT SUM(l) FROM (SELECT MAX(ms.length_m) AS l \
+                     FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
+                     WHERE ms.cell = p.cell AND u.received_at >= ?6 \
+                     GROUP BY ms.osm_way_id, ms.way_piece) s), 0) AS REAL), \
+                 (SELECT MAX(f.captured_at) FROM frames f \
+                     WHERE f.cell = p.cell AND f.status = 'published') \
+             FROM picked p ORDER BY p.cell",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(micros(now))
+        .bind(micros(coverage_since))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading the demand map")?;
+        rows.into_iter()
+            .map(|(cell, w, open, len, observed, last)| {
+                Ok(DemandCellState {
+                    cell: Cell::from_i64(cell)?,
+                    demand_weight: w,
+                    open_bounties: open,
+                    road_length_m: len,
+                    observed_m: observed,
+                    last_seen: last.map(time).transpose()?,
+                })
+            })
+            .collect()
+    }
+}

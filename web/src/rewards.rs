@@ -1,0 +1,128 @@
+//! The rewards ledger, open to anyone: epochs with their manifests and Merkle roots, each
+//! contributor's rewards, and the proof that a contributor's cumulative total is in a root.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use covermap_scoring::epoch::leaves_of;
+use covermap_scoring::ledger::{self, MerkleTree};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::bad_query;
+use crate::{ApiError, AppState};
+
+/// `GET /api/v1/epochs`: every epoch claimed or closed.
+pub(crate) async fn epochs(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(json!({"epochs": state.store.epochs().await?})).into_response())
+}
+
+fn epoch_number(s: &str) -> Result<u64, ApiError> {
+    s.parse().map_err(|_| {
+        ApiError::bad_request("invalid_epoch", format!("{s:?} is not an epoch number"))
+    })
+}
+
+/// `GET /api/v1/epochs/{n}`: a closed epoch's manifest, penalties, bounty claims and policy.
+pub(crate) async fn epoch(
+    State(state): State<AppState>,
+    Path(n): Path<String>,
+) -> Result<Response, ApiError> {
+    let n = epoch_number(&n)?;
+    let stored = state
+        .store
+        .closed_epoch(n)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("epoch {n} is not closed")))?;
+    let penalties = state.store.epoch_penalties(n).await?;
+    Ok(Json(json!({
+        "manifest": stored.manifest,
+        "closed_at": stored.record.closed_at,
+        "penalties": penalties,
+        "policy": stored.policy,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/rewards/{contributor}`: its reward in every closed epoch, oldest first.
+pub(crate) async fn contributor(
+    State(state): State<AppState>,
+    Path(who): Path<String>,
+) -> Result<Response, ApiError> {
+    let rows = state.store.contributor_rewards(&who).await?;
+    let epochs: Vec<_> = rows
+        .into_iter()
+        .map(|(epoch, r)| {
+            json!({
+                "epoch": epoch,
+                "points": r.points,
+                "base": r.base,
+                "bounty": r.bounty,
+                "amount": r.amount,
+                "cumulative": r.cumulative.to_string(),
+                "flagged": r.flagged,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"contributor": who, "epochs": epochs})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ProofQuery {
+    epoch: Option<u64>,
+}
+
+/// `GET /api/v1/rewards/{contributor}/proof?epoch=N`: the contributor's leaf in epoch N's
+/// ledger (the newest closed epoch by default) and the sibling hashes that lead to its root.
+pub(crate) async fn proof(
+    State(state): State<AppState>,
+    Path(who): Path<String>,
+    q: Result<Query<ProofQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let n = match q.epoch {
+        Some(n) => n,
+        None => state
+            .store
+            .last_closed_epoch()
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no epoch is closed yet".into()))?,
+    };
+    let stored = state
+        .store
+        .closed_epoch(n)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("epoch {n} is not closed")))?;
+    let rewards = state.store.epoch_rewards(n).await?;
+    let leaves = leaves_of(n, &stored.manifest.distributor, &rewards);
+    let leaf = leaves
+        .iter()
+        .find(|l| l.contributor == who)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("{who:?} has no reward in the ledger of epoch {n}"))
+        })?;
+    let tree = MerkleTree::new(&leaves);
+    let root = hex::encode(tree.root());
+    if root != stored.manifest.root {
+        return Err(ApiError::Store(covermap_store::StoreError::Corrupt(
+            format!(
+                "epoch {n}'s stored rewards give root {root}, not the manifest's {}",
+                stored.manifest.root
+            ),
+        )));
+    }
+    let proof = tree.proof(leaf).unwrap_or_default();
+    debug_assert!(ledger::verify(leaf, &proof, &tree.root()));
+    Ok(Json(json!({
+        "epoch": n,
+        "distributor": leaf.distributor,
+        "contributor": leaf.contributor,
+        "cumulative": leaf.cumulative.to_string(),
+        "leaf": hex::encode(leaf.hash()),
+        "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        "root": root,
+        "scheme": "leaf = sha256(0x00 ‖ epoch u64be ‖ len u32be ‖ distributor ‖ len u32be ‖ contributor ‖ cumulative u128be); node = sha256(0x01 ‖ min(a,b) ‖ max(a,b))",
+    }))
+    .into_response())
+}
