@@ -140,6 +140,7 @@ conformance!(
     upload_sessions_take_parts_in_order,
     uploads_are_listed_by_contributor_and_device,
     refused_frames_imagery_and_retention,
+    epochs_close_once_in_order_over_stored_inputs,
 );
 
 fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
@@ -1169,4 +1170,166 @@ async fn refused_frames_imagery_and_retention(store: Arc<dyn Store>) {
     assert!(!due.iter().any(|d| d.upload_id == queued.upload_id));
     // What is published stays.
     assert!(image(0, FrameImage::Published).await.unwrap().is_some());
+}
+
+fn period(epoch: u64, start: DateTime<Utc>) -> covermap_domain::rewards::EpochPeriod {
+    covermap_domain::rewards::EpochPeriod {
+        epoch,
+        start,
+        end: start + secs(7200),
+    }
+}
+
+async fn epochs_close_once_in_order_over_stored_inputs(store: Arc<dyn Store>) {
+    use covermap_scoring::RewardPolicy;
+    use covermap_scoring::epoch;
+    use covermap_store::{EpochClaim, NewDemandArea};
+    let policy = RewardPolicy::shipped();
+    let (a, drive) = processed_drive(store.as_ref(), "drive a", t0(), "original/a").await;
+    let e5 = period(5, t0() - secs(3600));
+    let since = e5.start - secs(30 * 86_400);
+    let claim = |p, who: &'static str| store.claim_epoch(p, who, t0() + secs(4000), LEASE);
+    let EpochClaim::Held { token, tagged, .. } = claim(&e5, "one").await.unwrap() else {
+        panic!("the first closer gets the epoch");
+    };
+    assert_eq!(tagged, 1);
+    assert!(matches!(
+        claim(&e5, "two").await.unwrap(),
+        EpochClaim::Busy { by, .. } if by == "one"
+    ));
+    let inputs = store.epoch_inputs(&e5, since).await.unwrap();
+    // The published frame is the only capture; the refused ones are not.
+    assert_eq!(inputs.captures.len(), 1);
+    let c = &inputs.captures[0];
+    assert_eq!(
+        (c.contributor.as_deref(), c.upload_id, c.frame, c.cell),
+        (Some("alice"), a, 0, drive.frames[0].cell)
+    );
+    assert_eq!(c.captured_at, drive.frames[0].captured_at);
+    assert!(inputs.last_seen.is_empty() && inputs.previous.is_empty());
+    let outcome = epoch::close(&inputs, &policy);
+    assert_eq!(outcome.rewards.len(), 1);
+    assert_eq!(outcome.rewards[0].amount, policy.rules.epoch.emission);
+    // Only the holder may finish it, and only once.
+    assert!(matches!(
+        store
+            .finish_epoch("not-the-token", &outcome, &policy.source, t0())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .finish_epoch(&token, &outcome, &policy.source, t0() + secs(4001))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .finish_epoch(&token, &outcome, &policy.source, t0())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(claim(&e5, "two").await.unwrap(), EpochClaim::Closed);
+    let listed = store.epochs().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, "closed");
+    assert_eq!(
+        listed[0].root.as_deref(),
+        Some(outcome.manifest.root.as_str())
+    );
+    let stored = store.closed_epoch(5).await.unwrap().unwrap();
+    assert_eq!(stored.manifest, outcome.manifest);
+    assert_eq!(stored.policy, policy.source);
+    assert_eq!(store.last_closed_epoch().await.unwrap(), Some(5));
+    assert_eq!(store.epoch_rewards(5).await.unwrap(), outcome.rewards);
+    assert_eq!(store.epoch_cells(5).await.unwrap(), outcome.cells);
+    assert_eq!(
+        store.contributor_rewards("alice").await.unwrap(),
+        vec![(5, outcome.rewards[0].clone())]
+    );
+
+    // Epochs close in order.
+    let e4 = period(4, e5.start - secs(7200));
+    let e7 = period(7, e5.start + secs(2 * 7200));
+    assert!(matches!(
+        claim(&e4, "x").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        claim(&e7, "x").await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The next epoch: a second drive of the same place; the first is its cell's last capture,
+    // and alice's total so far is the previous total.
+    let (b, _) = processed_drive(store.as_ref(), "drive b", t0() + secs(7200), "original/b").await;
+    let e6 = period(6, e5.end);
+    let EpochClaim::Held { token, tagged, .. } = claim(&e6, "one").await.unwrap() else {
+        panic!("epoch 6 is free");
+    };
+    assert_eq!(tagged, 1);
+    let next = store.epoch_inputs(&e6, since).await.unwrap();
+    assert_eq!(next.captures.len(), 1);
+    assert_eq!(next.captures[0].upload_id, b);
+    assert_eq!(next.last_seen.len(), 1);
+    assert_eq!(next.last_seen[0].last_seen, drive.frames[0].captured_at);
+    assert_eq!(next.previous.len(), 1);
+    assert_eq!(
+        next.previous[0].cumulative,
+        u128::from(policy.rules.epoch.emission)
+    );
+    let o6 = epoch::close(&next, &policy);
+    store
+        .finish_epoch(&token, &o6, &policy.source, t0() + secs(9000))
+        .await
+        .unwrap();
+    // Epoch 5's inputs read the same after later epochs closed: it can be verified.
+    assert_eq!(store.epoch_inputs(&e5, since).await.unwrap(), inputs);
+
+    // A claim given back is free at once.
+    let e7 = period(7, e6.end);
+    let EpochClaim::Held { token, .. } = claim(&e7, "one").await.unwrap() else {
+        panic!("epoch 7 is free");
+    };
+    store.abandon_epoch(7, &token).await.unwrap();
+    assert!(matches!(
+        claim(&e7, "two").await.unwrap(),
+        EpochClaim::Held { .. }
+    ));
+
+    // Demand areas: stored with their cells, listed, and on the demand map with their weight.
+    let cell = cell_at(43.7384, 7.4246);
+    let area = store
+        .create_demand_area(
+            &NewDemandArea {
+                name: "harbour".into(),
+                weight: 2.0,
+                polygon: serde_json::json!({"type": "Polygon", "coordinates": []}),
+                cells: vec![cell, cell],
+                created_by: None,
+                expires_at: Some(t0() + secs(86_400)),
+                budget: Some(500),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((area.cells, area.budget, area.paid), (1, Some(500), 0));
+    assert_eq!(store.demand_areas().await.unwrap(), vec![area]);
+    let map = store
+        .demand_cells(BoundingBox::WORLD, t0() + secs(60), since, 10)
+        .await
+        .unwrap();
+    assert_eq!(map.len(), 1);
+    assert_eq!(
+        (map[0].cell, map[0].demand_weight, map[0].open_bounties),
+        (cell, 2.0, 1)
+    );
+    assert_eq!(
+        map[0].last_seen,
+        Some(drive.frames[0].captured_at + secs(7200))
+    );
+    let later = store
+        .demand_cells(BoundingBox::WORLD, t0() + secs(2 * 86_400), since, 10)
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "an expired area leaves the map");
 }
