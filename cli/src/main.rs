@@ -351,12 +351,14 @@ impl Server {
             .install_recorder()
             .context("cannot install the metrics recorder")?;
         let policy = Arc::new(settings.reward_policy()?);
+        let usage = Arc::new(covermap_web::usage::UsageMeter::default());
         let wake = Arc::new(Notify::new());
         let state = AppState {
             store: store.clone(),
             blobs: blobs.clone(),
             rules: settings.ingest_rules(),
             policy: policy.clone(),
+            usage: usage.clone(),
             resolution: settings.resolution(),
             max_upload_bytes: settings.max_upload_bytes,
             max_drive_bytes: settings.max_drive_bytes,
@@ -382,6 +384,12 @@ impl Server {
             })
             .await
         });
+        tokio::spawn(covermap_web::usage::run_flusher(
+            usage,
+            store.clone(),
+            Duration::from_secs(5),
+            rx.clone(),
+        ));
         if settings.close_epochs {
             tokio::spawn(rewards::run_closer(
                 store.clone(),

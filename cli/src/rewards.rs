@@ -295,6 +295,7 @@ pub async fn verify(store: &Arc<dyn Store>, n: u64) -> anyhow::Result<Verificati
         ("demand", &a.demand, &b.demand),
         ("evidence", &a.evidence, &b.evidence),
         ("previous", &a.previous, &b.previous),
+        ("usage", &a.usage, &b.usage),
     ] {
         if x != y {
             changed.push(name);

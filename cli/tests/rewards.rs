@@ -406,4 +406,25 @@ async fn planners_draw_demand_and_the_map_shows_it() {
         assert_eq!(h["properties"]["open_bounties"], 1);
         assert!(h["properties"]["cell"].is_string());
     }
+    // That look at the harbour was a map consumer's: counted for its area, for the next epoch.
+    let policy = covermap_scoring::RewardPolicy::shipped();
+    let epoch = policy.epoch_at(Utc::now()).unwrap();
+    let area = covermap_domain::Cell(
+        h3o::LatLng::new(43.7315, 7.422)
+            .unwrap()
+            .to_cell(h3o::Resolution::Seven),
+    );
+    let store = db.store().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let usage = store.usage(epoch).await.unwrap();
+        if usage.iter().any(|(a, n)| *a == area && *n >= 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "usage not recorded: {usage:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

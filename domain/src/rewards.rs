@@ -107,6 +107,14 @@ pub struct ContributorEvidence {
     pub frames_duplicated: u64,
 }
 
+/// Map consumers' requests that looked at an area (an H3 cell at the policy's usage resolution)
+/// in the epoch before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCount {
+    pub area: Cell,
+    pub requests: u64,
+}
+
 /// A contributor's cumulative reward before the epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousTotal {
@@ -127,4 +135,5 @@ pub struct EpochInputs {
     pub demand: Vec<DemandArea>,
     pub evidence: Vec<ContributorEvidence>,
     pub previous: Vec<PreviousTotal>,
+    pub usage: Vec<UsageCount>,
 }

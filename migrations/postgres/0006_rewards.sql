@@ -49,8 +49,11 @@ CREATE TABLE epoch_cells (
     points      BIGINT           NOT NULL,
     amount      BIGINT           NOT NULL,
     weight      DOUBLE PRECISION NOT NULL,
+    last_seen   TIMESTAMPTZ,   -- newest capture counted so far: the next epoch's staleness
     PRIMARY KEY (epoch, cell)
 );
+
+CREATE INDEX epoch_cells_cell ON epoch_cells (cell, epoch);
 
 CREATE TABLE epoch_penalties (
     epoch       BIGINT NOT NULL REFERENCES epochs (epoch),
@@ -91,4 +94,13 @@ CREATE TABLE bounty_claims (
     claimed     BIGINT NOT NULL,
     paid        BIGINT NOT NULL,
     PRIMARY KEY (area_id, cell)
+);
+
+-- Map consumers' requests per epoch and area (an H3 cell at the policy's usage resolution):
+-- the usage demand of the next epoch.
+CREATE TABLE usage_counts (
+    epoch    BIGINT NOT NULL,
+    area     BIGINT NOT NULL,
+    requests BIGINT NOT NULL CHECK (requests >= 0),
+    PRIMARY KEY (epoch, area)
 );

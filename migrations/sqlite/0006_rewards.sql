@@ -49,8 +49,11 @@ CREATE TABLE epoch_cells (
     points      INTEGER       NOT NULL,
     amount      INTEGER       NOT NULL,
     weight      REAL             NOT NULL,
+    last_seen   INTEGER,   -- newest capture counted so far: the next epoch's staleness
     PRIMARY KEY (epoch, cell)
 );
+
+CREATE INDEX epoch_cells_cell ON epoch_cells (cell, epoch);
 
 CREATE TABLE epoch_penalties (
     epoch       INTEGER NOT NULL REFERENCES epochs (epoch),
@@ -91,4 +94,13 @@ CREATE TABLE bounty_claims (
     claimed     INTEGER NOT NULL,
     paid        INTEGER NOT NULL,
     PRIMARY KEY (area_id, cell)
+);
+
+-- Map consumers' requests per epoch and area (an H3 cell at the policy's usage resolution):
+-- the usage demand of the next epoch.
+CREATE TABLE usage_counts (
+    epoch    INTEGER NOT NULL,
+    area     INTEGER NOT NULL,
+    requests INTEGER NOT NULL CHECK (requests >= 0),
+    PRIMARY KEY (epoch, area)
 );

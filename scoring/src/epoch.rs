@@ -43,7 +43,8 @@ const MICRO: f64 = 1_000_000.0;
 /// What a place is worth to capture now: the demand map's number and the epoch's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct CellWeight {
-    /// 1 + the weights of the demand areas holding the cell, at most the policy's maximum.
+    /// 1 + the weights of the demand areas holding the cell + the usage term, at most the
+    /// policy's maximum.
     pub demand: f64,
     /// 0 just after a capture, rising linearly to 1 over the recovery period; 1 if never seen.
     pub staleness: f64,
@@ -95,8 +96,32 @@ pub fn coverage_gap(road_length_m: f64, observed_m: f64) -> f64 {
     }
 }
 
-/// Demand multiplier of every cell some live area holds.
-pub fn demand_multipliers(inputs: &EpochInputs, policy: &RewardPolicy) -> HashMap<Cell, f64> {
+/// A cell's demand multiplier: 1, plus the weights of the live areas holding it (`areas`, from
+/// [`area_weights`]), plus the usage term of the area map consumers looked at (`usage`, requests
+/// per H3 cell at the policy's usage resolution), at most the policy's maximum.
+pub fn demand_multiplier(
+    cell: Cell,
+    areas: &HashMap<Cell, f64>,
+    usage: &HashMap<Cell, u64>,
+    policy: &RewardPolicy,
+) -> f64 {
+    let d = &policy.rules.demand;
+    let area = areas.get(&cell).copied().unwrap_or(0.0);
+    let requests = if usage.is_empty() {
+        0
+    } else {
+        cell.0
+            .parent(d.usage_resolution())
+            .and_then(|p| usage.get(&Cell(p)).copied())
+            .unwrap_or(0)
+    };
+    // ⌊log2(1 + requests)⌋ as an integer, so every machine computes the same multiplier.
+    let doublings = u64::BITS - (requests.saturating_add(1)).leading_zeros() - 1;
+    (1.0 + area + d.usage_weight * f64::from(doublings)).min(d.max_multiplier)
+}
+
+/// Sum of the weights of the live demand areas holding each cell.
+pub fn area_weights(inputs: &EpochInputs, policy: &RewardPolicy) -> HashMap<Cell, f64> {
     let mut m: HashMap<Cell, f64> = HashMap::new();
     for area in inputs
         .demand
@@ -108,11 +133,8 @@ pub fn demand_multipliers(inputs: &EpochInputs, policy: &RewardPolicy) -> HashMa
         cells.sort_unstable();
         cells.dedup();
         for c in &cells {
-            *m.entry(*c).or_insert(1.0) += w;
+            *m.entry(*c).or_insert(0.0) += w;
         }
-    }
-    for v in m.values_mut() {
-        *v = v.min(policy.rules.demand.max_multiplier);
     }
     m
 }
@@ -148,6 +170,9 @@ pub struct CellReward {
     pub amount: u64,
     /// The reward weight at the epoch's start (what the demand map showed).
     pub weight_at_start: f64,
+    /// The newest capture of the cell counted so far (this epoch's or an earlier one's): the
+    /// next epoch's starting point for its staleness.
+    pub last_seen: Option<DateTime<Utc>>,
 }
 
 /// A contributor left out by verification.
@@ -188,6 +213,8 @@ pub struct InputHashes {
     pub demand: String,
     pub evidence: String,
     pub previous: String,
+    #[serde(default)]
+    pub usage: String,
 }
 
 /// The epoch's record: written last, it is the mark that the epoch is closed.
@@ -222,7 +249,7 @@ pub struct EpochOutcome {
     pub manifest: Manifest,
     /// One per contributor with a cumulative total (earning this epoch or before), by name.
     pub rewards: Vec<ContributorReward>,
-    /// One per cell that earned points or bounties, by cell.
+    /// One per cell captured or earning points or bounties, by cell.
     pub cells: Vec<CellReward>,
     pub penalties: Vec<Penalty>,
     pub claims: Vec<BountyClaim>,
@@ -281,7 +308,11 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     let flagged: HashSet<&str> = penalties.iter().map(|p| p.contributor.as_str()).collect();
     let counts = |c: &Option<String>| c.as_deref().is_none_or(|c| !flagged.contains(c));
 
-    let demand = demand_multipliers(inputs, policy);
+    let areas = area_weights(inputs, policy);
+    let mut usage: HashMap<Cell, u64> = HashMap::new();
+    for u in &inputs.usage {
+        *usage.entry(u.area).or_default() += u.requests;
+    }
     // A cell listed twice has its roads in two rows: they add up.
     let mut roads: HashMap<Cell, (f64, f64)> = HashMap::new();
     let mut sorted_roads: Vec<_> = inputs.roads.iter().collect();
@@ -307,7 +338,7 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     }
     let g = rules.imagery.coverage_gap_weight;
     let recovery = recovery_micros(policy);
-    let demand_of = |c: &Cell| demand.get(c).copied().unwrap_or(1.0);
+    let demand_of = |c: &Cell| demand_multiplier(*c, &areas, &usage, policy);
     let gap_of = |c: &Cell| gaps.get(c).copied().unwrap_or(1.0);
 
     // Contributors are numbered by name, so every tally below is keyed by a small integer.
@@ -353,6 +384,7 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             prev = Some(prev.map_or(t, |x| x.max(t)));
             j += 1;
         }
+        entry.last_seen = prev.and_then(DateTime::from_timestamp_micros);
         i = j;
     }
 
@@ -485,6 +517,7 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
         let last = last_seen
             .get(&c.cell)
             .map(|&t| DateTime::from_timestamp_micros(t).unwrap_or(period.start));
+        c.last_seen = c.last_seen.max(last);
         c.weight_at_start = reward_weight(
             demand_of(&c.cell),
             last,
@@ -546,7 +579,7 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     };
     let cells = cells
         .into_values()
-        .filter(|c| c.points > 0 || c.amount > 0)
+        .filter(|c| c.captures > 0 || c.points > 0 || c.amount > 0)
         .collect();
     EpochOutcome {
         manifest,
@@ -580,6 +613,7 @@ fn empty_cell(cell: Cell) -> CellReward {
         points: 0,
         amount: 0,
         weight_at_start: 0.0,
+        last_seen: None,
     }
 }
 
@@ -724,6 +758,13 @@ pub fn input_hashes(inputs: &EpochInputs) -> InputHashes {
                 .previous
                 .iter()
                 .map(|p| format!("{}\t{}", p.contributor, p.cumulative))
+                .collect(),
+        ),
+        usage: digest(
+            inputs
+                .usage
+                .iter()
+                .map(|u| format!("{}\t{}", u.area, u.requests))
                 .collect(),
         ),
     }

@@ -82,6 +82,14 @@ pub struct RadioRules {
 pub struct DemandRules {
     pub max_multiplier: f64,
     pub max_area_weight: f64,
+    pub usage_weight: f64,
+    pub usage_resolution: u8,
+}
+
+impl DemandRules {
+    pub fn usage_resolution(&self) -> h3o::Resolution {
+        h3o::Resolution::try_from(self.usage_resolution).unwrap_or(h3o::Resolution::Seven)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +245,12 @@ impl Rules {
             return Err(bad("demand.max_multiplier", "must be at least 1"));
         }
         finite_pos("demand.max_area_weight", self.demand.max_area_weight)?;
+        if !(self.demand.usage_weight.is_finite() && self.demand.usage_weight >= 0.0) {
+            return Err(bad("demand.usage_weight", "must be a number ≥ 0"));
+        }
+        if self.demand.usage_resolution > 15 {
+            return Err(bad("demand.usage_resolution", "must be 0 to 15"));
+        }
         if self.verification.duplicate_frames == 0 {
             return Err(bad("verification.duplicate_frames", "must be at least 1"));
         }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use covermap_domain::Cell;
 use covermap_domain::rewards::{
     Bounty, Capture, CellLastSeen, CellRoads, ContributorEvidence, DemandArea, EpochInputs,
-    EpochPeriod, PreviousTotal, RadioSample,
+    EpochPeriod, PreviousTotal, RadioSample, UsageCount,
 };
 use covermap_scoring::epoch::{self, EpochOutcome};
 use covermap_scoring::ledger::{self, LedgerLeaf};
@@ -129,6 +129,7 @@ fn golden_inputs() -> EpochInputs {
                 cumulative: 10,
             },
         ],
+        usage: vec![],
     }
 }
 
@@ -229,6 +230,40 @@ fn the_same_place_a_week_later_earns_again_and_moments_later_hardly() {
     assert!(amount(&o, "first") > 1000 * amount(&o, "repeat").max(1));
 }
 
+#[test]
+fn map_consumers_looking_at_an_area_raise_its_demand() {
+    let p = policy(1_000_000, 0.2);
+    let a = cell(43.73, 7.42);
+    let far = cell(43.80, 7.50);
+    let s = start();
+    let mut inputs = golden_inputs();
+    inputs.demand.clear();
+    inputs.radio.clear();
+    inputs.evidence.clear();
+    inputs.roads.clear();
+    inputs.last_seen.clear();
+    inputs.previous.clear();
+    inputs.captures = vec![
+        capture(Some("watched"), 1, 0, a, s),
+        capture(Some("unwatched"), 2, 0, far, s),
+    ];
+    // 1023 requests: ⌊log2 1024⌋ = 10 doublings × 0.1 = +1.0 on the multiplier.
+    inputs.usage = vec![UsageCount {
+        area: Cell(a.0.parent(h3o::Resolution::Seven).unwrap()),
+        requests: 1023,
+    }];
+    let o = epoch::close(&inputs, &p);
+    let points = |who| {
+        o.rewards
+            .iter()
+            .find(|r| r.contributor == who)
+            .unwrap()
+            .points
+    };
+    assert_eq!(points("watched"), 2_000_000);
+    assert_eq!(points("unwatched"), 1_000_000);
+}
+
 // ---- properties ----
 
 fn arb_inputs() -> impl Strategy<Value = EpochInputs> {
@@ -263,11 +298,13 @@ fn arb_inputs() -> impl Strategy<Value = EpochInputs> {
     );
     let evidence = prop::collection::vec((who.clone(), 0u64..5, 0u64..50), 0..3);
     let previous = prop::collection::vec((who, 0u128..1_000_000), 0..5);
+    let usage = prop::collection::vec((cell_s.clone(), 0u64..100_000), 0..4);
     (
-        captures, last_seen, roads, radio_s, areas, evidence, previous,
+        (captures, last_seen, roads, radio_s),
+        (areas, evidence, previous, usage),
     )
         .prop_map(
-            |(captures, last_seen, roads, radio_s, areas, evidence, previous)| {
+            |((captures, last_seen, roads, radio_s), (areas, evidence, previous, usage))| {
                 let s = start();
                 EpochInputs {
                     period: EpochPeriod {
@@ -346,6 +383,13 @@ fn arb_inputs() -> impl Strategy<Value = EpochInputs> {
                             })
                             .collect()
                     },
+                    usage: usage
+                        .into_iter()
+                        .map(|(c, n)| UsageCount {
+                            area: Cell(c.0.parent(h3o::Resolution::Seven).unwrap()),
+                            requests: n,
+                        })
+                        .collect(),
                 }
             },
         )

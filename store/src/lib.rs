@@ -677,6 +677,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<DemandAreaRecord>;
 
+    /// Adds map consumers' requests: (epoch, area, requests).
+    async fn record_usage(&self, counts: &[(u64, Cell, u64)]) -> Result<()>;
+
+    /// Requests per area in an epoch.
+    async fn usage(&self, epoch: u64) -> Result<Vec<(Cell, u64)>>;
+
     /// Every demand area, newest first.
     async fn demand_areas(&self) -> Result<Vec<DemandAreaRecord>>;
 

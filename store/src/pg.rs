@@ -1373,6 +1373,14 @@ impl Store for PgStore {
         self.create_demand_area_pg(area, now).await
     }
 
+    async fn record_usage(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {
+        self.record_usage_pg(counts).await
+    }
+
+    async fn usage(&self, epoch: u64) -> Result<Vec<(Cell, u64)>> {
+        self.usage_pg(epoch).await
+    }
+
     async fn demand_areas(&self) -> Result<Vec<DemandAreaRecord>> {
         self.demand_areas_pg().await
     }

@@ -182,32 +182,39 @@ impl PgStore {
             .ctx("reading an epoch's frames")?,
             ..RawInputs::default()
         };
-        raw.last_seen = sqlx::query_as(
-            "SELECT f.cell, MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
-             WHERE u.reward_epoch < $1 AND f.status = 'published' AND f.cell IN \
-                (SELECT f2.cell FROM frames f2 JOIN uploads u2 ON u2.id = f2.upload_id \
-                 WHERE u2.reward_epoch = $1 AND f2.status = 'published') \
-             GROUP BY f.cell",
+        let last_seen: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "WITH touched AS MATERIALIZED ( \
+                 SELECT DISTINCT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                 WHERE u.reward_epoch = $1 AND f.status = 'published') \
+             SELECT t.cell, (SELECT c.last_seen FROM epoch_cells c \
+                 WHERE c.cell = t.cell AND c.epoch < $1 AND c.last_seen IS NOT NULL \
+                 ORDER BY c.epoch DESC LIMIT 1) \
+             FROM touched t",
         )
         .bind(n)
         .fetch_all(pool)
         .await
         .ctx("reading cells' last captures")?;
+        raw.last_seen = last_seen
+            .into_iter()
+            .filter_map(|(c, t)| Some((c, t?)))
+            .collect();
         raw.roads = sqlx::query_as(
-            "WITH touched AS ( \
+            "WITH touched AS MATERIALIZED ( \
                  SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
                  WHERE u.reward_epoch = $1 AND f.status = 'published' \
                  UNION SELECT r.cell FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
                  WHERE u.reward_epoch = $1), \
-             driven AS ( \
+             driven AS MATERIALIZED ( \
                  SELECT ms.cell, ms.osm_way_id, ms.way_piece, MAX(ms.length_m) AS l \
                  FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
                  WHERE u.reward_epoch < $1 AND u.received_at >= $2 \
                    AND ms.cell IN (SELECT cell FROM touched) \
-                 GROUP BY ms.cell, ms.osm_way_id, ms.way_piece) \
-             SELECT rc.cell, rc.road_length_m, \
-                    COALESCE((SELECT SUM(l) FROM driven d WHERE d.cell = rc.cell), 0)::float8 \
-             FROM road_cells rc WHERE rc.cell IN (SELECT cell FROM touched)",
+                 GROUP BY ms.cell, ms.osm_way_id, ms.way_piece), \
+             observed AS (SELECT cell, SUM(l) AS m FROM driven GROUP BY cell) \
+             SELECT rc.cell, rc.road_length_m, COALESCE(o.m, 0)::float8 \
+             FROM road_cells rc JOIN touched t ON t.cell = rc.cell \
+             LEFT JOIN observed o ON o.cell = rc.cell",
         )
         .bind(n)
         .bind(coverage_since)
@@ -294,6 +301,11 @@ impl PgStore {
         .fetch_all(pool)
         .await
         .ctx("reading cumulative totals")?;
+        raw.usage = sqlx::query_as("SELECT area, requests FROM usage_counts WHERE epoch = $1 - 1")
+            .bind(n)
+            .fetch_all(pool)
+            .await
+            .ctx("reading usage")?;
         raw.assemble(period)
     }
 
@@ -352,9 +364,11 @@ impl PgStore {
             c.iter().map(|x| to_i64(f(x), "amount")).collect()
         };
         sqlx::query(
-            "INSERT INTO epoch_cells (epoch, cell, captures, radio_units, points, amount, weight) \
-             SELECT $1, c, n, r, p, a, w FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], \
-                 $5::bigint[], $6::bigint[], $7::float8[]) AS x(c, n, r, p, a, w)",
+            "INSERT INTO epoch_cells (epoch, cell, captures, radio_units, points, amount, weight, \
+                 last_seen) \
+             SELECT $1, c, n, r, p, a, w, l FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], \
+                 $5::bigint[], $6::bigint[], $7::float8[], $8::timestamptz[]) \
+                 AS x(c, n, r, p, a, w, l)",
         )
         .bind(n)
         .bind(c.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
@@ -363,6 +377,7 @@ impl PgStore {
         .bind(cell_amounts(|x| x.points)?)
         .bind(cell_amounts(|x| x.amount)?)
         .bind(c.iter().map(|x| x.weight_at_start).collect::<Vec<_>>())
+        .bind(c.iter().map(|x| x.last_seen).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await
         .ctx("writing cell rewards")?;
@@ -479,15 +494,21 @@ impl PgStore {
     }
 
     pub(crate) async fn epoch_cells_pg(&self, epoch: u64) -> Result<Vec<CellReward>> {
-        let rows: Vec<(i64, i64, i64, i64, i64, f64)> = sqlx::query_as(
-            "SELECT cell, captures, radio_units, points, amount, weight FROM epoch_cells \
+        let rows: Vec<(i64, i64, i64, i64, i64, f64, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT cell, captures, radio_units, points, amount, weight, last_seen FROM epoch_cells \
              WHERE epoch = $1 ORDER BY cell",
         )
         .bind(to_i64(epoch, "epoch")?)
         .fetch_all(self.pool())
         .await
         .ctx("reading cell rewards")?;
-        rows.into_iter().map(cell_row).collect()
+        rows.into_iter()
+            .map(|(c, n, r, p, a, w, l)| {
+                let mut row = cell_row((c, n, r, p, a, w))?;
+                row.last_seen = l;
+                Ok(row)
+            })
+            .collect()
     }
 
     pub(crate) async fn epoch_penalties_pg(&self, epoch: u64) -> Result<Vec<Penalty>> {
@@ -567,6 +588,43 @@ impl PgStore {
         let record = area_record(&row)?;
         tx.commit().await.ctx("committing a demand area")?;
         Ok(record)
+    }
+
+    pub(crate) async fn record_usage_pg(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {
+        let epochs = counts
+            .iter()
+            .map(|c| to_i64(c.0, "epoch"))
+            .collect::<Result<Vec<_>>>()?;
+        let requests = counts
+            .iter()
+            .map(|c| to_i64(c.2, "requests"))
+            .collect::<Result<Vec<_>>>()?;
+        sqlx::query(
+            "INSERT INTO usage_counts (epoch, area, requests) \
+             SELECT e, a, r FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS x(e, a, r) \
+             ON CONFLICT (epoch, area) DO UPDATE \
+                 SET requests = usage_counts.requests + EXCLUDED.requests",
+        )
+        .bind(epochs)
+        .bind(counts.iter().map(|c| c.1.as_i64()).collect::<Vec<_>>())
+        .bind(requests)
+        .execute(self.pool())
+        .await
+        .ctx("recording usage")?;
+        Ok(())
+    }
+
+    pub(crate) async fn usage_pg(&self, epoch: u64) -> Result<Vec<(Cell, u64)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT area, requests FROM usage_counts WHERE epoch = $1 ORDER BY area",
+        )
+        .bind(to_i64(epoch, "epoch")?)
+        .fetch_all(self.pool())
+        .await
+        .ctx("reading usage")?;
+        rows.into_iter()
+            .map(|(a, n)| Ok((Cell::from_i64(a)?, to_u64(n, "requests")?)))
+            .collect()
     }
 
     pub(crate) async fn demand_areas_pg(&self) -> Result<Vec<DemandAreaRecord>> {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use covermap_domain::Cell;
 use covermap_domain::rewards::{
     Bounty, Capture, CellLastSeen, CellRoads, ContributorEvidence, DemandArea, EpochInputs,
-    EpochPeriod, PreviousTotal, RadioSample,
+    EpochPeriod, PreviousTotal, RadioSample, UsageCount,
 };
 
 use covermap_scoring::epoch::{CellReward, ContributorReward};
@@ -82,6 +82,8 @@ pub(crate) struct RawInputs {
     pub spoofed: Vec<(String, i64)>,
     pub duplicated: Vec<(String, i64)>,
     pub previous: Vec<(String, String)>,
+    /// Requests per usage area in the epoch before.
+    pub usage: Vec<(i64, i64)>,
 }
 
 impl RawInputs {
@@ -237,6 +239,16 @@ impl RawInputs {
             demand,
             evidence: evidence.into_values().collect(),
             previous,
+            usage: self
+                .usage
+                .into_iter()
+                .map(|(area, n)| {
+                    Ok(UsageCount {
+                        area: Cell::from_i64(area)?,
+                        requests: to_u64(n, "request count")?,
+                    })
+                })
+                .collect::<Result<_>>()?,
         })
     }
 }
@@ -289,6 +301,7 @@ pub(crate) fn cell_row(
         points: to_u64(points, "points")?,
         amount: to_u64(amount, "amount")?,
         weight_at_start: weight,
+        last_seen: None,
     })
 }
 

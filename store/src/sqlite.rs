@@ -1428,6 +1428,14 @@ impl Store for SqliteStore {
         self.create_demand_area_sqlite(area, now).await
     }
 
+    async fn record_usage(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {
+        self.record_usage_sqlite(counts).await
+    }
+
+    async fn usage(&self, epoch: u64) -> Result<Vec<(Cell, u64)>> {
+        self.usage_sqlite(epoch).await
+    }
+
     async fn demand_areas(&self) -> Result<Vec<DemandAreaRecord>> {
         self.demand_areas_sqlite().await
     }

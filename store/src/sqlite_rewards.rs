@@ -195,12 +195,14 @@ impl SqliteStore {
                 .collect::<Result<_>>()?,
             ..RawInputs::default()
         };
-        let last_seen: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT f.cell, MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
-             WHERE u.reward_epoch < ?1 AND f.status = 'published' AND f.cell IN \
-                (SELECT f2.cell FROM frames f2 JOIN uploads u2 ON u2.id = f2.upload_id \
-                 WHERE u2.reward_epoch = ?1 AND f2.status = 'published') \
-             GROUP BY f.cell",
+        let last_seen: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "WITH touched AS MATERIALIZED ( \
+                 SELECT DISTINCT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                 WHERE u.reward_epoch = ?1 AND f.status = 'published') \
+             SELECT t.cell, (SELECT c.last_seen FROM epoch_cells c \
+                 WHERE c.cell = t.cell AND c.epoch < ?1 AND c.last_seen IS NOT NULL \
+                 ORDER BY c.epoch DESC LIMIT 1) \
+             FROM touched t",
         )
         .bind(n)
         .fetch_all(&mut *tx)
@@ -208,23 +210,24 @@ impl SqliteStore {
         .ctx("reading cells' last captures")?;
         raw.last_seen = last_seen
             .into_iter()
-            .map(|(c, t)| Ok((c, time(t)?)))
+            .filter_map(|(c, t)| t.map(|t| Ok((c, time(t)?))))
             .collect::<Result<_>>()?;
         raw.roads = sqlx::query_as(
-            "WITH touched AS ( \
+            "WITH touched AS MATERIALIZED ( \
                  SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
                  WHERE u.reward_epoch = ?1 AND f.status = 'published' \
                  UNION SELECT r.cell FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
                  WHERE u.reward_epoch = ?1), \
-             driven AS ( \
+             driven AS MATERIALIZED ( \
                  SELECT ms.cell, ms.osm_way_id, ms.way_piece, MAX(ms.length_m) AS l \
                  FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
                  WHERE u.reward_epoch < ?1 AND u.received_at >= ?2 \
                    AND ms.cell IN (SELECT cell FROM touched) \
-                 GROUP BY ms.cell, ms.osm_way_id, ms.way_piece) \
-             SELECT rc.cell, rc.road_length_m, \
-                    CAST(COALESCE((SELECT SUM(l) FROM driven d WHERE d.cell = rc.cell), 0) AS REAL) \
-             FROM road_cells rc WHERE rc.cell IN (SELECT cell FROM touched)",
+                 GROUP BY ms.cell, ms.osm_way_id, ms.way_piece), \
+             observed AS (SELECT cell, SUM(l) AS m FROM driven GROUP BY cell) \
+             SELECT rc.cell, rc.road_length_m, CAST(COALESCE(o.m, 0) AS REAL) \
+             FROM road_cells rc JOIN touched t ON t.cell = rc.cell \
+             LEFT JOIN observed o ON o.cell = rc.cell",
         )
         .bind(n)
         .bind(micros(coverage_since))
@@ -344,6 +347,11 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .ctx("reading cumulative totals")?;
+        raw.usage = sqlx::query_as("SELECT area, requests FROM usage_counts WHERE epoch = ? - 1")
+            .bind(n)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading usage")?;
         tx.commit().await.ctx("ending a read")?;
         raw.assemble(period)
     }
@@ -392,7 +400,7 @@ impl SqliteStore {
         for c in &outcome.cells {
             sqlx::query(
                 "INSERT INTO epoch_cells (epoch, cell, captures, radio_units, points, amount, \
-                     weight) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     weight, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(n)
             .bind(c.cell.as_i64())
@@ -401,6 +409,7 @@ impl SqliteStore {
             .bind(to_i64(c.points, "points")?)
             .bind(to_i64(c.amount, "amount")?)
             .bind(c.weight_at_start)
+            .bind(c.last_seen.map(micros))
             .execute(&mut *tx)
             .await
             .ctx("writing cell rewards")?;
@@ -518,15 +527,21 @@ impl SqliteStore {
     }
 
     pub(crate) async fn epoch_cells_sqlite(&self, epoch: u64) -> Result<Vec<CellReward>> {
-        let rows: Vec<(i64, i64, i64, i64, i64, f64)> = sqlx::query_as(
-            "SELECT cell, captures, radio_units, points, amount, weight FROM epoch_cells \
+        let rows: Vec<(i64, i64, i64, i64, i64, f64, Option<i64>)> = sqlx::query_as(
+            "SELECT cell, captures, radio_units, points, amount, weight, last_seen FROM epoch_cells \
              WHERE epoch = ? ORDER BY cell",
         )
         .bind(to_i64(epoch, "epoch")?)
         .fetch_all(&self.pool)
         .await
         .ctx("reading cell rewards")?;
-        rows.into_iter().map(cell_row).collect()
+        rows.into_iter()
+            .map(|(c, n, r, p, a, w, l)| {
+                let mut row = cell_row((c, n, r, p, a, w))?;
+                row.last_seen = l.map(time).transpose()?;
+                Ok(row)
+            })
+            .collect()
     }
 
     pub(crate) async fn epoch_penalties_sqlite(&self, epoch: u64) -> Result<Vec<Penalty>> {
@@ -607,6 +622,37 @@ impl SqliteStore {
         let record = area_record(&row)?;
         tx.commit().await.ctx("committing a demand area")?;
         Ok(record)
+    }
+
+    pub(crate) async fn record_usage_sqlite(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {
+        let mut tx = self.write().await?;
+        for (epoch, area, n) in counts {
+            sqlx::query(
+                "INSERT INTO usage_counts (epoch, area, requests) VALUES (?, ?, ?) \
+                 ON CONFLICT (epoch, area) DO UPDATE \
+                     SET requests = usage_counts.requests + excluded.requests",
+            )
+            .bind(to_i64(*epoch, "epoch")?)
+            .bind(area.as_i64())
+            .bind(to_i64(*n, "requests")?)
+            .execute(&mut *tx)
+            .await
+            .ctx("recording usage")?;
+        }
+        tx.commit().await.ctx("recording usage")?;
+        Ok(())
+    }
+
+    pub(crate) async fn usage_sqlite(&self, epoch: u64) -> Result<Vec<(Cell, u64)>> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT area, requests FROM usage_counts WHERE epoch = ? ORDER BY area")
+                .bind(to_i64(epoch, "epoch")?)
+                .fetch_all(&self.pool)
+                .await
+                .ctx("reading usage")?;
+        rows.into_iter()
+            .map(|(a, n)| Ok((Cell::from_i64(a)?, to_u64(n, "requests")?)))
+            .collect()
     }
 
     pub(crate) async fn demand_areas_sqlite(&self) -> Result<Vec<DemandAreaRecord>> {

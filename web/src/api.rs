@@ -202,6 +202,15 @@ pub(crate) struct AreaQuery {
 }
 
 impl AreaQuery {
+    /// The box asked about, counted as map consumers' usage of its area when one was given.
+    pub(crate) fn area(&self, state: &AppState) -> Result<BoundingBox, ApiError> {
+        let b = self.bbox()?;
+        if self.bbox.is_some() {
+            state.usage.look(&state.policy, &b, Utc::now());
+        }
+        Ok(b)
+    }
+
     pub(crate) fn bbox(&self) -> Result<BoundingBox, ApiError> {
         match &self.bbox {
             None => Ok(BoundingBox::WORLD),
@@ -233,7 +242,7 @@ pub(crate) async fn coverage(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 10_000, 100_000)?;
-    let cells = state.store.coverage(q.bbox()?, limit).await?;
+    let cells = state.store.coverage(q.area(&state)?, limit).await?;
     Ok(Json(covermap_tiles::coverage_geojson(
         &cells,
         Utc::now(),
@@ -248,7 +257,7 @@ pub(crate) async fn roads(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 20_000, 100_000)?;
-    let segments = state.store.roads(q.bbox()?, limit).await?;
+    let segments = state.store.roads(q.area(&state)?, limit).await?;
     Ok(Json(covermap_tiles::roads_geojson(&segments)).into_response())
 }
 
@@ -259,7 +268,7 @@ pub(crate) async fn radio(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 10_000, 100_000)?;
-    let cells = state.store.radio_coverage(q.bbox()?, limit).await?;
+    let cells = state.store.radio_coverage(q.area(&state)?, limit).await?;
     Ok(Json(covermap_tiles::radio_geojson(&cells)).into_response())
 }
 

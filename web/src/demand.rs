@@ -1,16 +1,18 @@
 //! Planners' demand areas and bounties, and the demand map drivers look at before driving: each
 //! cell's reward weight now, computed by the same function the epoch uses.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use covermap_domain::Role;
+use covermap_domain::{Cell, Role};
 use covermap_roads::area::Area;
 use covermap_scoring::RewardPolicy;
-use covermap_scoring::epoch::{coverage_gap, reward_weight};
+use covermap_scoring::epoch::{coverage_gap, demand_multiplier, reward_weight};
 use covermap_store::NewDemandArea;
 use serde::Deserialize;
 use serde_json::json;
@@ -152,11 +154,17 @@ pub(crate) async fn map(
         now - chrono::Duration::seconds((p.rules.imagery.coverage_window_days * 86_400.0) as i64);
     let cells = state
         .store
-        .demand_cells(q.bbox()?, now, since, limit)
+        .demand_cells(q.area(&state)?, now, since, limit)
         .await?;
+    // The usage term is last epoch's requests, as the epoch being filled will use them.
+    let usage: HashMap<Cell, u64> = match p.epoch_at(now).and_then(|e| e.checked_sub(1)) {
+        Some(prev) => state.store.usage(prev).await?.into_iter().collect(),
+        None => HashMap::new(),
+    };
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(Json(covermap_tiles::hexagons(cells.iter().map(|c| {
-        let demand = (1.0 + c.demand_weight).min(p.rules.demand.max_multiplier);
+        let areas = HashMap::from([(c.cell, c.demand_weight)]);
+        let demand = demand_multiplier(c.cell, &areas, &usage, p);
         let w = reward_weight(
             demand,
             c.last_seen,

@@ -24,7 +24,7 @@ pub(crate) async fn imagery(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 10_000, 100_000)?;
-    let cells = state.store.imagery(q.bbox()?, limit).await?;
+    let cells = state.store.imagery(q.area(&state)?, limit).await?;
     Ok(Json(covermap_tiles::imagery_geojson(&cells)).into_response())
 }
 

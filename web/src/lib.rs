@@ -15,6 +15,7 @@ mod pages;
 mod ratelimit;
 mod rewards;
 mod uploads;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub blobs: Blobs,
     pub rules: IngestRules,
     pub policy: Arc<RewardPolicy>,
+    /// Map consumers' requests per area, written to the store by [`usage::run_flusher`].
+    pub usage: Arc<usage::UsageMeter>,
     /// H3 resolution cells are counted at (demand areas are filled at it).
     pub resolution: h3o::Resolution,
     /// Larger request bodies are refused with 413 before they are read in full.
