@@ -93,6 +93,28 @@ async fn an_epoch_closes_once_verifies_and_proves(db: Db) {
     submit(&client, base, &keys.device_key, &keys.admin, 1).await;
     submit(&client, base, &bob_key, &keys.admin, 2).await;
     let n = epoch_now();
+    // Per network in the cell: both measured the same LTE cell, so it is corroborated.
+    let nets = get_json(
+        &client,
+        &format!("{base}/api/v1/radio/networks?bbox=-43.5,-22.8,-43.4,-22.7"),
+    )
+    .await;
+    let lte = nets["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["technology"] == "lte")
+        .unwrap_or_else(|| panic!("{nets}"));
+    assert_eq!(lte["operator"], "208-1");
+    assert_eq!(
+        (lte["samples"].as_u64(), lte["contributors"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        (lte["best_dbm"].as_i64(), lte["median_dbm"].as_i64()),
+        (Some(-51), Some(-51))
+    );
+    assert_eq!(lte["corroborated"], true);
     wait_for_end_of(n).await;
 
     // Two closers at once: one closes it, the other finds it closed or being closed.

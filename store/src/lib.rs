@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use covermap_domain::rewards::{EpochInputs, EpochPeriod};
+use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{
     BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, ImageryCellSummary, LatLon,
     MatchedStretch, RadioCellSummary, RoadCell, RoadSegment, Role, SegmentRef, UploadKind,
@@ -676,6 +676,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         area: &NewDemandArea,
         now: DateTime<Utc>,
     ) -> Result<DemandAreaRecord>;
+
+    /// Radio samples taken in `bbox`, at most `limit`, with who took them (rewardable uploads).
+    async fn radio_samples(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioSample>>;
 
     /// Adds map consumers' requests: (epoch, area, requests).
     async fn record_usage(&self, counts: &[(u64, Cell, u64)]) -> Result<()>;

@@ -1373,6 +1373,14 @@ impl Store for PgStore {
         self.create_demand_area_pg(area, now).await
     }
 
+    async fn radio_samples(
+        &self,
+        bbox: BoundingBox,
+        limit: i64,
+    ) -> Result<Vec<covermap_domain::rewards::RadioSample>> {
+        self.radio_samples_pg(bbox, limit).await
+    }
+
     async fn record_usage(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {
         self.record_usage_pg(counts).await
     }

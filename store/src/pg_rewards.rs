@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use covermap_domain::rewards::{EpochInputs, EpochPeriod};
+use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{BoundingBox, Cell};
 use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
 use sqlx::Row;
@@ -11,7 +11,8 @@ use sqlx::postgres::PgRow;
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::reward_rows::{
-    RawInputs, SPOOF_REASONS, cell_row, check_order, reward_row, to_i64, to_u64,
+    RadioSampleRow, RawInputs, SPOOF_REASONS, cell_row, check_order, radio_sample, reward_row,
+    to_i64, to_u64,
 };
 use crate::{
     ClosedEpoch, DemandAreaRecord, DemandCellState, EpochClaim, EpochRecord, NewDemandArea, PgStore,
@@ -494,7 +495,8 @@ impl PgStore {
     }
 
     pub(crate) async fn epoch_cells_pg(&self, epoch: u64) -> Result<Vec<CellReward>> {
-        let rows: Vec<(i64, i64, i64, i64, i64, f64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        type R = (i64, i64, i64, i64, i64, f64, Option<DateTime<Utc>>);
+        let rows: Vec<R> = sqlx::query_as(
             "SELECT cell, captures, radio_units, points, amount, weight, last_seen FROM epoch_cells \
              WHERE epoch = $1 ORDER BY cell",
         )
@@ -588,6 +590,30 @@ impl PgStore {
         let record = area_record(&row)?;
         tx.commit().await.ctx("committing a demand area")?;
         Ok(record)
+    }
+
+    pub(crate) async fn radio_samples_pg(
+        &self,
+        bbox: BoundingBox,
+        limit: i64,
+    ) -> Result<Vec<RadioSample>> {
+        let rows: Vec<RadioSampleRow> = sqlx::query_as(
+            "SELECT CASE WHEN u.rewardable THEN u.contributor END, r.upload_id, r.seq, r.cell, \
+                    COALESCE(r.radio, r.emitter_kind), r.emitter, r.signal_dbm, r.observed_at, \
+                    ST_Y(r.geom), ST_X(r.geom) \
+             FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+             WHERE r.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+             ORDER BY r.upload_id, r.seq LIMIT $5",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .ctx("reading radio samples")?;
+        rows.into_iter().map(radio_sample).collect()
     }
 
     pub(crate) async fn record_usage_pg(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {

@@ -67,6 +67,24 @@ pub(crate) type AreaRow = (
     bool,
 );
 
+pub(crate) fn radio_sample(
+    (contributor, upload_id, seq, cell, technology, emitter, signal_dbm, at, lat, lon): RadioSampleRow,
+) -> Result<RadioSample> {
+    Ok(RadioSample {
+        contributor,
+        upload_id,
+        seq,
+        cell: Cell::from_i64(cell)?,
+        technology,
+        operator: operator_of(&emitter),
+        emitter,
+        signal_dbm,
+        observed_at: at,
+        lat,
+        lon,
+    })
+}
+
 /// The lists a backend reads for an epoch, before they are typed.
 #[derive(Default)]
 pub(crate) struct RawInputs {
@@ -125,34 +143,7 @@ impl RawInputs {
         let radio = self
             .radio
             .into_iter()
-            .map(
-                |(
-                    contributor,
-                    upload_id,
-                    seq,
-                    cell,
-                    technology,
-                    emitter,
-                    signal_dbm,
-                    at,
-                    lat,
-                    lon,
-                )| {
-                    Ok(RadioSample {
-                        contributor,
-                        upload_id,
-                        seq,
-                        cell: Cell::from_i64(cell)?,
-                        technology,
-                        operator: operator_of(&emitter),
-                        emitter,
-                        signal_dbm,
-                        observed_at: at,
-                        lat,
-                        lon,
-                    })
-                },
-            )
+            .map(radio_sample)
             .collect::<Result<_>>()?;
         let mut cells_of: HashMap<i64, Vec<Cell>> = HashMap::new();
         for (area, cell) in self.area_cells {

@@ -1428,6 +1428,14 @@ impl Store for SqliteStore {
         self.create_demand_area_sqlite(area, now).await
     }
 
+    async fn radio_samples(
+        &self,
+        bbox: BoundingBox,
+        limit: i64,
+    ) -> Result<Vec<covermap_domain::rewards::RadioSample>> {
+        self.radio_samples_sqlite(bbox, limit).await
+    }
+
     async fn record_usage(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {
         self.record_usage_sqlite(counts).await
     }

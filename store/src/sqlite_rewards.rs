@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use covermap_domain::rewards::{EpochInputs, EpochPeriod};
+use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{BoundingBox, Cell};
 use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
 use sqlx::Row;
@@ -12,7 +12,7 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::reward_rows::{
-    RawInputs, SPOOF_REASONS, cell_row, check_order, reward_row, to_i64, to_u64,
+    RawInputs, SPOOF_REASONS, cell_row, check_order, radio_sample, reward_row, to_i64, to_u64,
 };
 use crate::sqlite::{micros, time};
 use crate::{
@@ -527,7 +527,8 @@ impl SqliteStore {
     }
 
     pub(crate) async fn epoch_cells_sqlite(&self, epoch: u64) -> Result<Vec<CellReward>> {
-        let rows: Vec<(i64, i64, i64, i64, i64, f64, Option<i64>)> = sqlx::query_as(
+        type R = (i64, i64, i64, i64, i64, f64, Option<i64>);
+        let rows: Vec<R> = sqlx::query_as(
             "SELECT cell, captures, radio_units, points, amount, weight, last_seen FROM epoch_cells \
              WHERE epoch = ? ORDER BY cell",
         )
@@ -622,6 +623,46 @@ impl SqliteStore {
         let record = area_record(&row)?;
         tx.commit().await.ctx("committing a demand area")?;
         Ok(record)
+    }
+
+    pub(crate) async fn radio_samples_sqlite(
+        &self,
+        bbox: BoundingBox,
+        limit: i64,
+    ) -> Result<Vec<RadioSample>> {
+        type Row = (
+            Option<String>,
+            i64,
+            i32,
+            i64,
+            String,
+            String,
+            Option<i32>,
+            i64,
+            f64,
+            f64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT CASE WHEN u.rewardable THEN u.contributor END, r.upload_id, r.seq, r.cell, \
+                    COALESCE(r.radio, r.emitter_kind), r.emitter, r.signal_dbm, r.observed_at, \
+                    r.lat, r.lon \
+             FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+             WHERE r.lon BETWEEN ? AND ? AND r.lat BETWEEN ? AND ? \
+             ORDER BY r.upload_id, r.seq LIMIT ?",
+        )
+        .bind(bbox.west)
+        .bind(bbox.east)
+        .bind(bbox.south)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading radio samples")?;
+        rows.into_iter()
+            .map(|(c, u, q, cell, tech, e, sig, t, lat, lon)| {
+                radio_sample((c, u, q, cell, tech, e, sig, time(t)?, lat, lon))
+            })
+            .collect()
     }
 
     pub(crate) async fn record_usage_sqlite(&self, counts: &[(u64, Cell, u64)]) -> Result<()> {

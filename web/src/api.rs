@@ -290,3 +290,53 @@ pub(crate) async fn not_found() -> ApiError {
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed("method not allowed on this endpoint".into())
 }
+
+/// `GET /api/v1/radio/networks?bbox=&limit=`: per cell and (technology, operator), the samples,
+/// distinct contributors, best and median signal of the plausible measurements, and whether k
+/// contributors corroborate the network there (the epoch's radio rules).
+pub(crate) async fn radio_networks(
+    State(state): State<AppState>,
+    q: Result<Query<AreaQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = checked_limit(q.limit, 100_000, 1_000_000)?;
+    let samples = state.store.radio_samples(q.area(&state)?, limit).await?;
+    let rules = &state.policy.rules.radio;
+    let no_sites = std::collections::HashMap::new();
+    let plausible: Vec<_> = samples
+        .iter()
+        .filter(|s| covermap_scoring::radio::plausibility(s, &no_sites, rules).is_ok())
+        .collect();
+    let corroborated = covermap_scoring::radio::corroboration(
+        plausible
+            .iter()
+            .filter_map(|s| Some((*s, s.contributor.as_deref()?))),
+        rules.corroboration_ring,
+    );
+    let networks: Vec<_> = covermap_scoring::radio::aggregate(plausible.iter().copied())
+        .into_iter()
+        .map(|n| {
+            let k = corroborated
+                .get(&(n.cell, n.technology.as_str(), n.operator.as_str()))
+                .copied()
+                .unwrap_or(0);
+            json!({
+                "cell": n.cell,
+                "technology": n.technology,
+                "operator": n.operator,
+                "samples": n.samples,
+                "contributors": n.contributors,
+                "best_dbm": n.best_dbm,
+                "median_dbm": n.median_dbm,
+                "corroborating_contributors": k,
+                "corroborated": k >= rules.corroboration_k as usize,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "networks": networks,
+        "implausible": samples.len() - plausible.len(),
+        "truncated": samples.len() as i64 == limit,
+    }))
+    .into_response())
+}

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/coverage", get(api::coverage))
         .route("/api/v1/roads", get(api::roads))
         .route("/api/v1/radio", get(api::radio))
+        .route("/api/v1/radio/networks", get(api::radio_networks))
         .route("/api/v1/imagery", get(imagery::imagery))
         .route(
             "/api/v1/frames/{upload}/{frame}/image",
