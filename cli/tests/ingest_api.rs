@@ -214,6 +214,30 @@ async fn every_role_reaches_exactly_its_endpoints() {
             expected,
         ));
     }
+    // Demand, epochs and rewards (after the rows whose bodies depend on the request count).
+    for path in [
+        "/api/v1/radio/networks",
+        "/api/v1/demand",
+        "/api/v1/demand/map?bbox=7.41,43.72,7.43,43.74",
+        "/api/v1/epochs",
+        "/api/v1/rewards/alice",
+    ] {
+        matrix.push((Method::GET, path.into(), Box::new(none), [2, 2, 2, 2, 2, 2]));
+    }
+    // The ledger is public; no epoch is closed yet.
+    matrix.push((
+        Method::GET,
+        "/api/v1/rewards/alice/proof".into(),
+        Box::new(none),
+        [404, 404, 404, 404, 404, 404],
+    ));
+    // Demand areas are the planners' (an empty body then fails its checks).
+    matrix.push((
+        Method::POST,
+        "/api/v1/demand".into(),
+        Box::new(none),
+        [401, 403, 403, 400, 403, 400],
+    ));
     let mut failures = Vec::new();
     for (method, path, body, expected) in &matrix {
         for (who, want) in ALL.iter().zip(expected) {
