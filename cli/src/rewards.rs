@@ -1,6 +1,7 @@
 //! Epochs and rewards from the command line, and the schedule that closes epochs inside `serve`
 //! and `worker`. The rules are scoring's; this only reads, computes and writes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use covermap_domain::Cell;
 use covermap_domain::rewards::EpochPeriod;
 use covermap_scoring::RewardPolicy;
 use covermap_scoring::epoch::{self, EpochOutcome};
@@ -342,37 +344,29 @@ pub async fn rewards(command: RewardsCommand, settings: &Settings) -> anyhow::Re
             "simulated": {"distributed": sim.manifest.distributed, "unallocated": sim.manifest.unallocated, "root": sim.manifest.root},
         })
     );
-    let mut names: Vec<&str> = received
-        .iter()
-        .map(|r| r.contributor.as_str())
-        .chain(sim.rewards.iter().map(|r| r.contributor.as_str()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    for name in names {
-        let got = received.iter().find(|r| r.contributor == name);
-        let would = sim.rewards.iter().find(|r| r.contributor == name);
-        let (a, b) = (got.map_or(0, |r| r.amount), would.map_or(0, |r| r.amount));
+    // Both sides keyed once: an epoch has up to 100,000 cells.
+    let mut by_contributor: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for r in &received {
+        by_contributor.entry(&r.contributor).or_default().0 = r.amount;
+    }
+    for r in &sim.rewards {
+        by_contributor.entry(&r.contributor).or_default().1 = r.amount;
+    }
+    for (name, (a, b)) in by_contributor {
         println!(
             "{}",
             json!({"contributor": name, "received": a, "simulated": b,
                    "delta": i128::from(b) - i128::from(a)})
         );
     }
-    let mut all: Vec<_> = cells.iter().map(|c| c.cell).collect();
-    all.extend(sim.cells.iter().map(|c| c.cell));
-    all.sort_unstable();
-    all.dedup();
-    for cell in all {
-        let a = cells
-            .iter()
-            .find(|c| c.cell == cell)
-            .map_or(0, |c| c.amount);
-        let b = sim
-            .cells
-            .iter()
-            .find(|c| c.cell == cell)
-            .map_or(0, |c| c.amount);
+    let mut by_cell: BTreeMap<Cell, (u64, u64)> = BTreeMap::new();
+    for c in &cells {
+        by_cell.entry(c.cell).or_default().0 = c.amount;
+    }
+    for c in &sim.cells {
+        by_cell.entry(c.cell).or_default().1 = c.amount;
+    }
+    for (cell, (a, b)) in by_cell {
         println!(
             "{}",
             json!({"cell": cell, "received": a, "simulated": b,

@@ -96,17 +96,16 @@ pub fn coverage_gap(road_length_m: f64, observed_m: f64) -> f64 {
     }
 }
 
-/// A cell's demand multiplier: 1, plus the weights of the live areas holding it (`areas`, from
-/// [`area_weights`]), plus the usage term of the area map consumers looked at (`usage`, requests
-/// per H3 cell at the policy's usage resolution), at most the policy's maximum.
+/// A cell's demand multiplier: 1, plus `area_weight` (the weights of the live areas holding it,
+/// see [`area_weights`]), plus the usage term of the area map consumers looked at (`usage`,
+/// requests per H3 cell at the policy's usage resolution), at most the policy's maximum.
 pub fn demand_multiplier(
     cell: Cell,
-    areas: &HashMap<Cell, f64>,
+    area_weight: f64,
     usage: &HashMap<Cell, u64>,
     policy: &RewardPolicy,
 ) -> f64 {
     let d = &policy.rules.demand;
-    let area = areas.get(&cell).copied().unwrap_or(0.0);
     let requests = if usage.is_empty() {
         0
     } else {
@@ -117,7 +116,7 @@ pub fn demand_multiplier(
     };
     // ⌊log2(1 + requests)⌋ as an integer, so every machine computes the same multiplier.
     let doublings = u64::BITS - (requests.saturating_add(1)).leading_zeros() - 1;
-    (1.0 + area + d.usage_weight * f64::from(doublings)).min(d.max_multiplier)
+    (1.0 + area_weight + d.usage_weight * f64::from(doublings)).min(d.max_multiplier)
 }
 
 /// Sum of the weights of the live demand areas holding each cell.
@@ -338,7 +337,8 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     }
     let g = rules.imagery.coverage_gap_weight;
     let recovery = recovery_micros(policy);
-    let demand_of = |c: &Cell| demand_multiplier(*c, &areas, &usage, policy);
+    let demand_of =
+        |c: &Cell| demand_multiplier(*c, areas.get(c).copied().unwrap_or(0.0), &usage, policy);
     let gap_of = |c: &Cell| gaps.get(c).copied().unwrap_or(1.0);
 
     // Contributors are numbered by name, so every tally below is keyed by a small integer.

@@ -11,8 +11,8 @@ use sqlx::postgres::PgRow;
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::reward_rows::{
-    RadioSampleRow, RawInputs, SPOOF_REASONS, cell_row, check_order, radio_sample, reward_row,
-    to_i64, to_u64,
+    CellRewardRow, RadioSampleRow, RawInputs, SPOOF_REASONS, cell_row, check_order, radio_sample,
+    reward_row, to_i64, to_u64,
 };
 use crate::{
     ClosedEpoch, DemandAreaRecord, DemandCellState, EpochClaim, EpochRecord, NewDemandArea, PgStore,
@@ -495,8 +495,7 @@ impl PgStore {
     }
 
     pub(crate) async fn epoch_cells_pg(&self, epoch: u64) -> Result<Vec<CellReward>> {
-        type R = (i64, i64, i64, i64, i64, f64, Option<DateTime<Utc>>);
-        let rows: Vec<R> = sqlx::query_as(
+        let rows: Vec<CellRewardRow> = sqlx::query_as(
             "SELECT cell, captures, radio_units, points, amount, weight, last_seen FROM epoch_cells \
              WHERE epoch = $1 ORDER BY cell",
         )
@@ -504,13 +503,7 @@ impl PgStore {
         .fetch_all(self.pool())
         .await
         .ctx("reading cell rewards")?;
-        rows.into_iter()
-            .map(|(c, n, r, p, a, w, l)| {
-                let mut row = cell_row((c, n, r, p, a, w))?;
-                row.last_seen = l;
-                Ok(row)
-            })
-            .collect()
+        rows.into_iter().map(cell_row).collect()
     }
 
     pub(crate) async fn epoch_penalties_pg(&self, epoch: u64) -> Result<Vec<Penalty>> {

@@ -282,8 +282,11 @@ where
     })
 }
 
+/// A cell reward row: cell, captures, radio units, points, amount, weight, newest capture.
+pub(crate) type CellRewardRow = (i64, i64, i64, i64, i64, f64, Option<DateTime<Utc>>);
+
 pub(crate) fn cell_row(
-    (cell, captures, radio_units, points, amount, weight): (i64, i64, i64, i64, i64, f64),
+    (cell, captures, radio_units, points, amount, weight, last_seen): CellRewardRow,
 ) -> Result<CellReward> {
     Ok(CellReward {
         cell: Cell::from_i64(cell)?,
@@ -292,7 +295,7 @@ pub(crate) fn cell_row(
         points: to_u64(points, "points")?,
         amount: to_u64(amount, "amount")?,
         weight_at_start: weight,
-        last_seen: None,
+        last_seen,
     })
 }
 

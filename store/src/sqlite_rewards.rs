@@ -537,11 +537,7 @@ impl SqliteStore {
         .await
         .ctx("reading cell rewards")?;
         rows.into_iter()
-            .map(|(c, n, r, p, a, w, l)| {
-                let mut row = cell_row((c, n, r, p, a, w))?;
-                row.last_seen = l.map(time).transpose()?;
-                Ok(row)
-            })
+            .map(|(c, n, r, p, a, w, l)| cell_row((c, n, r, p, a, w, l.map(time).transpose()?)))
             .collect()
     }
 

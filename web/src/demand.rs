@@ -163,8 +163,7 @@ pub(crate) async fn map(
     };
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(Json(covermap_tiles::hexagons(cells.iter().map(|c| {
-        let areas = HashMap::from([(c.cell, c.demand_weight)]);
-        let demand = demand_multiplier(c.cell, &areas, &usage, p);
+        let demand = demand_multiplier(c.cell, c.demand_weight, &usage, p);
         let w = reward_weight(
             demand,
             c.last_seen,
