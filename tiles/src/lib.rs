@@ -1,8 +1,14 @@
 //! covermap tiles: map output from scored cells and roads.
 //!
-//! Today that is GeoJSON (hexagons of coverage with their freshness, road lines) for the web map;
-//! Mapbox Vector Tiles, TileJSON and PMTiles join later. It computes nothing about worth — that
-//! comes from `scoring` — and reads nothing from storage.
+//! GeoJSON (hexagons of coverage with their freshness, road lines) for the JSON API; Mapbox Vector
+//! Tiles 2.1 ([`mvt`]) in the Web Mercator tile grid ([`tile`]), with the map's layers built from
+//! cell and road rows ([`layers`]); PMTiles v3 archives ([`pmtiles`]) for static hosting. It
+//! computes nothing about worth — that comes from `scoring` — and reads nothing from storage.
+
+pub mod layers;
+pub mod mvt;
+pub mod pmtiles;
+pub mod tile;
 
 use chrono::{DateTime, Utc};
 use covermap_domain::{Cell, CellCoverage, ImageryCellSummary, RadioCellSummary, RoadSegment};

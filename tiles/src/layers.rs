@@ -1,0 +1,461 @@
+//! The map's four vector-tile layers, each built for one tile from the rows that lie under it:
+//! `coverage`, `radio` and `demand` are H3 hexagons, `roads` are lines. Cells are stored at one
+//! fine resolution; at lower zooms they are summed into their parents at the resolution the zoom
+//! draws ([`crate::tile::resolution_for_zoom`]), so a hexagon stays a dozen pixels across.
+//!
+//! Every hexagon carries its cell id as a string property (`cell`) — an H3 index does not fit a
+//! JavaScript number — and as the feature id.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use covermap_domain::rewards::RadioSample;
+use covermap_domain::{Cell, RadioCellSummary, RoadSegment};
+use covermap_scoring::{RewardPolicy, freshness};
+use h3o::Resolution;
+use serde_json::{Value as Json, json};
+
+use crate::mvt::{Layer, Value};
+use crate::tile::TileId;
+
+/// One of the map's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MapLayer {
+    Coverage,
+    Radio,
+    Demand,
+    Roads,
+}
+
+impl MapLayer {
+    pub const ALL: [MapLayer; 4] = [Self::Coverage, Self::Radio, Self::Demand, Self::Roads];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Coverage => "coverage",
+            Self::Radio => "radio",
+            Self::Demand => "demand",
+            Self::Roads => "roads",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Coverage => "Imagery and GPS coverage per H3 cell: age, freshness, road coverage",
+            Self::Radio => "Radio measurements per H3 cell: signal statistics per technology",
+            Self::Demand => "Reward weight per H3 cell: demand, staleness, coverage gap, bounties",
+            Self::Roads => "OSM road segments with the time a contributor last drove them",
+        }
+    }
+
+    /// The layer's properties and their types, for TileJSON's `vector_layers`.
+    pub fn fields(self) -> Json {
+        let hex = [("cell", "String"), ("res", "Number")];
+        let own: &[(&str, &str)] = match self {
+            Self::Coverage => &[
+                ("last_seen", "Number"),
+                ("age_days", "Number"),
+                ("freshness", "Number"),
+                ("coverage", "Number"),
+                ("observations", "Number"),
+                ("uploads", "Number"),
+                ("contributors", "Number"),
+            ],
+            Self::Radio => &[
+                ("observations", "Number"),
+                ("emitters", "Number"),
+                ("best_signal_dbm", "Number"),
+                ("last_seen", "Number"),
+                ("lte_best_dbm", "Number"),
+                ("lte_median_dbm", "Number"),
+                ("lte_samples", "Number"),
+            ],
+            Self::Demand => &[
+                ("weight", "Number"),
+                ("demand", "Number"),
+                ("staleness", "Number"),
+                ("coverage_gap", "Number"),
+                ("open_bounties", "Number"),
+            ],
+            Self::Roads => &[
+                ("osm_way_id", "Number"),
+                ("highway", "String"),
+                ("name", "String"),
+                ("last_seen", "Number"),
+                ("age_days", "Number"),
+            ],
+        };
+        let mut fields = serde_json::Map::new();
+        let all: Vec<&(&str, &str)> = if self == Self::Roads {
+            own.iter().collect()
+        } else {
+            hex.iter().chain(own).collect()
+        };
+        for (name, kind) in all {
+            fields.insert((*name).to_owned(), json!(kind));
+        }
+        Json::Object(fields)
+    }
+}
+
+impl std::fmt::Display for MapLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A cell's coverage: what was observed in it and how much of its road was driven lately.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoverageCell {
+    pub cell: Cell,
+    pub observations: i64,
+    pub uploads: i64,
+    pub contributors: i64,
+    pub last_seen: DateTime<Utc>,
+    /// Road length in the cell (0 where it has none).
+    pub road_length_m: f64,
+    /// Road length driven in it within the coverage window.
+    pub observed_m: f64,
+}
+
+/// A cell's reward weight and what it is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemandCell {
+    pub cell: Cell,
+    pub weight: f64,
+    pub demand: f64,
+    pub staleness: f64,
+    pub coverage_gap: f64,
+    pub open_bounties: i64,
+}
+
+/// A road segment and when a contributor last drove it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenSegment {
+    pub segment: RoadSegment,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// `cell`'s ancestor at `res` (itself when it is not finer).
+pub fn parent(cell: Cell, res: Resolution) -> Cell {
+    if cell.0.resolution() <= res {
+        return cell;
+    }
+    cell.0.parent(res).map(Cell).unwrap_or(cell)
+}
+
+fn age_days(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    round3((now - t).num_seconds().max(0) as f64 / 86_400.0)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Adds `cell`'s hexagon with `props`, its id as the feature id and as the `cell` property.
+fn add_hex(layer: &mut Layer, cell: Cell, res: Resolution, props: &mut Vec<(&str, Value)>) {
+    let ring: Vec<(f64, f64)> = cell
+        .0
+        .boundary()
+        .iter()
+        .map(|ll| (ll.lng(), ll.lat()))
+        .collect();
+    let id = cell.to_string();
+    props.push(("cell", Value::String(id)));
+    props.push(("res", Value::UInt(u64::from(u8::from(res)))));
+    layer.add_polygon(Some(u64::from(cell.0)), &[ring], props);
+}
+
+/// The `coverage` layer: per hexagon, the newest observation (and its age and freshness under
+/// `policy`), the share of its road driven in the coverage window, observations (GPS fixes and
+/// frames), and uploads and contributors. A parent's uploads and contributors are its busiest
+/// child's (a lower bound: the same contributor may have driven several children).
+pub fn coverage(
+    tile: TileId,
+    res: Resolution,
+    cells: &[CoverageCell],
+    now: DateTime<Utc>,
+    policy: &RewardPolicy,
+) -> Layer {
+    let mut groups: BTreeMap<Cell, CoverageCell> = BTreeMap::new();
+    for c in cells {
+        let p = parent(c.cell, res);
+        groups
+            .entry(p)
+            .and_modify(|g| {
+                g.observations += c.observations;
+                g.uploads = g.uploads.max(c.uploads);
+                g.contributors = g.contributors.max(c.contributors);
+                g.last_seen = g.last_seen.max(c.last_seen);
+                g.road_length_m += c.road_length_m;
+                g.observed_m += c.observed_m;
+            })
+            .or_insert_with(|| CoverageCell {
+                cell: p,
+                ..c.clone()
+            });
+    }
+    let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
+    let mut props = Vec::with_capacity(10);
+    for g in groups.values() {
+        props.clear();
+        props.push(("last_seen", Value::Int(g.last_seen.timestamp())));
+        props.push(("age_days", Value::Double(age_days(g.last_seen, now))));
+        props.push((
+            "freshness",
+            Value::Double(round3(freshness(g.last_seen, now, policy))),
+        ));
+        if g.road_length_m > 0.0 {
+            let ratio = (g.observed_m / g.road_length_m).clamp(0.0, 1.0);
+            props.push(("coverage", Value::Double(round3(ratio))));
+        }
+        props.push(("observations", Value::Int(g.observations)));
+        props.push(("uploads", Value::Int(g.uploads)));
+        props.push(("contributors", Value::Int(g.contributors)));
+        add_hex(&mut layer, g.cell, res, &mut props);
+    }
+    layer
+}
+
+/// The `radio` layer: per hexagon, observations, emitters and best signal of all technologies,
+/// and per technology seen there (`gsm`, `wcdma`, `lte`, `nr`, `wifi`, `bluetooth`) the best and
+/// (lower) median signal and the number of samples, from `samples`.
+pub fn radio(
+    tile: TileId,
+    res: Resolution,
+    cells: &[RadioCellSummary],
+    samples: &[RadioSample],
+) -> Layer {
+    struct Group {
+        observations: i64,
+        emitters: i64,
+        best: Option<i32>,
+        last_seen: DateTime<Utc>,
+        by_tech: BTreeMap<String, Vec<i32>>,
+        samples: BTreeMap<String, u64>,
+    }
+    let mut groups: BTreeMap<Cell, Group> = BTreeMap::new();
+    for c in cells {
+        let g = groups.entry(parent(c.cell, res)).or_insert(Group {
+            observations: 0,
+            emitters: 0,
+            best: None,
+            last_seen: c.last_seen,
+            by_tech: BTreeMap::new(),
+            samples: BTreeMap::new(),
+        });
+        g.observations += c.observations;
+        g.emitters = g.emitters.max(c.emitters);
+        g.best = g.best.max(c.best_signal_dbm);
+        g.last_seen = g.last_seen.max(c.last_seen);
+    }
+    for s in samples {
+        if let Some(g) = groups.get_mut(&parent(s.cell, res)) {
+            *g.samples.entry(s.technology.clone()).or_default() += 1;
+            let signals = g.by_tech.entry(s.technology.clone()).or_default();
+            signals.extend(s.signal_dbm);
+        }
+    }
+    let mut layer = Layer::new(MapLayer::Radio.name(), tile);
+    let mut names: Vec<(String, String, String)> = Vec::new();
+    for (cell, g) in &mut groups {
+        names.clear();
+        for tech in g.samples.keys() {
+            names.push((
+                format!("{tech}_best_dbm"),
+                format!("{tech}_median_dbm"),
+                format!("{tech}_samples"),
+            ));
+        }
+        let mut props: Vec<(&str, Value)> = vec![
+            ("observations", Value::Int(g.observations)),
+            ("emitters", Value::Int(g.emitters)),
+            ("last_seen", Value::Int(g.last_seen.timestamp())),
+        ];
+        if let Some(b) = g.best {
+            props.push(("best_signal_dbm", Value::Int(i64::from(b))));
+        }
+        for ((tech, n), (best_key, median_key, samples_key)) in g.samples.iter().zip(&names) {
+            props.push((samples_key, Value::UInt(*n)));
+            if let Some(signals) = g.by_tech.get_mut(tech).filter(|s| !s.is_empty()) {
+                signals.sort_unstable();
+                let best = signals[signals.len() - 1];
+                let median = signals[(signals.len() - 1) / 2];
+                props.push((best_key, Value::Int(i64::from(best))));
+                props.push((median_key, Value::Int(i64::from(median))));
+            }
+        }
+        add_hex(&mut layer, *cell, res, &mut props);
+    }
+    layer
+}
+
+/// The `demand` layer: per hexagon, the reward weight a capture would earn there now and what it
+/// is made of. A parent shows its highest-weighted child (where a driver should go) and the
+/// bounties of all its children.
+pub fn demand(tile: TileId, res: Resolution, cells: &[DemandCell]) -> Layer {
+    let mut groups: BTreeMap<Cell, DemandCell> = BTreeMap::new();
+    for c in cells {
+        let p = parent(c.cell, res);
+        match groups.get_mut(&p) {
+            Some(g) => {
+                let bounties = g.open_bounties + c.open_bounties;
+                if c.weight > g.weight {
+                    *g = DemandCell {
+                        cell: p,
+                        ..c.clone()
+                    };
+                }
+                g.open_bounties = bounties;
+            }
+            None => {
+                groups.insert(
+                    p,
+                    DemandCell {
+                        cell: p,
+                        ..c.clone()
+                    },
+                );
+            }
+        }
+    }
+    let mut layer = Layer::new(MapLayer::Demand.name(), tile);
+    let mut props = Vec::with_capacity(8);
+    for g in groups.values() {
+        props.clear();
+        props.push(("weight", Value::Double(round3(g.weight))));
+        props.push(("demand", Value::Double(round3(g.demand))));
+        props.push(("staleness", Value::Double(round3(g.staleness))));
+        props.push(("coverage_gap", Value::Double(round3(g.coverage_gap))));
+        props.push(("open_bounties", Value::Int(g.open_bounties)));
+        add_hex(&mut layer, g.cell, res, &mut props);
+    }
+    layer
+}
+
+/// Road classes drawn below zoom 12 (all are drawn from 12 on).
+const MAJOR_ROADS: [&str; 10] = [
+    "motorway",
+    "motorway_link",
+    "trunk",
+    "trunk_link",
+    "primary",
+    "primary_link",
+    "secondary",
+    "secondary_link",
+    "tertiary",
+    "tertiary_link",
+];
+
+/// Whether a road of class `highway` is drawn at zoom `z`.
+pub fn road_drawn_at(highway: &str, z: u8) -> bool {
+    z >= 12 || MAJOR_ROADS.contains(&highway)
+}
+
+/// The `roads` layer: each segment drawn at this zoom, with its OSM way, class, name and when a
+/// contributor last drove it (left out where nobody has).
+pub fn roads(tile: TileId, segments: &[SeenSegment], now: DateTime<Utc>) -> Layer {
+    let mut layer = Layer::new(MapLayer::Roads.name(), tile);
+    let mut line = Vec::new();
+    let mut props = Vec::with_capacity(6);
+    for s in segments {
+        if !road_drawn_at(&s.segment.highway, tile.z) {
+            continue;
+        }
+        line.clear();
+        line.extend(s.segment.points.iter().map(|p| (p.lon, p.lat)));
+        props.clear();
+        props.push(("osm_way_id", Value::Int(s.segment.osm_way_id)));
+        props.push(("highway", Value::String(s.segment.highway.clone())));
+        if let Some(name) = &s.segment.name {
+            props.push(("name", Value::String(name.clone())));
+        }
+        if let Some(t) = s.last_seen {
+            props.push(("last_seen", Value::Int(t.timestamp())));
+            props.push(("age_days", Value::Double(age_days(t, now))));
+        }
+        let id = u64::try_from(s.segment.osm_way_id)
+            .ok()
+            .map(|w| (w << 12) | (u64::from(s.segment.piece) & 0xfff));
+        layer.add_line(id, &line, &props);
+    }
+    layer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use covermap_domain::LatLon;
+
+    fn cell_at(lat: f64, lon: f64, res: Resolution) -> Cell {
+        Cell(h3o::LatLng::new(lat, lon).unwrap().to_cell(res))
+    }
+
+    #[test]
+    fn layers_parse_by_name() {
+        for l in MapLayer::ALL {
+            assert_eq!(MapLayer::parse(l.name()), Some(l));
+        }
+        assert_eq!(MapLayer::parse("nope"), None);
+    }
+
+    #[test]
+    fn children_are_summed_into_their_parent() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let a = cell_at(43.7384, 7.4246, Resolution::Eleven);
+        let siblings: Vec<Cell> =
+            a.0.parent(Resolution::Ten)
+                .unwrap()
+                .children(Resolution::Eleven)
+                .take(2)
+                .map(Cell)
+                .collect();
+        let row = |cell: Cell, obs: i64, days: i64| CoverageCell {
+            cell,
+            observations: obs,
+            uploads: 1,
+            contributors: obs,
+            last_seen: now - chrono::Duration::days(days),
+            road_length_m: 100.0,
+            observed_m: 50.0,
+        };
+        let rows = [row(siblings[0], 3, 2), row(siblings[1], 4, 1)];
+        let tile = crate::tile::tiles_covering([7.4246, 43.7384, 7.4246, 43.7384], 14)[0];
+        let policy = RewardPolicy::shipped();
+        let layer = coverage(tile, Resolution::Ten, &rows, now, &policy);
+        assert_eq!(layer.len(), 1, "two children, one parent hexagon");
+        let layer = coverage(tile, Resolution::Eleven, &rows, now, &policy);
+        assert_eq!(layer.len(), 2);
+    }
+
+    #[test]
+    fn minor_roads_wait_for_zoom_12() {
+        assert!(road_drawn_at("primary", 8));
+        assert!(!road_drawn_at("residential", 11));
+        assert!(road_drawn_at("residential", 12));
+        let a = LatLon::new(43.7384, 7.4246).unwrap();
+        let b = LatLon::new(43.7390, 7.4250).unwrap();
+        let seg = |highway: &str| SeenSegment {
+            segment: RoadSegment {
+                osm_way_id: 7,
+                piece: 0,
+                osm_node_ids: vec![1, 2],
+                points: vec![a, b],
+                highway: highway.into(),
+                name: None,
+                oneway: false,
+                length_m: a.distance_m(b),
+            },
+            last_seen: None,
+        };
+        let now = Utc::now();
+        let tile = crate::tile::tiles_covering([7.4246, 43.7384, 7.4246, 43.7384], 11)[0];
+        let layer = roads(tile, &[seg("primary"), seg("residential")], now);
+        assert_eq!(layer.len(), 1);
+    }
+}

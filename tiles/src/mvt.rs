@@ -1,0 +1,964 @@
+//! Mapbox Vector Tile 2.1 encoding: layers of polygons and lines with properties, written as
+//! the spec's protobuf by hand (no codegen, no intermediate message structs).
+//!
+//! Owns projection into one tile, clipping to the tile grown by [`BUFFER`], rounding, ring
+//! winding and the wire format. Which features go into which layer is [`crate::layers`]'s.
+//!
+//! Spec: <https://github.com/mapbox/vector-tile-spec/tree/master/2.1>.
+
+use std::collections::HashMap;
+
+use crate::tile::{BUFFER, EXTENT, Projection, TileId};
+
+/// A property value, as the spec's `Value` message carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    Double(f64),
+    /// Written as `sint_value` (zigzag), so small negatives stay small.
+    Int(i64),
+    /// Written as `uint_value`.
+    UInt(u64),
+    Bool(bool),
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::String(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Self::String(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Self::Double(v)
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Self::Int(i64::from(v))
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Self::UInt(v)
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Self::UInt(u64::from(v))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+
+// Field keys (field number << 3 | wire type) of the messages written here.
+const TILE_LAYERS: u8 = 3 << 3 | 2;
+const LAYER_NAME: u8 = 1 << 3 | 2;
+const LAYER_FEATURES: u8 = 2 << 3 | 2;
+const LAYER_KEYS: u8 = 3 << 3 | 2;
+const LAYER_VALUES: u8 = 4 << 3 | 2;
+const LAYER_EXTENT: u8 = 5 << 3;
+const LAYER_VERSION: u8 = 15 << 3;
+const FEATURE_ID: u8 = 1 << 3;
+const FEATURE_TAGS: u8 = 2 << 3 | 2;
+const FEATURE_TYPE: u8 = 3 << 3;
+const FEATURE_GEOMETRY: u8 = 4 << 3 | 2;
+const VALUE_STRING: u8 = 1 << 3 | 2;
+const VALUE_DOUBLE: u8 = 3 << 3 | 1;
+const VALUE_UINT: u8 = 5 << 3;
+const VALUE_SINT: u8 = 6 << 3;
+const VALUE_BOOL: u8 = 7 << 3;
+
+const GEOM_LINESTRING: u32 = 2;
+const GEOM_POLYGON: u32 = 3;
+
+const MOVE_TO: u32 = 1;
+const LINE_TO: u32 = 2;
+const CLOSE_PATH: u32 = 7;
+
+/// A point in tile coordinates after rounding.
+type TilePoint = (i32, i32);
+
+/// One named layer of one tile, filled feature by feature.
+///
+/// Features, keys and values are kept already encoded, so [`encode`] only concatenates.
+#[derive(Debug)]
+pub struct Layer {
+    name: String,
+    projection: Projection,
+    /// Encoded `features` fields, back to back.
+    features: Vec<u8>,
+    feature_count: usize,
+    /// Encoded `keys` fields, and each key's index.
+    keys: Vec<u8>,
+    key_index: HashMap<String, u32>,
+    /// Encoded `values` fields, and each value's index by its encoded message.
+    values: Vec<u8>,
+    value_index: HashMap<Vec<u8>, u32>,
+    scratch: Scratch,
+}
+
+/// Buffers reused from feature to feature, so adding one allocates nothing once warm.
+#[derive(Debug, Default)]
+struct Scratch {
+    projected: Vec<(f64, f64)>,
+    clipped: Vec<(f64, f64)>,
+    points: Vec<TilePoint>,
+    piece_ends: Vec<usize>,
+    geometry: Vec<u32>,
+    tags: Vec<u32>,
+    value: Vec<u8>,
+}
+
+/// The clip box, in tile coordinates: the tile grown by `BUFFER` on each side.
+const CLIP_LO: f64 = -(BUFFER as f64);
+const CLIP_HI: f64 = (EXTENT + BUFFER) as f64;
+
+impl Layer {
+    /// An empty layer `name` of `tile` (MVT version 2, extent [`EXTENT`]).
+    pub fn new(name: &str, tile: TileId) -> Self {
+        Self {
+            name: name.to_owned(),
+            projection: Projection::new(tile),
+            features: Vec::with_capacity(8 * 1024),
+            feature_count: 0,
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+            values: Vec::with_capacity(1024),
+            value_index: HashMap::new(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Adds a polygon given as rings of (lon, lat) in degrees, the first ring exterior; rings
+    /// may or may not repeat their first point.
+    ///
+    /// Rings are projected, clipped to the buffered tile, rounded, freed of repeated points and
+    /// wound as the spec wants (exterior rings positive by its surveyor's formula in tile
+    /// coordinates, interior ones negative) whatever their winding was in lon/lat. Interior
+    /// rings that vanish are left out. Returns false, adding nothing, when the exterior ring
+    /// has nothing left inside the buffered tile or degenerates.
+    pub fn add_polygon(
+        &mut self,
+        id: Option<u64>,
+        rings: &[Vec<(f64, f64)>],
+        properties: &[(&str, Value)],
+    ) -> bool {
+        let s = &mut self.scratch;
+        s.geometry.clear();
+        let mut cursor = (0, 0);
+        for (i, ring) in rings.iter().enumerate() {
+            let exterior = i == 0;
+            project(&self.projection, ring, &mut s.projected);
+            clip_ring(&mut s.projected, &mut s.clipped);
+            round_ring(&s.projected, &mut s.points);
+            let twice_area = surveyor_area(&s.points);
+            if s.points.len() < 3 || twice_area == 0 {
+                if exterior {
+                    return false;
+                }
+                continue;
+            }
+            if (twice_area > 0) != exterior {
+                s.points.reverse();
+            }
+            push_path(&mut s.geometry, &mut cursor, &s.points, true);
+        }
+        if s.geometry.is_empty() {
+            return false;
+        }
+        self.push_feature(id, GEOM_POLYGON, properties);
+        true
+    }
+
+    /// Adds a line of (lon, lat) in degrees, clipped to the buffered tile; the pieces left
+    /// inside become one (multi)line feature. Returns false, adding nothing, when no piece of
+    /// at least two distinct points is left.
+    pub fn add_line(
+        &mut self,
+        id: Option<u64>,
+        line: &[(f64, f64)],
+        properties: &[(&str, Value)],
+    ) -> bool {
+        let s = &mut self.scratch;
+        project(&self.projection, line, &mut s.projected);
+        clip_line(&s.projected, &mut s.points, &mut s.piece_ends);
+        s.geometry.clear();
+        let mut cursor = (0, 0);
+        let mut start = 0;
+        for &end in &s.piece_ends {
+            if let Some(piece) = s.points.get(start..end)
+                && piece.len() >= 2
+            {
+                push_path(&mut s.geometry, &mut cursor, piece, false);
+            }
+            start = end;
+        }
+        if s.geometry.is_empty() {
+            return false;
+        }
+        self.push_feature(id, GEOM_LINESTRING, properties);
+        true
+    }
+
+    /// True when no feature has been added.
+    pub fn is_empty(&self) -> bool {
+        self.feature_count == 0
+    }
+
+    /// How many features have been added.
+    pub fn len(&self) -> usize {
+        self.feature_count
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes one feature with the geometry in `scratch.geometry`.
+    fn push_feature(&mut self, id: Option<u64>, geom_type: u32, properties: &[(&str, Value)]) {
+        self.build_tags(properties);
+        let s = &self.scratch;
+        let tags_len = packed_len(&s.tags);
+        let geometry_len = packed_len(&s.geometry);
+        let mut body = 2 + 1 + varint_len(geometry_len as u64) + geometry_len;
+        if let Some(id) = id {
+            body += 1 + varint_len(id);
+        }
+        if tags_len > 0 {
+            body += 1 + varint_len(tags_len as u64) + tags_len;
+        }
+        let out = &mut self.features;
+        out.reserve(1 + varint_len(body as u64) + body);
+        out.push(LAYER_FEATURES);
+        put_varint(out, body as u64);
+        if let Some(id) = id {
+            out.push(FEATURE_ID);
+            put_varint(out, id);
+        }
+        if tags_len > 0 {
+            out.push(FEATURE_TAGS);
+            put_varint(out, tags_len as u64);
+            put_packed(out, &s.tags);
+        }
+        out.push(FEATURE_TYPE);
+        out.push(geom_type as u8);
+        out.push(FEATURE_GEOMETRY);
+        put_varint(out, geometry_len as u64);
+        put_packed(out, &s.geometry);
+        self.feature_count += 1;
+    }
+
+    /// Fills `scratch.tags` with key/value index pairs, adding new keys and values to the
+    /// layer's tables. Non-finite doubles and repeated keys are left out.
+    fn build_tags(&mut self, properties: &[(&str, Value)]) {
+        let s = &mut self.scratch;
+        s.tags.clear();
+        for (key, value) in properties {
+            if matches!(value, Value::Double(d) if !d.is_finite()) {
+                continue;
+            }
+            let key_id = match self.key_index.get(*key) {
+                Some(&k) => k,
+                None => {
+                    let k = self.key_index.len() as u32;
+                    self.key_index.insert((*key).to_owned(), k);
+                    self.keys.push(LAYER_KEYS);
+                    put_bytes(&mut self.keys, key.as_bytes());
+                    k
+                }
+            };
+            if s.tags
+                .chunks_exact(2)
+                .any(|pair| pair.first() == Some(&key_id))
+            {
+                continue;
+            }
+            s.value.clear();
+            encode_value(&mut s.value, value);
+            let value_id = match self.value_index.get(s.value.as_slice()) {
+                Some(&v) => v,
+                None => {
+                    let v = self.value_index.len() as u32;
+                    self.value_index.insert(s.value.clone(), v);
+                    self.values.push(LAYER_VALUES);
+                    put_bytes(&mut self.values, &s.value);
+                    v
+                }
+            };
+            s.tags.push(key_id);
+            s.tags.push(value_id);
+        }
+    }
+
+    /// Bytes of the layer message's body.
+    fn body_len(&self) -> usize {
+        1 + varint_len(self.name.len() as u64)
+            + self.name.len()
+            + self.features.len()
+            + self.keys.len()
+            + self.values.len()
+            + 1
+            + varint_len(u64::from(EXTENT))
+            + 2
+    }
+}
+
+/// The tile's protobuf bytes, uncompressed. Empty layers are left out; a tile with no
+/// features at all is empty.
+pub fn encode(layers: &[Layer]) -> Vec<u8> {
+    let total: usize = layers
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let body = l.body_len();
+            1 + varint_len(body as u64) + body
+        })
+        .sum();
+    let mut out = Vec::with_capacity(total);
+    for layer in layers.iter().filter(|l| !l.is_empty()) {
+        out.push(TILE_LAYERS);
+        put_varint(&mut out, layer.body_len() as u64);
+        out.push(LAYER_NAME);
+        put_bytes(&mut out, layer.name.as_bytes());
+        out.extend_from_slice(&layer.features);
+        out.extend_from_slice(&layer.keys);
+        out.extend_from_slice(&layer.values);
+        out.push(LAYER_EXTENT);
+        put_varint(&mut out, u64::from(EXTENT));
+        out.push(LAYER_VERSION);
+        out.push(2);
+    }
+    out
+}
+
+/// Writes a `Value` message's body.
+fn encode_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::String(s) => {
+            out.push(VALUE_STRING);
+            put_bytes(out, s.as_bytes());
+        }
+        Value::Double(d) => {
+            out.push(VALUE_DOUBLE);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        Value::Int(i) => {
+            out.push(VALUE_SINT);
+            put_varint(out, zigzag64(*i));
+        }
+        Value::UInt(u) => {
+            out.push(VALUE_UINT);
+            put_varint(out, *u);
+        }
+        Value::Bool(b) => {
+            out.push(VALUE_BOOL);
+            out.push(u8::from(*b));
+        }
+    }
+}
+
+/// Projects into tile coordinates, leaving out points that are not finite numbers.
+fn project(projection: &Projection, coords: &[(f64, f64)], out: &mut Vec<(f64, f64)>) {
+    out.clear();
+    out.extend(
+        coords
+            .iter()
+            .filter(|(lon, lat)| lon.is_finite() && lat.is_finite())
+            .map(|&(lon, lat)| projection.project(lon, lat)),
+    );
+}
+
+fn inside_clip(p: (f64, f64)) -> bool {
+    (CLIP_LO..=CLIP_HI).contains(&p.0) && (CLIP_LO..=CLIP_HI).contains(&p.1)
+}
+
+/// Clips a ring in place to the buffered tile (Sutherland–Hodgman: exact for convex rings,
+/// and for concave ones leaves at worst zero-width slivers along the clip edge).
+fn clip_ring(ring: &mut Vec<(f64, f64)>, tmp: &mut Vec<(f64, f64)>) {
+    if ring.iter().all(|&p| inside_clip(p)) {
+        return;
+    }
+    // Each edge of the clip box: which axis, which bound, and whether inside is above it.
+    for (axis_x, bound, keep_above) in [
+        (true, CLIP_LO, true),
+        (true, CLIP_HI, false),
+        (false, CLIP_LO, true),
+        (false, CLIP_HI, false),
+    ] {
+        let inside = |p: (f64, f64)| {
+            let v = if axis_x { p.0 } else { p.1 };
+            if keep_above { v >= bound } else { v <= bound }
+        };
+        let crossing = |a: (f64, f64), b: (f64, f64)| {
+            if axis_x {
+                let t = (bound - a.0) / (b.0 - a.0);
+                (bound, a.1 + t * (b.1 - a.1))
+            } else {
+                let t = (bound - a.1) / (b.1 - a.1);
+                (a.0 + t * (b.0 - a.0), bound)
+            }
+        };
+        tmp.clear();
+        let Some(mut prev) = ring.last().copied() else {
+            return;
+        };
+        for &cur in ring.iter() {
+            match (inside(prev), inside(cur)) {
+                (true, true) => tmp.push(cur),
+                (true, false) => tmp.push(crossing(prev, cur)),
+                (false, true) => {
+                    tmp.push(crossing(prev, cur));
+                    tmp.push(cur);
+                }
+                (false, false) => {}
+            }
+            prev = cur;
+        }
+        std::mem::swap(ring, tmp);
+    }
+}
+
+/// Rounds a ring to integers, dropping repeated points and the closing point if given.
+fn round_ring(ring: &[(f64, f64)], out: &mut Vec<TilePoint>) {
+    out.clear();
+    for &p in ring {
+        let q = round(p);
+        if out.last() != Some(&q) {
+            out.push(q);
+        }
+    }
+    while out.len() > 1 && out.first() == out.last() {
+        out.pop();
+    }
+}
+
+fn round(p: (f64, f64)) -> TilePoint {
+    (p.0.round() as i32, p.1.round() as i32)
+}
+
+/// Twice the ring's area by the spec's surveyor's formula, in tile coordinates (y down):
+/// positive for an exterior ring.
+fn surveyor_area(ring: &[TilePoint]) -> i64 {
+    let Some(&last) = ring.last() else {
+        return 0;
+    };
+    let mut prev = last;
+    let mut sum = 0i64;
+    for &p in ring {
+        sum += i64::from(prev.0) * i64::from(p.1) - i64::from(p.0) * i64::from(prev.1);
+        prev = p;
+    }
+    sum
+}
+
+/// Clips a line to the buffered tile (Liang–Barsky per segment) and rounds it: the pieces'
+/// points go to `points`, back to back, and where each piece ends to `ends`.
+fn clip_line(line: &[(f64, f64)], points: &mut Vec<TilePoint>, ends: &mut Vec<usize>) {
+    points.clear();
+    ends.clear();
+    let mut piece_start = 0;
+    let mut end_piece = |points: &mut Vec<TilePoint>, piece_start: &mut usize| {
+        if points.len() > *piece_start {
+            ends.push(points.len());
+            *piece_start = points.len();
+        }
+    };
+    // A point repeating the one before it in the same piece adds nothing.
+    let push = |points: &mut Vec<TilePoint>, piece_start: usize, p: TilePoint| {
+        if points.len() == piece_start || points.last() != Some(&p) {
+            points.push(p);
+        }
+    };
+    if line.iter().all(|&p| inside_clip(p)) {
+        for &p in line {
+            push(points, piece_start, round(p));
+        }
+        end_piece(points, &mut piece_start);
+        return;
+    }
+    for pair in line.windows(2) {
+        let &[a, b] = pair else { continue };
+        match clip_segment(a, b) {
+            None => end_piece(points, &mut piece_start),
+            Some(SegmentPart {
+                t0,
+                t1,
+                from: p,
+                to: q,
+            }) => {
+                if t0 > 0.0 {
+                    end_piece(points, &mut piece_start);
+                }
+                if points.len() == piece_start {
+                    push(points, piece_start, round(p));
+                }
+                push(points, piece_start, round(q));
+                if t1 < 1.0 {
+                    end_piece(points, &mut piece_start);
+                }
+            }
+        }
+    }
+    end_piece(points, &mut piece_start);
+}
+
+/// The part of a segment a→b inside the buffered tile: from a + t0·(b − a) to a + t1·(b − a).
+#[derive(Debug, Clone, Copy)]
+struct SegmentPart {
+    t0: f64,
+    t1: f64,
+    from: (f64, f64),
+    to: (f64, f64),
+}
+
+/// The part of segment a→b inside the buffered tile, if any (Liang–Barsky).
+fn clip_segment(a: (f64, f64), b: (f64, f64)) -> Option<SegmentPart> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    for (p, q) in [
+        (-dx, a.0 - CLIP_LO),
+        (dx, CLIP_HI - a.0),
+        (-dy, a.1 - CLIP_LO),
+        (dy, CLIP_HI - a.1),
+    ] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+        } else {
+            let r = q / p;
+            if p < 0.0 {
+                if r > t1 {
+                    return None;
+                }
+                t0 = t0.max(r);
+            } else {
+                if r < t0 {
+                    return None;
+                }
+                t1 = t1.min(r);
+            }
+        }
+    }
+    let at = |t: f64| (a.0 + t * dx, a.1 + t * dy);
+    Some(SegmentPart {
+        t0,
+        t1,
+        from: at(t0),
+        to: at(t1),
+    })
+}
+
+/// Appends a path's commands: MoveTo its first point, LineTo the rest, ClosePath for rings.
+/// Deltas are from `cursor`, which the spec carries across all paths of a feature.
+fn push_path(geometry: &mut Vec<u32>, cursor: &mut TilePoint, points: &[TilePoint], ring: bool) {
+    let Some((first, rest)) = points.split_first() else {
+        return;
+    };
+    let mut delta = |p: &TilePoint, geometry: &mut Vec<u32>| {
+        geometry.push(zigzag32(p.0 - cursor.0));
+        geometry.push(zigzag32(p.1 - cursor.1));
+        *cursor = *p;
+    };
+    geometry.push(command(MOVE_TO, 1));
+    delta(first, geometry);
+    if !rest.is_empty() {
+        geometry.push(command(LINE_TO, rest.len() as u32));
+        for p in rest {
+            delta(p, geometry);
+        }
+    }
+    if ring {
+        geometry.push(command(CLOSE_PATH, 1));
+    }
+}
+
+fn command(id: u32, count: u32) -> u32 {
+    (id & 0x7) | (count << 3)
+}
+
+fn zigzag32(n: i32) -> u32 {
+    ((n << 1) ^ (n >> 31)) as u32
+}
+
+fn zigzag64(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn varint_len(v: u64) -> usize {
+    // Seven bits a byte; zero still takes one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn packed_len(values: &[u32]) -> usize {
+    values.iter().map(|&v| varint_len(u64::from(v))).sum()
+}
+
+fn put_packed(out: &mut Vec<u8>, values: &[u32]) {
+    for &v in values {
+        put_varint(out, u64::from(v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode_paths(paths: &[(&[TilePoint], bool)]) -> Vec<u32> {
+        let mut geometry = Vec::new();
+        let mut cursor = (0, 0);
+        for (points, ring) in paths {
+            push_path(&mut geometry, &mut cursor, points, *ring);
+        }
+        geometry
+    }
+
+    #[test]
+    fn zigzag_maps_signed_to_unsigned_as_protobuf_does() {
+        let cases = [
+            (0, 0),
+            (-1, 1),
+            (1, 2),
+            (-2, 3),
+            (2, 4),
+            (i32::MAX, u32::MAX - 1),
+        ];
+        for (n, z) in cases {
+            assert_eq!(zigzag32(n), z, "{n}");
+        }
+        assert_eq!(zigzag32(i32::MIN), u32::MAX);
+        assert_eq!(zigzag64(-3), 5);
+        assert_eq!(zigzag64(i64::MIN), u64::MAX);
+    }
+
+    #[test]
+    fn varints_are_seven_bits_a_byte_low_first() {
+        for (v, bytes) in [
+            (0u64, vec![0u8]),
+            (1, vec![1]),
+            (127, vec![0x7f]),
+            (128, vec![0x80, 0x01]),
+            (300, vec![0xac, 0x02]),
+            (4096, vec![0x80, 0x20]),
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out, bytes, "{v}");
+            assert_eq!(varint_len(v), bytes.len(), "{v}");
+        }
+        let mut out = Vec::new();
+        put_varint(&mut out, u64::MAX);
+        assert_eq!(out.len(), 10);
+        assert_eq!(varint_len(u64::MAX), 10);
+    }
+
+    #[test]
+    fn commands_pack_id_and_count() {
+        assert_eq!(command(MOVE_TO, 1), 9);
+        assert_eq!(command(LINE_TO, 3), 26);
+        assert_eq!(command(CLOSE_PATH, 1), 15);
+    }
+
+    // The geometry examples of the spec, section 4.3.5.
+
+    #[test]
+    fn spec_example_linestring() {
+        let line: &[TilePoint] = &[(2, 2), (2, 10), (10, 10)];
+        assert_eq!(encode_paths(&[(line, false)]), [9, 4, 4, 18, 0, 16, 16, 0]);
+    }
+
+    #[test]
+    fn spec_example_multilinestring() {
+        let a: &[TilePoint] = &[(2, 2), (2, 10), (10, 10)];
+        let b: &[TilePoint] = &[(1, 1), (3, 5)];
+        assert_eq!(
+            encode_paths(&[(a, false), (b, false)]),
+            [9, 4, 4, 18, 0, 16, 16, 0, 9, 17, 17, 10, 4, 8]
+        );
+    }
+
+    #[test]
+    fn spec_example_polygon() {
+        let ring: &[TilePoint] = &[(3, 6), (8, 12), (20, 34)];
+        assert!(
+            surveyor_area(ring) > 0,
+            "the spec's example is an exterior ring"
+        );
+        assert_eq!(
+            encode_paths(&[(ring, true)]),
+            [9, 6, 12, 18, 10, 12, 24, 44, 15]
+        );
+    }
+
+    #[test]
+    fn spec_example_multipolygon_with_a_square_and_a_holed_square() {
+        let square: &[TilePoint] = &[(0, 0), (10, 0), (10, 10), (0, 10)];
+        let outer: &[TilePoint] = &[(11, 11), (20, 11), (20, 20), (11, 20)];
+        let hole: &[TilePoint] = &[(13, 13), (13, 17), (17, 17), (17, 13)];
+        assert!(surveyor_area(square) > 0 && surveyor_area(outer) > 0);
+        assert!(surveyor_area(hole) < 0);
+        assert_eq!(
+            encode_paths(&[(square, true), (outer, true), (hole, true)]),
+            [
+                9, 0, 0, 26, 20, 0, 0, 20, 19, 0, 15, 9, 22, 2, 26, 18, 0, 0, 18, 17, 0, 15, 9, 4,
+                13, 26, 0, 8, 8, 0, 0, 7, 15
+            ]
+        );
+    }
+
+    #[test]
+    fn the_surveyor_area_of_a_ten_square_is_two_hundred_doubled() {
+        assert_eq!(surveyor_area(&[(0, 0), (10, 0), (10, 10), (0, 10)]), 200);
+        assert_eq!(surveyor_area(&[(0, 0), (0, 10), (10, 10), (10, 0)]), -200);
+    }
+
+    #[test]
+    fn a_ring_inside_the_buffer_is_not_clipped() {
+        let mut ring = vec![(0.0, 0.0), (100.0, 0.0), (100.0, 100.0)];
+        let before = ring.clone();
+        clip_ring(&mut ring, &mut Vec::new());
+        assert_eq!(ring, before);
+    }
+
+    #[test]
+    fn a_ring_across_the_edge_is_cut_at_the_buffer() {
+        let mut ring = vec![
+            (4000.0, 100.0),
+            (5000.0, 100.0),
+            (5000.0, 200.0),
+            (4000.0, 200.0),
+        ];
+        clip_ring(&mut ring, &mut Vec::new());
+        let mut points = Vec::new();
+        round_ring(&ring, &mut points);
+        assert_eq!(
+            points,
+            vec![(4000, 100), (4160, 100), (4160, 200), (4000, 200)]
+        );
+        let mut far = vec![(9000.0, 100.0), (9100.0, 100.0), (9100.0, 200.0)];
+        clip_ring(&mut far, &mut Vec::new());
+        assert!(far.is_empty());
+    }
+
+    #[test]
+    fn a_square_covering_the_tile_becomes_the_buffered_tile() {
+        let mut ring = vec![(-1e6, -1e6), (1e6, -1e6), (1e6, 1e6), (-1e6, 1e6)];
+        clip_ring(&mut ring, &mut Vec::new());
+        let mut points = Vec::new();
+        round_ring(&ring, &mut points);
+        // Same ring whichever corner it starts from.
+        let start = points.iter().position(|&p| p == (-64, -64)).unwrap();
+        points.rotate_left(start);
+        assert_eq!(
+            points,
+            vec![(-64, -64), (4160, -64), (4160, 4160), (-64, 4160)]
+        );
+    }
+
+    #[test]
+    fn rounding_drops_repeats_and_the_closing_point() {
+        let mut points = Vec::new();
+        round_ring(
+            &[(0.1, 0.2), (0.3, 0.1), (5.0, 0.0), (5.0, 5.0), (0.0, 0.0)],
+            &mut points,
+        );
+        assert_eq!(points, vec![(0, 0), (5, 0), (5, 5)]);
+    }
+
+    #[test]
+    fn a_line_leaving_and_coming_back_becomes_two_pieces() {
+        let line = [
+            (100.0, 100.0),
+            (5000.0, 100.0),
+            (5000.0, 300.0),
+            (100.0, 300.0),
+        ];
+        let (mut points, mut ends) = (Vec::new(), Vec::new());
+        clip_line(&line, &mut points, &mut ends);
+        assert_eq!(
+            points,
+            vec![(100, 100), (4160, 100), (4160, 300), (100, 300)]
+        );
+        assert_eq!(ends, vec![2, 4]);
+    }
+
+    #[test]
+    fn a_line_passing_through_keeps_only_its_middle() {
+        let line = [(-1000.0, 2000.0), (9000.0, 2000.0)];
+        let (mut points, mut ends) = (Vec::new(), Vec::new());
+        clip_line(&line, &mut points, &mut ends);
+        assert_eq!(points, vec![(-64, 2000), (4160, 2000)]);
+        assert_eq!(ends, vec![2]);
+        clip_line(
+            &[(-1000.0, -1000.0), (-900.0, 9000.0)],
+            &mut points,
+            &mut ends,
+        );
+        assert!(points.is_empty() && ends.is_empty());
+    }
+
+    fn z0() -> TileId {
+        TileId::new(0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn counter_clockwise_lon_lat_rings_are_turned_clockwise_on_screen() {
+        let mut layer = Layer::new("cells", z0());
+        // Counter-clockwise in lon/lat, as H3 gives boundaries, which is negative once y
+        // points down; the hole the other way round. Both must come out turned.
+        let exterior = vec![(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)];
+        let hole = vec![(2.0, 2.0), (2.0, 8.0), (8.0, 8.0), (8.0, 2.0), (2.0, 2.0)];
+        assert!(layer.add_polygon(None, &[exterior, hole], &[]));
+        let g = &layer.scratch.geometry;
+        // Decode the two rings back and check their winding.
+        let mut rings = Vec::new();
+        let (mut i, mut cursor) = (0, (0i32, 0i32));
+        let unzig = |v: u32| ((v >> 1) as i32) ^ -((v & 1) as i32);
+        while i < g.len() {
+            let mut ring = Vec::new();
+            assert_eq!(g[i], 9);
+            cursor = (cursor.0 + unzig(g[i + 1]), cursor.1 + unzig(g[i + 2]));
+            ring.push(cursor);
+            let count = (g[i + 3] >> 3) as usize;
+            for k in 0..count {
+                cursor = (
+                    cursor.0 + unzig(g[i + 4 + 2 * k]),
+                    cursor.1 + unzig(g[i + 5 + 2 * k]),
+                );
+                ring.push(cursor);
+            }
+            i += 4 + 2 * count;
+            assert_eq!(g[i], 15);
+            i += 1;
+            rings.push(ring);
+        }
+        assert_eq!(rings.len(), 2);
+        assert!(surveyor_area(&rings[0]) > 0);
+        assert!(surveyor_area(&rings[1]) < 0);
+    }
+
+    #[test]
+    fn degenerate_and_far_away_polygons_are_refused() {
+        let mut layer = Layer::new("cells", TileId::new(10, 0, 0).unwrap());
+        let far = vec![(100.0, -40.0), (101.0, -40.0), (101.0, -39.0)];
+        assert!(!layer.add_polygon(None, &[far], &[("a", 1i64.into())]));
+        // Inside the tile, but all on one meridian: no area.
+        let flat = vec![(-179.9, 85.03), (-179.9, 85.035), (-179.9, 85.04)];
+        assert!(!layer.add_polygon(None, &[flat], &[]));
+        assert!(!layer.add_polygon(None, &[], &[]));
+        assert!(layer.is_empty());
+        assert!(
+            layer.key_index.is_empty(),
+            "refused features leave no keys behind"
+        );
+        assert!(encode(&[layer]).is_empty());
+    }
+
+    #[test]
+    fn points_that_are_not_numbers_are_left_out() {
+        let mut layer = Layer::new("roads", z0());
+        let line = [
+            (0.0, 0.0),
+            (f64::NAN, 5.0),
+            (90.0, f64::INFINITY),
+            (90.0, 0.0),
+        ];
+        assert!(layer.add_line(None, &line, &[]));
+        assert_eq!(layer.scratch.geometry, [9, 4096, 4096, 10, 2048, 0]);
+    }
+
+    #[test]
+    fn keys_and_values_are_stored_once_per_layer() {
+        let mut layer = Layer::new("roads", z0());
+        let line = [(0.0, 0.0), (10.0, 10.0)];
+        for _ in 0..3 {
+            assert!(layer.add_line(
+                Some(7),
+                &line,
+                &[("highway", "primary".into()), ("lanes", 2u64.into())]
+            ));
+        }
+        assert!(layer.add_line(None, &line, &[("highway", "secondary".into())]));
+        assert_eq!(layer.len(), 4);
+        assert_eq!(layer.key_index.len(), 2);
+        assert_eq!(layer.value_index.len(), 3);
+    }
+
+    #[test]
+    fn non_finite_doubles_and_repeated_keys_are_left_out() {
+        let mut layer = Layer::new("cells", z0());
+        let line = [(0.0, 0.0), (10.0, 10.0)];
+        let props = [
+            ("nan", Value::Double(f64::NAN)),
+            ("inf", Value::Double(f64::INFINITY)),
+            ("a", Value::Int(-1)),
+            ("a", Value::Int(2)),
+        ];
+        assert!(layer.add_line(None, &line, &props));
+        assert_eq!(layer.scratch.tags, vec![0, 0]);
+        assert_eq!(layer.key_index.len(), 1);
+    }
+
+    #[test]
+    fn values_are_written_with_the_spec_field_for_their_kind() {
+        let cases = [
+            (Value::from("ab"), vec![0x0a, 2, b'a', b'b']),
+            (Value::from(-1i64), vec![0x30, 1]),
+            (Value::from(300u64), vec![0x28, 0xac, 0x02]),
+            (Value::from(true), vec![0x38, 1]),
+        ];
+        for (value, bytes) in cases {
+            let mut out = Vec::new();
+            encode_value(&mut out, &value);
+            assert_eq!(out, bytes, "{value:?}");
+        }
+        let mut out = Vec::new();
+        encode_value(&mut out, &Value::from(1.5));
+        assert_eq!(out[0], 0x19);
+        assert_eq!(&out[1..], &1.5f64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_one_line_tile_has_the_expected_bytes() {
+        let mut layer = Layer::new("r", z0());
+        // From the centre of the world to 90°E on the equator: (2048,2048) → (3072,2048).
+        assert!(layer.add_line(Some(1), &[(0.0, 0.0), (90.0, 0.0)], &[("k", true.into())]));
+        let bytes = encode(&[layer, Layer::new("empty", z0())]);
+        let geometry = [9, 0x80, 0x20, 0x80, 0x20, 10, 0x80, 0x10, 0];
+        let mut feature = vec![0x08, 1, 0x12, 2, 0, 0, 0x18, 2, 0x22, geometry.len() as u8];
+        feature.extend_from_slice(&geometry);
+        let mut layer_body = vec![0x0a, 1, b'r', 0x12, feature.len() as u8];
+        layer_body.extend_from_slice(&feature);
+        layer_body.extend_from_slice(&[0x1a, 1, b'k', 0x22, 2, 0x38, 1, 0x28, 0x80, 0x20, 0x78, 2]);
+        let mut expected = vec![0x1a, layer_body.len() as u8];
+        expected.extend_from_slice(&layer_body);
+        assert_eq!(bytes, expected);
+    }
+}
