@@ -6,6 +6,7 @@ mod demo;
 mod ingest_cmd;
 mod matching;
 mod rewards;
+mod tiles_cmd;
 mod vision_cmd;
 mod worker;
 
@@ -71,6 +72,9 @@ enum Command {
     /// API keys: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Vector tiles: export a layer as a PMTiles archive.
+    #[command(subcommand)]
+    Tiles(tiles_cmd::TilesCommand),
     /// Print the configuration in force (after file, environment and flags) as TOML.
     Config,
 }
@@ -226,6 +230,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Epoch(command) => rewards::epoch(command, &settings).await,
         Command::Rewards(command) => rewards::rewards(command, &settings).await,
         Command::Demand(command) => rewards::demand(command, &settings).await,
+        Command::Tiles(command) => tiles_cmd::run(command, &settings).await,
         Command::Vision(command) => {
             tokio::task::spawn_blocking(move || vision_cmd::run(command)).await?
         }
@@ -353,6 +358,7 @@ impl Server {
         let policy = Arc::new(settings.reward_policy()?);
         let usage = Arc::new(covermap_web::usage::UsageMeter::default());
         let wake = Arc::new(Notify::new());
+        let tiles = Arc::new(covermap_web::maptiles::TileCache::new(256 << 20));
         let state = AppState {
             store: store.clone(),
             blobs: blobs.clone(),
@@ -360,6 +366,7 @@ impl Server {
             policy: policy.clone(),
             usage: usage.clone(),
             resolution: settings.resolution(),
+            tiles: tiles.clone(),
             max_upload_bytes: settings.max_upload_bytes,
             max_drive_bytes: settings.max_drive_bytes,
             public_rate: settings.public_rate(),
@@ -388,6 +395,13 @@ impl Server {
             usage,
             store.clone(),
             Duration::from_secs(5),
+            rx.clone(),
+        ));
+        tokio::spawn(covermap_web::maptiles::run_invalidator(
+            tiles,
+            store.clone(),
+            settings.resolution(),
+            Duration::from_secs(1),
             rx.clone(),
         ));
         if settings.close_epochs {

@@ -1,7 +1,6 @@
 //! Epochs and rewards from the command line, and the schedule that closes epochs inside `serve`
 //! and `worker`. The rules are scoring's; this only reads, computes and writes.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use covermap_domain::Cell;
 use covermap_domain::rewards::EpochPeriod;
 use covermap_scoring::RewardPolicy;
 use covermap_scoring::epoch::{self, EpochOutcome};
@@ -320,58 +318,21 @@ pub async fn rewards(command: RewardsCommand, settings: &Settings) -> anyhow::Re
         .with_context(|| format!("cannot read {}", policy.display()))?;
     let proposed =
         RewardPolicy::parse(&text).with_context(|| format!("in {}", policy.display()))?;
-    let stored = store
-        .closed_epoch(n)
+    let sim = covermap_web::rewards::simulate(store.as_ref(), n, proposed)
         .await?
         .with_context(|| format!("epoch {n} is not closed"))?;
-    let closed_under = RewardPolicy::parse(&stored.policy)?;
-    // The epoch's period and inputs stay as they were; only the rules change.
-    let period = period(&closed_under, n)?;
-    let inputs = store
-        .epoch_inputs(&period, coverage_since(&proposed, &period))
-        .await?;
-    let p = proposed.clone();
-    let sim = tokio::task::spawn_blocking(move || epoch::close(&inputs, &p)).await?;
-    let received = store.epoch_rewards(n).await?;
-    let cells = store.epoch_cells(n).await?;
     println!(
         "{}",
         json!({
             "epoch": n,
-            "policy_hash": stored.manifest.policy_hash,
-            "proposed_policy_hash": proposed.hash,
-            "received": {"distributed": stored.manifest.distributed, "unallocated": stored.manifest.unallocated, "root": stored.manifest.root},
-            "simulated": {"distributed": sim.manifest.distributed, "unallocated": sim.manifest.unallocated, "root": sim.manifest.root},
+            "policy_hash": sim.recorded.policy_hash,
+            "proposed_policy_hash": sim.simulated.policy_hash,
+            "received": sim.recorded,
+            "simulated": sim.simulated,
         })
     );
-    // Both sides keyed once: an epoch has up to 100,000 cells.
-    let mut by_contributor: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for r in &received {
-        by_contributor.entry(&r.contributor).or_default().0 = r.amount;
-    }
-    for r in &sim.rewards {
-        by_contributor.entry(&r.contributor).or_default().1 = r.amount;
-    }
-    for (name, (a, b)) in by_contributor {
-        println!(
-            "{}",
-            json!({"contributor": name, "received": a, "simulated": b,
-                   "delta": i128::from(b) - i128::from(a)})
-        );
-    }
-    let mut by_cell: BTreeMap<Cell, (u64, u64)> = BTreeMap::new();
-    for c in &cells {
-        by_cell.entry(c.cell).or_default().0 = c.amount;
-    }
-    for c in &sim.cells {
-        by_cell.entry(c.cell).or_default().1 = c.amount;
-    }
-    for (cell, (a, b)) in by_cell {
-        println!(
-            "{}",
-            json!({"cell": cell, "received": a, "simulated": b,
-                   "delta": i128::from(b) - i128::from(a)})
-        );
+    for line in sim.contributors.iter().chain(&sim.cells) {
+        println!("{}", serde_json::to_string(line)?);
     }
     Ok(())
 }

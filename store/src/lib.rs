@@ -455,6 +455,14 @@ pub struct DemandCellState {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+/// When a road segment was last driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SegmentSeen {
+    pub osm_way_id: i64,
+    pub piece: u32,
+    pub last_seen: DateTime<Utc>,
+}
+
 /// The storage interface every backend implements. Times are passed in, not read from a clock,
 /// so the queue's lease rules can be tested without sleeping.
 #[async_trait]
@@ -519,6 +527,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Road segments that intersect `bbox`, at most `limit`.
     async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>>;
+
+    /// When a contributor last drove each road segment that intersects `bbox` (matched GPS and
+    /// frames taken on it), at most `limit` segments; segments never driven are left out.
+    async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>>;
+
+    /// Cells whose coverage, radio or imagery changed through uploads processed after `since`,
+    /// at most `limit`: what the tile cache drops.
+    async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>>;
 
     async fn stats(&self) -> Result<StoreStats>;
 

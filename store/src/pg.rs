@@ -21,8 +21,8 @@ use crate::{
     ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, DemandAreaRecord, DemandCellState,
     DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameHash, FrameImage, FrameRejectionRow,
     FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea, NewUpload, QueuePolicy,
-    RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt, UploadRecord,
-    UploadSession, rows,
+    RadioRow, Rejection, SegmentSeen, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
+    UploadRecord, UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -704,6 +704,57 @@ impl Store for PgStore {
                     points: rows::points_from_geojson(&geojson)?,
                 })
             })
+            .collect()
+    }
+
+    async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
+        let rows: Vec<(i64, i32, DateTime<Utc>)> = sqlx::query_as(
+            "WITH s AS (SELECT osm_way_id, piece FROM road_segments \
+                        WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)), \
+                  seen AS ( \
+                    SELECT m.osm_way_id, m.way_piece AS piece, co.last_seen AS t \
+                    FROM s JOIN matched_stretches m \
+                      ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
+                    JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
+                    UNION ALL \
+                    SELECT f.osm_way_id, f.way_piece, f.captured_at \
+                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece) \
+             SELECT osm_way_id, piece, MAX(t) FROM seen GROUP BY osm_way_id, piece \
+             ORDER BY osm_way_id, piece LIMIT $5",
+        )
+        .bind(bbox.west)
+        .bind(bbox.south)
+        .bind(bbox.east)
+        .bind(bbox.north)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading when roads were last driven")?;
+        Ok(rows
+            .into_iter()
+            .map(|(osm_way_id, piece, last_seen)| SegmentSeen {
+                osm_way_id,
+                piece: piece.unsigned_abs(),
+                last_seen,
+            })
+            .collect())
+    }
+
+    async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1) \
+             SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
+             UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
+             UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
+             LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading changed cells")?;
+        rows.into_iter()
+            .map(|(c,)| Ok(Cell::from_i64(c)?))
             .collect()
     }
 

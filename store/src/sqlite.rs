@@ -27,8 +27,8 @@ use crate::{
     ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, DemandAreaRecord, DemandCellState,
     DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameHash, FrameImage, FrameRejectionRow,
     FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea, NewUpload, QueuePolicy,
-    RadioRow, Rejection, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt, UploadRecord,
-    UploadSession, rows,
+    RadioRow, Rejection, SegmentSeen, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
+    UploadRecord, UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -738,6 +738,59 @@ impl Store for SqliteStore {
                     points: rows::points_from_json(&coords)?,
                 })
             })
+            .collect()
+    }
+
+    async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "WITH s AS (SELECT osm_way_id, piece FROM road_segments \
+                        WHERE min_lon <= ? AND max_lon >= ? AND min_lat <= ? AND max_lat >= ?), \
+                  seen AS ( \
+                    SELECT m.osm_way_id, m.way_piece AS piece, co.last_seen AS t \
+                    FROM s JOIN matched_stretches m \
+                      ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
+                    JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
+                    UNION ALL \
+                    SELECT f.osm_way_id, f.way_piece, f.captured_at \
+                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece) \
+             SELECT osm_way_id, piece, MAX(t) FROM seen GROUP BY osm_way_id, piece \
+             ORDER BY osm_way_id, piece LIMIT ?",
+        )
+        .bind(bbox.east)
+        .bind(bbox.west)
+        .bind(bbox.north)
+        .bind(bbox.south)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading when roads were last driven")?;
+        rows.into_iter()
+            .map(|(osm_way_id, piece, t)| {
+                Ok(SegmentSeen {
+                    osm_way_id,
+                    piece: u32::try_from(piece)
+                        .map_err(|_| StoreError::Corrupt(format!("road piece {piece}")))?,
+                    last_seen: time(t)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "WITH u AS (SELECT id FROM uploads WHERE processed_at > ?) \
+             SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
+             UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
+             UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
+             LIMIT ?",
+        )
+        .bind(micros(since))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading changed cells")?;
+        rows.into_iter()
+            .map(|(c,)| Ok(Cell::from_i64(c)?))
             .collect()
     }
 

@@ -1,18 +1,15 @@
 //! Planners' demand areas and bounties, and the demand map drivers look at before driving: each
 //! cell's reward weight now, computed by the same function the epoch uses.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use covermap_domain::{Cell, Role};
+use covermap_domain::Role;
 use covermap_roads::area::Area;
 use covermap_scoring::RewardPolicy;
-use covermap_scoring::epoch::{coverage_gap, demand_multiplier, reward_weight};
 use covermap_store::NewDemandArea;
 use serde::Deserialize;
 use serde_json::json;
@@ -133,6 +130,10 @@ pub(crate) async fn create(
     let now = Utc::now();
     let area = new_area(req, &state.policy, state.resolution, caller.key_id(), now)?;
     let record = state.store.create_demand_area(&area, now).await?;
+    // Its cells' weights changed: the demand map shows it at once (other servers within a minute).
+    state
+        .tiles
+        .drop_layer(covermap_tiles::layers::MapLayer::Demand);
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
@@ -149,39 +150,29 @@ pub(crate) async fn map(
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 10_000, 100_000)?;
     let now = Utc::now();
-    let p = &state.policy;
-    let since =
-        now - chrono::Duration::seconds((p.rules.imagery.coverage_window_days * 86_400.0) as i64);
-    let cells = state
-        .store
-        .demand_cells(q.area(&state)?, now, since, limit)
-        .await?;
-    // The usage term is last epoch's requests, as the epoch being filled will use them.
-    let usage: HashMap<Cell, u64> = match p.epoch_at(now).and_then(|e| e.checked_sub(1)) {
-        Some(prev) => state.store.usage(prev).await?.into_iter().collect(),
-        None => HashMap::new(),
-    };
+    let cells = crate::maptiles::demand_weights(
+        state.store.as_ref(),
+        &state.policy,
+        q.area(&state)?,
+        now,
+        limit,
+    )
+    .await?;
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    Ok(Json(covermap_tiles::hexagons(cells.iter().map(|c| {
-        let demand = demand_multiplier(c.cell, c.demand_weight, &usage, p);
-        let w = reward_weight(
-            demand,
-            c.last_seen,
-            coverage_gap(c.road_length_m, c.observed_m),
-            now,
-            p,
-        );
-        (
-            c.cell,
-            json!({
-                "weight": round(w.weight),
-                "demand": round(w.demand),
-                "staleness": round(w.staleness),
-                "coverage_gap": round(w.coverage_gap),
-                "open_bounties": c.open_bounties,
-                "last_seen": c.last_seen,
-            }),
-        )
-    })))
+    Ok(Json(covermap_tiles::hexagons(cells.iter().map(
+        |(c, last_seen)| {
+            (
+                c.cell,
+                json!({
+                    "weight": round(c.weight),
+                    "demand": round(c.demand),
+                    "staleness": round(c.staleness),
+                    "coverage_gap": round(c.coverage_gap),
+                    "open_bounties": c.open_bounties,
+                    "last_seen": last_seen,
+                }),
+            )
+        },
+    )))
     .into_response())
 }

@@ -11,9 +11,10 @@ mod auth;
 pub mod demand;
 mod error;
 mod imagery;
+pub mod maptiles;
 mod pages;
 mod ratelimit;
-mod rewards;
+pub mod rewards;
 mod uploads;
 pub mod usage;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub usage: Arc<usage::UsageMeter>,
     /// H3 resolution cells are counted at (demand areas are filled at it).
     pub resolution: h3o::Resolution,
+    /// Rendered vector tiles, dropped by [`maptiles::run_invalidator`] when cells change.
+    pub tiles: Arc<maptiles::TileCache>,
     /// Larger request bodies are refused with 413 before they are read in full.
     pub max_upload_bytes: usize,
     /// Largest drive assembled from resumable parts.
@@ -90,10 +93,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/epochs/{n}", get(rewards::epoch))
         .route("/api/v1/rewards/{contributor}", get(rewards::contributor))
         .route("/api/v1/rewards/{contributor}/proof", get(rewards::proof))
+        .route("/api/v1/policy", get(rewards::policy))
         .layer(middleware::from_fn_with_state(limiter, rate_limited));
+    // A map view holds a few dozen tiles per layer and refreshes them: ten times the rate.
+    let tile_limiter = Arc::new(ratelimit::Limiter::new(RateLimit {
+        per_second: state.public_rate.per_second * 10.0,
+        burst: state.public_rate.burst * 10.0,
+    }));
+    let tiles = Router::new()
+        .route("/tiles/{file}", get(maptiles::tilejson))
+        .route("/tiles/{layer}/{z}/{x}/{y}", get(maptiles::tile))
+        .layer(middleware::from_fn_with_state(tile_limiter, rate_limited));
     Router::new()
         .route("/", get(pages::index))
-        .route("/app.js", get(pages::app_js))
+        .route("/planner", get(pages::planner))
+        .route("/auditor", get(pages::auditor))
+        .route("/driver", get(pages::driver))
+        .route("/assets/{file}", get(pages::asset))
+        .route("/vendor/maplibre-gl/{file}", get(pages::maplibre))
+        .route("/openapi.json", get(pages::openapi))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         // Uploads: signed by a device, or (radio) sent with a device key.
@@ -133,9 +151,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/keys/{id}", delete(admin::revoke_key))
         .route("/api/v1/devices", post(admin::register_device))
+        // What-if: a closed epoch under a proposed policy (planners).
+        .route("/api/v1/policy/simulate", post(rewards::simulate_handler))
+        .route("/api/v1/me", get(rewards::me))
         // Planners' demand areas: anyone reads them, planners create them.
         .route("/api/v1/demand", get(demand::list).post(demand::create))
         .merge(public)
+        .merge(tiles)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn(count_requests))

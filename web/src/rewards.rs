@@ -126,3 +126,225 @@ pub(crate) async fn proof(
     }))
     .into_response())
 }
+
+/// What a closed epoch would have paid under another policy, beside what it paid.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Simulation {
+    pub epoch: u64,
+    pub recorded: SimulationTotals,
+    pub simulated: SimulationTotals,
+    pub contributors: Vec<SimulatedAmount>,
+    pub cells: Vec<SimulatedAmount>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimulationTotals {
+    pub distributed: u64,
+    pub unallocated: u64,
+    pub root: String,
+    pub policy_version: u32,
+    pub policy_hash: String,
+}
+
+/// One contributor's (or cell's) amount, received and simulated.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimulatedAmount {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contributor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<covermap_domain::Cell>,
+    pub received: u64,
+    pub simulated: u64,
+    pub delta: i128,
+}
+
+impl SimulatedAmount {
+    fn new(
+        contributor: Option<String>,
+        cell: Option<covermap_domain::Cell>,
+        a: u64,
+        b: u64,
+    ) -> Self {
+        Self {
+            contributor,
+            cell,
+            received: a,
+            simulated: b,
+            delta: i128::from(b) - i128::from(a),
+        }
+    }
+}
+
+/// Closes epoch `n` again from its stored inputs under `proposed` — its period stays as it was
+/// closed — and sets each contributor's and cell's amount beside what it received. The ledger
+/// is not touched. `Ok(None)` when `n` is not closed.
+pub async fn simulate(
+    store: &dyn covermap_store::Store,
+    n: u64,
+    proposed: covermap_scoring::RewardPolicy,
+) -> Result<Option<Simulation>, ApiError> {
+    use std::collections::BTreeMap;
+    let Some(stored) = store.closed_epoch(n).await? else {
+        return Ok(None);
+    };
+    let closed_under = covermap_scoring::RewardPolicy::parse(&stored.policy).map_err(|e| {
+        covermap_store::StoreError::Corrupt(format!("epoch {n}'s recorded policy: {e}"))
+    })?;
+    let period = closed_under.period(n).ok_or_else(|| {
+        covermap_store::StoreError::Corrupt(format!("epoch {n} lies beyond any date"))
+    })?;
+    let window =
+        chrono::Duration::seconds((proposed.rules.imagery.coverage_window_days * 86_400.0) as i64);
+    let inputs = store.epoch_inputs(&period, period.start - window).await?;
+    let p = proposed.clone();
+    let sim = tokio::task::spawn_blocking(move || covermap_scoring::epoch::close(&inputs, &p))
+        .await
+        .map_err(|e| covermap_store::StoreError::Corrupt(format!("simulation failed: {e}")))?;
+    let received = store.epoch_rewards(n).await?;
+    let cells = store.epoch_cells(n).await?;
+    // Both sides keyed once: an epoch has up to 100,000 cells.
+    let mut by_contributor: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in received {
+        by_contributor.entry(r.contributor).or_default().0 = r.amount;
+    }
+    for r in &sim.rewards {
+        by_contributor.entry(r.contributor.clone()).or_default().1 = r.amount;
+    }
+    let mut by_cell: BTreeMap<covermap_domain::Cell, (u64, u64)> = BTreeMap::new();
+    for c in &cells {
+        by_cell.entry(c.cell).or_default().0 = c.amount;
+    }
+    for c in &sim.cells {
+        by_cell.entry(c.cell).or_default().1 = c.amount;
+    }
+    Ok(Some(Simulation {
+        epoch: n,
+        recorded: SimulationTotals {
+            distributed: stored.manifest.distributed,
+            unallocated: stored.manifest.unallocated,
+            root: stored.manifest.root.clone(),
+            policy_version: closed_under.rules.version,
+            policy_hash: stored.manifest.policy_hash.clone(),
+        },
+        simulated: SimulationTotals {
+            distributed: sim.manifest.distributed,
+            unallocated: sim.manifest.unallocated,
+            root: sim.manifest.root.clone(),
+            policy_version: proposed.rules.version,
+            policy_hash: proposed.hash.clone(),
+        },
+        contributors: by_contributor
+            .into_iter()
+            .map(|(who, (a, b))| SimulatedAmount::new(Some(who), None, a, b))
+            .collect(),
+        cells: by_cell
+            .into_iter()
+            .map(|(cell, (a, b))| SimulatedAmount::new(None, Some(cell), a, b))
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SimulateQuery {
+    epoch: u64,
+}
+
+/// Largest policy file a what-if accepts.
+const MAX_POLICY_BYTES: usize = 64 * 1024;
+
+/// `POST /api/v1/policy/simulate?epoch=N` with a policy TOML as the body (planners and
+/// admins): what epoch N would have paid under it.
+pub(crate) async fn simulate_handler(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    q: Result<Query<SimulateQuery>, QueryRejection>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    crate::auth::reader(
+        state.store.as_ref(),
+        &method,
+        &uri,
+        &headers,
+        &[covermap_domain::Role::Planner],
+    )
+    .await?;
+    let Query(q) = q.map_err(bad_query)?;
+    if body.len() > MAX_POLICY_BYTES {
+        return Err(ApiError::TooLarge {
+            limit: MAX_POLICY_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_policy", "the policy is not UTF-8 text"))?;
+    let proposed = covermap_scoring::RewardPolicy::parse(text)
+        .map_err(|e| ApiError::bad_request("invalid_policy", e.to_string()))?;
+    let sim = simulate(state.store.as_ref(), q.epoch, proposed)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("epoch {} is not closed", q.epoch)))?;
+    Ok(Json(sim).into_response())
+}
+
+/// `GET /api/v1/policy`: the reward policy in force — version, hash, its text — and the
+/// schedule of the next epochs.
+pub(crate) async fn policy(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let p = &state.policy;
+    let now = chrono::Utc::now();
+    let e = &p.rules.epoch;
+    let current = p.epoch_at(now);
+    let first = current.unwrap_or(0);
+    let schedule: Vec<_> = (first..first.saturating_add(8))
+        .filter_map(|n| p.period(n).map(|period| (n, period)))
+        .map(|(n, period)| {
+            json!({
+                "epoch": n,
+                "start": period.start,
+                "end": period.end,
+                "emission": e.emission,
+                "closes_after": period.end + chrono::Duration::seconds(e.grace_seconds as i64),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "version": p.rules.version,
+        "hash": p.hash,
+        "text": p.source,
+        "epoch": {
+            "genesis": e.genesis,
+            "length_seconds": e.length_seconds,
+            "grace_seconds": e.grace_seconds,
+            "emission": e.emission,
+        },
+        "current_epoch": current,
+        "schedule": schedule,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/me`: who the key (or signing device) is.
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = crate::auth::reader(
+        state.store.as_ref(),
+        &method,
+        &uri,
+        &headers,
+        &covermap_domain::Role::ALL,
+    )
+    .await?;
+    Ok(Json(match caller {
+        crate::auth::Caller::Key(k) => json!({
+            "role": k.role, "contributor": k.contributor, "key_id": k.id, "prefix": k.prefix,
+        }),
+        crate::auth::Caller::Device(d) => json!({
+            "role": covermap_domain::Role::Device, "contributor": d.contributor,
+            "device": d.device, "key_id": d.registered_by,
+        }),
+    })
+    .into_response())
+}

@@ -1,0 +1,249 @@
+// The auditors' page: the queue of refused frames with their blurred copies, reasons and scores,
+// approving or rejecting each, where they were taken, and the log of decisions.
+import { $, api, createMap, esc, imageURL, keyField, num, when } from "./common.js";
+
+const PAGE = 50;
+const EMPTY = { type: "FeatureCollection", features: [] };
+
+const map = createMap("queue-map", {
+  hash: false,
+  extra: {
+    sources: { queue: { type: "geojson", data: EMPTY } },
+    layers: [
+      { id: "queue-dot", type: "circle", source: "queue",
+        paint: {
+          "circle-radius": 5,
+          "circle-color": ["match", ["get", "decided"], "approve", "#1a9850", "reject", "#8a96a3", "#f46d43"],
+          "circle-stroke-color": "#fff", "circle-stroke-width": 1,
+        } },
+      { id: "queue-selected", type: "circle", source: "queue", filter: ["==", ["get", "id"], ""],
+        paint: { "circle-radius": 9, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#2b6cb0", "circle-stroke-width": 3 } },
+    ],
+  },
+});
+window.covermap = { map };
+
+let key = null;
+let items = [];
+let next = null;
+let fitted = false;
+const thumbs = new Map(); // frame id -> object URL, revoked when the queue is read again
+
+const idOf = (f) => `${f.upload_id}/${f.frame}`;
+
+function scoresText(scores, prefix = "") {
+  if (!scores || typeof scores !== "object") return scores == null ? "" : esc(scores);
+  return Object.entries(scores)
+    .map(([k, v]) => (v && typeof v === "object" ? scoresText(v, `${prefix}${k}.`) : `${esc(prefix + k)} ${num(v)}`))
+    .join(" · ");
+}
+
+function decisionHTML(d) {
+  if (!d) return "";
+  const verb = d.decision === "approve" ? "approved" : "rejected";
+  return `${verb} by ${esc(d.auditor)} at ${esc(when(d.decided_at))}${d.note ? ` — “${esc(d.note)}”` : ""}`;
+}
+
+function itemHTML(f) {
+  const id = idOf(f);
+  const d = f.decision;
+  const who = [f.device, f.contributor].filter(Boolean).map(esc).join(" · ");
+  const dup = f.duplicate_of
+    ? `<div class="muted">duplicate of <a href="/api/v1/frames/${f.duplicate_of.upload_id}/${f.duplicate_of.frame}/image" target="_blank">frame ${f.duplicate_of.upload_id}/${f.duplicate_of.frame}</a></div>`
+    : "";
+  return `
+    <article class="frame" data-frame="${id}"${d ? ` data-decided="${esc(d.decision)}"` : ""}>
+      <div class="thumb none" data-thumb="${id}">${f.image ? "loading…" : "no image kept"}</div>
+      <div>
+        <div><span class="reason">${esc(f.reason)}</span> <b>upload ${f.upload_id} · frame ${f.frame}</b> <span class="muted">${who}</span></div>
+        <div class="muted">captured ${esc(when(f.captured_at))} ·
+          <a href="/?layer=coverage#17/${f.lat}/${f.lon}" title="open on the coverage map">${num(f.lat, 7)}, ${num(f.lon, 7)}</a> ·
+          cell <span class="mono">${esc(f.cell)}</span></div>
+        <div class="scores">${scoresText(f.scores)}</div>
+        ${dup}
+        <div class="decision ${d ? esc(d.decision) : ""}" data-decision="${id}">${decisionHTML(d)}</div>
+        <div class="actions">
+          <input type="text" placeholder="note (optional)" data-note="${id}" maxlength="500">
+          <button type="button" data-action="approve" data-frame="${id}"${d?.decision === "approve" ? ' class="pressed"' : ""}>approve</button>
+          <button type="button" data-action="reject" data-frame="${id}"${d?.decision === "reject" ? ' class="pressed"' : ""}>reject</button>
+        </div>
+      </div>
+    </article>`;
+}
+
+function visible() {
+  return $("#undecided").checked ? items.filter((f) => !f.decision) : items;
+}
+
+function render() {
+  const shown = visible();
+  $("#queue").innerHTML = shown.map(itemHTML).join("")
+    || `<p class="muted">${key ? "nothing in the queue" : "an auditor key is needed"}</p>`;
+  $("#queue-count").textContent = key ? `${shown.length} shown${next ? ", more waiting" : ""}` : "";
+  $('[data-action="more"]').hidden = !next;
+  for (const f of shown) {
+    const url = thumbs.get(idOf(f));
+    if (url) placeThumb(idOf(f), url);
+  }
+  renderDots();
+}
+
+function placeThumb(id, url) {
+  const slot = $(`[data-thumb="${id}"]`);
+  if (!slot) return;
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.alt = `frame ${id}, blurred`;
+  img.src = url;
+  slot.replaceWith(img);
+}
+
+async function renderDots() {
+  await map.styled;
+  const features = visible().map((f) => ({
+    type: "Feature",
+    properties: { id: idOf(f), decided: f.decision?.decision ?? "" },
+    geometry: { type: "Point", coordinates: [f.lon, f.lat] },
+  }));
+  map.getSource("queue").setData({ type: "FeatureCollection", features });
+  if (!fitted && features.length) {
+    fitted = true;
+    const lons = features.map((f) => f.geometry.coordinates[0]);
+    const lats = features.map((f) => f.geometry.coordinates[1]);
+    map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]],
+      { padding: 30, maxZoom: 16, duration: 0 });
+  }
+}
+
+/** Loads the blurred copies a few at a time (they need the key, so no plain <img src>). */
+async function loadThumbs(list) {
+  const queue = list.filter((f) => f.image && !thumbs.has(idOf(f)));
+  const worker = async () => {
+    for (let f = queue.shift(); f; f = queue.shift()) {
+      try {
+        const url = await imageURL(f.image, key);
+        thumbs.set(idOf(f), url);
+        placeThumb(idOf(f), url);
+      } catch (e) {
+        const slot = $(`[data-thumb="${idOf(f)}"]`);
+        if (slot) slot.textContent = `image: ${e.message}`;
+      }
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+}
+
+async function loadQueue(more = false) {
+  if (!more) {
+    for (const url of thumbs.values()) URL.revokeObjectURL(url);
+    thumbs.clear();
+    items = [];
+    next = null;
+  }
+  if (!key) {
+    render();
+    return;
+  }
+  const q = new URLSearchParams({ limit: String(PAGE) });
+  if ($("#reason").value) q.set("reason", $("#reason").value);
+  if (more && next) q.set("after", next);
+  try {
+    const r = await api(`/api/v1/audit/frames?${q}`, { key });
+    items = more ? [...items, ...r.frames] : r.frames;
+    next = r.next;
+    $("#queue-error").textContent = "";
+  } catch (e) {
+    $("#queue-error").textContent = e.message;
+  }
+  render();
+  $("#queue").dataset.loaded = "true";
+  loadThumbs(items);
+}
+
+async function loadLog() {
+  const body = $("#audit-log tbody");
+  if (!key) {
+    body.innerHTML = "";
+    return;
+  }
+  try {
+    const r = await api("/api/v1/audit/log?limit=100", { key });
+    body.innerHTML = r.decisions.map((d) => `
+      <tr data-frame="${d.upload_id}/${d.frame}" data-logged="${esc(d.decision)}">
+        <td>${esc(when(d.decided_at))}</td><td>${d.upload_id}/${d.frame}</td>
+        <td class="${d.decision === "approve" ? "ok" : "error"}">${esc(d.decision)}</td>
+        <td>${esc(d.note)}</td><td>${esc(d.auditor)}</td>
+      </tr>`).join("") || `<tr><td colspan="5" class="muted">no decisions yet</td></tr>`;
+    $("#log-error").textContent = "";
+  } catch (e) {
+    $("#log-error").textContent = e.message;
+  }
+}
+
+async function decide(id, decision) {
+  const item = items.find((f) => idOf(f) === id);
+  const article = $(`article[data-frame="${id}"]`);
+  const note = $(`[data-note="${id}"]`)?.value.trim() ?? "";
+  const buttons = article ? [...article.querySelectorAll("button[data-action]")] : [];
+  buttons.forEach((b) => (b.disabled = true));
+  const line = $(`[data-decision="${id}"]`);
+  try {
+    const r = await api(`/api/v1/audit/frames/${id}/decision`, {
+      key, method: "POST", body: { decision, note },
+    });
+    // The stored decision, or an object holding it.
+    const stored = typeof r?.decision === "string" ? r : (r?.decision ?? { decision, note });
+    if (item) item.decision = stored;
+    if (article) {
+      article.dataset.decided = stored.decision;
+      line.className = `decision ${stored.decision}`;
+      line.innerHTML = decisionHTML(stored);
+      buttons.forEach((b) => b.classList.toggle("pressed", b.dataset.action === stored.decision));
+    }
+    renderDots();
+    await loadLog();
+  } catch (e) {
+    if (line) {
+      line.className = "decision error";
+      line.textContent = e.message;
+    }
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+function select(id, fly) {
+  for (const a of document.querySelectorAll("article.frame.selected")) a.classList.remove("selected");
+  const article = $(`article[data-frame="${id}"]`);
+  article?.classList.add("selected");
+  if (map.getLayer("queue-selected")) map.setFilter("queue-selected", ["==", ["get", "id"], id]);
+  const f = items.find((x) => idOf(x) === id);
+  if (fly && f) map.easeTo({ center: [f.lon, f.lat], zoom: Math.max(map.getZoom(), 16) });
+  return article;
+}
+
+$("#queue").addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-action]");
+  if (b) {
+    decide(b.dataset.frame, b.dataset.action);
+    return;
+  }
+  const article = e.target.closest("article.frame");
+  if (article && !e.target.closest("a, input")) select(article.dataset.frame, true);
+});
+map.on("click", "queue-dot", (e) => {
+  const id = e.features[0]?.properties.id;
+  if (id) select(id, false)?.scrollIntoView({ behavior: "smooth", block: "center" });
+});
+map.on("mouseenter", "queue-dot", () => (map.getCanvas().style.cursor = "pointer"));
+map.on("mouseleave", "queue-dot", () => (map.getCanvas().style.cursor = ""));
+$('[data-action="more"]').addEventListener("click", () => loadQueue(true));
+$("#reason").addEventListener("change", () => loadQueue());
+$("#undecided").addEventListener("change", render);
+
+keyField($("#key-form"), "auditor", (k) => {
+  key = k.key;
+  fitted = false;
+  loadQueue();
+  loadLog();
+});

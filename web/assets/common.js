@@ -1,0 +1,373 @@
+// What every page shares: calling the JSON API (keys, the one error shape), the key field,
+// formatting numbers and times, and the map the pages draw on.
+/* global maplibregl */
+
+/** Escapes text for HTML. */
+export const esc = (v) =>
+  String(v ?? "").replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+
+/** An API call that failed, with the server's error code and message. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Calls the API. `body` is sent as JSON unless `contentType` says otherwise. The server's
+ * errors are `{"error": {"code", "message", "field"}}`; they are thrown as ApiError.
+ */
+export async function api(path, { key, method = "GET", body, contentType } = {}) {
+  const headers = {};
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let payload;
+  if (body !== undefined) {
+    headers["Content-Type"] = contentType ?? "application/json";
+    payload = contentType ? body : JSON.stringify(body);
+  }
+  const r = await fetch(path, { method, headers, body: payload, cache: "no-store" });
+  const text = await r.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // Not JSON: a proxy's page or a bare status; the status line says enough.
+  }
+  if (!r.ok) {
+    const e = json && json.error;
+    const field = e && e.field ? ` (${e.field})` : "";
+    throw new ApiError(r.status, e?.code ?? "http_" + r.status,
+      e?.message ? e.message + field : `${path}: ${r.status} ${r.statusText}`);
+  }
+  return json;
+}
+
+/** Fetches an image that needs a key and returns an object URL for it. */
+export async function imageURL(path, key) {
+  const r = await fetch(path, { headers: { Authorization: `Bearer ${key}` } });
+  if (!r.ok) throw new ApiError(r.status, "http_" + r.status, `${r.status} ${r.statusText}`);
+  return URL.createObjectURL(await r.blob());
+}
+
+/**
+ * The key field of a page. The key stays in this browser (localStorage, one per page, since
+ * an auditor's and a driver's keys differ); a link may carry it as `?key=`, taken out of the
+ * address at once. `onKey({key, me})` runs with the key and what `/api/v1/me` says of it, or
+ * `{key: null}` when it is cleared.
+ */
+export function keyField(form, page, onKey) {
+  const storeName = `covermap.key.${page}`;
+  const input = form.querySelector("input");
+  const who = form.querySelector(".who");
+  const params = new URLSearchParams(location.search);
+  if (params.has("key")) {
+    localStorage.setItem(storeName, params.get("key"));
+    params.delete("key");
+    history.replaceState(null, "", location.pathname + (params.size ? `?${params}` : "") + location.hash);
+  }
+  async function use(key) {
+    form.removeAttribute("data-role");
+    if (!key) {
+      who.textContent = "no key";
+      onKey({ key: null, me: null });
+      return;
+    }
+    who.textContent = "checking…";
+    try {
+      const me = await api("/api/v1/me", { key });
+      who.textContent = `${me.role} key #${me.key_id}` + (me.contributor ? ` · ${me.contributor}` : "");
+      who.className = "who";
+      form.dataset.role = me.role;
+      onKey({ key, me });
+    } catch (e) {
+      who.textContent = e.message;
+      who.className = "who error";
+      onKey({ key: null, me: null, error: e });
+    }
+  }
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = input.value.trim();
+    if (key) localStorage.setItem(storeName, key);
+    else localStorage.removeItem(storeName);
+    use(key);
+  });
+  const saved = localStorage.getItem(storeName);
+  if (saved) input.value = saved;
+  use(saved);
+}
+
+/** Base units (integers, possibly sent as strings when they outgrow f64) with thin spaces. */
+export function units(v) {
+  if (v === null || v === undefined) return "";
+  const s = String(v);
+  return /^-?\d+$/.test(s) ? s.replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f") : s;
+}
+
+/** A signed difference, with a class for its colour. */
+export function delta(v) {
+  const s = String(v ?? 0);
+  const neg = s.startsWith("-");
+  const zero = /^-?0+$/.test(s);
+  const cls = zero ? "" : neg ? "delta-neg" : "delta-pos";
+  return `<span class="${cls}">${zero || neg ? "" : "+"}${units(s)}</span>`;
+}
+
+/** A time the API sent: unix seconds, or an RFC 3339 string. */
+export function when(t) {
+  if (t === null || t === undefined || t === "") return "";
+  const d = typeof t === "number" ? new Date(t < 1e12 ? t * 1000 : t) : new Date(t);
+  if (Number.isNaN(d.getTime())) return String(t);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** A number for display: integers as they are, others to a few significant digits. */
+export function num(v, digits = 3) {
+  if (typeof v !== "number") return esc(v);
+  if (Number.isInteger(v)) return units(v);
+  return String(Number(v.toPrecision(digits)));
+}
+
+/** Renders `[label, value]` pairs as a definition list's inner HTML. */
+export const pairs = (rows) =>
+  rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd data-stat="${esc(k)}">${v}</dd>`).join("");
+
+/** Runs `fn` now and every `ms` while the page is visible, without overlapping runs. */
+export function every(ms, fn) {
+  let busy = false;
+  const tick = async () => {
+    if (busy || document.visibilityState !== "visible") return;
+    busy = true;
+    try {
+      await fn();
+    } catch (e) {
+      // A refresh that failed is tried again at the next tick; the page shows what it can.
+      console.warn(e);
+    } finally {
+      busy = false;
+    }
+  };
+  tick();
+  return setInterval(tick, ms);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The map: MapLibre over covermap's own vector tiles. The `roads` layer is the basemap, so the map
+// needs nothing from outside (no style, glyphs or sprites to fetch); no layer draws text, which
+// would need glyphs. Pages that use it load /vendor/maplibre-gl/maplibre-gl.js first.
+
+/** The test data's area, shown first unless the address's hash names a view. */
+export const MONACO = [[7.40, 43.72], [7.44, 43.76]];
+
+const pct = (v) => `${Math.round(v * 100)}%`;
+const dbm = (v) => `${v} dBm`;
+const SIGNAL = [[-120, "#d73027"], [-100, "#fc8d59"], [-85, "#fee08b"], [-70, "#91cf60"], [-50, "#1a9850"]];
+const COUNTS = [[1, "#fff5eb"], [10, "#fdae6b"], [100, "#d94801"], [1000, "#7f2704"]];
+const TECHNOLOGIES = ["gsm", "wcdma", "lte", "nr", "wifi", "bluetooth"];
+
+/**
+ * What each hexagon layer can be coloured by: the property, its colour stops (which the paint
+ * and the legend both read), and how the legend writes the values. `log` ramps interpolate on
+ * the logarithm, for counts.
+ */
+export const METRICS = {
+  coverage: [
+    { id: "freshness", label: "freshness", prop: "freshness",
+      stops: [[0, "#d73027"], [0.5, "#fee08b"], [1, "#1a9850"]], ticks: ["stale", "ageing", "fresh"] },
+    { id: "coverage", label: "road length driven", prop: "coverage",
+      stops: [[0, "#deebf7"], [0.5, "#6baed6"], [1, "#08519c"]], format: pct },
+    { id: "observations", label: "observations", prop: "observations", stops: COUNTS, log: true },
+    { id: "contributors", label: "contributors", prop: "contributors",
+      stops: [[1, "#edf8fb"], [3, "#8c96c6"], [10, "#6e016b"]], log: true },
+  ],
+  radio: [
+    { id: "best_signal_dbm", label: "best signal", prop: "best_signal_dbm", stops: SIGNAL, format: dbm },
+    ...TECHNOLOGIES.map((t) => ({
+      id: `${t}_best_dbm`, label: `best ${t === "nr" ? "5G NR" : t.toUpperCase()} signal`, prop: `${t}_best_dbm`,
+      stops: SIGNAL, format: dbm,
+    })),
+    { id: "observations", label: "observations", prop: "observations", stops: COUNTS, log: true },
+    { id: "emitters", label: "emitters", prop: "emitters", stops: COUNTS, log: true },
+  ],
+  demand: [
+    { id: "weight", label: "reward weight", prop: "weight",
+      stops: [[0, "#f2f0f7"], [0.5, "#cbc9e2"], [1, "#9e9ac8"], [2, "#756bb1"], [4, "#54278f"]] },
+    { id: "staleness", label: "staleness", prop: "staleness",
+      stops: [[0, "#ffffcc"], [0.5, "#fd8d3c"], [1, "#bd0026"]], format: pct },
+    { id: "coverage_gap", label: "coverage gap", prop: "coverage_gap",
+      stops: [[0, "#ffffcc"], [0.5, "#fd8d3c"], [1, "#bd0026"]], format: pct },
+    { id: "open_bounties", label: "open bounties", prop: "open_bounties",
+      stops: [[0, "#f7fcb9"], [1, "#addd8e"], [3, "#238443"]] },
+  ],
+};
+
+const AGE = [[0, "#34506e"], [30, "#7b8ea3"], [180, "#b4bec9"]];
+const NEVER_DRIVEN = "#d3d9df";
+const MAJOR = ["motorway", "trunk", "primary", "motorway_link", "trunk_link", "primary_link"];
+const MIDDLE = ["secondary", "tertiary", "secondary_link", "tertiary_link"];
+
+/** The id of the layer that fills `layer`'s hexagons (the tests query it). */
+export const fillId = (layer) => `${layer}-fill`;
+
+const stopValue = (m, v) => (m.log ? Math.log(Math.max(1, v)) : v);
+
+function ramp(m) {
+  const value = ["to-number", ["get", m.prop], 0];
+  const input = m.log ? ["ln", ["max", 1, value]] : value;
+  return ["interpolate", ["linear"], input, ...m.stops.flatMap(([v, c]) => [stopValue(m, v), c])];
+}
+
+function hexLayers(layer, metric, visible) {
+  const visibility = visible ? "visible" : "none";
+  return [
+    {
+      id: fillId(layer), type: "fill", source: layer, "source-layer": layer,
+      filter: ["has", metric.prop], layout: { visibility },
+      paint: { "fill-color": ramp(metric), "fill-opacity": 0.62 },
+    },
+    {
+      id: `${layer}-line`, type: "line", source: layer, "source-layer": layer,
+      filter: ["has", metric.prop], layout: { visibility },
+      paint: {
+        "line-color": "#ffffff",
+        "line-width": 0.6,
+        "line-opacity": ["interpolate", ["linear"], ["zoom"], 12, 0, 15, 0.8],
+      },
+    },
+  ];
+}
+
+function roadLayer() {
+  const width = (scale) => ["match", ["get", "highway"], MAJOR, 1.6 * scale, MIDDLE, 1.1 * scale, 0.6 * scale];
+  return {
+    id: "roads-line", type: "line", source: "roads", "source-layer": "roads",
+    layout: { "line-cap": "round", "line-join": "round" },
+    paint: {
+      "line-color": ["case", ["has", "age_days"],
+        ["interpolate", ["linear"], ["to-number", ["get", "age_days"], 0], ...AGE.flat()],
+        NEVER_DRIVEN],
+      "line-width": ["interpolate", ["exponential", 1.5], ["zoom"], 10, width(0.6), 14, width(2), 18, width(7)],
+    },
+  };
+}
+
+/** A vector source reading covermap's TileJSON for `layer`. */
+const tileSource = (layer) => ({ type: "vector", url: `${location.origin}/tiles/${layer}.json` });
+
+/**
+ * A map of the roads with the hexagon `layers` over them, `active` shown. `extra` adds sources
+ * and layers drawn on top (the planner's drawing).
+ */
+export function createMap(container, { layers = [], active = layers[0], hash = true, extra = {} } = {}) {
+  const sources = { roads: tileSource("roads"), ...extra.sources };
+  const styleLayers = [
+    { id: "background", type: "background", paint: { "background-color": "#eef1f4" } },
+    roadLayer(),
+  ];
+  for (const l of layers) {
+    sources[l] = tileSource(l);
+    styleLayers.push(...hexLayers(l, METRICS[l][0], l === active));
+  }
+  styleLayers.push(...(extra.layers ?? []));
+  const map = new maplibregl.Map({
+    container,
+    style: { version: 8, sources, layers: styleLayers },
+    hash,
+    bounds: MONACO,
+    fitBoundsOptions: { padding: 24 },
+    maxZoom: 19,
+    // The TileJSON carries the attribution (OpenStreetMap for the roads).
+    attributionControl: { compact: true },
+    // Tiles may be named relative to the server (the worker that fetches them has no base
+    // address), and must be asked for again on each refresh, not taken from the HTTP cache.
+    transformRequest: (url, type) => ({
+      url: new URL(url, location.href).href,
+      ...(type === "Tile" ? { cache: "no-cache" } : {}),
+    }),
+  });
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-left");
+  map.addControl(new maplibregl.ScaleControl(), "bottom-left");
+  // Without a listener MapLibre logs every failed tile as an error; a missing tile is not one.
+  map.on("error", (e) => console.warn("map:", e.error?.message ?? e));
+  // Layers can be changed once the style is parsed (a frame after this), not before.
+  map.styled = new Promise((resolve) => map.once("style.load", resolve));
+  return map;
+}
+
+/** Shows `layer`'s hexagons and hides the other ones of `layers`. */
+export function showLayer(map, layers, layer) {
+  for (const l of layers) {
+    const v = l === layer ? "visible" : "none";
+    map.setLayoutProperty(fillId(l), "visibility", v);
+    map.setLayoutProperty(`${l}-line`, "visibility", v);
+  }
+}
+
+/** Colours `layer`'s hexagons by `metric` (one of METRICS[layer]). */
+export function colourBy(map, layer, metric) {
+  map.setPaintProperty(fillId(layer), "fill-color", ramp(metric));
+  map.setFilter(fillId(layer), ["has", metric.prop]);
+  map.setFilter(`${layer}-line`, ["has", metric.prop]);
+}
+
+/** The legend of a metric's ramp, and of the roads under it. */
+export function legendHTML(m) {
+  const lo = stopValue(m, m.stops[0][0]);
+  const hi = stopValue(m, m.stops.at(-1)[0]);
+  const at = (v) => (((stopValue(m, v) - lo) / (hi - lo)) * 100).toFixed(1);
+  const gradient = m.stops.map(([v, c]) => `${c} ${at(v)}%`).join(", ");
+  const ticks = m.ticks ?? m.stops.map(([v]) => (m.format ? m.format(v) : String(v)));
+  const road = (c, label) => `<span class="swatch" style="background:${c}"></span>${label}`;
+  return `<div>${esc(m.label)}</div>
+    <div class="ramp" style="background:linear-gradient(to right, ${gradient})"></div>
+    <div class="ticks">${ticks.map((t) => `<span>${esc(t)}</span>`).join("")}</div>
+    <div style="margin-top:8px">roads, by when last driven:</div>
+    <div>${road(AGE[0][1], "today")} ${road(AGE[1][1], "30 d")} ${road(AGE[2][1], "180 d+")} ${road(NEVER_DRIVEN, "never")}</div>`;
+}
+
+/** A feature's properties as a popup's table. */
+export function propertiesHTML(f) {
+  const p = f.properties;
+  const rows = Object.keys(p).sort((a, b) => (a === "cell" ? -1 : b === "cell" ? 1 : a.localeCompare(b)));
+  const value = (k) => {
+    const v = p[k];
+    if (k === "last_seen" || k.endsWith("_at")) return `${esc(when(v))}`;
+    if (k === "cell") return `<span class="mono">${esc(v)}</span>`;
+    return num(v);
+  };
+  return `<table>${rows.map((k) => `<tr><td>${esc(k)}</td><td>${value(k)}</td></tr>`).join("")}</table>`;
+}
+
+/**
+ * Opens a popup with the properties of what was clicked in `layerIds()` (roads when nothing
+ * else is there), unless `enabled()` says no (the planner while drawing).
+ */
+export function popupOnClick(map, layerIds, enabled = () => true) {
+  map.on("click", (e) => {
+    if (!enabled()) return;
+    const ids = layerIds().filter((id) => map.getLayer(id));
+    const hit = map.queryRenderedFeatures(e.point, { layers: ids })[0]
+      ?? map.queryRenderedFeatures([[e.point.x - 3, e.point.y - 3], [e.point.x + 3, e.point.y + 3]], { layers: ["roads-line"] })[0];
+    if (!hit) return;
+    new maplibregl.Popup({ maxWidth: "340px" }).setLngLat(e.lngLat).setHTML(propertiesHTML(hit)).addTo(map);
+  });
+}
+
+/**
+ * Fetches `sources()`'s visible tiles again every `ms` (new uploads appear without a reload),
+ * while the page is visible and the map is still and done loading.
+ */
+export function keepFresh(map, sources, ms, onRefresh = () => {}) {
+  return setInterval(() => {
+    if (document.visibilityState !== "visible" || map.isMoving() || !map.isStyleLoaded()) return;
+    for (const s of sources()) {
+      if (map.getSource(s)) map.refreshTiles(s);
+    }
+    onRefresh(new Date());
+  }, ms);
+}

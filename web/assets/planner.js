@@ -1,0 +1,286 @@
+// The planner's page: the demand map, drawing and creating demand areas (with bounties), the
+// list of areas, the reward schedule, and replaying a closed epoch under an edited policy.
+import {
+  $, METRICS, api, createMap, delta, esc, fillId, keepFresh, keyField, legendHTML, num,
+  popupOnClick, units, when,
+} from "./common.js";
+
+const EMPTY = { type: "FeatureCollection", features: [] };
+const DRAFT = "#2b6cb0";
+const AREA = "#54278f";
+
+const map = createMap("map", {
+  layers: ["demand"],
+  extra: {
+    sources: {
+      areas: { type: "geojson", data: EMPTY },
+      draft: { type: "geojson", data: EMPTY },
+    },
+    layers: [
+      { id: "areas-line", type: "line", source: "areas",
+        paint: { "line-color": AREA, "line-width": 1.5, "line-dasharray": [3, 2] } },
+      { id: "draft-fill", type: "fill", source: "draft", filter: ["==", ["geometry-type"], "Polygon"],
+        paint: { "fill-color": DRAFT, "fill-opacity": 0.15 } },
+      { id: "draft-line", type: "line", source: "draft", filter: ["==", ["geometry-type"], "LineString"],
+        paint: { "line-color": DRAFT, "line-width": 2 } },
+      { id: "draft-vertex", type: "circle", source: "draft", filter: ["==", ["geometry-type"], "Point"],
+        paint: { "circle-radius": 4, "circle-color": "#fff", "circle-stroke-color": DRAFT, "circle-stroke-width": 2 } },
+    ],
+  },
+});
+window.covermap = { map, fillId };
+$("#legend").innerHTML = legendHTML(METRICS.demand[0]);
+
+let key = null;
+keyField($("#key-form"), "planner", (k) => {
+  key = k.key;
+});
+
+// ---- Drawing: corners clicked on the map, closed by a double-click or "finish". ----
+
+const draw = { active: false, closed: false, vertices: [], cursor: null };
+const button = (action) => $(`[data-action="${action}"]`);
+
+function renderDraft() {
+  const v = draw.vertices;
+  const ring = draw.active && draw.cursor ? [...v, draw.cursor] : v;
+  const features = v.map((c) => ({ type: "Feature", properties: {}, geometry: { type: "Point", coordinates: c } }));
+  if (ring.length >= 2) {
+    const line = draw.closed ? [...ring, ring[0]] : ring;
+    features.push({ type: "Feature", properties: {}, geometry: { type: "LineString", coordinates: line } });
+  }
+  if (ring.length >= 3) {
+    features.push({ type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [[...ring, ring[0]]] } });
+  }
+  map.getSource("draft")?.setData({ type: "FeatureCollection", features });
+  map.getContainer().classList.toggle("drawing", draw.active);
+  button("draw").classList.toggle("pressed", draw.active);
+  button("finish").disabled = !draw.active || v.length < 3;
+  $("#draw-status").textContent = draw.closed
+    ? `area of ${v.length} corners drawn`
+    : draw.active ? `${v.length} corner${v.length === 1 ? "" : "s"}; click to add` : "";
+}
+
+function startDrawing() {
+  Object.assign(draw, { active: true, closed: false, vertices: [], cursor: null });
+  map.doubleClickZoom.disable();
+  renderDraft();
+}
+
+function finishDrawing() {
+  if (draw.vertices.length < 3) return;
+  Object.assign(draw, { active: false, closed: true, cursor: null });
+  // Re-enabled after the double-click that finished has been handled.
+  setTimeout(() => map.doubleClickZoom.enable(), 0);
+  renderDraft();
+}
+
+function clearDrawing() {
+  Object.assign(draw, { active: false, closed: false, vertices: [], cursor: null });
+  map.doubleClickZoom.enable();
+  renderDraft();
+}
+
+/** The drawn area as a GeoJSON Polygon, or null. */
+function drawnPolygon() {
+  if (!draw.closed) return null;
+  const ring = draw.vertices.map(([x, y]) => [Number(x.toFixed(7)), Number(y.toFixed(7))]);
+  return { type: "Polygon", coordinates: [[...ring, ring[0]]] };
+}
+
+map.on("click", (e) => {
+  if (!draw.active) return;
+  const last = draw.vertices.at(-1);
+  // The two clicks of a double-click land on the same spot: one corner, not two.
+  if (last) {
+    const p = map.project(last);
+    if (Math.hypot(p.x - e.point.x, p.y - e.point.y) < 4) return;
+  }
+  draw.vertices.push([e.lngLat.lng, e.lngLat.lat]);
+  renderDraft();
+});
+map.on("dblclick", (e) => {
+  if (!draw.active) return;
+  e.preventDefault();
+  finishDrawing();
+});
+map.on("mousemove", (e) => {
+  if (!draw.active || draw.vertices.length === 0) return;
+  draw.cursor = [e.lngLat.lng, e.lngLat.lat];
+  renderDraft();
+});
+button("draw").addEventListener("click", startDrawing);
+button("finish").addEventListener("click", finishDrawing);
+button("clear").addEventListener("click", clearDrawing);
+popupOnClick(map, () => [fillId("demand")], () => !draw.active);
+keepFresh(map, () => ["demand", "roads"], 5000);
+
+// ---- Creating an area. ----
+
+$("#area-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const out = $("#area-result");
+  const fail = (message) => {
+    out.className = "error";
+    out.textContent = message;
+  };
+  const polygon = drawnPolygon();
+  if (!polygon) return fail("draw the area on the map first");
+  if (!key) return fail("a planner key is needed");
+  const body = { name: $("#area-name").value.trim(), polygon, weight: Number($("#area-weight").value || 1) };
+  const budget = $("#area-budget").value.trim();
+  const expires = $("#area-expires").value;
+  if (budget) body.budget = Number(budget);
+  if (expires) body.expires_at = new Date(expires).toISOString();
+  out.className = "muted";
+  out.textContent = "creating…";
+  try {
+    const area = await api("/api/v1/demand", { key, method: "POST", body });
+    out.className = "ok";
+    out.dataset.created = area.name;
+    out.textContent = `created area #${area.id} “${area.name}”: ${units(area.cells)} cells`;
+    clearDrawing();
+    await loadAreas();
+    map.refreshTiles("demand");
+  } catch (err) {
+    fail(err.message);
+  }
+});
+
+// ---- The areas. ----
+
+let areas = [];
+
+async function loadAreas() {
+  try {
+    areas = (await api("/api/v1/demand")).areas;
+    $("#areas-error").textContent = "";
+  } catch (e) {
+    $("#areas-error").textContent = `demand areas: ${e.message}`;
+    return;
+  }
+  $("#areas").innerHTML = areas.map((a) => `
+    <tr data-area="${a.id}" data-name="${esc(a.name)}" title="created ${esc(when(a.created_at))}">
+      <td>${esc(a.name)}</td>
+      <td class="num">${num(a.weight)}</td>
+      <td class="num">${units(a.cells)}</td>
+      <td class="num">${a.budget == null ? "" : units(a.budget)}</td>
+      <td class="num">${a.budget == null ? "" : `${units(a.paid)} <span class="muted">(${units(a.claimed_cells)} cells)</span>`}</td>
+      <td>${esc(when(a.expires_at))}${a.refunded != null ? ` <span class="muted">refunded ${units(a.refunded)}</span>` : ""}</td>
+    </tr>`).join("") || `<tr><td colspan="6" class="muted">none yet</td></tr>`;
+  await map.styled;
+  map.getSource("areas").setData({
+    type: "FeatureCollection",
+    features: areas.map((a) => ({ type: "Feature", properties: { id: a.id, name: a.name }, geometry: a.polygon })),
+  });
+}
+
+$("#areas").addEventListener("click", (e) => {
+  const row = e.target.closest("tr[data-area]");
+  const area = row && areas.find((a) => String(a.id) === row.dataset.area);
+  if (!area) return;
+  const flat = (c) => (typeof c[0] === "number" ? [c] : c.flatMap(flat));
+  const points = flat(area.polygon?.coordinates ?? []);
+  if (!points.length) return;
+  const lons = points.map((p) => p[0]);
+  const lats = points.map((p) => p[1]);
+  map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]], { padding: 40 });
+});
+
+// ---- The policy: schedule and what-if. ----
+
+let policyText = "";
+
+async function loadPolicy() {
+  let p;
+  try {
+    p = await api("/api/v1/policy");
+  } catch (e) {
+    $("#policy-error").textContent = `policy: ${e.message}`;
+    return;
+  }
+  const ep = p.epoch;
+  const hours = (s) => (s % 3600 === 0 ? `${s / 3600} h` : `${s} s`);
+  $("#policy-head").innerHTML = `policy v${esc(p.version)} <span class="mono">${esc(String(p.hash).slice(0, 16))}</span>
+    · epochs of ${hours(ep.length_seconds)} from ${esc(when(ep.genesis))}, closed ${hours(ep.grace_seconds)} after their end
+    · ${units(ep.emission)} base units each · ${p.current_epoch == null ? "before the first epoch" : `now in epoch ${esc(p.current_epoch)}`}`;
+  $("#schedule").innerHTML = p.schedule.map((s) => `
+    <tr data-epoch="${esc(s.epoch)}"${s.epoch === p.current_epoch ? ' style="font-weight:600"' : ""}>
+      <td class="num">${esc(s.epoch)}</td><td>${esc(when(s.start))}</td><td>${esc(when(s.end))}</td>
+      <td class="num">${units(s.emission)}</td><td>${esc(when(s.closes_after))}</td>
+    </tr>`).join("");
+  policyText = p.text;
+  if (!$("#policy-text").value) $("#policy-text").value = policyText;
+  if (!$("#sim-epoch").value) {
+    let closed = [];
+    try {
+      closed = (await api("/api/v1/epochs")).epochs.filter((e) => e.status === "closed").map((e) => e.epoch);
+    } catch {
+      // Without the list the current epoch's predecessor is the best guess.
+    }
+    const guess = closed.length ? Math.max(...closed) : Math.max(0, (p.current_epoch ?? 0) - 1);
+    $("#sim-epoch").value = String(guess);
+  }
+}
+
+button("reset-policy").addEventListener("click", () => {
+  $("#policy-text").value = policyText;
+});
+
+function root(r) {
+  return `<span class="mono" title="${esc(r)}">${esc(String(r ?? "").slice(0, 16))}…</span>`;
+}
+
+$("#simulate-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const err = $("#sim-error");
+  const out = $("#sim-result");
+  err.textContent = "";
+  if (!key) {
+    err.textContent = "a planner key is needed";
+    return;
+  }
+  const epoch = $("#sim-epoch").value.trim();
+  out.innerHTML = `<p class="muted">simulating epoch ${esc(epoch)}…</p>`;
+  let r;
+  try {
+    r = await api(`/api/v1/policy/simulate?epoch=${encodeURIComponent(epoch)}`, {
+      key, method: "POST", body: $("#policy-text").value, contentType: "application/toml",
+    });
+  } catch (x) {
+    out.innerHTML = "";
+    err.textContent = x.message;
+    return;
+  }
+  const same = r.recorded.root === r.simulated.root;
+  const magnitude = (v) => Math.abs(Number(v));
+  const cells = [...r.cells].sort((a, b) => magnitude(b.delta) - magnitude(a.delta)).slice(0, 25);
+  out.innerHTML = `
+    <table data-simulated="${esc(r.epoch)}">
+      <thead><tr><th>epoch ${esc(r.epoch)}</th><th class="num">distributed</th><th class="num">unallocated</th><th>root</th></tr></thead>
+      <tbody>
+        <tr><td>recorded</td><td class="num">${units(r.recorded.distributed)}</td><td class="num">${units(r.recorded.unallocated)}</td><td>${root(r.recorded.root)}</td></tr>
+        <tr><td>simulated <span class="muted">v${esc(r.simulated.policy_version)}</span></td><td class="num">${units(r.simulated.distributed)}</td><td class="num">${units(r.simulated.unallocated)}</td><td>${root(r.simulated.root)}</td></tr>
+      </tbody>
+    </table>
+    <p class="${same ? "ok" : "muted"}">${same ? "same root: this policy pays exactly what was paid" : "the roots differ"}</p>
+    <table>
+      <thead><tr><th>contributor</th><th class="num">received</th><th class="num">simulated</th><th class="num">delta</th></tr></thead>
+      <tbody>${r.contributors.map((c) => `
+        <tr data-contributor="${esc(c.contributor)}"><td>${esc(c.contributor)}</td><td class="num">${units(c.received)}</td>
+        <td class="num">${units(c.simulated)}</td><td class="num">${delta(c.delta)}</td></tr>`).join("")
+        || `<tr><td colspan="4" class="muted">no contributors</td></tr>`}</tbody>
+    </table>
+    <h2>Cells most changed</h2>
+    <table>
+      <thead><tr><th>cell</th><th class="num">received</th><th class="num">simulated</th><th class="num">delta</th></tr></thead>
+      <tbody>${cells.map((c) => `
+        <tr><td class="mono">${esc(c.cell)}</td><td class="num">${units(c.received)}</td>
+        <td class="num">${units(c.simulated)}</td><td class="num">${delta(c.delta)}</td></tr>`).join("")
+        || `<tr><td colspan="4" class="muted">no cells</td></tr>`}</tbody>
+    </table>
+    ${r.cells.length > cells.length ? `<div class="muted">${r.cells.length - cells.length} more cells</div>` : ""}`;
+});
+
+loadAreas();
+loadPolicy();

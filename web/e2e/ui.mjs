@@ -1,0 +1,199 @@
+// End-to-end check of covermap's web UI in headless Chromium, driven by playwright-core (no test
+// runner): the map renders hexagons from the vector tiles, an auditor approves a refused frame, a
+// planner draws and creates a demand area, a driver sees its uploads.
+//
+// Run it against a running server that holds the Monaco test data:
+//
+//   npm ci --prefix web
+//   BASE_URL=http://127.0.0.1:8080 OUT=/tmp/covermap-ui \
+//   AUDITOR_KEY=... PLANNER_KEY=... DEVICE_KEY=... node web/e2e/ui.mjs
+//
+// CHROMIUM names the browser binary (default /usr/bin/chromium); WebGL runs on SwiftShader, so no
+// GPU or display is needed. Each step saves OUT/<step>.png (also when it fails). Progress goes to
+// stderr; the only line on stdout, at the end, is
+//
+//   {"ok":true,"hexes":N,"approved":"UPLOAD/FRAME","demand_area":"NAME"}
+//
+// A failed check, a missing variable, or an uncaught error in a page exits 1 with the reason on
+// stderr. Console errors of the pages (failed requests among them) are reported, not failed on.
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const REQUIRED = ["BASE_URL", "OUT", "AUDITOR_KEY", "PLANNER_KEY", "DEVICE_KEY"];
+const missing = REQUIRED.filter((name) => !process.env[name]);
+if (missing.length) {
+  console.error(`ui: missing environment variable${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}`);
+  process.exit(1);
+}
+const BASE = process.env.BASE_URL.replace(/\/+$/, "");
+const OUT = process.env.OUT;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+mkdirSync(OUT, { recursive: true });
+
+/** The map page's hexagon fill layer (fillId("coverage") in assets/common.js). */
+const COVERAGE_FILL = "coverage-fill";
+/** A triangle around Monaco, and a view wide enough to click all of its corners. */
+const TRIANGLE = [[7.395, 43.718], [7.452, 43.722], [7.418, 43.768]];
+const TRIANGLE_VIEW = [[7.37, 43.70], [7.47, 43.78]];
+
+const log = (...a) => console.error("ui:", ...a);
+
+class CheckFailed extends Error {}
+const fail = (message) => {
+  throw new CheckFailed(message);
+};
+
+const args = [
+  // Software WebGL: ANGLE on SwiftShader, allowed although it is a software renderer.
+  "--use-angle=swiftshader",
+  "--enable-unsafe-swiftshader",
+  "--ignore-gpu-blocklist",
+  // Containers often have a small /dev/shm.
+  "--disable-dev-shm-usage",
+];
+// Chromium's sandbox refuses to start as root.
+if (process.getuid?.() === 0) args.push("--no-sandbox");
+
+const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+const pageErrors = [];
+const result = { ok: true };
+
+/** Runs one step on a fresh page, saving OUT/<name>.png whatever happens. */
+async function step(name, body) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") log(`${name}: console error: ${m.text()}`);
+  });
+  const started = Date.now();
+  try {
+    await body(page);
+  } finally {
+    await page.screenshot({ path: join(OUT, `${name}.png`) }).catch((e) => log(`${name}: no screenshot: ${e.message}`));
+    await page.close();
+  }
+  if (pageErrors.length) fail(`uncaught error in a page: ${pageErrors.join("; ")}`);
+  log(`${name}: ok in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/** Waits for `selector`; on timeout fails with `what` and the errors the page shows. */
+async function expect(page, selector, what, timeout = 15000) {
+  try {
+    return await page.waitForSelector(selector, { timeout });
+  } catch {
+    const shown = await page.$$eval(".error, .who", (els) =>
+      els.map((e) => e.textContent.trim()).filter(Boolean).join(" | ")).catch(() => "");
+    fail(`${what} (no ${selector} within ${timeout / 1000} s)${shown ? `; the page says: ${shown}` : ""}`);
+  }
+}
+
+/** Types a key into the page's key field and waits until the server has accepted it. */
+async function useKey(page, key, role) {
+  await page.fill("#key", key);
+  await page.click("#key-form button");
+  const form = await expect(page, "#key-form[data-role]", `the ${role} key was not accepted by /api/v1/me`);
+  const got = await form.getAttribute("data-role");
+  if (got !== role && got !== "admin") fail(`the key given for the ${role} page is a ${got} key`);
+}
+
+/** Waits until the page's map has drawn everything it was loading. */
+async function mapIdle(page, timeout = 30000) {
+  await page.waitForFunction(() => window.covermap?.map, null, { timeout })
+    .catch(() => fail("the page made no map (is WebGL working?)"));
+  await page.evaluate((ms) => new Promise((resolve, reject) => {
+    const map = window.covermap.map;
+    if (map.loaded()) return resolve();
+    const timer = setTimeout(() => reject(new Error(`the map was not idle within ${ms / 1000} s`)), ms);
+    map.once("idle", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  }), timeout);
+}
+
+try {
+  await step("map", async (page) => {
+    await page.goto(`${BASE}/`);
+    await mapIdle(page);
+    const found = await page.waitForFunction((layer) => {
+      const features = window.covermap.map.queryRenderedFeatures({ layers: [layer] });
+      // A hexagon cut by tile edges comes once per tile: count cells.
+      const cells = new Set(features.map((f) => f.properties.cell));
+      return cells.size || null;
+    }, COVERAGE_FILL, { timeout: 20000, polling: 250 }).catch(() => fail("no coverage hexagons rendered within 20 s"));
+    result.hexes = await found.jsonValue();
+    log(`map: ${result.hexes} hexagons rendered`);
+  });
+
+  await step("auditor", async (page) => {
+    await page.goto(`${BASE}/auditor`);
+    await useKey(page, process.env.AUDITOR_KEY, "auditor");
+    await expect(page, "#queue[data-loaded]", "the auditors' queue did not load");
+    const open = 'article.frame:not([data-decided]) button[data-action="approve"]';
+    const any = 'article.frame button[data-action="approve"]';
+    const button = (await page.$(open)) ?? (await page.$(any));
+    if (!button) fail("the auditors' queue is empty: no refused frame to approve");
+    const frame = await button.getAttribute("data-frame");
+    await page.fill(`[data-note="${frame}"]`, "e2e: approved by ui.mjs");
+    await button.click();
+    await expect(page, `article.frame[data-frame="${frame}"][data-decided="approve"]`,
+      `frame ${frame} did not show its approval`);
+    await expect(page, `#audit-log tr[data-frame="${frame}"][data-logged="approve"]`,
+      `the audit log does not show frame ${frame} approved`);
+    // For the screenshot: its blurred copy, if it has one.
+    await page.waitForSelector(`article.frame[data-frame="${frame}"] img.thumb`, { timeout: 5000 }).catch(() => {});
+    result.approved = frame;
+    log(`auditor: approved frame ${frame}`);
+  });
+
+  await step("planner", async (page) => {
+    await page.goto(`${BASE}/planner`);
+    await useKey(page, process.env.PLANNER_KEY, "planner");
+    await mapIdle(page);
+    await page.evaluate((view) => new Promise((resolve) => {
+      const map = window.covermap.map;
+      map.once("moveend", resolve);
+      map.fitBounds(view, { duration: 0 });
+    }), TRIANGLE_VIEW);
+    const canvas = await page.$("#map canvas.maplibregl-canvas");
+    const box = await canvas.boundingBox();
+    const points = await page.evaluate((corners) =>
+      corners.map((c) => window.covermap.map.project(c)).map((p) => [p.x, p.y]), TRIANGLE);
+    await page.click('[data-action="draw"]');
+    for (const [x, y] of points) {
+      if (x < 0 || y < 0 || x > box.width || y > box.height) fail(`corner ${x},${y} is off the map`);
+      await page.mouse.click(box.x + x, box.y + y);
+      // Apart in time as in space, so no two clicks read as a double-click.
+      await page.waitForTimeout(400);
+    }
+    await page.click('[data-action="finish"]');
+    const status = await page.textContent("#draw-status");
+    if (!/3 corners/.test(status)) fail(`the drawn area is not a triangle: “${status}”`);
+    const name = `e2e triangle ${new Date().toISOString().replace(/\..*/, "")}`;
+    await page.fill("#area-name", name);
+    await page.fill("#area-weight", "2");
+    await page.click('#area-form button[type="submit"]');
+    await expect(page, "#area-result.ok", "the demand area was not created");
+    await expect(page, `#areas tr[data-name="${name}"]`, `the new area “${name}” is not in the list`);
+    result.demand_area = name;
+    log(`planner: created “${await page.textContent("#area-result")}”`);
+  });
+
+  await step("driver", async (page) => {
+    await page.goto(`${BASE}/driver`);
+    await useKey(page, process.env.DEVICE_KEY, "device");
+    await expect(page, "#uploads tr[data-upload]", "the driver's uploads table has no rows", 20000);
+    const rows = await page.$$eval("#uploads tr[data-upload]", (r) => r.length);
+    log(`driver: ${rows} uploads listed`);
+  });
+} catch (e) {
+  const also = pageErrors.length && !(e instanceof CheckFailed) ? ` (uncaught in a page: ${pageErrors.join("; ")})` : "";
+  console.error(`ui: FAILED: ${e instanceof CheckFailed ? e.message : e.stack ?? e}${also}`);
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
+console.log(JSON.stringify({ ok: true, hexes: result.hexes, approved: result.approved, demand_area: result.demand_area }));

@@ -1,0 +1,586 @@
+//! Vector tiles over HTTP: `GET /tiles/{layer}.json` (TileJSON 3.0) and
+//! `GET /tiles/{layer}/{z}/{x}/{y}` (Mapbox Vector Tiles, gzip when the client accepts it) for the
+//! layers `coverage`, `radio`, `demand` and `roads`.
+//!
+//! Tiles are rendered from the store ([`render`], also used by `covermap tiles export`) and kept
+//! in a [`TileCache`]. [`run_invalidator`] asks the store every second which cells changed
+//! (uploads processed since its last look, with an overlap for transactions that commit late)
+//! and drops every cached tile those cells' hexagons — and their parents' at lower zooms — touch,
+//! so a new upload shows on the map within seconds. Ages and reward weights drift with the clock
+//! alone, so a cached tile also expires after [`TILE_TTL`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use covermap_domain::{BoundingBox, Cell};
+use covermap_scoring::RewardPolicy;
+use covermap_scoring::epoch::{coverage_gap, demand_multiplier, reward_weight};
+use covermap_store::{Store, StoreError};
+use covermap_tiles::layers::{self, CoverageCell, DemandCell, MapLayer, SeenSegment};
+use covermap_tiles::tile::{self, TileId};
+use h3o::Resolution;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{ApiError, AppState};
+
+/// Highest zoom TileJSON advertises; clients overzoom past it.
+pub const MAX_ZOOM: u8 = 16;
+/// A cached tile is rendered again after this long even if nothing under it changed.
+pub const TILE_TTL: Duration = Duration::from_secs(60);
+/// Most rows one tile reads from each table.
+const ROW_LIMIT: i64 = 200_000;
+/// How far back each look for changed cells reaches past the previous one.
+const CHANGE_OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
+/// Most changed cells one look handles cell by cell; more drop the whole cache.
+const CHANGE_LIMIT: i64 = 50_000;
+
+/// The layer name and tile of a request, or why it is not one.
+fn parse_tile(layer: &str, z: &str, x: &str, y: &str) -> Result<(MapLayer, TileId), ApiError> {
+    let layer = MapLayer::parse(layer).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no tile layer {layer:?}; layers are coverage, radio, demand, roads"
+        ))
+    })?;
+    let y = y
+        .strip_suffix(".mvt")
+        .or_else(|| y.strip_suffix(".pbf"))
+        .unwrap_or(y);
+    let num = |what: &str, v: &str| {
+        v.parse::<u32>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_tile",
+                format!("{what} {v:?} is not a whole number"),
+            )
+        })
+    };
+    let z = u8::try_from(num("z", z)?)
+        .map_err(|_| ApiError::bad_request("invalid_tile", "z is too large"))?;
+    let tile = TileId::new(z, num("x", x)?, num("y", y)?)
+        .map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
+    Ok((layer, tile))
+}
+
+fn bbox_of(b: [f64; 4]) -> BoundingBox {
+    let clamp_lat = |v: f64| v.clamp(-90.0, 90.0);
+    let clamp_lon = |v: f64| v.clamp(-180.0, 180.0);
+    BoundingBox {
+        west: clamp_lon(b[0]),
+        south: clamp_lat(b[1]),
+        east: clamp_lon(b[2]),
+        north: clamp_lat(b[3]),
+    }
+}
+
+/// The box to read cells from for a tile drawn at `res`: the buffered tile grown by two edges of
+/// a hexagon at `res`, so that each parent hexagon that reaches into the tile is summed from all
+/// of its children, the same in every tile it shows in.
+fn query_box(tile: TileId, res: Resolution) -> BoundingBox {
+    let [w, s, e, n] = tile.buffered_bounds();
+    let grow_lat = 2.0 * res.edge_length_m() / 111_320.0;
+    let mid = ((s + n) / 2.0).to_radians().cos().max(0.05);
+    let grow_lon = grow_lat / mid;
+    bbox_of([w - grow_lon, s - grow_lat, e + grow_lon, n + grow_lat])
+}
+
+/// Each cell's reward weight now and what it is made of, for the cells with roads or demand in
+/// `bbox` (the demand map and the `demand` layer).
+pub async fn demand_weights(
+    store: &dyn Store,
+    policy: &RewardPolicy,
+    bbox: BoundingBox,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(DemandCell, Option<DateTime<Utc>>)>, StoreError> {
+    let since = now
+        - chrono::Duration::seconds((policy.rules.imagery.coverage_window_days * 86_400.0) as i64);
+    let cells = store.demand_cells(bbox, now, since, limit).await?;
+    // The usage term is last epoch's requests, as the epoch being filled will use them.
+    let usage: HashMap<Cell, u64> = match policy.epoch_at(now).and_then(|e| e.checked_sub(1)) {
+        Some(prev) => store.usage(prev).await?.into_iter().collect(),
+        None => HashMap::new(),
+    };
+    Ok(cells
+        .iter()
+        .map(|c| {
+            let demand = demand_multiplier(c.cell, c.demand_weight, &usage, policy);
+            let w = reward_weight(
+                demand,
+                c.last_seen,
+                coverage_gap(c.road_length_m, c.observed_m),
+                now,
+                policy,
+            );
+            (
+                DemandCell {
+                    cell: c.cell,
+                    weight: w.weight,
+                    demand: w.demand,
+                    staleness: w.staleness,
+                    coverage_gap: w.coverage_gap,
+                    open_bounties: c.open_bounties,
+                },
+                c.last_seen,
+            )
+        })
+        .collect())
+}
+
+/// One tile of one layer, as uncompressed MVT bytes (empty where nothing is under it).
+pub async fn render(
+    store: &dyn Store,
+    policy: &RewardPolicy,
+    finest: Resolution,
+    layer: MapLayer,
+    tile: TileId,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, StoreError> {
+    let res = tile::resolution_for_zoom(tile.z, finest);
+    let built = match layer {
+        MapLayer::Coverage => {
+            let bbox = query_box(tile, res);
+            let observed = store.coverage(bbox, ROW_LIMIT).await?;
+            let since = now
+                - chrono::Duration::seconds(
+                    (policy.rules.imagery.coverage_window_days * 86_400.0) as i64,
+                );
+            let roads: HashMap<Cell, (f64, f64)> = store
+                .demand_cells(bbox, now, since, ROW_LIMIT)
+                .await?
+                .into_iter()
+                .map(|c| (c.cell, (c.road_length_m, c.observed_m)))
+                .collect();
+            let cells: Vec<CoverageCell> = observed
+                .into_iter()
+                .map(|c| {
+                    let (road_length_m, observed_m) =
+                        roads.get(&c.cell).copied().unwrap_or((0.0, 0.0));
+                    CoverageCell {
+                        cell: c.cell,
+                        observations: c.fixes,
+                        uploads: c.uploads,
+                        contributors: c.devices,
+                        last_seen: c.last_seen,
+                        road_length_m,
+                        observed_m,
+                    }
+                })
+                .collect();
+            layers::coverage(tile, res, &cells, now, policy)
+        }
+        MapLayer::Radio => {
+            let bbox = query_box(tile, res);
+            let cells = store.radio_coverage(bbox, ROW_LIMIT).await?;
+            let samples = if cells.is_empty() {
+                Vec::new()
+            } else {
+                store.radio_samples(bbox, ROW_LIMIT).await?
+            };
+            layers::radio(tile, res, &cells, &samples)
+        }
+        MapLayer::Demand => {
+            let bbox = query_box(tile, res);
+            let cells: Vec<DemandCell> = demand_weights(store, policy, bbox, now, ROW_LIMIT)
+                .await?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect();
+            layers::demand(tile, res, &cells)
+        }
+        MapLayer::Roads => {
+            let bbox = bbox_of(tile.buffered_bounds());
+            let segments = store.roads(bbox, ROW_LIMIT).await?;
+            let seen: HashMap<(i64, u32), DateTime<Utc>> = store
+                .roads_last_seen(bbox, ROW_LIMIT)
+                .await?
+                .into_iter()
+                .map(|s| ((s.osm_way_id, s.piece), s.last_seen))
+                .collect();
+            let segments: Vec<SeenSegment> = segments
+                .into_iter()
+                .map(|segment| SeenSegment {
+                    last_seen: seen.get(&(segment.osm_way_id, segment.piece)).copied(),
+                    segment,
+                })
+                .collect();
+            layers::roads(tile, &segments, now)
+        }
+    };
+    Ok(covermap_tiles::mvt::encode(&[built]))
+}
+
+/// A rendered tile, raw and gzipped, with its entity tag.
+#[derive(Debug)]
+struct CachedTile {
+    raw: Bytes,
+    gzip: Bytes,
+    etag: HeaderValue,
+    made: Instant,
+}
+
+/// Rendered tiles by layer and tile, up to a byte budget.
+#[derive(Debug)]
+pub struct TileCache {
+    entries: Mutex<HashMap<(MapLayer, TileId), Arc<CachedTile>>>,
+    max_bytes: usize,
+    bytes: Mutex<usize>,
+}
+
+impl TileCache {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            max_bytes,
+            bytes: Mutex::new(0),
+        }
+    }
+
+    fn get(&self, key: (MapLayer, TileId)) -> Option<Arc<CachedTile>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&key)
+            .filter(|t| t.made.elapsed() < TILE_TTL)
+            .cloned()
+    }
+
+    fn put(&self, key: (MapLayer, TileId), tile: Arc<CachedTile>) {
+        let size = tile.raw.len() + tile.gzip.len() + 64;
+        let (Ok(mut entries), Ok(mut bytes)) = (self.entries.lock(), self.bytes.lock()) else {
+            return;
+        };
+        if *bytes + size > self.max_bytes {
+            // Full: start over rather than track recency; a cold tile costs a few milliseconds.
+            entries.clear();
+            *bytes = 0;
+        }
+        if let Some(old) = entries.insert(key, tile) {
+            *bytes = bytes.saturating_sub(old.raw.len() + old.gzip.len() + 64);
+        }
+        *bytes += size;
+    }
+
+    /// How many tiles are cached.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every cached tile of `layer`.
+    pub fn drop_layer(&self, layer: MapLayer) {
+        self.retain(|(l, _)| *l != layer);
+    }
+
+    /// Drops every cached tile.
+    pub fn clear(&self) {
+        self.retain(|_| false);
+    }
+
+    fn retain(&self, keep: impl Fn(&(MapLayer, TileId)) -> bool) {
+        let (Ok(mut entries), Ok(mut bytes)) = (self.entries.lock(), self.bytes.lock()) else {
+            return;
+        };
+        entries.retain(|k, t| {
+            let k2 = keep(k);
+            if !k2 {
+                *bytes = bytes.saturating_sub(t.raw.len() + t.gzip.len() + 64);
+            }
+            k2
+        });
+    }
+
+    /// Drops every cached tile, of every layer, that the hexagon of one of `cells` — or of its
+    /// parent at the resolution a zoom draws — reaches into (buffer included).
+    pub fn drop_cells(&self, cells: &[Cell], finest: Resolution) {
+        if cells.is_empty() {
+            return;
+        }
+        let zooms: HashSet<u8> = match self.entries.lock() {
+            Ok(e) => e.keys().map(|(_, t)| t.z).collect(),
+            Err(_) => return,
+        };
+        let mut stale: HashSet<TileId> = HashSet::new();
+        for z in zooms {
+            let res = tile::resolution_for_zoom(z, finest);
+            let parents: HashSet<Cell> = cells.iter().map(|c| layers::parent(*c, res)).collect();
+            for p in parents {
+                let [mut w, mut s, mut e, mut n] = [180.0f64, 90.0f64, -180.0f64, -90.0f64];
+                for ll in p.0.boundary().iter() {
+                    w = w.min(ll.lng());
+                    e = e.max(ll.lng());
+                    s = s.min(ll.lat());
+                    n = n.max(ll.lat());
+                }
+                // The buffer: a tile draws what reaches within BUFFER/EXTENT of its edge.
+                let pad = 360.0 / f64::from(1u32 << z.min(30)) * f64::from(tile::BUFFER)
+                    / f64::from(tile::EXTENT);
+                if e - w > 180.0 {
+                    // A hexagon across the antimeridian: drop the whole zoom.
+                    stale.extend(tile::tiles_covering([-180.0, -85.0, 180.0, 85.0], z));
+                    continue;
+                }
+                stale.extend(tile::tiles_covering(
+                    [w - pad, s - pad, e + pad, n + pad],
+                    z,
+                ));
+            }
+        }
+        self.retain(|(_, t)| !stale.contains(t));
+    }
+}
+
+/// Every second until `shutdown`: drops the cached tiles over cells that changed since the last
+/// look.
+pub async fn run_invalidator(
+    cache: Arc<TileCache>,
+    store: Arc<dyn Store>,
+    finest: Resolution,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut since = Utc::now() - CHANGE_OVERLAP;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let look = Utc::now();
+        match store.changed_cells(since, CHANGE_LIMIT).await {
+            Ok(cells) if cells.len() as i64 >= CHANGE_LIMIT => cache.clear(),
+            Ok(cells) => cache.drop_cells(&cells, finest),
+            Err(e) => {
+                tracing::warn!(error = %e, "tile cache: cannot read changed cells");
+                continue;
+            }
+        }
+        since = look - CHANGE_OVERLAP;
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|enc| {
+            let mut parts = enc.trim().split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    == Some(0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 2 + 64),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(raw)?;
+    enc.finish()
+}
+
+/// `GET /tiles/{layer}/{z}/{x}/{y}`: the tile, from the cache when it holds it.
+pub(crate) async fn tile(
+    State(state): State<AppState>,
+    Path((layer, z, x, y)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (layer, tile) = parse_tile(&layer, &z, &x, &y)?;
+    let now = Utc::now();
+    // Map consumers looking at an area count towards its demand.
+    state
+        .usage
+        .look(&state.policy, &bbox_of(tile.bounds()), now);
+    let key = (layer, tile);
+    let (cached, hit) = match state.tiles.get(key) {
+        Some(t) => (t, true),
+        None => {
+            let raw = render(
+                state.store.as_ref(),
+                &state.policy,
+                state.resolution,
+                layer,
+                tile,
+                now,
+            )
+            .await?;
+            // Writing into memory does not fail; were it to, clients get the raw tile.
+            let gz = gzip(&raw).ok();
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(&raw);
+            let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12])))
+                .unwrap_or(HeaderValue::from_static("\"\""));
+            let t = Arc::new(CachedTile {
+                raw: Bytes::from(raw),
+                gzip: gz.map(Bytes::from).unwrap_or_default(),
+                etag,
+                made: Instant::now(),
+            });
+            state.tiles.put(key, t.clone());
+            (t, false)
+        }
+    };
+    metrics::counter!("covermap_tiles_total", "layer" => layer.name(), "cache" => if hit { "hit" } else { "miss" })
+        .increment(1);
+    let common = [
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=5"),
+        ),
+        (header::VARY, HeaderValue::from_static("Accept-Encoding")),
+        (header::ETAG, cached.etag.clone()),
+        (
+            header::HeaderName::from_static("x-tile-cache"),
+            HeaderValue::from_static(if hit { "hit" } else { "miss" }),
+        ),
+    ];
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == cached.etag.as_bytes())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    if cached.raw.is_empty() {
+        return Ok((StatusCode::NO_CONTENT, common).into_response());
+    }
+    let ct = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.mapbox-vector-tile"),
+    );
+    if accepts_gzip(&headers) && !cached.gzip.is_empty() {
+        let enc = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        Ok((common, [ct, enc], cached.gzip.clone()).into_response())
+    } else {
+        Ok((common, [ct], cached.raw.clone()).into_response())
+    }
+}
+
+/// `GET /tiles/{layer}.json`: the layer's TileJSON 3.0 document.
+pub(crate) async fn tilejson(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = file.strip_suffix(".json").ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no {file:?}: TileJSON is at /tiles/{{layer}}.json, tiles at /tiles/{{layer}}/{{z}}/{{x}}/{{y}}"
+        ))
+    })?;
+    let layer = MapLayer::parse(name).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no tile layer {name:?}; layers are coverage, radio, demand, roads"
+        ))
+    })?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    Ok(axum::Json(json!({
+        "tilejson": "3.0.0",
+        "name": format!("covermap {}", layer.name()),
+        "description": layer.description(),
+        "version": "1.0.0",
+        "attribution": "© OpenStreetMap contributors; covermap contributors",
+        "scheme": "xyz",
+        "tiles": [format!("{scheme}://{host}/tiles/{}/{{z}}/{{x}}/{{y}}", layer.name())],
+        "minzoom": 0,
+        "maxzoom": MAX_ZOOM,
+        "bounds": [-180.0, -85.051_129, 180.0, 85.051_129],
+        "vector_layers": [{
+            "id": layer.name(),
+            "description": layer.description(),
+            "minzoom": 0,
+            "maxzoom": MAX_ZOOM,
+            "fields": layer.fields(),
+        }],
+        "covermap": {"policy_version": state.policy.rules.version, "h3_resolution": u8::from(state.resolution)},
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_are_checked() {
+        assert!(parse_tile("coverage", "14", "8529", "5975").is_ok());
+        assert!(parse_tile("roads", "14", "8529", "5975.mvt").is_ok());
+        assert!(parse_tile("nope", "1", "0", "0").is_err());
+        assert!(
+            parse_tile("coverage", "1", "2", "0").is_err(),
+            "x out of range"
+        );
+        assert!(
+            parse_tile("coverage", "23", "0", "0").is_err(),
+            "zoom too high"
+        );
+        assert!(parse_tile("coverage", "-1", "0", "0").is_err());
+        assert!(parse_tile("coverage", "999", "0", "0").is_err());
+    }
+
+    #[test]
+    fn gzip_is_taken_unless_refused() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_gzip(&h));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip"),
+        );
+        assert!(accepts_gzip(&h));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0, br"),
+        );
+        assert!(!accepts_gzip(&h));
+    }
+
+    #[test]
+    fn a_changed_cell_drops_the_tiles_under_it_and_no_others() {
+        let cache = TileCache::new(1 << 20);
+        let finest = Resolution::Eleven;
+        let cell = Cell(h3o::LatLng::new(43.7384, 7.4246).unwrap().to_cell(finest));
+        let here = tile::tiles_covering([7.4246, 43.7384, 7.4246, 43.7384], 15)[0];
+        let far = TileId::new(15, 0, 0).unwrap();
+        let low = tile::tiles_covering([7.4246, 43.7384, 7.4246, 43.7384], 5)[0];
+        let t = || {
+            Arc::new(CachedTile {
+                raw: Bytes::from_static(b"x"),
+                gzip: Bytes::from_static(b"y"),
+                etag: HeaderValue::from_static("\"e\""),
+                made: Instant::now(),
+            })
+        };
+        for k in [here, far, low] {
+            cache.put((MapLayer::Coverage, k), t());
+            cache.put((MapLayer::Roads, k), t());
+        }
+        assert_eq!(cache.len(), 6);
+        cache.drop_cells(&[cell], finest);
+        assert_eq!(cache.len(), 2, "only the far tiles stay");
+        assert!(cache.get((MapLayer::Coverage, far)).is_some());
+    }
+}
