@@ -64,6 +64,7 @@ pub(crate) async fn audit_queue(
         reason: q.reason,
         upload_id: q.upload,
         after,
+        undecided_only: false,
         limit: checked_limit(q.limit, 100, 1000)?,
     };
     let frames = state.store.audit_frames(&query).await?;
