@@ -10,8 +10,8 @@ use covermap_ingest::{GeotagParams, IngestRules, Track};
 use covermap_roads::RoadNetwork;
 use covermap_roads::matching::{MatchParams, RoadGraph, TracePoint};
 use covermap_store::{
-    Blobs, FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, Lease, QueuePolicy,
-    RadioRow, Rejection, Store, StoreError,
+    Blobs, FramePlacement, FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, Lease,
+    QueuePolicy, RadioRow, Rejection, Store, StoreError,
 };
 use covermap_vision::{FramePool, Look, VisionError};
 use h3o::Resolution;
@@ -469,6 +469,7 @@ fn refusal(
         captured_at: row.captured_at,
         pos: row.pos,
         cell: row.cell,
+        placement: Some(FramePlacement::of(row)),
     }
 }
 

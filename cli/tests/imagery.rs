@@ -1,7 +1,9 @@
 //! Camera frames after the vision stage, end to end on the real binary: published frames filed
 //! under their road segment and served only as blurred derivatives; refused frames in the
 //! auditors' queue with reasons, scores and a blurred copy; the same picture uploaded again by
-//! another device refused as a duplicate; private originals deleted after their retention.
+//! another device refused as a duplicate; private originals deleted after their retention;
+//! auditors approving a refused frame (published from its blurred copy) and rejecting it again,
+//! every decision in the log.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// One residential street along the test track (north from 45.5, -122.57), as OSM XML.
 const STREET: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -235,4 +237,227 @@ async fn sqlite_frames_through_the_vision_stage() {
 #[tokio::test]
 async fn postgis_frames_through_the_vision_stage() {
     frames_through_the_vision_stage(Db::postgis().await).await;
+}
+
+/// A decision on refused frame `frame` of `upload`, sent with `key`: (status, JSON).
+async fn post_decision(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    (upload, frame): (i64, i64),
+    body: &Value,
+) -> (u16, Value) {
+    let r = client
+        .post(format!(
+            "{base}/api/v1/audit/frames/{upload}/{frame}/decision"
+        ))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Runs one SQL statement on the test's database, as an operator's psql or sqlite3 would.
+async fn sql(db: &Db, statement: &str) {
+    use sqlx::Connection;
+    match &db.pg {
+        Some((_, url)) => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(statement).execute(&mut c).await.unwrap();
+        }
+        None => {
+            let path = db.dir.path().join("covermap.sqlite3");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query(statement).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+async fn auditors_approve_and_reject_refused_frames(db: Db) {
+    let server = serve(&db, &[]);
+    let client = reqwest::Client::new();
+    let base = server.base.as_str();
+    let keys = access(&db, &server, &client).await;
+    let (admin, auditor) = (keys.admin.as_str(), keys.auditor.as_str());
+
+    // Two drives of a thumbnail placed by its own EXIF GPS (other bytes, the same picture): the
+    // vision stage refuses both as too small, each with a blurred copy for the auditors.
+    let thumbnail = camera("mapillary_tools/test_exif.jpg");
+    let mut drives = Vec::new();
+    for jpeg in [thumbnail.clone(), with_comment(&thumbnail, "again")] {
+        let zip = zip_of(&[("b.jpg", jpeg)]);
+        let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", zip).await;
+        assert_eq!(s, 202, "{r}");
+        let id = r["upload_id"].as_i64().unwrap();
+        processed(&client, base, admin, id).await;
+        drives.push(id);
+    }
+    let (c, d) = (drives[0], drives[1]);
+    let queue = |q: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/audit/frames{q}");
+        let key = keys.auditor.clone();
+        async move { get_with(&client, &url, &key).await["frames"].clone() }
+    };
+    let undecided = queue("?undecided=true").await;
+    assert_eq!(undecided.as_array().unwrap().len(), 2, "{undecided}");
+    assert!(undecided[0]["decision"].is_null(), "{undecided}");
+    let public_image = |upload: i64| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/frames/{upload}/0/image");
+        async move { get(&client, &url, None).await }
+    };
+    assert_eq!(public_image(c).await.status(), 404);
+
+    // Only auditors and admins decide, on frames that were refused, with a decision they know.
+    let approve = json!({"decision": "approve", "note": "small, but a fine picture"});
+    let (s, r) = post_decision(&client, base, &keys.device_key, (c, 0), &approve).await;
+    assert_eq!((s, error_code(&r)), (403, "forbidden".into()), "{r}");
+    let (s, r) = post_decision(&client, base, &keys.planner, (c, 0), &approve).await;
+    assert_eq!(s, 403, "{r}");
+    for (body, field) in [
+        (json!({"decision": "maybe"}), "decision"),
+        (json!({"note": "no decision"}), "decision"),
+        (
+            json!({"decision": "approve", "note": "x".repeat(1001)}),
+            "note",
+        ),
+    ] {
+        let (s, r) = post_decision(&client, base, auditor, (c, 0), &body).await;
+        assert_eq!(s, 400, "{body}: {r}");
+        assert_eq!(r["error"]["field"], field, "{r}");
+        error_code(&r);
+    }
+    let extra = json!({"decision": "approve", "by": "me"});
+    let (s, r) = post_decision(&client, base, auditor, (c, 0), &extra).await;
+    assert_eq!((s, error_code(&r)), (400, "invalid_json".into()), "{r}");
+    let (s, r) = post_decision(&client, base, auditor, (c, 7), &approve).await;
+    assert_eq!((s, error_code(&r)), (404, "not_found".into()), "{r}");
+    // A refused frame without a blurred copy (the pipeline always makes one; an operator may
+    // have deleted it) cannot be approved: nothing would be published.
+    sql(
+        &db,
+        &format!("UPDATE frame_rejections SET review_key = NULL WHERE upload_id = {d}"),
+    )
+    .await;
+    let (s, r) = post_decision(&client, base, auditor, (d, 0), &approve).await;
+    assert_eq!((s, error_code(&r)), (409, "conflict".into()), "{r}");
+    let log = get_with(&client, &format!("{base}/api/v1/audit/log"), auditor).await;
+    assert_eq!(log["decisions"], json!([]), "nothing is recorded on error");
+
+    // Approved: the frame is published from its blurred copy, at once, and in the log.
+    let (s, approved) = post_decision(&client, base, auditor, (c, 0), &approve).await;
+    assert_eq!(s, 200, "{approved}");
+    let mut fields: Vec<_> = approved.as_object().unwrap().keys().cloned().collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "auditor",
+            "decided_at",
+            "decision",
+            "frame",
+            "id",
+            "note",
+            "upload_id"
+        ]
+    );
+    assert_eq!(
+        (
+            &approved["upload_id"],
+            &approved["frame"],
+            &approved["decision"]
+        ),
+        (&json!(c), &json!(0), &json!("approve"))
+    );
+    assert_eq!(approved["note"], "small, but a fine picture");
+    assert!(
+        approved["auditor"].as_str().unwrap().starts_with("key:"),
+        "an auditor key without a contributor is named by its id: {approved}"
+    );
+    let r = public_image(c).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let published = r.bytes().await.unwrap();
+    let review = get(
+        &client,
+        &format!("{base}/api/v1/audit/frames/{c}/0/image"),
+        Some(auditor),
+    )
+    .await
+    .bytes()
+    .await
+    .unwrap();
+    assert_eq!(published, review, "the published copy is the blurred one");
+    assert_ne!(published.as_ref(), thumbnail.as_slice());
+    let imagery = get_json(&client, &format!("{base}/api/v1/imagery")).await;
+    let cells = imagery["features"].as_array().unwrap();
+    assert_eq!(cells.len(), 1, "{imagery}");
+    assert_eq!(cells[0]["properties"]["frames"], 1, "{imagery}");
+    let frames = get_with(&client, &format!("{base}/api/v1/uploads/{c}/frames"), admin).await;
+    assert!(
+        frames["frames"][0]["vision"]["published_key"].is_string(),
+        "{frames}"
+    );
+    let items = queue("").await;
+    assert_eq!(items[0]["decision"], approved, "{items}");
+    let undecided = queue("?undecided=true").await;
+    assert_eq!(undecided.as_array().unwrap().len(), 1, "{undecided}");
+    assert_eq!(undecided[0]["upload_id"], d);
+    let log = get_with(&client, &format!("{base}/api/v1/audit/log"), auditor).await;
+    assert_eq!(log["decisions"], json!([approved.clone()]), "{log}");
+    let r = get(
+        &client,
+        &format!("{base}/api/v1/audit/log"),
+        Some(&keys.device_key),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+
+    // Rejected after all (by an admin): taken down again; both decisions stay in the log.
+    let reject = json!({"decision": "reject"});
+    let (s, rejected) = post_decision(&client, base, admin, (c, 0), &reject).await;
+    assert_eq!(s, 200, "{rejected}");
+    assert_eq!(rejected["note"], Value::Null);
+    assert_eq!(public_image(c).await.status(), 404);
+    let imagery = get_json(&client, &format!("{base}/api/v1/imagery")).await;
+    assert_eq!(imagery["features"], json!([]), "{imagery}");
+    let log = get_with(&client, &format!("{base}/api/v1/audit/log"), auditor).await;
+    assert_eq!(
+        log["decisions"],
+        json!([rejected.clone(), approved.clone()]),
+        "newest first: {log}"
+    );
+    let page = get_with(
+        &client,
+        &format!("{base}/api/v1/audit/log?limit=1"),
+        auditor,
+    )
+    .await;
+    assert_eq!(page["decisions"], json!([rejected.clone()]));
+    let next = page["next"].as_i64().unwrap();
+    let page = get_with(
+        &client,
+        &format!("{base}/api/v1/audit/log?limit=1&before={next}"),
+        auditor,
+    )
+    .await;
+    assert_eq!(page["decisions"], json!([approved]));
+    assert_eq!(queue("").await[0]["decision"], rejected);
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_auditors_approve_and_reject_refused_frames() {
+    auditors_approve_and_reject_refused_frames(Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgis_auditors_approve_and_reject_refused_frames() {
+    auditors_approve_and_reject_refused_frames(Db::postgis().await).await;
 }

@@ -130,6 +130,19 @@ async fn every_role_reaches_exactly_its_endpoints() {
         Box::new(none),
         [401, 403, 403, 403, 404, 404],
     ));
+    // Decisions on refused frames are the auditors' too (an empty body then fails its checks).
+    matrix.push((
+        Method::POST,
+        format!("/api/v1/audit/frames/{id}/0/decision"),
+        Box::new(none),
+        [401, 403, 403, 403, 400, 400],
+    ));
+    matrix.push((
+        Method::GET,
+        "/api/v1/audit/log".into(),
+        Box::new(none),
+        [401, 403, 403, 403, 2, 2],
+    ));
     matrix.push((
         Method::GET,
         "/metrics".into(),

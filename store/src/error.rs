@@ -30,6 +30,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Config(String),
+    /// The thing a write is about does not exist (a decision on a frame that was not refused).
+    #[error("{0}")]
+    NotFound(String),
     /// The write contradicts what is stored (a device registered with another key, a part at
     /// the wrong offset).
     #[error("{0}")]

@@ -3,7 +3,9 @@
 //! It owns the [`Store`] interface and its two backends — PostGIS through sqlx ([`PgStore`], the
 //! system of record) and embedded SQLite ([`SqliteStore`], the zero-setup default) — the job
 //! queue with leases, and the content-addressed blob store ([`Blobs`]). Both backends pass the
-//! same conformance suite (`tests/conformance.rs`).
+//! same conformance suite (`tests/conformance.rs`). It keeps the auditors' append-only log of
+//! decisions on refused frames and applies each with its record: an approval publishes the
+//! frame, a rejection unpublishes an approved one (see [`Decision`]).
 //!
 //! It does not parse uploads, match roads or compute scores: it stores what those stages return.
 
@@ -198,6 +200,32 @@ pub struct FrameRejectionRow {
     pub captured_at: DateTime<Utc>,
     pub pos: LatLon,
     pub cell: Cell,
+    /// Where it stood in its drive, kept so that an auditor's approval publishes it as the
+    /// vision stage would have; `None` for frames refused before migration 0007 kept it.
+    pub placement: Option<FramePlacement>,
+}
+
+/// Where a frame stood in its drive, beside its position: what a published frame also records.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FramePlacement {
+    pub sequence: i32,
+    pub heading_deg: f64,
+    pub width: i32,
+    pub height: i32,
+    pub segment: Option<SegmentRef>,
+}
+
+impl FramePlacement {
+    /// The placement of a frame row.
+    pub fn of(row: &FrameRow) -> Self {
+        Self {
+            sequence: row.sequence,
+            heading_deg: row.heading_deg,
+            width: row.width,
+            height: row.height,
+            segment: row.segment,
+        }
+    }
 }
 
 /// A refused frame as the auditors' queue lists it.
@@ -208,6 +236,8 @@ pub struct AuditFrame {
     pub contributor: Option<String>,
     #[serde(flatten)]
     pub row: FrameRejectionRow,
+    /// Its current decision (the newest), if an auditor decided.
+    pub decision: Option<FrameDecision>,
 }
 
 /// Which refused frames the auditors' queue shows, oldest first from `after`.
@@ -217,7 +247,79 @@ pub struct AuditQuery {
     pub upload_id: Option<i64>,
     /// Start after this (upload, frame).
     pub after: Option<(i64, i32)>,
+    /// Only frames no auditor decided yet.
+    pub undecided_only: bool,
     pub limit: i64,
+}
+
+/// What an auditor decided about a refused frame.
+///
+/// - `Approve`: the refusal was wrong. In the same transaction as the decision, the frame is
+///   published: inserted into `frames` with its blurred review copy as the published derivative
+///   (and its original, capture time, cell, position, placement, phash, faces, plates, and its
+///   scores as its quality). From then on it is in the imagery, served as a published frame,
+///   found by the repeat search and counted on the demand map; for rewards it counts once, in
+///   the first epoch claimed after the approval whose end is past it (closed epochs are never
+///   reopened). A frame without a review copy, or refused before its placement was kept,
+///   cannot be approved ([`StoreError::Conflict`]).
+/// - `Reject`: the refusal stands. An approved frame is taken out of `frames` again (off the
+///   map at once; an epoch that already counted it keeps it).
+///
+/// Either way the refused frame stays in the queue, with its decisions in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+impl std::str::FromStr for Decision {
+    type Err = covermap_domain::InvalidValue;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "approve" => Ok(Decision::Approve),
+            "reject" => Ok(Decision::Reject),
+            other => Err(covermap_domain::InvalidValue {
+                field: "decision",
+                reason: format!("unknown decision {other:?}; decisions: approve, reject"),
+            }),
+        }
+    }
+}
+
+/// A decision to record, by the key that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFrameDecision {
+    pub upload_id: i64,
+    pub frame: i32,
+    pub decision: Decision,
+    pub note: Option<String>,
+    /// Who decided: the deciding key's contributor, or `key:<id>`.
+    pub auditor: String,
+    pub auditor_key_id: Option<i64>,
+}
+
+/// A decision as the append-only log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameDecision {
+    pub id: i64,
+    pub upload_id: i64,
+    pub frame: i32,
+    pub decision: Decision,
+    pub note: Option<String>,
+    pub auditor: String,
+    #[serde(skip)]
+    pub auditor_key_id: Option<i64>,
+    pub decided_at: DateTime<Utc>,
 }
 
 /// A published frame's perceptual hash, to find the same picture uploaded again.
@@ -532,7 +634,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// frames taken on it), at most `limit` segments; segments never driven are left out.
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>>;
 
-    /// Cells whose coverage, radio or imagery changed through uploads processed after `since`,
+    /// Cells whose coverage, radio or imagery changed through uploads processed, or frames an
+    /// auditor decided on, after `since`,
     /// at most `limit`: what the tile cache drops.
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>>;
 
@@ -608,8 +711,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: i64,
     ) -> Result<Vec<FrameHash>>;
 
-    /// Refused frames for the auditors' queue.
+    /// Refused frames for the auditors' queue, each with its current decision.
     async fn audit_frames(&self, query: &AuditQuery) -> Result<Vec<AuditFrame>>;
+
+    /// Records an auditor's decision on a refused frame and applies it in one transaction (see
+    /// [`Decision`]): approving publishes the frame, rejecting unpublishes an approved one.
+    /// [`StoreError::NotFound`] if there is no such refused frame; [`StoreError::Conflict`] if
+    /// it cannot be approved. Nothing is written on error.
+    async fn decide_frame(
+        &self,
+        decision: &NewFrameDecision,
+        now: DateTime<Utc>,
+    ) -> Result<FrameDecision>;
+
+    /// The decision log, newest first, at most `limit`, older than `before_id` if given.
+    async fn frame_decisions(
+        &self,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<FrameDecision>>;
 
     /// The blob key of a frame's blurred derivative: a published frame's, or a refused frame's
     /// review copy; `None` where there is no such frame or image.

@@ -18,11 +18,11 @@ use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penal
 
 use crate::error::{Result, SqlContext, StoreError, redact};
 use crate::{
-    ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, DemandAreaRecord, DemandCellState,
-    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameHash, FrameImage, FrameRejectionRow,
-    FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea, NewUpload, QueuePolicy,
-    RadioRow, Rejection, SegmentSeen, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
-    UploadRecord, UploadSession, rows,
+    ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, Decision, DemandAreaRecord, DemandCellState,
+    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash, FrameImage,
+    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea,
+    NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Rejection, SegmentSeen, SessionPart, Store,
+    StoreStats, UploadFilter, UploadReceipt, UploadRecord, UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -154,6 +154,20 @@ fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
         contributor: row.try_get("contributor").ctx(ctx)?,
         registered_by: row.try_get("registered_by").ctx(ctx)?,
         registered_at: row.try_get("registered_at").ctx(ctx)?,
+    })
+}
+
+fn decision_from_row(row: &PgRow) -> Result<FrameDecision> {
+    let ctx = "reading a frame decision";
+    Ok(FrameDecision {
+        id: row.try_get("id").ctx(ctx)?,
+        upload_id: row.try_get("upload_id").ctx(ctx)?,
+        frame: row.try_get("frame").ctx(ctx)?,
+        decision: row.try_get::<String, _>("decision").ctx(ctx)?.parse()?,
+        note: row.try_get("note").ctx(ctx)?,
+        auditor: row.try_get("auditor").ctx(ctx)?,
+        auditor_key_id: row.try_get("auditor_key_id").ctx(ctx)?,
+        decided_at: row.try_get("decided_at").ctx(ctx)?,
     })
 }
 
@@ -471,13 +485,14 @@ impl Store for PgStore {
         sqlx::query(
             "INSERT INTO frame_rejections (upload_id, frame, reason, scores, sha256, blob_key, \
                  review_key, phash, duplicate_of_upload, duplicate_of_frame, captured_at, cell, \
-                 geom) \
+                 geom, sequence, heading_deg, width, height, osm_way_id, way_piece) \
              SELECT $1, fr, r, sc::jsonb, h, k, rk, ph, du, df, t, c, \
-                    ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+                    ST_SetSRID(ST_MakePoint(lon, lat), 4326), sq, hd, w, ht, wy, wp \
              FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
                          $8::text[], $9::bigint[], $10::int[], $11::timestamptz[], $12::bigint[], \
-                         $13::float8[], $14::float8[]) \
-                  AS x(fr, r, sc, h, k, rk, ph, du, df, t, c, lat, lon)",
+                         $13::float8[], $14::float8[], $15::int[], $16::float8[], $17::int[], \
+                         $18::int[], $19::bigint[], $20::int[]) \
+                  AS x(fr, r, sc, h, k, rk, ph, du, df, t, c, lat, lon, sq, hd, w, ht, wy, wp)",
         )
         .bind(lease.upload_id)
         .bind(fr.iter().map(|x| x.frame).collect::<Vec<_>>())
@@ -505,6 +520,40 @@ impl Store for PgStore {
         .bind(fr.iter().map(|x| x.cell.as_i64()).collect::<Vec<_>>())
         .bind(fr.iter().map(|x| x.pos.lat).collect::<Vec<_>>())
         .bind(fr.iter().map(|x| x.pos.lon).collect::<Vec<_>>())
+        .bind(
+            fr.iter()
+                .map(|x| x.placement.map(|p| p.sequence))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fr.iter()
+                .map(|x| x.placement.map(|p| p.heading_deg))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fr.iter()
+                .map(|x| x.placement.map(|p| p.width))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fr.iter()
+                .map(|x| x.placement.map(|p| p.height))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fr.iter()
+                .map(|x| x.placement.and_then(|p| p.segment).map(|s| s.osm_way_id))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fr.iter()
+                .map(|x| {
+                    x.placement
+                        .and_then(|p| p.segment)
+                        .map(|s| s.way_piece as i32)
+                })
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await
         .ctx("writing refused frames")?;
@@ -746,6 +795,8 @@ impl Store for PgStore {
              SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
+             UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
+                 ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > $1 \
              LIMIT $2",
         )
         .bind(since)
@@ -1184,11 +1235,18 @@ impl Store for PgStore {
             "SELECT r.upload_id, u.device, u.contributor, r.frame, r.reason, \
                     r.scores::text AS scores, r.sha256, r.blob_key, r.review_key, r.phash, \
                     r.duplicate_of_upload, r.duplicate_of_frame, r.captured_at, r.cell, \
-                    ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon \
+                    ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon, r.sequence, r.heading_deg, \
+                    r.width, r.height, r.osm_way_id, r.way_piece, d.id AS d_id, \
+                    d.decision AS d_decision, d.note AS d_note, d.auditor AS d_auditor, \
+                    d.auditor_key_id AS d_auditor_key_id, d.decided_at AS d_decided_at \
              FROM frame_rejections r JOIN uploads u ON u.id = r.upload_id \
+             LEFT JOIN LATERAL (SELECT * FROM frame_decisions x \
+                 WHERE x.upload_id = r.upload_id AND x.frame = r.frame \
+                 ORDER BY x.id DESC LIMIT 1) d ON TRUE \
              WHERE ($1::text IS NULL OR r.reason = $1) \
                AND ($2::bigint IS NULL OR r.upload_id = $2) \
                AND ($3::bigint IS NULL OR (r.upload_id, r.frame) > ($3, $4::int)) \
+               AND (NOT $6 OR d.id IS NULL) \
              ORDER BY r.upload_id, r.frame LIMIT $5",
         )
         .bind(query.reason.as_deref())
@@ -1196,6 +1254,7 @@ impl Store for PgStore {
         .bind(query.after.map(|a| a.0))
         .bind(query.after.map(|a| a.1))
         .bind(query.limit)
+        .bind(query.undecided_only)
         .fetch_all(&self.pool)
         .await
         .ctx("reading the audit queue")?;
@@ -1206,14 +1265,29 @@ impl Store for PgStore {
                 let scores: String = row.try_get("scores").ctx(ctx)?;
                 let dup_upload: Option<i64> = row.try_get("duplicate_of_upload").ctx(ctx)?;
                 let dup_frame: Option<i32> = row.try_get("duplicate_of_frame").ctx(ctx)?;
+                let upload_id: i64 = row.try_get("upload_id").ctx(ctx)?;
+                let frame: i32 = row.try_get("frame").ctx(ctx)?;
+                let decision = match row.try_get::<Option<i64>, _>("d_id").ctx(ctx)? {
+                    None => None,
+                    Some(id) => Some(FrameDecision {
+                        id,
+                        upload_id,
+                        frame,
+                        decision: row.try_get::<String, _>("d_decision").ctx(ctx)?.parse()?,
+                        note: row.try_get("d_note").ctx(ctx)?,
+                        auditor: row.try_get("d_auditor").ctx(ctx)?,
+                        auditor_key_id: row.try_get("d_auditor_key_id").ctx(ctx)?,
+                        decided_at: row.try_get("d_decided_at").ctx(ctx)?,
+                    }),
+                };
                 Ok(AuditFrame {
-                    upload_id: row.try_get("upload_id").ctx(ctx)?,
+                    upload_id,
                     device: device
                         .parse()
                         .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
                     contributor: row.try_get("contributor").ctx(ctx)?,
                     row: FrameRejectionRow {
-                        frame: row.try_get("frame").ctx(ctx)?,
+                        frame,
                         reason: row.try_get("reason").ctx(ctx)?,
                         scores: rows::json(&scores)?,
                         sha256: row.try_get("sha256").ctx(ctx)?,
@@ -1227,10 +1301,110 @@ impl Store for PgStore {
                             row.try_get("lon").ctx(ctx)?,
                         )?,
                         cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                        placement: rows::placement(
+                            row.try_get("sequence").ctx(ctx)?,
+                            row.try_get("heading_deg").ctx(ctx)?,
+                            row.try_get("width").ctx(ctx)?,
+                            row.try_get("height").ctx(ctx)?,
+                            row.try_get("osm_way_id").ctx(ctx)?,
+                            row.try_get("way_piece").ctx(ctx)?,
+                        ),
                     },
+                    decision,
                 })
             })
             .collect()
+    }
+
+    async fn decide_frame(
+        &self,
+        d: &NewFrameDecision,
+        now: DateTime<Utc>,
+    ) -> Result<FrameDecision> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        // The refused frame, locked: decisions on one frame apply one after the other.
+        let found: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT review_key IS NOT NULL, sequence IS NOT NULL AND heading_deg IS NOT NULL \
+                    AND width IS NOT NULL AND height IS NOT NULL \
+             FROM frame_rejections WHERE upload_id = $1 AND frame = $2 FOR UPDATE",
+        )
+        .bind(d.upload_id)
+        .bind(d.frame)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("reading a refused frame")?;
+        rows::check_decision(d, found)?;
+        let row = sqlx::query(
+            "INSERT INTO frame_decisions (upload_id, frame, decision, note, auditor, \
+                 auditor_key_id, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING id, upload_id, frame, decision, note, auditor, auditor_key_id, decided_at",
+        )
+        .bind(d.upload_id)
+        .bind(d.frame)
+        .bind(d.decision.as_str())
+        .bind(&d.note)
+        .bind(&d.auditor)
+        .bind(d.auditor_key_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("recording a decision")?;
+        let decided = decision_from_row(&row)?;
+        match d.decision {
+            // Published from the refused frame's own row; an approval of a frame approved
+            // already leaves it as it is.
+            Decision::Approve => sqlx::query(
+                "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
+                     heading_deg, width, height, cell, geom, status, published_key, phash, \
+                     faces, plates, quality, osm_way_id, way_piece, original_expired_at, \
+                     decision_id) \
+                 SELECT upload_id, frame, sequence, sha256, blob_key, captured_at, heading_deg, \
+                     width, height, cell, geom, 'published', review_key, phash, \
+                     CASE WHEN scores->>'faces' ~ '^[0-9]{1,9}$' \
+                          THEN (scores->>'faces')::int END, \
+                     CASE WHEN scores->>'plates' ~ '^[0-9]{1,9}$' \
+                          THEN (scores->>'plates')::int END, \
+                     scores, osm_way_id, way_piece, original_expired_at, $3 \
+                 FROM frame_rejections WHERE upload_id = $1 AND frame = $2 \
+                 ON CONFLICT (upload_id, frame) DO NOTHING",
+            )
+            .bind(d.upload_id)
+            .bind(d.frame)
+            .bind(decided.id)
+            .execute(&mut *tx)
+            .await
+            .ctx("publishing an approved frame")?,
+            // Only a frame an approval published; never one the vision stage published.
+            Decision::Reject => sqlx::query(
+                "DELETE FROM frames \
+                 WHERE upload_id = $1 AND frame = $2 AND decision_id IS NOT NULL",
+            )
+            .bind(d.upload_id)
+            .bind(d.frame)
+            .execute(&mut *tx)
+            .await
+            .ctx("unpublishing a rejected frame")?,
+        };
+        tx.commit().await.ctx("committing a decision")?;
+        Ok(decided)
+    }
+
+    async fn frame_decisions(
+        &self,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<FrameDecision>> {
+        let rows = sqlx::query(
+            "SELECT id, upload_id, frame, decision, note, auditor, auditor_key_id, decided_at \
+             FROM frame_decisions WHERE ($1::bigint IS NULL OR id < $1) \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading the decision log")?;
+        rows.iter().map(decision_from_row).collect()
     }
 
     async fn frame_image(

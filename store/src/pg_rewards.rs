@@ -142,6 +142,20 @@ impl PgStore {
         .await
         .ctx("counting uploads in an epoch")?
         .rows_affected();
+        // Frames approved before the epoch's end and not counted yet count in it, whatever
+        // epoch their upload counted in (see migration 0007).
+        sqlx::query(
+            "UPDATE frame_rejections SET reward_epoch = $1 \
+             WHERE reward_epoch IS NULL AND (upload_id, frame) IN ( \
+                 SELECT f.upload_id, f.frame FROM frames f \
+                 JOIN frame_decisions d ON d.id = f.decision_id \
+                 WHERE f.decision_id IS NOT NULL AND d.decided_at < $2)",
+        )
+        .bind(n)
+        .bind(period.end)
+        .execute(&mut *tx)
+        .await
+        .ctx("counting approved frames in an epoch")?;
         tx.commit().await.ctx("committing an epoch claim")?;
         Ok(EpochClaim::Held {
             token,
@@ -175,7 +189,13 @@ impl PgStore {
                 "SELECT CASE WHEN u.rewardable THEN u.contributor END, f.upload_id, f.frame, \
                         f.cell, f.captured_at \
                  FROM frames f JOIN uploads u ON u.id = f.upload_id \
-                 WHERE u.reward_epoch = $1 AND f.status = 'published'",
+                 WHERE u.reward_epoch = $1 AND f.status = 'published' \
+                   AND f.decision_id IS NULL \
+                 UNION ALL \
+                 SELECT CASE WHEN u.rewardable THEN u.contributor END, r.upload_id, r.frame, \
+                        r.cell, r.captured_at \
+                 FROM frame_rejections r JOIN uploads u ON u.id = r.upload_id \
+                 WHERE r.reward_epoch = $1",
             )
             .bind(n)
             .fetch_all(pool)
@@ -185,8 +205,10 @@ impl PgStore {
         };
         let last_seen: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(
             "WITH touched AS MATERIALIZED ( \
-                 SELECT DISTINCT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
-                 WHERE u.reward_epoch = $1 AND f.status = 'published') \
+                 SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                 WHERE u.reward_epoch = $1 AND f.status = 'published' \
+                   AND f.decision_id IS NULL \
+                 UNION SELECT cell FROM frame_rejections WHERE reward_epoch = $1) \
              SELECT t.cell, (SELECT c.last_seen FROM epoch_cells c \
                  WHERE c.cell = t.cell AND c.epoch < $1 AND c.last_seen IS NOT NULL \
                  ORDER BY c.epoch DESC LIMIT 1) \
@@ -204,6 +226,8 @@ impl PgStore {
             "WITH touched AS MATERIALIZED ( \
                  SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
                  WHERE u.reward_epoch = $1 AND f.status = 'published' \
+                   AND f.decision_id IS NULL \
+                 UNION SELECT cell FROM frame_rejections WHERE reward_epoch = $1 \
                  UNION SELECT r.cell FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
                  WHERE u.reward_epoch = $1), \
              driven AS MATERIALIZED ( \

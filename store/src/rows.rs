@@ -255,3 +255,51 @@ pub(crate) fn group_due(ids: &[i64], keys: Vec<(i64, String)>) -> Vec<crate::Due
     }
     out
 }
+
+/// A refused frame's placement in its drive, where all of it was kept (frames refused before
+/// migration 0007 have none).
+pub(crate) fn placement(
+    sequence: Option<i32>,
+    heading_deg: Option<f64>,
+    width: Option<i32>,
+    height: Option<i32>,
+    osm_way_id: Option<i64>,
+    way_piece: Option<i32>,
+) -> Option<crate::FramePlacement> {
+    Some(crate::FramePlacement {
+        sequence: sequence?,
+        heading_deg: heading_deg?,
+        width: width?,
+        height: height?,
+        segment: segment(osm_way_id, way_piece),
+    })
+}
+
+/// The one rule of what a decision may do to a refused frame, for both backends: a frame is
+/// published from its review copy and its kept placement, so without either it cannot be
+/// approved. `found` is `None` where there is no such refused frame, else (has a review copy,
+/// has its placement).
+pub(crate) fn check_decision(
+    d: &crate::NewFrameDecision,
+    found: Option<(bool, bool)>,
+) -> crate::Result<()> {
+    let (upload, frame) = (d.upload_id, d.frame);
+    match found {
+        None => Err(crate::StoreError::NotFound(format!(
+            "no refused frame {frame} in upload {upload}"
+        ))),
+        Some((false, _)) if d.decision == crate::Decision::Approve => {
+            Err(crate::StoreError::Conflict(format!(
+                "frame {frame} of upload {upload} has no review copy (no blurred derivative): \
+                 approving it would publish nothing; it can only be rejected"
+            )))
+        }
+        Some((_, false)) if d.decision == crate::Decision::Approve => {
+            Err(crate::StoreError::Conflict(format!(
+                "frame {frame} of upload {upload} was refused before its place in the drive \
+                 (sequence, heading, size, road) was kept; it cannot be published"
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}

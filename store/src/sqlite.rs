@@ -24,11 +24,11 @@ use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penal
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::{
-    ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, DemandAreaRecord, DemandCellState,
-    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameHash, FrameImage, FrameRejectionRow,
-    FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea, NewUpload, QueuePolicy,
-    RadioRow, Rejection, SegmentSeen, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
-    UploadRecord, UploadSession, rows,
+    ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, Decision, DemandAreaRecord, DemandCellState,
+    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash, FrameImage,
+    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea,
+    NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Rejection, SegmentSeen, SessionPart, Store,
+    StoreStats, UploadFilter, UploadReceipt, UploadRecord, UploadSession, rows,
 };
 
 #[derive(Debug, Clone)]
@@ -228,6 +228,20 @@ fn device_from_row(row: &SqliteRow) -> Result<DeviceRecord> {
         contributor: row.try_get("contributor").ctx(ctx)?,
         registered_by: row.try_get("registered_by").ctx(ctx)?,
         registered_at: time(row.try_get("registered_at").ctx(ctx)?)?,
+    })
+}
+
+fn decision_from_row(row: &SqliteRow) -> Result<FrameDecision> {
+    let ctx = "reading a frame decision";
+    Ok(FrameDecision {
+        id: row.try_get("id").ctx(ctx)?,
+        upload_id: row.try_get("upload_id").ctx(ctx)?,
+        frame: row.try_get("frame").ctx(ctx)?,
+        decision: row.try_get::<String, _>("decision").ctx(ctx)?.parse()?,
+        note: row.try_get("note").ctx(ctx)?,
+        auditor: row.try_get("auditor").ctx(ctx)?,
+        auditor_key_id: row.try_get("auditor_key_id").ctx(ctx)?,
+        decided_at: time(row.try_get("decided_at").ctx(ctx)?)?,
     })
 }
 
@@ -515,8 +529,9 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO frame_rejections (upload_id, frame, reason, scores, sha256, \
                      blob_key, review_key, phash, duplicate_of_upload, duplicate_of_frame, \
-                     captured_at, cell, lat, lon) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     captured_at, cell, lat, lon, sequence, heading_deg, width, height, \
+                     osm_way_id, way_piece) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(lease.upload_id)
             .bind(f.frame)
@@ -532,6 +547,16 @@ impl Store for SqliteStore {
             .bind(f.cell.as_i64())
             .bind(f.pos.lat)
             .bind(f.pos.lon)
+            .bind(f.placement.map(|p| p.sequence))
+            .bind(f.placement.map(|p| p.heading_deg))
+            .bind(f.placement.map(|p| p.width))
+            .bind(f.placement.map(|p| p.height))
+            .bind(f.placement.and_then(|p| p.segment).map(|s| s.osm_way_id))
+            .bind(
+                f.placement
+                    .and_then(|p| p.segment)
+                    .map(|s| s.way_piece as i32),
+            )
             .execute(&mut *tx)
             .await
             .ctx("writing refused frames")?;
@@ -782,8 +807,11 @@ impl Store for SqliteStore {
              SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
+             UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
+                 ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > ? \
              LIMIT ?",
         )
+        .bind(micros(since))
         .bind(micros(since))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -1237,11 +1265,17 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT r.upload_id, u.device, u.contributor, r.frame, r.reason, r.scores, r.sha256, \
                     r.blob_key, r.review_key, r.phash, r.duplicate_of_upload, \
-                    r.duplicate_of_frame, r.captured_at, r.cell, r.lat, r.lon \
+                    r.duplicate_of_frame, r.captured_at, r.cell, r.lat, r.lon, r.sequence, \
+                    r.heading_deg, r.width, r.height, r.osm_way_id, r.way_piece, d.id AS d_id, \
+                    d.decision AS d_decision, d.note AS d_note, d.auditor AS d_auditor, \
+                    d.auditor_key_id AS d_auditor_key_id, d.decided_at AS d_decided_at \
              FROM frame_rejections r JOIN uploads u ON u.id = r.upload_id \
+             LEFT JOIN frame_decisions d ON d.id = (SELECT MAX(x.id) FROM frame_decisions x \
+                 WHERE x.upload_id = r.upload_id AND x.frame = r.frame) \
              WHERE (?1 IS NULL OR r.reason = ?1) \
                AND (?2 IS NULL OR r.upload_id = ?2) \
                AND (?3 IS NULL OR r.upload_id > ?3 OR (r.upload_id = ?3 AND r.frame > ?4)) \
+               AND (NOT ?6 OR d.id IS NULL) \
              ORDER BY r.upload_id, r.frame LIMIT ?5",
         )
         .bind(query.reason.as_deref())
@@ -1249,6 +1283,7 @@ impl Store for SqliteStore {
         .bind(query.after.map(|a| a.0))
         .bind(query.after.map(|a| a.1))
         .bind(query.limit)
+        .bind(query.undecided_only)
         .fetch_all(&self.pool)
         .await
         .ctx("reading the audit queue")?;
@@ -1259,14 +1294,29 @@ impl Store for SqliteStore {
                 let scores: String = row.try_get("scores").ctx(ctx)?;
                 let dup_upload: Option<i64> = row.try_get("duplicate_of_upload").ctx(ctx)?;
                 let dup_frame: Option<i32> = row.try_get("duplicate_of_frame").ctx(ctx)?;
+                let upload_id: i64 = row.try_get("upload_id").ctx(ctx)?;
+                let frame: i32 = row.try_get("frame").ctx(ctx)?;
+                let decision = match row.try_get::<Option<i64>, _>("d_id").ctx(ctx)? {
+                    None => None,
+                    Some(id) => Some(FrameDecision {
+                        id,
+                        upload_id,
+                        frame,
+                        decision: row.try_get::<String, _>("d_decision").ctx(ctx)?.parse()?,
+                        note: row.try_get("d_note").ctx(ctx)?,
+                        auditor: row.try_get("d_auditor").ctx(ctx)?,
+                        auditor_key_id: row.try_get("d_auditor_key_id").ctx(ctx)?,
+                        decided_at: time(row.try_get("d_decided_at").ctx(ctx)?)?,
+                    }),
+                };
                 Ok(AuditFrame {
-                    upload_id: row.try_get("upload_id").ctx(ctx)?,
+                    upload_id,
                     device: device
                         .parse()
                         .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
                     contributor: row.try_get("contributor").ctx(ctx)?,
                     row: FrameRejectionRow {
-                        frame: row.try_get("frame").ctx(ctx)?,
+                        frame,
                         reason: row.try_get("reason").ctx(ctx)?,
                         scores: rows::json(&scores)?,
                         sha256: row.try_get("sha256").ctx(ctx)?,
@@ -1280,10 +1330,113 @@ impl Store for SqliteStore {
                             row.try_get("lon").ctx(ctx)?,
                         )?,
                         cell: Cell::from_i64(row.try_get("cell").ctx(ctx)?)?,
+                        placement: rows::placement(
+                            row.try_get("sequence").ctx(ctx)?,
+                            row.try_get("heading_deg").ctx(ctx)?,
+                            row.try_get("width").ctx(ctx)?,
+                            row.try_get("height").ctx(ctx)?,
+                            row.try_get("osm_way_id").ctx(ctx)?,
+                            row.try_get("way_piece").ctx(ctx)?,
+                        ),
                     },
+                    decision,
                 })
             })
             .collect()
+    }
+
+    async fn decide_frame(
+        &self,
+        d: &NewFrameDecision,
+        now: DateTime<Utc>,
+    ) -> Result<FrameDecision> {
+        // BEGIN IMMEDIATE: decisions (on one frame or not) apply one after the other.
+        let mut tx = self.write().await?;
+        let found: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT review_key IS NOT NULL, sequence IS NOT NULL AND heading_deg IS NOT NULL \
+                    AND width IS NOT NULL AND height IS NOT NULL \
+             FROM frame_rejections WHERE upload_id = ? AND frame = ?",
+        )
+        .bind(d.upload_id)
+        .bind(d.frame)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("reading a refused frame")?;
+        if let Err(e) = rows::check_decision(d, found) {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Err(e);
+        }
+        let row = sqlx::query(
+            "INSERT INTO frame_decisions (upload_id, frame, decision, note, auditor, \
+                 auditor_key_id, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id, upload_id, frame, decision, note, auditor, auditor_key_id, decided_at",
+        )
+        .bind(d.upload_id)
+        .bind(d.frame)
+        .bind(d.decision.as_str())
+        .bind(&d.note)
+        .bind(&d.auditor)
+        .bind(d.auditor_key_id)
+        .bind(micros(now))
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("recording a decision")?;
+        let decided = decision_from_row(&row)?;
+        match d.decision {
+            // Published from the refused frame's own row; an approval of a frame approved
+            // already leaves it as it is.
+            Decision::Approve => sqlx::query(
+                "INSERT INTO frames (upload_id, frame, sequence, sha256, blob_key, captured_at, \
+                     heading_deg, width, height, cell, lat, lon, status, published_key, phash, \
+                     faces, plates, quality, osm_way_id, way_piece, original_expired_at, \
+                     decision_id) \
+                 SELECT upload_id, frame, sequence, sha256, blob_key, captured_at, heading_deg, \
+                     width, height, cell, lat, lon, 'published', review_key, phash, \
+                     CASE WHEN json_type(scores, '$.faces') = 'integer' \
+                          THEN json_extract(scores, '$.faces') END, \
+                     CASE WHEN json_type(scores, '$.plates') = 'integer' \
+                          THEN json_extract(scores, '$.plates') END, \
+                     scores, osm_way_id, way_piece, original_expired_at, ?3 \
+                 FROM frame_rejections WHERE upload_id = ?1 AND frame = ?2 \
+                 ON CONFLICT (upload_id, frame) DO NOTHING",
+            )
+            .bind(d.upload_id)
+            .bind(d.frame)
+            .bind(decided.id)
+            .execute(&mut *tx)
+            .await
+            .ctx("publishing an approved frame")?,
+            // Only a frame an approval published; never one the vision stage published.
+            Decision::Reject => sqlx::query(
+                "DELETE FROM frames \
+                 WHERE upload_id = ? AND frame = ? AND decision_id IS NOT NULL",
+            )
+            .bind(d.upload_id)
+            .bind(d.frame)
+            .execute(&mut *tx)
+            .await
+            .ctx("unpublishing a rejected frame")?,
+        };
+        tx.commit().await.ctx("committing a decision")?;
+        Ok(decided)
+    }
+
+    async fn frame_decisions(
+        &self,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<FrameDecision>> {
+        let rows = sqlx::query(
+            "SELECT id, upload_id, frame, decision, note, auditor, auditor_key_id, decided_at \
+             FROM frame_decisions WHERE (?1 IS NULL OR id < ?1) \
+             ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading the decision log")?;
+        rows.iter().map(decision_from_row).collect()
     }
 
     async fn frame_image(

@@ -16,9 +16,10 @@ use covermap_domain::{
 };
 use covermap_domain::{DeviceId, Role};
 use covermap_store::{
-    AuditQuery, BlobRef, DeviceRecord, FrameImage, FrameRejectionRow, FrameRow, FrameVision,
-    JobFailure, JobOutcome, NewApiKey, NewUpload, QueuePolicy, RadioRow, Rejection, SessionPart,
-    SqliteStore, Store, StoreError, UploadFilter, UploadSession,
+    AuditQuery, BlobRef, Decision, DeviceRecord, FrameDecision, FrameImage, FramePlacement,
+    FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, NewApiKey, NewUpload,
+    QueuePolicy, RadioRow, Rejection, SessionPart, SqliteStore, Store, StoreError, UploadFilter,
+    UploadSession,
 };
 use sqlx::Connection;
 
@@ -141,6 +142,8 @@ conformance!(
     uploads_are_listed_by_contributor_and_device,
     refused_frames_imagery_and_retention,
     epochs_close_once_in_order_over_stored_inputs,
+    auditors_approve_and_reject_refused_frames,
+    approved_frames_count_once_without_reopening_closed_epochs,
 );
 
 fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
@@ -1020,7 +1023,7 @@ async fn processed_drive(
     let refused = |i: i32, reason: &str, duplicate_of: Option<(i64, i32)>| FrameRejectionRow {
         frame: i,
         reason: reason.into(),
-        scores: serde_json::json!({"quality": {"class": reason, "p": 0.93}}),
+        scores: serde_json::json!({"quality": {"class": reason, "p": 0.93}, "faces": 1, "plates": 0}),
         sha256: format!("{i:064}"),
         blob_key: format!("original/{content}/{i}"),
         review_key: Some(format!("review/{content}/{i}")),
@@ -1029,6 +1032,17 @@ async fn processed_drive(
         captured_at: at - secs(30),
         pos: monaco,
         cell: cell_at(43.7384, 7.4246),
+        placement: Some(FramePlacement {
+            sequence: 1,
+            heading_deg: 95.5,
+            width: 1280,
+            height: 720,
+            // The repeat off any road, to keep both kinds.
+            segment: duplicate_of.is_none().then_some(SegmentRef {
+                osm_way_id: 78,
+                way_piece: i as u32,
+            }),
+        }),
     };
     let outcome = JobOutcome {
         frames: vec![
@@ -1332,4 +1346,364 @@ async fn epochs_close_once_in_order_over_stored_inputs(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(later.is_empty(), "an expired area leaves the map");
+}
+
+async fn decide(
+    store: &dyn Store,
+    (upload_id, frame): (i64, i32),
+    decision: Decision,
+    note: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<FrameDecision, StoreError> {
+    let d = covermap_store::NewFrameDecision {
+        upload_id,
+        frame,
+        decision,
+        note: note.map(Into::into),
+        auditor: "carol".into(),
+        auditor_key_id: None,
+    };
+    store.decide_frame(&d, at).await
+}
+
+/// A drive whose only frames are `refused`.
+async fn refused_drive(
+    store: &dyn Store,
+    content: &str,
+    at: DateTime<Utc>,
+    refused: Vec<FrameRejectionRow>,
+) -> i64 {
+    let r = store
+        .record_upload(NewUpload {
+            kind: UploadKind::Drive,
+            ..new_upload("cam-2", content, at)
+        })
+        .await
+        .unwrap();
+    let lease = store
+        .lease_job("w", at, LEASE, QueuePolicy::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = JobOutcome {
+        frame_rejections: refused,
+        ..JobOutcome::default()
+    };
+    store.complete_job(&lease, &outcome, at).await.unwrap();
+    r.upload_id
+}
+
+async fn auditors_approve_and_reject_refused_frames(store: Arc<dyn Store>) {
+    let (a, drive) = processed_drive(store.as_ref(), "drive a", t0(), "original/a").await;
+    let dark = drive.frame_rejections[0].clone();
+    assert_eq!((dark.frame, dark.reason.as_str()), (2, "dark"));
+    let queue = |undecided_only| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_frames(&AuditQuery {
+                    undecided_only,
+                    limit: 10,
+                    ..AuditQuery::default()
+                })
+                .await
+        }
+    };
+    assert!(
+        queue(false)
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.decision.is_none())
+    );
+    assert_eq!(queue(true).await.unwrap().len(), 2);
+    let frames_in_imagery = || async {
+        store
+            .imagery(BoundingBox::WORLD, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.frames)
+            .sum::<i64>()
+    };
+    assert_eq!(frames_in_imagery().await, 1);
+
+    // Approved: published from its review copy, placed where it was refused, at once.
+    let approved = decide(
+        store.as_ref(),
+        (a, 2),
+        Decision::Approve,
+        Some("dusk, not dark"),
+        t0() + secs(100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            approved.upload_id,
+            approved.frame,
+            approved.decision,
+            approved.note.as_deref(),
+            approved.auditor.as_str(),
+            approved.decided_at
+        ),
+        (
+            a,
+            2,
+            Decision::Approve,
+            Some("dusk, not dark"),
+            "carol",
+            t0() + secs(100)
+        )
+    );
+    assert_eq!(
+        store
+            .frame_image(a, 2, FrameImage::Published)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("review/drive a/2")
+    );
+    let place = dark.placement.unwrap();
+    let published = FrameRow {
+        frame: 2,
+        sequence: place.sequence,
+        sha256: dark.sha256.clone(),
+        blob_key: dark.blob_key.clone(),
+        captured_at: dark.captured_at,
+        heading_deg: place.heading_deg,
+        width: place.width,
+        height: place.height,
+        pos: dark.pos,
+        cell: dark.cell,
+        segment: place.segment,
+        vision: Some(FrameVision {
+            published_key: "review/drive a/2".into(),
+            phash: dark.phash.clone().unwrap(),
+            faces: 1,
+            plates: 0,
+            quality: dark.scores.clone(),
+        }),
+    };
+    let frames = store.frames(a).await.unwrap();
+    assert_eq!(frames.iter().find(|f| f.frame == 2), Some(&published));
+    assert_eq!(frames_in_imagery().await, 2);
+    let hashes = store.frame_hashes(&[dark.cell], a + 100, 10).await.unwrap();
+    assert!(hashes.iter().any(|h| (h.upload_id, h.frame) == (a, 2)));
+    // The queue keeps it, with its decision; the log has it.
+    let listed = queue(false).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].decision.as_ref(), Some(&approved));
+    assert_eq!(listed[0].row, dark);
+    let undecided = queue(true).await.unwrap();
+    assert_eq!(
+        undecided.iter().map(|f| f.row.frame).collect::<Vec<_>>(),
+        vec![3]
+    );
+    assert_eq!(
+        store.frame_decisions(10, None).await.unwrap(),
+        vec![approved.clone()]
+    );
+    // Approving again changes nothing published.
+    let again = decide(
+        store.as_ref(),
+        (a, 2),
+        Decision::Approve,
+        None,
+        t0() + secs(150),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.frames(a).await.unwrap(), frames);
+
+    // Rejected after all: taken out of the published frames; both decisions stay in the log.
+    let rejected = decide(
+        store.as_ref(),
+        (a, 2),
+        Decision::Reject,
+        Some("too dark after all"),
+        t0() + secs(200),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rejected.decision, Decision::Reject);
+    assert_eq!(
+        store
+            .frame_image(a, 2, FrameImage::Published)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.frames(a).await.unwrap(), drive.frames);
+    assert_eq!(frames_in_imagery().await, 1);
+    assert_eq!(
+        store.frame_decisions(10, None).await.unwrap(),
+        vec![rejected.clone(), again.clone(), approved.clone()]
+    );
+    assert_eq!(
+        store.frame_decisions(1, Some(rejected.id)).await.unwrap(),
+        vec![again.clone()]
+    );
+    assert!(
+        store
+            .frame_decisions(10, Some(approved.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        queue(false).await.unwrap()[0].decision.as_ref(),
+        Some(&rejected)
+    );
+    // A rejection never unpublishes what the vision stage published (frame 0 is no refused
+    // frame at all), and neither decision applies to a frame that was not refused.
+    let log = store.frame_decisions(10, None).await.unwrap();
+    for (frame, decision) in [
+        ((a, 0), Decision::Reject),
+        ((a, 99), Decision::Approve),
+        ((a + 1000, 2), Decision::Reject),
+    ] {
+        assert!(
+            matches!(
+                decide(store.as_ref(), frame, decision, None, t0() + secs(300)).await,
+                Err(StoreError::NotFound(_))
+            ),
+            "{frame:?}"
+        );
+    }
+    assert_eq!(store.frames(a).await.unwrap(), drive.frames);
+
+    // Without a review copy, or refused before its placement was kept, a frame cannot be
+    // approved; nothing is written. It can still be rejected.
+    let no_copy = FrameRejectionRow {
+        frame: 0,
+        review_key: None,
+        ..dark.clone()
+    };
+    let unplaced = FrameRejectionRow {
+        frame: 1,
+        placement: None,
+        ..dark.clone()
+    };
+    let b = refused_drive(store.as_ref(), "drive b", t0(), vec![no_copy, unplaced]).await;
+    for frame in [0, 1] {
+        assert!(
+            matches!(
+                decide(store.as_ref(), (b, frame), Decision::Approve, None, t0()).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "frame {frame}"
+        );
+    }
+    assert_eq!(store.frame_decisions(10, None).await.unwrap(), log);
+    assert!(store.frames(b).await.unwrap().is_empty());
+    assert_eq!(frames_in_imagery().await, 1);
+    let kept = decide(store.as_ref(), (b, 0), Decision::Reject, None, t0())
+        .await
+        .unwrap();
+    assert_eq!(store.frame_decisions(1, None).await.unwrap(), vec![kept]);
+}
+
+async fn approved_frames_count_once_without_reopening_closed_epochs(store: Arc<dyn Store>) {
+    use covermap_scoring::{RewardPolicy, epoch};
+    use covermap_store::EpochClaim;
+    let policy = RewardPolicy::shipped();
+    let (a, drive) = processed_drive(store.as_ref(), "drive a", t0(), "original/a").await;
+    let e5 = period(5, t0() - secs(3600));
+    let since = e5.start - secs(30 * 86_400);
+    let close = |p: covermap_domain::rewards::EpochPeriod, now: DateTime<Utc>| {
+        let store = store.clone();
+        let policy = policy.clone();
+        async move {
+            let EpochClaim::Held { token, .. } =
+                store.claim_epoch(&p, "closer", now, LEASE).await.unwrap()
+            else {
+                panic!("epoch {} is free", p.epoch);
+            };
+            let inputs = store.epoch_inputs(&p, since).await.unwrap();
+            let outcome = epoch::close(&inputs, &policy);
+            store
+                .finish_epoch(&token, &outcome, &policy.source, now)
+                .await
+                .unwrap();
+            inputs
+        }
+    };
+    let captured = |inputs: &covermap_domain::rewards::EpochInputs| {
+        let mut c: Vec<_> = inputs
+            .captures
+            .iter()
+            .map(|c| (c.upload_id, c.frame))
+            .collect();
+        c.sort();
+        c
+    };
+    let i5 = close(e5, t0() + secs(4000)).await;
+    assert_eq!(captured(&i5), vec![(a, 0)]);
+
+    // Approved after epoch 5 closed: epoch 5 reads the same; the frame counts in epoch 6.
+    decide(
+        store.as_ref(),
+        (a, 2),
+        Decision::Approve,
+        None,
+        t0() + secs(4100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.epoch_inputs(&e5, since).await.unwrap(), i5);
+    let e6 = period(6, e5.end);
+    let i6 = close(e6, t0() + secs(11_000)).await;
+    assert_eq!(captured(&i6), vec![(a, 2)]);
+    let c = &i6.captures[0];
+    assert_eq!(
+        (c.contributor.as_deref(), c.cell, c.captured_at),
+        (
+            Some("alice"),
+            drive.frame_rejections[0].cell,
+            drive.frame_rejections[0].captured_at
+        )
+    );
+
+    // Rejected later: off the map, but epoch 6 is not reopened; approved again, it does not
+    // count a second time.
+    decide(
+        store.as_ref(),
+        (a, 2),
+        Decision::Reject,
+        None,
+        t0() + secs(11_100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.epoch_inputs(&e6, since).await.unwrap(), i6);
+    assert_eq!(store.epoch_inputs(&e5, since).await.unwrap(), i5);
+    decide(
+        store.as_ref(),
+        (a, 2),
+        Decision::Approve,
+        None,
+        t0() + secs(11_200),
+    )
+    .await
+    .unwrap();
+    let e7 = period(7, e6.end);
+    assert!(captured(&close(e7, t0() + secs(20_000)).await).is_empty());
+
+    // Approved during an epoch, a frame of an upload not counted yet counts with it, once.
+    let (b, _) = processed_drive(store.as_ref(), "drive b", e7.end + secs(60), "original/b").await;
+    decide(
+        store.as_ref(),
+        (b, 2),
+        Decision::Approve,
+        None,
+        e7.end + secs(120),
+    )
+    .await
+    .unwrap();
+    let e8 = period(8, e7.end);
+    assert_eq!(
+        captured(&close(e8, e8.end + secs(10)).await),
+        vec![(b, 0), (b, 2)]
+    );
 }

@@ -38,6 +38,18 @@ impl Caller {
         }
     }
 
+    /// How records of what this caller did name it: a key's contributor, else `key:<id>`; a
+    /// signed device's id.
+    pub fn name(&self) -> String {
+        match self {
+            Caller::Key(k) => k
+                .contributor
+                .clone()
+                .unwrap_or_else(|| format!("key:{}", k.id)),
+            Caller::Device(d) => d.device.as_str().to_owned(),
+        }
+    }
+
     /// Who an upload sent by this caller belongs to.
     pub fn uploader(&self) -> Uploader {
         match self {

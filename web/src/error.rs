@@ -76,6 +76,7 @@ impl ApiError {
             ApiError::Access(e) if e.is_forbidden() => (StatusCode::FORBIDDEN, e.code()),
             ApiError::Access(e) => (StatusCode::UNAUTHORIZED, e.code()),
             ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Ingest(IngestError::Store(_)) | ApiError::Store(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }

@@ -1,16 +1,19 @@
-//! Published imagery and the auditors' queue of refused frames.
+//! Published imagery, and the auditors' queue of refused frames with their decisions.
 //!
 //! Anyone may see the published imagery per cell and fetch a published frame (its blurred
 //! derivative, never the original). Refused frames, with their reasons and scores and their own
-//! blurred copy, are for auditors (and admins) only.
+//! blurred copy, are for auditors (and admins) only; so are the decisions on them: approving a
+//! refused frame publishes it from its blurred copy, rejecting it takes an approved frame down
+//! again, and every decision stays in the log (see `covermap_store::Decision`).
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use covermap_domain::Role;
-use covermap_store::{AuditQuery, FrameImage};
+use covermap_store::{AuditQuery, Decision, FrameImage, NewFrameDecision};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -37,8 +40,9 @@ pub(crate) async fn published_frame(
     image(&state, upload, frame, FrameImage::Published).await
 }
 
-/// `GET /api/v1/audit/frames?reason=&upload=&after=UPLOAD:FRAME&limit=`: refused frames, oldest
-/// first, each with its reason, scores, position and the link to its blurred copy.
+/// `GET /api/v1/audit/frames?reason=&upload=&undecided=&after=UPLOAD:FRAME&limit=`: refused
+/// frames, oldest first, each with its reason, scores, position, the link to its blurred copy
+/// and its current decision (`undecided=true`: only those no auditor decided yet).
 pub(crate) async fn audit_queue(
     State(state): State<AppState>,
     method: Method,
@@ -64,6 +68,7 @@ pub(crate) async fn audit_queue(
         reason: q.reason,
         upload_id: q.upload,
         after,
+        undecided_only: q.undecided.unwrap_or(false),
         limit: checked_limit(q.limit, 100, 1000)?,
     };
     let frames = state.store.audit_frames(&query).await?;
@@ -93,6 +98,7 @@ pub(crate) async fn audit_queue(
                 "image": f.row.review_key.as_ref().map(|_| {
                     format!("/api/v1/audit/frames/{}/{}/image", f.upload_id, f.row.frame)
                 }),
+                "decision": f.decision,
             })
         })
         .collect();
@@ -116,18 +122,128 @@ pub(crate) async fn review_frame(
 pub(crate) struct AuditParams {
     reason: Option<String>,
     upload: Option<i64>,
+    undecided: Option<bool>,
     after: Option<String>,
     limit: Option<i64>,
 }
 
+/// Longest note an auditor may leave with a decision, in characters.
+pub(crate) const MAX_NOTE_CHARS: usize = 1000;
+
+/// A decision as an auditor sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionRequest {
+    decision: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /api/v1/audit/frames/{upload}/{frame}/decision` (auditors, admins), with
+/// `{"decision": "approve" | "reject", "note": "..."}`: records the decision and applies it —
+/// approving publishes the refused frame from its blurred copy (409 if it has none), rejecting
+/// takes an approved frame down again. Answers the decision as the log keeps it.
+pub(crate) async fn decide(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((upload, frame)): Path<(String, String)>,
+    body: Result<Json<DecisionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let caller = auditor(&state, &method, &uri, &headers).await?;
+    let (upload_id, frame) = frame_id(&upload, &frame)?;
+    let Json(req) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    let decision: Decision = req
+        .decision
+        .ok_or_else(|| {
+            ApiError::bad_field(
+                "invalid_decision",
+                "decision",
+                "decision is missing: approve or reject",
+            )
+        })?
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| {
+            ApiError::bad_field("invalid_decision", "decision", e.reason)
+        })?;
+    let note = checked_note(req.note)?;
+    let decided = state
+        .store
+        .decide_frame(
+            &NewFrameDecision {
+                upload_id,
+                frame,
+                decision,
+                note,
+                auditor: caller.name(),
+                auditor_key_id: caller.key_id(),
+            },
+            Utc::now(),
+        )
+        .await?;
+    Ok(Json(decided).into_response())
+}
+
+/// A note: at most [`MAX_NOTE_CHARS`] characters, no control characters but line breaks and
+/// tabs; blank is none.
+fn checked_note(note: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(note) = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::bad_field(
+            "invalid_note",
+            "note",
+            format!("note is longer than {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    if note
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::bad_field(
+            "invalid_note",
+            "note",
+            "note holds control characters",
+        ));
+    }
+    Ok(Some(note))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogParams {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit/log?before=ID&limit=` (auditors, admins): every decision, newest first;
+/// `next` is the `before` of the next page.
+pub(crate) async fn audit_log(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    q: Result<Query<LogParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auditor(&state, &method, &uri, &headers).await?;
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = checked_limit(q.limit, 100, 1000)?;
+    let decisions = state.store.frame_decisions(limit, q.before).await?;
+    let next = (decisions.len() as i64 == limit)
+        .then(|| decisions.last().map(|d| d.id))
+        .flatten();
+    Ok(Json(json!({"decisions": decisions, "next": next})).into_response())
+}
+
+/// The caller, who must be an auditor (or an admin).
 async fn auditor(
     state: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
-    auth::reader(state.store.as_ref(), method, uri, headers, &[Role::Auditor]).await?;
-    Ok(())
+) -> Result<auth::Caller, ApiError> {
+    auth::reader(state.store.as_ref(), method, uri, headers, &[Role::Auditor]).await
 }
 
 fn frame_id(upload: &str, frame: &str) -> Result<(i64, i32), ApiError> {

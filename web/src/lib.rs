@@ -138,12 +138,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/uploads/{param}/rejections", get(api::rejections))
         .route("/api/v1/uploads/{param}/radio", get(api::upload_radio))
         .route("/api/v1/uploads/{param}/frames", get(api::upload_frames))
-        // The auditors' queue of refused frames.
+        // The auditors' queue of refused frames, their decisions and the decisions' log.
         .route("/api/v1/audit/frames", get(imagery::audit_queue))
         .route(
             "/api/v1/audit/frames/{upload}/{frame}/image",
             get(imagery::review_frame),
         )
+        .route(
+            "/api/v1/audit/frames/{upload}/{frame}/decision",
+            post(imagery::decide),
+        )
+        .route("/api/v1/audit/log", get(imagery::audit_log))
         // Keys and devices.
         .route(
             "/api/v1/keys",
