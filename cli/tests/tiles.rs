@@ -196,10 +196,25 @@ async fn tiles_end_to_end(db: Db) {
         .unwrap();
     assert!(r.headers().get("content-encoding").is_none());
     let etag = r.headers()["etag"].clone();
+    let etag_raw = etag.clone();
     assert_eq!(r.bytes().await.unwrap().to_vec(), body);
     let r = client
         .get(format!("{base}/tiles/roads/{}/{}/{}", z14.0, z14.1, z14.2))
         .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // The gzip body is another representation, with its own tag.
+    let gz_tag = headers["etag"].clone();
+    assert_ne!(gz_tag, etag_raw);
+    let r = client
+        .get(format!("{base}/tiles/roads/{}/{}/{}", z14.0, z14.1, z14.2))
+        .header("accept-encoding", "gzip")
+        .header(
+            "if-none-match",
+            format!("\"other\", {}", gz_tag.to_str().unwrap()),
+        )
         .send()
         .await
         .unwrap();
@@ -210,6 +225,9 @@ async fn tiles_end_to_end(db: Db) {
     let (s, _, h) = get_tile(&client, base, "coverage", z16).await;
     assert_eq!(s, 204);
     let (_, _, h2) = get_tile(&client, base, "coverage", z16).await;
+    // So is a parent zoom's: a change must drop the tiles of every zoom over it.
+    let z12 = tile_at(lat, lon, 12);
+    assert_eq!(get_tile(&client, base, "coverage", z12).await.0, 204);
     assert_eq!(
         (
             h["x-tile-cache"].to_str().unwrap(),
@@ -274,8 +292,8 @@ async fn tiles_end_to_end(db: Db) {
         v => panic!("freshness {v:?}"),
     }
 
-    // At zoom 12 the same cells are summed into parents at resolution 10.
-    let z12 = tile_at(lat, lon, 12);
+    // At zoom 12 the same cells are summed into parents at resolution 10 (that tile was cached
+    // empty before the upload).
     let (s, body, _) = get_tile(&client, base, "coverage", z12).await;
     assert_eq!(s, 200);
     let parents = check_hexagons(&decode(&body), "coverage", 10);
@@ -395,6 +413,7 @@ async fn tiles_end_to_end(db: Db) {
         ("/tiles/coverage/x/0/0", 400),
         ("/tiles/coverage/99999999999/0/0", 400),
         ("/tiles/nope.json", 404),
+        ("/tiles/coverage/5/16/11", 404),
     ] {
         let r = client.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{path}");

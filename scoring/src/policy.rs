@@ -195,6 +195,12 @@ impl Rules {
             "imagery.coverage_window_days",
             self.imagery.coverage_window_days,
         )?;
+        if self.imagery.coverage_window_days > 3_650.0 {
+            return Err(PolicyError::Invalid {
+                field: "imagery.coverage_window_days",
+                reason: "must be at most 3650 (ten years of history)".into(),
+            });
+        }
         finite_pos(
             "imagery.display_half_life_days",
             self.imagery.display_half_life_days,

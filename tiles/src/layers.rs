@@ -6,7 +6,7 @@
 //! Every hexagon carries its cell id as a string property (`cell`) — an H3 index does not fit a
 //! JavaScript number — and as the feature id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use covermap_domain::rewards::RadioSample;
@@ -70,9 +70,24 @@ impl MapLayer {
                 ("emitters", "Number"),
                 ("best_signal_dbm", "Number"),
                 ("last_seen", "Number"),
+                ("gsm_best_dbm", "Number"),
+                ("gsm_median_dbm", "Number"),
+                ("gsm_samples", "Number"),
+                ("wcdma_best_dbm", "Number"),
+                ("wcdma_median_dbm", "Number"),
+                ("wcdma_samples", "Number"),
                 ("lte_best_dbm", "Number"),
                 ("lte_median_dbm", "Number"),
                 ("lte_samples", "Number"),
+                ("nr_best_dbm", "Number"),
+                ("nr_median_dbm", "Number"),
+                ("nr_samples", "Number"),
+                ("wifi_best_dbm", "Number"),
+                ("wifi_median_dbm", "Number"),
+                ("wifi_samples", "Number"),
+                ("bluetooth_best_dbm", "Number"),
+                ("bluetooth_median_dbm", "Number"),
+                ("bluetooth_samples", "Number"),
             ],
             Self::Demand => &[
                 ("weight", "Number"),
@@ -108,7 +123,7 @@ impl std::fmt::Display for MapLayer {
     }
 }
 
-/// A cell's coverage: what was observed in it and how much of its road was driven lately.
+/// What was observed in a cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoverageCell {
     pub cell: Cell,
@@ -116,10 +131,6 @@ pub struct CoverageCell {
     pub uploads: i64,
     pub contributors: i64,
     pub last_seen: DateTime<Utc>,
-    /// Road length in the cell (0 where it has none).
-    pub road_length_m: f64,
-    /// Road length driven in it within the coverage window.
-    pub observed_m: f64,
 }
 
 /// A cell's reward weight and what it is made of.
@@ -170,14 +181,17 @@ fn add_hex(layer: &mut Layer, cell: Cell, res: Resolution, props: &mut Vec<(&str
     layer.add_polygon(Some(u64::from(cell.0)), &[ring], props);
 }
 
-/// The `coverage` layer: per hexagon, the newest observation (and its age and freshness under
-/// `policy`), the share of its road driven in the coverage window, observations (GPS fixes and
-/// frames), and uploads and contributors. A parent's uploads and contributors are its busiest
-/// child's (a lower bound: the same contributor may have driven several children).
+/// The `coverage` layer: per hexagon with observations, the newest one (and its age and
+/// freshness under `policy`), the share of its road driven in the coverage window (`roads`:
+/// each cell's road length and length driven lately, summed over all of a parent's children,
+/// driven or not), observations (GPS fixes), and uploads and contributors. A parent's uploads
+/// and contributors are its busiest child's (a lower bound: one contributor may have driven
+/// several children).
 pub fn coverage(
     tile: TileId,
     res: Resolution,
     cells: &[CoverageCell],
+    roads: &HashMap<Cell, (f64, f64)>,
     now: DateTime<Utc>,
     policy: &RewardPolicy,
 ) -> Layer {
@@ -191,13 +205,20 @@ pub fn coverage(
                 g.uploads = g.uploads.max(c.uploads);
                 g.contributors = g.contributors.max(c.contributors);
                 g.last_seen = g.last_seen.max(c.last_seen);
-                g.road_length_m += c.road_length_m;
-                g.observed_m += c.observed_m;
             })
             .or_insert_with(|| CoverageCell {
                 cell: p,
                 ..c.clone()
             });
+    }
+    let mut road: HashMap<Cell, (f64, f64)> = HashMap::new();
+    for (cell, (length, driven)) in roads {
+        let p = parent(*cell, res);
+        if groups.contains_key(&p) {
+            let r = road.entry(p).or_default();
+            r.0 += length;
+            r.1 += driven;
+        }
     }
     let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
     let mut props = Vec::with_capacity(10);
@@ -209,8 +230,8 @@ pub fn coverage(
             "freshness",
             Value::Double(round3(freshness(g.last_seen, now, policy))),
         ));
-        if g.road_length_m > 0.0 {
-            let ratio = (g.observed_m / g.road_length_m).clamp(0.0, 1.0);
+        if let Some((length, driven)) = road.get(&g.cell).filter(|r| r.0 > 0.0) {
+            let ratio = (driven / length).clamp(0.0, 1.0);
             props.push(("coverage", Value::Double(round3(ratio))));
         }
         props.push(("observations", Value::Int(g.observations)));
@@ -421,15 +442,32 @@ mod tests {
             uploads: 1,
             contributors: obs,
             last_seen: now - chrono::Duration::days(days),
-            road_length_m: 100.0,
-            observed_m: 50.0,
         };
         let rows = [row(siblings[0], 3, 2), row(siblings[1], 4, 1)];
         let tile = crate::tile::tiles_covering([7.4246, 43.7384, 7.4246, 43.7384], 14)[0];
         let policy = RewardPolicy::shipped();
-        let layer = coverage(tile, Resolution::Ten, &rows, now, &policy);
+        let roads: HashMap<Cell, (f64, f64)> =
+            [(siblings[0], (100.0, 50.0)), (siblings[1], (100.0, 0.0))].into();
+        let layer = coverage(tile, Resolution::Ten, &rows, &roads, now, &policy);
         assert_eq!(layer.len(), 1, "two children, one parent hexagon");
-        let layer = coverage(tile, Resolution::Eleven, &rows, now, &policy);
+        let bytes = crate::mvt::encode(&[layer]);
+        let reader = mvt_reader::Reader::new(bytes).unwrap();
+        let f = &reader.get_features(0).unwrap()[0];
+        let p = f.properties.as_ref().unwrap();
+        use mvt_reader::feature::Value as V;
+        assert_eq!(p["observations"], V::SInt(7), "observations are summed");
+        assert_eq!(
+            p["contributors"],
+            V::SInt(4),
+            "the busiest child's contributors"
+        );
+        assert_eq!(
+            p["coverage"],
+            V::Double(0.25),
+            "50 m driven of 200 m of road"
+        );
+        assert_eq!(p["age_days"], V::Double(1.0), "the newest child's");
+        let layer = coverage(tile, Resolution::Eleven, &rows, &roads, now, &policy);
         assert_eq!(layer.len(), 2);
     }
 

@@ -32,6 +32,11 @@ use crate::{ApiError, AppState};
 
 /// Highest zoom TileJSON advertises; clients overzoom past it.
 pub const MAX_ZOOM: u8 = 16;
+/// Lowest zoom rendered live: a tile below it spans a continent, a scan of whole tables (serve
+/// those from `covermap tiles export` instead).
+pub const MIN_ZOOM: u8 = 6;
+/// Tiles rendered at once; more wait their turn (each holds a database connection).
+const RENDERS_AT_ONCE: usize = 8;
 /// A cached tile is rendered again after this long even if nothing under it changed.
 pub const TILE_TTL: Duration = Duration::from_secs(60);
 /// Most rows one tile reads from each table.
@@ -64,6 +69,11 @@ fn parse_tile(layer: &str, z: &str, x: &str, y: &str) -> Result<(MapLayer, TileI
         .map_err(|_| ApiError::bad_request("invalid_tile", "z is too large"))?;
     let tile = TileId::new(z, num("x", x)?, num("y", y)?)
         .map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
+    if z < MIN_ZOOM {
+        return Err(ApiError::NotFound(format!(
+            "tiles below zoom {MIN_ZOOM} are not rendered live; `covermap tiles export` writes them"
+        )));
+    }
     Ok((layer, tile))
 }
 
@@ -83,9 +93,11 @@ fn bbox_of(b: [f64; 4]) -> BoundingBox {
 /// of its children, the same in every tile it shows in.
 fn query_box(tile: TileId, res: Resolution) -> BoundingBox {
     let [w, s, e, n] = tile.buffered_bounds();
-    let grow_lat = 2.0 * res.edge_length_m() / 111_320.0;
-    let mid = ((s + n) / 2.0).to_radians().cos().max(0.05);
-    let grow_lon = grow_lat / mid;
+    // A child's centre lies within about two edges of its parent's boundary, and edges vary by
+    // up to about 1.4× around the globe: three mean edges, on the side nearer the pole.
+    let grow_lat = 3.0 * res.edge_length_m() / 111_320.0;
+    let poleward = s.abs().max(n.abs()).min(89.0).to_radians().cos().max(0.01);
+    let grow_lon = grow_lat / poleward;
     bbox_of([w - grow_lon, s - grow_lat, e + grow_lon, n + grow_lat])
 }
 
@@ -158,21 +170,15 @@ pub async fn render(
                 .collect();
             let cells: Vec<CoverageCell> = observed
                 .into_iter()
-                .map(|c| {
-                    let (road_length_m, observed_m) =
-                        roads.get(&c.cell).copied().unwrap_or((0.0, 0.0));
-                    CoverageCell {
-                        cell: c.cell,
-                        observations: c.fixes,
-                        uploads: c.uploads,
-                        contributors: c.devices,
-                        last_seen: c.last_seen,
-                        road_length_m,
-                        observed_m,
-                    }
+                .map(|c| CoverageCell {
+                    cell: c.cell,
+                    observations: c.fixes,
+                    uploads: c.uploads,
+                    contributors: c.devices,
+                    last_seen: c.last_seen,
                 })
                 .collect();
-            layers::coverage(tile, res, &cells, now, policy)
+            layers::coverage(tile, res, &cells, &roads, now, policy)
         }
         MapLayer::Radio => {
             let bbox = query_box(tile, res);
@@ -230,6 +236,9 @@ pub struct TileCache {
     entries: Mutex<HashMap<(MapLayer, TileId), Arc<CachedTile>>>,
     max_bytes: usize,
     bytes: Mutex<usize>,
+    /// Bumped by every drop: a tile rendered across one is not cached (it may be stale).
+    generation: std::sync::atomic::AtomicU64,
+    renders: tokio::sync::Semaphore,
 }
 
 impl TileCache {
@@ -238,6 +247,8 @@ impl TileCache {
             entries: Mutex::new(HashMap::new()),
             max_bytes,
             bytes: Mutex::new(0),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE),
         }
     }
 
@@ -284,10 +295,16 @@ impl TileCache {
         self.retain(|_| false);
     }
 
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn retain(&self, keep: impl Fn(&(MapLayer, TileId)) -> bool) {
         let (Ok(mut entries), Ok(mut bytes)) = (self.entries.lock(), self.bytes.lock()) else {
             return;
         };
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         entries.retain(|k, t| {
             let k2 = keep(k);
             if !k2 {
@@ -307,7 +324,9 @@ impl TileCache {
             Ok(e) => e.keys().map(|(_, t)| t.z).collect(),
             Err(_) => return,
         };
+        let cells: HashSet<Cell> = cells.iter().copied().collect();
         let mut stale: HashSet<TileId> = HashSet::new();
+        let mut whole_zooms: HashSet<u8> = HashSet::new();
         for z in zooms {
             let res = tile::resolution_for_zoom(z, finest);
             let parents: HashSet<Cell> = cells.iter().map(|c| layers::parent(*c, res)).collect();
@@ -324,7 +343,7 @@ impl TileCache {
                     / f64::from(tile::EXTENT);
                 if e - w > 180.0 {
                     // A hexagon across the antimeridian: drop the whole zoom.
-                    stale.extend(tile::tiles_covering([-180.0, -85.0, 180.0, 85.0], z));
+                    whole_zooms.insert(z);
                     continue;
                 }
                 stale.extend(tile::tiles_covering(
@@ -333,7 +352,7 @@ impl TileCache {
                 ));
             }
         }
-        self.retain(|(_, t)| !stale.contains(t));
+        self.retain(|(_, t)| !stale.contains(t) && !whole_zooms.contains(&t.z));
     }
 }
 
@@ -355,7 +374,16 @@ pub async fn run_invalidator(
         let look = Utc::now();
         match store.changed_cells(since, CHANGE_LIMIT).await {
             Ok(cells) if cells.len() as i64 >= CHANGE_LIMIT => cache.clear(),
-            Ok(cells) => cache.drop_cells(&cells, finest),
+            Ok(cells) if cells.is_empty() => {}
+            Ok(cells) => {
+                let cache = cache.clone();
+                // Thousands of cells times every cached zoom: off the async workers.
+                let dropped =
+                    tokio::task::spawn_blocking(move || cache.drop_cells(&cells, finest)).await;
+                if let Err(e) = dropped {
+                    tracing::warn!(error = %e, "tile cache: dropping changed cells failed");
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "tile cache: cannot read changed cells");
                 continue;
@@ -402,14 +430,12 @@ pub(crate) async fn tile(
 ) -> Result<Response, ApiError> {
     let (layer, tile) = parse_tile(&layer, &z, &x, &y)?;
     let now = Utc::now();
-    // Map consumers looking at an area count towards its demand.
-    state
-        .usage
-        .look(&state.policy, &bbox_of(tile.bounds()), now);
     let key = (layer, tile);
     let (cached, hit) = match state.tiles.get(key) {
         Some(t) => (t, true),
         None => {
+            let generation = state.tiles.generation();
+            let _permit = state.tiles.renders.acquire().await.ok();
             let raw = render(
                 state.store.as_ref(),
                 &state.policy,
@@ -430,7 +456,9 @@ pub(crate) async fn tile(
                 etag,
                 made: Instant::now(),
             });
-            state.tiles.put(key, t.clone());
+            if state.tiles.generation() == generation {
+                state.tiles.put(key, t.clone());
+            }
             (t, false)
         }
     };
@@ -442,30 +470,49 @@ pub(crate) async fn tile(
             HeaderValue::from_static("public, max-age=5"),
         ),
         (header::VARY, HeaderValue::from_static("Accept-Encoding")),
-        (header::ETAG, cached.etag.clone()),
         (
             header::HeaderName::from_static("x-tile-cache"),
             HeaderValue::from_static(if hit { "hit" } else { "miss" }),
         ),
     ];
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == cached.etag.as_bytes())
-    {
-        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    let gzip = accepts_gzip(&headers) && !cached.gzip.is_empty();
+    // The gzip and raw bodies are different representations: different tags.
+    let etag = if gzip {
+        let tag = cached.etag.to_str().unwrap_or("\"\"").trim_end_matches('"');
+        HeaderValue::from_str(&format!("{tag}-gz\"")).unwrap_or(cached.etag.clone())
+    } else {
+        cached.etag.clone()
+    };
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t.as_bytes() == etag.as_bytes());
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, common, [(header::ETAG, etag)]).into_response());
+    }
+    // Map consumers looking at an area count towards its demand: coverage tiles fetched at
+    // street zooms, not revalidations or the other layers.
+    if layer == MapLayer::Coverage && tile.z >= 10 {
+        state
+            .usage
+            .look(&state.policy, &bbox_of(tile.bounds()), now);
     }
     if cached.raw.is_empty() {
-        return Ok((StatusCode::NO_CONTENT, common).into_response());
+        return Ok((StatusCode::NO_CONTENT, common, [(header::ETAG, etag)]).into_response());
     }
     let ct = (
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/vnd.mapbox-vector-tile"),
     );
-    if accepts_gzip(&headers) && !cached.gzip.is_empty() {
+    let tag = (header::ETAG, etag);
+    if gzip {
         let enc = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        Ok((common, [ct, enc], cached.gzip.clone()).into_response())
+        Ok((common, [ct, enc, tag], cached.gzip.clone()).into_response())
     } else {
-        Ok((common, [ct], cached.raw.clone()).into_response())
+        Ok((common, [ct, tag], cached.raw.clone()).into_response())
     }
 }
 
@@ -506,13 +553,13 @@ pub(crate) async fn tilejson(
         "attribution": "© OpenStreetMap contributors; covermap contributors",
         "scheme": "xyz",
         "tiles": [format!("{scheme}://{host}/tiles/{}/{{z}}/{{x}}/{{y}}", layer.name())],
-        "minzoom": 0,
+        "minzoom": MIN_ZOOM,
         "maxzoom": MAX_ZOOM,
         "bounds": [-180.0, -85.051_129, 180.0, 85.051_129],
         "vector_layers": [{
             "id": layer.name(),
             "description": layer.description(),
-            "minzoom": 0,
+            "minzoom": MIN_ZOOM,
             "maxzoom": MAX_ZOOM,
             "fields": layer.fields(),
         }],

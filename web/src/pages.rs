@@ -94,11 +94,12 @@ pub(crate) async fn maplibre(Path(file): Path<String>) -> Result<Response, ApiEr
     }
     let path = vendor_dir().join(&file);
     let body = tokio::fs::read(&path).await.map_err(|e| {
-        ApiError::NotFound(format!(
-            "MapLibre GL JS is not installed ({}: {e}); run `npm ci --prefix web` or set \
-             COVERMAP_WEB_VENDOR to its dist folder",
-            path.display()
-        ))
+        tracing::warn!(path = %path.display(), error = %e, "MapLibre GL JS is not installed");
+        ApiError::NotFound(
+            "MapLibre GL JS is not installed on this server; its operator runs \
+             `npm ci --prefix web` (or sets COVERMAP_WEB_VENDOR to its dist folder)"
+                .into(),
+        )
     })?;
     Ok((
         [
