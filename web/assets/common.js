@@ -105,7 +105,7 @@ export function keyField(form, page, onKey) {
 export function units(v) {
   if (v === null || v === undefined) return "";
   const s = String(v);
-  return /^-?\d+$/.test(s) ? s.replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f") : s;
+  return /^-?\d+$/.test(s) ? s.replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f") : esc(s);
 }
 
 /** A signed difference, with a class for its colour. */
