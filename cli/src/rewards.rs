@@ -137,8 +137,7 @@ fn period(policy: &RewardPolicy, n: u64) -> anyhow::Result<EpochPeriod> {
 }
 
 fn coverage_since(policy: &RewardPolicy, period: &EpochPeriod) -> DateTime<Utc> {
-    let days = policy.rules.imagery.coverage_window_days;
-    period.start - chrono::Duration::seconds((days * 86_400.0) as i64)
+    period.start - policy.coverage_window()
 }
 
 /// The next epoch to close at `now`: the one after the last closed, or, before any, the last

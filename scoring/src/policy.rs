@@ -132,6 +132,11 @@ impl RewardPolicy {
         Duration::from_secs(self.rules.epoch.grace_seconds)
     }
 
+    /// How far back driven road counts towards a cell's coverage (at most ten years: checked).
+    pub fn coverage_window(&self) -> chrono::Duration {
+        chrono::Duration::seconds((self.rules.imagery.coverage_window_days * 86_400.0) as i64)
+    }
+
     /// The epoch holding `t`; `None` before genesis.
     pub fn epoch_at(&self, t: DateTime<Utc>) -> Option<u64> {
         let since = (t - self.rules.epoch.genesis).num_seconds();

@@ -110,8 +110,7 @@ pub async fn demand_weights(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<(DemandCell, Option<DateTime<Utc>>)>, StoreError> {
-    let since = now
-        - chrono::Duration::seconds((policy.rules.imagery.coverage_window_days * 86_400.0) as i64);
+    let since = now - policy.coverage_window();
     let cells = store.demand_cells(bbox, now, since, limit).await?;
     // The usage term is last epoch's requests, as the epoch being filled will use them.
     let usage: HashMap<Cell, u64> = match policy.epoch_at(now).and_then(|e| e.checked_sub(1)) {
@@ -158,10 +157,7 @@ pub async fn render(
         MapLayer::Coverage => {
             let bbox = query_box(tile, res);
             let observed = store.coverage(bbox, ROW_LIMIT).await?;
-            let since = now
-                - chrono::Duration::seconds(
-                    (policy.rules.imagery.coverage_window_days * 86_400.0) as i64,
-                );
+            let since = now - policy.coverage_window();
             let roads: HashMap<Cell, (f64, f64)> = store
                 .demand_cells(bbox, now, since, ROW_LIMIT)
                 .await?

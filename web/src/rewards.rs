@@ -193,9 +193,9 @@ pub async fn simulate(
     let period = closed_under.period(n).ok_or_else(|| {
         covermap_store::StoreError::Corrupt(format!("epoch {n} lies beyond any date"))
     })?;
-    let window =
-        chrono::Duration::seconds((proposed.rules.imagery.coverage_window_days * 86_400.0) as i64);
-    let inputs = store.epoch_inputs(&period, period.start - window).await?;
+    let inputs = store
+        .epoch_inputs(&period, period.start - proposed.coverage_window())
+        .await?;
     let p = proposed.clone();
     let sim = tokio::task::spawn_blocking(move || covermap_scoring::epoch::close(&inputs, &p))
         .await
