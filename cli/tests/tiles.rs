@@ -130,14 +130,7 @@ async fn get_tile(
 }
 
 async fn tiles_end_to_end(db: Db) {
-    let mut import = db.args();
-    import.extend([
-        "roads".into(),
-        "import".into(),
-        shared("roads/monaco.osm.pbf").display().to_string(),
-    ]);
-    let out = run(&import.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    assert!(out.status.success(), "{out:?}");
+    db.import_roads("roads/monaco.osm.pbf");
     let server = serve(&db, &[]);
     let client = reqwest::Client::builder().no_gzip().build().unwrap();
     let base = server.base.as_str();
@@ -424,20 +417,18 @@ async fn tiles_end_to_end(db: Db) {
     // `covermap tiles export`: the coverage layer as a PMTiles archive, read back tile by tile
     // by an independent reader, equal to what the server serves.
     let archive = db.dir.path().join("coverage.pmtiles");
-    let mut export = db.args();
-    export.extend([
-        "tiles".into(),
-        "export".into(),
-        "--layer".into(),
-        "coverage".into(),
-        "--out".into(),
-        archive.display().to_string(),
-        "--minzoom".into(),
-        "10".into(),
-        "--maxzoom".into(),
-        "16".into(),
+    let out = db.run(&[
+        "tiles",
+        "export",
+        "--layer",
+        "coverage",
+        "--out",
+        &archive.display().to_string(),
+        "--minzoom",
+        "10",
+        "--maxzoom",
+        "16",
     ]);
-    let out = run(&export.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert!(out.status.success(), "{out:?}");
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(summary["rendered"].as_u64().unwrap() >= 7, "{summary}");
@@ -468,19 +459,14 @@ async fn tiles_end_to_end(db: Db) {
     }
 
     // A bad export is refused with a message.
-    let mut bad = db.args();
-    bad.extend(
-        [
-            "tiles",
-            "export",
-            "--layer",
-            "nope",
-            "--out",
-            "/tmp/x.pmtiles",
-        ]
-        .map(String::from),
-    );
-    let out = run(&bad.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let out = db.run(&[
+        "tiles",
+        "export",
+        "--layer",
+        "nope",
+        "--out",
+        "/tmp/x.pmtiles",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 

@@ -31,14 +31,7 @@ async fn web_ui_in_headless_chromium() {
     );
 
     let db = Db::postgis().await;
-    let mut import = db.args();
-    import.extend([
-        "roads".into(),
-        "import".into(),
-        shared("roads/monaco.osm.pbf").display().to_string(),
-    ]);
-    let out = run(&import.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    assert!(out.status.success(), "{out:?}");
+    db.import_roads("roads/monaco.osm.pbf");
     let server = serve(&db, &[]);
     let client = reqwest::Client::new();
     let base = server.base.as_str();

@@ -64,6 +64,20 @@ impl Db {
         a
     }
 
+    /// Runs `covermap` on this database with `args` after the database flags.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all = self.args();
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        run(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    }
+
+    /// Imports the roads of an OSM file of ../shared/data.
+    pub fn import_roads(&self, rel: &str) {
+        let file = shared(rel).display().to_string();
+        let out = self.run(&["roads", "import", &file]);
+        assert!(out.status.success(), "{out:?}");
+    }
+
     pub async fn store(&self) -> std::sync::Arc<dyn covermap_store::Store> {
         let url = self.pg.as_ref().map(|(_, u)| u.as_str());
         covermap_store::open(url, self.dir.path()).await.unwrap()
