@@ -93,16 +93,7 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
                 .roads(world, i64::MAX)
                 .await?
                 .iter()
-                .map(|s| {
-                    s.points.iter().fold(EMPTY_BOX, |b, p| {
-                        [
-                            b[0].min(p.lon),
-                            b[1].min(p.lat),
-                            b[2].max(p.lon),
-                            b[3].max(p.lat),
-                        ]
-                    })
-                })
+                .map(|s| tile::bounds_of(s.points.iter().map(|p| (p.lon, p.lat))))
                 .collect(),
         ),
     };
@@ -123,11 +114,10 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
     let mut archive = Archive::new(metadata);
     let mut rendered = 0usize;
     for z in args.minzoom..=args.maxzoom {
-        let pad = 360.0 / f64::from(1u32 << z) * f64::from(tile::BUFFER) / f64::from(tile::EXTENT);
         let mut tiles: Vec<TileId> = extent
             .boxes(tile::resolution_for_zoom(z, finest))
             .iter()
-            .flat_map(|b| tile::tiles_covering([b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad], z))
+            .flat_map(|b| tile::tiles_drawing(*b, z))
             .collect();
         tiles.sort_unstable();
         tiles.dedup();
@@ -159,8 +149,6 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
     Ok(())
 }
 
-const EMPTY_BOX: [f64; 4] = [180.0, 90.0, -180.0, -90.0];
-
 /// Where a layer has something.
 enum Extent {
     Cells(Vec<Cell>),
@@ -178,16 +166,7 @@ impl Extent {
                     cells.iter().map(|c| layers::parent(*c, res)).collect();
                 parents
                     .into_iter()
-                    .map(|c| {
-                        c.0.boundary().iter().fold(EMPTY_BOX, |b, ll| {
-                            [
-                                b[0].min(ll.lng()),
-                                b[1].min(ll.lat()),
-                                b[2].max(ll.lng()),
-                                b[3].max(ll.lat()),
-                            ]
-                        })
-                    })
+                    .map(layers::cell_bounds)
                     // A hexagon across the antimeridian spans the world in longitude: left out.
                     .filter(|b| b[2] - b[0] < 180.0)
                     .collect()

@@ -159,6 +159,12 @@ pub fn parent(cell: Cell, res: Resolution) -> Cell {
     cell.0.parent(res).map(Cell).unwrap_or(cell)
 }
 
+/// A cell's box, `[west, south, east, north]` in degrees (west > 180° from east when the cell
+/// straddles the antimeridian).
+pub fn cell_bounds(cell: Cell) -> [f64; 4] {
+    crate::tile::bounds_of(cell.0.boundary().iter().map(|ll| (ll.lng(), ll.lat())))
+}
+
 fn age_days(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
     round3((now - t).num_seconds().max(0) as f64 / 86_400.0)
 }

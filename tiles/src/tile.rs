@@ -138,6 +138,26 @@ fn lat_of(y: f64, n: f64) -> f64 {
     (PI * (1.0 - 2.0 * y / n)).sinh().atan().to_degrees()
 }
 
+/// The box `[west, south, east, north]` around `(lon, lat)` points (inverted, west > east, when
+/// there are none).
+pub fn bounds_of(points: impl IntoIterator<Item = (f64, f64)>) -> [f64; 4] {
+    points
+        .into_iter()
+        .fold([180.0, 90.0, -180.0, -90.0], |b, (lon, lat)| {
+            [b[0].min(lon), b[1].min(lat), b[2].max(lon), b[3].max(lat)]
+        })
+}
+
+/// Tiles at zoom `z` that draw something of the box `bbox`: those it intersects, and those whose
+/// buffer (BUFFER/EXTENT of a tile beyond each edge) reaches it.
+pub fn tiles_drawing(bbox: [f64; 4], z: u8) -> Vec<TileId> {
+    let pad = 360.0 / tiles_across(z.min(MAX_ZOOM)) * f64::from(BUFFER) / f64::from(EXTENT);
+    tiles_covering(
+        [bbox[0] - pad, bbox[1] - pad, bbox[2] + pad, bbox[3] + pad],
+        z,
+    )
+}
+
 /// Tiles at zoom `z` that intersect the box `[west, south, east, north]` (degrees; latitudes
 /// clamped to ±[`MAX_LATITUDE`]), row by row from the north, west to east within a row.
 ///

@@ -226,55 +226,77 @@ struct CachedTile {
     made: Instant,
 }
 
+impl CachedTile {
+    /// What it takes of the cache's byte budget.
+    fn cost(&self) -> usize {
+        self.raw.len() + self.gzip.len() + 64
+    }
+}
+
+/// The cache's contents, under one lock.
+#[derive(Debug, Default)]
+struct Shelf {
+    tiles: HashMap<(MapLayer, TileId), Arc<CachedTile>>,
+    bytes: usize,
+    /// Bumped by every drop: a tile rendered across one is not cached (it may be stale).
+    generation: u64,
+}
+
 /// Rendered tiles by layer and tile, up to a byte budget.
 #[derive(Debug)]
 pub struct TileCache {
-    entries: Mutex<HashMap<(MapLayer, TileId), Arc<CachedTile>>>,
+    shelf: Mutex<Shelf>,
     max_bytes: usize,
-    bytes: Mutex<usize>,
-    /// Bumped by every drop: a tile rendered across one is not cached (it may be stale).
-    generation: std::sync::atomic::AtomicU64,
     renders: tokio::sync::Semaphore,
 }
 
 impl TileCache {
     pub fn new(max_bytes: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            shelf: Mutex::new(Shelf::default()),
             max_bytes,
-            bytes: Mutex::new(0),
-            generation: std::sync::atomic::AtomicU64::new(0),
             renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE),
         }
     }
 
     fn get(&self, key: (MapLayer, TileId)) -> Option<Arc<CachedTile>> {
-        let entries = self.entries.lock().ok()?;
-        entries
+        let shelf = self.shelf.lock().ok()?;
+        shelf
+            .tiles
             .get(&key)
             .filter(|t| t.made.elapsed() < TILE_TTL)
             .cloned()
     }
 
-    fn put(&self, key: (MapLayer, TileId), tile: Arc<CachedTile>) {
-        let size = tile.raw.len() + tile.gzip.len() + 64;
-        let (Ok(mut entries), Ok(mut bytes)) = (self.entries.lock(), self.bytes.lock()) else {
+    /// The generation a render starts from, to hand back to [`Self::put`].
+    fn generation(&self) -> u64 {
+        self.shelf.lock().map(|s| s.generation).unwrap_or(0)
+    }
+
+    /// Keeps `tile`, rendered from what the store held at `generation`, unless something was
+    /// dropped since (then it may already be stale).
+    fn put(&self, key: (MapLayer, TileId), tile: Arc<CachedTile>, generation: u64) {
+        let Ok(mut shelf) = self.shelf.lock() else {
             return;
         };
-        if *bytes + size > self.max_bytes {
+        if shelf.generation != generation {
+            return;
+        }
+        let size = tile.cost();
+        if shelf.bytes + size > self.max_bytes {
             // Full: start over rather than track recency; a cold tile costs a few milliseconds.
-            entries.clear();
-            *bytes = 0;
+            shelf.tiles.clear();
+            shelf.bytes = 0;
         }
-        if let Some(old) = entries.insert(key, tile) {
-            *bytes = bytes.saturating_sub(old.raw.len() + old.gzip.len() + 64);
+        if let Some(old) = shelf.tiles.insert(key, tile) {
+            shelf.bytes = shelf.bytes.saturating_sub(old.cost());
         }
-        *bytes += size;
+        shelf.bytes += size;
     }
 
     /// How many tiles are cached.
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+        self.shelf.lock().map(|s| s.tiles.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -291,22 +313,22 @@ impl TileCache {
         self.retain(|_| false);
     }
 
-    fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     fn retain(&self, keep: impl Fn(&(MapLayer, TileId)) -> bool) {
-        let (Ok(mut entries), Ok(mut bytes)) = (self.entries.lock(), self.bytes.lock()) else {
+        let Ok(mut shelf) = self.shelf.lock() else {
             return;
         };
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        entries.retain(|k, t| {
-            let k2 = keep(k);
-            if !k2 {
-                *bytes = bytes.saturating_sub(t.raw.len() + t.gzip.len() + 64);
+        let Shelf {
+            tiles,
+            bytes,
+            generation,
+        } = &mut *shelf;
+        *generation += 1;
+        tiles.retain(|k, t| {
+            let kept = keep(k);
+            if !kept {
+                *bytes = bytes.saturating_sub(t.cost());
             }
-            k2
+            kept
         });
     }
 
@@ -316,8 +338,8 @@ impl TileCache {
         if cells.is_empty() {
             return;
         }
-        let zooms: HashSet<u8> = match self.entries.lock() {
-            Ok(e) => e.keys().map(|(_, t)| t.z).collect(),
+        let zooms: HashSet<u8> = match self.shelf.lock() {
+            Ok(s) => s.tiles.keys().map(|(_, t)| t.z).collect(),
             Err(_) => return,
         };
         let cells: HashSet<Cell> = cells.iter().copied().collect();
@@ -327,25 +349,13 @@ impl TileCache {
             let res = tile::resolution_for_zoom(z, finest);
             let parents: HashSet<Cell> = cells.iter().map(|c| layers::parent(*c, res)).collect();
             for p in parents {
-                let [mut w, mut s, mut e, mut n] = [180.0f64, 90.0f64, -180.0f64, -90.0f64];
-                for ll in p.0.boundary().iter() {
-                    w = w.min(ll.lng());
-                    e = e.max(ll.lng());
-                    s = s.min(ll.lat());
-                    n = n.max(ll.lat());
-                }
-                // The buffer: a tile draws what reaches within BUFFER/EXTENT of its edge.
-                let pad = 360.0 / f64::from(1u32 << z.min(30)) * f64::from(tile::BUFFER)
-                    / f64::from(tile::EXTENT);
-                if e - w > 180.0 {
+                let b = layers::cell_bounds(p);
+                if b[2] - b[0] > 180.0 {
                     // A hexagon across the antimeridian: drop the whole zoom.
                     whole_zooms.insert(z);
                     continue;
                 }
-                stale.extend(tile::tiles_covering(
-                    [w - pad, s - pad, e + pad, n + pad],
-                    z,
-                ));
+                stale.extend(tile::tiles_drawing(b, z));
             }
         }
         self.retain(|(_, t)| !stale.contains(t) && !whole_zooms.contains(&t.z));
@@ -452,9 +462,7 @@ pub(crate) async fn tile(
                 etag,
                 made: Instant::now(),
             });
-            if state.tiles.generation() == generation {
-                state.tiles.put(key, t.clone());
-            }
+            state.tiles.put(key, t.clone(), generation);
             (t, false)
         }
     };
@@ -618,12 +626,15 @@ mod tests {
             })
         };
         for k in [here, far, low] {
-            cache.put((MapLayer::Coverage, k), t());
-            cache.put((MapLayer::Roads, k), t());
+            cache.put((MapLayer::Coverage, k), t(), cache.generation());
+            cache.put((MapLayer::Roads, k), t(), cache.generation());
         }
         assert_eq!(cache.len(), 6);
         cache.drop_cells(&[cell], finest);
         assert_eq!(cache.len(), 2, "only the far tiles stay");
         assert!(cache.get((MapLayer::Coverage, far)).is_some());
+        // A tile rendered before that drop is not kept: it may hold what was dropped.
+        cache.put((MapLayer::Coverage, here), t(), 0);
+        assert!(cache.get((MapLayer::Coverage, here)).is_none());
     }
 }
