@@ -246,6 +246,22 @@ impl RoadGraph {
             .collect()
     }
 
+    /// The road segments within `radius_m` of `pos`, nearest first, at most `k`, each with its
+    /// distance in metres: what the trust stage asks of the road a fix was on (how far, which
+    /// class).
+    pub fn roads_near(
+        &self,
+        pos: LatLon,
+        radius_m: f64,
+        k: usize,
+    ) -> Vec<(&covermap_domain::RoadSegment, f64)> {
+        let mut near = Vec::new();
+        self.nearest_segments(self.proj.xy(pos), radius_m, k, &mut near);
+        near.into_iter()
+            .map(|(si, _, d)| (&self.network.segments[si as usize], d))
+            .collect()
+    }
+
     /// For each segment with a piece within `radius` of `p`: the nearest point on it, as
     /// (segment, offset from its first node, distance), nearest first, at most `k` segments.
     pub(crate) fn nearest_segments(

@@ -1,0 +1,315 @@
+//! Evidence and verdicts: what was measured of an upload, and what the thresholds make of it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::radio::BatchMeasures;
+use crate::rules::TrustRules;
+use crate::track::TrackMeasures;
+use crate::twins::Twin;
+
+/// Everything measured of one upload: the worker writes it with the upload's results, and
+/// every later verdict is computed from it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Evidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<TrackMeasures>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio: Option<BatchMeasures>,
+    /// The earlier upload of the same bytes by another device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<i64>,
+    /// The uploads of the same device or contributor just before and after it in time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+    /// The earlier upload it lies on most like a copy (a replayed drive, a copied batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin: Option<Twin>,
+    /// Parked radio batches of the same contributor near this one over the day around it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm_batches: Option<u32>,
+}
+
+/// The way from one upload to a neighbouring one of the same device or contributor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    pub upload: i64,
+    /// `device` or `contributor`: what the two share.
+    pub shared: String,
+    /// Seconds from the end of the earlier to the start of the later; 0 when they overlap in
+    /// time, and then `distance_m` is how far apart they were at the same moments.
+    pub seconds: f64,
+    pub distance_m: f64,
+}
+
+/// One reason an upload is not believed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Finding {
+    /// A reason code: `teleport`, `impossible_speed`, `synthetic_track`, `replay`,
+    /// `off_network`, `future_time`, `ancient_time`, `stationary`, `copied_upload`,
+    /// `radio_teleport`, `stationary_farming`, `impossible_signal`, `emitter_spread`,
+    /// `duplicate_batch`, and from an epoch's close `site_violation`, `fabricated_cells`.
+    pub code: String,
+    /// What was measured, in words.
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn new(code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Whether an upload is believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing found against it: it counts.
+    Trusted,
+    /// Something was: it earns nothing and is left off every map.
+    Flagged,
+}
+
+impl Verdict {
+    pub fn of(findings: &[Finding]) -> Self {
+        if findings.is_empty() {
+            Verdict::Trusted
+        } else {
+            Verdict::Flagged
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Trusted => "trusted",
+            Verdict::Flagged => "flagged",
+        }
+    }
+}
+
+/// Whether no vehicle could have crossed `g`: far enough, and faster than allowed (or at the
+/// same moment).
+pub fn impossible_gap(g: &Gap, rules: &crate::TrackTrustRules) -> bool {
+    let too_fast = g.seconds <= 0.0 || g.distance_m / g.seconds > rules.gap_speed_mps;
+    g.distance_m >= rules.gap_min_m && too_fast
+}
+
+/// The findings against an upload under `rules`, in a fixed order; none means trusted.
+pub fn judge(e: &Evidence, rules: &TrustRules) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(first) = e.copy_of {
+        out.push(Finding::new(
+            "copied_upload",
+            format!("the same bytes were uploaded before by another device (upload {first})"),
+        ));
+    }
+    if let Some(t) = &e.track {
+        judge_track(t, e, rules, &mut out);
+    }
+    if let Some(r) = &e.radio {
+        judge_radio(r, e, rules, &mut out);
+    }
+    out
+}
+
+fn judge_track(t: &TrackMeasures, e: &Evidence, rules: &TrustRules, out: &mut Vec<Finding>) {
+    let r = &rules.track;
+    if t.teleport_m >= r.teleport_m {
+        out.push(Finding::new(
+            "teleport",
+            format!(
+                "the track leaps {:.0} m between two fixes and never comes back",
+                t.teleport_m
+            ),
+        ));
+    }
+    for g in &e.gaps {
+        if impossible_gap(g, r) {
+            let how = if g.seconds <= 0.0 {
+                format!(
+                    "{:.0} m away from upload {} of the same {} at the same time",
+                    g.distance_m, g.upload, g.shared
+                )
+            } else {
+                format!(
+                    "{:.0} m from upload {} of the same {} in {:.0} s ({:.0} m/s)",
+                    g.distance_m,
+                    g.upload,
+                    g.shared,
+                    g.seconds,
+                    g.distance_m / g.seconds
+                )
+            };
+            out.push(Finding::new("teleport", how));
+        }
+    }
+    if t.sustained_speed_mps >= r.max_sustained_mps {
+        out.push(Finding::new(
+            "impossible_speed",
+            format!("{:.0} km/h held for 20 s", t.sustained_speed_mps * 3.6),
+        ));
+    }
+    if let Some(ratio) = t.roads.as_ref().and_then(|x| x.class_ratio)
+        && ratio >= r.max_class_ratio
+    {
+        out.push(Finding::new(
+            "impossible_speed",
+            format!("{ratio:.2} times its roads' reference speed held for 20 s"),
+        ));
+    }
+    if t.noiseless_s >= r.noiseless_s {
+        out.push(Finding::new(
+            "synthetic_track",
+            format!(
+                "{:.0} s of fixes on a perfectly straight, evenly spaced line: no GNSS noise",
+                t.noiseless_s
+            ),
+        ));
+    }
+    if let Some(roads) = &t.roads {
+        let off = roads.over_50m >= r.off_network_share
+            || (t.path_m >= 300.0 && roads.matched_share < r.min_matched_share);
+        if off {
+            out.push(Finding::new(
+                "off_network",
+                format!(
+                    "{:.0} % of fixes more than 50 m from any road; {:.0} % of the distance matched to roads",
+                    roads.over_50m * 100.0,
+                    roads.matched_share.min(1.0) * 100.0
+                ),
+            ));
+        } else if roads.over_25m >= r.corner_share && (t.speed_cv < r.even_speed_cv || t.stops == 0)
+        {
+            out.push(Finding::new(
+                "synthetic_track",
+                format!(
+                    "cuts corners: {:.0} % of fixes more than 25 m from any road, at an even pace (speed varies {:.0} %, {} stops)",
+                    roads.over_25m * 100.0,
+                    t.speed_cv * 100.0,
+                    t.stops
+                ),
+            ));
+        }
+    }
+    if t.radius_m <= r.stationary_radius_m && t.duration_s >= r.stationary_s {
+        out.push(Finding::new(
+            "stationary",
+            format!(
+                "every fix within {:.0} m for {:.0} min: a parked device",
+                t.radius_m,
+                t.duration_s / 60.0
+            ),
+        ));
+    }
+    let total = f64::from(t.fixes + t.future_fixes + t.old_fixes).max(1.0);
+    let bad = |n: u32| n >= r.bad_time_fixes || (n > 0 && f64::from(n) / total >= r.bad_time_share);
+    if bad(t.future_fixes) {
+        out.push(Finding::new(
+            "future_time",
+            format!("{} fixes dated after the upload arrived", t.future_fixes),
+        ));
+    }
+    if bad(t.old_fixes) {
+        out.push(Finding::new(
+            "ancient_time",
+            format!("{} fixes older than the oldest age accepted", t.old_fixes),
+        ));
+    }
+    if let Some(w) = &e.twin
+        && w.overlap >= r.replay_overlap
+        && w.shift_mad_s <= r.replay_shift_mad_s
+        && w.offset_m <= r.replay_offset_m
+    {
+        out.push(Finding::new(
+            "replay",
+            format!(
+                "{:.0} % of the track retraces upload {} at the same pace, shifted {:.0} s (±{:.1} s), {:.0} m apart",
+                w.overlap * 100.0,
+                w.upload,
+                w.shift_s,
+                w.shift_mad_s,
+                w.offset_m
+            ),
+        ));
+    }
+}
+
+fn judge_radio(b: &BatchMeasures, e: &Evidence, rules: &TrustRules, out: &mut Vec<Finding>) {
+    let r = &rules.radio;
+    if b.leaps >= r.leaps && f64::from(b.leaps) >= r.leap_share * f64::from(b.steps.max(1)) {
+        out.push(Finding::new(
+            "radio_teleport",
+            format!(
+                "{} of {} steps between scans jump 300 m or more faster than 70 m/s",
+                b.leaps, b.steps
+            ),
+        ));
+    }
+    if b.positions >= 2
+        && b.radius_m <= r.stationary_radius_m
+        && b.duration_s >= r.stationary_s
+        && b.claimed_speed_mps.is_some_and(|v| v > r.claimed_speed_mps)
+    {
+        out.push(Finding::new(
+            "stationary_farming",
+            format!(
+                "every scan within {:.0} m for {:.0} min while claiming {:.0} km/h",
+                b.radius_m,
+                b.duration_s / 60.0,
+                b.claimed_speed_mps.unwrap_or(0.0) * 3.6
+            ),
+        ));
+    } else if let Some(n) = e.farm_batches
+        && n >= r.farm_batches
+    {
+        out.push(Finding::new(
+            "stationary_farming",
+            format!(
+                "{n} other parked batches of the same contributor within {:.0} m that day",
+                r.farm_radius_m
+            ),
+        ));
+    }
+    let readings = f64::from(b.sightings + b.impossible_signals).max(1.0);
+    if b.impossible_signals >= r.impossible_signals
+        && f64::from(b.impossible_signals) / readings >= r.impossible_share
+    {
+        out.push(Finding::new(
+            "impossible_signal",
+            format!(
+                "{} readings with a signal impossible for their technology",
+                b.impossible_signals
+            ),
+        ));
+    }
+    if b.cell_spread_m > r.max_cell_spread_m || b.wifi_spread_m > r.max_wifi_spread_m {
+        out.push(Finding::new(
+            "emitter_spread",
+            format!(
+                "one emitter heard across {:.1} km (cells) / {:.1} km (Wi-Fi, Bluetooth) within the batch",
+                b.cell_spread_m / 1000.0,
+                b.wifi_spread_m / 1000.0
+            ),
+        ));
+    }
+    if let Some(w) = &e.twin
+        && w.overlap >= r.duplicate_overlap
+        && w.shift_mad_s <= r.duplicate_shift_mad_s
+        && w.signal_diff_db.is_none_or(|d| d <= r.duplicate_signal_db)
+    {
+        out.push(Finding::new(
+            "duplicate_batch",
+            format!(
+                "{:.0} % of its readings repeat upload {}'s, signals {} apart, shifted {:.0} s (±{:.1} s)",
+                w.overlap * 100.0,
+                w.upload,
+                w.signal_diff_db
+                    .map_or_else(|| "?".to_owned(), |d| format!("{d:.1} dB")),
+                w.shift_s,
+                w.shift_mad_s
+            ),
+        ));
+    }
+}
