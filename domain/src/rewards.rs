@@ -59,15 +59,47 @@ pub struct RadioSample {
     pub lon: f64,
 }
 
-/// An emitter whose position is known (from an operator's site list, say), so a measured signal
-/// can be checked against free-space path loss.
+/// An emitter whose site is known — estimated from the plausible sightings of earlier epochs, or
+/// from an operator's site list — so a measured signal can be checked against the distance to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KnownEmitter {
     pub emitter: String,
     pub lat: f64,
     pub lon: f64,
-    /// Carrier frequency in MHz.
+    /// Carrier frequency in MHz; 0 when unknown (the lowest band of its technology is assumed).
     pub frequency_mhz: f64,
+    /// Sightings behind the estimate.
+    #[serde(default)]
+    pub samples: u64,
+    /// Contributors who heard it (sorted, at most a few): independent witnesses.
+    #[serde(default)]
+    pub observers: Vec<String>,
+    /// How far from the site its sightings lay (weighted RMS), metres.
+    #[serde(default)]
+    pub radius_m: f64,
+}
+
+/// One upload counted in an epoch, with what the trust stage measured of it: the epoch judges
+/// it again from this, under its own policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadEvidence {
+    pub upload_id: i64,
+    /// The contributor it is paid to (`None` for uploads that earn nothing).
+    pub contributor: Option<String>,
+    pub device: String,
+    pub kind: String,
+    /// `covermap_trust::Evidence` as the worker stored it (JSON).
+    pub evidence: String,
+}
+
+/// An upload a contributor's device sent and covermap refused outright (nothing usable, an
+/// impossible track), counted against the contributor in the epoch it arrived in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub contributor: String,
+    pub device: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 /// A planner's demand area as the epoch sees it: its cells, weight and optional bounty.
@@ -136,4 +168,10 @@ pub struct EpochInputs {
     pub evidence: Vec<ContributorEvidence>,
     pub previous: Vec<PreviousTotal>,
     pub usage: Vec<UsageCount>,
+    /// Every upload counted in the epoch, with its evidence.
+    #[serde(default)]
+    pub uploads: Vec<UploadEvidence>,
+    /// Uploads refused outright while the epoch ran.
+    #[serde(default)]
+    pub refusals: Vec<Refusal>,
 }

@@ -147,6 +147,8 @@ fn inputs() -> EpochInputs {
                 requests: rand(10_000),
             })
             .collect(),
+        uploads: vec![],
+        refusals: vec![],
     }
 }
 

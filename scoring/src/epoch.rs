@@ -3,10 +3,17 @@
 //!
 //! The rules, in the order they apply:
 //!
-//! 1. **Verification.** A contributor whose uploads of the epoch carry `duplicate_frames` frames
-//!    refused as repeats of someone else's, or a `spoofed_fix_share` of physically impossible
-//!    fixes, is flagged: a penalty is recorded, and its contributions are left out altogether
-//!    (they neither earn nor make a place look fresh).
+//! 1. **Verification.** Every upload is judged again from the evidence its worker measured
+//!    (`covermap_trust::judge` under the policy's `[verification]`): a flagged upload earns
+//!    nothing and makes no place look fresh. Two uploads of one device or contributor that no
+//!    vehicle could have driven between are both flagged. Then the epoch's radio is assessed as a
+//!    whole (`covermap_trust::emitters`): each emitter's site is placed from the trusted
+//!    sightings, readings are checked against the site the *other* contributors place their
+//!    emitter at, batches of cells nobody else heard are fabricated; only sightings of emitters
+//!    enough independent contributors heard count. Last, a contributor whose uploads carry
+//!    `duplicate_frames` frames refused as repeats of someone else's, a `spoofed_fix_share` of
+//!    physically impossible fixes, or `offender_uploads` flagged or refused uploads, is flagged:
+//!    a penalty is recorded, and all its contributions are left out.
 //! 2. **Imagery.** A cell's captures are taken in time order. Each earns
 //!    `points × weight`, where [`reward_weight`] is the cell's demand multiplier × its
 //!    staleness at that moment × its coverage factor. Staleness is the time since the cell's
@@ -14,8 +21,9 @@
 //!    capped at 1: the first fresh capture of a stale place earns most, a repeat moments later
 //!    almost nothing. Uploads bound to no contributor make places fresh but earn nothing.
 //! 3. **Radio.** Each contributor earns `points × demand` once per (cell, technology, operator)
-//!    it measured plausibly, scaled by `uncorroborated_factor` unless k contributors measured the
-//!    same network in or around the cell.
+//!    it measured with a counted sighting (a signal in range, of a verified emitter, in place),
+//!    scaled by `uncorroborated_factor` unless k contributors measured the same network in or
+//!    around the cell.
 //! 4. **Bounties.** The first capture of each unclaimed cell of a live bounty (at or after the
 //!    bounty was posted) claims `budget / cells`. Claims together take at most `pool_share` of
 //!    the emission; beyond it they are paid in proportion, the rest staying in the bounty. A
@@ -30,6 +38,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use covermap_domain::Cell;
 use covermap_domain::rewards::{Capture, EpochInputs, EpochPeriod, KnownEmitter, RadioSample};
+use covermap_trust::{Evidence, Finding, Verdict};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -178,7 +187,7 @@ pub struct CellReward {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Penalty {
     pub contributor: String,
-    /// `duplicated_frames` or `spoofing`.
+    /// `duplicated_frames`, `spoofing` or `repeat_offender`.
     pub reason: String,
     pub detail: String,
 }
@@ -214,6 +223,10 @@ pub struct InputHashes {
     pub previous: String,
     #[serde(default)]
     pub usage: String,
+    #[serde(default)]
+    pub uploads: String,
+    #[serde(default)]
+    pub refusals: String,
 }
 
 /// The epoch's record: written last, it is the mark that the epoch is closed.
@@ -238,6 +251,9 @@ pub struct Manifest {
     pub bounty_refunded: u64,
     pub contributors: u64,
     pub flagged: u64,
+    /// Uploads of the epoch the trust stage flagged.
+    #[serde(default)]
+    pub flagged_uploads: u64,
     /// The Merkle root, hex.
     pub root: String,
 }
@@ -253,6 +269,18 @@ pub struct EpochOutcome {
     pub penalties: Vec<Penalty>,
     pub claims: Vec<BountyClaim>,
     pub refunds: Vec<BountyRefund>,
+    /// Every upload counted in the epoch with its final verdict, by upload id.
+    pub verdicts: Vec<UploadVerdict>,
+    /// The emitters heard in the epoch and where they stand: the next epoch's known sites.
+    pub emitters: Vec<KnownEmitter>,
+}
+
+/// An upload's verdict at its epoch's close: final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadVerdict {
+    pub upload_id: i64,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
 }
 
 impl EpochOutcome {
@@ -272,10 +300,35 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     let period = &inputs.period;
     let emission = rules.epoch.emission;
 
-    // 1. Verification.
+    // 1. Verification: each upload from its evidence, then the epoch's radio as a whole, then
+    // each contributor.
+    let v = &rules.verification;
+    let mut findings = upload_findings(inputs, policy);
+    let trusted = |f: &BTreeMap<i64, Vec<Finding>>, id: i64| f.get(&id).is_none_or(Vec::is_empty);
+    let eligible: Vec<bool> = inputs
+        .radio
+        .iter()
+        .map(|s| {
+            s.contributor.is_some()
+                && trusted(&findings, s.upload_id)
+                && radio::plausibility(s, &rules.radio).is_ok()
+        })
+        .collect();
+    let assessment = covermap_trust::emitters::assess(
+        &inputs.radio,
+        &eligible,
+        &inputs.emitters,
+        &v.radio,
+        rules.radio.max_eirp_dbm,
+    );
+    for (upload, f) in &assessment.findings {
+        findings
+            .entry(*upload)
+            .or_default()
+            .extend(f.iter().cloned());
+    }
     let mut penalties: Vec<Penalty> = Vec::new();
     for e in &inputs.evidence {
-        let v = &rules.verification;
         let fixes = e.fixes_accepted + e.fixes_spoofed;
         if e.frames_duplicated >= v.duplicate_frames {
             penalties.push(Penalty {
@@ -300,6 +353,7 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             });
         }
     }
+    penalties.extend(repeat_offenders(inputs, &findings, v));
     penalties.sort_by(|a, b| {
         (&a.contributor, &a.reason, &a.detail).cmp(&(&b.contributor, &b.reason, &b.detail))
     });
@@ -360,7 +414,7 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     let mut captures: Vec<&Capture> = inputs
         .captures
         .iter()
-        .filter(|c| counts(&c.contributor))
+        .filter(|c| counts(&c.contributor) && trusted(&findings, c.upload_id))
         .collect();
     captures.sort_unstable_by_key(|c| (c.cell, c.captured_at, c.upload_id, c.frame));
     captures.dedup_by_key(|c| (c.cell, c.captured_at, c.upload_id, c.frame));
@@ -388,17 +442,14 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
         i = j;
     }
 
-    // 3. Radio.
-    let emitters: HashMap<&str, &KnownEmitter> = inputs
-        .emitters
-        .iter()
-        .map(|e| (e.emitter.as_str(), e))
-        .collect();
+    // 3. Radio: counted sightings only (trusted upload, signal in range, verified emitter, in
+    // place), of contributors not flagged.
     let plausible: Vec<(&RadioSample, &str)> = inputs
         .radio
         .iter()
-        .filter(|s| radio::plausibility(s, &emitters, &rules.radio).is_ok())
-        .filter_map(|s| {
+        .zip(&assessment.counts)
+        .filter(|(_, counted)| **counted)
+        .filter_map(|(s, _)| {
             let who = s.contributor.as_deref()?;
             (!flagged.contains(who)).then_some((s, who))
         })
@@ -575,11 +626,20 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
         bounty_refunded: refunds.iter().map(|r| r.amount).sum(),
         contributors: rewards.iter().filter(|r| r.amount > 0).count() as u64,
         flagged: penalties.len() as u64,
+        flagged_uploads: findings.values().filter(|f| !f.is_empty()).count() as u64,
         root: hex::encode(root),
     };
     let cells = cells
         .into_values()
         .filter(|c| c.captures > 0 || c.points > 0 || c.amount > 0)
+        .collect();
+    let verdicts = findings
+        .into_iter()
+        .map(|(upload_id, findings)| UploadVerdict {
+            upload_id,
+            verdict: Verdict::of(&findings),
+            findings,
+        })
         .collect();
     EpochOutcome {
         manifest,
@@ -588,7 +648,98 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
         penalties,
         claims,
         refunds,
+        verdicts,
+        emitters: assessment.sites,
     }
+}
+
+/// Each upload's findings from its evidence under the policy, by upload id (every upload of the
+/// epoch has an entry). Two uploads of one device or contributor that no vehicle could have
+/// driven between are both flagged: at least one of them is made up, and the same hand sent both.
+fn upload_findings(inputs: &EpochInputs, policy: &RewardPolicy) -> BTreeMap<i64, Vec<Finding>> {
+    let rules = &policy.rules.verification;
+    let mut out: BTreeMap<i64, Vec<Finding>> = BTreeMap::new();
+    let mut evidence: Vec<(i64, Evidence)> = Vec::with_capacity(inputs.uploads.len());
+    for u in &inputs.uploads {
+        match serde_json::from_str::<Evidence>(&u.evidence) {
+            Ok(e) => {
+                out.insert(u.upload_id, covermap_trust::judge(&e, rules));
+                evidence.push((u.upload_id, e));
+            }
+            Err(e) => {
+                out.insert(
+                    u.upload_id,
+                    vec![Finding::new(
+                        "unreadable_evidence",
+                        format!("the stored evidence does not read: {e}"),
+                    )],
+                );
+            }
+        }
+    }
+    for (upload, e) in &evidence {
+        for g in &e.gaps {
+            if covermap_trust::impossible_gap(g, &rules.track)
+                && let Some(other) = out.get_mut(&g.upload)
+                && !other.iter().any(|f| {
+                    f.code == "teleport" && f.detail.contains(&format!("upload {upload} "))
+                })
+            {
+                other.push(Finding::new(
+                    "teleport",
+                    format!(
+                        "upload {upload} of the same {} lies {:.0} m away {}",
+                        g.shared,
+                        g.distance_m,
+                        if g.seconds <= 0.0 {
+                            "at the same time".to_owned()
+                        } else {
+                            format!("{:.0} s later", g.seconds)
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Contributors with at least `offender_uploads` flagged or refused uploads in the epoch, making
+/// up at least `offender_share` of what they sent.
+fn repeat_offenders(
+    inputs: &EpochInputs,
+    findings: &BTreeMap<i64, Vec<Finding>>,
+    rules: &covermap_trust::TrustRules,
+) -> Vec<Penalty> {
+    // contributor → (sent, flagged, refused)
+    let mut tally: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for u in &inputs.uploads {
+        let Some(who) = u.contributor.as_deref() else {
+            continue;
+        };
+        let t = tally.entry(who).or_default();
+        t.0 += 1;
+        t.1 += u64::from(findings.get(&u.upload_id).is_some_and(|f| !f.is_empty()));
+    }
+    for r in &inputs.refusals {
+        let t = tally.entry(r.contributor.as_str()).or_default();
+        t.0 += 1;
+        t.2 += 1;
+    }
+    tally
+        .into_iter()
+        .filter(|(_, (sent, flagged, refused))| {
+            let bad = flagged + refused;
+            bad >= rules.offender_uploads && bad as f64 >= rules.offender_share * *sent as f64
+        })
+        .map(|(who, (sent, flagged, refused))| Penalty {
+            contributor: who.to_owned(),
+            reason: "repeat_offender".into(),
+            detail: format!(
+                "{flagged} of its {sent} uploads were flagged and {refused} refused in the epoch"
+            ),
+        })
+        .collect()
 }
 
 /// The ledger leaves of an epoch's rewards: every contributor with a cumulative total above 0.
@@ -703,8 +854,14 @@ pub fn input_hashes(inputs: &EpochInputs) -> InputHashes {
                 .iter()
                 .map(|e| {
                     format!(
-                        "{}\t{:?}\t{:?}\t{:?}",
-                        e.emitter, e.lat, e.lon, e.frequency_mhz
+                        "{}\t{:?}\t{:?}\t{:?}\t{}\t{:?}\t{}",
+                        e.emitter,
+                        e.lat,
+                        e.lon,
+                        e.frequency_mhz,
+                        e.samples,
+                        e.radius_m,
+                        e.observers.join(",")
                     )
                 })
                 .collect(),
@@ -765,6 +922,37 @@ pub fn input_hashes(inputs: &EpochInputs) -> InputHashes {
                 .usage
                 .iter()
                 .map(|u| format!("{}\t{}", u.area, u.requests))
+                .collect(),
+        ),
+        uploads: digest(
+            inputs
+                .uploads
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        u.upload_id,
+                        who(&u.contributor),
+                        u.device,
+                        u.kind,
+                        u.evidence
+                    )
+                })
+                .collect(),
+        ),
+        refusals: digest(
+            inputs
+                .refusals
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}\t{}\t{}\t{}",
+                        r.contributor,
+                        r.device,
+                        r.reason,
+                        r.at.timestamp_micros()
+                    )
+                })
                 .collect(),
         ),
     }

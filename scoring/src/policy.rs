@@ -98,13 +98,8 @@ pub struct BountyRules {
     pub pool_share: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerificationRules {
-    pub duplicate_frames: u64,
-    pub spoofed_fix_share: f64,
-    pub spoofed_fix_min: u64,
-}
+/// `[verification]`: the trust stage's thresholds (see `covermap_trust`).
+pub use covermap_trust::TrustRules as VerificationRules;
 
 impl RewardPolicy {
     /// Parses and checks a policy file's text.
@@ -231,10 +226,6 @@ impl Rules {
             self.radio.uncorroborated_factor,
         )?;
         share("bounty.pool_share", self.bounty.pool_share)?;
-        share(
-            "verification.spoofed_fix_share",
-            self.verification.spoofed_fix_share,
-        )?;
         if self.radio.corroboration_k == 0 {
             return Err(bad("radio.corroboration_k", "must be at least 1"));
         }
@@ -265,6 +256,9 @@ impl Rules {
         if self.verification.duplicate_frames == 0 {
             return Err(bad("verification.duplicate_frames", "must be at least 1"));
         }
+        self.verification
+            .check()
+            .map_err(|(field, reason)| bad(field, reason))?;
         Ok(())
     }
 }
@@ -276,7 +270,7 @@ mod tests {
     #[test]
     fn the_shipped_policy_parses_with_its_documented_defaults() {
         let p = RewardPolicy::shipped();
-        assert_eq!(p.rules.version, 1);
+        assert_eq!(p.rules.version, 2);
         assert_eq!(p.rules.epoch.length_seconds, 86_400);
         assert_eq!(p.rules.imagery.recovery_days, 7.0);
         assert_eq!(p.hash.len(), 64);

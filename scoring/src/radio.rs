@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use covermap_domain::Cell;
-use covermap_domain::rewards::{KnownEmitter, RadioSample};
+use covermap_domain::rewards::RadioSample;
 use serde::Serialize;
 
 use crate::policy::RadioRules;
@@ -15,53 +15,30 @@ use crate::policy::RadioRules;
 pub enum Implausible {
     /// The policy knows no signal range for its technology.
     UnknownTechnology,
+    /// It carries no signal: it says an emitter exists, not what coverage it gives.
+    NoSignal,
     /// Outside the technology's reporting range.
     SignalOutOfRange,
-    /// Stronger than the strongest emitter could deliver over the distance to its known site.
-    AboveFreeSpaceBound,
 }
 
-/// Free-space path loss in dB over `distance_m` at `frequency_mhz` (Friis:
-/// 20·log10(d/km) + 20·log10(f/MHz) + 32.44); distances under a metre count as one metre.
-pub fn free_space_path_loss_db(distance_m: f64, frequency_mhz: f64) -> f64 {
-    let d_km = distance_m.max(1.0) / 1000.0;
-    20.0 * d_km.log10() + 20.0 * frequency_mhz.max(1.0).log10() + 32.44
-}
+/// Free-space path loss (Friis); see `covermap_trust::emitters`, which checks readings against
+/// their emitters' sites with it.
+pub use covermap_trust::emitters::free_space_path_loss_db;
 
-/// Checks one sample against the technology's range and, where its emitter's site is known,
-/// against the free-space bound: no signal can arrive stronger than the highest EIRP minus the
-/// free-space loss (real paths only lose more).
-pub fn plausibility(
-    sample: &RadioSample,
-    emitters: &HashMap<&str, &KnownEmitter>,
-    rules: &RadioRules,
-) -> Result<(), Implausible> {
+/// Checks one sample against its technology's reporting range. Whether its emitter is real and
+/// the reading fits where that emitter stands is the epoch's to say, over every contributor's
+/// sightings (`covermap_trust::emitters::assess`).
+pub fn plausibility(sample: &RadioSample, rules: &RadioRules) -> Result<(), Implausible> {
     let Some([lo, hi]) = rules.signal_dbm.get(&sample.technology) else {
         return Err(Implausible::UnknownTechnology);
     };
     let Some(signal) = sample.signal_dbm else {
-        return Ok(());
+        return Err(Implausible::NoSignal);
     };
     if signal < *lo || signal > *hi {
         return Err(Implausible::SignalOutOfRange);
     }
-    if let Some(e) = emitters.get(sample.emitter.as_str()) {
-        let d = haversine_m(sample.lat, sample.lon, e.lat, e.lon);
-        let bound = rules.max_eirp_dbm - free_space_path_loss_db(d, e.frequency_mhz);
-        if f64::from(signal) > bound {
-            return Err(Implausible::AboveFreeSpaceBound);
-        }
-    }
     Ok(())
-}
-
-fn haversine_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    const R: f64 = 6_371_008.8;
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * R * a.sqrt().asin()
 }
 
 /// What one cell's measurements of one network add up to.
@@ -175,34 +152,21 @@ mod tests {
     }
 
     #[test]
-    fn ranges_and_the_free_space_bound_are_enforced() {
+    fn ranges_are_enforced_and_a_reading_needs_a_signal() {
         let p = RewardPolicy::shipped();
         let r = &p.rules.radio;
-        let none = HashMap::new();
-        assert_eq!(plausibility(&sample("lte", Some(-90)), &none, r), Ok(()));
-        assert_eq!(plausibility(&sample("lte", None), &none, r), Ok(()));
+        assert_eq!(plausibility(&sample("lte", Some(-90)), r), Ok(()));
         assert_eq!(
-            plausibility(&sample("lte", Some(-20)), &none, r),
+            plausibility(&sample("lte", None), r),
+            Err(Implausible::NoSignal)
+        );
+        assert_eq!(
+            plausibility(&sample("lte", Some(-20)), r),
             Err(Implausible::SignalOutOfRange)
         );
         assert_eq!(
-            plausibility(&sample("6g", Some(-90)), &none, r),
+            plausibility(&sample("6g", Some(-90)), r),
             Err(Implausible::UnknownTechnology)
-        );
-        // A site 10 km away at 800 MHz: loss 110.5 dB, so nothing above 65 − 110.5 = −45.5 dBm.
-        let site = KnownEmitter {
-            emitter: "lte:208:1:1:1".into(),
-            lat: 43.73 + 10_000.0 / 111_195.0,
-            lon: 7.42,
-            frequency_mhz: 800.0,
-        };
-        let known = HashMap::from([(site.emitter.as_str(), &site)]);
-        assert_eq!(plausibility(&sample("lte", Some(-60)), &known, r), Ok(()));
-        let mut near_site = sample("lte", Some(-44));
-        near_site.signal_dbm = Some(-44);
-        assert_eq!(
-            plausibility(&near_site, &known, r),
-            Err(Implausible::AboveFreeSpaceBound)
         );
     }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use covermap_domain::Cell;
 use covermap_domain::rewards::{
     Bounty, Capture, CellLastSeen, CellRoads, ContributorEvidence, DemandArea, EpochInputs,
-    EpochPeriod, PreviousTotal, RadioSample, UsageCount,
+    EpochPeriod, KnownEmitter, PreviousTotal, RadioSample, UsageCount,
 };
 use covermap_scoring::epoch::{self, EpochOutcome};
 use covermap_scoring::ledger::{self, LedgerLeaf};
@@ -99,7 +99,16 @@ fn golden_inputs() -> EpochInputs {
             observed_m: 50.0,
         }],
         radio: vec![radio("dave", 4, a, -90, s + h)],
-        emitters: vec![],
+        // Erin heard dave's cell in an earlier epoch: a second, independent witness.
+        emitters: vec![KnownEmitter {
+            emitter: "lte:208:1:1:1".into(),
+            lat: h3o::LatLng::from(a.0).lat(),
+            lon: h3o::LatLng::from(a.0).lng(),
+            frequency_mhz: 0.0,
+            samples: 5,
+            observers: vec!["erin".into()],
+            radius_m: 100.0,
+        }],
         demand: vec![DemandArea {
             id: 7,
             name: "harbour".into(),
@@ -131,6 +140,8 @@ fn golden_inputs() -> EpochInputs {
             },
         ],
         usage: vec![],
+        uploads: vec![],
+        refusals: vec![],
     }
 }
 
@@ -391,6 +402,8 @@ fn arb_inputs() -> impl Strategy<Value = EpochInputs> {
                             requests: n,
                         })
                         .collect(),
+                    uploads: vec![],
+                    refusals: vec![],
                 }
             },
         )

@@ -302,10 +302,9 @@ pub(crate) async fn radio_networks(
     let limit = checked_limit(q.limit, 100_000, 1_000_000)?;
     let samples = state.store.radio_samples(q.area(&state)?, limit).await?;
     let rules = &state.policy.rules.radio;
-    let no_sites = std::collections::HashMap::new();
     let plausible: Vec<_> = samples
         .iter()
-        .filter(|s| covermap_scoring::radio::plausibility(s, &no_sites, rules).is_ok())
+        .filter(|s| covermap_scoring::radio::plausibility(s, rules).is_ok())
         .collect();
     let corroborated = covermap_scoring::radio::corroboration(
         plausible
