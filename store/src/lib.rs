@@ -84,6 +84,91 @@ pub struct UploadRecord {
     pub contributor: Option<String>,
     pub rewardable: bool,
     pub processed_at: Option<DateTime<Utc>>,
+    /// Cells the upload touched; `cells` is what it credits (none once flagged).
+    pub cells_seen: Option<i64>,
+    /// Whether it is believed, and why not.
+    pub trust: UploadTrust,
+    /// What the trust stage measured (`covermap_trust::Evidence` as JSON): for auditors.
+    #[serde(skip)]
+    pub evidence: Option<String>,
+}
+
+/// An upload's trust verdict as its status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UploadTrust {
+    /// `pending` until processed, then `trusted` or `flagged`.
+    pub verdict: String,
+    /// Why it is flagged: reason codes with what was measured.
+    pub findings: Vec<covermap_trust::Finding>,
+    /// The epoch whose close made the verdict final; until then the worker's verdict stands.
+    pub epoch: Option<i64>,
+}
+
+impl UploadTrust {
+    /// Reads the stored columns; findings that do not parse are shown as such, never dropped.
+    pub fn from_columns(verdict: String, findings: Option<String>, epoch: Option<i64>) -> Self {
+        let findings = match findings {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).unwrap_or_else(|_| {
+                vec![covermap_trust::Finding::new("unreadable_findings", text)]
+            }),
+        };
+        Self {
+            verdict,
+            findings,
+            epoch,
+        }
+    }
+}
+
+/// What the trust stage made of an upload, written with the upload's results.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrustRecord {
+    /// `covermap_trust::Evidence` as JSON.
+    pub evidence: String,
+    /// `trusted` or `flagged`.
+    pub verdict: String,
+    /// The findings, as a JSON array of `{code, detail}`.
+    pub findings: String,
+    /// Where and when it lay, for the uploads that come after it.
+    pub extent: Option<UploadExtent>,
+    /// A track's print (`covermap_trust::twins::TrackPrint` as JSON), to find replays of it.
+    pub print: Option<String>,
+}
+
+/// Where and when an upload lay.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct UploadExtent {
+    /// A radio batch (else a track or drive).
+    pub radio: bool,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub first: LatLon,
+    pub last: LatLon,
+    pub centre: LatLon,
+    pub radius_m: f64,
+}
+
+/// A processed upload of the same device or contributor as another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbour {
+    pub upload_id: i64,
+    pub device: DeviceId,
+    pub contributor: Option<String>,
+    pub extent: UploadExtent,
+}
+
+/// An upload refused outright, with who sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRefusal {
+    pub device: DeviceId,
+    pub contributor: Option<String>,
+    pub kind: UploadKind,
+    pub sha256: String,
+    /// The refusal's code (`implausible_speed`, `no_usable_fixes`, …) and its message.
+    pub reason: String,
+    pub detail: Option<String>,
+    pub received_at: DateTime<Utc>,
 }
 
 /// Which uploads a listing shows: every field that is set must match.
@@ -91,6 +176,8 @@ pub struct UploadRecord {
 pub struct UploadFilter {
     pub contributor: Option<String>,
     pub device: Option<DeviceId>,
+    /// Only uploads with this verdict (`pending`, `trusted`, `flagged`).
+    pub trust: Option<String>,
 }
 
 /// A job a worker holds for a while. Only the holder of the current token may finish it.
@@ -127,6 +214,8 @@ pub struct JobOutcome {
     pub frame_rejections: Vec<FrameRejectionRow>,
     /// Every observation that was left out, with its reason: fixes, frames, radio items.
     pub rejections: Vec<Rejection>,
+    /// The trust stage's evidence and verdict; `None` leaves the upload `pending`.
+    pub trust: Option<TrustRecord>,
 }
 
 impl JobOutcome {
@@ -652,6 +741,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The frames a drive produced, by frame index.
     async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>>;
+
+    /// Processed uploads other than `upload_id` of `device`, or of `contributor`, whose time
+    /// spans meet `[from, to]`, at most `limit`: the neighbours a teleport between uploads, or a
+    /// farm of parked batches, is looked for among.
+    async fn neighbours(
+        &self,
+        upload_id: i64,
+        device: &DeviceId,
+        contributor: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Neighbour>>;
+
+    /// Uploads received before `upload_id` that touched any of `cells` — radio batches through
+    /// their observations (`radio`), else tracks and drives through their cells — with how many
+    /// of them each shares, most first, at most `limit`: where a replay or a copy is looked for.
+    async fn shared_cells(
+        &self,
+        upload_id: i64,
+        radio: bool,
+        cells: &[Cell],
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>>;
+
+    /// The prints of these tracks, where kept.
+    async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>>;
+
+    /// Records an upload refused outright: evidence against its contributor.
+    async fn record_refusal(&self, refusal: &NewRefusal) -> Result<()>;
 
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord>;
 

@@ -17,6 +17,7 @@ use covermap_domain::rewards::{EpochInputs, EpochPeriod};
 use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
 
 use crate::error::{Result, SqlContext, StoreError, redact};
+use crate::rows::FLAGGED_UPLOADS;
 use crate::{
     ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, Decision, DemandAreaRecord, DemandCellState,
     DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash, FrameImage,
@@ -24,6 +25,7 @@ use crate::{
     NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Rejection, SegmentSeen, SessionPart, Store,
     StoreStats, UploadFilter, UploadReceipt, UploadRecord, UploadSession, rows,
 };
+use crate::{Neighbour, NewRefusal, UploadExtent, UploadTrust};
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -34,7 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
      fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
-     observations_rejected, contributor, rewardable";
+     observations_rejected, contributor, rewardable, cells_seen, trust, trust_findings, \
+     trust_epoch, evidence";
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
@@ -131,6 +134,13 @@ fn upload_from_row(row: &PgRow) -> Result<UploadRecord> {
             .ctx("reading an upload")?,
         contributor: row.try_get("contributor").ctx("reading an upload")?,
         rewardable: row.try_get("rewardable").ctx("reading an upload")?,
+        cells_seen: row.try_get("cells_seen").ctx("reading an upload")?,
+        trust: UploadTrust::from_columns(
+            row.try_get("trust").ctx("reading an upload")?,
+            row.try_get("trust_findings").ctx("reading an upload")?,
+            row.try_get("trust_epoch").ctx("reading an upload")?,
+        ),
+        evidence: row.try_get("evidence").ctx("reading an upload")?,
     })
 }
 
@@ -272,11 +282,13 @@ impl Store for PgStore {
         let rows = sqlx::query(&format!(
             "SELECT {UPLOAD_COLUMNS} FROM uploads \
              WHERE ($2::text IS NULL OR contributor = $2) AND ($3::text IS NULL OR device = $3) \
+               AND ($4::text IS NULL OR trust = $4) \
              ORDER BY id DESC LIMIT $1"
         ))
         .bind(limit)
         .bind(&filter.contributor)
         .bind(filter.device.as_ref().map(|d| d.as_str()))
+        .bind(&filter.trust)
         .fetch_all(&self.pool)
         .await
         .ctx("listing uploads")?;
@@ -574,22 +586,62 @@ impl Store for PgStore {
         .await
         .ctx("writing rejected observations")?;
         let (kept, refused) = outcome.observation_counts();
+        let trust = rows::trust_columns(outcome);
         sqlx::query(
             "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = $2, \
                  fixes_rejected = $3, cells = $4, processed_at = $5, matched_m = $6, \
-                 observations_accepted = $7, observations_rejected = $8 WHERE id = $1",
+                 observations_accepted = $7, observations_rejected = $8, cells_seen = $9, \
+                 trust = $10, trust_findings = $11, evidence = $12, trust_changed_at = $5 \
+             WHERE id = $1",
         )
         .bind(lease.upload_id)
         .bind(i64::from(outcome.fixes_accepted))
         .bind(i64::from(outcome.fixes_rejected))
-        .bind(rows::cells_touched(outcome))
+        .bind(trust.cells)
         .bind(now)
         .bind(rows::matched_m(outcome))
         .bind(kept)
         .bind(refused)
+        .bind(trust.cells_seen)
+        .bind(trust.verdict)
+        .bind(trust.findings)
+        .bind(trust.evidence)
         .execute(&mut *tx)
         .await
         .ctx("summarising an upload")?;
+        if let Some(t) = &outcome.trust {
+            if let Some(e) = &t.extent {
+                sqlx::query(
+                    "INSERT INTO upload_extents (upload_id, device, contributor, radio, first_at, \
+                         last_at, first_lat, first_lon, last_lat, last_lon, centre_lat, centre_lon, \
+                         radius_m) \
+                     SELECT $1, device, contributor, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+                     FROM uploads WHERE id = $1",
+                )
+                .bind(lease.upload_id)
+                .bind(e.radio)
+                .bind(e.first_at)
+                .bind(e.last_at)
+                .bind(e.first.lat)
+                .bind(e.first.lon)
+                .bind(e.last.lat)
+                .bind(e.last.lon)
+                .bind(e.centre.lat)
+                .bind(e.centre.lon)
+                .bind(e.radius_m)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing an upload's extent")?;
+            }
+            if let Some(print) = &t.print {
+                sqlx::query("INSERT INTO track_prints (upload_id, points) VALUES ($1, $2)")
+                    .bind(lease.upload_id)
+                    .bind(print)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("writing a track's print")?;
+            }
+        }
         sqlx::query(
             "UPDATE jobs SET status = 'done', finished_at = $2, lease_token = NULL WHERE id = $1",
         )
@@ -643,20 +695,22 @@ impl Store for PgStore {
     }
 
     async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>> {
-        let rows: Vec<(i64, i64, i64, i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT cell, SUM(fixes)::BIGINT, COUNT(*), COUNT(DISTINCT device), \
+        let rows: Vec<(i64, i64, i64, i64, DateTime<Utc>, DateTime<Utc>)> =
+            sqlx::query_as(&format!(
+                "SELECT cell, SUM(fixes)::BIGINT, COUNT(*), COUNT(DISTINCT device), \
                     MIN(first_seen), MAX(last_seen) \
              FROM cell_observations WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+               AND upload_id NOT IN {FLAGGED_UPLOADS} \
              GROUP BY cell ORDER BY cell LIMIT $5",
-        )
-        .bind(bbox.west)
-        .bind(bbox.south)
-        .bind(bbox.east)
-        .bind(bbox.north)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading coverage")?;
+            ))
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading coverage")?;
         rows.into_iter()
             .map(|(cell, fixes, uploads, devices, first_seen, last_seen)| {
                 Ok(CellCoverage {
@@ -757,7 +811,7 @@ impl Store for PgStore {
     }
 
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
-        let rows: Vec<(i64, i32, DateTime<Utc>)> = sqlx::query_as(
+        let rows: Vec<(i64, i32, DateTime<Utc>)> = sqlx::query_as(&format!(
             "WITH s AS (SELECT osm_way_id, piece FROM road_segments \
                         WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)), \
                   seen AS ( \
@@ -765,12 +819,14 @@ impl Store for PgStore {
                     FROM s JOIN matched_stretches m \
                       ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
                     JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
+                    WHERE m.upload_id NOT IN {FLAGGED_UPLOADS} \
                     UNION ALL \
                     SELECT f.osm_way_id, f.way_piece, f.captured_at \
-                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece) \
+                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece \
+                    WHERE f.upload_id NOT IN {FLAGGED_UPLOADS}) \
              SELECT osm_way_id, piece, MAX(t) FROM seen GROUP BY osm_way_id, piece \
              ORDER BY osm_way_id, piece LIMIT $5",
-        )
+        ))
         .bind(bbox.west)
         .bind(bbox.south)
         .bind(bbox.east)
@@ -791,7 +847,8 @@ impl Store for PgStore {
 
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
         let rows: Vec<(i64,)> = sqlx::query_as(
-            "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1) \
+            "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1 \
+                        UNION SELECT id FROM uploads WHERE trust_changed_at > $1) \
              SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
@@ -911,7 +968,7 @@ impl Store for PgStore {
 
     async fn radio_coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioCellSummary>> {
         type R = (i64, i64, i64, i64, i64, i64, Option<i32>, DateTime<Utc>);
-        let rows: Vec<R> = sqlx::query_as(
+        let rows: Vec<R> = sqlx::query_as(&format!(
             "SELECT cell, COUNT(*), COUNT(DISTINCT emitter), \
                     COUNT(DISTINCT emitter) FILTER (WHERE emitter_kind = 'cell'), \
                     COUNT(DISTINCT emitter) FILTER (WHERE emitter_kind = 'wifi'), \
@@ -919,8 +976,9 @@ impl Store for PgStore {
                     MAX(signal_dbm), MAX(observed_at) \
              FROM radio_observations \
              WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+               AND upload_id NOT IN {FLAGGED_UPLOADS} \
              GROUP BY cell ORDER BY cell LIMIT $5",
-        )
+        ))
         .bind(bbox.west)
         .bind(bbox.south)
         .bind(bbox.east)
@@ -984,6 +1042,117 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn neighbours(
+        &self,
+        upload_id: i64,
+        device: &DeviceId,
+        contributor: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Neighbour>> {
+        let rows = sqlx::query(
+            "SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
+                    first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
+             FROM upload_extents \
+             WHERE upload_id <> $1 AND (device = $2 OR contributor = $3) \
+               AND last_at >= $4 AND first_at <= $5 \
+             ORDER BY first_at, upload_id LIMIT $6",
+        )
+        .bind(upload_id)
+        .bind(device.as_str())
+        .bind(contributor)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading neighbouring uploads")?;
+        rows.iter()
+            .map(|r| {
+                let ctx = "reading an upload's extent";
+                let at = |lat: &str, lon: &str| -> Result<LatLon> {
+                    Ok(LatLon::new(
+                        r.try_get(lat).ctx(ctx)?,
+                        r.try_get(lon).ctx(ctx)?,
+                    )?)
+                };
+                Ok(Neighbour {
+                    upload_id: r.try_get("upload_id").ctx(ctx)?,
+                    device: r.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+                    contributor: r.try_get("contributor").ctx(ctx)?,
+                    extent: UploadExtent {
+                        radio: r.try_get("radio").ctx(ctx)?,
+                        first_at: r.try_get("first_at").ctx(ctx)?,
+                        last_at: r.try_get("last_at").ctx(ctx)?,
+                        first: at("first_lat", "first_lon")?,
+                        last: at("last_lat", "last_lon")?,
+                        centre: at("centre_lat", "centre_lon")?,
+                        radius_m: r.try_get("radius_m").ctx(ctx)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn shared_cells(
+        &self,
+        upload_id: i64,
+        radio: bool,
+        cells: &[Cell],
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let table = if radio {
+            "(SELECT DISTINCT upload_id, cell FROM radio_observations WHERE cell = ANY($2))"
+        } else {
+            "(SELECT upload_id, cell FROM cell_observations WHERE cell = ANY($2))"
+        };
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT o.upload_id, COUNT(*) FROM {table} o \
+             JOIN uploads u ON u.id = o.upload_id, uploads me \
+             WHERE me.id = $1 AND o.upload_id <> $1 \
+               AND (u.received_at, u.id) < (me.received_at, me.id) \
+             GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT $3"
+        ))
+        .bind(upload_id)
+        .bind(cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("looking for uploads that share cells")?;
+        Ok(rows)
+    }
+
+    async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT upload_id, points FROM track_prints WHERE upload_id = ANY($1) \
+             ORDER BY upload_id",
+        )
+        .bind(upload_ids)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading track prints")?;
+        Ok(rows)
+    }
+
+    async fn record_refusal(&self, r: &NewRefusal) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upload_refusals (device, contributor, kind, sha256, reason, detail, \
+                 received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(r.device.as_str())
+        .bind(&r.contributor)
+        .bind(r.kind.as_str())
+        .bind(&r.sha256)
+        .bind(&r.reason)
+        .bind(&r.detail)
+        .bind(r.received_at)
+        .execute(&self.pool)
+        .await
+        .ctx("recording a refused upload")?;
+        Ok(())
     }
 
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord> {
@@ -1416,7 +1585,8 @@ impl Store for PgStore {
         let sql = match which {
             FrameImage::Published => {
                 "SELECT published_key FROM frames \
-                 WHERE upload_id = $1 AND frame = $2 AND status = 'published'"
+                 WHERE upload_id = $1 AND frame = $2 AND status = 'published' \
+                   AND upload_id NOT IN (SELECT id FROM uploads WHERE trust = 'flagged')"
             }
             FrameImage::Review => {
                 "SELECT review_key FROM frame_rejections WHERE upload_id = $1 AND frame = $2"
@@ -1438,7 +1608,7 @@ impl Store for PgStore {
                     COUNT(DISTINCT f.osm_way_id || ':' || f.way_piece), \
                     MAX(f.captured_at), MIN(f.captured_at) \
              FROM frames f JOIN uploads u ON u.id = f.upload_id \
-             WHERE f.status = 'published' \
+             WHERE f.status = 'published' AND u.trust <> 'flagged' \
                AND f.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
              GROUP BY f.cell ORDER BY f.cell LIMIT $5",
         )

@@ -134,7 +134,8 @@ impl PgStore {
         .ctx("claiming an epoch")?;
         let tagged = sqlx::query(
             "UPDATE uploads SET reward_epoch = $1 \
-             WHERE reward_epoch IS NULL AND status = 'processed' AND received_at < $2",
+             WHERE reward_epoch IS NULL AND status IN ('processed', 'rejected') \
+               AND received_at < $2",
         )
         .bind(n)
         .bind(period.end)
@@ -233,7 +234,7 @@ impl PgStore {
              driven AS MATERIALIZED ( \
                  SELECT ms.cell, ms.osm_way_id, ms.way_piece, MAX(ms.length_m) AS l \
                  FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
-                 WHERE u.reward_epoch < $1 AND u.received_at >= $2 \
+                 WHERE u.reward_epoch < $1 AND u.received_at >= $2 AND u.trust <> 'flagged' \
                    AND ms.cell IN (SELECT cell FROM touched) \
                  GROUP BY ms.cell, ms.osm_way_id, ms.way_piece), \
              observed AS (SELECT cell, SUM(l) AS m FROM driven GROUP BY cell) \
@@ -326,6 +327,42 @@ impl PgStore {
         .fetch_all(pool)
         .await
         .ctx("reading cumulative totals")?;
+        raw.uploads = sqlx::query_as(
+            "SELECT id, CASE WHEN rewardable THEN contributor END, device, kind, \
+                    COALESCE(evidence, '{}') \
+             FROM uploads WHERE reward_epoch = $1 AND status = 'processed'",
+        )
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading an epoch's uploads")?;
+        raw.refusals = sqlx::query_as(
+            "SELECT contributor, device, reason, received_at FROM upload_refusals \
+             WHERE contributor IS NOT NULL AND received_at >= $2 AND received_at < $3 \
+             UNION ALL \
+             SELECT contributor, device, COALESCE(reason, 'rejected'), received_at FROM uploads \
+             WHERE reward_epoch = $1 AND status = 'rejected' AND rewardable \
+               AND contributor IS NOT NULL",
+        )
+        .bind(n)
+        .bind(period.start)
+        .bind(period.end)
+        .fetch_all(pool)
+        .await
+        .ctx("reading an epoch's refusals")?;
+        raw.emitters = sqlx::query_as(
+            "SELECT DISTINCT ON (s.emitter) s.emitter, s.lat, s.lon, s.frequency_mhz, s.samples, \
+                    s.observers, s.radius_m \
+             FROM emitter_sites s \
+             WHERE s.epoch < $1 AND s.emitter IN ( \
+                 SELECT r.emitter FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+                 WHERE u.reward_epoch = $1) \
+             ORDER BY s.emitter, s.epoch DESC",
+        )
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .ctx("reading emitters' sites")?;
         raw.usage = sqlx::query_as("SELECT area, requests FROM usage_counts WHERE epoch = $1 - 1")
             .bind(n)
             .fetch_all(pool)
@@ -443,6 +480,44 @@ impl PgStore {
                 .await
                 .ctx("writing bounty refunds")?;
         }
+        let verdicts = crate::reward_rows::verdict_rows(&outcome.verdicts)?;
+        sqlx::query(
+            "UPDATE uploads u SET trust = v.t, trust_findings = v.f, trust_epoch = $1, \
+                 trust_changed_at = CASE WHEN u.trust <> v.t THEN $5 ELSE u.trust_changed_at END, \
+                 cells = CASE WHEN v.t = 'flagged' THEN 0 ELSE COALESCE(u.cells_seen, u.cells) END \
+             FROM UNNEST($2::bigint[], $3::text[], $4::text[]) AS v(id, t, f) WHERE u.id = v.id",
+        )
+        .bind(n)
+        .bind(verdicts.iter().map(|v| v.0).collect::<Vec<_>>())
+        .bind(verdicts.iter().map(|v| v.1).collect::<Vec<_>>())
+        .bind(verdicts.iter().map(|v| v.2.as_str()).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("writing uploads' verdicts")?;
+        let e = &outcome.emitters;
+        sqlx::query(
+            "INSERT INTO emitter_sites (emitter, epoch, lat, lon, frequency_mhz, samples, \
+                 observers, radius_m) \
+             SELECT em, $1, la, lo, f, n, o, r FROM UNNEST($2::text[], $3::float8[], \
+                 $4::float8[], $5::float8[], $6::bigint[], $7::text[], $8::float8[]) \
+                 AS x(em, la, lo, f, n, o, r)",
+        )
+        .bind(n)
+        .bind(e.iter().map(|x| x.emitter.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|x| x.lat).collect::<Vec<_>>())
+        .bind(e.iter().map(|x| x.lon).collect::<Vec<_>>())
+        .bind(e.iter().map(|x| x.frequency_mhz).collect::<Vec<_>>())
+        .bind(
+            e.iter()
+                .map(|x| to_i64(x.samples, "samples"))
+                .collect::<Result<Vec<_>>>()?,
+        )
+        .bind(e.iter().map(|x| x.observers.join(",")).collect::<Vec<_>>())
+        .bind(e.iter().map(|x| x.radius_m).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("writing emitters' sites")?;
         let manifest =
             serde_json::to_value(m).map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
         sqlx::query(
@@ -619,7 +694,7 @@ impl PgStore {
                     COALESCE(r.radio, r.emitter_kind), r.emitter, r.signal_dbm, r.observed_at, \
                     ST_Y(r.geom), ST_X(r.geom) \
              FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
-             WHERE r.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+             WHERE r.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) AND u.trust <> 'flagged' \
              ORDER BY r.upload_id, r.seq LIMIT $5",
         )
         .bind(bbox.west)
@@ -706,10 +781,11 @@ impl PgStore {
                  COALESCE((SELECT road_length_m FROM road_cells rc WHERE rc.cell = p.cell), 0), \
                  COALESCE((SELECT SUM(l) FROM (SELECT MAX(ms.length_m) AS l \
                      FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
-                     WHERE ms.cell = p.cell AND u.received_at >= $6 \
+                     WHERE ms.cell = p.cell AND u.received_at >= $6 AND u.trust <> 'flagged' \
                      GROUP BY ms.osm_way_id, ms.way_piece) s), 0)::float8, \
-                 (SELECT MAX(f.captured_at) FROM frames f \
-                     WHERE f.cell = p.cell AND f.status = 'published') \
+                 (SELECT MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                     WHERE f.cell = p.cell AND f.status = 'published' \
+                       AND u.trust <> 'flagged') \
              FROM picked p ORDER BY p.cell",
         )
         .bind(bbox.west)

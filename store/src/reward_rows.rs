@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use covermap_domain::Cell;
 use covermap_domain::rewards::{
     Bounty, Capture, CellLastSeen, CellRoads, ContributorEvidence, DemandArea, EpochInputs,
-    EpochPeriod, PreviousTotal, RadioSample, UsageCount,
+    EpochPeriod, KnownEmitter, PreviousTotal, RadioSample, Refusal, UploadEvidence, UsageCount,
 };
 
 use covermap_scoring::epoch::{CellReward, ContributorReward};
@@ -102,6 +102,29 @@ pub(crate) struct RawInputs {
     pub previous: Vec<(String, String)>,
     /// Requests per usage area in the epoch before.
     pub usage: Vec<(i64, i64)>,
+    /// Uploads counted: id, paid contributor, device, kind, evidence.
+    pub uploads: Vec<(i64, Option<String>, String, String, String)>,
+    /// Refusals: contributor, device, reason, when.
+    pub refusals: Vec<(String, String, String, DateTime<Utc>)>,
+    /// Known sites: emitter, lat, lon, frequency, samples, observers (comma-separated), radius.
+    pub emitters: Vec<EmitterRow>,
+}
+
+/// An emitter site row: emitter, lat, lon, frequency, samples, observers, radius.
+pub(crate) type EmitterRow = (String, f64, f64, f64, i64, String, f64);
+
+/// An epoch's verdicts as rows: upload, verdict, findings (JSON).
+pub(crate) fn verdict_rows(
+    verdicts: &[covermap_scoring::epoch::UploadVerdict],
+) -> Result<Vec<(i64, &'static str, String)>> {
+    verdicts
+        .iter()
+        .map(|v| {
+            let findings = serde_json::to_string(&v.findings)
+                .map_err(|e| StoreError::Corrupt(format!("findings: {e}")))?;
+            Ok((v.upload_id, v.verdict.as_str(), findings))
+        })
+        .collect()
 }
 
 impl RawInputs {
@@ -226,7 +249,27 @@ impl RawInputs {
             last_seen,
             roads,
             radio,
-            emitters: Vec::new(),
+            emitters: self
+                .emitters
+                .into_iter()
+                .map(
+                    |(emitter, lat, lon, frequency_mhz, samples, observers, radius_m)| {
+                        Ok(KnownEmitter {
+                            emitter,
+                            lat,
+                            lon,
+                            frequency_mhz,
+                            samples: to_u64(samples, "samples")?,
+                            observers: observers
+                                .split(',')
+                                .filter(|o| !o.is_empty())
+                                .map(str::to_owned)
+                                .collect(),
+                            radius_m,
+                        })
+                    },
+                )
+                .collect::<Result<_>>()?,
             demand,
             evidence: evidence.into_values().collect(),
             previous,
@@ -240,6 +283,29 @@ impl RawInputs {
                     })
                 })
                 .collect::<Result<_>>()?,
+            uploads: self
+                .uploads
+                .into_iter()
+                .map(
+                    |(upload_id, contributor, device, kind, evidence)| UploadEvidence {
+                        upload_id,
+                        contributor,
+                        device,
+                        kind,
+                        evidence,
+                    },
+                )
+                .collect(),
+            refusals: self
+                .refusals
+                .into_iter()
+                .map(|(contributor, device, reason, at)| Refusal {
+                    contributor,
+                    device,
+                    reason,
+                    at,
+                })
+                .collect(),
         })
     }
 }

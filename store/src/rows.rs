@@ -161,6 +161,39 @@ pub(crate) const STAGES: [&str; 3] = ["fix", "frame", "radio"];
 
 /// How many distinct cells an outcome touched: its track's, its radio observations' and its
 /// frames'.
+/// What an upload's row records of its trust: verdict, findings and evidence (`pending` and
+/// nothing without a trust record), and the cells it credits: none once flagged.
+pub(crate) struct TrustColumns<'a> {
+    pub verdict: &'a str,
+    pub findings: Option<&'a str>,
+    pub evidence: Option<&'a str>,
+    pub cells_seen: i64,
+    pub cells: i64,
+}
+
+pub(crate) fn trust_columns(outcome: &JobOutcome) -> TrustColumns<'_> {
+    let seen = cells_touched(outcome);
+    match &outcome.trust {
+        None => TrustColumns {
+            verdict: "pending",
+            findings: None,
+            evidence: None,
+            cells_seen: seen,
+            cells: seen,
+        },
+        Some(t) => TrustColumns {
+            verdict: t.verdict.as_str(),
+            findings: Some(t.findings.as_str()),
+            evidence: Some(t.evidence.as_str()),
+            cells_seen: seen,
+            cells: if t.verdict == "flagged" { 0 } else { seen },
+        },
+    }
+}
+
+/// Uploads whose rows every map leaves out: `AND x.upload_id NOT IN (…)`.
+pub(crate) const FLAGGED_UPLOADS: &str = "(SELECT id FROM uploads WHERE trust = 'flagged')";
+
 pub(crate) fn cells_touched(outcome: &JobOutcome) -> i64 {
     let mut cells: Vec<i64> = outcome
         .visits

@@ -23,6 +23,7 @@ use covermap_domain::rewards::{EpochInputs, EpochPeriod};
 use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
 
 use crate::error::{Result, SqlContext, StoreError};
+use crate::rows::FLAGGED_UPLOADS;
 use crate::{
     ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, Decision, DemandAreaRecord, DemandCellState,
     DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash, FrameImage,
@@ -30,6 +31,7 @@ use crate::{
     NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Rejection, SegmentSeen, SessionPart, Store,
     StoreStats, UploadFilter, UploadReceipt, UploadRecord, UploadSession, rows,
 };
+use crate::{Neighbour, NewRefusal, UploadExtent, UploadTrust};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -72,7 +74,8 @@ impl std::ops::DerefMut for WriteTx {
 
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
      fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
-     observations_rejected, contributor, rewardable";
+     observations_rejected, contributor, rewardable, cells_seen, trust, trust_findings, \
+     trust_epoch, evidence";
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -201,6 +204,13 @@ fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord> {
         observations_rejected: get_opt("observations_rejected")?,
         contributor: row.try_get("contributor").ctx("reading an upload")?,
         rewardable: row.try_get("rewardable").ctx("reading an upload")?,
+        cells_seen: get_opt("cells_seen")?,
+        trust: UploadTrust::from_columns(
+            get_str("trust")?,
+            row.try_get("trust_findings").ctx("reading an upload")?,
+            get_opt("trust_epoch")?,
+        ),
+        evidence: row.try_get("evidence").ctx("reading an upload")?,
     })
 }
 
@@ -348,11 +358,13 @@ impl Store for SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT {UPLOAD_COLUMNS} FROM uploads \
              WHERE (?1 IS NULL OR contributor = ?1) AND (?2 IS NULL OR device = ?2) \
+               AND (?4 IS NULL OR trust = ?4) \
              ORDER BY id DESC LIMIT ?3"
         ))
         .bind(&filter.contributor)
         .bind(filter.device.as_ref().map(|d| d.as_str()))
         .bind(limit)
+        .bind(&filter.trust)
         .fetch_all(&self.pool)
         .await
         .ctx("listing uploads")?;
@@ -577,22 +589,62 @@ impl Store for SqliteStore {
             .ctx("writing rejected observations")?;
         }
         let (kept, refused) = outcome.observation_counts();
+        let trust = rows::trust_columns(outcome);
         sqlx::query(
-            "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = ?, \
-                 fixes_rejected = ?, cells = ?, processed_at = ?, matched_m = ?, \
-                 observations_accepted = ?, observations_rejected = ? WHERE id = ?",
+            "UPDATE uploads SET status = 'processed', reason = NULL, fixes_accepted = ?1, \
+                 fixes_rejected = ?2, cells = ?3, processed_at = ?4, matched_m = ?5, \
+                 observations_accepted = ?6, observations_rejected = ?7, cells_seen = ?9, \
+                 trust = ?10, trust_findings = ?11, evidence = ?12, trust_changed_at = ?4 \
+             WHERE id = ?8",
         )
         .bind(i64::from(outcome.fixes_accepted))
         .bind(i64::from(outcome.fixes_rejected))
-        .bind(rows::cells_touched(outcome))
+        .bind(trust.cells)
         .bind(micros(now))
         .bind(rows::matched_m(outcome))
         .bind(kept)
         .bind(refused)
         .bind(lease.upload_id)
+        .bind(trust.cells_seen)
+        .bind(trust.verdict)
+        .bind(trust.findings)
+        .bind(trust.evidence)
         .execute(&mut *tx)
         .await
         .ctx("summarising an upload")?;
+        if let Some(t) = &outcome.trust {
+            if let Some(e) = &t.extent {
+                sqlx::query(
+                    "INSERT INTO upload_extents (upload_id, device, contributor, radio, first_at, \
+                         last_at, first_lat, first_lon, last_lat, last_lon, centre_lat, centre_lon, \
+                         radius_m) \
+                     SELECT ?1, device, contributor, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+                     FROM uploads WHERE id = ?1",
+                )
+                .bind(lease.upload_id)
+                .bind(e.radio)
+                .bind(micros(e.first_at))
+                .bind(micros(e.last_at))
+                .bind(e.first.lat)
+                .bind(e.first.lon)
+                .bind(e.last.lat)
+                .bind(e.last.lon)
+                .bind(e.centre.lat)
+                .bind(e.centre.lon)
+                .bind(e.radius_m)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing an upload's extent")?;
+            }
+            if let Some(print) = &t.print {
+                sqlx::query("INSERT INTO track_prints (upload_id, points) VALUES (?, ?)")
+                    .bind(lease.upload_id)
+                    .bind(print)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("writing a track's print")?;
+            }
+        }
         sqlx::query(
             "UPDATE jobs SET status = 'done', finished_at = ?, lease_token = NULL WHERE id = ?",
         )
@@ -646,13 +698,14 @@ impl Store for SqliteStore {
     }
 
     async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>> {
-        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
             "SELECT cell, SUM(fixes), COUNT(*), COUNT(DISTINCT device), MIN(first_seen), \
                     MAX(last_seen) \
              FROM cell_observations \
              WHERE lat BETWEEN ? AND ? AND lon BETWEEN ? AND ? \
+               AND upload_id NOT IN {FLAGGED_UPLOADS} \
              GROUP BY cell ORDER BY cell LIMIT ?",
-        )
+        ))
         .bind(bbox.south)
         .bind(bbox.north)
         .bind(bbox.west)
@@ -767,7 +820,7 @@ impl Store for SqliteStore {
     }
 
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
             "WITH s AS (SELECT osm_way_id, piece FROM road_segments \
                         WHERE min_lon <= ? AND max_lon >= ? AND min_lat <= ? AND max_lat >= ?), \
                   seen AS ( \
@@ -775,12 +828,14 @@ impl Store for SqliteStore {
                     FROM s JOIN matched_stretches m \
                       ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
                     JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
+                    WHERE m.upload_id NOT IN {FLAGGED_UPLOADS} \
                     UNION ALL \
                     SELECT f.osm_way_id, f.way_piece, f.captured_at \
-                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece) \
+                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece \
+                    WHERE f.upload_id NOT IN {FLAGGED_UPLOADS}) \
              SELECT osm_way_id, piece, MAX(t) FROM seen GROUP BY osm_way_id, piece \
              ORDER BY osm_way_id, piece LIMIT ?",
-        )
+        ))
         .bind(bbox.east)
         .bind(bbox.west)
         .bind(bbox.north)
@@ -803,15 +858,15 @@ impl Store for SqliteStore {
 
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
         let rows: Vec<(i64,)> = sqlx::query_as(
-            "WITH u AS (SELECT id FROM uploads WHERE processed_at > ?) \
+            "WITH u AS (SELECT id FROM uploads WHERE processed_at > ?1 \
+                        UNION SELECT id FROM uploads WHERE trust_changed_at > ?1) \
              SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
              UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
-                 ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > ? \
-             LIMIT ?",
+                 ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > ?1 \
+             LIMIT ?2",
         )
-        .bind(micros(since))
         .bind(micros(since))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -923,7 +978,7 @@ impl Store for SqliteStore {
 
     async fn radio_coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioCellSummary>> {
         type R = (i64, i64, i64, i64, i64, i64, Option<i32>, i64);
-        let rows: Vec<R> = sqlx::query_as(
+        let rows: Vec<R> = sqlx::query_as(&format!(
             "SELECT cell, COUNT(*), COUNT(DISTINCT emitter), \
                     COUNT(DISTINCT CASE WHEN emitter_kind = 'cell' THEN emitter END), \
                     COUNT(DISTINCT CASE WHEN emitter_kind = 'wifi' THEN emitter END), \
@@ -931,8 +986,9 @@ impl Store for SqliteStore {
                     MAX(signal_dbm), MAX(observed_at) \
              FROM radio_observations \
              WHERE lat BETWEEN ? AND ? AND lon BETWEEN ? AND ? \
+               AND upload_id NOT IN {FLAGGED_UPLOADS} \
              GROUP BY cell ORDER BY cell LIMIT ?",
-        )
+        ))
         .bind(bbox.south)
         .bind(bbox.north)
         .bind(bbox.west)
@@ -995,6 +1051,123 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn neighbours(
+        &self,
+        upload_id: i64,
+        device: &DeviceId,
+        contributor: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Neighbour>> {
+        let rows = sqlx::query(
+            "SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
+                    first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
+             FROM upload_extents \
+             WHERE upload_id <> ?1 AND (device = ?2 OR contributor = ?3) \
+               AND last_at >= ?4 AND first_at <= ?5 \
+             ORDER BY first_at, upload_id LIMIT ?6",
+        )
+        .bind(upload_id)
+        .bind(device.as_str())
+        .bind(contributor)
+        .bind(micros(from))
+        .bind(micros(to))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading neighbouring uploads")?;
+        rows.iter()
+            .map(|r| {
+                let ctx = "reading an upload's extent";
+                let at = |lat: &str, lon: &str| -> Result<LatLon> {
+                    Ok(LatLon::new(
+                        r.try_get(lat).ctx(ctx)?,
+                        r.try_get(lon).ctx(ctx)?,
+                    )?)
+                };
+                Ok(Neighbour {
+                    upload_id: r.try_get("upload_id").ctx(ctx)?,
+                    device: r.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+                    contributor: r.try_get("contributor").ctx(ctx)?,
+                    extent: UploadExtent {
+                        radio: r.try_get("radio").ctx(ctx)?,
+                        first_at: time(r.try_get("first_at").ctx(ctx)?)?,
+                        last_at: time(r.try_get("last_at").ctx(ctx)?)?,
+                        first: at("first_lat", "first_lon")?,
+                        last: at("last_lat", "last_lon")?,
+                        centre: at("centre_lat", "centre_lon")?,
+                        radius_m: r.try_get("radius_m").ctx(ctx)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn shared_cells(
+        &self,
+        upload_id: i64,
+        radio: bool,
+        cells: &[Cell],
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let table = if radio {
+            "(SELECT DISTINCT upload_id, cell FROM radio_observations \
+              WHERE cell IN (SELECT value FROM json_each(?2)))"
+        } else {
+            "(SELECT upload_id, cell FROM cell_observations \
+              WHERE cell IN (SELECT value FROM json_each(?2)))"
+        };
+        let list = serde_json::to_string(&cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(format!("cell list: {e}")))?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT o.upload_id, COUNT(*) FROM {table} o \
+             JOIN uploads u ON u.id = o.upload_id, uploads me \
+             WHERE me.id = ?1 AND o.upload_id <> ?1 \
+               AND (u.received_at, u.id) < (me.received_at, me.id) \
+             GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT ?3"
+        ))
+        .bind(upload_id)
+        .bind(list)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("looking for uploads that share cells")?;
+        Ok(rows)
+    }
+
+    async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let list = serde_json::to_string(upload_ids)
+            .map_err(|e| StoreError::Corrupt(format!("upload list: {e}")))?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT upload_id, points FROM track_prints \
+             WHERE upload_id IN (SELECT value FROM json_each(?)) ORDER BY upload_id",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading track prints")?;
+        Ok(rows)
+    }
+
+    async fn record_refusal(&self, r: &NewRefusal) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upload_refusals (device, contributor, kind, sha256, reason, detail, \
+                 received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.device.as_str())
+        .bind(&r.contributor)
+        .bind(r.kind.as_str())
+        .bind(&r.sha256)
+        .bind(&r.reason)
+        .bind(&r.detail)
+        .bind(micros(r.received_at))
+        .execute(&self.pool)
+        .await
+        .ctx("recording a refused upload")?;
+        Ok(())
     }
 
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord> {
@@ -1448,7 +1621,8 @@ impl Store for SqliteStore {
         let sql = match which {
             FrameImage::Published => {
                 "SELECT published_key FROM frames \
-                 WHERE upload_id = ? AND frame = ? AND status = 'published'"
+                 WHERE upload_id = ? AND frame = ? AND status = 'published' \
+                   AND upload_id NOT IN (SELECT id FROM uploads WHERE trust = 'flagged')"
             }
             FrameImage::Review => {
                 "SELECT review_key FROM frame_rejections WHERE upload_id = ? AND frame = ?"
@@ -1469,7 +1643,7 @@ impl Store for SqliteStore {
                     COUNT(DISTINCT f.osm_way_id || ':' || f.way_piece), \
                     MAX(f.captured_at), MIN(f.captured_at) \
              FROM frames f JOIN uploads u ON u.id = f.upload_id \
-             WHERE f.status = 'published' \
+             WHERE f.status = 'published' AND u.trust <> 'flagged' \
                AND f.lon BETWEEN ? AND ? AND f.lat BETWEEN ? AND ? \
              GROUP BY f.cell ORDER BY f.cell LIMIT ?",
         )

@@ -139,7 +139,8 @@ impl SqliteStore {
         .ctx("claiming an epoch")?;
         let tagged = sqlx::query(
             "UPDATE uploads SET reward_epoch = ? \
-             WHERE reward_epoch IS NULL AND status = 'processed' AND received_at < ?",
+             WHERE reward_epoch IS NULL AND status IN ('processed', 'rejected') \
+               AND received_at < ?",
         )
         .bind(n)
         .bind(micros(period.end))
@@ -244,7 +245,7 @@ impl SqliteStore {
              driven AS MATERIALIZED ( \
                  SELECT ms.cell, ms.osm_way_id, ms.way_piece, MAX(ms.length_m) AS l \
                  FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
-                 WHERE u.reward_epoch < ?1 AND u.received_at >= ?2 \
+                 WHERE u.reward_epoch < ?1 AND u.received_at >= ?2 AND u.trust <> 'flagged' \
                    AND ms.cell IN (SELECT cell FROM touched) \
                  GROUP BY ms.cell, ms.osm_way_id, ms.way_piece), \
              observed AS (SELECT cell, SUM(l) AS m FROM driven GROUP BY cell) \
@@ -370,6 +371,46 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .ctx("reading cumulative totals")?;
+        raw.uploads = sqlx::query_as(
+            "SELECT id, CASE WHEN rewardable THEN contributor END, device, kind, \
+                    COALESCE(evidence, '{}') \
+             FROM uploads WHERE reward_epoch = ? AND status = 'processed'",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading an epoch's uploads")?;
+        let refusals: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT contributor, device, reason, received_at FROM upload_refusals \
+             WHERE contributor IS NOT NULL AND received_at >= ?2 AND received_at < ?3 \
+             UNION ALL \
+             SELECT contributor, device, COALESCE(reason, 'rejected'), received_at FROM uploads \
+             WHERE reward_epoch = ?1 AND status = 'rejected' AND rewardable \
+               AND contributor IS NOT NULL",
+        )
+        .bind(n)
+        .bind(micros(period.start))
+        .bind(micros(period.end))
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading an epoch's refusals")?;
+        raw.refusals = refusals
+            .into_iter()
+            .map(|(c, d, r, at)| Ok((c, d, r, time(at)?)))
+            .collect::<Result<_>>()?;
+        raw.emitters = sqlx::query_as(
+            "SELECT s.emitter, s.lat, s.lon, s.frequency_mhz, s.samples, s.observers, s.radius_m \
+             FROM emitter_sites s \
+             WHERE s.epoch = (SELECT MAX(epoch) FROM emitter_sites t \
+                              WHERE t.emitter = s.emitter AND t.epoch < ?1) \
+               AND s.emitter IN ( \
+                 SELECT r.emitter FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
+                 WHERE u.reward_epoch = ?1)",
+        )
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading emitters' sites")?;
         raw.usage = sqlx::query_as("SELECT area, requests FROM usage_counts WHERE epoch = ? - 1")
             .bind(n)
             .fetch_all(&mut *tx)
@@ -473,6 +514,39 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .ctx("writing bounty refunds")?;
+        }
+        for (id, verdict, findings) in crate::reward_rows::verdict_rows(&outcome.verdicts)? {
+            sqlx::query(
+                "UPDATE uploads SET trust = ?2, trust_findings = ?3, trust_epoch = ?4, \
+                     trust_changed_at = CASE WHEN trust <> ?2 THEN ?5 ELSE trust_changed_at END, \
+                     cells = CASE WHEN ?2 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(verdict)
+            .bind(findings)
+            .bind(n)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .ctx("writing uploads' verdicts")?;
+        }
+        for e in &outcome.emitters {
+            sqlx::query(
+                "INSERT INTO emitter_sites (emitter, epoch, lat, lon, frequency_mhz, samples, \
+                     observers, radius_m) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.emitter)
+            .bind(n)
+            .bind(e.lat)
+            .bind(e.lon)
+            .bind(e.frequency_mhz)
+            .bind(to_i64(e.samples, "samples")?)
+            .bind(e.observers.join(","))
+            .bind(e.radius_m)
+            .execute(&mut *tx)
+            .await
+            .ctx("writing emitters' sites")?;
         }
         let manifest =
             serde_json::to_string(m).map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
@@ -666,7 +740,7 @@ impl SqliteStore {
                     COALESCE(r.radio, r.emitter_kind), r.emitter, r.signal_dbm, r.observed_at, \
                     r.lat, r.lon \
              FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
-             WHERE r.lon BETWEEN ? AND ? AND r.lat BETWEEN ? AND ? \
+             WHERE r.lon BETWEEN ? AND ? AND r.lat BETWEEN ? AND ? AND u.trust <> 'flagged' \
              ORDER BY r.upload_id, r.seq LIMIT ?",
         )
         .bind(bbox.west)
@@ -752,10 +826,11 @@ impl SqliteStore {
                      AS REAL), \
                  CAST(COALESCE((SELECT SUM(l) FROM (SELECT MAX(ms.length_m) AS l \
                      FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
-                     WHERE ms.cell = p.cell AND u.received_at >= ?6 \
+                     WHERE ms.cell = p.cell AND u.received_at >= ?6 AND u.trust <> 'flagged' \
                      GROUP BY ms.osm_way_id, ms.way_piece) s), 0) AS REAL), \
-                 (SELECT MAX(f.captured_at) FROM frames f \
-                     WHERE f.cell = p.cell AND f.status = 'published') \
+                 (SELECT MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
+                     WHERE f.cell = p.cell AND f.status = 'published' \
+                       AND u.trust <> 'flagged') \
              FROM picked p ORDER BY p.cell",
         )
         .bind(bbox.west)

@@ -144,6 +144,7 @@ conformance!(
     epochs_close_once_in_order_over_stored_inputs,
     auditors_approve_and_reject_refused_frames,
     approved_frames_count_once_without_reopening_closed_epochs,
+    trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final,
 );
 
 fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
@@ -952,7 +953,7 @@ async fn uploads_are_listed_by_contributor_and_device(store: Arc<dyn Store>) {
             10,
             &UploadFilter {
                 contributor: Some("alice".into()),
-                device: None,
+                ..UploadFilter::default()
             },
         )
         .await
@@ -963,8 +964,8 @@ async fn uploads_are_listed_by_contributor_and_device(store: Arc<dyn Store>) {
         .recent_uploads(
             10,
             &UploadFilter {
-                contributor: None,
                 device: Some("key-3".parse().unwrap()),
+                ..UploadFilter::default()
             },
         )
         .await
@@ -1706,4 +1707,240 @@ async fn approved_frames_count_once_without_reopening_closed_epochs(store: Arc<d
         captured(&close(e8, e8.end + secs(10)).await),
         vec![(b, 0), (b, 2)]
     );
+}
+
+/// A processed track of `device` (contributor `who`) over `points`, with a trust record.
+async fn judged_track(
+    store: &dyn Store,
+    device: &str,
+    who: &str,
+    content: &str,
+    at: DateTime<Utc>,
+    points: &[(f64, f64)],
+    evidence: &covermap_trust::Evidence,
+) -> i64 {
+    let mut up = new_upload(device, content, at);
+    up.contributor = Some(who.into());
+    up.rewardable = true;
+    let id = store.record_upload(up).await.unwrap().upload_id;
+    let lease = store
+        .lease_job("w", at, LEASE, QueuePolicy::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.upload_id, id);
+    let findings = covermap_trust::judge(
+        evidence,
+        &covermap_scoring::RewardPolicy::shipped().rules.verification,
+    );
+    let pos = |(lat, lon): (f64, f64)| LatLon { lat, lon };
+    let mut o = outcome(points, at);
+    o.radio = points
+        .iter()
+        .enumerate()
+        .map(|(i, &(lat, lon))| RadioRow {
+            observed_at: at + secs(i as i64),
+            emitter_kind: "cell",
+            radio: Some("lte"),
+            emitter: "lte:208:1:100:25601".into(),
+            signal_dbm: Some(-80 - i as i32),
+            accuracy_m: Some(10.0),
+            pos: pos((lat, lon)),
+            cell: cell_at(lat, lon),
+        })
+        .collect();
+    o.trust = Some(covermap_store::TrustRecord {
+        evidence: serde_json::to_string(evidence).unwrap(),
+        verdict: covermap_trust::Verdict::of(&findings).as_str().into(),
+        findings: serde_json::to_string(&findings).unwrap(),
+        extent: Some(covermap_store::UploadExtent {
+            radio: false,
+            first_at: at,
+            last_at: at + secs(points.len() as i64),
+            first: pos(points[0]),
+            last: pos(points[points.len() - 1]),
+            centre: pos(points[0]),
+            radius_m: 800.0,
+        }),
+        print: Some(format!(
+            "{{\"points\":[[{}.0,{},{}]]}}",
+            at.timestamp(),
+            points[0].0,
+            points[0].1
+        )),
+    });
+    store.complete_job(&lease, &o, at + secs(1)).await.unwrap();
+    id
+}
+
+async fn trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final(
+    store: Arc<dyn Store>,
+) {
+    use covermap_scoring::{RewardPolicy, epoch};
+    use covermap_store::{EpochClaim, NewRefusal};
+    let honest = covermap_trust::Evidence::default();
+    let copied = covermap_trust::Evidence {
+        copy_of: Some(1),
+        ..covermap_trust::Evidence::default()
+    };
+    let a = judged_track(
+        store.as_ref(),
+        "cam-a",
+        "alice",
+        "a",
+        t0(),
+        &MONACO,
+        &honest,
+    )
+    .await;
+    let b = judged_track(
+        store.as_ref(),
+        "cam-a",
+        "alice",
+        "b",
+        t0() + secs(60),
+        &MONACO[..2],
+        &copied,
+    )
+    .await;
+    let ra = store.upload(a).await.unwrap().unwrap();
+    let rb = store.upload(b).await.unwrap().unwrap();
+    assert_eq!(ra.trust.verdict, "trusted");
+    assert_eq!((ra.cells, ra.cells_seen), (Some(3), Some(3)));
+    assert_eq!(rb.trust.verdict, "flagged");
+    assert_eq!(rb.trust.findings[0].code, "copied_upload");
+    assert_eq!((rb.cells, rb.cells_seen), (Some(0), Some(2)));
+    assert!(rb.evidence.unwrap().contains("copy_of"));
+    // The maps count alice's trusted upload only.
+    let cov = store.coverage(BoundingBox::WORLD, 100).await.unwrap();
+    assert_eq!(cov.len(), 3);
+    assert!(cov.iter().all(|c| c.uploads == 1));
+    let radio = store.radio_coverage(BoundingBox::WORLD, 100).await.unwrap();
+    assert!(radio.iter().all(|c| c.observations == 1));
+    let flagged = store
+        .recent_uploads(
+            10,
+            &UploadFilter {
+                trust: Some("flagged".into()),
+                ..UploadFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(flagged.iter().map(|u| u.id).collect::<Vec<_>>(), vec![b]);
+    // What later uploads are compared with.
+    let n = store
+        .neighbours(
+            b,
+            &"cam-a".parse().unwrap(),
+            Some("alice"),
+            t0() - secs(3600),
+            t0() + secs(3600),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n.len(), 1);
+    assert_eq!((n[0].upload_id, n[0].extent.radius_m), (a, 800.0));
+    let cells: Vec<Cell> = MONACO.iter().map(|&(la, lo)| cell_at(la, lo)).collect();
+    assert_eq!(
+        store.shared_cells(b, false, &cells, 5).await.unwrap(),
+        vec![(a, 3)]
+    );
+    assert_eq!(
+        store.shared_cells(b, true, &cells, 5).await.unwrap(),
+        vec![(a, 3)]
+    );
+    assert!(
+        store
+            .shared_cells(a, false, &cells, 5)
+            .await
+            .unwrap()
+            .is_empty(),
+        "only earlier uploads"
+    );
+    let prints = store.track_prints(&[a, b, 999]).await.unwrap();
+    assert_eq!(prints.iter().map(|p| p.0).collect::<Vec<_>>(), vec![a, b]);
+    store
+        .record_refusal(&NewRefusal {
+            device: "cam-a".parse().unwrap(),
+            contributor: Some("alice".into()),
+            kind: UploadKind::Gpx,
+            sha256: "00".repeat(32),
+            reason: "implausible_speed".into(),
+            detail: None,
+            received_at: t0() + secs(120),
+        })
+        .await
+        .unwrap();
+    // The epoch reads every upload's evidence and the refusal, and makes the verdicts final.
+    let policy = RewardPolicy::shipped();
+    let e = period(5, t0() - secs(3600));
+    let EpochClaim::Held { token, .. } = store
+        .claim_epoch(&e, "c", t0() + secs(4000), LEASE)
+        .await
+        .unwrap()
+    else {
+        panic!("the epoch is free");
+    };
+    let inputs = store
+        .epoch_inputs(&e, e.start - secs(86_400))
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = inputs.uploads.iter().map(|u| u.upload_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![a, b]);
+    assert_eq!(inputs.refusals.len(), 1);
+    assert_eq!(inputs.refusals[0].reason, "implausible_speed");
+    let outcome = epoch::close(&inputs, &policy);
+    // One copy and one refusal of three sent: alice is a repeat offender.
+    assert_eq!(outcome.penalties[0].reason, "repeat_offender");
+    assert_eq!(outcome.emitters.len(), 1);
+    let before = t0() + secs(4000);
+    store
+        .finish_epoch(&token, &outcome, &policy.source, before + secs(1))
+        .await
+        .unwrap();
+    let rb = store.upload(b).await.unwrap().unwrap();
+    assert_eq!(
+        (rb.trust.verdict.as_str(), rb.trust.epoch),
+        ("flagged", Some(5))
+    );
+    assert_eq!(store.upload(a).await.unwrap().unwrap().trust.epoch, Some(5));
+    assert_eq!(
+        store
+            .epoch_inputs(&e, e.start - secs(86_400))
+            .await
+            .unwrap(),
+        inputs,
+        "inputs read the same after the close"
+    );
+    // The next epoch knows where the emitter stands, and who heard it.
+    let c = judged_track(
+        store.as_ref(),
+        "cam-c",
+        "carol",
+        "c",
+        t0() + secs(86_400),
+        &MONACO,
+        &honest,
+    )
+    .await;
+    let e6 = period(6, t0() - secs(3600) + secs(86_400));
+    let EpochClaim::Held { .. } = store
+        .claim_epoch(&e6, "c", t0() + secs(90_000), LEASE)
+        .await
+        .unwrap()
+    else {
+        panic!("epoch 6 is next");
+    };
+    let next = store
+        .epoch_inputs(&e6, e6.start - secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(next.uploads.len(), 1);
+    assert_eq!(next.uploads[0].upload_id, c);
+    assert_eq!(next.emitters.len(), 1);
+    assert_eq!(next.emitters[0].emitter, "lte:208:1:100:25601");
+    assert_eq!(next.emitters[0].observers, vec!["alice".to_owned()]);
 }
