@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use covermap_domain::{DeviceId, UploadKind};
 use covermap_store::{Blobs, NewUpload, Store, StoreError, UploadReceipt};
+use sha2::{Digest, Sha256};
 
 pub use drive::{
     DriveContents, DriveFrame, DriveLimits, DriveSummary, TrackFormat, gunzip_bounded, read_drive,
@@ -204,6 +205,31 @@ pub fn parse_radio(
     Ok(batch?)
 }
 
+/// Keeps a refused upload's sender, kind, hash and reason: a contributor whose devices keep
+/// sending impossible tracks is a repeat offender even though nothing of them was stored. A
+/// failure to record it is logged; the uploader still gets the refusal.
+async fn record_refusal(
+    store: &dyn Store,
+    uploader: &Uploader,
+    kind: UploadKind,
+    bytes: &[u8],
+    received_at: DateTime<Utc>,
+    error: &IngestError,
+) {
+    let refusal = covermap_store::NewRefusal {
+        device: uploader.device.clone(),
+        contributor: uploader.contributor.clone().filter(|_| uploader.rewardable),
+        kind,
+        sha256: hex::encode(Sha256::digest(bytes)),
+        reason: error.code().to_owned(),
+        detail: Some(error.to_string()),
+        received_at,
+    };
+    if let Err(e) = store.record_refusal(&refusal).await {
+        tracing::warn!(error = %e, "could not record a refused upload");
+    }
+}
+
 /// What [`accept_upload`] kept.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Accepted {
@@ -225,11 +251,18 @@ pub async fn accept_upload(
     received_at: DateTime<Utc>,
     rules: &IngestRules,
 ) -> Result<Accepted, IngestError> {
-    let summary = {
+    let checked = {
         let (bytes, rules) = (bytes.clone(), *rules);
         tokio::task::spawn_blocking(move || check_upload(kind, &bytes, received_at, &rules))
             .await
-            .map_err(|e| IngestError::BadEncoding(format!("checking the upload failed: {e}")))??
+            .map_err(|e| IngestError::BadEncoding(format!("checking the upload failed: {e}")))?
+    };
+    let summary = match checked {
+        Ok(summary) => summary,
+        Err(e) => {
+            record_refusal(store, &uploader, kind, &bytes, received_at, &e).await;
+            return Err(e);
+        }
     };
     let blob = blobs.put(bytes).await?;
     let sha256 = blob.sha256.clone();

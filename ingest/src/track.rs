@@ -76,6 +76,9 @@ pub struct Track {
     pub fixes: Vec<Fix>,
     /// Index of the point in the upload, and why it was left out.
     pub rejected: Vec<(usize, FixRejection)>,
+    /// The points left out as implausible jumps, where they were: the trust stage tells a GNSS
+    /// glitch (away and back) from two drives spliced together (away for good) by them.
+    pub jumps: Vec<Fix>,
 }
 
 /// A track in a few numbers, for the uploader's receipt.
@@ -114,6 +117,7 @@ impl Track {
         let mut track = Track {
             fixes: Vec::new(),
             rejected: Vec::new(),
+            jumps: Vec::new(),
         };
         let points: Vec<RawPoint> = points.into_iter().collect();
         if let Some((seconds, speed_mps)) = sustained_speed(&points, policy) {
@@ -122,7 +126,18 @@ impl Track {
         for (i, p) in points.into_iter().enumerate() {
             match check_one(p, track.fixes.last(), latest, earliest, policy) {
                 Ok(fix) => track.fixes.push(fix),
-                Err(why) => track.rejected.push((i, why)),
+                Err(why) => {
+                    if why == FixRejection::ImplausibleJump
+                        && let (Ok(pos), Some(at)) = (LatLon::new(p.lat, p.lon), p.time)
+                    {
+                        track.jumps.push(Fix {
+                            at,
+                            pos,
+                            accuracy_m: None,
+                        });
+                    }
+                    track.rejected.push((i, why));
+                }
             }
         }
         if track.fixes.is_empty() {

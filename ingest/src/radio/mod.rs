@@ -151,6 +151,9 @@ pub enum RadioRejection {
     BadCellId,
     BadMac,
     NomapSsid,
+    /// A signal no receiver reports for its technology (an LTE cell at −20 dBm, a Wi-Fi access
+    /// point at −130 dBm): the reading is made up, and is refused rather than blanked.
+    ImpossibleSignal,
     // Fields that are only blanked, as Ichnaea blanks them; they appear in `corrections`.
     BadHeading,
     BadPsc,
@@ -184,6 +187,7 @@ impl RadioRejection {
             RadioRejection::BadCellId => "bad_cell_id",
             RadioRejection::BadMac => "bad_mac",
             RadioRejection::NomapSsid => "nomap_ssid",
+            RadioRejection::ImpossibleSignal => "impossible_signal",
             RadioRejection::BadHeading => "bad_heading",
             RadioRejection::BadPsc => "bad_psc",
             RadioRejection::BadSignal => "bad_signal",

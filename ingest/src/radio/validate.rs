@@ -810,6 +810,39 @@ fn within(
     }
 }
 
+/// A signal checked against its technology's range. Ichnaea blanks one outside it; covermap
+/// refuses the reading instead, because a made-up strength is what a fabricated reading carries.
+/// Values that are no measurement at all — 0 and above, which apps send for "unknown", and
+/// sentinels like `i32::MIN` — are still blanked.
+fn signal_within(
+    v: Option<i64>,
+    range: RangeInclusive<i64>,
+    key: &str,
+    notes: &mut Vec<Note>,
+) -> Result<Option<i64>, Refusal> {
+    match v {
+        Some(x) if !range.contains(&x) && (x >= 0 || x < -1000) => {
+            notes.push(Note {
+                field: "signal",
+                reason: R::BadSignal,
+                detail: format!("{x} is not a measurement (an app's placeholder): blanked"),
+            });
+            Ok(None)
+        }
+        Some(x) if !range.contains(&x) => Err(refusal(
+            Some(key.to_owned()),
+            R::ImpossibleSignal,
+            format!(
+                "signal {x} dBm is outside what {} receivers report ({}..{} dBm)",
+                key.split(':').next().unwrap_or("its"),
+                range.start(),
+                range.end()
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn required(v: Raw<i64>, what: &str, reason: RadioRejection) -> Result<i64, Refusal> {
     match v {
         Ok(Some(x)) => Ok(x),
@@ -935,13 +968,7 @@ fn check_cell(raw: RawCell) -> Result<CheckedEmitter, Refusal> {
         asu = None;
     }
     let asu = within(asu, asu_range(radio), "asu", R::BadAsu, &mut notes);
-    let mut signal = within(
-        signal,
-        signal_range(radio),
-        "signal",
-        R::BadSignal,
-        &mut notes,
-    );
+    let mut signal = signal_within(signal, signal_range(radio), &key, &mut notes)?;
     if signal.is_none()
         && let Some(a) = asu
     {
@@ -1018,7 +1045,7 @@ fn check_wifi(raw: RawWifi) -> Result<CheckedEmitter, Refusal> {
     );
     let (channel, frequency) = channel_frequency(channel, frequency);
     let signal = optional(raw.signal, "signal", R::BadSignal, &mut notes);
-    let signal = within(signal, WIFI_SIGNAL, "signal", R::BadSignal, &mut notes);
+    let signal = signal_within(signal, WIFI_SIGNAL, &key, &mut notes)?;
     let age_ms = optional(raw.age_ms, "age", R::BadAge, &mut notes);
     Ok(CheckedEmitter {
         emitter: Emitter::Wifi {
@@ -1041,7 +1068,7 @@ fn check_blue(raw: RawBlue) -> Result<CheckedEmitter, Refusal> {
     let mac = mac_of(raw.mac)?;
     let key = format!("ble:{mac}");
     let signal = optional(raw.signal, "signal", R::BadSignal, &mut notes);
-    let signal = within(signal, BLUE_SIGNAL, "signal", R::BadSignal, &mut notes);
+    let signal = signal_within(signal, BLUE_SIGNAL, &key, &mut notes)?;
     let age_ms = optional(raw.age_ms, "age", R::BadAge, &mut notes);
     Ok(CheckedEmitter {
         emitter: Emitter::Bluetooth { mac },
@@ -1372,7 +1399,7 @@ mod tests {
     fn cell_signal_fields_are_blanked_or_derived_as_ichnaea_does() {
         let b = one_cell(RawCell {
             psc: Ok(Some(504)),
-            signal: Ok(Some(-30)),
+            signal: Ok(Some(0)),
             asu: Ok(Some(98)),
             ta: Ok(Some(64)),
             ..lte(1)
@@ -1389,6 +1416,18 @@ mod tests {
             b.corrections[0].emitter.as_deref(),
             Some("lte:208:1:1234:1")
         );
+
+        // A signal no LTE receiver reports is a made-up reading: refused, not blanked.
+        let b = run(
+            fix(),
+            vec![RawEmitter::Cell(RawCell {
+                signal: Ok(Some(-30)),
+                ..lte(1)
+            })],
+        );
+        assert_eq!(reasons(&b), vec![R::ImpossibleSignal]);
+        assert!(b.observations.is_empty());
+        assert!(b.rejected[0].detail.contains("-30 dBm"), "{:?}", b.rejected);
 
         // Signal from ASU, per radio (Ichnaea's test_asu_signal: asu 15 -> -83, -101, -125).
         for (radio, signal) in [
@@ -1451,7 +1490,7 @@ mod tests {
                 RawEmitter::Wifi(RawWifi::new(Ok(None))),
                 RawEmitter::Blue(RawBlue {
                     mac: Ok(Some("ff:23:45:67:89:ab".into())),
-                    signal: Ok(Some(-128)),
+                    signal: Ok(Some(-2_000_000)),
                     age_ms: Ok(None),
                 }),
             ],
@@ -1523,7 +1562,7 @@ mod tests {
             radio(Ok(Some(37)), Ok(Some(6135)), -70),
             (Some(37), Some(6135), Some(-70), 0)
         );
-        assert_eq!(radio(Ok(Some(0)), Ok(Some(10)), -5), (None, None, None, 3));
+        assert_eq!(radio(Ok(Some(0)), Ok(Some(10)), 5), (None, None, None, 3));
     }
 
     #[test]
