@@ -7,6 +7,7 @@ mod ingest_cmd;
 mod matching;
 mod rewards;
 mod tiles_cmd;
+mod verify;
 mod vision_cmd;
 mod worker;
 
@@ -198,7 +199,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 settings.workers.max(1),
                 store,
                 blobs,
-                worker_config(&settings),
+                worker_config(&settings, &policy),
                 Arc::new(Notify::new()),
                 rx,
             )
@@ -307,7 +308,10 @@ pub(crate) async fn open_storage(settings: &Settings) -> anyhow::Result<(Arc<dyn
     Ok((store, blobs))
 }
 
-pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
+pub(crate) fn worker_config(
+    settings: &Settings,
+    policy: &covermap_scoring::RewardPolicy,
+) -> WorkerConfig {
     WorkerConfig {
         lease: settings.lease(),
         queue: QueuePolicy::default(),
@@ -321,6 +325,7 @@ pub(crate) fn worker_config(settings: &Settings) -> WorkerConfig {
         resolution: settings.resolution(),
         idle_poll: Duration::from_millis(500),
         matching: covermap_roads::matching::MatchParams::for_sigma(10.0),
+        trust: policy.rules.verification.clone(),
     }
 }
 
@@ -407,7 +412,7 @@ impl Server {
         if settings.close_epochs {
             tokio::spawn(rewards::run_closer(
                 store.clone(),
-                policy,
+                policy.clone(),
                 format!("serve-{}", std::process::id()),
                 rx.clone(),
             ));
@@ -416,7 +421,7 @@ impl Server {
             settings.workers,
             store.clone(),
             blobs,
-            worker_config(settings),
+            worker_config(settings, &policy),
             wake,
             rx,
         ));

@@ -17,6 +17,8 @@ use covermap_vision::{FramePool, Look, VisionError};
 use h3o::Resolution;
 use tokio::sync::{Notify, watch};
 
+use crate::verify::{self, Measured};
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub lease: Duration,
@@ -41,6 +43,9 @@ pub struct WorkerConfig {
     /// How often an idle worker looks for work that another process queued.
     pub idle_poll: Duration,
     pub matching: MatchParams,
+    /// The trust stage's thresholds (the reward policy's `[verification]`): each upload is
+    /// judged with its results, so a flagged one never reaches the map.
+    pub trust: covermap_trust::TrustRules,
 }
 
 /// The stored road network as a matching graph; `None` when no roads are loaded (then uploads
@@ -265,30 +270,35 @@ async fn process(
         other => JobFailure::Transient(other.to_string()),
     })?;
     let (kind, received_at, config_) = (lease.kind, lease.received_at, config.clone());
-    let draft = tokio::task::spawn_blocking(move || {
+    let mut draft = tokio::task::spawn_blocking(move || {
         let config = config_;
         if kind.is_track() {
             let track = covermap_ingest::parse(kind, &bytes, received_at, &config.rules.track)
                 .map_err(|e| JobFailure::Rejected(e.to_string()))?;
-            Ok(DriveDraft::plain(track_outcome(
-                &track,
-                roads.as_deref(),
-                &config,
-            )))
+            let outcome = track_outcome(&track, roads.as_deref(), &config);
+            let measured = measure_track(&track, roads.as_deref(), &outcome);
+            Ok(DriveDraft::plain(outcome, measured))
         } else if kind.is_radio() {
-            Ok(DriveDraft::plain(radio_outcome(
-                kind,
-                &bytes,
-                received_at,
-                &config,
-            )?))
+            let (outcome, measured) = radio_outcome(kind, &bytes, received_at, &config)?;
+            Ok(DriveDraft::plain(outcome, measured))
         } else {
             drive_outcome(&bytes, received_at, roads.as_deref(), &config)
         }
     })
     .await
     .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
-    finish_drive(lease, store, blobs, draft, config).await
+    let measured = std::mem::take(&mut draft.measured);
+    let mut outcome = finish_drive(lease, store, blobs, draft, config).await?;
+    outcome.trust = Some(verify::judge(lease, store, measured, &config.trust).await?);
+    Ok(outcome)
+}
+
+/// The trust stage's measures of a track, with the cells it touched.
+fn measure_track(track: &Track, roads: Option<&RoadGraph>, outcome: &JobOutcome) -> Measured {
+    let matched =
+        (!outcome.stretches.is_empty()).then(|| outcome.stretches.iter().map(|s| s.length_m).sum());
+    let cells = outcome.visits.iter().map(|v| v.cell).collect();
+    verify::measure_track(track, roads, matched, cells)
 }
 
 /// A drive's result before its frames' bytes are stored and repeated pictures looked for.
@@ -297,12 +307,15 @@ struct DriveDraft {
     outcome: JobOutcome,
     kept: Vec<KeptFrame>,
     refused: Vec<RefusedFrame>,
+    /// What the trust stage measured, to be finished against earlier uploads.
+    measured: Measured,
 }
 
 impl DriveDraft {
-    fn plain(outcome: JobOutcome) -> Self {
+    fn plain(outcome: JobOutcome, measured: Measured) -> Self {
         Self {
             outcome,
+            measured,
             ..Self::default()
         }
     }
@@ -336,6 +349,7 @@ async fn finish_drive(
         mut outcome,
         kept,
         mut refused,
+        ..
     } = draft;
     if kept.is_empty() && refused.is_empty() {
         return Ok(outcome);
@@ -504,7 +518,7 @@ fn radio_outcome(
     bytes: &[u8],
     received_at: chrono::DateTime<Utc>,
     config: &WorkerConfig,
-) -> Result<JobOutcome, JobFailure> {
+) -> Result<(JobOutcome, Measured), JobFailure> {
     let batch = covermap_ingest::parse_radio(kind, bytes, received_at, &config.rules.radio)
         .map_err(|e| JobFailure::Rejected(e.to_string()))?;
     let mut outcome = JobOutcome::default();
@@ -544,7 +558,8 @@ fn radio_outcome(
             }),
         })
         .collect();
-    Ok(outcome)
+    let measured = verify::measure_radio(&batch, outcome.radio.iter().map(|r| r.cell).collect());
+    Ok((outcome, measured))
 }
 
 /// How the store files an emitter: its kind, and for a cell its radio type.
@@ -634,6 +649,7 @@ fn drive_outcome(
             let track = Track {
                 fixes,
                 rejected: Vec::new(),
+                jumps: Vec::new(),
             };
             (placed, track)
         }
@@ -647,6 +663,7 @@ fn drive_outcome(
         );
     }
     let mut outcome = track_outcome(&track, roads, config);
+    let measured = measure_track(&track, roads, &outcome);
     // Frames are filed under the nearest road segment this drive was matched to (or, where the
     // match found none near, the nearest road).
     let driven: std::collections::HashSet<SegmentRef> = outcome
@@ -749,6 +766,7 @@ fn drive_outcome(
     rejections.sort_by_key(|r| r.item);
     outcome.rejections.extend(rejections);
     draft.outcome = outcome;
+    draft.measured = measured;
     Ok(draft)
 }
 

@@ -5,11 +5,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use covermap_domain::Cell;
 use covermap_domain::rewards::{
     Bounty, Capture, CellLastSeen, CellRoads, ContributorEvidence, DemandArea, EpochInputs,
-    EpochPeriod, KnownEmitter, PreviousTotal, RadioSample, UsageCount,
+    EpochPeriod, KnownEmitter, PreviousTotal, RadioSample, Refusal, UploadEvidence, UsageCount,
 };
 use covermap_scoring::epoch::{self, EpochOutcome};
 use covermap_scoring::ledger::{self, LedgerLeaf};
 use covermap_scoring::policy::{DEFAULT_POLICY, RewardPolicy};
+use covermap_trust::{Evidence, Gap, Verdict};
 use proptest::prelude::*;
 
 fn policy(emission: u64, pool_share: f64) -> RewardPolicy {
@@ -409,8 +410,152 @@ fn arb_inputs() -> impl Strategy<Value = EpochInputs> {
         )
 }
 
+fn evidence(upload: i64, who: &str, e: &Evidence) -> UploadEvidence {
+    UploadEvidence {
+        upload_id: upload,
+        contributor: Some(who.into()),
+        device: format!("cam-{who}"),
+        kind: "gpx".into(),
+        evidence: serde_json::to_string(e).unwrap(),
+    }
+}
+
+/// Two of a contributor's drives, and a third of another's, each capturing its own fresh cell.
+fn three_drives() -> EpochInputs {
+    let mut inputs = golden_inputs();
+    let s = start();
+    inputs.captures = vec![
+        capture(Some("erin"), 11, 0, cell(43.71, 7.41), s),
+        capture(Some("erin"), 12, 0, cell(43.72, 7.41), s),
+        capture(Some("fred"), 13, 0, cell(43.76, 7.45), s),
+    ];
+    inputs.radio.clear();
+    inputs.evidence.clear();
+    inputs.demand.clear();
+    inputs.uploads = [(11, "erin"), (12, "erin"), (13, "fred")]
+        .into_iter()
+        .map(|(u, w)| evidence(u, w, &Evidence::default()))
+        .collect();
+    inputs
+}
+
+#[test]
+fn a_flagged_upload_earns_nothing_and_its_verdict_is_recorded() {
+    let p = policy(1000, 0.2);
+    let mut inputs = three_drives();
+    let honest = epoch::close(&inputs, &p);
+    assert!(
+        honest
+            .verdicts
+            .iter()
+            .all(|v| v.verdict == Verdict::Trusted)
+    );
+    assert_eq!(honest.manifest.flagged_uploads, 0);
+    // Erin's second drive is the same bytes as an upload another device sent first.
+    inputs.uploads[1] = evidence(
+        12,
+        "erin",
+        &Evidence {
+            copy_of: Some(3),
+            ..Evidence::default()
+        },
+    );
+    let o = epoch::close(&inputs, &p);
+    let v = o.verdicts.iter().find(|v| v.upload_id == 12).unwrap();
+    assert_eq!(v.verdict, Verdict::Flagged);
+    assert_eq!(v.findings[0].code, "copied_upload");
+    assert_eq!(o.manifest.flagged_uploads, 1);
+    assert!(!o.cells.iter().any(|c| c.cell == cell(43.72, 7.41)));
+    // One flagged upload of two is no repeat offence: erin keeps her first drive's reward.
+    assert!(o.penalties.is_empty());
+    assert!(amount(&o, "erin") > 0 && amount(&o, "erin") < amount(&honest, "erin"));
+    assert_ne!(o.manifest.inputs.uploads, honest.manifest.inputs.uploads);
+}
+
+#[test]
+fn a_teleport_between_two_uploads_flags_both_and_their_sender() {
+    let p = policy(1000, 0.2);
+    let mut inputs = three_drives();
+    // Drive 12 starts 5 km from where drive 11 ended, ten seconds later.
+    inputs.uploads[1] = evidence(
+        12,
+        "erin",
+        &Evidence {
+            gaps: vec![Gap {
+                upload: 11,
+                shared: "device".into(),
+                seconds: 10.0,
+                distance_m: 5000.0,
+            }],
+            ..Evidence::default()
+        },
+    );
+    let o = epoch::close(&inputs, &p);
+    for id in [11, 12] {
+        let v = o.verdicts.iter().find(|v| v.upload_id == id).unwrap();
+        assert_eq!(v.verdict, Verdict::Flagged, "{v:?}");
+        assert_eq!(v.findings[0].code, "teleport");
+    }
+    assert_eq!(o.penalties[0].contributor, "erin");
+    assert_eq!(o.penalties[0].reason, "repeat_offender");
+    assert_eq!(amount(&o, "erin"), 0);
+    assert_eq!(amount(&o, "fred"), 1000);
+}
+
+#[test]
+fn refusals_count_towards_repeat_offences() {
+    let p = policy(1000, 0.2);
+    let mut inputs = three_drives();
+    inputs.uploads[0] = evidence(
+        11,
+        "erin",
+        &Evidence {
+            copy_of: Some(2),
+            ..Evidence::default()
+        },
+    );
+    let refused = Refusal {
+        contributor: "erin".into(),
+        device: "cam-erin".into(),
+        reason: "implausible_speed".into(),
+        at: start(),
+    };
+    inputs.refusals = vec![refused];
+    let o = epoch::close(&inputs, &p);
+    assert_eq!(o.penalties[0].reason, "repeat_offender");
+    assert!(o.penalties[0].detail.contains("1 refused"));
+    assert_eq!(amount(&o, "erin"), 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn a_flagged_upload_changes_nobody_elses_reward_and_earns_its_sender_nothing(
+        inputs in arb_inputs()
+    ) {
+        let p = policy(1_000_000_000, 0.2);
+        let mut flagged = inputs.clone();
+        // Upload 0 is flagged; dropping its captures and samples must change no reward.
+        flagged.uploads.push(UploadEvidence {
+            upload_id: 0,
+            contributor: None,
+            device: "cam-x".into(),
+            kind: "gpx".into(),
+            evidence: serde_json::to_string(&Evidence {
+                copy_of: Some(99),
+                ..Evidence::default()
+            })
+            .unwrap(),
+        });
+        let mut without = flagged.clone();
+        without.captures.retain(|c| c.upload_id != 0);
+        without.radio.retain(|r| r.upload_id != 0);
+        let a = epoch::close(&flagged, &p);
+        let b = epoch::close(&without, &p);
+        prop_assert_eq!(a.rewards, b.rewards);
+        prop_assert_eq!(&a.manifest.root, &b.manifest.root);
+    }
 
     #[test]
     fn rewards_sum_to_the_emission_minus_the_recorded_dust(

@@ -116,6 +116,43 @@ pub(crate) async fn upload_status(
     }
 }
 
+/// `GET /api/v1/uploads/{id}/evidence` (auditors): what the trust stage measured of an upload
+/// and what it found — the numbers behind its verdict.
+pub(crate) async fn upload_evidence(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::reader(
+        state.store.as_ref(),
+        &method,
+        &uri,
+        &headers,
+        &[Role::Auditor],
+    )
+    .await?;
+    let id = parse_id(&id)?;
+    let rec = state
+        .store
+        .upload(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no upload {id}")))?;
+    let evidence: Option<serde_json::Value> = rec
+        .evidence
+        .as_deref()
+        .map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!({"unreadable": e})));
+    Ok(Json(json!({
+        "upload_id": id,
+        "device": rec.device,
+        "contributor": rec.contributor,
+        "trust": rec.trust,
+        "evidence": evidence,
+    }))
+    .into_response())
+}
+
 /// The stretches of road an upload was matched to, cell by cell, in driving order.
 pub(crate) async fn matched(
     State(state): State<AppState>,
@@ -173,12 +210,19 @@ pub(crate) struct ListQuery {
     limit: Option<i64>,
 }
 
+#[derive(Debug, Deserialize)]
+pub(crate) struct UploadsQuery {
+    limit: Option<i64>,
+    /// Only uploads with this trust verdict: `pending`, `trusted` or `flagged`.
+    trust: Option<String>,
+}
+
 pub(crate) async fn recent_uploads(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    q: Result<Query<UploadsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = auth::caller(
         state.store.as_ref(),
@@ -189,9 +233,19 @@ pub(crate) async fn recent_uploads(
         Utc::now(),
     )
     .await?;
-    let filter = caller.list_filter()?;
+    let mut filter = caller.list_filter()?;
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 50, 1000)?;
+    if let Some(t) = q.trust {
+        if !matches!(t.as_str(), "pending" | "trusted" | "flagged") {
+            return Err(ApiError::bad_field(
+                "invalid_trust",
+                "trust",
+                format!("{t:?} is not one of pending, trusted, flagged"),
+            ));
+        }
+        filter.trust = Some(t);
+    }
     Ok(Json(json!({"uploads": state.store.recent_uploads(limit, &filter).await?})).into_response())
 }
 

@@ -91,16 +91,16 @@ impl Caller {
             Caller::Key(k) if k.role == Role::Device => Ok(match &k.contributor {
                 Some(c) => UploadFilter {
                     contributor: Some(c.clone()),
-                    device: None,
+                    ..UploadFilter::default()
                 },
                 None => UploadFilter {
-                    contributor: None,
                     device: Some(key_device(k.id)),
+                    ..UploadFilter::default()
                 },
             }),
             Caller::Device(d) => Ok(UploadFilter {
-                contributor: None,
                 device: Some(d.device.clone()),
+                ..UploadFilter::default()
             }),
             other => other
                 .require(&[Role::Device, Role::Auditor])

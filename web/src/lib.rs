@@ -138,6 +138,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/uploads/{param}/rejections", get(api::rejections))
         .route("/api/v1/uploads/{param}/radio", get(api::upload_radio))
         .route("/api/v1/uploads/{param}/frames", get(api::upload_frames))
+        .route(
+            "/api/v1/uploads/{param}/evidence",
+            get(api::upload_evidence),
+        )
         // The auditors' queue of refused frames, their decisions and the decisions' log.
         .route("/api/v1/audit/frames", get(imagery::audit_queue))
         .route(
