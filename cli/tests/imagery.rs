@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 const STREET: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <osm version="0.6" generator="covermap test">
   <node id="1" lat="45.4990" lon="-122.5700"/>
-  <node id="2" lat="45.5030" lon="-122.5700"/>
+  <node id="2" lat="45.5080" lon="-122.5700"/>
   <node id="3" lat="45.5010" lon="-122.5730"/>
   <node id="4" lat="45.5010" lon="-122.5760"/>
   <way id="1001"><nd ref="1"/><nd ref="2"/><tag k="highway" v="residential"/></way>

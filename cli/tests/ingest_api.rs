@@ -1039,10 +1039,11 @@ async fn uploads_survive_a_killed_worker(db: Db) {
     let uploads = futures::future::join_all((0..n).map(|i| {
         let (client, signer, base) = (client.clone(), keys.signer.clone(), base.clone());
         async move {
+            // One device, one drive after another (a device is in one place at a time).
             let gpx = gpx_track(
-                43.70 + 0.002 * i as f64,
+                43.70 + 0.013 * i as f64,
                 7.41,
-                start + chrono::Duration::minutes(i),
+                start + chrono::Duration::minutes(3 * i),
                 120,
             );
             post_signed(&client, &signer, &base, "/api/v1/uploads/gpx", gpx).await

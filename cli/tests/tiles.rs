@@ -229,7 +229,7 @@ async fn tiles_end_to_end(db: Db) {
         ("miss", "hit")
     );
 
-    // A drive north through Monaco: its hexagons show within seconds, though the empty tile
+    // A drive along Monaco's streets: its hexagons show within seconds, though the empty tile
     // was cached (the cache lasts a minute otherwise).
     let t0 = Utc::now() - chrono::Duration::minutes(30);
     let (s, r) = post_signed(
@@ -237,7 +237,7 @@ async fn tiles_end_to_end(db: Db) {
         &keys.signer,
         base,
         "/api/v1/uploads/gpx",
-        gpx_track(lat - 0.002, lon, t0, 40),
+        road_gpx("roads/monaco.osm.pbf", lat, lon, t0, 40),
     )
     .await;
     assert_eq!(s, 202, "{r}");

@@ -311,10 +311,105 @@ pub fn camera(rel: &str) -> Vec<u8> {
 pub fn gpx_track(lat: f64, lon: f64, start: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<u8> {
     let mut s = String::from(r#"<gpx version="1.1" creator="test"><trk><trkseg>"#);
     for i in 0..n {
+        // Every fifth fix half a metre to the side, as a receiver wobbles: a line without any
+        // wobble is drawn, not driven, and the trust stage says so. The other fixes lie exactly
+        // on the line, so tests can place frames on it to the micro-degree.
+        let wobble_lon = if i % 5 == 2 { 6e-6 } else { 0.0 };
         s += &format!(
-            r#"<trkpt lat="{:.7}" lon="{lon:.7}"><time>{}</time></trkpt>"#,
+            r#"<trkpt lat="{:.7}" lon="{:.7}"><time>{}</time></trkpt>"#,
             lat + 0.0001 * i as f64,
+            lon + wobble_lon,
             (start + chrono::Duration::seconds(i as i64)).to_rfc3339()
+        );
+    }
+    s += "</trkseg></trk></gpx>";
+    s.into_bytes()
+}
+
+/// A drive along the real roads of the OSM file `rel` (under ../shared/data), from the road
+/// nearest (`lat`, `lon`): `n` fixes a second apart at about 10 m/s, turning at junctions the
+/// way the first road out goes (never against a oneway), with a receiver's wobble of a metre.
+pub fn road_gpx(
+    rel: &str,
+    lat: f64,
+    lon: f64,
+    start: chrono::DateTime<chrono::Utc>,
+    n: usize,
+) -> Vec<u8> {
+    use covermap_domain::LatLon;
+    let network = covermap_roads::osm::read(&shared(rel)).unwrap();
+    let departures = network.departures();
+    let here = LatLon { lat, lon };
+    let nearest = network
+        .segments
+        .iter()
+        .enumerate()
+        .min_by(|a, b| {
+            let d = |s: &covermap_domain::RoadSegment| {
+                s.points
+                    .iter()
+                    .map(|p| p.distance_m(here))
+                    .fold(f64::INFINITY, f64::min)
+            };
+            d(a.1).total_cmp(&d(b.1))
+        })
+        .map(|(i, _)| i)
+        .unwrap();
+    let mut path: Vec<LatLon> = Vec::new();
+    let (mut segment, mut forward) = (nearest, true);
+    let mut used = std::collections::HashSet::new();
+    while path.len() < 2
+        || path.windows(2).map(|w| w[0].distance_m(w[1])).sum::<f64>() < 12.0 * n as f64
+    {
+        let s = &network.segments[segment];
+        let mut points = s.points.clone();
+        if !forward {
+            points.reverse();
+        }
+        path.extend(points);
+        used.insert(segment);
+        let end = if forward {
+            s.osm_node_ids.last()
+        } else {
+            s.osm_node_ids.first()
+        };
+        let Some(next) = end
+            .and_then(|e| departures.get(e))
+            .and_then(|d| d.iter().find(|(i, _)| !used.contains(i)).copied())
+        else {
+            break;
+        };
+        (segment, forward) = next;
+    }
+    let mut fixes = Vec::with_capacity(n);
+    let (mut leg, mut along) = (0usize, 0.0f64);
+    for i in 0..n {
+        let mut step = 10.0;
+        while leg + 1 < path.len() {
+            let len = path[leg].distance_m(path[leg + 1]);
+            if along + step <= len {
+                along += step;
+                break;
+            }
+            step -= len - along;
+            leg += 1;
+            along = 0.0;
+        }
+        let (a, b) = (path[leg], path[(leg + 1).min(path.len() - 1)]);
+        let f = along / a.distance_m(b).max(1e-9);
+        let wobble_lat = ((i * 37 % 11) as f64 - 5.0) * 2e-6;
+        let wobble_lon = ((i * 53 % 7) as f64 - 3.0) * 3e-6;
+        fixes.push((
+            a.lat + (b.lat - a.lat) * f + wobble_lat,
+            a.lon + (b.lon - a.lon) * f + wobble_lon,
+            start + chrono::Duration::seconds(i as i64),
+        ));
+    }
+    let mut s = String::from(r#"<gpx version="1.1" creator="test"><trk><trkseg>"#);
+    for (lat, lon, at) in fixes {
+        s += &format!(
+            r#"<trkpt lat="{lat:.7}" lon="{lon:.7}"><time>{}</time></trkpt>"#,
+            at.to_rfc3339()
         );
     }
     s += "</trkseg></trk></gpx>";
