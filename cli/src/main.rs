@@ -100,10 +100,12 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum RoadsCommand {
-    /// Import the drivable roads of an OSM PBF extract, replacing the stored network.
+    /// Import the drivable roads of OSM extracts, replacing the stored network. Several files
+    /// (two regions, say) make one network; a way in more than one of them is kept once.
     Import {
-        /// An .osm.pbf file.
-        file: PathBuf,
+        /// .osm.pbf, .osm, .osm.gz or .osm.bz2 files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -209,9 +211,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Roads(RoadsCommand::Import { file }) => {
+        Command::Roads(RoadsCommand::Import { files }) => {
             let store = open_store(&settings).await?;
-            let network = covermap_roads::osm::read(&file)?;
+            let mut network = covermap_roads::RoadNetwork {
+                segments: Vec::new(),
+            };
+            let mut seen = std::collections::HashSet::new();
+            for file in &files {
+                for s in covermap_roads::osm::read(file)?.segments {
+                    if seen.insert((s.osm_way_id, s.piece)) {
+                        network.segments.push(s);
+                    }
+                }
+            }
             let n = store
                 .replace_roads(
                     &network.segments,
@@ -221,7 +233,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!(
                 "imported {n} road segments ({:.1} km) from {}",
                 network.total_length_m() / 1000.0,
-                file.display()
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(())
         }

@@ -487,16 +487,34 @@ fn refusal(
     }
 }
 
-/// A track's cells, matched roads and left-out fixes.
+/// A track's cells, matched roads and left-out fixes. Where a road network is loaded, only the
+/// fixes the matcher placed on a road mark the map: a fix in a field or the sea covers nothing.
 fn track_outcome(track: &Track, roads: Option<&RoadGraph>, config: &WorkerConfig) -> JobOutcome {
-    let stretches = match roads {
-        Some(graph) => match_track(graph, &track.fixes, &config.matching, config.resolution),
-        None => Vec::new(),
+    let (stretches, visits) = match roads {
+        Some(graph) => {
+            let (stretches, placed) =
+                match_track(graph, &track.fixes, &config.matching, config.resolution);
+            let on_roads: Vec<Fix> = track
+                .fixes
+                .iter()
+                .zip(placed)
+                .filter(|(_, p)| *p)
+                .map(|(f, _)| *f)
+                .collect();
+            (
+                stretches,
+                covermap_roads::index_fixes(&on_roads, config.resolution),
+            )
+        }
+        None => (
+            Vec::new(),
+            covermap_roads::index_fixes(&track.fixes, config.resolution),
+        ),
     };
     JobOutcome {
         fixes_accepted: track.fixes.len() as u32,
         fixes_rejected: track.rejected.len() as u32,
-        visits: covermap_roads::index_fixes(&track.fixes, config.resolution),
+        visits,
         stretches,
         rejections: track
             .rejected
@@ -820,16 +838,16 @@ enum Verdict {
     Unreadable(&'static str, String),
 }
 
-/// The roads a track drove, cut into cells. A track the matcher cannot place (off the map) has
-/// no stretches; its fixes still count.
+/// The roads a track drove, cut into cells, and which of its fixes the matcher placed on them.
+/// A track the matcher cannot place (off the map) has no stretches and no placed fixes.
 fn match_track(
     graph: &RoadGraph,
     fixes: &[Fix],
     params: &MatchParams,
     resolution: Resolution,
-) -> Vec<covermap_domain::MatchedStretch> {
+) -> (Vec<covermap_domain::MatchedStretch>, Vec<bool>) {
     let Some(t0) = fixes.first().map(|f| f.at) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let points: Vec<TracePoint> = fixes
         .iter()
@@ -840,10 +858,16 @@ fn match_track(
         })
         .collect();
     match graph.matcher().match_trace(&points, params) {
-        Ok(result) => covermap_roads::matched_stretches(&result, graph, resolution),
+        Ok(result) => {
+            let placed = result.snaps.iter().map(Option::is_some).collect();
+            (
+                covermap_roads::matched_stretches(&result, graph, resolution),
+                placed,
+            )
+        }
         Err(e) => {
             tracing::warn!(error = %e, "track could not be matched");
-            Vec::new()
+            (Vec::new(), vec![false; fixes.len()])
         }
     }
 }

@@ -46,13 +46,19 @@ async fn wait_for_end_of(epoch: u64) {
 }
 
 /// Ichnaea's geosubmit v2 example (an LTE cell and a Bluetooth beacon pass, the Wi-Fi group
-/// addresses do not), sent by `key`; `variant` makes the bytes differ between senders.
+/// addresses do not), sent by `key`; `variant` makes it another phone's reading of the same
+/// place: a moment later, a few metres off, the LTE cell 3 dB and the beacon 2 dB apart per
+/// variant (the same readings again would be a copy, and refused as one).
 async fn submit(client: &reqwest::Client, base: &str, key: &str, admin: &str, variant: u8) -> i64 {
+    let v = i32::from(variant);
     let doc = std::fs::read_to_string(shared(
         "radio/geosubmit/ichnaea_geosubmit2_doc_example.json",
     ))
     .unwrap()
-    .replace("1405602028568", &format!("140560202856{variant}"));
+    .replace("1405602028568", &format!("140560202856{variant}"))
+    .replace("-22.7539192", &format!("{:.7}", -22.7539192 + 2e-5 * f64::from(v)))
+    .replace("\"signalStrength\": -51", &format!("\"signalStrength\": {}", -51 - 3 * v))
+    .replace("\"signalStrength\": -110", &format!("\"signalStrength\": {}", -110 + 2 * v));
     let r = client
         .post(format!("{base}/v2/geosubmit?key={key}"))
         .header("content-type", "application/json")
@@ -112,7 +118,7 @@ async fn an_epoch_closes_once_verifies_and_proves(db: Db) {
     );
     assert_eq!(
         (lte["best_dbm"].as_i64(), lte["median_dbm"].as_i64()),
-        (Some(-51), Some(-51))
+        (Some(-54), Some(-57))
     );
     assert_eq!(lte["corroborated"], true);
     wait_for_end_of(n).await;

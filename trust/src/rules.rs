@@ -94,6 +94,11 @@ pub struct RadioTrustRules {
     pub duplicate_overlap: f64,
     pub duplicate_signal_db: f64,
     pub duplicate_shift_mad_s: f64,
+    /// A batch sharing fewer sightings than `small_batch` is a copy only when every one of them
+    /// repeats one of the earlier batch's, within `small_signal_db` and `small_offset_m`.
+    pub small_batch: u32,
+    pub small_signal_db: f64,
+    pub small_offset_m: f64,
     /// An emitter counts (earns, and estimates sites) once this many independent contributors
     /// heard it, in this epoch or before.
     pub emitter_min_contributors: u32,
@@ -152,6 +157,9 @@ impl Default for RadioTrustRules {
             duplicate_overlap: 0.7,
             duplicate_signal_db: 3.0,
             duplicate_shift_mad_s: 5.0,
+            small_batch: 10,
+            small_signal_db: 1.0,
+            small_offset_m: 5.0,
             emitter_min_contributors: 2,
             max_range_m: [
                 ("gsm", 35_000.0),

@@ -25,8 +25,11 @@ pub const PRINT_STEP_S: f64 = 2.0;
 const TWIN_RADIUS_M: f64 = 40.0;
 /// A radio sighting has a twin when the same emitter was heard this close.
 const SIGHTING_RADIUS_M: f64 = 30.0;
-/// Fewer shared points than this say nothing.
+/// Fewer shared track points than this say nothing.
 const MIN_SHARED: usize = 10;
+/// A radio batch may be small (an app sends a few scans at a time): two shared sightings are
+/// compared, and the judge holds small batches to a stricter likeness.
+const MIN_SHARED_SIGHTINGS: usize = 2;
 
 /// A compact copy of a track, kept to compare later uploads with: `[unix seconds, lat, lon]`
 /// every [`PRINT_STEP_S`], positions to a tenth of a metre.
@@ -77,6 +80,9 @@ pub struct Twin {
     pub offset_m: f64,
     /// For radio: the median difference of the shared sightings' signals, dB.
     pub signal_diff_db: Option<f64>,
+    /// Points (sightings) shared.
+    #[serde(default)]
+    pub shared: u32,
 }
 
 impl Twin {
@@ -156,7 +162,7 @@ pub fn compare_tracks(mine: &TrackPrint, theirs: &TrackPrint, upload: i64) -> Op
             offsets.push(d);
         }
     }
-    twin(upload, mine.points.len(), shifts, offsets, None)
+    twin(upload, mine.points.len(), shifts, offsets, None, MIN_SHARED)
 }
 
 /// How the batch `mine` lies on the earlier batch `theirs` (upload `upload`).
@@ -192,7 +198,7 @@ pub fn compare_batches(mine: &[Heard], theirs: &[Heard], upload: i64) -> Option<
         }
     }
     let signal = (!signals.is_empty()).then(|| median(&mut signals));
-    twin(upload, mine.len(), shifts, offsets, signal)
+    twin(upload, mine.len(), shifts, offsets, signal, MIN_SHARED_SIGHTINGS)
 }
 
 fn twin(
@@ -201,8 +207,9 @@ fn twin(
     mut shifts: Vec<f64>,
     mut offsets: Vec<f64>,
     signal_diff_db: Option<f64>,
+    min_shared: usize,
 ) -> Option<Twin> {
-    if shifts.len() < MIN_SHARED || total == 0 {
+    if shifts.len() < min_shared || total == 0 {
         return None;
     }
     let shift_mad = mad(&shifts);
@@ -213,6 +220,7 @@ fn twin(
         shift_mad_s: round3(shift_mad),
         offset_m: round3(median(&mut offsets)),
         signal_diff_db: signal_diff_db.map(round3),
+        shared: shifts.len() as u32,
     })
 }
 
@@ -312,6 +320,7 @@ mod tests {
             shift_mad_s: mad,
             offset_m: 0.0,
             signal_diff_db: None,
+            shared: 20,
         };
         let best = Twin::closest([t(1, 1.0, 60.0), t(2, 0.9, 0.5), t(3, 0.3, 0.0)]).unwrap();
         assert_eq!(best.upload, 2);

@@ -105,6 +105,26 @@ pub fn judge(e: &Evidence, rules: &TrustRules) -> Vec<Finding> {
             format!("the same bytes were uploaded before by another device (upload {first})"),
         ));
     }
+    for g in &e.gaps {
+        if impossible_gap(g, &rules.track) {
+            let how = if g.seconds <= 0.0 {
+                format!(
+                    "{:.0} m away from upload {} of the same {} at the same time",
+                    g.distance_m, g.upload, g.shared
+                )
+            } else {
+                format!(
+                    "{:.0} m from upload {} of the same {} in {:.0} s ({:.0} m/s)",
+                    g.distance_m,
+                    g.upload,
+                    g.shared,
+                    g.seconds,
+                    g.distance_m / g.seconds
+                )
+            };
+            out.push(Finding::new("teleport", how));
+        }
+    }
     if let Some(t) = &e.track {
         judge_track(t, e, rules, &mut out);
     }
@@ -124,26 +144,6 @@ fn judge_track(t: &TrackMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
                 t.teleport_m
             ),
         ));
-    }
-    for g in &e.gaps {
-        if impossible_gap(g, r) {
-            let how = if g.seconds <= 0.0 {
-                format!(
-                    "{:.0} m away from upload {} of the same {} at the same time",
-                    g.distance_m, g.upload, g.shared
-                )
-            } else {
-                format!(
-                    "{:.0} m from upload {} of the same {} in {:.0} s ({:.0} m/s)",
-                    g.distance_m,
-                    g.upload,
-                    g.shared,
-                    g.seconds,
-                    g.distance_m / g.seconds
-                )
-            };
-            out.push(Finding::new("teleport", how));
-        }
     }
     if t.sustained_speed_mps >= r.max_sustained_mps {
         out.push(Finding::new(
@@ -294,10 +294,20 @@ fn judge_radio(b: &BatchMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
             ),
         ));
     }
+    let copied = |w: &crate::twins::Twin| {
+        if w.shared > 0 && w.shared < r.small_batch {
+            w.overlap >= 0.999
+                && w.offset_m <= r.small_offset_m
+                && w.shift_mad_s <= r.duplicate_shift_mad_s
+                && w.signal_diff_db.is_some_and(|d| d <= r.small_signal_db)
+        } else {
+            w.overlap >= r.duplicate_overlap
+                && w.shift_mad_s <= r.duplicate_shift_mad_s
+                && w.signal_diff_db.is_none_or(|d| d <= r.duplicate_signal_db)
+        }
+    };
     if let Some(w) = &e.twin
-        && w.overlap >= r.duplicate_overlap
-        && w.shift_mad_s <= r.duplicate_shift_mad_s
-        && w.signal_diff_db.is_none_or(|d| d <= r.duplicate_signal_db)
+        && copied(w)
     {
         out.push(Finding::new(
             "duplicate_batch",

@@ -180,6 +180,28 @@ async function loadLog() {
   }
 }
 
+async function loadFlagged() {
+  const body = $("#flagged tbody");
+  if (!key) {
+    body.innerHTML = "";
+    return;
+  }
+  try {
+    const r = await api("/api/v1/uploads?trust=flagged&limit=100", { key });
+    body.innerHTML = r.uploads.map((u) => `
+      <tr data-upload="${u.id}">
+        <td><button type="button" data-evidence="${u.id}" title="what was measured">${u.id}</button></td>
+        <td>${esc(u.contributor ?? "")}</td><td>${esc(u.device)}</td><td>${esc(u.kind)}</td>
+        <td>${esc(when(u.received_at))}</td>
+        <td>${u.trust.findings.map((f) => `<div><b>${esc(f.code)}</b> ${esc(f.detail)}</div>`).join("")}</td>
+        <td>${u.trust.epoch ?? "—"}</td>
+      </tr>`).join("") || `<tr><td colspan="7" class="muted">nothing flagged</td></tr>`;
+    $("#flagged-error").textContent = "";
+  } catch (e) {
+    $("#flagged-error").textContent = e.message;
+  }
+}
+
 async function decide(id, decision) {
   const item = items.find((f) => idOf(f) === id);
   const article = $(`article[data-frame="${id}"]`);
@@ -237,6 +259,25 @@ map.on("click", "queue-dot", (e) => {
 });
 map.on("mouseenter", "queue-dot", () => (map.getCanvas().style.cursor = "pointer"));
 map.on("mouseleave", "queue-dot", () => (map.getCanvas().style.cursor = ""));
+$("#flagged").addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-evidence]");
+  if (!b) return;
+  const row = b.closest("tr");
+  const shown = row.nextElementSibling?.classList.contains("evidence");
+  if (shown) {
+    row.nextElementSibling.remove();
+    return;
+  }
+  const detail = document.createElement("tr");
+  detail.className = "evidence";
+  try {
+    const r = await api(`/api/v1/uploads/${b.dataset.evidence}/evidence`, { key });
+    detail.innerHTML = `<td colspan="7"><pre>${esc(JSON.stringify(r.evidence, null, 2))}</pre></td>`;
+  } catch (err) {
+    detail.innerHTML = `<td colspan="7" class="error">${esc(err.message)}</td>`;
+  }
+  row.after(detail);
+});
 $('[data-action="more"]').addEventListener("click", () => loadQueue(true));
 $("#reason").addEventListener("change", () => loadQueue());
 $("#undecided").addEventListener("change", render);
@@ -246,4 +287,5 @@ keyField($("#key-form"), "auditor", (k) => {
   fitted = false;
   loadQueue();
   loadLog();
+  loadFlagged();
 });
