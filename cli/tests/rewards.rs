@@ -56,9 +56,18 @@ async fn submit(client: &reqwest::Client, base: &str, key: &str, admin: &str, va
     ))
     .unwrap()
     .replace("1405602028568", &format!("140560202856{variant}"))
-    .replace("-22.7539192", &format!("{:.7}", -22.7539192 + 2e-5 * f64::from(v)))
-    .replace("\"signalStrength\": -51", &format!("\"signalStrength\": {}", -51 - 3 * v))
-    .replace("\"signalStrength\": -110", &format!("\"signalStrength\": {}", -110 + 2 * v));
+    .replace(
+        "-22.7539192",
+        &format!("{:.7}", -22.7539192 + 2e-5 * f64::from(v)),
+    )
+    .replace(
+        "\"signalStrength\": -51",
+        &format!("\"signalStrength\": {}", -51 - 3 * v),
+    )
+    .replace(
+        "\"signalStrength\": -110",
+        &format!("\"signalStrength\": {}", -110 + 2 * v),
+    );
     let r = client
         .post(format!("{base}/v2/geosubmit?key={key}"))
         .header("content-type", "application/json")

@@ -198,7 +198,14 @@ pub fn compare_batches(mine: &[Heard], theirs: &[Heard], upload: i64) -> Option<
         }
     }
     let signal = (!signals.is_empty()).then(|| median(&mut signals));
-    twin(upload, mine.len(), shifts, offsets, signal, MIN_SHARED_SIGHTINGS)
+    twin(
+        upload,
+        mine.len(),
+        shifts,
+        offsets,
+        signal,
+        MIN_SHARED_SIGHTINGS,
+    )
 }
 
 fn twin(

@@ -336,6 +336,17 @@ pub fn road_gpx(
     start: chrono::DateTime<chrono::Utc>,
     n: usize,
 ) -> Vec<u8> {
+    gpx_of(&road_fixes(rel, lat, lon, start, n))
+}
+
+/// The fixes of [`road_gpx`]: (lat, lon, time).
+pub fn road_fixes(
+    rel: &str,
+    lat: f64,
+    lon: f64,
+    start: chrono::DateTime<chrono::Utc>,
+    n: usize,
+) -> Vec<(f64, f64, chrono::DateTime<chrono::Utc>)> {
     use covermap_domain::LatLon;
     let network = covermap_roads::osm::read(&shared(rel)).unwrap();
     let departures = network.departures();
@@ -384,7 +395,12 @@ pub fn road_gpx(
     let mut fixes = Vec::with_capacity(n);
     let (mut leg, mut along) = (0usize, 0.0f64);
     for i in 0..n {
-        let mut step = 10.0;
+        // A town pace: 8 to 12 m/s, slower every half minute.
+        let mut step = if i % 30 < 5 {
+            4.0
+        } else {
+            8.0 + (i % 7) as f64 * 0.6
+        };
         while leg + 1 < path.len() {
             let len = path[leg].distance_m(path[leg + 1]);
             if along + step <= len {
@@ -405,6 +421,11 @@ pub fn road_gpx(
             start + chrono::Duration::seconds(i as i64),
         ));
     }
+    fixes
+}
+
+/// A GPX 1.1 track of (lat, lon, time) fixes.
+pub fn gpx_of(fixes: &[(f64, f64, chrono::DateTime<chrono::Utc>)]) -> Vec<u8> {
     let mut s = String::from(r#"<gpx version="1.1" creator="test"><trk><trkseg>"#);
     for (lat, lon, at) in fixes {
         s += &format!(
