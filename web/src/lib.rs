@@ -165,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tiles)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(middleware::from_fn(auth::deprecated_signatures))
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
