@@ -1,5 +1,8 @@
 //! Keys and devices: admins issue and revoke API keys; device keys register the ed25519 public
 //! keys their devices sign uploads with.
+//!
+//! A public key is registered once, ever, and answers about devices never tell one owner
+//! anything about another's: a device id or key that is taken is a bare `409`.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -9,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use covermap_domain::{DeviceId, Role};
 use covermap_ingest::access::{self, AccessError};
-use covermap_store::DeviceRecord;
+use covermap_store::{DeviceRecord, Registration};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -121,9 +124,40 @@ pub(crate) struct NewDevice {
     public_key: String,
 }
 
+/// A public key as sent: 64 hex digits of a valid, not weak, ed25519 key; kept in lowercase.
+fn checked_public_key(public_key: &str) -> Result<String, ApiError> {
+    let public_key = public_key.trim().to_ascii_lowercase();
+    access::parse_public_key(&public_key)
+        .map_err(|e| ApiError::bad_field("invalid_public_key", "public_key", e))?;
+    Ok(public_key)
+}
+
+/// The `409` of a device id that is taken: the same whoever holds it, and naming no one.
+fn device_taken(device: &DeviceId) -> ApiError {
+    ApiError::Conflict {
+        code: "device_registered",
+        message: format!(
+            "device id {device} is taken (or was revoked); register the device under another id"
+        ),
+        extra: json!({"field": "device"}),
+    }
+}
+
+/// The `409` of a public key that is, or was, some device's.
+fn key_taken() -> ApiError {
+    ApiError::Conflict {
+        code: "public_key_taken",
+        message: "this public key is registered already; a key belongs to one device, once: \
+                  generate a new key pair"
+            .into(),
+        extra: json!({"field": "public_key"}),
+    }
+}
+
 /// `POST /api/v1/devices` (device or admin key): registers a device's ed25519 public key under
-/// the key's contributor. The same key again is `200` with the first registration; another key
-/// for a registered device is `409`.
+/// the key's contributor. The same registration again (same device, key and owner) is `200`
+/// with the first one; a device id taken in any other way is `409 device_registered`, a public
+/// key some device has or had `409 public_key_taken`.
 pub(crate) async fn register_device(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -145,34 +179,21 @@ pub(crate) async fn register_device(
             "ids of the form key-N are kept for uploads sent with API keys",
         ));
     }
-    let public_key = asked.public_key.trim().to_ascii_lowercase();
-    access::parse_public_key(&public_key)
-        .map_err(|e| ApiError::bad_field("invalid_public_key", "public_key", e))?;
     let asked = DeviceRecord {
         device,
-        public_key,
+        public_key: checked_public_key(&asked.public_key)?,
         contributor: key.contributor.clone(),
         registered_by: key.id,
         registered_at: Utc::now(),
+        rotated_at: None,
+        revoked_at: None,
     };
-    let stored = state
-        .store
-        .register_device(&asked)
-        .await
-        .map_err(|e| match e {
-            covermap_store::StoreError::Conflict(message) => ApiError::Conflict {
-                code: "device_registered",
-                message,
-                extra: json!({"field": "public_key"}),
-            },
-            other => other.into(),
-        })?;
-    let status = if stored.registered_at == asked.registered_at {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(stored)).into_response())
+    match state.store.register_device(&asked).await? {
+        Registration::Created(record) => Ok((StatusCode::CREATED, Json(record)).into_response()),
+        Registration::Existing(record) => Ok((StatusCode::OK, Json(record)).into_response()),
+        Registration::DeviceTaken => Err(device_taken(&asked.device)),
+        Registration::KeyTaken => Err(key_taken()),
+    }
 }
 
 /// `GET /metrics` (admin): Prometheus text.

@@ -217,11 +217,12 @@ pub(crate) async fn signed_device(
         body,
         now,
     )?;
-    // Revoking a key revokes the devices it registered.
-    if store
-        .api_key_by_id(record.registered_by)
-        .await?
-        .is_none_or(|k| k.revoked_at.is_some())
+    // A device is revoked itself, or with the key that registered it.
+    if record.revoked_at.is_some()
+        || store
+            .api_key_by_id(record.registered_by)
+            .await?
+            .is_none_or(|k| k.revoked_at.is_some())
     {
         return Err(AccessError::RevokedDevice(signed.device.clone()).into());
     }
