@@ -5,7 +5,6 @@
 //! anything about another's: a device id or key that is taken is a bare `409`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{self, Caller};
+use crate::body::{self, Body, MAX_JSON_BYTES};
 use crate::{ApiError, AppState};
 
 /// The caller's key, which must admit one of `roles`.
@@ -35,11 +35,6 @@ pub(crate) async fn key_with_role(
     }
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(t)| t)
-        .map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
@@ -52,10 +47,10 @@ pub(crate) async fn create_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    body: Result<Json<NewKey>, JsonRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     key_with_role(&state, &headers, &uri, &[Role::Admin]).await?;
-    let asked = json_body(body)?;
+    let asked: NewKey = body::json(&body::within(body, MAX_JSON_BYTES)?, "invalid_json")?;
     let role: Role = asked
         .role
         .parse()
@@ -162,10 +157,10 @@ pub(crate) async fn register_device(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    body: Result<Json<NewDevice>, JsonRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let key = key_with_role(&state, &headers, &uri, &[Role::Device]).await?;
-    let asked = json_body(body)?;
+    let asked: NewDevice = body::json(&body::within(body, MAX_JSON_BYTES)?, "invalid_json")?;
     let device: DeviceId = asked
         .device
         .parse()
