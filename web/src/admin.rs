@@ -1,20 +1,23 @@
 //! Keys and devices: admins issue and revoke API keys; device keys register the ed25519 public
-//! keys their devices sign uploads with.
+//! keys their devices sign uploads with, list their contributor's devices and revoke them; a
+//! device replaces its own key with a request signed by the current one.
 //!
 //! A public key is registered once, ever, and answers about devices never tell one owner
 //! anything about another's: a device id or key that is taken is a bare `409`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use covermap_domain::{DeviceId, Role};
 use covermap_ingest::access::{self, AccessError};
-use covermap_store::{DeviceRecord, Registration};
+use covermap_store::{ApiKeyRecord, DeviceFilter, DeviceRecord, Registration, Rotation};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::api::{ListQuery, bad_query, checked_limit};
 use crate::auth::{self, Caller};
 use crate::body::{self, Body, MAX_JSON_BYTES};
 use crate::{ApiError, AppState};
@@ -188,6 +191,120 @@ pub(crate) async fn register_device(
         Registration::Existing(record) => Ok((StatusCode::OK, Json(record)).into_response()),
         Registration::DeviceTaken => Err(device_taken(&asked.device)),
         Registration::KeyTaken => Err(key_taken()),
+    }
+}
+
+/// `GET /api/v1/devices?limit=N` (device or admin key): the devices the key may manage — its
+/// contributor's (a key bound to none: those it registered; admins: all), revoked ones too.
+pub(crate) async fn list_devices(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = key_with_role(&state, &headers, &uri, &[Role::Device]).await?;
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = checked_limit(q.limit, 1000, 10_000)?;
+    let devices = state.store.devices(&devices_of(&key), limit).await?;
+    Ok(Json(json!({ "devices": devices })).into_response())
+}
+
+/// The devices a device or admin key manages: an admin's all; a device key's those of its
+/// contributor, or, for a key bound to none, those it registered.
+fn devices_of(key: &ApiKeyRecord) -> DeviceFilter {
+    match (&key.contributor, key.role) {
+        (_, Role::Admin) => DeviceFilter::default(),
+        (Some(c), _) => DeviceFilter {
+            contributor: Some(c.clone()),
+            registered_by: None,
+        },
+        (None, _) => DeviceFilter {
+            contributor: None,
+            registered_by: Some(key.id),
+        },
+    }
+}
+
+/// Whether `device` is one of [`devices_of`] `key`.
+fn manages(key: &ApiKeyRecord, device: &DeviceRecord) -> bool {
+    let filter = devices_of(key);
+    filter
+        .contributor
+        .as_ref()
+        .is_none_or(|c| device.contributor.as_ref() == Some(c))
+        && filter
+            .registered_by
+            .is_none_or(|id| device.registered_by == id)
+}
+
+/// `DELETE /api/v1/devices/{device}` (a device key of its owner, or an admin key): revokes the
+/// device at once — its signed requests get `401 revoked_device` — and retires its key for
+/// ever. A device the key does not manage is `404`, as if it did not exist.
+pub(crate) async fn revoke_device(
+    State(state): State<AppState>,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let key = key_with_role(&state, &headers, &uri, &[Role::Device]).await?;
+    let not_found = || ApiError::NotFound(format!("no active device {device}"));
+    let id: DeviceId = device.parse().map_err(|_| not_found())?;
+    match state.store.device(&id).await? {
+        Some(record) if manages(&key, &record) => {}
+        _ => return Err(not_found()),
+    }
+    if state.store.revoke_device(&id, Utc::now()).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(not_found())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewDeviceKey {
+    public_key: String,
+}
+
+/// `POST /api/v1/devices/{device}/key`, signed by the device with its current key, body
+/// `{"public_key": "<64 hex>"}`: the device signs with the new key from now on, and the old
+/// key is retired for ever (requests signed with it get `401`). The new key must never have
+/// been any device's (`409 public_key_taken`).
+pub(crate) async fn rotate_device_key(
+    State(state): State<AppState>,
+    Path(device): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = body::within(body, MAX_JSON_BYTES)?;
+    let now = Utc::now();
+    let caller =
+        auth::signed_device(state.store.as_ref(), &method, &uri, &headers, &raw, now).await?;
+    let Caller::Device(current) = caller else {
+        return Err(AccessError::Unsigned(access::SIGNATURE_HEADER).into());
+    };
+    // A device replaces its own key only: another device's id in the path is not found.
+    if current.device.as_str() != device {
+        return Err(ApiError::NotFound(format!("no device {device} of yours")));
+    }
+    let asked: NewDeviceKey = body::json(&raw, "invalid_json")?;
+    let new_key = checked_public_key(&asked.public_key)?;
+    match state
+        .store
+        .rotate_device_key(&current.device, &current.public_key, &new_key, now)
+        .await?
+    {
+        Rotation::Rotated(record) => Ok(Json(record).into_response()),
+        Rotation::KeyTaken => Err(key_taken()),
+        Rotation::Superseded => Err(ApiError::Conflict {
+            code: "key_changed",
+            message: "the device's key changed (or the device was revoked) while this rotation \
+                      was on its way; sign again with the current key"
+                .into(),
+            extra: json!({}),
+        }),
     }
 }
 

@@ -170,7 +170,7 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 pub(crate) async fn recent_uploads(

@@ -156,7 +156,15 @@ pub fn router(state: AppState) -> Router {
             get(admin::list_keys).post(admin::create_key),
         )
         .route("/api/v1/keys/{id}", delete(admin::revoke_key))
-        .route("/api/v1/devices", post(admin::register_device))
+        .route(
+            "/api/v1/devices",
+            get(admin::list_devices).post(admin::register_device),
+        )
+        .route("/api/v1/devices/{device}", delete(admin::revoke_device))
+        .route(
+            "/api/v1/devices/{device}/key",
+            post(admin::rotate_device_key),
+        )
         // What-if: a closed epoch under a proposed policy (planners).
         .route(
             "/api/v1/policy/simulate",
