@@ -242,7 +242,7 @@ pub(crate) async fn signed_device(
     if scheme == SignatureScheme::V1 {
         metrics::counter!("covermap_v1_signatures_total").increment(1);
         // Outside `deprecated_signatures` (a handler called directly) there is nobody to tell.
-        let _ = V1_SIGNED.try_with(|signed| signed.set(true));
+        let _ = V1_SIGNED.try_with(|v1| v1.set(true));
     }
     Ok(Caller::Device(record))
 }
@@ -260,7 +260,7 @@ pub(crate) async fn deprecated_signatures(req: Request, next: Next) -> Response 
     let (v1, mut response) = V1_SIGNED
         .scope(Cell::new(false), async {
             let response = next.run(req).await;
-            (V1_SIGNED.with(Cell::get), response)
+            (V1_SIGNED.try_with(Cell::get).unwrap_or(false), response)
         })
         .await;
     if v1 {
