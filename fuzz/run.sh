@@ -28,7 +28,7 @@ DATA=${COVERMAP_DATA:-$ROOT/../shared/data}
 SANITIZER=${SANITIZER:-address}
 MAX_LEN=${MAX_LEN:-65536}
 SEED_LEN=${SEED_LEN:-16384}
-ALL_TARGETS=(gpx nmea exif drive geosubmit wigle opencellid signed_headers)
+ALL_TARGETS=(gpx nmea exif drive geosubmit wigle opencellid signed_headers signed_request)
 
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS=${JOBS:-1}

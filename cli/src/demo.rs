@@ -18,6 +18,9 @@ use rand_distr::{Distribution, Normal};
 use crate::Server;
 use crate::config::Settings;
 
+/// The contributor the demo's drivers upload for.
+const DEMO_CONTRIBUTOR: &str = "demo-contributor";
+
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Road network to drive (.osm.pbf or OSM XML); without one, a generated town.
@@ -84,7 +87,7 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
         .build()?;
     // Keys as an operator would issue them with `covermap keys create`: one for the demo's
     // contributor (its devices register with it), one admin key to look around with.
-    let device_key = issue(&server, Role::Device, Some("demo-contributor")).await?;
+    let device_key = issue(&server, Role::Device, Some(DEMO_CONTRIBUTOR)).await?;
     let admin_key = issue(&server, Role::Admin, None).await?;
     println!("admin key for this demo (try {base}/api/v1/uploads with it): {admin_key}");
     let mut rng = StdRng::seed_from_u64(args.seed);
@@ -92,7 +95,9 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     let mut uploads = Vec::new();
     let now = Utc::now();
     for d in 0..args.drivers {
-        let signer = DeviceSigner::generate(format!("demo-driver-{:02}", d + 1));
+        // Registered with the contributor's key, the device is bound to it, and signs so.
+        let signer =
+            DeviceSigner::generate(format!("demo-driver-{:02}", d + 1)).bound_to(DEMO_CONTRIBUTOR);
         let registered = client
             .post(format!("{base}/api/v1/devices"))
             .bearer_auth(&device_key)

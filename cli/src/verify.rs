@@ -171,6 +171,7 @@ pub(crate) async fn judge(
         .await
         .map_err(|e| transient("reading the upload", e))?;
     let contributor = me.as_ref().and_then(|u| u.contributor.clone());
+    measured.evidence.copy_of = me.as_ref().and_then(|u| u.copy_of);
     if let Some(extent) = &measured.extent {
         let around = Duration::hours(NEIGHBOUR_WINDOW_H);
         let neighbours = store

@@ -198,12 +198,31 @@ async fn every_role_reaches_exactly_its_endpoints() {
         Box::new(geo),
         [401, 2, 2, 403, 403, 2],
     ));
-    // Devices are registered with a device key; keys are the admin's.
+    // Devices are registered, listed and revoked with a device key (or an admin's); a device
+    // replaces its own key, signed; keys are the admin's.
     matrix.push((
         Method::POST,
         "/api/v1/devices".into(),
         Box::new(none),
         [401, 400, 401, 403, 403, 400],
+    ));
+    matrix.push((
+        Method::GET,
+        "/api/v1/devices".into(),
+        Box::new(none),
+        [401, 2, 401, 403, 403, 2],
+    ));
+    matrix.push((
+        Method::DELETE,
+        "/api/v1/devices/cam-nobody".into(),
+        Box::new(none),
+        [401, 404, 401, 403, 403, 404],
+    ));
+    matrix.push((
+        Method::POST,
+        "/api/v1/devices/cam-alice-1/key".into(),
+        Box::new(none),
+        [401, 401, 400, 401, 401, 401],
     ));
     matrix.push((
         Method::GET,

@@ -5,16 +5,21 @@
 //! A signed request carries four headers: `X-Covermap-Device` (the registered device id),
 //! `X-Covermap-Timestamp` (Unix seconds), `X-Covermap-Nonce` (8 to 64 characters of
 //! `[A-Za-z0-9_-]`, never reused by the device) and `X-Covermap-Signature` (128 hex digits: the
-//! ed25519 signature of [`signed_message`]). The message binds the method, the path with its
-//! query, the sha256 of the body, the time and the nonce, so a signature cannot be moved to
-//! another endpoint, body or moment.
+//! ed25519 signature of [`signed_message_v2`]). The message binds the device, the contributor it
+//! is bound to, the method, the path with its query, the sha256 of the body, the time and the
+//! nonce, so a signature cannot be moved to another device, endpoint, body or moment.
+//!
+//! Signatures of the older [`signed_message_v1`] (no device, no contributor) are still accepted
+//! and reported as [`SignatureScheme::V1`] so the server can mark them deprecated: a public key
+//! is registered to one device only, ever, so even a v1 signature verifies for its own device
+//! alone.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use covermap_domain::Role;
 use covermap_store::NewApiKey;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 /// The header names of a signed request.
@@ -143,8 +148,39 @@ pub fn check_role(role: Role, allowed: &[Role]) -> Result<(), AccessError> {
     }
 }
 
-/// The bytes a device signs.
-pub fn signed_message(
+/// Which message a signature covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// [`signed_message_v1`]: the request alone. Deprecated.
+    V1,
+    /// [`signed_message_v2`]: the device, its contributor and the request.
+    V2,
+}
+
+/// The bytes a device signs: the lines `covermap-signature-v2`, the device id, the contributor
+/// the device is bound to (an empty line if none), the method (uppercase), the path with its
+/// query, the body's sha256 in hex, the timestamp and the nonce, joined by `\n`. Device ids,
+/// contributors, paths and nonces hold no line break, so the lines cannot be shifted.
+pub fn signed_message_v2(
+    device: &str,
+    contributor: Option<&str>,
+    method: &str,
+    path_and_query: &str,
+    body_sha256_hex: &str,
+    timestamp: i64,
+    nonce: &str,
+) -> Vec<u8> {
+    format!(
+        "covermap-signature-v2\n{device}\n{}\n{}\n{path_and_query}\n{body_sha256_hex}\n{timestamp}\n{nonce}",
+        contributor.unwrap_or_default(),
+        method.to_ascii_uppercase()
+    )
+    .into_bytes()
+}
+
+/// The bytes of a deprecated v1 signature: the v2 lines without the device and contributor,
+/// under `covermap-signature-v1`.
+pub fn signed_message_v1(
     method: &str,
     path_and_query: &str,
     body_sha256_hex: &str,
@@ -156,6 +192,16 @@ pub fn signed_message(
         method.to_ascii_uppercase()
     )
     .into_bytes()
+}
+
+/// Whether a request signed at `timestamp` may be taken at `now`: at most
+/// [`MAX_CLOCK_SKEW_S`] either way. Any `i64` may come in a header, so the distance is computed
+/// without overflow; one too far to compute is too far.
+pub fn within_clock_skew(timestamp: i64, now: DateTime<Utc>) -> bool {
+    now.timestamp()
+        .checked_sub(timestamp)
+        .and_then(i64::checked_abs)
+        .is_some_and(|skew| skew <= MAX_CLOCK_SKEW_S)
 }
 
 /// The headers of a signed request, read but not yet checked against a device.
@@ -203,49 +249,75 @@ impl SignedHeaders {
         })
     }
 
-    /// Checks the signature with the device's public key (hex) and the time against `now`.
-    /// The nonce is the caller's to claim, after this passed.
+    /// Checks the time against `now`, then the signature with the device's public key (hex) and
+    /// the contributor the device is bound to: a v2 signature first, else a (deprecated) v1
+    /// one. Answers which one it was. The nonce is the caller's to claim, after this passed.
     pub fn verify(
         &self,
         public_key_hex: &str,
+        contributor: Option<&str>,
         method: &str,
         path_and_query: &str,
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<(), AccessError> {
-        let key = parse_public_key(public_key_hex).map_err(|_| AccessError::BadSignature)?;
-        let message = signed_message(
-            method,
-            path_and_query,
-            &hex::encode(Sha256::digest(body)),
-            self.timestamp,
-            &self.nonce,
-        );
-        key.verify(&message, &Signature::from_bytes(&self.signature))
-            .map_err(|_| AccessError::BadSignature)?;
-        if (now.timestamp() - self.timestamp).abs() > MAX_CLOCK_SKEW_S {
+    ) -> Result<SignatureScheme, AccessError> {
+        // The clock first: a stale request is refused without spending a signature check on it.
+        if !within_clock_skew(self.timestamp, now) {
             return Err(AccessError::Stale {
                 signed_at: self.timestamp,
             });
         }
-        Ok(())
+        let key = parse_public_key(public_key_hex).map_err(|_| AccessError::BadSignature)?;
+        let signature = Signature::from_bytes(&self.signature);
+        let body_sha256 = hex::encode(Sha256::digest(body));
+        let v2 = signed_message_v2(
+            &self.device,
+            contributor,
+            method,
+            path_and_query,
+            &body_sha256,
+            self.timestamp,
+            &self.nonce,
+        );
+        // Strict: no small-order keys or non-canonical signatures, which honest signers never
+        // produce and which would let one signature verify under more than one key.
+        if key.verify_strict(&v2, &signature).is_ok() {
+            return Ok(SignatureScheme::V2);
+        }
+        let v1 = signed_message_v1(
+            method,
+            path_and_query,
+            &body_sha256,
+            self.timestamp,
+            &self.nonce,
+        );
+        key.verify_strict(&v1, &signature)
+            .map(|()| SignatureScheme::V1)
+            .map_err(|_| AccessError::BadSignature)
     }
 }
 
-/// A device's public key from 64 hex digits; the error says what is wrong with it.
+/// A device's public key from 64 hex digits; the error says what is wrong with it. Weak
+/// (small-order) keys are refused: a signature "by" one proves nothing.
 pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {
     let bytes: [u8; 32] = hex::decode(hex_key.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or("a public key is 64 hex digits (32 bytes of ed25519)")?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid ed25519 public key".to_owned())
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| "not a valid ed25519 public key".to_owned())?;
+    if key.is_weak() {
+        return Err("a weak (small-order) ed25519 key signs for anyone".to_owned());
+    }
+    Ok(key)
 }
 
-/// A device's side of signing, for the demo, `covermap` tools and tests: a key pair and the
-/// headers of a signed request.
+/// A device's side of signing, for the demo, `covermap` tools and tests: a key pair, the
+/// contributor the device is registered under, and the headers of a signed request.
 #[derive(Debug, Clone)]
 pub struct DeviceSigner {
     pub device: String,
+    contributor: Option<String>,
     key: SigningKey,
 }
 
@@ -257,8 +329,22 @@ impl DeviceSigner {
     pub fn from_secret(device: impl Into<String>, secret: [u8; 32]) -> Self {
         Self {
             device: device.into(),
+            contributor: None,
             key: SigningKey::from_bytes(&secret),
         }
+    }
+
+    /// The contributor the device is registered under (the registering key's), which v2
+    /// signatures name.
+    pub fn bound_to(self, contributor: impl Into<String>) -> Self {
+        Self {
+            contributor: Some(contributor.into()),
+            ..self
+        }
+    }
+
+    pub fn contributor(&self) -> Option<&str> {
+        self.contributor.as_deref()
     }
 
     pub fn public_key_hex(&self) -> String {
@@ -273,29 +359,79 @@ impl DeviceSigner {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> [(&'static str, String); 4] {
-        let nonce = hex::encode(rand::random::<[u8; 12]>());
-        let timestamp = now.timestamp();
-        let message = signed_message(
+        self.headers_at(method, path_and_query, body, now.timestamp())
+    }
+
+    /// [`DeviceSigner::headers`] with the timestamp as given, in Unix seconds (any `i64`: for
+    /// tests of the server's clock check).
+    pub fn headers_at(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        timestamp: i64,
+    ) -> [(&'static str, String); 4] {
+        let nonce = fresh_nonce();
+        let message = signed_message_v2(
+            &self.device,
+            self.contributor.as_deref(),
             method,
             path_and_query,
             &hex::encode(Sha256::digest(body)),
             timestamp,
             &nonce,
         );
-        let signature = self.key.sign(&message);
+        self.headers_of(&message, timestamp, nonce)
+    }
+
+    /// The headers of a deprecated v1 signature, as devices built before v2 send them.
+    pub fn headers_v1(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> [(&'static str, String); 4] {
+        let nonce = fresh_nonce();
+        let timestamp = now.timestamp();
+        let message = signed_message_v1(
+            method,
+            path_and_query,
+            &hex::encode(Sha256::digest(body)),
+            timestamp,
+            &nonce,
+        );
+        self.headers_of(&message, timestamp, nonce)
+    }
+
+    fn headers_of(
+        &self,
+        message: &[u8],
+        timestamp: i64,
+        nonce: String,
+    ) -> [(&'static str, String); 4] {
         [
             (DEVICE_HEADER, self.device.clone()),
             (TIMESTAMP_HEADER, timestamp.to_string()),
             (NONCE_HEADER, nonce),
-            (SIGNATURE_HEADER, hex::encode(signature.to_bytes())),
+            (
+                SIGNATURE_HEADER,
+                hex::encode(self.key.sign(message).to_bytes()),
+            ),
         ]
     }
+}
+
+/// 96 random bits: never repeated in practice, well within the nonce alphabet and length.
+fn fresh_nonce() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::HashMap;
 
     fn read(headers: &[(&'static str, String)]) -> Result<SignedHeaders, AccessError> {
@@ -305,34 +441,139 @@ mod tests {
 
     #[test]
     fn a_signed_request_verifies_and_any_change_breaks_it() {
-        let signer = DeviceSigner::generate("cam-1");
+        let signer = DeviceSigner::generate("cam-1").bound_to("alice");
         let now = Utc::now();
         let body = b"<gpx/>";
         let h = signer.headers("POST", "/api/v1/uploads/gpx", body, now);
         let signed = read(&h).unwrap();
         let pk = signer.public_key_hex();
-        signed
-            .verify(&pk, "post", "/api/v1/uploads/gpx", body, now)
-            .unwrap();
-        let bad = |r: Result<(), AccessError>| r.unwrap_err();
+        let alice = Some("alice");
         assert_eq!(
-            bad(signed.verify(&pk, "POST", "/api/v1/uploads/gpx", b"<gpx />", now)),
+            signed
+                .verify(&pk, alice, "post", "/api/v1/uploads/gpx", body, now)
+                .unwrap(),
+            SignatureScheme::V2
+        );
+        let bad = |r: Result<SignatureScheme, AccessError>| r.unwrap_err();
+        assert_eq!(
+            bad(signed.verify(&pk, alice, "POST", "/api/v1/uploads/gpx", b"<gpx />", now)),
             AccessError::BadSignature
         );
         assert_eq!(
-            bad(signed.verify(&pk, "POST", "/api/v1/drives", body, now)),
+            bad(signed.verify(&pk, alice, "POST", "/api/v1/drives", body, now)),
+            AccessError::BadSignature
+        );
+        // Bound to its contributor: the same request is not bob's, nor unbound.
+        for contributor in [Some("bob"), None] {
+            assert_eq!(
+                bad(signed.verify(&pk, contributor, "POST", "/api/v1/uploads/gpx", body, now)),
+                AccessError::BadSignature
+            );
+        }
+        // Bound to its device: the same signature under another device's header fails.
+        let moved = SignedHeaders {
+            device: "cam-2".into(),
+            ..signed.clone()
+        };
+        assert_eq!(
+            bad(moved.verify(&pk, alice, "POST", "/api/v1/uploads/gpx", body, now)),
             AccessError::BadSignature
         );
         let other = DeviceSigner::generate("cam-1").public_key_hex();
         assert_eq!(
-            bad(signed.verify(&other, "POST", "/api/v1/uploads/gpx", body, now)),
+            bad(signed.verify(&other, alice, "POST", "/api/v1/uploads/gpx", body, now)),
             AccessError::BadSignature
         );
         let later = now + chrono::Duration::seconds(MAX_CLOCK_SKEW_S + 1);
         assert!(matches!(
-            bad(signed.verify(&pk, "POST", "/api/v1/uploads/gpx", body, later)),
+            bad(signed.verify(&pk, alice, "POST", "/api/v1/uploads/gpx", body, later)),
             AccessError::Stale { .. }
         ));
+    }
+
+    #[test]
+    fn v1_signatures_still_verify_and_say_so() {
+        let signer = DeviceSigner::generate("cam-1").bound_to("alice");
+        let now = Utc::now();
+        let h = signer.headers_v1("POST", "/api/v1/uploads/gpx", b"x", now);
+        let signed = read(&h).unwrap();
+        let pk = signer.public_key_hex();
+        assert_eq!(
+            signed
+                .verify(&pk, Some("alice"), "POST", "/api/v1/uploads/gpx", b"x", now)
+                .unwrap(),
+            SignatureScheme::V1
+        );
+        assert_eq!(
+            signed
+                .verify(&pk, Some("alice"), "POST", "/api/v1/uploads/gpx", b"y", now)
+                .unwrap_err(),
+            AccessError::BadSignature
+        );
+    }
+
+    /// `now - timestamp` overflowed for timestamps near `i64::MIN` and `i64::MAX` (and wrapped to
+    /// a small skew in release builds, so `now + i64::MIN` passed).
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_overflows() {
+        let signer = DeviceSigner::generate("cam-1");
+        let pk = signer.public_key_hex();
+        let now = Utc::now();
+        let t = now.timestamp();
+        for timestamp in [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            t.wrapping_add(i64::MIN),
+            t.wrapping_add(i64::MIN) + 1,
+            t.wrapping_sub(i64::MIN),
+            t.wrapping_add(i64::MAX),
+            t + MAX_CLOCK_SKEW_S + 1,
+            t - MAX_CLOCK_SKEW_S - 1,
+        ] {
+            let h = signer.headers_at("POST", "/x", b"", timestamp);
+            let signed = read(&h).unwrap();
+            assert_eq!(
+                signed.verify(&pk, None, "POST", "/x", b"", now),
+                Err(AccessError::Stale {
+                    signed_at: timestamp
+                }),
+                "timestamp {timestamp}"
+            );
+            assert!(!within_clock_skew(timestamp, now));
+        }
+        for offset in [-MAX_CLOCK_SKEW_S, 0, MAX_CLOCK_SKEW_S] {
+            let h = signer.headers_at("POST", "/x", b"", t + offset);
+            read(&h)
+                .unwrap()
+                .verify(&pk, None, "POST", "/x", b"", now)
+                .unwrap();
+        }
+    }
+
+    proptest! {
+        /// Whatever the timestamp and the clock, a well-signed request verifies exactly when the
+        /// two are at most `MAX_CLOCK_SKEW_S` apart.
+        #[test]
+        fn only_timestamps_within_the_skew_verify(
+            timestamp in prop_oneof![
+                any::<i64>(),
+                (-2 * MAX_CLOCK_SKEW_S..=2 * MAX_CLOCK_SKEW_S).prop_map(|o| 1_800_000_000 + o),
+            ],
+            now_s in -8_000_000_000_i64..=8_000_000_000,
+            clock_near_stamp in any::<bool>(),
+        ) {
+            let signer = DeviceSigner::from_secret("cam-1", [9; 32]);
+            let now_s = if clock_near_stamp { 1_800_000_000 } else { now_s };
+            let now = DateTime::from_timestamp(now_s, 0).unwrap();
+            let h = signer.headers_at("POST", "/x", b"", timestamp);
+            let verified = read(&h)
+                .unwrap()
+                .verify(&signer.public_key_hex(), None, "POST", "/x", b"", now);
+            let within = (i128::from(now_s) - i128::from(timestamp)).abs()
+                <= i128::from(MAX_CLOCK_SKEW_S);
+            prop_assert_eq!(verified.is_ok(), within, "{:?}", verified);
+        }
     }
 
     #[test]
@@ -371,6 +612,10 @@ mod tests {
     #[test]
     fn public_keys_are_checked() {
         assert!(parse_public_key("abc").is_err());
+        // The identity point: a small-order key any signature could be forged for.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(parse_public_key(&hex::encode(identity)).is_err());
         let pk = DeviceSigner::generate("d").public_key_hex();
         assert!(parse_public_key(&pk).is_ok());
     }

@@ -57,9 +57,12 @@ pub struct NewUpload {
 pub struct UploadReceipt {
     pub upload_id: i64,
     pub job_id: Option<i64>,
-    /// The same bytes were uploaded before; nothing new was queued.
+    /// The same device uploaded the same bytes before; nothing new was queued.
     pub duplicate: bool,
     pub status: UploadStatus,
+    /// The earliest upload of the same bytes by another device, if any: this upload is a copy
+    /// of someone else's (queued and processed as usual, for the trust stage to judge).
+    pub copy_of: Option<i64>,
 }
 
 /// An upload as recorded, with what its processing found.
@@ -84,6 +87,8 @@ pub struct UploadRecord {
     pub contributor: Option<String>,
     pub rewardable: bool,
     pub processed_at: Option<DateTime<Utc>>,
+    /// The earliest upload of the same bytes by another device, if any.
+    pub copy_of: Option<i64>,
     /// Cells the upload touched; `cells` is what it credits (none once flagged).
     pub cells_seen: Option<i64>,
     /// Whether it is believed, and why not.
@@ -481,7 +486,8 @@ pub struct NewApiKey {
     pub contributor: Option<String>,
 }
 
-/// A device and the ed25519 public key its uploads are signed with.
+/// A device and the ed25519 public key its uploads are signed with now. Its owner is its
+/// contributor, or, for a device bound to none, the key that registered it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceRecord {
     pub device: DeviceId,
@@ -490,6 +496,56 @@ pub struct DeviceRecord {
     pub contributor: Option<String>,
     pub registered_by: i64,
     pub registered_at: DateTime<Utc>,
+    /// When its key was last replaced (none when never); set by the store.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// When it was revoked: it signs nothing any more. Set by the store.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl DeviceRecord {
+    /// Whether `asked` is this registration sent again (a retry): the same key and the same
+    /// owner, and the device still in use.
+    pub fn is_registered_again_as(&self, asked: &DeviceRecord) -> bool {
+        let same_owner = match (&self.contributor, &asked.contributor) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            (None, None) => self.registered_by == asked.registered_by,
+            _ => false,
+        };
+        self.revoked_at.is_none() && self.public_key == asked.public_key && same_owner
+    }
+}
+
+/// What registering a device came to. A public key is registered once, ever: one that is or
+/// was any device's (rotated away and revoked keys included) is never taken again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// Registered now.
+    Created(DeviceRecord),
+    /// Registered before, by the same owner with the same key: that registration.
+    Existing(DeviceRecord),
+    /// The device id is taken: by another owner, with another key, or by a revoked device.
+    DeviceTaken,
+    /// The public key is, or was, some device's.
+    KeyTaken,
+}
+
+/// What replacing a device's key came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The device signs with the new key from now on; the old one is retired for ever.
+    Rotated(DeviceRecord),
+    /// The new key is, or was, some device's.
+    KeyTaken,
+    /// The device no longer has the key the rotation was asked with (another rotation came
+    /// first), was revoked, or does not exist.
+    Superseded,
+}
+
+/// Which devices a listing shows: every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    pub contributor: Option<String>,
+    pub registered_by: Option<i64>,
 }
 
 /// A resumable upload in progress: parts arrive in order until `size_bytes` have come.
@@ -667,8 +723,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 
-    /// Records an upload and queues its job in one transaction. Uploading the same bytes again
-    /// (a replay, a retry after a lost response) returns the first upload, marked duplicate.
+    /// Records an upload and queues its job in one transaction. The same device uploading the
+    /// same bytes again (a retry after a lost response) gets its first upload back, marked
+    /// duplicate. The same bytes from another device are a new upload of that device, never the
+    /// first device's duplicate, with `copy_of` naming the earliest upload of them by another
+    /// device.
     async fn record_upload(&self, upload: NewUpload) -> Result<UploadReceipt>;
 
     async fn upload(&self, id: i64) -> Result<Option<UploadRecord>>;
@@ -782,11 +841,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes a key; `false` if there is no such key or it was revoked already.
     async fn revoke_api_key(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
 
-    /// Registers a device's public key. Registering the same key again returns the first
-    /// registration; a different key for a registered device is a [`StoreError::Conflict`].
-    async fn register_device(&self, device: &DeviceRecord) -> Result<DeviceRecord>;
+    /// Registers a device's public key (its `rotated_at` and `revoked_at` are not read), unless
+    /// the device id or the key is taken (see [`Registration`]).
+    async fn register_device(&self, device: &DeviceRecord) -> Result<Registration>;
 
     async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>>;
+
+    /// Devices that `filter` admits, revoked ones too, by id, at most `limit`.
+    async fn devices(&self, filter: &DeviceFilter, limit: i64) -> Result<Vec<DeviceRecord>>;
+
+    /// Replaces `device`'s public key `from_key` with `to_key` in one transaction: `from_key`
+    /// is retired for ever, `to_key` must never have been any device's (see [`Rotation`]).
+    async fn rotate_device_key(
+        &self,
+        device: &DeviceId,
+        from_key: &str,
+        to_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation>;
+
+    /// Revokes a device and retires its key; `false` if there is no such device or it was
+    /// revoked already.
+    async fn revoke_device(&self, device: &DeviceId, now: DateTime<Utc>) -> Result<bool>;
 
     /// Records that `device` used `nonce`; `false` if it had used it before (a replay). Nonces
     /// seen before `forget_before` are forgotten: requests that old are refused as stale anyway.

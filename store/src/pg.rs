@@ -20,10 +20,11 @@ use crate::error::{Result, SqlContext, StoreError, redact};
 use crate::rows::FLAGGED_UPLOADS;
 use crate::{
     ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, Decision, DemandAreaRecord, DemandCellState,
-    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash, FrameImage,
-    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea,
-    NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Rejection, SegmentSeen, SessionPart, Store,
-    StoreStats, UploadFilter, UploadReceipt, UploadRecord, UploadSession, rows,
+    DeviceFilter, DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash,
+    FrameImage, FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey,
+    NewDemandArea, NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Registration, Rejection,
+    Rotation, SegmentSeen, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
+    UploadRecord, UploadSession, rows,
 };
 use crate::{Neighbour, NewRefusal, UploadExtent, UploadTrust};
 
@@ -34,10 +35,14 @@ pub struct PgStore {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The first half of the advisory lock key uploads of the same bytes take turns under (the
+/// second is a hash of the bytes' sha256): "cm" in ASCII, apart from any other lock.
+const SAME_BYTES_LOCK: i32 = 0x636d;
+
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
      fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
      observations_rejected, contributor, rewardable, cells_seen, trust, trust_findings, \
-     trust_epoch, evidence";
+     trust_epoch, evidence, copy_of";
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
@@ -141,6 +146,7 @@ fn upload_from_row(row: &PgRow) -> Result<UploadRecord> {
             row.try_get("trust_epoch").ctx("reading an upload")?,
         ),
         evidence: row.try_get("evidence").ctx("reading an upload")?,
+        copy_of: row.try_get("copy_of").ctx("reading an upload")?,
     })
 }
 
@@ -164,6 +170,8 @@ fn device_from_row(row: &PgRow) -> Result<DeviceRecord> {
         contributor: row.try_get("contributor").ctx(ctx)?,
         registered_by: row.try_get("registered_by").ctx(ctx)?,
         registered_at: row.try_get("registered_at").ctx(ctx)?,
+        rotated_at: row.try_get("rotated_at").ctx(ctx)?,
+        revoked_at: row.try_get("revoked_at").ctx(ctx)?,
     })
 }
 
@@ -218,10 +226,20 @@ impl Store for PgStore {
 
     async fn record_upload(&self, upload: NewUpload) -> Result<UploadReceipt> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
-        let inserted: Option<i64> = sqlx::query_scalar(
+        // Uploads of the same bytes take turns, so that of two devices sending them at once the
+        // second sees the first's committed row and records itself as its copy.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(SAME_BYTES_LOCK)
+            .bind(&upload.blob.sha256)
+            .execute(&mut *tx)
+            .await
+            .ctx("waiting for uploads of the same bytes")?;
+        let inserted: Option<(i64, Option<i64>)> = sqlx::query_as(
             "INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at, \
-                 contributor, rewardable) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+                 contributor, rewardable, copy_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 (SELECT min(id) FROM uploads WHERE sha256 = $3 AND device <> $1)) \
+             ON CONFLICT (device, sha256) DO NOTHING RETURNING id, copy_of",
         )
         .bind(upload.device.as_str())
         .bind(upload.kind.as_str())
@@ -234,19 +252,22 @@ impl Store for PgStore {
         .fetch_optional(&mut *tx)
         .await
         .ctx("recording an upload")?;
-        let Some(upload_id) = inserted else {
-            let (id, status): (i64, String) =
-                sqlx::query_as("SELECT id, status FROM uploads WHERE sha256 = $1")
-                    .bind(&upload.blob.sha256)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .ctx("finding a duplicate upload")?;
+        let Some((upload_id, copy_of)) = inserted else {
+            let (id, status, copy_of): (i64, String, Option<i64>) = sqlx::query_as(
+                "SELECT id, status, copy_of FROM uploads WHERE device = $1 AND sha256 = $2",
+            )
+            .bind(upload.device.as_str())
+            .bind(&upload.blob.sha256)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("finding a duplicate upload")?;
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(UploadReceipt {
                 upload_id: id,
                 job_id: None,
                 duplicate: true,
                 status: status.parse()?,
+                copy_of,
             });
         };
         let job_id: i64 = sqlx::query_scalar(
@@ -264,6 +285,7 @@ impl Store for PgStore {
             job_id: Some(job_id),
             duplicate: false,
             status: UploadStatus::Queued,
+            copy_of,
         })
     }
 
@@ -1199,7 +1221,8 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn register_device(&self, device: &DeviceRecord) -> Result<DeviceRecord> {
+    async fn register_device(&self, device: &DeviceRecord) -> Result<Registration> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         let inserted = sqlx::query(
             "INSERT INTO devices (device, public_key, contributor, registered_by, registered_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device) DO NOTHING",
@@ -1209,17 +1232,46 @@ impl Store for PgStore {
         .bind(&device.contributor)
         .bind(device.registered_by)
         .bind(device.registered_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .ctx("registering a device")?;
-        if inserted.rows_affected() == 1 {
-            return Ok(device.clone());
+        if inserted.rows_affected() == 0 {
+            let stored = sqlx::query("SELECT * FROM devices WHERE device = $1")
+                .bind(device.device.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("reading a device")?
+                .as_ref()
+                .map(device_from_row)
+                .transpose()?;
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(match stored {
+                Some(stored) if stored.is_registered_again_as(device) => {
+                    Registration::Existing(stored)
+                }
+                _ => Registration::DeviceTaken,
+            });
         }
-        let stored = self
-            .device(&device.device)
-            .await?
-            .ok_or_else(|| StoreError::Conflict("the device was removed meanwhile".into()))?;
-        rows::same_device(stored, device)
+        let key = sqlx::query(
+            "INSERT INTO device_keys (public_key, device, added_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (public_key) DO NOTHING",
+        )
+        .bind(&device.public_key)
+        .bind(device.device.as_str())
+        .bind(device.registered_at)
+        .execute(&mut *tx)
+        .await
+        .ctx("recording a device key")?;
+        if key.rows_affected() == 0 {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(Registration::KeyTaken);
+        }
+        tx.commit().await.ctx("committing a device")?;
+        Ok(Registration::Created(DeviceRecord {
+            rotated_at: None,
+            revoked_at: None,
+            ..device.clone()
+        }))
     }
 
     async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>> {
@@ -1229,6 +1281,97 @@ impl Store for PgStore {
             .await
             .ctx("reading a device")?;
         row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn devices(&self, filter: &DeviceFilter, limit: i64) -> Result<Vec<DeviceRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM devices \
+             WHERE ($1::text IS NULL OR contributor = $1) \
+               AND ($2::bigint IS NULL OR registered_by = $2) \
+             ORDER BY device LIMIT $3",
+        )
+        .bind(&filter.contributor)
+        .bind(filter.registered_by)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing devices")?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn rotate_device_key(
+        &self,
+        device: &DeviceId,
+        from_key: &str,
+        to_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        // Compare and swap: of two rotations signed with the same old key, one wins.
+        let rotated = sqlx::query(
+            "UPDATE devices SET public_key = $3, rotated_at = $4 \
+             WHERE device = $1 AND public_key = $2 AND revoked_at IS NULL RETURNING *",
+        )
+        .bind(device.as_str())
+        .bind(from_key)
+        .bind(to_key)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("rotating a device key")?;
+        let Some(row) = rotated else {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(Rotation::Superseded);
+        };
+        let record = device_from_row(&row)?;
+        let added = sqlx::query(
+            "INSERT INTO device_keys (public_key, device, added_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (public_key) DO NOTHING",
+        )
+        .bind(to_key)
+        .bind(device.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("recording a device key")?;
+        if added.rows_affected() == 0 {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(Rotation::KeyTaken);
+        }
+        sqlx::query("UPDATE device_keys SET retired_at = $2 WHERE public_key = $1")
+            .bind(from_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .ctx("retiring a device key")?;
+        tx.commit().await.ctx("committing a key rotation")?;
+        Ok(Rotation::Rotated(record))
+    }
+
+    async fn revoke_device(&self, device: &DeviceId, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_at = $2 WHERE device = $1 AND revoked_at IS NULL",
+        )
+        .bind(device.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("revoking a device")?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE device_keys SET retired_at = $2 WHERE device = $1 AND retired_at IS NULL",
+        )
+        .bind(device.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("retiring a device key")?;
+        tx.commit().await.ctx("committing a revocation")?;
+        Ok(true)
     }
 
     async fn claim_nonce(

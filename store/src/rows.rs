@@ -3,10 +3,7 @@
 use covermap_domain::{Cell, LatLon, MatchedStretch, RoadCell, RoadSegment};
 
 use crate::error::{Result, StoreError};
-use crate::{
-    DeviceRecord, JobFailure, JobOutcome, Lease, QueuePolicy, SessionPart, StoreStats,
-    UploadSession,
-};
+use crate::{JobFailure, JobOutcome, Lease, QueuePolicy, SessionPart, StoreStats, UploadSession};
 
 pub(crate) fn gave_up(attempts: i32) -> String {
     format!("processing gave up after {attempts} attempts that did not finish")
@@ -205,18 +202,6 @@ pub(crate) fn cells_touched(outcome: &JobOutcome) -> i64 {
     cells.sort_unstable();
     cells.dedup();
     cells.len() as i64
-}
-
-/// Registering a device again: the same key is the first registration; another is a conflict.
-pub(crate) fn same_device(stored: DeviceRecord, asked: &DeviceRecord) -> Result<DeviceRecord> {
-    if stored.public_key == asked.public_key {
-        Ok(stored)
-    } else {
-        Err(StoreError::Conflict(format!(
-            "device {} is registered with another public key",
-            stored.device
-        )))
-    }
 }
 
 /// Why a part could not be added: no session, the wrong offset, or past the declared size.

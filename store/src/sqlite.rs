@@ -26,10 +26,11 @@ use crate::error::{Result, SqlContext, StoreError};
 use crate::rows::FLAGGED_UPLOADS;
 use crate::{
     ApiKeyRecord, AuditFrame, AuditQuery, ClosedEpoch, Decision, DemandAreaRecord, DemandCellState,
-    DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash, FrameImage,
-    FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey, NewDemandArea,
-    NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Rejection, SegmentSeen, SessionPart, Store,
-    StoreStats, UploadFilter, UploadReceipt, UploadRecord, UploadSession, rows,
+    DeviceFilter, DeviceRecord, DueOriginals, EpochClaim, EpochRecord, FrameDecision, FrameHash,
+    FrameImage, FrameRejectionRow, FrameRow, JobFailure, JobOutcome, Lease, NewApiKey,
+    NewDemandArea, NewFrameDecision, NewUpload, QueuePolicy, RadioRow, Registration, Rejection,
+    Rotation, SegmentSeen, SessionPart, Store, StoreStats, UploadFilter, UploadReceipt,
+    UploadRecord, UploadSession, rows,
 };
 use crate::{Neighbour, NewRefusal, UploadExtent, UploadTrust};
 
@@ -75,7 +76,7 @@ impl std::ops::DerefMut for WriteTx {
 const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, reason, \
      fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
      observations_rejected, contributor, rewardable, cells_seen, trust, trust_findings, \
-     trust_epoch, evidence";
+     trust_epoch, evidence, copy_of";
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -211,6 +212,7 @@ fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord> {
             get_opt("trust_epoch")?,
         ),
         evidence: row.try_get("evidence").ctx("reading an upload")?,
+        copy_of: get_opt("copy_of")?,
     })
 }
 
@@ -238,6 +240,16 @@ fn device_from_row(row: &SqliteRow) -> Result<DeviceRecord> {
         contributor: row.try_get("contributor").ctx(ctx)?,
         registered_by: row.try_get("registered_by").ctx(ctx)?,
         registered_at: time(row.try_get("registered_at").ctx(ctx)?)?,
+        rotated_at: row
+            .try_get::<Option<i64>, _>("rotated_at")
+            .ctx(ctx)?
+            .map(time)
+            .transpose()?,
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")
+            .ctx(ctx)?
+            .map(time)
+            .transpose()?,
     })
 }
 
@@ -292,26 +304,33 @@ impl Store for SqliteStore {
 
     async fn record_upload(&self, upload: NewUpload) -> Result<UploadReceipt> {
         let mut tx = self.write().await?;
-        let existing: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, status FROM uploads WHERE sha256 = ?")
-                .bind(&upload.blob.sha256)
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx("finding a duplicate upload")?;
-        if let Some((id, status)) = existing {
+        let existing: Option<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, status, copy_of FROM uploads WHERE device = ? AND sha256 = ?",
+        )
+        .bind(upload.device.as_str())
+        .bind(&upload.blob.sha256)
+        .fetch_optional(&mut *tx)
+        .await
+        .ctx("finding a duplicate upload")?;
+        if let Some((id, status, copy_of)) = existing {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(UploadReceipt {
                 upload_id: id,
                 job_id: None,
                 duplicate: true,
                 status: status.parse()?,
+                copy_of,
             });
         }
         let received = micros(upload.received_at);
-        let upload_id: i64 = sqlx::query_scalar(
+        // Writers are serialised (BEGIN IMMEDIATE), so an earlier upload of the same bytes by
+        // another device is either committed and seen here, or not yet begun.
+        let (upload_id, copy_of): (i64, Option<i64>) = sqlx::query_as(
             "INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at, \
-                 contributor, rewardable) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 contributor, rewardable, copy_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                 (SELECT min(id) FROM uploads WHERE sha256 = ?3 AND device <> ?1)) \
+             RETURNING id, copy_of",
         )
         .bind(upload.device.as_str())
         .bind(upload.kind.as_str())
@@ -340,6 +359,7 @@ impl Store for SqliteStore {
             job_id: Some(job_id),
             duplicate: false,
             status: UploadStatus::Queued,
+            copy_of,
         })
     }
 
@@ -1214,7 +1234,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn register_device(&self, device: &DeviceRecord) -> Result<DeviceRecord> {
+    async fn register_device(&self, device: &DeviceRecord) -> Result<Registration> {
         let mut tx = self.write().await?;
         let existing = sqlx::query("SELECT * FROM devices WHERE device = ?")
             .bind(device.device.as_str())
@@ -1223,7 +1243,21 @@ impl Store for SqliteStore {
             .ctx("reading a device")?;
         if let Some(row) = existing {
             tx.rollback().await.ctx("ending a transaction")?;
-            return rows::same_device(device_from_row(&row)?, device);
+            let stored = device_from_row(&row)?;
+            return Ok(if stored.is_registered_again_as(device) {
+                Registration::Existing(stored)
+            } else {
+                Registration::DeviceTaken
+            });
+        }
+        let key_used = sqlx::query("SELECT 1 FROM device_keys WHERE public_key = ?")
+            .bind(&device.public_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("looking a public key up")?;
+        if key_used.is_some() {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(Registration::KeyTaken);
         }
         sqlx::query(
             "INSERT INTO devices (device, public_key, contributor, registered_by, registered_at) \
@@ -1237,8 +1271,19 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .ctx("registering a device")?;
+        sqlx::query("INSERT INTO device_keys (public_key, device, added_at) VALUES (?, ?, ?)")
+            .bind(&device.public_key)
+            .bind(device.device.as_str())
+            .bind(micros(device.registered_at))
+            .execute(&mut *tx)
+            .await
+            .ctx("recording a device key")?;
         tx.commit().await.ctx("committing a device")?;
-        Ok(device.clone())
+        Ok(Registration::Created(DeviceRecord {
+            rotated_at: None,
+            revoked_at: None,
+            ..device.clone()
+        }))
     }
 
     async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>> {
@@ -1248,6 +1293,105 @@ impl Store for SqliteStore {
             .await
             .ctx("reading a device")?;
         row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn devices(&self, filter: &DeviceFilter, limit: i64) -> Result<Vec<DeviceRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM devices \
+             WHERE (?1 IS NULL OR contributor = ?1) AND (?2 IS NULL OR registered_by = ?2) \
+             ORDER BY device LIMIT ?3",
+        )
+        .bind(&filter.contributor)
+        .bind(filter.registered_by)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing devices")?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn rotate_device_key(
+        &self,
+        device: &DeviceId,
+        from_key: &str,
+        to_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        let mut tx = self.write().await?;
+        let current = sqlx::query("SELECT * FROM devices WHERE device = ?")
+            .bind(device.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a device")?
+            .as_ref()
+            .map(device_from_row)
+            .transpose()?;
+        let Some(current) = current.filter(|d| d.revoked_at.is_none() && d.public_key == from_key)
+        else {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(Rotation::Superseded);
+        };
+        let key_used = sqlx::query("SELECT 1 FROM device_keys WHERE public_key = ?")
+            .bind(to_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("looking a public key up")?;
+        if key_used.is_some() {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(Rotation::KeyTaken);
+        }
+        sqlx::query("UPDATE device_keys SET retired_at = ? WHERE public_key = ?")
+            .bind(micros(now))
+            .bind(from_key)
+            .execute(&mut *tx)
+            .await
+            .ctx("retiring a device key")?;
+        sqlx::query("INSERT INTO device_keys (public_key, device, added_at) VALUES (?, ?, ?)")
+            .bind(to_key)
+            .bind(device.as_str())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .ctx("recording a device key")?;
+        sqlx::query("UPDATE devices SET public_key = ?, rotated_at = ? WHERE device = ?")
+            .bind(to_key)
+            .bind(micros(now))
+            .bind(device.as_str())
+            .execute(&mut *tx)
+            .await
+            .ctx("rotating a device key")?;
+        tx.commit().await.ctx("committing a key rotation")?;
+        Ok(Rotation::Rotated(DeviceRecord {
+            public_key: to_key.to_owned(),
+            rotated_at: Some(now),
+            ..current
+        }))
+    }
+
+    async fn revoke_device(&self, device: &DeviceId, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_at = ? WHERE device = ? AND revoked_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(device.as_str())
+        .execute(&mut *tx)
+        .await
+        .ctx("revoking a device")?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE device_keys SET retired_at = ? WHERE device = ? AND retired_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(device.as_str())
+        .execute(&mut *tx)
+        .await
+        .ctx("retiring a device key")?;
+        tx.commit().await.ctx("committing a revocation")?;
+        Ok(true)
     }
 
     async fn claim_nonce(

@@ -16,10 +16,10 @@ use covermap_domain::{
 };
 use covermap_domain::{DeviceId, Role};
 use covermap_store::{
-    AuditQuery, BlobRef, Decision, DeviceRecord, FrameDecision, FrameImage, FramePlacement,
-    FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, NewApiKey, NewUpload,
-    QueuePolicy, RadioRow, Rejection, SessionPart, SqliteStore, Store, StoreError, UploadFilter,
-    UploadSession,
+    AuditQuery, BlobRef, Decision, DeviceFilter, DeviceRecord, FrameDecision, FrameImage,
+    FramePlacement, FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, NewApiKey,
+    NewUpload, QueuePolicy, RadioRow, Registration, Rejection, Rotation, SessionPart, SqliteStore,
+    Store, StoreError, UploadFilter, UploadSession,
 };
 use sqlx::Connection;
 
@@ -127,7 +127,8 @@ macro_rules! conformance {
 conformance!(
     migrations_run_twice,
     upload_is_recorded_and_queued,
-    same_bytes_are_a_duplicate,
+    same_bytes_are_a_duplicate_only_from_the_same_device,
+    concurrent_copies_of_the_same_bytes_name_the_first,
     completed_job_writes_coverage_and_is_not_leased_again,
     expired_lease_is_taken_over_and_counted_once,
     concurrent_workers_take_each_job_once,
@@ -138,6 +139,9 @@ conformance!(
     road_network_round_trips_and_filters_by_box,
     observations_frames_and_rejections_are_written_with_the_job,
     keys_devices_and_nonces,
+    a_public_key_is_registered_once_ever,
+    devices_rotate_their_keys_and_are_revoked,
+    devices_are_listed_by_contributor_and_registering_key,
     upload_sessions_take_parts_in_order,
     uploads_are_listed_by_contributor_and_device,
     refused_frames_imagery_and_retention,
@@ -230,13 +234,17 @@ async fn upload_is_recorded_and_queued(store: Arc<dyn Store>) {
     assert_eq!(recent.len(), 1);
 }
 
-async fn same_bytes_are_a_duplicate(store: Arc<dyn Store>) {
+/// The same bytes again from the same device are its retry: the first upload. From another
+/// device they are that device's own upload, queued as usual, marked as a copy of the earliest
+/// other device's upload of them — never handed over as the first device's duplicate.
+async fn same_bytes_are_a_duplicate_only_from_the_same_device(store: Arc<dyn Store>) {
     let first = store
         .record_upload(new_upload("car-1", "same", t0()))
         .await
         .unwrap();
+    assert_eq!(first.copy_of, None);
     let again = store
-        .record_upload(new_upload("car-2", "same", t0() + secs(5)))
+        .record_upload(new_upload("car-1", "same", t0() + secs(5)))
         .await
         .unwrap();
     assert!(again.duplicate);
@@ -244,6 +252,80 @@ async fn same_bytes_are_a_duplicate(store: Arc<dyn Store>) {
     assert_eq!(again.job_id, None);
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.jobs_queued, 1, "a replay must not queue a second job");
+
+    let copy = store
+        .record_upload(new_upload("car-2", "same", t0() + secs(10)))
+        .await
+        .unwrap();
+    assert!(!copy.duplicate);
+    assert_ne!(copy.upload_id, first.upload_id);
+    assert!(copy.job_id.is_some());
+    assert_eq!(copy.copy_of, Some(first.upload_id));
+    let rec = store.upload(copy.upload_id).await.unwrap().unwrap();
+    assert_eq!(rec.device.as_str(), "car-2");
+    assert_eq!(rec.copy_of, Some(first.upload_id));
+    assert_eq!(
+        store
+            .upload(first.upload_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .copy_of,
+        None
+    );
+    // The copier's retry is its own duplicate; a third device's copy names the earliest.
+    let copy_again = store
+        .record_upload(new_upload("car-2", "same", t0() + secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            copy_again.duplicate,
+            copy_again.upload_id,
+            copy_again.copy_of
+        ),
+        (true, copy.upload_id, Some(first.upload_id))
+    );
+    let third = store
+        .record_upload(new_upload("car-3", "same", t0() + secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(third.copy_of, Some(first.upload_id));
+    // The first device's own resend is still its first upload, not anyone else's.
+    let resend = store
+        .record_upload(new_upload("car-1", "same", t0() + secs(25)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (resend.duplicate, resend.upload_id),
+        (true, first.upload_id)
+    );
+    assert_eq!(store.stats().await.unwrap().jobs_queued, 3);
+}
+
+/// Devices sending the same bytes at once: one is first, every other one its copy.
+async fn concurrent_copies_of_the_same_bytes_name_the_first(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_upload(new_upload(&format!("car-{i}"), "raced", t0()))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for t in tasks {
+        receipts.push(t.await.unwrap());
+    }
+    let first = receipts.iter().map(|r| r.upload_id).min().unwrap();
+    for r in &receipts {
+        assert!(!r.duplicate);
+        let expected = (r.upload_id != first).then_some(first);
+        assert_eq!(r.copy_of, expected, "{receipts:?}");
+    }
 }
 
 async fn completed_job_writes_coverage_and_is_not_leased_again(store: Arc<dyn Store>) {
@@ -818,28 +900,28 @@ async fn keys_devices_and_nonces(store: Arc<dyn Store>) {
             .is_err()
     );
     let device: DeviceId = "cam-1".parse().unwrap();
-    let rec = DeviceRecord {
-        device: device.clone(),
-        public_key: "aa".repeat(32),
-        contributor: key.contributor.clone(),
-        registered_by: key.id,
-        registered_at: t0(),
-    };
-    assert_eq!(store.register_device(&rec).await.unwrap(), rec);
-    // Again with the same key: the first registration; with another key: a conflict.
+    let rec = device_record("cam-1", "aa", key.contributor.as_deref(), key.id);
+    assert_eq!(
+        store.register_device(&rec).await.unwrap(),
+        Registration::Created(rec.clone())
+    );
+    // Again with the same key: the first registration; with another key: taken.
     let again = DeviceRecord {
         registered_at: t0() + secs(60),
         ..rec.clone()
     };
-    assert_eq!(store.register_device(&again).await.unwrap(), rec);
+    assert_eq!(
+        store.register_device(&again).await.unwrap(),
+        Registration::Existing(rec.clone())
+    );
     let other = DeviceRecord {
         public_key: "bb".repeat(32),
         ..rec.clone()
     };
-    assert!(matches!(
-        store.register_device(&other).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert_eq!(
+        store.register_device(&other).await.unwrap(),
+        Registration::DeviceTaken
+    );
     assert_eq!(store.device(&device).await.unwrap(), Some(rec));
     // A nonce counts once; old ones are forgotten.
     assert!(
@@ -874,6 +956,274 @@ async fn keys_devices_and_nonces(store: Arc<dyn Store>) {
     let keys = store.api_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].revoked_at, Some(t0()));
+}
+
+/// A device registration of `device` with the key of 32 bytes `byte` (two hex digits) repeated.
+fn device_record(device: &str, byte: &str, contributor: Option<&str>, key_id: i64) -> DeviceRecord {
+    DeviceRecord {
+        device: device.parse().unwrap(),
+        public_key: byte.repeat(32),
+        contributor: contributor.map(str::to_owned),
+        registered_by: key_id,
+        registered_at: t0(),
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn device_key(store: &dyn Store, hash: &str, contributor: Option<&str>) -> i64 {
+    store
+        .create_api_key(
+            &NewApiKey {
+                key_hash: hash.into(),
+                prefix: "cm_0000000".into(),
+                role: Role::Device,
+                contributor: contributor.map(str::to_owned),
+            },
+            t0(),
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+/// The clone attack of issue 14: a key registered to one device cannot be registered to
+/// another, whoever asks; and a device id is not given to another owner, even with its key.
+async fn a_public_key_is_registered_once_ever(store: Arc<dyn Store>) {
+    let alice = device_key(&*store, "ha", Some("alice")).await;
+    let alice_2 = device_key(&*store, "ha2", Some("alice")).await;
+    let bob = device_key(&*store, "hb", Some("bob")).await;
+    let anon = device_key(&*store, "hn", None).await;
+    let anon_2 = device_key(&*store, "hn2", None).await;
+    let cam = device_record("cam-alice", "a1", Some("alice"), alice);
+    assert!(matches!(
+        store.register_device(&cam).await.unwrap(),
+        Registration::Created(_)
+    ));
+    // Bob, with alice's public key, under a new id: the key is taken.
+    let clone = device_record("cam-bob-clone", "a1", Some("bob"), bob);
+    assert_eq!(
+        store.register_device(&clone).await.unwrap(),
+        Registration::KeyTaken
+    );
+    assert_eq!(store.device(&clone.device).await.unwrap(), None);
+    // Bob, with alice's device id and key: the id is taken, and nothing of it is handed out.
+    let takeover = DeviceRecord {
+        device: cam.device.clone(),
+        ..clone.clone()
+    };
+    assert_eq!(
+        store.register_device(&takeover).await.unwrap(),
+        Registration::DeviceTaken
+    );
+    // Another of alice's keys sending the same registration again: the same owner, a retry.
+    let retry = DeviceRecord {
+        registered_by: alice_2,
+        registered_at: t0() + secs(5),
+        ..cam.clone()
+    };
+    assert_eq!(
+        store.register_device(&retry).await.unwrap(),
+        Registration::Existing(cam.clone())
+    );
+    // A device bound to no contributor belongs to the key that registered it.
+    let loose = device_record("cam-loose", "c1", None, anon);
+    assert!(matches!(
+        store.register_device(&loose).await.unwrap(),
+        Registration::Created(_)
+    ));
+    assert!(matches!(
+        store.register_device(&loose).await.unwrap(),
+        Registration::Existing(_)
+    ));
+    let other_anon = DeviceRecord {
+        registered_by: anon_2,
+        ..loose.clone()
+    };
+    assert_eq!(
+        store.register_device(&other_anon).await.unwrap(),
+        Registration::DeviceTaken
+    );
+    // Registrations racing for one key: exactly one wins.
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .register_device(&device_record(&format!("race-{i}"), "d1", None, anon))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Registration::Created(_) => created += 1,
+            Registration::KeyTaken => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+async fn devices_rotate_their_keys_and_are_revoked(store: Arc<dyn Store>) {
+    let alice = device_key(&*store, "ha", Some("alice")).await;
+    let cam = device_record("cam-1", "a1", Some("alice"), alice);
+    store.register_device(&cam).await.unwrap();
+    store
+        .register_device(&device_record("cam-2", "b1", Some("alice"), alice))
+        .await
+        .unwrap();
+    let (old, new) = ("a1".repeat(32), "a2".repeat(32));
+    // To a key that is another device's: refused, nothing changes.
+    assert_eq!(
+        store
+            .rotate_device_key(&cam.device, &old, &"b1".repeat(32), t0() + secs(10))
+            .await
+            .unwrap(),
+        Rotation::KeyTaken
+    );
+    assert_eq!(store.device(&cam.device).await.unwrap(), Some(cam.clone()));
+    let Rotation::Rotated(rotated) = store
+        .rotate_device_key(&cam.device, &old, &new, t0() + secs(20))
+        .await
+        .unwrap()
+    else {
+        panic!("not rotated");
+    };
+    assert_eq!(rotated.public_key, new);
+    assert_eq!(rotated.rotated_at, Some(t0() + secs(20)));
+    assert_eq!(
+        store.device(&cam.device).await.unwrap(),
+        Some(rotated.clone())
+    );
+    // A second rotation signed with the old key lost the race; the old key is retired for
+    // ever, for this device as for any other; so is rotating back to it.
+    assert_eq!(
+        store
+            .rotate_device_key(&cam.device, &old, &"a3".repeat(32), t0() + secs(30))
+            .await
+            .unwrap(),
+        Rotation::Superseded
+    );
+    assert_eq!(
+        store
+            .rotate_device_key(&cam.device, &new, &old, t0() + secs(30))
+            .await
+            .unwrap(),
+        Rotation::KeyTaken
+    );
+    assert_eq!(
+        store
+            .register_device(&device_record("cam-9", "a1", Some("alice"), alice))
+            .await
+            .unwrap(),
+        Registration::KeyTaken
+    );
+    assert_eq!(
+        store
+            .register_device(&DeviceRecord {
+                public_key: old.clone(),
+                ..cam.clone()
+            })
+            .await
+            .unwrap(),
+        Registration::DeviceTaken
+    );
+    // Revoking is once; a revoked device is not rotated, re-registered, nor its key reused.
+    assert!(
+        store
+            .revoke_device(&cam.device, t0() + secs(40))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_device(&cam.device, t0() + secs(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_device(&"cam-none".parse().unwrap(), t0())
+            .await
+            .unwrap()
+    );
+    let revoked = store.device(&cam.device).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t0() + secs(40)));
+    assert_eq!(
+        store
+            .rotate_device_key(&cam.device, &new, &"a4".repeat(32), t0() + secs(60))
+            .await
+            .unwrap(),
+        Rotation::Superseded
+    );
+    assert_eq!(
+        store.register_device(&rotated).await.unwrap(),
+        Registration::DeviceTaken
+    );
+    assert_eq!(
+        store
+            .register_device(&device_record("cam-10", "a2", Some("alice"), alice))
+            .await
+            .unwrap(),
+        Registration::KeyTaken
+    );
+    assert_eq!(
+        store
+            .rotate_device_key(&"cam-none".parse().unwrap(), &new, &"a5".repeat(32), t0())
+            .await
+            .unwrap(),
+        Rotation::Superseded
+    );
+}
+
+async fn devices_are_listed_by_contributor_and_registering_key(store: Arc<dyn Store>) {
+    let alice = device_key(&*store, "ha", Some("alice")).await;
+    let bob = device_key(&*store, "hb", Some("bob")).await;
+    let anon = device_key(&*store, "hn", None).await;
+    for (device, byte, contributor, key) in [
+        ("cam-b", "01", Some("alice"), alice),
+        ("cam-a", "02", Some("alice"), alice),
+        ("cam-c", "03", Some("bob"), bob),
+        ("cam-d", "04", None, anon),
+    ] {
+        store
+            .register_device(&device_record(device, byte, contributor, key))
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_device(&"cam-b".parse().unwrap(), t0())
+        .await
+        .unwrap();
+    let names = |devices: Vec<DeviceRecord>| {
+        devices
+            .into_iter()
+            .map(|d| d.device.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let all = store.devices(&DeviceFilter::default(), 100).await.unwrap();
+    assert_eq!(names(all.clone()), ["cam-a", "cam-b", "cam-c", "cam-d"]);
+    assert_eq!(all[1].revoked_at, Some(t0()));
+    let of_alice = DeviceFilter {
+        contributor: Some("alice".into()),
+        registered_by: None,
+    };
+    assert_eq!(
+        names(store.devices(&of_alice, 100).await.unwrap()),
+        ["cam-a", "cam-b"]
+    );
+    assert_eq!(names(store.devices(&of_alice, 1).await.unwrap()), ["cam-a"]);
+    let of_anon = DeviceFilter {
+        contributor: None,
+        registered_by: Some(anon),
+    };
+    assert_eq!(
+        names(store.devices(&of_anon, 100).await.unwrap()),
+        ["cam-d"]
+    );
 }
 
 async fn upload_sessions_take_parts_in_order(store: Arc<dyn Store>) {
@@ -1943,4 +2293,186 @@ async fn trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final
     assert_eq!(next.emitters.len(), 1);
     assert_eq!(next.emitters[0].emitter, "lte:208:1:100:25601");
     assert_eq!(next.emitters[0].observers, vec!["alice".to_owned()]);
+}
+
+/// Migrations 0001 to 0008 of `backend`, copied into a folder of their own: the schema as the
+/// release before identity left it.
+fn migrations_before_identity(backend: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0009" {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    dir
+}
+
+/// Rows as the release before identity could leave them: `cam-clone` registered with
+/// `cam-a`'s key (the clone attack), uploads with jobs and rejections, and an upload deleted since
+/// (its id must not be handed out again). `{t}` is a time in the backend's form.
+fn rows_before_identity(t: impl Fn(i64) -> String) -> String {
+    let (aa, bb) = ("aa".repeat(32), "bb".repeat(32));
+    let sha = |s: &str| BlobRef::of(s.as_bytes()).sha256;
+    format!(
+        "INSERT INTO api_keys (key_hash, prefix, role, contributor, created_at) \
+             VALUES ('h1', 'cm_1', 'device', 'alice', {t0}), ('h2', 'cm_2', 'device', 'bob', {t0});
+         INSERT INTO devices (device, public_key, contributor, registered_by, registered_at) \
+             VALUES ('cam-a', '{aa}', 'alice', 1, {t1}), ('cam-clone', '{aa}', 'bob', 2, {t3}), \
+                    ('cam-b', '{bb}', 'bob', 2, {t2});
+         INSERT INTO uploads (device, kind, sha256, size_bytes, blob_key, received_at) \
+             VALUES ('cam-a', 'gpx', '{s1}', 5, 'k1', {t1}), ('cam-a', 'gpx', '{s2}', 5, 'k2', {t1}), \
+                    ('cam-b', 'gpx', '{s3}', 5, 'k3', {t1});
+         DELETE FROM uploads WHERE id = 3;
+         INSERT INTO jobs (kind, upload_id, available_at, created_at) \
+             VALUES ('process_upload', 1, {t1}, {t1}), ('process_upload', 2, {t1}, {t1});
+         INSERT INTO rejected_observations (upload_id, seq, stage, item, reason) \
+             VALUES (2, 0, 'fix', 7, 'implausible_jump');",
+        t0 = t(0),
+        t1 = t(1),
+        t2 = t(2),
+        t3 = t(3),
+        s1 = sha("old 1"),
+        s2 = sha("old 2"),
+        s3 = sha("old 3"),
+    )
+}
+
+/// What an upgraded database must hold: every upload, job and rejection; the clone revoked and its
+/// key still the first device's; uploads unique per device, with ids after the deleted one.
+async fn check_upgraded(store: &dyn Store) {
+    let first = store.upload(1).await.unwrap().unwrap();
+    assert_eq!((first.device.as_str(), first.copy_of), ("cam-a", None));
+    assert_eq!(store.upload(2).await.unwrap().unwrap().size_bytes, 5);
+    assert!(store.upload(3).await.unwrap().is_none());
+    assert_eq!(store.rejections(2, 10).await.unwrap()[0].item, 7);
+    let clone = store.device(&"cam-clone".parse().unwrap()).await.unwrap();
+    assert!(clone.unwrap().revoked_at.is_some());
+    for kept in ["cam-a", "cam-b"] {
+        let d = store.device(&kept.parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!((d.revoked_at, d.rotated_at), (None, None), "{kept}");
+    }
+    assert_eq!(
+        store
+            .register_device(&device_record("cam-new", "aa", Some("bob"), 2))
+            .await
+            .unwrap(),
+        Registration::KeyTaken
+    );
+    let again = store
+        .record_upload(new_upload("cam-a", "old 1", t0()))
+        .await
+        .unwrap();
+    assert_eq!((again.duplicate, again.upload_id), (true, 1));
+    let copy = store
+        .record_upload(new_upload("cam-b", "old 1", t0()))
+        .await
+        .unwrap();
+    assert_eq!((copy.duplicate, copy.copy_of), (false, Some(1)));
+    // Never the deleted upload's id (PostgreSQL's sequence may have skipped a few more).
+    assert!(copy.upload_id > 3, "{copy:?}");
+    let lease = store
+        .lease_job("w", t0() + secs(3600), LEASE, QueuePolicy::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.upload_id, 1);
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_keeps_uploads_and_revokes_cloned_devices() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePool::connect_with(options.clone()).await.unwrap();
+    let old = migrations_before_identity("sqlite");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&rows_before_identity(|s| {
+        (t0() + secs(s)).timestamp_micros().to_string()
+    }))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = SqliteStore::open_file(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    check_upgraded(&store).await;
+    // The rebuilt table has every index it had, and one more; nothing dangles.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'uploads' \
+         AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "uploads_blob",
+            "uploads_contributor",
+            "uploads_device",
+            "uploads_processed",
+            "uploads_retention",
+            "uploads_reward_epoch",
+            "uploads_sha256",
+            "uploads_untagged"
+        ]
+    );
+    let dangling: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(dangling.is_empty(), "{dangling:?}");
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}
+
+#[tokio::test]
+async fn postgis_upgrade_keeps_uploads_and_revokes_cloned_devices() {
+    let admin_url = admin_url();
+    let name = format!("covermap_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = with_database(&admin_url, &name);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let old = migrations_before_identity("postgres");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&rows_before_identity(|s| {
+        format!("'{}'::timestamptz", (t0() + secs(s)).to_rfc3339())
+    }))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let store = covermap_store::PgStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    check_upgraded(&store).await;
+    drop(store);
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

@@ -207,7 +207,7 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,12 +3,18 @@
 //! `covermap_ingest::access`). Handlers name the roles they admit; this module answers who the
 //! caller is and whether they may.
 
-use axum::http::{HeaderMap, Method, Uri, header};
+use std::cell::Cell;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
 use covermap_domain::{DeviceId, Role};
 use covermap_ingest::Uploader;
 use covermap_ingest::access::{
-    self, AccessError, DEVICE_HEADER, MAX_CLOCK_SKEW_S, SIGNATURE_HEADER, SignedHeaders,
+    self, AccessError, DEVICE_HEADER, MAX_CLOCK_SKEW_S, SIGNATURE_HEADER, SignatureScheme,
+    SignedHeaders,
 };
 use covermap_store::{ApiKeyRecord, DeviceRecord, Store, UploadFilter, UploadRecord};
 
@@ -203,12 +209,20 @@ pub(crate) async fn signed_device(
         .await?
         .ok_or_else(|| AccessError::UnknownDevice(signed.device.clone()))?;
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    signed.verify(&record.public_key, method.as_str(), path, body, now)?;
-    // Revoking a key revokes the devices it registered.
-    if store
-        .api_key_by_id(record.registered_by)
-        .await?
-        .is_none_or(|k| k.revoked_at.is_some())
+    let scheme = signed.verify(
+        &record.public_key,
+        record.contributor.as_deref(),
+        method.as_str(),
+        path,
+        body,
+        now,
+    )?;
+    // A device is revoked itself, or with the key that registered it.
+    if record.revoked_at.is_some()
+        || store
+            .api_key_by_id(record.registered_by)
+            .await?
+            .is_none_or(|k| k.revoked_at.is_some())
     {
         return Err(AccessError::RevokedDevice(signed.device.clone()).into());
     }
@@ -225,5 +239,34 @@ pub(crate) async fn signed_device(
     if !fresh {
         return Err(AccessError::Replayed.into());
     }
+    if scheme == SignatureScheme::V1 {
+        metrics::counter!("covermap_v1_signatures_total").increment(1);
+        // Outside `deprecated_signatures` (a handler called directly) there is nobody to tell.
+        let _ = V1_SIGNED.try_with(|v1| v1.set(true));
+    }
     Ok(Caller::Device(record))
+}
+
+tokio::task_local! {
+    /// Set when the request being answered was signed with a deprecated v1 signature. The
+    /// signature is checked deep inside whichever handler answers, after the body was read, so
+    /// this is how the answer, whatever it is, gets to say so.
+    static V1_SIGNED: Cell<bool>;
+}
+
+/// Middleware: answers to requests signed with a v1 signature carry `Deprecation: true`, so
+/// device makers learn they must move to v2 before v1 is refused.
+pub(crate) async fn deprecated_signatures(req: Request, next: Next) -> Response {
+    let (v1, mut response) = V1_SIGNED
+        .scope(Cell::new(false), async {
+            let response = next.run(req).await;
+            (V1_SIGNED.try_with(Cell::get).unwrap_or(false), response)
+        })
+        .await;
+    if v1 {
+        response
+            .headers_mut()
+            .insert("deprecation", HeaderValue::from_static("true"));
+    }
+    response
 }

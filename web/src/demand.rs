@@ -2,7 +2,7 @@
 //! cell's reward weight now, computed by the same function the epoch uses.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{AreaQuery, bad_query, checked_limit};
+use crate::body::{self, Body};
 use crate::{ApiError, AppState, auth};
 
 /// Most cells one area may hold (about 215 km² at resolution 11).
@@ -123,10 +124,11 @@ pub(crate) async fn create(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Json<DemandRequest>, JsonRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let caller = auth::reader(&*state.store, &method, &uri, &headers, &[Role::Planner]).await?;
-    let Json(req) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let req: DemandRequest =
+        body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_body")?;
     let now = Utc::now();
     let area = new_area(req, &state.policy, state.resolution, caller.key_id(), now)?;
     let record = state.store.create_demand_area(&area, now).await?;

@@ -7,7 +7,7 @@
 //! again, and every decision stays in the log (see `covermap_store::Decision`).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{AreaQuery, bad_query, checked_limit};
+use crate::body::{self, Body};
 use crate::{ApiError, AppState, auth};
 
 /// `GET /api/v1/imagery?bbox=&limit=`: published frames summed per cell, as GeoJSON.
@@ -149,11 +150,12 @@ pub(crate) async fn decide(
     uri: Uri,
     headers: HeaderMap,
     Path((upload, frame)): Path<(String, String)>,
-    body: Result<Json<DecisionRequest>, JsonRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let caller = auditor(&state, &method, &uri, &headers).await?;
     let (upload_id, frame) = frame_id(&upload, &frame)?;
-    let Json(req) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    let req: DecisionRequest =
+        body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_json")?;
     let decision: Decision = req
         .decision
         .ok_or_else(|| {

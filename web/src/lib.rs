@@ -8,6 +8,7 @@
 mod admin;
 mod api;
 mod auth;
+mod body;
 pub mod demand;
 mod error;
 mod imagery;
@@ -159,9 +160,20 @@ pub fn router(state: AppState) -> Router {
             get(admin::list_keys).post(admin::create_key),
         )
         .route("/api/v1/keys/{id}", delete(admin::revoke_key))
-        .route("/api/v1/devices", post(admin::register_device))
+        .route(
+            "/api/v1/devices",
+            get(admin::list_devices).post(admin::register_device),
+        )
+        .route("/api/v1/devices/{device}", delete(admin::revoke_device))
+        .route(
+            "/api/v1/devices/{device}/key",
+            post(admin::rotate_device_key),
+        )
         // What-if: a closed epoch under a proposed policy (planners).
-        .route("/api/v1/policy/simulate", post(rewards::simulate_handler))
+        .route(
+            "/api/v1/policy/simulate",
+            post(rewards::simulate_handler).layer(DefaultBodyLimit::max(rewards::MAX_POLICY_BYTES)),
+        )
         .route("/api/v1/me", get(rewards::me))
         // Planners' demand areas: anyone reads them, planners create them.
         .route("/api/v1/demand", get(demand::list).post(demand::create))
@@ -169,6 +181,10 @@ pub fn router(state: AppState) -> Router {
         .merge(tiles)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        // Every route without a limit of its own reads JSON; the handlers answer past it (see
+        // `body`). The routes' own layers are inner, so theirs win.
+        .layer(DefaultBodyLimit::max(body::MAX_JSON_BYTES))
+        .layer(middleware::from_fn(auth::deprecated_signatures))
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))

@@ -249,8 +249,8 @@ pub(crate) struct SimulateQuery {
     epoch: u64,
 }
 
-/// Largest policy file a what-if accepts.
-const MAX_POLICY_BYTES: usize = 64 * 1024;
+/// Largest policy file a what-if accepts (the route's body limit: larger is `413`).
+pub(crate) const MAX_POLICY_BYTES: usize = 64 * 1024;
 
 /// `POST /api/v1/policy/simulate?epoch=N` with a policy TOML as the body (planners and
 /// admins): what epoch N would have paid under it.
@@ -260,7 +260,7 @@ pub(crate) async fn simulate_handler(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
     q: Result<Query<SimulateQuery>, QueryRejection>,
-    body: bytes::Bytes,
+    body: crate::body::Body,
 ) -> Result<Response, ApiError> {
     crate::auth::reader(
         state.store.as_ref(),
@@ -271,11 +271,7 @@ pub(crate) async fn simulate_handler(
     )
     .await?;
     let Query(q) = q.map_err(bad_query)?;
-    if body.len() > MAX_POLICY_BYTES {
-        return Err(ApiError::TooLarge {
-            limit: MAX_POLICY_BYTES,
-        });
-    }
+    let body = crate::body::within(body, MAX_POLICY_BYTES)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_policy", "the policy is not UTF-8 text"))?;
     let proposed = covermap_scoring::RewardPolicy::parse(text)

@@ -4,7 +4,6 @@
 //! the object store and the upload's row and job are committed.
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -19,22 +18,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{self, Caller};
+use crate::body::{self, Body};
 use crate::{ApiError, AppState};
-
-/// A body as read within the route's limit, or why it could not be.
-type Body = Result<Bytes, BytesRejection>;
-
-pub(crate) fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge {
-                limit: state.max_upload_bytes,
-            }
-        } else {
-            ApiError::bad_request("unreadable_body", rejection.body_text())
-        }
-    })
-}
 
 /// The body as sent, inflated if it came gzip-encoded (within the upload limit and a ratio).
 fn decoded(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
@@ -137,7 +122,7 @@ async fn received(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Caller, Bytes), ApiError> {
-    let raw = read_body(state, body)?;
+    let raw = body::within(body, state.max_upload_bytes)?;
     let caller = uploader_for(state, kind, method, uri, headers, &raw).await?;
     Ok((caller, raw))
 }
@@ -230,8 +215,7 @@ pub(crate) async fn open_session(
     let Caller::Device(device) = &caller else {
         return Err(AccessError::Unsigned(covermap_ingest::access::SIGNATURE_HEADER).into());
     };
-    let asked: NewSession = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("session request: {e}")))?;
+    let asked: NewSession = body::json(&raw, "invalid_json")?;
     if asked.size_bytes <= 0 {
         return Err(ApiError::bad_field(
             "invalid_size",

@@ -222,7 +222,8 @@ pub async fn access(db: &Db, server: &Running, client: &reqwest::Client) -> Acce
     }
 }
 
-/// Registers a new device key pair under `key`.
+/// Registers a new device key pair under `key`; the signer signs for the contributor the
+/// server bound the device to (the key's).
 pub async fn register(
     client: &reqwest::Client,
     base: &str,
@@ -237,8 +238,12 @@ pub async fn register(
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    signer
+    assert_eq!(r.status(), 201);
+    let record: Value = r.json().await.unwrap();
+    match record["contributor"].as_str() {
+        Some(contributor) => signer.bound_to(contributor),
+        None => signer,
+    }
 }
 
 /// A request signed by `signer` over `body`.

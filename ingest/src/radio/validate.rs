@@ -821,7 +821,7 @@ fn signal_within(
     notes: &mut Vec<Note>,
 ) -> Result<Option<i64>, Refusal> {
     match v {
-        Some(x) if !range.contains(&x) && (x >= 0 || x < -1000) => {
+        Some(x) if !range.contains(&x) && !(-1000..0).contains(&x) => {
             notes.push(Note {
                 field: "signal",
                 reason: R::BadSignal,
