@@ -4,7 +4,9 @@
 //! ([`covermap_roads::RoadNetwork`]) and a [`ScenarioConfig`], [`generate`] makes a [`Scenario`]
 //! of contributors, their devices and the files they upload — honest drives (GPX tracks with
 //! realistic GNSS error, geosubmit v2 batches of what a phone hears from a modelled radio world)
-//! and every fraud pattern of issue 14 in several strengths, each file labelled.
+//! and every fraud pattern of issue 14 in several strengths, each file labelled. It also owns
+//! [`report`]: from what happened to each file, the share of fraud caught per type and of honest
+//! work wrongly flagged.
 //!
 //! It does not own running a scenario through covermap (that is I/O: the harness in
 //! `cli/tests/adversarial` starts the real binary), and it never reads covermap's detectors or
@@ -16,9 +18,11 @@ pub mod fraud;
 pub mod geo;
 pub mod gnss;
 pub mod radio;
+pub mod report;
 pub mod roads;
 pub mod scenario;
 
+pub use report::{FileOutcome, Report, TypeRow};
 pub use scenario::{
     Contributor, Device, FileKind, FraudPlan, FraudType, Label, Scenario, ScenarioConfig,
     ScenarioFile, generate,
