@@ -117,6 +117,15 @@ impl Trajectory {
                 };
             }
         }
+        // Now and then the driver stops for an errand with the logger running: a few minutes
+        // parked at a junction on the way.
+        let interior = route.points.len().saturating_sub(2);
+        if matches!(pace, Pace::Traffic) && interior > 0 && rng.random_bool(0.1) {
+            let v = rng.random_range(1..=interior);
+            let i = ((route.along[v] / ds).round() as usize).min(steps);
+            limit[i] = 0.0;
+            dwell[i] = rng.random_range(120.0..480.0);
+        }
         let (accel, brake) = match pace {
             Pace::Traffic => (driver.accel_mps2, driver.brake_mps2),
             Pace::ClassTimes(f) => {

@@ -25,7 +25,7 @@ pub mod scenario;
 pub use report::{FileOutcome, Report, TypeRow};
 pub use scenario::{
     Contributor, Device, FileKind, FraudPlan, FraudType, Label, Scenario, ScenarioConfig,
-    ScenarioFile, generate,
+    ScenarioFile, SetSize, generate,
 };
 
 use rand::Rng;

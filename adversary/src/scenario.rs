@@ -341,6 +341,18 @@ impl ScenarioConfig {
         Self::new(seed, (40, 3), (4, 3), window, arrival)
     }
 
+    /// A set of `size` to be uploaded at `arrival`, its honest drives in the week that ended two
+    /// days before: a historical set, as the held-out one is (`--max-fix-age-days` must take it).
+    pub fn for_arrival(size: SetSize, seed: u64, arrival: DateTime<Utc>) -> Self {
+        let end = arrival - Duration::days(2);
+        let end = DateTime::<Utc>::from_timestamp(end.timestamp(), 0).unwrap_or(end);
+        let window = (end - Duration::days(7), end);
+        match size {
+            SetSize::Small => Self::small(seed, window, arrival),
+            SetSize::Bench => Self::bench(seed, window, arrival),
+        }
+    }
+
     fn check(&self) -> Result<(), AdversaryError> {
         if self.window_end <= self.window_start {
             return Err(AdversaryError::Config(
@@ -369,6 +381,25 @@ impl ScenarioConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The two sizes the test and the bench use (see [`ScenarioConfig::small`] and
+/// [`ScenarioConfig::bench`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetSize {
+    Small,
+    Bench,
+}
+
+impl FromStr for SetSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "small" => Ok(SetSize::Small),
+            "bench" => Ok(SetSize::Bench),
+            other => Err(format!("unknown size {other:?}: small or bench")),
+        }
     }
 }
 
