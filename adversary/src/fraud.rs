@@ -96,6 +96,13 @@ impl Generator<'_> {
         self.map.route(&tree, to)
     }
 
+    /// A route of `length` from `from`, or from anywhere if none leaves `from` (a junction in a
+    /// corner of the network).
+    fn route_from_or_anywhere(&mut self, from: usize, length: (f64, f64)) -> Option<Route> {
+        self.route_from(from, length)
+            .or_else(|| self.map.random_route(&mut self.rng, None, length, &[]))
+    }
+
     /// A junction about `d` metres from `p` from which a drive of `length` can start, and that
     /// drive's route.
     fn route_from_afar(&mut self, p: Xy, d: f64, length: (f64, f64)) -> Option<(f64, Route)> {
@@ -154,7 +161,7 @@ impl Generator<'_> {
             _ => {
                 let from = state.last_end.map_or(p.home, |e| e.0);
                 let first = self
-                    .route_from(from, (1500.0, 5000.0))
+                    .route_from_or_anywhere(from, (1500.0, 5000.0))
                     .ok_or(AdversaryError::TooFewRoads("a teleport"))?;
                 let a = self.drive_route(c, first, Pace::Traffic);
                 let (jump, second) = self
@@ -229,7 +236,7 @@ impl Generator<'_> {
             .and_then(|n| n.trim_end_matches('m').parse().ok())
             .unwrap_or(0.0);
         let route = self
-            .route_from(p.home, (3000.0, 10_000.0))
+            .route_from_or_anywhere(p.home, (3000.0, 10_000.0))
             .ok_or(AdversaryError::TooFewRoads("a straight-line track"))?;
         let n = waypoints.max(2);
         let wps: Vec<Xy> = (0..n)
@@ -371,16 +378,40 @@ impl Generator<'_> {
         Ok(t.max(points.last().map_or(t, |x| x.at_ms)))
     }
 
-    /// A point at least 250 m from any road (the sea off Monaco, the hills above it).
-    fn off_road_point(&mut self) -> Option<Xy> {
+    /// A point more than 250 m from any road (the sea off Monaco, the hills above it) and, with
+    /// `within`, less than that far from one.
+    fn off_road_point(&mut self, within: Option<f64>) -> Option<Xy> {
         let (min, max) = (self.map.min, self.map.max);
-        for _ in 0..5000 {
+        for _ in 0..20_000 {
             let p = Xy::new(
                 self.rng.random_range(min.x - 1000.0..max.x + 1000.0),
                 self.rng.random_range(min.y - 1000.0..max.y + 1000.0),
             );
-            if self.map.distance_to_road(p, 250.0).is_infinite() {
+            let far = self.map.distance_to_road(p, 250.0).is_infinite();
+            let near_enough = within.is_none_or(|w| self.map.distance_to_road(p, w).is_finite());
+            if far && near_enough {
                 return Some(p);
+            }
+        }
+        None
+    }
+
+    /// A drive that ends at a road end near `far`: (the drive, where it ends).
+    fn drive_towards(&mut self, c: usize, far: Xy) -> Option<Trajectory> {
+        let mut nearest: Vec<(f64, usize)> = (0..self.map.junctions.len())
+            .map(|j| (self.map.junctions[j].pos.dist(far), j))
+            .collect();
+        nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let nearest: Vec<usize> = nearest.iter().take(25).map(|x| x.1).collect();
+        for _ in 0..30 {
+            let o = self.random_crossing();
+            let tree = self.map.tree(o);
+            let reachable = nearest
+                .iter()
+                .copied()
+                .find(|&j| (600.0..8000.0).contains(&tree.metres[j]));
+            if let Some(route) = reachable.and_then(|j| self.map.route(&tree, j)) {
+                return Some(self.drive_route(c, route, Pace::Traffic));
             }
         }
         None
@@ -427,43 +458,37 @@ impl Generator<'_> {
     /// or a real drive that leaves the road for 60–80 % of its fixes (`partial`).
     fn off_network(&mut self, c: usize, strength: &str, t: i64) -> Result<i64, AdversaryError> {
         let p = self.persona_of(c);
-        let far = self
-            .off_road_point()
-            .ok_or(AdversaryError::TooFewRoads("a place away from the roads"))?;
-        let interval = p.logger.interval_s;
         let (road_part, walk) = if strength == "full" {
+            let far = self
+                .off_road_point(None)
+                .ok_or(AdversaryError::TooFewRoads("a place away from the roads"))?;
             let duration = self.rng.random_range(300.0..900.0);
             let towards = far.add(self.rng.random_range(-500.0..500.0), 500.0);
-            (None, self.wander(far, towards, duration, interval, 0.0))
+            (
+                None,
+                self.wander(far, towards, duration, p.logger.interval_s, 0.0),
+            )
         } else {
-            // The road ends nearest the place: a drive to one of them, then off the road.
-            let mut nearest: Vec<(f64, usize)> = (0..self.map.junctions.len())
-                .map(|j| (self.map.junctions[j].pos.dist(far), j))
-                .collect();
-            nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let nearest: Vec<usize> = nearest.iter().take(15).map(|x| x.1).collect();
-            let mut route = None;
-            for _ in 0..30 {
-                let o = self.random_crossing();
-                let tree = self.map.tree(o);
-                if let Some(&j) = nearest
-                    .iter()
-                    .find(|&&j| (600.0..6000.0).contains(&tree.metres[j]))
-                {
-                    route = self.map.route(&tree, j);
-                    if route.is_some() {
-                        break;
-                    }
+            // A real drive to the shore or the edge of the hills, then off the road.
+            let mut found = None;
+            for _ in 0..10 {
+                let Some(far) = self.off_road_point(Some(600.0)) else {
+                    continue;
+                };
+                if let Some(traj) = self.drive_towards(c, far) {
+                    found = Some((far, traj));
+                    break;
                 }
             }
-            let route = route.ok_or(AdversaryError::TooFewRoads("a drive to the shore"))?;
-            let traj = self.drive_route(c, route, Pace::Traffic);
+            let (far, traj) = found.ok_or(AdversaryError::TooFewRoads("a drive to the shore"))?;
             let share = self.rng.random_range(0.6..0.8);
             let off = traj.duration_s() * share / (1.0 - share);
             let start = self.map.junctions[traj.route.to].pos;
+            let interval = p.logger.interval_s;
             let walk = self.wander(start, far, off, interval, traj.duration_s() + interval);
             (Some(traj), walk)
         };
+        let interval = p.logger.interval_s;
         let total = walk.last().map_or(0.0, |w| w.0);
         let mut noise = Noise::new(p.logger, total, &mut self.rng);
         let mut truth: Vec<(f64, Xy)> = Vec::new();

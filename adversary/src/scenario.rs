@@ -321,14 +321,14 @@ impl ScenarioConfig {
         }
     }
 
-    /// The integration test's size: 12 honest contributors with 2 drives each, one fraud
-    /// contributor per type with 3 files.
+    /// The integration test's size: 12 honest contributors with 2 drives each, two fraud
+    /// contributors per type with 3 files each.
     pub fn small(
         seed: u64,
         window: (DateTime<Utc>, DateTime<Utc>),
         arrival: DateTime<Utc>,
     ) -> Self {
-        Self::new(seed, (12, 2), (1, 3), window, arrival)
+        Self::new(seed, (12, 2), (2, 3), window, arrival)
     }
 
     /// The bench's size: 40 honest contributors with 3 drives each, four fraud contributors per

@@ -70,6 +70,14 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes() {
 }
 
 #[test]
+fn any_seed_makes_a_whole_set() {
+    for seed in 100..106 {
+        let s = generate(monaco(), &config(seed)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(s.files.len() > 100, "seed {seed}: {} files", s.files.len());
+    }
+}
+
+#[test]
 fn every_type_and_strength_is_there_and_copies_follow_their_sources() {
     let s = scenario();
     let mut seen: BTreeMap<FraudType, usize> = BTreeMap::new();

@@ -27,7 +27,7 @@ pub struct GenerateArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 14, value_name = "N")]
     pub seed: u64,
-    /// small (12 honest contributors, one fraud contributor per type) or bench (40 and 4).
+    /// small (12 honest contributors, two fraud contributors per type) or bench (40 and 4).
     #[arg(long, default_value = "small", value_name = "SIZE")]
     pub size: SetSize,
     /// When the files will be uploaded (RFC 3339) [default: now]. Future times are relative to
