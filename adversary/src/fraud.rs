@@ -141,6 +141,13 @@ impl Generator<'_> {
     ) -> Result<i64, AdversaryError> {
         let p = self.persona_of(c);
         let d = metres(strength);
+        // A contributor's first upload has no earlier one to jump from: it is spliced within.
+        let within = strength.replace("across", "within");
+        let strength = if state.last_end.is_none() {
+            within.as_str()
+        } else {
+            strength
+        };
         let interval_ms = (p.logger.interval_s * 1000.0) as i64;
         let label = Label::Fraud(FraudType::Teleport);
         let (points, detail, end_junction) = match state.last_end {

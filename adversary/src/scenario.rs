@@ -90,7 +90,8 @@ impl FraudType {
     pub fn strengths(self) -> &'static [&'static str] {
         match self {
             // within_*: the jump inside one file; across_*: between the end of one upload and
-            // the start of the contributor's next.
+            // the start of the contributor's next (a contributor's first file, with no upload
+            // before it, is made and labelled within_*).
             FraudType::Teleport => &[
                 "within_300m",
                 "across_1km",
