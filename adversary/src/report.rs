@@ -117,6 +117,8 @@ pub struct Report {
     pub to_fraud: u64,
     pub fraud_contributors_paid: usize,
     pub honest_contributors_paid: usize,
+    /// Base units paid to the contributors of each label (`honest` or the fraud type).
+    pub paid_by_label: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -175,6 +177,10 @@ impl Report {
                 .filter(|(l, a)| (*l == Label::Honest) == honest && *a > 0)
                 .count()
         };
+        let mut paid_by_label: BTreeMap<String, u64> = BTreeMap::new();
+        for (label, amount) in earned.values() {
+            *paid_by_label.entry(label.as_str().to_owned()).or_default() += amount;
+        }
         Self {
             rows: FraudType::ALL
                 .iter()
@@ -185,6 +191,7 @@ impl Report {
             to_fraud,
             fraud_contributors_paid: paid(false),
             honest_contributors_paid: paid(true),
+            paid_by_label,
         }
     }
 
@@ -271,6 +278,24 @@ impl Report {
             self.fraud_contributors_paid,
             self.honest_contributors_paid
         );
+        let mut paid: Vec<(&String, &u64)> = self
+            .paid_by_label
+            .iter()
+            .filter(|(l, a)| l.as_str() != "honest" && **a > 0)
+            .collect();
+        paid.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        if !paid.is_empty() {
+            let shares: Vec<String> = paid
+                .iter()
+                .map(|(l, a)| {
+                    format!(
+                        "{l} {:.1} %",
+                        100.0 * **a as f64 / self.distributed.max(1) as f64
+                    )
+                })
+                .collect();
+            s += &format!("Paid to fraud, by type: {}.\n", shares.join(", "));
+        }
         s
     }
 }
@@ -328,5 +353,6 @@ mod tests {
         assert!((r.fraud_reward_share() - 0.25).abs() < 1e-12);
         assert_eq!(r.missed_targets().len(), 2);
         assert!(r.markdown().contains("| teleport | gpx | 2 |"));
+        assert!(r.markdown().contains("teleport 25.0 %"), "{}", r.markdown());
     }
 }
