@@ -297,7 +297,10 @@ impl Generator<'_> {
     /// A shift of hours to days that keeps a copy of `[first, last]` before the files arrive.
     fn shift_ms(&mut self, (lo, hi): (i64, i64), first: i64, last: i64) -> i64 {
         let magnitude = self.rng.random_range(lo..hi);
-        let latest = Self::ms(self.config.arrival) - HOUR_MS;
+        // Before the files arrive; and, so that the arrival's hour changes nothing, at most a
+        // day after the window.
+        let latest = (Self::ms(self.config.arrival) - HOUR_MS)
+            .min(Self::ms(self.config.window_end) + DAY_MS);
         if self.rng.random_bool(0.5) && last + magnitude < latest {
             magnitude
         } else if first - magnitude > 0 {

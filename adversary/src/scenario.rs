@@ -342,11 +342,13 @@ impl ScenarioConfig {
         Self::new(seed, (40, 3), (4, 3), window, arrival)
     }
 
-    /// A set of `size` to be uploaded at `arrival`, its honest drives in the week that ended two
-    /// days before: a historical set, as the held-out one is (`--max-fix-age-days` must take it).
+    /// A set of `size` to be uploaded at `arrival`, its honest drives in the week that ended at
+    /// midnight (UTC) two days before: a historical set, as the held-out one is
+    /// (`--max-fix-age-days` must take it). Whatever the hour of arrival, the same seed gives the
+    /// same drives, shifted by whole days from one day to the next.
     pub fn for_arrival(size: SetSize, seed: u64, arrival: DateTime<Utc>) -> Self {
-        let end = arrival - Duration::days(2);
-        let end = DateTime::<Utc>::from_timestamp(end.timestamp(), 0).unwrap_or(end);
+        let day = (arrival - Duration::days(2)).date_naive();
+        let end = day.and_hms_opt(0, 0, 0).map_or(arrival, |d| d.and_utc());
         let window = (end - Duration::days(7), end);
         match size {
             SetSize::Small => Self::small(seed, window, arrival),

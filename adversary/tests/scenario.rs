@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use covermap_adversary::roads::RoadMap;
-use covermap_adversary::{FileKind, FraudType, Label, Scenario, ScenarioConfig, generate};
+use covermap_adversary::{FileKind, FraudType, Label, Scenario, ScenarioConfig, SetSize, generate};
 use covermap_domain::LatLon;
 use covermap_ingest::radio::{RadioPolicy, parse_geosubmit_v2};
 use covermap_ingest::{IngestPolicy, parse_gpx, read_gpx_points};
@@ -67,6 +67,28 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes() {
     assert_eq!(a.contributors, b.contributors);
     let c = generate(monaco(), &config(12)).unwrap();
     assert_ne!(a.files[0].bytes, c.files[0].bytes);
+}
+
+#[test]
+fn the_hour_of_arrival_changes_only_the_times_relative_to_it() {
+    let at = |t: &str| {
+        let c = ScenarioConfig::for_arrival(SetSize::Small, 5, t.parse().unwrap());
+        generate(monaco(), &c).unwrap()
+    };
+    let (a, b) = (at("2026-12-05T08:00:00Z"), at("2026-12-05T21:30:00Z"));
+    assert_eq!(a.files.len(), b.files.len());
+    for (x, y) in a.files.iter().zip(&b.files) {
+        let relative = matches!(
+            x.strength.as_str(),
+            "future_hours" | "future_days" | "after_arrival"
+        );
+        assert!(
+            relative || x.bytes == y.bytes,
+            "{} {} differs",
+            x.id,
+            x.label
+        );
+    }
 }
 
 #[test]
