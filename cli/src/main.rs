@@ -1,6 +1,7 @@
 //! `covermap`: the one binary. It reads the configuration, opens storage and wires the stages
 //! into the commands below; the stages themselves live in their crates.
 
+mod adversary_cmd;
 mod config;
 mod demo;
 mod ingest_cmd;
@@ -78,6 +79,9 @@ enum Command {
     Tiles(tiles_cmd::TilesCommand),
     /// Print the configuration in force (after file, environment and flags) as TOML.
     Config,
+    /// Our own adversarial set: honest and fraudulent uploads, labelled.
+    #[command(subcommand)]
+    Adversary(adversary_cmd::AdversaryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +254,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Tiles(command) => tiles_cmd::run(command, &settings).await,
         Command::Vision(command) => {
             tokio::task::spawn_blocking(move || vision_cmd::run(command)).await?
+        }
+        Command::Adversary(command) => {
+            tokio::task::spawn_blocking(move || adversary_cmd::run(command)).await?
         }
         Command::Match(args) => {
             let resolution = settings.resolution();
