@@ -6,7 +6,9 @@
 //! 1. **Verification.** Every upload is judged again from the evidence its worker measured
 //!    (`covermap_trust::judge` under the policy's `[verification]`): a flagged upload earns
 //!    nothing and makes no place look fresh. Two uploads of one device or contributor that no
-//!    vehicle could have driven between are both flagged. Then the epoch's radio is assessed as a
+//!    vehicle could have driven between are both flagged, and so is a batch that hears one cell
+//!    too loud at places too far apart for any one site (`self_contradiction`). Then the
+//!    epoch's radio is assessed as a
 //!    whole (`covermap_trust::emitters`): each emitter's site is placed from the trusted
 //!    sightings, readings are checked against the site the *other* contributors place their
 //!    emitter at, batches of cells nobody else heard are fabricated; only sightings of emitters
@@ -33,7 +35,7 @@
 //! 6. **Ledger.** Every contributor's cumulative total (earlier epochs plus this one) is a leaf;
 //!    the root commits to all of them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use covermap_domain::Cell;
@@ -273,6 +275,9 @@ pub struct EpochOutcome {
     pub verdicts: Vec<UploadVerdict>,
     /// The emitters heard in the epoch and where they stand: the next epoch's known sites.
     pub emitters: Vec<KnownEmitter>,
+    /// Sightings of trusted batches that do not count (an emitter nobody else heard, a reading
+    /// out of place), as (upload, seq): the radio map leaves them out.
+    pub uncounted_radio: Vec<(i64, i32)>,
 }
 
 /// An upload's verdict at its epoch's close: final.
@@ -281,6 +286,9 @@ pub struct UploadVerdict {
     pub upload_id: i64,
     pub verdict: Verdict,
     pub findings: Vec<Finding>,
+    /// For a radio batch: the cells its counted sightings lie in (verified emitters, in
+    /// place) — what it adds to the radio map; `None` for other uploads.
+    pub credited_cells: Option<u64>,
 }
 
 impl EpochOutcome {
@@ -305,6 +313,20 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     let v = &rules.verification;
     let mut findings = upload_findings(inputs, policy);
     let trusted = |f: &BTreeMap<i64, Vec<Finding>>, id: i64| f.get(&id).is_none_or(Vec::is_empty);
+    let plausible: Vec<bool> = inputs
+        .radio
+        .iter()
+        .map(|s| s.contributor.is_some() && radio::plausibility(s, &rules.radio).is_ok())
+        .collect();
+    let contradicting = covermap_trust::emitters::contradictions(
+        &inputs.radio,
+        &plausible,
+        &v.radio,
+        rules.radio.max_eirp_dbm,
+    );
+    for (upload, f) in contradicting {
+        findings.entry(upload).or_default().extend(f);
+    }
     let eligible: Vec<bool> = inputs
         .radio
         .iter()
@@ -633,11 +655,24 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
         .into_values()
         .filter(|c| c.captures > 0 || c.points > 0 || c.amount > 0)
         .collect();
+    // What each radio batch adds to the map: the cells of its counted sightings.
+    let mut radio_cells: BTreeMap<i64, BTreeSet<Cell>> = BTreeMap::new();
+    let mut uncounted_radio = Vec::new();
+    for (s, counted) in inputs.radio.iter().zip(&assessment.counts) {
+        let cells = radio_cells.entry(s.upload_id).or_default();
+        if *counted {
+            cells.insert(s.cell);
+        } else if trusted(&findings, s.upload_id) {
+            uncounted_radio.push((s.upload_id, s.seq));
+        }
+    }
+    uncounted_radio.sort_unstable();
     let verdicts = findings
         .into_iter()
         .map(|(upload_id, findings)| UploadVerdict {
             upload_id,
             verdict: Verdict::of(&findings),
+            credited_cells: radio_cells.get(&upload_id).map(|c| c.len() as u64),
             findings,
         })
         .collect();
@@ -650,6 +685,7 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
         refunds,
         verdicts,
         emitters: assessment.sites,
+        uncounted_radio,
     }
 }
 

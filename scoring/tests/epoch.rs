@@ -486,6 +486,7 @@ fn a_teleport_between_two_uploads_flags_both_and_their_sender() {
                 shared: "device".into(),
                 seconds: 10.0,
                 distance_m: 5000.0,
+                min_drive_s: None,
             }],
             ..Evidence::default()
         },

@@ -32,8 +32,116 @@ const MAX_OBSERVERS: usize = 16;
 /// A reading is also out of place beyond this many times the spread of everyone else's
 /// sightings (and a share of the technology's range), once they have this many.
 const SPREAD_FACTOR: f64 = 5.0;
-const SPREAD_FLOOR_SHARE: f64 = 0.3;
+const SPREAD_FLOOR_SHARE: f64 = 0.5;
 const SPREAD_MIN_SIGHTINGS: usize = 5;
+/// A reading is compared with what other contributors heard within this distance of it.
+const LOCAL_RADIUS_M: f64 = 200.0;
+/// Once others' readings of its emitter there number this many.
+const LOCAL_MIN_SAME: usize = 3;
+/// Or, for a cell none of them heard there, once their readings of its operator's cells (same
+/// technology) there number this many: a cell loud enough to serve a phone there is in them.
+const LOCAL_MIN_OPERATOR: usize = 10;
+
+/// The farthest a reading can be from its emitter's site: where free space from `eirp_dbm` at
+/// `frequency_mhz` leaves `signal_dbm` (inverse of [`free_space_path_loss_db`]), metres.
+pub fn free_space_reach_m(eirp_dbm: f64, signal_dbm: f64, frequency_mhz: f64) -> f64 {
+    let db = eirp_dbm - signal_dbm - 32.44 - 20.0 * frequency_mhz.max(1.0).log10();
+    1000.0 * 10f64.powf(db / 20.0)
+}
+
+/// Two positions of one reading may each be off by this much (GNSS error, the scan's lag).
+const POSITION_SLACK_M: f64 = 50.0;
+/// A reading is compared with its batch's this many strongest readings of the same cell.
+const CONTRADICTION_REFERENCES: usize = 3;
+
+/// Batches that contradict themselves: one cell heard so loud at places so far apart that no
+/// single site could serve both under free space from the technology's strongest emitter.
+///
+/// Each reading bounds where its cell's site can be — within the free-space reach of its
+/// signal — and a batch's readings of one cell must share a site. This needs no other
+/// contributor: a batch that reports a far cell as if beside the phone, or drags one cell along
+/// a drive, is caught on its own readings. Only cells count (they stand still; a Wi-Fi or
+/// Bluetooth emitter may ride in the same bus). A reading contradicts when it lies farther from
+/// one of its batch's strongest readings of the same cell than their two reaches (and the
+/// position slack) together; a batch with `site_violations` such readings, and that share of
+/// its cell readings, is flagged.
+pub fn contradictions(
+    samples: &[RadioSample],
+    eligible: &[bool],
+    rules: &RadioTrustRules,
+    max_eirp_dbm: f64,
+) -> BTreeMap<i64, Vec<Finding>> {
+    // Per batch and cell: (signal, position) of its readings with a signal.
+    let mut by_cell: BTreeMap<(i64, &str), Vec<(i32, covermap_domain::LatLon)>> = BTreeMap::new();
+    let mut cell_readings: BTreeMap<i64, u32> = BTreeMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        if !eligible.get(i).copied().unwrap_or(false)
+            || matches!(s.technology.as_str(), "wifi" | "bluetooth")
+        {
+            continue;
+        }
+        let Some(sig) = s.signal_dbm else { continue };
+        *cell_readings.entry(s.upload_id).or_default() += 1;
+        by_cell
+            .entry((s.upload_id, s.emitter.as_str()))
+            .or_default()
+            .push((
+                sig,
+                covermap_domain::LatLon {
+                    lat: s.lat,
+                    lon: s.lon,
+                },
+            ));
+    }
+    let mut bad: BTreeMap<i64, (u32, &str)> = BTreeMap::new();
+    for ((upload, emitter), mut readings) in by_cell {
+        if readings.len() < 2 {
+            continue;
+        }
+        let technology = emitter.split(':').next().unwrap_or_default();
+        let eirp = rules
+            .max_eirp_dbm
+            .get(technology)
+            .copied()
+            .unwrap_or(max_eirp_dbm);
+        let frequency = lowest_band_mhz(technology);
+        let reach = |sig: i32| free_space_reach_m(eirp, f64::from(sig), frequency);
+        // Strongest first, in a fixed order.
+        readings.sort_by(|a, b| {
+            (b.0, a.1.lat, a.1.lon)
+                .partial_cmp(&(a.0, b.1.lat, b.1.lon))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let plane = Plane::around(readings[0].1);
+        let xy: Vec<[f64; 2]> = readings.iter().map(|r| plane.xy(r.1)).collect();
+        let refs = CONTRADICTION_REFERENCES.min(readings.len());
+        let mut contradicting = 0;
+        for (i, r) in readings.iter().enumerate() {
+            let out = (0..refs).filter(|&j| j != i).any(|j| {
+                dist(xy[i], xy[j]) > reach(r.0) + reach(readings[j].0) + 2.0 * POSITION_SLACK_M
+            });
+            contradicting += u32::from(out);
+        }
+        if contradicting > 0 {
+            let e = bad.entry(upload).or_insert((0, emitter));
+            e.0 += contradicting;
+        }
+    }
+    let mut findings: BTreeMap<i64, Vec<Finding>> = BTreeMap::new();
+    for (upload, (n, example)) in bad {
+        let of = cell_readings.get(&upload).copied().unwrap_or(0);
+        if n >= rules.site_violations && f64::from(n) >= rules.site_violation_share * f64::from(of)
+        {
+            findings.entry(upload).or_default().push(Finding::new(
+                "self_contradiction",
+                format!(
+                    "{n} of {of} cell readings heard too loud too far apart for one site (free space from the strongest emitter), e.g. {example}"
+                ),
+            ));
+        }
+    }
+    findings
+}
 
 /// Free-space path loss in dB over `distance_m` at `frequency_mhz` (Friis:
 /// 20·log10(d/km) + 20·log10(f/MHz) + 32.44); distances under a metre count as one metre.
@@ -58,6 +166,10 @@ struct CellId<'a> {
     radio: &'a str,
     operator: (&'a str, &'a str),
     area: &'a str,
+    /// The site (base station) part of the cell id where the technology has one: the eNB of an
+    /// LTE ECI (id ÷ 256), the gNB of an NR NCI (÷ 4096, the shortest gNB split), the RNC of a
+    /// UMTS cell (÷ 65536); GSM's 16-bit cell id has none.
+    site: Option<u64>,
 }
 
 fn cell_id(key: &str) -> Option<CellId<'_>> {
@@ -67,11 +179,18 @@ fn cell_id(key: &str) -> Option<CellId<'_>> {
         return None;
     }
     let (mcc, mnc, area) = (parts.next()?, parts.next()?, parts.next()?);
-    parts.next()?;
+    let cid: u64 = parts.next()?.parse().ok()?;
+    let site = match radio {
+        "lte" => Some(cid >> 8),
+        "nr" => Some(cid >> 12),
+        "wcdma" => Some(cid >> 16),
+        _ => None,
+    };
     Some(CellId {
         radio,
         operator: (mcc, mnc),
         area,
+        site,
     })
 }
 
@@ -154,9 +273,10 @@ struct EmitterTally<'a> {
 /// trusted, its contributor set, its signal in its technology's range); only eligible samples
 /// place emitters and witness them.
 ///
-/// Sites are placed twice: once from every eligible sighting, then again without the uploads
-/// the first pass caught, so that a fabricator's loud, far-away readings cannot drag a real
-/// emitter's site towards themselves and make honest readings look out of place.
+/// Sites are placed twice: once from every eligible sighting, then again without the readings
+/// the first pass found out of place, so that a fabricator's loud, far-away readings cannot
+/// drag a real emitter's site towards themselves and make honest readings look out of place;
+/// every reading is then checked against the second placing, and only its findings stand.
 pub fn assess(
     samples: &[RadioSample],
     eligible: &[bool],
@@ -178,26 +298,21 @@ pub fn assess(
             y.seq,
         ))
     });
-    let first = Pass::run(samples, &order, &prior, rules, max_eirp_dbm);
-    let caught: BTreeSet<i64> = first.findings.keys().copied().collect();
+    let first = Pass::run(samples, &order, &order, &prior, rules, max_eirp_dbm);
     let kept: Vec<usize> = order
         .iter()
         .copied()
-        .filter(|i| !caught.contains(&samples[*i].upload_id))
+        .filter(|i| !first.violations.contains(i))
         .collect();
-    let second = Pass::run(samples, &kept, &prior, rules, max_eirp_dbm);
+    let second = Pass::run(samples, &kept, &order, &prior, rules, max_eirp_dbm);
     let sites = second.sites();
-    let mut findings = first.findings;
-    for (upload, f) in second.findings {
-        findings.entry(upload).or_default().extend(f);
-    }
     let mut counts = vec![false; samples.len()];
-    for i in kept {
+    for i in order {
         counts[i] = second.counts.get(&i).copied().unwrap_or(false);
     }
     RadioAssessment {
         counts,
-        findings,
+        findings: second.findings,
         sites,
     }
 }
@@ -207,20 +322,24 @@ struct Pass<'a> {
     tallies: BTreeMap<&'a str, EmitterTally<'a>>,
     observers: BTreeMap<&'a str, BTreeSet<&'a str>>,
     counts: HashMap<usize, bool>,
+    /// The checked samples found out of place.
+    violations: std::collections::HashSet<usize>,
     findings: BTreeMap<i64, Vec<Finding>>,
 }
 
 impl<'a> Pass<'a> {
+    /// Places sites from the sightings of `tally` and checks those of `check` against them.
     fn run(
         samples: &'a [RadioSample],
-        order: &[usize],
+        tally: &[usize],
+        check: &[usize],
         prior: &HashMap<&'a str, &'a KnownEmitter>,
         rules: &RadioTrustRules,
         max_eirp_dbm: f64,
     ) -> Self {
         // Sums per emitter and contributor, in a fixed order so every machine adds the same way.
         let mut tallies: BTreeMap<&'a str, EmitterTally<'a>> = BTreeMap::new();
-        for &i in order {
+        for &i in tally {
             let s = &samples[i];
             let who = s.contributor.as_deref().unwrap_or_default();
             let t = tallies.entry(s.emitter.as_str()).or_insert_with(|| {
@@ -274,13 +393,49 @@ impl<'a> Pass<'a> {
         let min = rules.emitter_min_contributors as usize;
         let verified = |e: &str| observers.get(e).is_some_and(|w| w.len() >= min);
 
+        // Everyone's sightings on a grid, to compare a reading with what others heard there.
+        let grid_plane = tally.first().map(|&i| {
+            Plane::around(covermap_domain::LatLon {
+                lat: samples[i].lat,
+                lon: samples[i].lon,
+            })
+        });
+        let cell_of = |s: &RadioSample| {
+            grid_plane.map(|g| {
+                let p = g.xy(covermap_domain::LatLon {
+                    lat: s.lat,
+                    lon: s.lon,
+                });
+                (
+                    (p[0] / LOCAL_RADIUS_M).floor() as i64,
+                    (p[1] / LOCAL_RADIUS_M).floor() as i64,
+                )
+            })
+        };
+        let mut grid: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+        for &i in tally {
+            if let Some(k) = cell_of(&samples[i]) {
+                grid.entry(k).or_default().push(i);
+            }
+        }
+
         // Each sample against the site everyone else places its emitter at.
-        let mut counts = HashMap::with_capacity(order.len());
+        let mut counts = HashMap::with_capacity(check.len());
+        let mut violations = std::collections::HashSet::new();
         let mut checked: BTreeMap<i64, (u32, u32)> = BTreeMap::new();
-        for &i in order {
+        for &i in check {
             let s = &samples[i];
             let who = s.contributor.as_deref().unwrap_or_default();
+            let local = local_check(s, who, &grid, cell_of(s), samples, rules);
             let Some(t) = tallies.get(s.emitter.as_str()) else {
+                if local == Some(true) {
+                    violations.insert(i);
+                }
+                if let Some(v) = local {
+                    let e = checked.entry(s.upload_id).or_default();
+                    e.0 += 1;
+                    e.1 += u32::from(v);
+                }
                 continue;
             };
             let mine = t.by_contributor.get(who).copied().unwrap_or_default();
@@ -300,6 +455,11 @@ impl<'a> Pass<'a> {
                     lat: s.lat,
                     lon: s.lon,
                 });
+                let eirp = rules
+                    .max_eirp_dbm
+                    .get(&s.technology)
+                    .copied()
+                    .unwrap_or(max_eirp_dbm);
                 let d = (dist(xy, c) - r).max(1.0);
                 let range = rules
                     .max_range_m
@@ -312,14 +472,27 @@ impl<'a> Pass<'a> {
                     .map(|(k, _)| k.frequency_mhz)
                     .filter(|f| *f > 0.0)
                     .unwrap_or_else(|| lowest_band_mhz(&s.technology));
-                let too_far = d > range;
+                // One or two sightings of an access point place it poorly; a cell's site is
+                // wide enough that one other contributor's sightings do.
+                let enough =
+                    others.n >= 3 || !matches!(s.technology.as_str(), "wifi" | "bluetooth");
+                let too_far = enough && d > range;
                 let out_of_place = others.n >= SPREAD_MIN_SIGHTINGS
                     && dist(xy, c) > (SPREAD_FACTOR * r).max(SPREAD_FLOOR_SHARE * range);
-                let too_strong = s.signal_dbm.is_some_and(|sig| {
-                    f64::from(sig) > max_eirp_dbm - free_space_path_loss_db(d, frequency)
-                });
+                let too_strong = enough
+                    && s.signal_dbm.is_some_and(|sig| {
+                        f64::from(sig) > eirp - free_space_path_loss_db(d, frequency)
+                    });
                 too_far || out_of_place || too_strong
             });
+            let violation = match (violation, local) {
+                (None, l) => l,
+                (Some(v), None) => Some(v),
+                (Some(v), Some(l)) => Some(v || l),
+            };
+            if violation == Some(true) {
+                violations.insert(i);
+            }
             if let Some(v) = violation {
                 let e = checked.entry(s.upload_id).or_default();
                 e.0 += 1;
@@ -341,11 +514,20 @@ impl<'a> Pass<'a> {
                 ));
             }
         }
-        fabricated(samples, order, &observers, &verified, rules, &mut findings);
+        fabricated(
+            samples,
+            tally,
+            check,
+            &observers,
+            &verified,
+            rules,
+            &mut findings,
+        );
         Self {
             tallies,
             observers,
             counts,
+            violations,
             findings,
         }
     }
@@ -398,10 +580,68 @@ fn unproject(plane: &Plane, xy: [f64; 2]) -> (f64, f64) {
     (lat, lon)
 }
 
+/// A reading against what other contributors heard within [`LOCAL_RADIUS_M`] of it: louder
+/// than all their readings of its emitter there by more than `local_margin_db` (shadow fading
+/// moves a signal by 6 to 8 dB, not 30); or, for a cell at `local_strong_dbm` or stronger, one
+/// none of them heard there although they heard plenty of its operator's cells. `None` where
+/// there is too little to compare with.
+fn local_check(
+    s: &RadioSample,
+    who: &str,
+    grid: &HashMap<(i64, i64), Vec<usize>>,
+    at: Option<(i64, i64)>,
+    samples: &[RadioSample],
+    rules: &RadioTrustRules,
+) -> Option<bool> {
+    let (gx, gy) = at?;
+    let sig = s.signal_dbm?;
+    let here = covermap_domain::LatLon {
+        lat: s.lat,
+        lon: s.lon,
+    };
+    let mut same: Option<i32> = None;
+    let mut same_n = 0usize;
+    let mut operator_n = 0usize;
+    for dx in -1..=1 {
+        for dy in -1..=1 {
+            for &k in grid.get(&(gx + dx, gy + dy)).into_iter().flatten() {
+                let o = &samples[k];
+                if o.contributor.as_deref() == Some(who)
+                    || o.technology != s.technology
+                    || o.operator != s.operator
+                    || here.distance_m(covermap_domain::LatLon {
+                        lat: o.lat,
+                        lon: o.lon,
+                    }) > LOCAL_RADIUS_M
+                {
+                    continue;
+                }
+                operator_n += 1;
+                if o.emitter == s.emitter {
+                    same_n += 1;
+                    if let Some(x) = o.signal_dbm {
+                        same = Some(same.map_or(x, |m: i32| m.max(x)));
+                    }
+                }
+            }
+        }
+    }
+    if same_n >= LOCAL_MIN_SAME {
+        let loudest = same?;
+        return Some(f64::from(sig) > f64::from(loudest) + rules.local_margin_db);
+    }
+    let cellular = !matches!(s.technology.as_str(), "wifi" | "bluetooth");
+    if cellular && same_n == 0 && operator_n >= LOCAL_MIN_OPERATOR {
+        return Some(f64::from(sig) >= rules.local_strong_dbm);
+    }
+    None
+}
+
 /// Cells nobody else heard where others do measure their operator.
 fn fabricated(
     samples: &[RadioSample],
-    order: &[usize],
+    tally: &[usize],
+    check: &[usize],
     observers: &BTreeMap<&str, BTreeSet<&str>>,
     verified: &dyn Fn(&str) -> bool,
     rules: &RadioTrustRules,
@@ -410,10 +650,12 @@ fn fabricated(
     let resolution =
         h3o::Resolution::try_from(rules.area_resolution).unwrap_or(h3o::Resolution::Six);
     let area_of = |c: Cell| c.0.parent(resolution);
-    // (radio, operator, area) → who heard verified cells of it there, and their area codes.
+    // (radio, operator, area) → who heard verified cells of it there, their area codes and
+    // their sites.
     type Key<'a> = (&'a str, (&'a str, &'a str), h3o::CellIndex);
-    let mut around: BTreeMap<Key<'_>, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
-    for &i in order {
+    type Seen<'a> = (BTreeSet<&'a str>, BTreeSet<&'a str>, BTreeSet<u64>);
+    let mut around: BTreeMap<Key<'_>, Seen<'_>> = BTreeMap::new();
+    for &i in tally {
         let s = &samples[i];
         let (Some(id), Some(area), Some(who)) = (
             cell_id(&s.emitter),
@@ -428,11 +670,13 @@ fn fabricated(
         let e = around.entry((id.radio, id.operator, area)).or_default();
         e.0.insert(who);
         e.1.insert(id.area);
+        e.2.extend(id.site);
     }
-    // Per upload: its distinct cells where others measure the operator, and which of them
-    // nobody else heard, or carry an area code none of the others' carry.
+    // Per upload: its distinct cells where others measure the operator, which of them nobody
+    // else heard, and which do not fit the operator's numbering there: an area code none of
+    // the others' cells carries, or a site id far from every site id of theirs.
     let mut tally: BTreeMap<i64, BTreeMap<&str, (bool, bool)>> = BTreeMap::new();
-    for &i in order {
+    for &i in check {
         let s = &samples[i];
         let (Some(id), Some(area), Some(who)) = (
             cell_id(&s.emitter),
@@ -443,12 +687,14 @@ fn fabricated(
         };
         let mut others_here = false;
         let mut codes: BTreeSet<&str> = BTreeSet::new();
+        let mut sites: BTreeSet<u64> = BTreeSet::new();
         for a in area.grid_disk::<Vec<_>>(1) {
-            if let Some((who_there, area_codes)) = around.get(&(id.radio, id.operator, a))
+            if let Some((who_there, area_codes, site_ids)) = around.get(&(id.radio, id.operator, a))
                 && who_there.iter().any(|w| *w != who)
             {
                 others_here = true;
                 codes.extend(area_codes.iter().copied());
+                sites.extend(site_ids.iter().copied());
             }
         }
         if !others_here {
@@ -457,7 +703,17 @@ fn fabricated(
         let unknown = observers
             .get(s.emitter.as_str())
             .is_none_or(|o| o.iter().all(|w| *w == who));
-        let misfit = !codes.contains(id.area);
+        let far_site = id.site.is_some_and(|site| {
+            !sites.is_empty()
+                && sites
+                    .range(
+                        site.saturating_sub(rules.site_id_gap)
+                            ..=site.saturating_add(rules.site_id_gap),
+                    )
+                    .next()
+                    .is_none()
+        });
+        let misfit = !codes.contains(id.area) || far_site;
         tally
             .entry(s.upload_id)
             .or_default()
@@ -467,13 +723,13 @@ fn fabricated(
         let n = cells.len() as u32;
         let unknown = cells.values().filter(|c| c.0).count() as u32;
         let misfit = cells.values().filter(|c| c.0 && c.1).count() as u32;
-        if unknown >= rules.fabricated_cells
-            && f64::from(unknown) >= rules.fabricated_share * f64::from(n)
+        if misfit >= rules.fabricated_cells
+            && f64::from(misfit) >= rules.fabricated_share * f64::from(n)
         {
             findings.entry(upload).or_default().push(Finding::new(
                 "fabricated_cells",
                 format!(
-                    "{unknown} of its {n} cells were heard by nobody else where others measure the same operators ({misfit} with an area code none of theirs has)"
+                    "{misfit} of its {n} cells were heard by nobody else where others measure the same operators, with ids that fit none of that operator's there ({unknown} heard by nobody else in all)"
                 ),
             ));
         }
@@ -540,6 +796,59 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn a_batch_hearing_one_cell_loud_kilometres_apart_contradicts_itself() {
+        let rules = RadioTrustRules::default();
+        let eirp = rules.max_eirp_dbm["lte"];
+        // LTE at −55 dBm reaches at most ~1.1 km in free space from 35 dBm at 700 MHz.
+        let reach = free_space_reach_m(eirp, -55.0, 700.0);
+        assert!((900.0..1400.0).contains(&reach), "{reach}");
+        let loss = free_space_path_loss_db(reach, 700.0);
+        assert!(
+            (eirp - loss + 55.0).abs() < 1e-6,
+            "reach inverts the path loss"
+        );
+
+        // Honest: the drive passes the site; loud near it, fading with distance.
+        let mut v = honest();
+        // Mallory's batch: one real cell "beside the phone" along 8 km of road.
+        for i in 0..12 {
+            v.push(sample(
+                "mallory",
+                3,
+                i,
+                "lte:208:1:100:25601",
+                43.70 + f64::from(i) * 0.0065,
+                7.42,
+                -55 - (i % 3),
+            ));
+        }
+        let all = vec![true; v.len()];
+        let f = contradictions(&v, &all, &rules, 65.0);
+        assert_eq!(f.keys().copied().collect::<Vec<_>>(), vec![3], "{f:?}");
+        assert_eq!(f[&3][0].code, "self_contradiction");
+
+        // Wi-Fi may ride along (a bus's hotspot): never a contradiction.
+        let wifi: Vec<RadioSample> = (0..12)
+            .map(|i| {
+                let mut s = sample(
+                    "carol",
+                    4,
+                    i,
+                    "wifi:aa:bb:cc:dd:ee:ff",
+                    43.70 + f64::from(i) * 0.0065,
+                    7.42,
+                    -40,
+                );
+                s.technology = "wifi".into();
+                s
+            })
+            .collect();
+        assert!(contradictions(&wifi, &vec![true; wifi.len()], &rules, 65.0).is_empty());
+        // Readings not eligible are not looked at.
+        assert!(contradictions(&v, &vec![false; v.len()], &rules, 65.0).is_empty());
     }
 
     #[test]
@@ -621,7 +930,28 @@ mod tests {
         let ok = vec![true; v.len()];
         let a = assess(&v, &ok, &[], &rules, 65.0);
         assert_eq!(a.findings[&3][0].code, "fabricated_cells");
-        assert!(a.findings[&3][0].detail.contains("5 with an area code"));
+        assert!(
+            a.findings[&3][0].detail.starts_with("5 of its 5 cells"),
+            "{:?}",
+            a.findings
+        );
+        // A real cell nobody else heard yet, under the operator's area code and next to its
+        // sites, is unpaid but not fabricated.
+        let mut v = honest();
+        for i in 0..5 {
+            v.push(sample(
+                "carol",
+                4,
+                i,
+                &format!("lte:208:1:100:{}", 100 * 256 + 1 + i),
+                43.731,
+                7.42,
+                -90,
+            ));
+        }
+        let ok = vec![true; v.len()];
+        let a = assess(&v, &ok, &[], &rules, 65.0);
+        assert!(!a.findings.contains_key(&4), "{:?}", a.findings);
         // Where nobody else measures the operator, an unknown cell is only unpaid.
         let far: Vec<RadioSample> = (0..5)
             .map(|i| sample("carol", 4, i, &format!("lte:208:1:9:{i}"), 45.5, 6.0, -90))

@@ -41,8 +41,10 @@ pub struct TrackTrustRules {
     pub gap_speed_mps: f64,
     /// No road vehicle holds this speed for 20 s.
     pub max_sustained_mps: f64,
-    /// Nor this many times its road class's reference speed for 20 s.
+    /// Nor this many times its road class's reference speed for 20 s, nor this many times
+    /// (`max_class_ratio_median`) for half of its moving fixes.
     pub max_class_ratio: f64,
+    pub max_class_ratio_median: f64,
     /// Interpolated: this many seconds of moving fixes without any GNSS noise.
     pub noiseless_s: f64,
     /// Cutting corners: at least this share of fixes more than 25 m from any road, with
@@ -60,6 +62,8 @@ pub struct TrackTrustRules {
     /// oldest age accepted, or this share of them.
     pub bad_time_fixes: u32,
     pub bad_time_share: f64,
+    /// A last fix more than this many seconds after the upload arrived.
+    pub arrival_slack_s: f64,
     /// A replay: at least `replay_overlap` of the track on an earlier upload's, the time
     /// shift steady to within `replay_shift_mad_s`, at most `replay_offset_m` apart.
     pub replay_overlap: f64,
@@ -86,6 +90,11 @@ pub struct RadioTrustRules {
     /// Readings with a signal impossible for their technology: this many and this share.
     pub impossible_signals: u32,
     pub impossible_share: f64,
+    /// Loud cells flickering: this many loud cell readings (−70 dBm or stronger) that the
+    /// scans just before and after (within 100 m) did not hear, and this share of the loud
+    /// readings that had such a scan.
+    pub vanishing_loud_cells: u32,
+    pub vanishing_loud_share: f64,
     /// One emitter heard across more than this within one batch.
     pub max_cell_spread_m: f64,
     pub max_wifi_spread_m: f64,
@@ -104,6 +113,15 @@ pub struct RadioTrustRules {
     pub emitter_min_contributors: u32,
     /// How far from its site each technology is heard at most, metres.
     pub max_range_m: BTreeMap<String, f64>,
+    /// The most an emitter of each technology radiates in what phones report (dBm EIRP: for
+    /// LTE and NR the reference signal of one resource element, for Wi-Fi the whole
+    /// channel): the free-space bound starts from it.
+    pub max_eirp_dbm: BTreeMap<String, f64>,
+    /// A reading louder than every other contributor's reading of its emitter close by (within
+    /// 200 m), by more than this many dB, is out of place; so is a cell at `local_strong_dbm`
+    /// or stronger that none of them heard there although they heard its operator's cells.
+    pub local_margin_db: f64,
+    pub local_strong_dbm: f64,
     /// A batch whose readings break the range or free-space bound of their emitter's site
     /// (as the other contributors place it): this many and this share.
     pub site_violations: u32,
@@ -114,6 +132,12 @@ pub struct RadioTrustRules {
     pub fabricated_cells: u32,
     pub fabricated_share: f64,
     pub area_resolution: u8,
+    /// A batch whose cells of one operator (six or more) carry this share of distinct area
+    /// codes or more.
+    pub max_area_code_share: f64,
+    /// A cell's site id (eNB, gNB, RNC) fits the operator's numbering around when it lies
+    /// within this many of a site id other contributors heard there.
+    pub site_id_gap: u64,
 }
 
 impl Default for TrackTrustRules {
@@ -121,9 +145,10 @@ impl Default for TrackTrustRules {
         Self {
             teleport_m: 200.0,
             gap_min_m: 500.0,
-            gap_speed_mps: 60.0,
+            gap_speed_mps: 30.0,
             max_sustained_mps: 55.0,
-            max_class_ratio: 1.7,
+            max_class_ratio: 1.5,
+            max_class_ratio_median: 1.2,
             noiseless_s: 40.0,
             corner_share: 0.12,
             even_speed_cv: 0.12,
@@ -133,8 +158,9 @@ impl Default for TrackTrustRules {
             stationary_s: 300.0,
             bad_time_fixes: 3,
             bad_time_share: 0.05,
-            replay_overlap: 0.7,
-            replay_shift_mad_s: 4.0,
+            arrival_slack_s: 30.0,
+            replay_overlap: 0.9,
+            replay_shift_mad_s: 3.0,
             replay_offset_m: 30.0,
         }
     }
@@ -152,6 +178,8 @@ impl Default for RadioTrustRules {
             farm_radius_m: 200.0,
             impossible_signals: 2,
             impossible_share: 0.05,
+            vanishing_loud_cells: 10,
+            vanishing_loud_share: 0.5,
             max_cell_spread_m: 40_000.0,
             max_wifi_spread_m: 1_500.0,
             duplicate_overlap: 0.7,
@@ -172,11 +200,26 @@ impl Default for RadioTrustRules {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
-            site_violations: 3,
-            site_violation_share: 0.2,
+            max_eirp_dbm: [
+                ("gsm", 61.0),
+                ("wcdma", 51.0),
+                ("lte", 35.0),
+                ("nr", 35.0),
+                ("wifi", 30.0),
+                ("bluetooth", 20.0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            local_margin_db: 30.0,
+            local_strong_dbm: -70.0,
+            site_violations: 5,
+            site_violation_share: 0.01,
             fabricated_cells: 3,
             fabricated_share: 0.5,
             area_resolution: 6,
+            max_area_code_share: 0.5,
+            site_id_gap: 500,
         }
     }
 }
@@ -244,12 +287,20 @@ impl TrustRules {
         for (f, v) in [
             ("verification.radio.leap_share", r.leap_share),
             ("verification.radio.impossible_share", r.impossible_share),
+            (
+                "verification.radio.vanishing_loud_share",
+                r.vanishing_loud_share,
+            ),
             ("verification.radio.duplicate_overlap", r.duplicate_overlap),
             (
                 "verification.radio.site_violation_share",
                 r.site_violation_share,
             ),
             ("verification.radio.fabricated_share", r.fabricated_share),
+            (
+                "verification.radio.max_area_code_share",
+                r.max_area_code_share,
+            ),
         ] {
             share(f, v)?;
         }
@@ -262,6 +313,7 @@ impl TrustRules {
             ("verification.radio.farm_radius_m", r.farm_radius_m),
             ("verification.radio.max_cell_spread_m", r.max_cell_spread_m),
             ("verification.radio.max_wifi_spread_m", r.max_wifi_spread_m),
+            ("verification.radio.local_margin_db", r.local_margin_db),
             (
                 "verification.radio.duplicate_signal_db",
                 r.duplicate_signal_db,

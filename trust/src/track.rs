@@ -30,18 +30,17 @@ const NOISELESS_SPEED_MPS: f64 = 0.15;
 /// Moving means at least this fast.
 const MOVING_MPS: f64 = 2.0;
 
-/// The reference speed of a road class, m/s: the usual top legal limit for it in Europe
-/// (motorways 130 km/h, roads through towns 50 km/h), which honest drivers exceed by a little
-/// and a fabricated "drive" by a lot. Unknown classes count as 50 km/h.
+/// The reference speed of a road class, m/s: what it is usually signed for where people map
+/// (motorways 130 km/h, trunk roads 110, primary 70 and secondary 60 — between town and
+/// country limits —, other streets 50), which honest drivers exceed by a little and a
+/// fabricated "drive" by a lot. Unknown classes count as 50 km/h.
 pub fn class_speed_mps(highway: &str) -> f64 {
     let kmh = match highway {
         "motorway" => 130.0,
         "trunk" => 110.0,
-        "motorway_link" | "trunk_link" => 90.0,
-        "primary" => 90.0,
-        "secondary" | "unclassified" => 80.0,
-        "tertiary" => 70.0,
-        "primary_link" | "secondary_link" | "tertiary_link" => 60.0,
+        "motorway_link" | "trunk_link" => 80.0,
+        "primary" => 70.0,
+        "secondary" | "primary_link" => 60.0,
         "living_street" | "service" | "track" => 30.0,
         _ => 50.0,
     };
@@ -60,6 +59,10 @@ pub struct RoadMeasures {
     /// The highest ratio of speed to its road class's reference speed held for
     /// [`SUSTAINED_S`] (`None` where no stretch that long lies near a road).
     pub class_ratio: Option<f64>,
+    /// The median of that ratio over the moving fixes near a road: a whole drive at twice the
+    /// limits shows here even where bends keep any 20 s from being fast throughout.
+    #[serde(default)]
+    pub class_ratio_median: Option<f64>,
 }
 
 /// What a track's fixes say about it.
@@ -77,6 +80,10 @@ pub struct TrackMeasures {
     /// Fixes refused for lying in the future, or before the oldest age accepted.
     pub future_fixes: u32,
     pub old_fixes: u32,
+    /// Seconds the last fix lies after the upload arrived (0 when before): a file cannot hold
+    /// a fix taken after it was sent, whatever clock skew a device's signature is allowed.
+    #[serde(default)]
+    pub after_arrival_s: f64,
     /// The longest leap (200 m or more, faster than 70 m/s) the track never came back from:
     /// two drives spliced together. 0 when none.
     pub teleport_m: f64,
@@ -104,6 +111,8 @@ pub struct TrackInput<'a> {
     pub old_fixes: u32,
     /// Metres of road the matcher placed the track on; `None` without a road network.
     pub matched_m: Option<f64>,
+    /// When the upload arrived.
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// Measures a track. `roads` is the network it should lie on, where one is loaded.
@@ -119,6 +128,7 @@ pub fn measure(input: &TrackInput<'_>, roads: Option<&RoadGraph>) -> TrackMeasur
             radius_m: 0.0,
             future_fixes: input.future_fixes,
             old_fixes: input.old_fixes,
+            after_arrival_s: 0.0,
             teleport_m: teleport_m(
                 input.jumps,
                 &[],
@@ -162,6 +172,10 @@ pub fn measure(input: &TrackInput<'_>, roads: Option<&RoadGraph>) -> TrackMeasur
         radius_m: round3(radius_m(&xy)),
         future_fixes: input.future_fixes,
         old_fixes: input.old_fixes,
+        after_arrival_s: round3(match (input.received_at, fixes.last()) {
+            (Some(r), Some(l)) => (l.at - r).as_seconds_f64().max(0.0),
+            _ => 0.0,
+        }),
         teleport_m: round3(teleport_m(input.jumps, fixes, plane)),
         sustained_speed_mps: round3(sustained_speed(&xy, &t)),
         noiseless_s: round3(noiseless_s(&xy, &t)),
@@ -173,6 +187,7 @@ pub fn measure(input: &TrackInput<'_>, roads: Option<&RoadGraph>) -> TrackMeasur
             over_50m: round3(r.over_50m),
             over_100m: round3(r.over_100m),
             class_ratio: r.class_ratio.map(round3),
+            class_ratio_median: r.class_ratio_median.map(round3),
         }),
     }
 }
@@ -329,6 +344,7 @@ struct RawRoadMeasures {
     over_50m: f64,
     over_100m: f64,
     class_ratio: Option<f64>,
+    class_ratio_median: Option<f64>,
 }
 
 fn road_measures(
@@ -368,6 +384,14 @@ fn road_measures(
         over_50m: over50 as f64 / n,
         over_100m: over100 as f64 / n,
         class_ratio: sustained_min(&ratios, t),
+        class_ratio_median: {
+            let mut moving: Vec<f64> = ratios
+                .iter()
+                .zip(speeds)
+                .filter_map(|(r, v)| r.filter(|_| v.is_some_and(|v| v > MOVING_MPS)))
+                .collect();
+            (moving.len() >= 10).then(|| median(&mut moving))
+        },
     }
 }
 
@@ -421,6 +445,7 @@ mod tests {
             future_fixes: 0,
             old_fixes: 0,
             matched_m: None,
+            received_at: None,
         }
     }
 

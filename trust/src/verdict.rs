@@ -39,6 +39,10 @@ pub struct Gap {
     /// time, and then `distance_m` is how far apart they were at the same moments.
     pub seconds: f64,
     pub distance_m: f64,
+    /// The least time to drive the way on the roads at their classes' reference speeds,
+    /// where a road network is loaded and the way is short enough to look for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_drive_s: Option<f64>,
 }
 
 /// One reason an upload is not believed.
@@ -92,7 +96,10 @@ impl Verdict {
 /// Whether no vehicle could have crossed `g`: far enough, and faster than allowed (or at the
 /// same moment).
 pub fn impossible_gap(g: &Gap, rules: &crate::TrackTrustRules) -> bool {
-    let too_fast = g.seconds <= 0.0 || g.distance_m / g.seconds > rules.gap_speed_mps;
+    let too_fast = g.seconds <= 0.0
+        || g.distance_m / g.seconds > rules.gap_speed_mps
+        || g.min_drive_s
+            .is_some_and(|t| t > rules.max_class_ratio * g.seconds);
     g.distance_m >= rules.gap_min_m && too_fast
 }
 
@@ -107,16 +114,23 @@ pub fn judge(e: &Evidence, rules: &TrustRules) -> Vec<Finding> {
     }
     for g in &e.gaps {
         if impossible_gap(g, &rules.track) {
+            let other = if g.upload < 0 {
+                format!("refused upload {}", -g.upload)
+            } else {
+                format!("upload {}", g.upload)
+            };
+            let roads = g.min_drive_s.map_or(String::new(), |t| {
+                format!(", a way of {t:.0} s on its roads at their speeds")
+            });
             let how = if g.seconds <= 0.0 {
                 format!(
-                    "{:.0} m away from upload {} of the same {} at the same time",
-                    g.distance_m, g.upload, g.shared
+                    "{:.0} m away from {other} of the same {} at the same time",
+                    g.distance_m, g.shared
                 )
             } else {
                 format!(
-                    "{:.0} m from upload {} of the same {} in {:.0} s ({:.0} m/s)",
+                    "{:.0} m from {other} of the same {} in {:.0} s ({:.0} m/s{roads})",
                     g.distance_m,
-                    g.upload,
                     g.shared,
                     g.seconds,
                     g.distance_m / g.seconds
@@ -157,6 +171,13 @@ fn judge_track(t: &TrackMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
         out.push(Finding::new(
             "impossible_speed",
             format!("{ratio:.2} times its roads' reference speed held for 20 s"),
+        ));
+    } else if let Some(ratio) = t.roads.as_ref().and_then(|x| x.class_ratio_median)
+        && ratio >= r.max_class_ratio_median
+    {
+        out.push(Finding::new(
+            "impossible_speed",
+            format!("half of the drive at {ratio:.2} times or more its roads' reference speed"),
         ));
     }
     if t.noiseless_s >= r.noiseless_s {
@@ -209,6 +230,14 @@ fn judge_track(t: &TrackMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
         out.push(Finding::new(
             "future_time",
             format!("{} fixes dated after the upload arrived", t.future_fixes),
+        ));
+    } else if t.after_arrival_s > r.arrival_slack_s {
+        out.push(Finding::new(
+            "future_time",
+            format!(
+                "its last fix was taken {:.0} s after the upload arrived",
+                t.after_arrival_s
+            ),
         ));
     }
     if bad(t.old_fixes) {
@@ -281,6 +310,26 @@ fn judge_radio(b: &BatchMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
             format!(
                 "{} readings with a signal impossible for their technology",
                 b.impossible_signals
+            ),
+        ));
+    }
+    if b.vanishing_loud_cells >= r.vanishing_loud_cells
+        && f64::from(b.vanishing_loud_cells) >= r.vanishing_loud_share * f64::from(b.loud_cells)
+    {
+        out.push(Finding::new(
+            "vanishing_loud_cells",
+            format!(
+                "{} of {} loud cell readings (-70 dBm or stronger) unheard by the scans just before and after, metres away: no real cell near enough to be that loud flickers so",
+                b.vanishing_loud_cells, b.loud_cells
+            ),
+        ));
+    }
+    if b.area_code_share >= r.max_area_code_share {
+        out.push(Finding::new(
+            "fabricated_cells",
+            format!(
+                "{:.0} % of one operator's cells under area codes of their own: no network numbers its cells so",
+                b.area_code_share * 100.0
             ),
         ));
     }
