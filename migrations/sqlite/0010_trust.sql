@@ -11,6 +11,9 @@ ALTER TABLE uploads ADD COLUMN trust_epoch INTEGER;       -- the epoch whose clo
 ALTER TABLE uploads ADD COLUMN trust_changed_at INTEGER;
 ALTER TABLE uploads ADD COLUMN cells_seen INTEGER;        -- cells it touched; `cells` is what it credits
 CREATE INDEX uploads_flagged ON uploads (id) WHERE trust = 'flagged';
+-- A sighting an epoch's close did not count (its emitter heard by nobody else, or out of place)
+-- is left off the radio map; NULL until its epoch closes.
+ALTER TABLE radio_observations ADD COLUMN counted INTEGER;
 CREATE INDEX uploads_trust_changed ON uploads (trust_changed_at);
 
 -- Where and when each processed upload lay, to find the uploads of the same device or
@@ -49,6 +52,14 @@ CREATE TABLE upload_refusals (
     sha256      TEXT        NOT NULL,
     reason      TEXT        NOT NULL,
     detail      TEXT,
+    -- Where its first and last timed fixes lay, for a track: a device's timeline includes what
+    -- it sent that was refused.
+    first_at    INTEGER,
+    last_at     INTEGER,
+    first_lat   REAL,
+    first_lon   REAL,
+    last_lat    REAL,
+    last_lon    REAL,
     received_at INTEGER NOT NULL
 );
 CREATE INDEX upload_refusals_received ON upload_refusals (received_at);

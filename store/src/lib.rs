@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, ImageryCellSummary, LatLon,
+    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, Fix, ImageryCellSummary, LatLon,
     MatchedStretch, RadioCellSummary, RoadCell, RoadSegment, Role, SegmentRef, UploadKind,
     UploadStatus,
 };
@@ -154,7 +154,8 @@ pub struct UploadExtent {
     pub radius_m: f64,
 }
 
-/// A processed upload of the same device or contributor as another.
+/// A processed upload of the same device or contributor as another — or a refused track of
+/// theirs, whose `upload_id` is then minus the refusal's id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Neighbour {
     pub upload_id: i64,
@@ -174,6 +175,8 @@ pub struct NewRefusal {
     pub reason: String,
     pub detail: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// A refused track's first and last timed fixes, where it had any.
+    pub span: Option<(Fix, Fix)>,
 }
 
 /// Which uploads a listing shows: every field that is set must match.
@@ -814,9 +817,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: i64,
     ) -> Result<Vec<Neighbour>>;
 
-    /// Uploads received before `upload_id` that touched any of `cells` — radio batches through
-    /// their observations (`radio`), else tracks and drives through their cells — with how many
-    /// of them each shares, most first, at most `limit`: where a replay or a copy is looked for.
+    /// Processed uploads other than `upload_id` that touched any of `cells` — radio batches
+    /// through their observations (`radio`), else tracks and drives through their cells — with
+    /// how many of them each shares, most first, at most `limit`: where a replay or a copy is
+    /// looked for (an upload received later but processed first is among them).
     async fn shared_cells(
         &self,
         upload_id: i64,
@@ -824,6 +828,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         cells: &[Cell],
         limit: i64,
     ) -> Result<Vec<(i64, i64)>>;
+
+    /// Sets a processed upload's evidence and provisional verdict anew — a copy of an upload
+    /// that arrived before it, found only once that one was processed — and drops its cells
+    /// from the maps if it is now flagged; `false`, and nothing changed, once an epoch's close
+    /// made its verdict final.
+    async fn amend_trust(
+        &self,
+        upload_id: i64,
+        evidence: &str,
+        verdict: &str,
+        findings: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// The prints of these tracks, where kept.
     async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>>;

@@ -998,7 +998,7 @@ impl Store for PgStore {
                     MAX(signal_dbm), MAX(observed_at) \
              FROM radio_observations \
              WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
-               AND upload_id NOT IN {FLAGGED_UPLOADS} \
+               AND upload_id NOT IN {FLAGGED_UPLOADS} AND counted IS NOT FALSE \
              GROUP BY cell ORDER BY cell LIMIT $5",
         ))
         .bind(bbox.west)
@@ -1076,11 +1076,18 @@ impl Store for PgStore {
         limit: i64,
     ) -> Result<Vec<Neighbour>> {
         let rows = sqlx::query(
-            "SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
-                    first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
-             FROM upload_extents \
-             WHERE upload_id <> $1 AND (device = $2 OR contributor = $3) \
-               AND last_at >= $4 AND first_at <= $5 \
+            "SELECT * FROM ( \
+                 SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
+                        first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
+                 FROM upload_extents \
+                 WHERE upload_id <> $1 AND (device = $2 OR contributor = $3) \
+                   AND last_at >= $4 AND first_at <= $5 \
+                 UNION ALL \
+                 SELECT -id, device, contributor, FALSE, first_at, last_at, first_lat, \
+                        first_lon, last_lat, last_lon, first_lat, first_lon, 0 \
+                 FROM upload_refusals \
+                 WHERE first_at IS NOT NULL AND (device = $2 OR contributor = $3) \
+                   AND last_at >= $4 AND first_at <= $5) n \
              ORDER BY first_at, upload_id LIMIT $6",
         )
         .bind(upload_id)
@@ -1133,9 +1140,7 @@ impl Store for PgStore {
         };
         let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT o.upload_id, COUNT(*) FROM {table} o \
-             JOIN uploads u ON u.id = o.upload_id, uploads me \
-             WHERE me.id = $1 AND o.upload_id <> $1 \
-               AND (u.received_at, u.id) < (me.received_at, me.id) \
+             WHERE o.upload_id <> $1 \
              GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT $3"
         ))
         .bind(upload_id)
@@ -1145,6 +1150,32 @@ impl Store for PgStore {
         .await
         .ctx("looking for uploads that share cells")?;
         Ok(rows)
+    }
+
+    async fn amend_trust(
+        &self,
+        upload_id: i64,
+        evidence: &str,
+        verdict: &str,
+        findings: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET evidence = $2, trust_findings = $4, \
+                 trust_changed_at = CASE WHEN trust <> $3 THEN $5 ELSE trust_changed_at END, \
+                 trust = $3, \
+                 cells = CASE WHEN $3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
+             WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL",
+        )
+        .bind(upload_id)
+        .bind(evidence)
+        .bind(verdict)
+        .bind(findings)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .ctx("amending an upload's verdict")?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>> {
@@ -1162,7 +1193,8 @@ impl Store for PgStore {
     async fn record_refusal(&self, r: &NewRefusal) -> Result<()> {
         sqlx::query(
             "INSERT INTO upload_refusals (device, contributor, kind, sha256, reason, detail, \
-                 received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 received_at, first_at, last_at, first_lat, first_lon, last_lat, last_lon) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(r.device.as_str())
         .bind(&r.contributor)
@@ -1171,6 +1203,12 @@ impl Store for PgStore {
         .bind(&r.reason)
         .bind(&r.detail)
         .bind(r.received_at)
+        .bind(r.span.map(|s| s.0.at))
+        .bind(r.span.map(|s| s.1.at))
+        .bind(r.span.map(|s| s.0.pos.lat))
+        .bind(r.span.map(|s| s.0.pos.lon))
+        .bind(r.span.map(|s| s.1.pos.lat))
+        .bind(r.span.map(|s| s.1.pos.lon))
         .execute(&self.pool)
         .await
         .ctx("recording a refused upload")?;

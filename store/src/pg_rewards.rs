@@ -483,18 +483,33 @@ impl PgStore {
         let verdicts = crate::reward_rows::verdict_rows(&outcome.verdicts)?;
         sqlx::query(
             "UPDATE uploads u SET trust = v.t, trust_findings = v.f, trust_epoch = $1, \
-                 trust_changed_at = CASE WHEN u.trust <> v.t THEN $5 ELSE u.trust_changed_at END, \
-                 cells = CASE WHEN v.t = 'flagged' THEN 0 ELSE COALESCE(u.cells_seen, u.cells) END \
-             FROM UNNEST($2::bigint[], $3::text[], $4::text[]) AS v(id, t, f) WHERE u.id = v.id",
+                 trust_changed_at = CASE WHEN u.trust <> v.t OR v.c IS NOT NULL THEN $5 \
+                     ELSE u.trust_changed_at END, \
+                 cells = CASE WHEN v.t = 'flagged' THEN 0 \
+                     ELSE COALESCE(v.c, u.cells_seen, u.cells) END \
+             FROM UNNEST($2::bigint[], $3::text[], $4::text[], $6::bigint[]) AS v(id, t, f, c) \
+             WHERE u.id = v.id",
         )
         .bind(n)
         .bind(verdicts.iter().map(|v| v.0).collect::<Vec<_>>())
         .bind(verdicts.iter().map(|v| v.1).collect::<Vec<_>>())
         .bind(verdicts.iter().map(|v| v.2.as_str()).collect::<Vec<_>>())
         .bind(now)
+        .bind(verdicts.iter().map(|v| v.3).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await
         .ctx("writing uploads' verdicts")?;
+        let u = &outcome.uncounted_radio;
+        sqlx::query(
+            "UPDATE radio_observations r SET counted = FALSE \
+             FROM UNNEST($1::bigint[], $2::int[]) AS x(u, s) \
+             WHERE r.upload_id = x.u AND r.seq = x.s",
+        )
+        .bind(u.iter().map(|x| x.0).collect::<Vec<_>>())
+        .bind(u.iter().map(|x| x.1).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .ctx("marking sightings that do not count")?;
         let e = &outcome.emitters;
         sqlx::query(
             "INSERT INTO emitter_sites (emitter, epoch, lat, lon, frequency_mhz, samples, \
@@ -695,6 +710,7 @@ impl PgStore {
                     ST_Y(r.geom), ST_X(r.geom) \
              FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
              WHERE r.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) AND u.trust <> 'flagged' \
+               AND r.counted IS NOT FALSE \
              ORDER BY r.upload_id, r.seq LIMIT $5",
         )
         .bind(bbox.west)

@@ -113,16 +113,23 @@ pub(crate) struct RawInputs {
 /// An emitter site row: emitter, lat, lon, frequency, samples, observers, radius.
 pub(crate) type EmitterRow = (String, f64, f64, f64, i64, String, f64);
 
-/// An epoch's verdicts as rows: upload, verdict, findings (JSON).
+/// A verdict row: upload, verdict, findings (JSON), radio cells credited.
+pub(crate) type VerdictRow = (i64, &'static str, String, Option<i64>);
+
+/// An epoch's verdicts as rows.
 pub(crate) fn verdict_rows(
     verdicts: &[covermap_scoring::epoch::UploadVerdict],
-) -> Result<Vec<(i64, &'static str, String)>> {
+) -> Result<Vec<VerdictRow>> {
     verdicts
         .iter()
         .map(|v| {
             let findings = serde_json::to_string(&v.findings)
                 .map_err(|e| StoreError::Corrupt(format!("findings: {e}")))?;
-            Ok((v.upload_id, v.verdict.as_str(), findings))
+            let credited = v
+                .credited_cells
+                .map(|c| to_i64(c, "cell count"))
+                .transpose()?;
+            Ok((v.upload_id, v.verdict.as_str(), findings, credited))
         })
         .collect()
 }

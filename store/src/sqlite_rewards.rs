@@ -515,11 +515,15 @@ impl SqliteStore {
                 .await
                 .ctx("writing bounty refunds")?;
         }
-        for (id, verdict, findings) in crate::reward_rows::verdict_rows(&outcome.verdicts)? {
+        for (id, verdict, findings, credited) in
+            crate::reward_rows::verdict_rows(&outcome.verdicts)?
+        {
             sqlx::query(
                 "UPDATE uploads SET trust = ?2, trust_findings = ?3, trust_epoch = ?4, \
-                     trust_changed_at = CASE WHEN trust <> ?2 THEN ?5 ELSE trust_changed_at END, \
-                     cells = CASE WHEN ?2 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
+                     trust_changed_at = CASE WHEN trust <> ?2 OR ?6 IS NOT NULL THEN ?5 \
+                         ELSE trust_changed_at END, \
+                     cells = CASE WHEN ?2 = 'flagged' THEN 0 \
+                         ELSE COALESCE(?6, cells_seen, cells) END \
                  WHERE id = ?1",
             )
             .bind(id)
@@ -527,9 +531,20 @@ impl SqliteStore {
             .bind(findings)
             .bind(n)
             .bind(micros(now))
+            .bind(credited)
             .execute(&mut *tx)
             .await
             .ctx("writing uploads' verdicts")?;
+        }
+        for (upload, seq) in &outcome.uncounted_radio {
+            sqlx::query(
+                "UPDATE radio_observations SET counted = 0 WHERE upload_id = ? AND seq = ?",
+            )
+            .bind(upload)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .ctx("marking sightings that do not count")?;
         }
         for e in &outcome.emitters {
             sqlx::query(
@@ -741,6 +756,7 @@ impl SqliteStore {
                     r.lat, r.lon \
              FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
              WHERE r.lon BETWEEN ? AND ? AND r.lat BETWEEN ? AND ? AND u.trust <> 'flagged' \
+               AND (r.counted IS NULL OR r.counted) \
              ORDER BY r.upload_id, r.seq LIMIT ?",
         )
         .bind(bbox.west)

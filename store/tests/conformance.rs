@@ -2201,14 +2201,34 @@ async fn trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final
         store.shared_cells(b, true, &cells, 5).await.unwrap(),
         vec![(a, 3)]
     );
+    // Later uploads are found too: a copy processed before its original is compared with it.
+    assert_eq!(
+        store.shared_cells(a, false, &cells, 5).await.unwrap(),
+        vec![(b, 2)]
+    );
+    // A verdict not yet final can be amended; the maps follow.
+    let copy_of_a = r#"{"copy_of":1}"#;
+    let finding = r#"[{"code":"duplicate_batch","detail":"x"}]"#;
     assert!(
         store
-            .shared_cells(a, false, &cells, 5)
+            .amend_trust(a, copy_of_a, "flagged", finding, t0() + secs(200))
             .await
             .unwrap()
-            .is_empty(),
-        "only earlier uploads"
     );
+    let ra = store.upload(a).await.unwrap().unwrap();
+    assert_eq!((ra.trust.verdict.as_str(), ra.cells), ("flagged", Some(0)));
+    assert!(
+        store
+            .coverage(BoundingBox::WORLD, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .amend_trust(a, "{}", "trusted", "[]", t0() + secs(201))
+        .await
+        .unwrap();
+    assert_eq!(store.upload(a).await.unwrap().unwrap().cells, Some(3));
     let prints = store.track_prints(&[a, b, 999]).await.unwrap();
     assert_eq!(prints.iter().map(|p| p.0).collect::<Vec<_>>(), vec![a, b]);
     store
@@ -2220,9 +2240,42 @@ async fn trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final
             reason: "implausible_speed".into(),
             detail: None,
             received_at: t0() + secs(120),
+            span: Some((
+                covermap_domain::Fix {
+                    at: t0() + secs(100),
+                    pos: LatLon {
+                        lat: 43.75,
+                        lon: 7.43,
+                    },
+                    accuracy_m: None,
+                },
+                covermap_domain::Fix {
+                    at: t0() + secs(110),
+                    pos: LatLon {
+                        lat: 43.76,
+                        lon: 7.43,
+                    },
+                    accuracy_m: None,
+                },
+            )),
         })
         .await
         .unwrap();
+    // A refused track still says where the device was: a neighbour with a negative id.
+    let n = store
+        .neighbours(
+            b,
+            &"cam-a".parse().unwrap(),
+            Some("alice"),
+            t0() - secs(3600),
+            t0() + secs(3600),
+            10,
+        )
+        .await
+        .unwrap();
+    let refused = n.iter().find(|x| x.upload_id < 0).unwrap();
+    assert_eq!(refused.extent.last.lat, 43.76);
+    assert_eq!(refused.extent.first_at, t0() + secs(100));
     // The epoch reads every upload's evidence and the refusal, and makes the verdicts final.
     let policy = RewardPolicy::shipped();
     let e = period(5, t0() - secs(3600));
@@ -2257,6 +2310,13 @@ async fn trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final
         ("flagged", Some(5))
     );
     assert_eq!(store.upload(a).await.unwrap().unwrap().trust.epoch, Some(5));
+    assert!(
+        !store
+            .amend_trust(a, "{}", "flagged", "[]", t0() + secs(5000))
+            .await
+            .unwrap(),
+        "a final verdict stays"
+    );
     assert_eq!(
         store
             .epoch_inputs(&e, e.start - secs(86_400))
