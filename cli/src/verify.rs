@@ -35,11 +35,54 @@ pub(crate) struct Measured {
     pub cells: Vec<Cell>,
 }
 
+/// What an upload is compared with others by, kept for a second look once it is stored.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Probe {
+    radio: bool,
+    cells: Vec<Cell>,
+    heard: Vec<Heard>,
+    print: Option<TrackPrint>,
+}
+
+impl Measured {
+    pub(crate) fn probe(&self) -> Probe {
+        Probe {
+            radio: self.evidence.radio.is_some(),
+            cells: self.cells.clone(),
+            heard: self.heard.clone(),
+            print: self.print.clone(),
+        }
+    }
+}
+
+/// Compares a stored upload with the uploads alike again: an earlier one it copies, processed
+/// at the same moment as it, amends its own verdict; a later one that copies it, amends that
+/// one's.
+pub(crate) async fn recheck(
+    lease: &Lease,
+    store: &dyn Store,
+    probe: &Probe,
+    rules: &TrustRules,
+) -> Result<(), JobFailure> {
+    let Some(found) = twin(lease, store, probe, rules).await? else {
+        return Ok(());
+    };
+    let me = store
+        .upload(lease.upload_id)
+        .await
+        .map_err(|e| JobFailure::Transient(format!("reading the upload: {e}")))?;
+    if let Some(me) = me {
+        amend_later(store, &me, found, rules).await?;
+    }
+    Ok(())
+}
+
 /// Measures a track (alone or under a camera drive) against the road network.
 pub(crate) fn measure_track(
     track: &Track,
     roads: Option<&RoadGraph>,
     matched_m: Option<f64>,
+    received_at: DateTime<Utc>,
     cells: Vec<Cell>,
 ) -> Measured {
     let count = |why: FixRejection| track.rejected.iter().filter(|r| r.1 == why).count() as u32;
@@ -49,6 +92,7 @@ pub(crate) fn measure_track(
         future_fixes: count(FixRejection::InFuture),
         old_fixes: count(FixRejection::TooOld),
         matched_m: roads.map(|_| matched_m.unwrap_or(0.0)),
+        received_at: Some(received_at),
     };
     let measures = covermap_trust::track::measure(&input, roads);
     let extent = extent_of(&track.fixes, measures.radius_m, false);
@@ -162,6 +206,7 @@ pub(crate) async fn judge(
     store: &dyn Store,
     mut measured: Measured,
     rules: &TrustRules,
+    roads: Option<&RoadGraph>,
 ) -> Result<TrustRecord, JobFailure> {
     let transient = |what: &str, e: covermap_store::StoreError| {
         JobFailure::Transient(format!("the trust stage, {what}: {e}"))
@@ -185,8 +230,16 @@ pub(crate) async fn judge(
             )
             .await
             .map_err(|e| transient("reading neighbouring uploads", e))?;
-        measured.evidence.gaps =
-            gaps(lease, extent, &neighbours, measured.print.as_ref(), store).await?;
+        measured.evidence.gaps = gaps(
+            lease,
+            extent,
+            &neighbours,
+            measured.print.as_ref(),
+            store,
+            roads,
+            rules,
+        )
+        .await?;
         if extent.radio {
             let parked = |e: &UploadExtent| e.radius_m <= rules.radio.stationary_radius_m;
             if parked(extent) {
@@ -205,7 +258,7 @@ pub(crate) async fn judge(
             }
         }
     }
-    measured.evidence.twin = twin(lease, store, &measured).await?;
+    measured.evidence.twin = twin(lease, store, &measured.probe(), rules).await?;
     let findings = covermap_trust::judge(&measured.evidence, rules);
     let verdict = Verdict::of(&findings);
     Ok(TrustRecord {
@@ -230,7 +283,22 @@ async fn gaps(
     neighbours: &[Neighbour],
     print: Option<&TrackPrint>,
     store: &dyn Store,
+    roads: Option<&RoadGraph>,
+    rules: &TrustRules,
 ) -> Result<Vec<Gap>, JobFailure> {
+    // The least time to drive a way far enough to matter, at the roads' reference speeds.
+    let drive = |from: LatLon, to: LatLon, seconds: f64| -> Option<f64> {
+        let graph = roads?;
+        if from.distance_m(to) < rules.track.gap_min_m || !(0.0..=3600.0).contains(&seconds) {
+            return None;
+        }
+        let limit = (2.0 * rules.track.max_class_ratio * seconds).max(600.0);
+        graph
+            .fastest_s(from, to, 60.0, limit, |s| {
+                covermap_trust::track::class_speed_mps(&s.highway)
+            })
+            .map(|t| t.round())
+    };
     let mut out = Vec::new();
     for shared in ["device", "contributor"] {
         let same: Vec<&Neighbour> = neighbours
@@ -246,11 +314,13 @@ async fn gaps(
             .filter(|n| n.extent.last_at < me.first_at)
             .max_by_key(|n| (n.extent.last_at, n.upload_id));
         if let Some(n) = before {
+            let seconds = (me.first_at - n.extent.last_at).as_seconds_f64();
             out.push(Gap {
                 upload: n.upload_id,
                 shared: shared.to_owned(),
-                seconds: (me.first_at - n.extent.last_at).as_seconds_f64(),
+                seconds,
                 distance_m: n.extent.last.distance_m(me.first).round(),
+                min_drive_s: drive(n.extent.last, me.first, seconds),
             });
         }
         let after = same
@@ -258,11 +328,13 @@ async fn gaps(
             .filter(|n| n.extent.first_at > me.last_at)
             .min_by_key(|n| (n.extent.first_at, n.upload_id));
         if let Some(n) = after {
+            let seconds = (n.extent.first_at - me.last_at).as_seconds_f64();
             out.push(Gap {
                 upload: n.upload_id,
                 shared: shared.to_owned(),
-                seconds: (n.extent.first_at - me.last_at).as_seconds_f64(),
+                seconds,
                 distance_m: me.last.distance_m(n.extent.first).round(),
+                min_drive_s: drive(me.last, n.extent.first, seconds),
             });
         }
         // One device, two tracks over the same moments: where was it?
@@ -292,6 +364,7 @@ async fn gaps(
                         shared: "device".into(),
                         seconds: 0.0,
                         distance_m: d.round(),
+                        min_drive_s: None,
                     });
                 }
             }
@@ -333,13 +406,17 @@ fn apart_at_same_times(a: &TrackPrint, b: &TrackPrint) -> Option<f64> {
     Some(d[d.len() / 2])
 }
 
-/// The earlier upload this one lies on most like a copy: a replayed track, a copied batch.
+/// The earlier upload this one lies on most like a copy: a replayed track, a copied batch. An
+/// upload that arrived *later* but was processed first (two workers at once) is compared the
+/// other way round: if it lies on this one like a copy, its evidence and verdict are amended —
+/// whichever of a pair is processed second finds the pair.
 async fn twin(
     lease: &Lease,
     store: &dyn Store,
-    measured: &Measured,
+    measured: &Probe,
+    rules: &TrustRules,
 ) -> Result<Option<Twin>, JobFailure> {
-    let radio = measured.evidence.radio.is_some();
+    let radio = measured.radio;
     if (radio && measured.heard.is_empty()) || (!radio && measured.print.is_none()) {
         return Ok(None);
     }
@@ -357,26 +434,32 @@ async fn twin(
     }
     let step = distinct.len().div_ceil(TWIN_CELLS);
     let asked: Vec<Cell> = distinct.iter().step_by(step).copied().collect();
+    let failed = |what: &str, e: covermap_store::StoreError| {
+        JobFailure::Transient(format!("the trust stage, {what}: {e}"))
+    };
     let candidates = store
         .shared_cells(lease.upload_id, radio, &asked, TWIN_CANDIDATES)
         .await
-        .map_err(|e| JobFailure::Transient(format!("looking for earlier uploads: {e}")))?;
+        .map_err(|e| failed("looking for uploads alike", e))?;
     let min = ((asked.len() as f64) * TWIN_MIN_SHARE).ceil() as i64;
-    let ids: Vec<i64> = candidates
-        .into_iter()
-        .filter(|(_, n)| *n >= min.max(1))
-        .map(|(id, _)| id)
-        .collect();
-    if ids.is_empty() {
-        return Ok(None);
-    }
     let mut twins = Vec::new();
-    if radio {
-        for id in ids {
+    for (id, shared) in candidates {
+        if shared < min.max(1) {
+            continue;
+        }
+        let Some(theirs_rec) = store
+            .upload(id)
+            .await
+            .map_err(|e| failed("reading an upload alike", e))?
+        else {
+            continue;
+        };
+        let earlier = (theirs_rec.received_at, id) < (lease.received_at, lease.upload_id);
+        let (forward, backward) = if radio {
             let rows = store
                 .radio_observations(id, 100_000)
                 .await
-                .map_err(|e| JobFailure::Transient(format!("reading a batch: {e}")))?;
+                .map_err(|e| failed("reading a batch", e))?;
             let theirs: Vec<Heard> = rows
                 .into_iter()
                 .map(|r| Heard {
@@ -386,20 +469,71 @@ async fn twin(
                     signal_dbm: r.signal_dbm,
                 })
                 .collect();
-            twins.extend(compare_batches(&measured.heard, &theirs, id));
-        }
-    } else if let Some(mine) = &measured.print {
-        let prints = store
-            .track_prints(&ids)
-            .await
-            .map_err(|e| JobFailure::Transient(format!("reading track prints: {e}")))?;
-        for (id, text) in prints {
-            if let Ok(theirs) = serde_json::from_str::<TrackPrint>(&text) {
-                twins.extend(compare_tracks(mine, &theirs, id));
-            }
+            (
+                compare_batches(&measured.heard, &theirs, id),
+                compare_batches(&theirs, &measured.heard, lease.upload_id),
+            )
+        } else {
+            let (Some(mine), Some((_, text))) = (
+                &measured.print,
+                store
+                    .track_prints(&[id])
+                    .await
+                    .map_err(|e| failed("reading a track print", e))?
+                    .into_iter()
+                    .next(),
+            ) else {
+                continue;
+            };
+            let Ok(theirs) = serde_json::from_str::<TrackPrint>(&text) else {
+                continue;
+            };
+            (
+                compare_tracks(mine, &theirs, id),
+                compare_tracks(&theirs, mine, lease.upload_id),
+            )
+        };
+        if earlier {
+            twins.extend(forward);
+        } else if let Some(back) = backward {
+            amend_later(store, &theirs_rec, back, rules).await?;
         }
     }
     Ok(Twin::closest(twins))
+}
+
+/// Gives `later` (an upload alike that arrived after the one it lies on) that twin, where it
+/// is closer than the one it had, and judges it again.
+async fn amend_later(
+    store: &dyn Store,
+    later: &covermap_store::UploadRecord,
+    twin: Twin,
+    rules: &TrustRules,
+) -> Result<(), JobFailure> {
+    let mut evidence: Evidence = later
+        .evidence
+        .as_deref()
+        .and_then(|e| serde_json::from_str(e).ok())
+        .unwrap_or_default();
+    let before = evidence.twin.clone();
+    let closest = Twin::closest(before.clone().into_iter().chain([twin]));
+    if closest == before {
+        return Ok(());
+    }
+    evidence.twin = closest;
+    let findings = covermap_trust::judge(&evidence, rules);
+    let verdict = Verdict::of(&findings);
+    store
+        .amend_trust(
+            later.id,
+            &json(&evidence)?,
+            verdict.as_str(),
+            &json(&findings)?,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|e| JobFailure::Transient(format!("amending a later upload's verdict: {e}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -211,9 +211,14 @@ pub async fn work_once(
         return Ok(false);
     };
     let result = match process(&lease, store, blobs, roads.cloned(), config).await {
-        Ok(outcome) => {
+        Ok((outcome, probe)) => {
             let r = store.complete_job(&lease, &outcome, Utc::now()).await;
             if r.is_ok() {
+                // Two alike uploads judged at the same moment do not see each other; once this
+                // one is stored, it is compared again, and the later of a pair is amended.
+                if let Err(e) = verify::recheck(&lease, store, &probe, &config.trust).await {
+                    tracing::warn!(upload = lease.upload_id, ?e, "comparing again failed");
+                }
                 metrics::counter!("covermap_jobs_total", "outcome" => "done").increment(1);
                 tracing::info!(
                     job = lease.job_id,
@@ -262,7 +267,7 @@ async fn process(
     blobs: &Blobs,
     roads: Option<Arc<RoadGraph>>,
     config: &WorkerConfig,
-) -> Result<JobOutcome, JobFailure> {
+) -> Result<(JobOutcome, verify::Probe), JobFailure> {
     let bytes = blobs.get(&lease.blob_key).await.map_err(|e| match e {
         StoreError::BlobMissing { .. } | StoreError::Corrupt(_) => {
             JobFailure::Rejected(format!("the upload's bytes are unusable: {e}"))
@@ -270,13 +275,14 @@ async fn process(
         other => JobFailure::Transient(other.to_string()),
     })?;
     let (kind, received_at, config_) = (lease.kind, lease.received_at, config.clone());
+    let graph = roads.clone();
     let mut draft = tokio::task::spawn_blocking(move || {
         let config = config_;
         if kind.is_track() {
             let track = covermap_ingest::parse(kind, &bytes, received_at, &config.rules.track)
                 .map_err(|e| JobFailure::Rejected(e.to_string()))?;
             let outcome = track_outcome(&track, roads.as_deref(), &config);
-            let measured = measure_track(&track, roads.as_deref(), &outcome);
+            let measured = measure_track(&track, roads.as_deref(), &outcome, received_at);
             Ok(DriveDraft::plain(outcome, measured))
         } else if kind.is_radio() {
             let (outcome, measured) = radio_outcome(kind, &bytes, received_at, &config)?;
@@ -288,17 +294,24 @@ async fn process(
     .await
     .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
     let measured = std::mem::take(&mut draft.measured);
+    let probe = measured.probe();
     let mut outcome = finish_drive(lease, store, blobs, draft, config).await?;
-    outcome.trust = Some(verify::judge(lease, store, measured, &config.trust).await?);
-    Ok(outcome)
+    outcome.trust =
+        Some(verify::judge(lease, store, measured, &config.trust, graph.as_deref()).await?);
+    Ok((outcome, probe))
 }
 
 /// The trust stage's measures of a track, with the cells it touched.
-fn measure_track(track: &Track, roads: Option<&RoadGraph>, outcome: &JobOutcome) -> Measured {
+fn measure_track(
+    track: &Track,
+    roads: Option<&RoadGraph>,
+    outcome: &JobOutcome,
+    received_at: chrono::DateTime<Utc>,
+) -> Measured {
     let matched =
         (!outcome.stretches.is_empty()).then(|| outcome.stretches.iter().map(|s| s.length_m).sum());
     let cells = outcome.visits.iter().map(|v| v.cell).collect();
-    verify::measure_track(track, roads, matched, cells)
+    verify::measure_track(track, roads, matched, received_at, cells)
 }
 
 /// A drive's result before its frames' bytes are stored and repeated pictures looked for.
@@ -681,7 +694,7 @@ fn drive_outcome(
         );
     }
     let mut outcome = track_outcome(&track, roads, config);
-    let measured = measure_track(&track, roads, &outcome);
+    let measured = measure_track(&track, roads, &outcome, received_at);
     // Frames are filed under the nearest road segment this drive was matched to (or, where the
     // match found none near, the nearest road).
     let driven: std::collections::HashSet<SegmentRef> = outcome

@@ -19,7 +19,7 @@ mod track;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use covermap_domain::{DeviceId, UploadKind};
+use covermap_domain::{DeviceId, Fix, LatLon, UploadKind};
 use covermap_store::{Blobs, NewUpload, Store, StoreError, UploadReceipt};
 use sha2::{Digest, Sha256};
 
@@ -205,6 +205,39 @@ pub fn parse_radio(
     Ok(batch?)
 }
 
+/// A track's first and last fixes with a valid position and time, as written, with no other
+/// rule applied: where a device was even when its track is refused.
+pub fn track_span(kind: UploadKind, bytes: &[u8]) -> Option<(Fix, Fix)> {
+    let mut timed: Vec<Fix> = match kind {
+        UploadKind::Gpx => read_gpx_points(bytes)
+            .ok()?
+            .into_iter()
+            .filter_map(|(lat, lon, time)| {
+                Some(Fix {
+                    at: time?,
+                    pos: LatLon::new(lat, lon).ok()?,
+                    accuracy_m: None,
+                })
+            })
+            .collect(),
+        UploadKind::Nmea => read_nmea(bytes)
+            .ok()?
+            .points
+            .into_iter()
+            .filter_map(|p| {
+                Some(Fix {
+                    at: p.time,
+                    pos: LatLon::new(p.lat, p.lon).ok()?,
+                    accuracy_m: None,
+                })
+            })
+            .collect(),
+        _ => return None,
+    };
+    timed.sort_by_key(|f| f.at);
+    Some((*timed.first()?, *timed.last()?))
+}
+
 /// Keeps a refused upload's sender, kind, hash and reason: a contributor whose devices keep
 /// sending impossible tracks is a repeat offender even though nothing of them was stored. A
 /// failure to record it is logged; the uploader still gets the refusal.
@@ -224,6 +257,11 @@ async fn record_refusal(
         reason: error.code().to_owned(),
         detail: Some(error.to_string()),
         received_at,
+        span: if kind.is_track() {
+            track_span(kind, bytes)
+        } else {
+            None
+        },
     };
     if let Err(e) = store.record_refusal(&refusal).await {
         tracing::warn!(error = %e, "could not record a refused upload");

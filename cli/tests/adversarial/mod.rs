@@ -97,7 +97,13 @@ struct Db {
 
 impl Db {
     async fn new(backend: &Backend) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
+        let mut dir = tempfile::tempdir()?;
+        // COVERMAP_FRAUD_KEEP=1 keeps the data directory (and the SQLite database in it) for a
+        // look at the evidence after the run.
+        if std::env::var_os("COVERMAP_FRAUD_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("fraud run data kept in {}", dir.path().display());
+        }
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgis(admin) => {
@@ -391,7 +397,7 @@ impl Run {
                 );
             }
         }
-        let records = self.processed(&client, &base, &admin, &sent).await?;
+        self.processed(&client, &base, &admin, &sent).await?;
         timings.process_s = t.elapsed().as_secs_f64();
 
         // Uploads count in the epoch they arrived in: close every epoch that holds one.
@@ -444,6 +450,8 @@ impl Run {
             }
             earned.insert(c.name.clone(), (amount, flagged));
         }
+        // Each upload's record as it stands after the close: an epoch's verdict is the final one.
+        let records = self.processed(&client, &base, &admin, &sent).await?;
         drop(server);
 
         let outcomes = scenario

@@ -262,6 +262,76 @@ impl RoadGraph {
             .collect()
     }
 
+    /// The least time, in seconds, to drive from `from` to `to` along the network (oneways
+    /// respected) when each segment is driven at `speed_of(segment)` m/s; both points are placed
+    /// on their nearest road within `snap_m`. `None` when either is off the network or the
+    /// destination lies beyond `limit_s`.
+    pub fn fastest_s(
+        &self,
+        from: LatLon,
+        to: LatLon,
+        snap_m: f64,
+        limit_s: f64,
+        speed_of: impl Fn(&covermap_domain::RoadSegment) -> f64,
+    ) -> Option<f64> {
+        let mut near = Vec::new();
+        self.nearest_segments(self.proj.xy(from), snap_m, 1, &mut near);
+        let (sa, oa, _) = *near.first()?;
+        self.nearest_segments(self.proj.xy(to), snap_m, 1, &mut near);
+        let (sb, ob, _) = *near.first()?;
+        let secs = |segment: u32, metres: f64| {
+            metres / speed_of(&self.network.segments[segment as usize]).max(0.1)
+        };
+        let (shape_a, shape_b) = (&self.shapes[sa as usize], &self.shapes[sb as usize]);
+        let mut best = f64::INFINITY;
+        if sa == sb {
+            if ob >= oa {
+                best = secs(sa, ob - oa);
+            } else if shape_a.backward_edge.is_some() {
+                best = secs(sa, oa - ob);
+            }
+        }
+        // Leaving `from`: forward to the segment's end node, or back to its start where allowed.
+        let fwd = self.edges[shape_a.forward_edge as usize];
+        let mut starts = vec![(fwd.to, secs(sa, shape_a.len() - oa))];
+        if shape_a.backward_edge.is_some() {
+            starts.push((fwd.from, secs(sa, oa)));
+        }
+        // Arriving at `to`: from the segment's start node forward, or its end node backward.
+        let fwd_b = self.edges[shape_b.forward_edge as usize];
+        let mut ends = vec![(fwd_b.from, secs(sb, ob))];
+        if shape_b.backward_edge.is_some() {
+            ends.push((fwd_b.to, secs(sb, shape_b.len() - ob)));
+        }
+        let mut time: HashMap<u32, f64> = HashMap::new();
+        let mut heap = BinaryHeap::new();
+        for (node, t) in starts {
+            if t < time.get(&node).copied().unwrap_or(f64::INFINITY) {
+                time.insert(node, t);
+                heap.push(Queued(t, node));
+            }
+        }
+        while let Some(Queued(t, n)) = heap.pop() {
+            if t > time.get(&n).copied().unwrap_or(f64::INFINITY) || t > limit_s || t >= best {
+                continue;
+            }
+            for (end, rest) in &ends {
+                if *end == n {
+                    best = best.min(t + rest);
+                }
+            }
+            for &e in self.out_edges(n) {
+                let edge = &self.edges[e as usize];
+                let nt = t + secs(edge.segment, edge.len);
+                if nt < time.get(&edge.to).copied().unwrap_or(f64::INFINITY) {
+                    time.insert(edge.to, nt);
+                    heap.push(Queued(nt, edge.to));
+                }
+            }
+        }
+        (best <= limit_s).then_some(best)
+    }
+
     /// For each segment with a piece within `radius` of `p`: the nearest point on it, as
     /// (segment, offset from its first node, distance), nearest first, at most `k` segments.
     pub(crate) fn nearest_segments(
