@@ -44,11 +44,13 @@ async fn web_ui_in_headless_chromium() {
         &keys.signer,
         base,
         "/api/v1/uploads/gpx",
-        gpx_track(43.7330, 7.4200, t0, 60),
+        road_gpx("roads/monaco.osm.pbf", 43.7330, 7.4200, t0, 60),
     )
     .await;
     assert_eq!(s, 202, "{r}");
-    processed(&client, base, &keys.admin, r["upload_id"].as_i64().unwrap()).await;
+    let drive = processed(&client, base, &keys.admin, r["upload_id"].as_i64().unwrap()).await;
+    // A drive on Monaco's roads: believed, so on the map the browser is about to draw.
+    assert_eq!(drive["trust"]["verdict"], "trusted", "{drive}");
     let thumbnail = zip_of(&[("b.jpg", camera("mapillary_tools/test_exif.jpg"))]);
     let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", thumbnail).await;
     assert_eq!(s, 202, "{r}");
@@ -98,7 +100,14 @@ async fn web_ui_in_headless_chromium() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    let status = r.status();
+    let record = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{refused}"),
+        &keys.admin,
+    )
+    .await;
+    assert_eq!(status, 200, "{record}");
 
     // The planner's area is stored with the name the browser typed.
     let areas = get_json(&client, &format!("{base}/api/v1/demand")).await;

@@ -161,7 +161,19 @@ pub fn measure(input: &TrackInput<'_>, roads: Option<&RoadGraph>) -> TrackMeasur
     } else {
         0.0
     };
-    let road_measures = roads.map(|g| road_measures(fixes, &t, &speeds, input.matched_m, g));
+    // Roads say something only where the loaded network reaches: fixes beyond its extent are
+    // off the map, not off the road, and a track that leaves it is not judged by its matching.
+    let road_measures = roads.and_then(|g| {
+        let covered: Vec<bool> = fixes
+            .iter()
+            .map(|f| g.covers(f.pos, EXTENT_MARGIN_M))
+            .collect();
+        let all = covered.iter().all(|c| *c);
+        covered.iter().any(|c| *c).then(|| {
+            let matched = if all { input.matched_m } else { None };
+            road_measures(fixes, &covered, &t, &speeds, matched, g)
+        })
+    });
     let path_m = path_m(&xy, &t);
     TrackMeasures {
         fixes: fixes.len() as u32,
@@ -338,6 +350,10 @@ fn stops(speeds: &[Option<f64>], t: &[f64]) -> u32 {
     n
 }
 
+/// A fix this far outside the loaded road network's extent (its roads' bounding box) is beyond
+/// what the network can say anything about.
+const EXTENT_MARGIN_M: f64 = 2_000.0;
+
 struct RawRoadMeasures {
     matched_share: f64,
     over_25m: f64,
@@ -349,20 +365,23 @@ struct RawRoadMeasures {
 
 fn road_measures(
     fixes: &[Fix],
+    covered: &[bool],
     t: &[f64],
     speeds: &[Option<f64>],
     matched_m: Option<f64>,
     roads: &RoadGraph,
 ) -> RawRoadMeasures {
-    let n = fixes.len().max(1) as f64;
+    let n = covered.iter().filter(|c| **c).count().max(1) as f64;
     let (mut over25, mut over50, mut over100) = (0usize, 0usize, 0usize);
     let mut ratios: Vec<Option<f64>> = Vec::with_capacity(fixes.len());
-    for (f, v) in fixes.iter().zip(speeds) {
+    for ((f, v), inside) in fixes.iter().zip(speeds).zip(covered) {
         let near = roads.roads_near(f.pos, 100.0, 8);
         let d = near.first().map_or(f64::INFINITY, |(_, d)| *d);
-        over25 += usize::from(d > 25.0);
-        over50 += usize::from(d > 50.0);
-        over100 += usize::from(d > 100.0);
+        if *inside {
+            over25 += usize::from(d > 25.0);
+            over50 += usize::from(d > 50.0);
+            over100 += usize::from(d > 100.0);
+        }
         let reference = near
             .iter()
             .filter(|(_, d)| *d <= CLASS_RADIUS_M)
@@ -447,6 +466,55 @@ mod tests {
             matched_m: None,
             received_at: None,
         }
+    }
+
+    /// One straight road north along 7.40 E from 43.70 N, 2 km long.
+    fn one_road() -> RoadGraph {
+        let points: Vec<LatLon> = (0..=20)
+            .map(|i| LatLon {
+                lat: 43.70 + f64::from(i) * 0.0009,
+                lon: 7.40,
+            })
+            .collect();
+        RoadGraph::new(covermap_roads::RoadNetwork {
+            segments: vec![covermap_domain::RoadSegment {
+                osm_way_id: 1,
+                piece: 0,
+                osm_node_ids: (1..=21).collect(),
+                points,
+                highway: "primary".into(),
+                name: None,
+                oneway: false,
+                length_m: 2000.0,
+            }],
+        })
+    }
+
+    #[test]
+    fn roads_judge_only_where_the_loaded_network_reaches() {
+        let g = one_road();
+        // On the road.
+        let on = measure(&input(&drive(120, 12.0, 0.4)), Some(&g));
+        assert_eq!(on.roads.as_ref().unwrap().over_50m, 0.0, "{on:?}");
+        // 300 m beside it, within its extent: off the road.
+        let beside: Vec<Fix> = drive(120, 12.0, 0.4)
+            .into_iter()
+            .map(|mut f| {
+                f.pos.lon += 0.0037;
+                f
+            })
+            .collect();
+        let m = measure(&input(&beside), Some(&g));
+        assert_eq!(m.roads.as_ref().unwrap().over_100m, 1.0, "{m:?}");
+        // 50 km away, where the loaded network says nothing: no road measures at all.
+        let elsewhere: Vec<Fix> = drive(120, 12.0, 0.4)
+            .into_iter()
+            .map(|mut f| {
+                f.pos.lat += 0.45;
+                f
+            })
+            .collect();
+        assert_eq!(measure(&input(&elsewhere), Some(&g)).roads, None);
     }
 
     #[test]

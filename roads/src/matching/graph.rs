@@ -246,6 +246,22 @@ impl RoadGraph {
             .collect()
     }
 
+    /// Whether `pos` lies within the network's extent (the bounding box of its roads, widened
+    /// by `margin_m`): where the network says nothing, a fix far from its roads is not off the
+    /// road, only off the map that was loaded.
+    pub fn covers(&self, pos: LatLon, margin_m: f64) -> bool {
+        if self.network.segments.is_empty() {
+            return false;
+        }
+        let envelope = self.tree.root().envelope();
+        let (lo, hi) = (envelope.lower(), envelope.upper());
+        let p = self.proj.xy(pos);
+        p[0] >= lo[0] - margin_m
+            && p[0] <= hi[0] + margin_m
+            && p[1] >= lo[1] - margin_m
+            && p[1] <= hi[1] + margin_m
+    }
+
     /// The road segments within `radius_m` of `pos`, nearest first, at most `k`, each with its
     /// distance in metres: what the trust stage asks of the road a fix was on (how far, which
     /// class).
