@@ -2469,7 +2469,8 @@ async fn sqlite_upgrade_keeps_uploads_and_revokes_cloned_devices() {
     let store = SqliteStore::open_file(&path).await.unwrap();
     store.migrate().await.unwrap();
     check_upgraded(&store).await;
-    // The rebuilt table has every index it had, and one more; nothing dangles.
+    // The rebuilt table has every index it had, and one more (0009), and the trust stage's two
+    // (0010); nothing dangles.
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'uploads' \
          AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
@@ -2483,10 +2484,12 @@ async fn sqlite_upgrade_keeps_uploads_and_revokes_cloned_devices() {
             "uploads_blob",
             "uploads_contributor",
             "uploads_device",
+            "uploads_flagged",
             "uploads_processed",
             "uploads_retention",
             "uploads_reward_epoch",
             "uploads_sha256",
+            "uploads_trust_changed",
             "uploads_untagged"
         ]
     );
