@@ -412,10 +412,10 @@ impl<'a> Pass<'a> {
                 )
             })
         };
-        let mut grid: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+        let mut grid = LocalGrid::default();
         for &i in tally {
             if let Some(k) = cell_of(&samples[i]) {
-                grid.entry(k).or_default().push(i);
+                grid.add(k, &samples[i], i);
             }
         }
 
@@ -585,10 +585,37 @@ fn unproject(plane: &Plane, xy: [f64; 2]) -> (f64, f64) {
 /// moves a signal by 6 to 8 dB, not 30); or, for a cell at `local_strong_dbm` or stronger, one
 /// none of them heard there although they heard plenty of its operator's cells. `None` where
 /// there is too little to compare with.
+/// Everyone's sightings on a grid of [`LOCAL_RADIUS_M`] squares, by emitter and (for cells) by
+/// operator and technology, so a reading meets only the sightings that can matter to it.
+#[derive(Default)]
+struct LocalGrid<'a> {
+    by_emitter: HashMap<(Square, &'a str), Vec<usize>>,
+    /// By square, technology and operator.
+    by_operator: HashMap<(Square, &'a str, &'a str), Vec<usize>>,
+}
+
+/// A square of the local grid.
+type Square = (i64, i64);
+
+impl<'a> LocalGrid<'a> {
+    fn add(&mut self, at: (i64, i64), s: &'a RadioSample, i: usize) {
+        self.by_emitter
+            .entry((at, s.emitter.as_str()))
+            .or_default()
+            .push(i);
+        if !matches!(s.technology.as_str(), "wifi" | "bluetooth") {
+            self.by_operator
+                .entry((at, s.technology.as_str(), s.operator.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+}
+
 fn local_check(
     s: &RadioSample,
     who: &str,
-    grid: &HashMap<(i64, i64), Vec<usize>>,
+    grid: &LocalGrid<'_>,
     at: Option<(i64, i64)>,
     samples: &[RadioSample],
     rules: &RadioTrustRules,
@@ -599,30 +626,31 @@ fn local_check(
         lat: s.lat,
         lon: s.lon,
     };
+    // Another contributor's sighting within the radius.
+    let near = |o: &RadioSample| {
+        o.contributor.as_deref() != Some(who)
+            && here.distance_m(covermap_domain::LatLon {
+                lat: o.lat,
+                lon: o.lon,
+            }) <= LOCAL_RADIUS_M
+    };
+    let squares = || (-1..=1).flat_map(move |dx| (-1..=1).map(move |dy| (gx + dx, gy + dy)));
     let mut same: Option<i32> = None;
     let mut same_n = 0usize;
-    let mut operator_n = 0usize;
-    for dx in -1..=1 {
-        for dy in -1..=1 {
-            for &k in grid.get(&(gx + dx, gy + dy)).into_iter().flatten() {
-                let o = &samples[k];
-                if o.contributor.as_deref() == Some(who)
-                    || o.technology != s.technology
-                    || o.operator != s.operator
-                    || here.distance_m(covermap_domain::LatLon {
-                        lat: o.lat,
-                        lon: o.lon,
-                    }) > LOCAL_RADIUS_M
-                {
-                    continue;
-                }
-                operator_n += 1;
-                if o.emitter == s.emitter {
-                    same_n += 1;
-                    if let Some(x) = o.signal_dbm {
-                        same = Some(same.map_or(x, |m: i32| m.max(x)));
-                    }
-                }
+    for sq in squares() {
+        for &k in grid
+            .by_emitter
+            .get(&(sq, s.emitter.as_str()))
+            .into_iter()
+            .flatten()
+        {
+            let o = &samples[k];
+            if !near(o) {
+                continue;
+            }
+            same_n += 1;
+            if let Some(x) = o.signal_dbm {
+                same = Some(same.map_or(x, |m: i32| m.max(x)));
             }
         }
     }
@@ -631,8 +659,24 @@ fn local_check(
         return Some(f64::from(sig) > f64::from(loudest) + rules.local_margin_db);
     }
     let cellular = !matches!(s.technology.as_str(), "wifi" | "bluetooth");
-    if cellular && same_n == 0 && operator_n >= LOCAL_MIN_OPERATOR {
-        return Some(f64::from(sig) >= rules.local_strong_dbm);
+    if !cellular || same_n > 0 {
+        return None;
+    }
+    let mut operator_n = 0usize;
+    for sq in squares() {
+        for &k in grid
+            .by_operator
+            .get(&(sq, s.technology.as_str(), s.operator.as_str()))
+            .into_iter()
+            .flatten()
+        {
+            if near(&samples[k]) {
+                operator_n += 1;
+                if operator_n >= LOCAL_MIN_OPERATOR {
+                    return Some(f64::from(sig) >= rules.local_strong_dbm);
+                }
+            }
+        }
     }
     None
 }

@@ -18,6 +18,12 @@ const LEAP_SPEED_MPS: f64 = 70.0;
 /// A GNSS glitch comes back near where it left within this long and this close.
 const GLITCH_RETURN_S: f64 = 30.0;
 const GLITCH_RETURN_M: f64 = 100.0;
+/// Or a leap this long, this fast, and this many times the pace of the steps around it (within
+/// [`PACE_WINDOW_S`]): a splice hidden in a sparse logger's step. A fast driver is fast
+/// throughout; a car does not go from 50 to 200 km/h and back between two fixes.
+const PACE_LEAP_SPEED_MPS: f64 = 40.0;
+const PACE_LEAP_FACTOR: f64 = 3.0;
+const PACE_WINDOW_S: f64 = 30.0;
 /// Speeds are taken over net displacement across at least this long, so noise does not add up.
 const SPEED_SPAN_S: f64 = 5.0;
 /// A speed held this long is "sustained".
@@ -252,12 +258,29 @@ fn teleport_m(jumps: &[Fix], fixes: &[Fix], plane: Plane) -> f64 {
     all.sort_by_key(|f| f.at);
     let xy: Vec<[f64; 2]> = all.iter().map(|f| plane.xy(f.pos)).collect();
     let mut longest = 0.0f64;
+    let step_speed = |i: usize| {
+        let dt = (all[i].at - all[i - 1].at).as_seconds_f64().max(1e-3);
+        dist(xy[i - 1], xy[i]) / dt
+    };
+    // The pace around step i: the median speed of the other steps within the window.
+    let pace = |i: usize| {
+        let mut around: Vec<f64> = (1..all.len())
+            .filter(|&k| k != i && (all[k].at - all[i].at).as_seconds_f64().abs() <= PACE_WINDOW_S)
+            .map(step_speed)
+            .collect();
+        (around.len() >= 2).then(|| median(&mut around))
+    };
     // Where the last glitch left from, and when: the leap back to it is no teleport.
     let mut departure: Option<([f64; 2], DateTime<Utc>)> = None;
     for i in 1..all.len() {
         let d = dist(xy[i - 1], xy[i]);
-        let dt = (all[i].at - all[i - 1].at).as_seconds_f64().max(1e-3);
-        if d < LEAP_M || d / dt < LEAP_SPEED_MPS {
+        if d < LEAP_M {
+            continue;
+        }
+        let v = step_speed(i);
+        let leap = v >= LEAP_SPEED_MPS
+            || (v >= PACE_LEAP_SPEED_MPS && pace(i).is_some_and(|p| v >= PACE_LEAP_FACTOR * p));
+        if !leap {
             continue;
         }
         if let Some((from, at)) = departure
@@ -550,6 +573,29 @@ mod tests {
             None,
         );
         assert_eq!(m.teleport_m, 0.0);
+    }
+
+    #[test]
+    fn a_splice_inside_a_sparse_loggers_step_is_a_teleport_and_a_fast_driver_is_not() {
+        // A logger every 5 s at 15 m/s; at 60 s the track jumps 280 m ahead (56 m/s).
+        let spliced: Vec<Fix> = (0..30)
+            .map(|k| {
+                let t = k * 5;
+                let m = 15.0 * t as f64 + if t >= 60 { 205.0 } else { 0.0 };
+                fix(t, 43.70 + m / 111_195.0, 7.40 + (k % 2) as f64 * 4e-6)
+            })
+            .collect();
+        let m = measure(&input(&spliced), None);
+        assert!((270.0..300.0).contains(&m.teleport_m), "{m:?}");
+        // 200 km/h throughout, on an autobahn: fast, not spliced.
+        let fast: Vec<Fix> = (0..30)
+            .map(|k| {
+                let t = k * 5;
+                let m = 55.0 * t as f64;
+                fix(t, 43.70 + m / 111_195.0, 7.40 + (k % 2) as f64 * 4e-6)
+            })
+            .collect();
+        assert_eq!(measure(&input(&fast), None).teleport_m, 0.0);
     }
 
     #[test]

@@ -158,11 +158,37 @@ pub fn compare_tracks(mine: &TrackPrint, theirs: &TrackPrint, upload: i64) -> Op
             .filter(|(d, _)| *d <= TWIN_RADIUS_M)
             .min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((d, j)) = nearest {
-            shifts.push(p[0] - theirs.points[j][0]);
+            shifts.push(p[0] - time_along(&theirs.points, &their_xy, j, q));
             offsets.push(d);
         }
     }
     twin(upload, mine.points.len(), shifts, offsets, None, MIN_SHARED)
+}
+
+/// When the track `points` (at `xy`) passed the place nearest `q`, its point `j` being the
+/// nearest: `q` projected onto the legs before and after `j`, the time interpolated along the
+/// nearer one. A replay moved sideways or jittered then keeps the very same time shift; the
+/// nearest point alone would round it to the print's step.
+fn time_along(points: &[[f64; 3]], xy: &[[f64; 2]], j: usize, q: [f64; 2]) -> f64 {
+    let mut best = (f64::INFINITY, points[j][0]);
+    for (a, b) in [(j.wrapping_sub(1), j), (j, j + 1)] {
+        let (Some(pa), Some(pb)) = (xy.get(a), xy.get(b)) else {
+            continue;
+        };
+        let (dx, dy) = (pb[0] - pa[0], pb[1] - pa[1]);
+        let len2 = dx * dx + dy * dy;
+        let f = if len2 > 1e-9 {
+            (((q[0] - pa[0]) * dx + (q[1] - pa[1]) * dy) / len2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let at = [pa[0] + f * dx, pa[1] + f * dy];
+        let d = dist(q, at);
+        if d < best.0 {
+            best = (d, points[a][0] + f * (points[b][0] - points[a][0]));
+        }
+    }
+    best.1
 }
 
 /// How the batch `mine` lies on the earlier batch `theirs` (upload `upload`).
@@ -263,7 +289,12 @@ mod tests {
         let twin = compare_tracks(&replay, &original, 7).unwrap();
         assert_eq!(twin.upload, 7);
         assert!(twin.overlap > 0.95, "{twin:?}");
-        assert!((twin.shift_s - 86_400.0).abs() < 2.0 && twin.shift_mad_s < 1.5);
+        assert!((twin.shift_s - 86_400.0).abs() < 0.5 && twin.shift_mad_s < 0.5);
+        // Shifted by a fraction of the print's step: the shift is read along the legs, not
+        // rounded to the nearest point.
+        let off_step = TrackPrint::of(&drive(86_401, 300, |s| 12.0 * s + 13.0, 8.0));
+        let between = compare_tracks(&off_step, &original, 7).unwrap();
+        assert!(between.shift_mad_s < 0.5, "{between:?}");
         assert!((twin.offset_m - 8.0).abs() < 2.0);
         // Another driver on the same street, who waited at a light half way.
         let honest = TrackPrint::of(&drive(
