@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn the_shipped_policy_parses_with_its_documented_defaults() {
         let p = RewardPolicy::shipped();
-        assert_eq!(p.rules.version, 2);
+        assert_eq!(p.rules.version, 3);
         assert_eq!(p.rules.epoch.length_seconds, 86_400);
         assert_eq!(p.rules.imagery.recovery_days, 7.0);
         assert_eq!(p.hash.len(), 64);

@@ -51,9 +51,15 @@ pub struct TrackTrustRules {
     /// the speed too even (`speed_cv` below `even_speed_cv`) or without a single stop.
     pub corner_share: f64,
     pub even_speed_cv: f64,
+    /// Cutting corners, seen from the roads: the roads joining its fixes are this many times
+    /// longer than the track itself, at a pace as even or as unbroken as above.
+    pub max_matched_share: f64,
     /// Off the network: at least this share of fixes more than 50 m from any road, or less
     /// than `min_matched_share` of the distance moved matched to roads.
     pub off_network_share: f64,
+    /// Or at least this share of fixes more than 100 m from any road: a stretch of the drive
+    /// where no road is.
+    pub off_network_far_share: f64,
     pub min_matched_share: f64,
     /// Parked: all fixes within this radius for at least `stationary_s`.
     pub stationary_radius_m: f64,
@@ -147,12 +153,14 @@ impl Default for TrackTrustRules {
             gap_min_m: 500.0,
             gap_speed_mps: 30.0,
             max_sustained_mps: 55.0,
-            max_class_ratio: 1.5,
-            max_class_ratio_median: 1.2,
+            max_class_ratio: 1.3,
+            max_class_ratio_median: 1.0,
             noiseless_s: 40.0,
             corner_share: 0.12,
             even_speed_cv: 0.12,
+            max_matched_share: 1.4,
             off_network_share: 0.4,
+            off_network_far_share: 0.1,
             min_matched_share: 0.4,
             stationary_radius_m: 50.0,
             stationary_s: 300.0,
@@ -160,7 +168,7 @@ impl Default for TrackTrustRules {
             bad_time_share: 0.05,
             arrival_slack_s: 30.0,
             replay_overlap: 0.9,
-            replay_shift_mad_s: 3.0,
+            replay_shift_mad_s: 1.75,
             replay_offset_m: 30.0,
         }
     }
@@ -182,7 +190,7 @@ impl Default for RadioTrustRules {
             vanishing_loud_share: 0.5,
             max_cell_spread_m: 40_000.0,
             max_wifi_spread_m: 1_500.0,
-            duplicate_overlap: 0.7,
+            duplicate_overlap: 0.8,
             duplicate_signal_db: 3.0,
             duplicate_shift_mad_s: 5.0,
             small_batch: 10,
@@ -224,7 +232,7 @@ impl Default for RadioTrustRules {
     }
 }
 
-mod defaults {
+pub(crate) mod defaults {
     pub fn offender_uploads() -> u64 {
         2
     }
@@ -260,6 +268,7 @@ impl TrustRules {
             ("verification.track.max_sustained_mps", t.max_sustained_mps),
             ("verification.track.max_class_ratio", t.max_class_ratio),
             ("verification.track.noiseless_s", t.noiseless_s),
+            ("verification.track.max_matched_share", t.max_matched_share),
             (
                 "verification.track.stationary_radius_m",
                 t.stationary_radius_m,
@@ -277,6 +286,10 @@ impl TrustRules {
             ("verification.track.corner_share", t.corner_share),
             ("verification.track.even_speed_cv", t.even_speed_cv),
             ("verification.track.off_network_share", t.off_network_share),
+            (
+                "verification.track.off_network_far_share",
+                t.off_network_far_share,
+            ),
             ("verification.track.min_matched_share", t.min_matched_share),
             ("verification.track.bad_time_share", t.bad_time_share),
             ("verification.track.replay_overlap", t.replay_overlap),

@@ -18,6 +18,8 @@ const LEAP_SPEED_MPS: f64 = 70.0;
 /// A GNSS glitch comes back near where it left within this long and this close.
 const GLITCH_RETURN_S: f64 = 30.0;
 const GLITCH_RETURN_M: f64 = 100.0;
+/// And it comes back in a leap of at least this share of the leap out.
+const RETURN_LEAP_SHARE: f64 = 0.5;
 /// Or a leap this long, this fast, and this many times the pace of the steps around it (within
 /// [`PACE_WINDOW_S`]): a splice hidden in a sparse logger's step. A fast driver is fast
 /// throughout; a car does not go from 50 to 200 km/h and back between two fixes.
@@ -290,9 +292,15 @@ fn teleport_m(jumps: &[Fix], fixes: &[Fix], plane: Plane) -> f64 {
             departure = None;
             continue;
         }
-        let returned = (i..all.len())
+        // A glitch leaps back: the fix that returns near the departure comes in a leap of its
+        // own. A second drive spliced on that merely passes near where the first ended drives
+        // there, step by step.
+        let returned = (i + 1..all.len())
             .take_while(|&k| (all[k].at - all[i].at).as_seconds_f64() <= GLITCH_RETURN_S)
-            .any(|k| dist(xy[k], xy[i - 1]) <= GLITCH_RETURN_M);
+            .any(|k| {
+                dist(xy[k], xy[i - 1]) <= GLITCH_RETURN_M
+                    && dist(xy[k - 1], xy[k]) >= RETURN_LEAP_SHARE * d
+            });
         if returned {
             departure = Some((xy[i - 1], all[i].at));
         } else {
@@ -573,6 +581,25 @@ mod tests {
             None,
         );
         assert_eq!(m.teleport_m, 0.0);
+    }
+
+    #[test]
+    fn a_splice_that_drives_back_past_the_join_is_still_a_teleport() {
+        // North at 10 m/s for 60 s (to 590 m), then a second drive that starts 290 m south of
+        // there, at 300 m, and heads north again: within 30 s it passes where the first ended,
+        // step by step, never leaping back as a glitch does.
+        let spliced: Vec<Fix> = (0..120)
+            .map(|i| {
+                let m = if i < 60 {
+                    10.0 * i as f64
+                } else {
+                    300.0 + 12.0 * (i - 60) as f64
+                };
+                fix(i, 43.70 + m / 111_195.0, 7.40 + (i % 2) as f64 * 4e-6)
+            })
+            .collect();
+        let m = measure(&input(&spliced), None);
+        assert!((280.0..300.0).contains(&m.teleport_m), "{m:?}");
     }
 
     #[test]

@@ -191,13 +191,15 @@ fn judge_track(t: &TrackMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
     }
     if let Some(roads) = &t.roads {
         let off = roads.over_50m >= r.off_network_share
+            || roads.over_100m >= r.off_network_far_share
             || (t.path_m >= 300.0 && roads.matched_share < r.min_matched_share);
         if off {
             out.push(Finding::new(
                 "off_network",
                 format!(
-                    "{:.0} % of fixes more than 50 m from any road; {:.0} % of the distance matched to roads",
+                    "{:.0} % of fixes more than 50 m from any road ({:.0} % more than 100 m); {:.0} % of the distance matched to roads",
                     roads.over_50m * 100.0,
+                    roads.over_100m * 100.0,
                     roads.matched_share.min(1.0) * 100.0
                 ),
             ));
@@ -208,6 +210,18 @@ fn judge_track(t: &TrackMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
                 format!(
                     "cuts corners: {:.0} % of fixes more than 25 m from any road, at an even pace (speed varies {:.0} %, {} stops)",
                     roads.over_25m * 100.0,
+                    t.speed_cv * 100.0,
+                    t.stops
+                ),
+            ));
+        } else if roads.matched_share >= r.max_matched_share
+            && (t.speed_cv < r.even_speed_cv || t.stops == 0)
+        {
+            out.push(Finding::new(
+                "synthetic_track",
+                format!(
+                    "cuts corners: the roads joining its fixes are {:.1} times as long as the track, at an even pace (speed varies {:.0} %, {} stops)",
+                    roads.matched_share,
                     t.speed_cv * 100.0,
                     t.stops
                 ),
@@ -370,5 +384,119 @@ fn judge_radio(b: &BatchMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
                 w.shift_mad_s
             ),
         ));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::track::RoadMeasures;
+
+    /// A 10-minute, 6 km drive on the roads at a town pace, with stops: nothing against it.
+    fn honest() -> Evidence {
+        Evidence {
+            track: Some(TrackMeasures {
+                fixes: 600,
+                start: None,
+                end: None,
+                duration_s: 600.0,
+                path_m: 6000.0,
+                radius_m: 2000.0,
+                future_fixes: 0,
+                old_fixes: 0,
+                after_arrival_s: 0.0,
+                teleport_m: 0.0,
+                sustained_speed_mps: 15.0,
+                noiseless_s: 0.0,
+                speed_cv: 0.3,
+                stops: 2,
+                roads: Some(RoadMeasures {
+                    matched_share: 1.03,
+                    over_25m: 0.0,
+                    over_50m: 0.0,
+                    over_100m: 0.0,
+                    class_ratio: Some(0.9),
+                    class_ratio_median: Some(0.8),
+                }),
+            }),
+            ..Evidence::default()
+        }
+    }
+
+    fn codes(e: &Evidence) -> Vec<String> {
+        let rules = TrustRules {
+            duplicate_frames: 3,
+            spoofed_fix_share: 0.2,
+            spoofed_fix_min: 10,
+            offender_uploads: crate::rules::defaults::offender_uploads(),
+            offender_share: crate::rules::defaults::offender_share(),
+            track: crate::TrackTrustRules::default(),
+            radio: crate::rules::RadioTrustRules::default(),
+        };
+        judge(e, &rules).into_iter().map(|f| f.code).collect()
+    }
+
+    fn roads(e: &mut Evidence) -> &mut RoadMeasures {
+        e.track.as_mut().unwrap().roads.as_mut().unwrap()
+    }
+
+    #[test]
+    fn an_honest_drive_has_no_findings() {
+        assert!(codes(&honest()).is_empty());
+    }
+
+    #[test]
+    fn a_calm_drive_played_at_twice_its_pace_is_too_fast_for_its_roads() {
+        let mut e = honest();
+        roads(&mut e).class_ratio = Some(1.35);
+        roads(&mut e).class_ratio_median = Some(0.95);
+        assert_eq!(codes(&e), ["impossible_speed"]);
+        let mut e = honest();
+        roads(&mut e).class_ratio_median = Some(1.15);
+        assert_eq!(codes(&e), ["impossible_speed"]);
+    }
+
+    #[test]
+    fn a_stretch_where_no_road_is_puts_the_drive_off_the_network() {
+        let mut e = honest();
+        roads(&mut e).over_50m = 0.16;
+        roads(&mut e).over_100m = 0.15;
+        assert_eq!(codes(&e), ["off_network"]);
+        // A few fixes astray (a multipath excursion) are not a stretch.
+        roads(&mut e).over_100m = 0.03;
+        assert!(codes(&e).is_empty());
+    }
+
+    #[test]
+    fn straight_lines_between_waypoints_cut_the_roads_corners() {
+        let mut e = honest();
+        roads(&mut e).matched_share = 2.4;
+        e.track.as_mut().unwrap().speed_cv = 0.02;
+        e.track.as_mut().unwrap().stops = 0;
+        assert_eq!(codes(&e), ["synthetic_track"]);
+        // The same roads at a real driver's varying pace, stops and all: a sparse logger on
+        // a winding road.
+        let mut e = honest();
+        roads(&mut e).matched_share = 2.4;
+        assert!(codes(&e).is_empty());
+    }
+
+    #[test]
+    fn a_replay_keeps_one_shift_and_a_repeated_route_does_not() {
+        let twin = |mad: f64| Twin {
+            upload: 7,
+            overlap: 1.0,
+            shift_s: 86_400.0,
+            shift_mad_s: mad,
+            offset_m: 8.0,
+            signal_diff_db: None,
+            shared: 300,
+        };
+        let mut e = honest();
+        e.twin = Some(twin(0.5));
+        assert_eq!(codes(&e), ["replay"]);
+        e.twin = Some(twin(2.5));
+        assert!(codes(&e).is_empty());
     }
 }
