@@ -14,7 +14,7 @@
 #   MAX_LEN=BYTES            (65536)     libFuzzer's largest input
 #   SEED_LEN=BYTES           (16384)     real files are cut to this size as seeds (big seeds make
 #                                        every mutation slow; the parsers read headers first)
-#   COVERMAP_DATA=DIR        (../shared/data from the repository root) real files to seed from
+#   COVERMAP_DATA=DIR        (testdata/ of the repository) real files to seed from
 #   FUZZ_ARGS="..."          ()          more libFuzzer flags, e.g. "-dict=x -only_ascii=1"
 #
 # Corpora grow in fuzz/corpus/<target>/ (kept between runs, git-ignored); a crash, hang or OOM is
@@ -24,7 +24,7 @@ set -uo pipefail
 
 FUZZ_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$FUZZ_DIR/.." && pwd)
-DATA=${COVERMAP_DATA:-$ROOT/../shared/data}
+DATA=${COVERMAP_DATA:-$ROOT/testdata}
 SANITIZER=${SANITIZER:-address}
 MAX_LEN=${MAX_LEN:-65536}
 SEED_LEN=${SEED_LEN:-16384}

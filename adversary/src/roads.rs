@@ -500,8 +500,7 @@ pub(crate) mod tests {
     pub(crate) fn monaco() -> &'static RoadNetwork {
         static NET: OnceLock<RoadNetwork> = OnceLock::new();
         NET.get_or_init(|| {
-            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/data/roads/monaco.osm.pbf");
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/roads/monaco.osm.pbf");
             covermap_roads::osm::read_pbf(&p).unwrap()
         })
     }

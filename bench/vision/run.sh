@@ -16,7 +16,7 @@ fi
 cargo build --release -q
 work=$(mktemp -d /tmp/covermap-vision-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-src=../shared/data/images/mapillary_tools/DSC00001.JPG
+src=testdata/camera/mapillary_tools/DSC00001.JPG
 cp "$src" "$work/4k.jpg"
 "$venv/bin/python" -c "import cv2; cv2.imwrite('$work/1080p.jpg', cv2.resize(cv2.imread('$src'), (1920, 1080), interpolation=cv2.INTER_AREA), [cv2.IMWRITE_JPEG_QUALITY, 92])"
 echo "== $(nproc) cores; one core each (taskset -c 0); $repeat runs per image after a warm-up"

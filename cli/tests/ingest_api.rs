@@ -414,7 +414,7 @@ async fn every_role_reaches_exactly_its_endpoints() {
     db.finish().await;
 }
 
-/// The real files of ../shared/data through the real API: each valid one ingested with the
+/// The real files of testdata through the real API: each valid one ingested with the
 /// right positions and times, each malformed one refused with its reason.
 async fn real_files_go_through_the_api(db: Db) {
     let server = serve(&db, &[]);

@@ -133,7 +133,7 @@ mod tests {
 
     fn shared(rel: &str) -> Vec<u8> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data")
+            .join("../testdata")
             .join(rel);
         std::fs::read(&path)
             .unwrap_or_else(|e| panic!("test data {} is missing: {e}", path.display()))

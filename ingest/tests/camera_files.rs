@@ -1,5 +1,5 @@
 //! The camera formats read on real files from other projects' test suites (provenance in
-//! shared/data/README.md). Where an upstream test asserts a value, the expectation here is that
+//! testdata/README.md). Where an upstream test asserts a value, the expectation here is that
 //! value and says where it comes from. A missing file fails the test, naming the path.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -11,7 +11,7 @@ use covermap_ingest::{
 };
 
 fn camera_file(rel: &str) -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/camera/").to_owned() + rel;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/camera/").to_owned() + rel;
     std::fs::read(&path).unwrap_or_else(|e| panic!("test data {path} is missing: {e}"))
 }
 

@@ -11,11 +11,11 @@ use serde_json::json;
 
 const GEOSUBMIT2: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/radio/geosubmit/ichnaea_geosubmit2_doc_example.json"
+    "/../testdata/radio/geosubmit/ichnaea_geosubmit2_doc_example.json"
 );
 const GEOSUBMIT1: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/radio/geosubmit/ichnaea_geosubmit1_doc_example.json"
+    "/../testdata/radio/geosubmit/ichnaea_geosubmit1_doc_example.json"
 );
 
 fn read(path: &str) -> Vec<u8> {

@@ -8,8 +8,7 @@ use covermap_roads::matching::{MatchParams, RoadGraph, TracePoint};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn monaco() -> RoadGraph {
-    let p =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/roads/monaco.osm.pbf");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/roads/monaco.osm.pbf");
     assert!(p.exists(), "bench data {} is missing", p.display());
     RoadGraph::new(covermap_roads::osm::read(&p).unwrap())
 }

@@ -69,8 +69,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn monaco() -> PathBuf {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/roads/monaco.osm.pbf");
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/roads/monaco.osm.pbf");
         assert!(p.exists(), "test data {} is missing", p.display());
         p
     }
@@ -96,7 +95,7 @@ mod tests {
         let pbf = read(&monaco()).unwrap();
         assert!(pbf.segments.len() > 2000, "{}", pbf.segments.len());
         let xml = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/roads/graphhopper/map-issue13.osm.gz");
+            .join("../testdata/roads/graphhopper/map-issue13.osm.gz");
         assert!(xml.exists(), "test data {} is missing", xml.display());
         assert!(!read(&xml).unwrap().segments.is_empty());
         // A missing XML file is reported by the XML reader, still naming the path.

@@ -285,7 +285,7 @@ mod tests {
 
     fn graphhopper(name: &str) -> PathBuf {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/roads/graphhopper")
+            .join("../testdata/roads/graphhopper")
             .join(name);
         assert!(p.exists(), "test data {} is missing", p.display());
         p

@@ -1,5 +1,5 @@
 //! Map matching against peers' own test suites (GraphHopper, FMM) and against bad input.
-//! The data is read in place from ../shared/data; a missing file fails, naming its path.
+//! The data is read in place from testdata; a missing file fails, naming its path.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use covermap_roads::matching::{MatchError, MatchParams, RoadGraph, TracePoint};
 
 fn shared(rel: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+        .join("../testdata")
         .join(rel);
     assert!(p.exists(), "test data {} is missing", p.display());
     p

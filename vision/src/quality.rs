@@ -34,7 +34,7 @@ impl QualityReason {
     }
 }
 
-/// The thresholds; defaults from the real frames in ../shared/data/images and their synthetic
+/// The thresholds; defaults from the real frames in testdata/images and their synthetic
 /// degradations (models/README.md has the figures).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QualityPolicy {

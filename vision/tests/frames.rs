@@ -1,4 +1,4 @@
-//! The vision stage on the real frames of ../shared/data/images: decoding, the quality verdict
+//! The vision stage on the real frames of testdata (images/ and the 4K frames of camera/mapillary_tools): decoding, the quality verdict
 //! (classic measures, and the trained model through ONNX Runtime) on real frames and on
 //! synthetic degradations of them, perceptual hashes, bad input.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -15,18 +15,18 @@ const MAX_PIXELS: u64 = 40_000_000;
 
 fn image_file(rel: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/images")
+        .join("../testdata")
         .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("test image {} is missing: {e}", p.display()))
 }
 
 const DASHCAM: [&str; 6] = [
-    "udacity_lanelines/solidWhiteCurve.jpg",
-    "udacity_lanelines/solidWhiteRight.jpg",
-    "udacity_lanelines/solidYellowCurve.jpg",
-    "udacity_lanelines/solidYellowLeft.jpg",
-    "mapillary_tools/DSC00001.JPG",
-    "mapillary_tools/DSC00497.JPG",
+    "images/udacity_lanelines/solidWhiteCurve.jpg",
+    "images/udacity_lanelines/solidWhiteRight.jpg",
+    "images/udacity_lanelines/solidYellowCurve.jpg",
+    "images/udacity_lanelines/solidYellowLeft.jpg",
+    "camera/mapillary_tools/DSC00001.JPG",
+    "camera/mapillary_tools/DSC00497.JPG",
 ];
 
 fn verdict(image: &RgbImage) -> Vec<QualityReason> {
@@ -65,10 +65,14 @@ fn real_frames_decode_upright_and_pass() {
         let q = assess(&grey(&image, 640).unwrap(), &QualityPolicy::default());
         assert!(q.reasons.is_empty(), "{name}: {q:?}");
     }
-    let dsc = decode(&image_file("mapillary_tools/DSC00001.JPG"), MAX_PIXELS).unwrap();
+    let dsc = decode(
+        &image_file("camera/mapillary_tools/DSC00001.JPG"),
+        MAX_PIXELS,
+    )
+    .unwrap();
     assert_eq!(dsc.dimensions(), (3840, 2160));
     let udacity = decode(
-        &image_file("udacity_lanelines/solidWhiteRight.jpg"),
+        &image_file("images/udacity_lanelines/solidWhiteRight.jpg"),
         MAX_PIXELS,
     )
     .unwrap();
@@ -150,7 +154,7 @@ fn the_quality_model_names_each_degradation() {
 fn the_stage_rejects_degraded_frames_with_the_model_reason() {
     let mut check = FrameCheck::load(&default_models_dir()).unwrap();
     let image = decode(
-        &image_file("udacity_lanelines/solidWhiteCurve.jpg"),
+        &image_file("images/udacity_lanelines/solidWhiteCurve.jpg"),
         MAX_PIXELS,
     )
     .unwrap();
@@ -175,7 +179,7 @@ fn the_stage_rejects_degraded_frames_with_the_model_reason() {
 #[test]
 fn a_thumbnail_is_too_small_to_map() {
     let image = decode(
-        &image_file("udacity_lanelines/solidWhiteRight.jpg"),
+        &image_file("images/udacity_lanelines/solidWhiteRight.jpg"),
         MAX_PIXELS,
     )
     .unwrap();
@@ -192,7 +196,7 @@ fn a_thumbnail_is_too_small_to_map() {
 #[test]
 fn the_same_scene_hashes_close_and_other_scenes_far() {
     let a = decode(
-        &image_file("udacity_lanelines/solidWhiteRight.jpg"),
+        &image_file("images/udacity_lanelines/solidWhiteRight.jpg"),
         MAX_PIXELS,
     )
     .unwrap();
@@ -206,14 +210,14 @@ fn the_same_scene_hashes_close_and_other_scenes_far() {
     let (ha, hb) = (phash(&a).unwrap(), phash(&again).unwrap());
     let near = covermap_vision::phash::distance(&ha, &hb).unwrap();
     assert!(near <= 6, "{ha} {hb}: {near}");
-    let other = decode(&image_file("deface/city.jpg"), MAX_PIXELS).unwrap();
+    let other = decode(&image_file("images/deface/city.jpg"), MAX_PIXELS).unwrap();
     let far = covermap_vision::phash::distance(&ha, &phash(&other).unwrap()).unwrap();
     assert!(far >= 20, "{far}");
 }
 
 #[test]
 fn bad_frames_are_clear_errors() {
-    let jpeg = image_file("udacity_lanelines/solidWhiteRight.jpg");
+    let jpeg = image_file("images/udacity_lanelines/solidWhiteRight.jpg");
     assert!(matches!(decode(&[], MAX_PIXELS), Err(VisionError::Empty)));
     let truncated = decode(&jpeg[..jpeg.len() / 3], MAX_PIXELS).unwrap_err();
     assert_eq!(truncated.code(), "undecodable", "{truncated}");
@@ -246,7 +250,7 @@ fn bad_frames_are_clear_errors() {
 /// pixels, no EXIF (GPS, camera serial), nothing hidden after the end marker.
 #[test]
 fn frames_without_boxes_are_published_as_their_own_pixels_without_metadata() {
-    let original = image_file("mapillary_tools/DSC00001.JPG");
+    let original = image_file("camera/mapillary_tools/DSC00001.JPG");
     assert!(
         original.windows(6).any(|w| w == b"Exif\0\0"),
         "the source has EXIF"
@@ -298,7 +302,7 @@ fn a_pool_keeps_its_checks_through_a_panic() {
         pool.with(|_| panic!("a model crashed"));
     }));
     assert!(crashed.is_err());
-    let jpeg = image_file("udacity_lanelines/solidWhiteRight.jpg");
+    let jpeg = image_file("images/udacity_lanelines/solidWhiteRight.jpg");
     let looks = pool.look_all(&[&jpeg, &jpeg]);
     assert_eq!(looks.len(), 2);
     assert!(looks.iter().all(|l| l.is_ok()));

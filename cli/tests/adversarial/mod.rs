@@ -603,7 +603,7 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-/// `../shared/data/roads/monaco.osm.pbf`, from the project root.
+/// `testdata/roads/monaco.osm.pbf`, from the project root.
 pub fn monaco() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/roads/monaco.osm.pbf")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/roads/monaco.osm.pbf")
 }

@@ -15,7 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_covermap");
 
 pub fn shared(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+        .join("../testdata")
         .join(rel);
     assert!(p.exists(), "test data {} is missing", p.display());
     p
@@ -71,7 +71,7 @@ impl Db {
         run(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[])
     }
 
-    /// Imports the roads of an OSM file of ../shared/data.
+    /// Imports the roads of an OSM file of testdata.
     pub fn import_roads(&self, rel: &str) {
         let file = shared(rel).display().to_string();
         let out = self.run(&["roads", "import", &file]);
@@ -307,7 +307,7 @@ pub fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
-/// A file of ../shared/data/camera.
+/// A file of testdata/camera.
 pub fn camera(rel: &str) -> Vec<u8> {
     std::fs::read(shared(&format!("camera/{rel}"))).unwrap()
 }
@@ -331,7 +331,7 @@ pub fn gpx_track(lat: f64, lon: f64, start: chrono::DateTime<chrono::Utc>, n: us
     s.into_bytes()
 }
 
-/// A drive along the real roads of the OSM file `rel` (under ../shared/data), from the road
+/// A drive along the real roads of the OSM file `rel` (under testdata), from the road
 /// nearest (`lat`, `lon`): `n` fixes a second apart at about 10 m/s, turning at junctions the
 /// way the first road out goes (never against a oneway), with a receiver's wobble of a metre.
 pub fn road_gpx(
