@@ -168,7 +168,7 @@ impl Default for TrackTrustRules {
             bad_time_share: 0.05,
             arrival_slack_s: 30.0,
             replay_overlap: 0.9,
-            replay_shift_mad_s: 1.75,
+            replay_shift_mad_s: 2.0,
             replay_offset_m: 30.0,
         }
     }
