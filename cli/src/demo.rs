@@ -18,8 +18,10 @@ use rand_distr::{Distribution, Normal};
 use crate::Server;
 use crate::config::Settings;
 
-/// The contributor the demo's drivers upload for.
-const DEMO_CONTRIBUTOR: &str = "demo-contributor";
+/// The contributors the demo's drivers upload for, in turn: each has its own device key and
+/// its own signed devices, so rewards, proofs and radio corroboration have several people in
+/// them.
+const CONTRIBUTORS: [&str; 4] = ["alice", "bob", "chiara", "dmitri"];
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -27,7 +29,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "FILE.osm.pbf")]
     pub roads: Option<PathBuf>,
     /// Simulated contributors.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 8)]
     pub drivers: usize,
     /// Drives each contributor uploads.
     #[arg(long, default_value_t = 3)]
@@ -85,22 +87,30 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    // Keys as an operator would issue them with `covermap keys create`: one for the demo's
-    // contributor (its devices register with it), one admin key to look around with.
-    let device_key = issue(&server, Role::Device, Some(DEMO_CONTRIBUTOR)).await?;
+    // Keys as an operator would issue them with `covermap keys create`: one per contributor
+    // (its devices register with it, its phone submits radio with it, its driver page opens
+    // with it), one for an auditor, one for a planner, one admin key.
+    let mut contributor_keys = Vec::new();
+    for c in CONTRIBUTORS {
+        contributor_keys.push(issue(&server, Role::Device, Some(c)).await?);
+    }
+    let auditor_key = issue(&server, Role::Auditor, None).await?;
+    let planner_key = issue(&server, Role::Planner, None).await?;
     let admin_key = issue(&server, Role::Admin, None).await?;
-    println!("admin key for this demo (try {base}/api/v1/uploads with it): {admin_key}");
     let mut rng = StdRng::seed_from_u64(args.seed);
     let departures = network.departures();
     let mut uploads = Vec::new();
     let now = Utc::now();
     for d in 0..args.drivers {
+        let contributor = CONTRIBUTORS[d % CONTRIBUTORS.len()];
+        let device_key = &contributor_keys[d % CONTRIBUTORS.len()];
         // Registered with the contributor's key, the device is bound to it, and signs so.
         let signer =
-            DeviceSigner::generate(format!("demo-driver-{:02}", d + 1)).bound_to(DEMO_CONTRIBUTOR);
+            DeviceSigner::generate(format!("{contributor}-car-{}", d / CONTRIBUTORS.len() + 1))
+                .bound_to(contributor);
         let registered = client
             .post(format!("{base}/api/v1/devices"))
-            .bearer_auth(&device_key)
+            .bearer_auth(device_key)
             .json(&serde_json::json!({"device": signer.device, "public_key": signer.public_key_hex()}))
             .send()
             .await
@@ -197,6 +207,32 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     );
     if cells == 0 {
         bail!("no coverage appeared");
+    }
+    // One link per role, already signed in: the key rides in the fragment, which browsers never
+    // send, so it stays out of every access log; the page stores it and takes it out of the
+    // address.
+    println!("\nopen, one per role (each link signs its page in):");
+    println!("  map (anyone)      {base}/");
+    println!("      coverage, radio and demand hexagons over the roads; click one for its figures");
+    println!(
+        "  driver ({})    {base}/driver#key={}",
+        CONTRIBUTORS[0], contributor_keys[0]
+    );
+    println!(
+        "      {}'s devices, drives and what each credited; rewards and proofs once an epoch closes",
+        CONTRIBUTORS[0]
+    );
+    println!("  planner           {base}/planner#key={planner_key}");
+    println!("      draw a demand area or a bounty; try a proposed policy on a closed epoch");
+    println!("  auditor           {base}/auditor#key={auditor_key}");
+    println!(
+        "      frames the vision stage refused, to approve or reject; every upload's evidence"
+    );
+    println!(
+        "  admin (API)       curl -H 'Authorization: Bearer {admin_key}' {base}/api/v1/uploads"
+    );
+    for (c, k) in CONTRIBUTORS.iter().zip(&contributor_keys).skip(1) {
+        println!("  driver ({c})  {base}/driver#key={k}");
     }
     if args.exit_when_done {
         server.stop().await

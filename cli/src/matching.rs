@@ -119,6 +119,15 @@ fn match_gpx(
         .match_trace(&points, params)
         .with_context(|| format!("cannot match {}", path.display()))?;
     let snapped = result.snaps.iter().filter(|s| s.is_some()).count();
+    if result.pieces.is_empty() {
+        bail!(
+            "no fix of {} ({} fixes) could be placed on a road of the network ({} road segments): \
+             is the track inside the area of --roads?",
+            path.display(),
+            points.len(),
+            graph.network().segments.len()
+        );
+    }
     Ok(json!({
         "type": "Feature",
         "geometry": multi_line(&result),

@@ -524,6 +524,14 @@ async fn demo_fills_the_map() {
         stdout.contains("a replayed signed request was answered 401"),
         "{stdout}"
     );
+    // One link per role, each signed in by a key in the fragment, never the query.
+    for page in ["/driver#key=cm_", "/planner#key=cm_", "/auditor#key=cm_"] {
+        assert!(stdout.contains(page), "no {page} link in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("?key="),
+        "a key in a query string:\n{stdout}"
+    );
     // The demo loads roads, so every drive was map-matched and cut into cells.
     let store = db.store().await;
     for rec in store.recent_uploads(10, &Default::default()).await.unwrap() {
@@ -577,6 +585,16 @@ async fn demo_fills_the_map() {
             "cell {id} is in tile {t}"
         );
     }
+    // The map opens where the data is: the TileJSON's bounds are the town's, its centre inside.
+    let tj = get_json(&client, &format!("{}/tiles/coverage.json", server.base)).await;
+    let b: Vec<f64> = serde_json::from_value(tj["bounds"].clone()).unwrap();
+    let c: Vec<f64> = serde_json::from_value(tj["center"].clone()).unwrap();
+    assert!(b[2] - b[0] < 0.5 && b[3] - b[1] < 0.5, "{tj}");
+    assert!(
+        (b[0]..b[2]).contains(&c[0]) && (b[1]..b[3]).contains(&c[1]),
+        "{tj}"
+    );
+    assert!((11.0..17.0).contains(&c[2]), "{tj}");
     let stats = get_json(&client, &format!("{}/api/v1/stats", server.base)).await;
     // Four drives and the four radio submissions made on them.
     assert_eq!(stats["stats"]["uploads_processed"], 8, "{stats}");
@@ -774,6 +792,25 @@ fn match_command_contract() {
             &[],
         ),
         "/nonexistent/x.osm.pbf",
+    );
+    // A track nowhere near the network (San Francisco on Novi Sad's roads) is an error, not an
+    // empty match.
+    let far = shared("camera/mapillary_tools/sf_30km_h.gpx");
+    let out = run(
+        &[
+            "match",
+            "--roads",
+            roads.to_str().unwrap(),
+            "--gpx",
+            far.to_str().unwrap(),
+        ],
+        &[],
+    );
+    one_clear_error(&out, "could be placed on a road");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     one_clear_error(
         &run(

@@ -772,6 +772,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Replaces the whole road network, and each cell's road length, in one transaction.
     async fn replace_roads(&self, segments: &[RoadSegment], cells: &[RoadCell]) -> Result<u64>;
 
+    /// Where the data is: the box around the road network's cells, or, with no roads loaded,
+    /// around the cells that coverage and radio observations were made in; `None` when the
+    /// store holds neither. Maps open on it.
+    async fn extent(&self) -> Result<Option<BoundingBox>>;
+
     /// Road length of the cells whose centres lie in `bbox`, at most `limit`, by cell id.
     async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>>;
 

@@ -888,6 +888,21 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn extent(&self) -> Result<Option<BoundingBox>> {
+        let row: (Option<f64>, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+            "WITH roads AS (SELECT ST_Extent(geom) AS e FROM road_cells), \
+                  seen AS (SELECT ST_Extent(geom) AS e FROM \
+                           (SELECT geom FROM cell_observations \
+                            UNION ALL SELECT geom FROM radio_observations) g) \
+             SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) \
+             FROM (SELECT COALESCE((SELECT e FROM roads), (SELECT e FROM seen)) AS e) x",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .ctx("reading the data's extent")?;
+        Ok(rows::extent(row))
+    }
+
     async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>> {
         let rows: Vec<(i64, f64)> = sqlx::query_as(
             "SELECT cell, road_length_m FROM road_cells \

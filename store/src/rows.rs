@@ -1,6 +1,6 @@
 //! What both backends share: the queue's failure rule and the encodings of values in rows.
 
-use covermap_domain::{Cell, LatLon, MatchedStretch, RoadCell, RoadSegment};
+use covermap_domain::{BoundingBox, Cell, LatLon, MatchedStretch, RoadCell, RoadSegment};
 
 use crate::error::{Result, StoreError};
 use crate::{JobFailure, JobOutcome, Lease, QueuePolicy, SessionPart, StoreStats, UploadSession};
@@ -320,4 +320,25 @@ pub(crate) fn check_decision(
         }
         Some(_) => Ok(()),
     }
+}
+
+/// A box from (west, south, east, north), `None` where any side is missing (an empty table)
+/// or not a coordinate.
+pub(crate) fn extent(
+    (west, south, east, north): (Option<f64>, Option<f64>, Option<f64>, Option<f64>),
+) -> Option<BoundingBox> {
+    let (west, south, east, north) = (west?, south?, east?, north?);
+    let fine = |v: f64, limit: f64| v.is_finite() && v.abs() <= limit;
+    (fine(west, 180.0)
+        && fine(east, 180.0)
+        && fine(south, 90.0)
+        && fine(north, 90.0)
+        && west <= east
+        && south <= north)
+        .then_some(BoundingBox {
+            west,
+            south,
+            east,
+            north,
+        })
 }

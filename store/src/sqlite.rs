@@ -897,6 +897,26 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn extent(&self) -> Result<Option<BoundingBox>> {
+        let roads: (Option<f64>, Option<f64>, Option<f64>, Option<f64>) =
+            sqlx::query_as("SELECT min(lon), min(lat), max(lon), max(lat) FROM road_cells")
+                .fetch_one(&self.pool)
+                .await
+                .ctx("reading the road network's extent")?;
+        if roads.0.is_some() {
+            return Ok(rows::extent(roads));
+        }
+        let seen = sqlx::query_as(
+            "SELECT min(lon), min(lat), max(lon), max(lat) FROM \
+             (SELECT lat, lon FROM cell_observations UNION ALL \
+              SELECT lat, lon FROM radio_observations)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .ctx("reading the observations' extent")?;
+        Ok(rows::extent(seen))
+    }
+
     async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>> {
         let rows: Vec<(i64, f64)> = sqlx::query_as(
             "SELECT cell, road_length_m FROM road_cells \

@@ -635,6 +635,11 @@ async fn leases_that_keep_running_out_fail_the_job(store: Arc<dyn Store>) {
 }
 
 async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.extent().await.unwrap(),
+        None,
+        "an empty store is nowhere"
+    );
     let paris = [(48.8584, 2.2945)];
     for (device, content, points) in [
         ("car-1", "a", &MONACO[..]),
@@ -681,6 +686,15 @@ async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
     assert_eq!(ids, sorted, "ordered by cell");
     ids.dedup();
     assert_eq!(ids.len(), 3);
+    // With no roads loaded, the data is where it was observed: Monaco to Paris.
+    let b = store.extent().await.unwrap().unwrap();
+    assert!(
+        (2.28..2.31).contains(&b.west)
+            && (7.42..7.44).contains(&b.east)
+            && (43.72..43.75).contains(&b.south)
+            && (48.85..48.87).contains(&b.north),
+        "{b:?}"
+    );
 }
 
 fn segment(way: i64, piece: u32, points: &[(f64, f64)], name: Option<&str>) -> RoadSegment {
@@ -731,7 +745,17 @@ async fn road_network_round_trips_and_filters_by_box(store: Arc<dyn Store>) {
             road_length_m: 70.5,
         },
     ];
+    assert_eq!(store.extent().await.unwrap(), None);
     assert_eq!(store.replace_roads(&segments, &cells).await.unwrap(), 3);
+    // The road network is where the data is: its cells, Monaco to Paris.
+    let b = store.extent().await.unwrap().unwrap();
+    assert!(
+        (2.28..2.31).contains(&b.west)
+            && (7.41..7.44).contains(&b.east)
+            && (43.72..43.75).contains(&b.south)
+            && (48.85..48.87).contains(&b.north),
+        "{b:?}"
+    );
     let monaco: BoundingBox = "7.40,43.72,7.44,43.75".parse().unwrap();
     let got = store.roads(monaco, 100).await.unwrap();
     assert_eq!(got, segments[..2].to_vec());

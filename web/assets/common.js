@@ -54,10 +54,22 @@ export async function imageURL(path, key) {
 }
 
 /**
+ * A key a link carried in its fragment (`#key=…`), which browsers never send to the server, so
+ * it stays out of access logs. Read when this module loads, before any page makes its map (whose
+ * position lives in the fragment too), and taken out of the address at once.
+ */
+const LINKED_KEY = (() => {
+  const m = /^#(?:.*&)?key=([^&]+)/.exec(location.hash);
+  if (!m) return null;
+  history.replaceState(null, "", location.pathname + location.search);
+  return decodeURIComponent(m[1]);
+})();
+
+/**
  * The key field of a page. The key stays in this browser (localStorage, one per page, since
- * an auditor's and a driver's keys differ); a link may carry it as `?key=`, taken out of the
- * address at once. `onKey({key, me})` runs with the key and what `/api/v1/me` says of it, or
- * `{key: null}` when it is cleared.
+ * an auditor's and a driver's keys differ); a link may carry it as `#key=` (see LINKED_KEY; the
+ * older `?key=` is still taken, and taken out of the address at once). `onKey({key, me})` runs
+ * with the key and what `/api/v1/me` says of it, or `{key: null}` when it is cleared.
  */
 export function keyField(form, page, onKey) {
   const storeName = `covermap.key.${page}`;
@@ -69,6 +81,7 @@ export function keyField(form, page, onKey) {
     params.delete("key");
     history.replaceState(null, "", location.pathname + (params.size ? `?${params}` : "") + location.hash);
   }
+  if (LINKED_KEY) localStorage.setItem(storeName, LINKED_KEY);
   async function use(key) {
     form.removeAttribute("data-role");
     if (!key) {
@@ -160,9 +173,6 @@ export function every(ms, fn) {
 // The map: MapLibre over covermap's own vector tiles. The `roads` layer is the basemap, so the map
 // needs nothing from outside (no style, glyphs or sprites to fetch); no layer draws text, which
 // would need glyphs. Pages that use it load /vendor/maplibre-gl/maplibre-gl.js first.
-
-/** The test data's area, shown first unless the address's hash names a view. */
-export const MONACO = [[7.40, 43.72], [7.44, 43.76]];
 
 const pct = (v) => `${Math.round(v * 100)}%`;
 const dbm = (v) => `${v} dBm`;
@@ -274,12 +284,14 @@ export function createMap(container, { layers = [], active = layers[0], hash = t
     styleLayers.push(...hexLayers(l, METRICS[l][0], l === active));
   }
   styleLayers.push(...(extra.layers ?? []));
+  // Read before the map exists: MapLibre writes its own position into the fragment at once.
+  const viewInAddress = hash && /^#[\d.]+\/-?[\d.]+\/-?[\d.]+/.test(location.hash);
   const map = new maplibregl.Map({
     container,
     style: { version: 8, sources, layers: styleLayers },
     hash,
-    bounds: MONACO,
-    fitBoundsOptions: { padding: 24 },
+    center: [0, 20],
+    zoom: 1,
     maxZoom: 19,
     // The TileJSON carries the attribution (OpenStreetMap for the roads).
     attributionControl: { compact: true },
@@ -294,6 +306,17 @@ export function createMap(container, { layers = [], active = layers[0], hash = t
   map.addControl(new maplibregl.ScaleControl(), "bottom-left");
   // Without a listener MapLibre logs every failed tile as an error; a missing tile is not one.
   map.on("error", (e) => console.warn("map:", e.error?.message ?? e));
+  // Open where the data is (the TileJSON's bounds: the road network, else what was observed),
+  // unless the address already says where to look.
+  map.placed = viewInAddress
+    ? Promise.resolve()
+    : fetch(`${location.origin}/tiles/roads.json`)
+      .then((r) => (r.ok ? r.json() : null))
+      .then((tj) => {
+        const b = tj?.bounds;
+        if (b && b[0] > -180) map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 24, animate: false });
+      })
+      .catch((e) => console.warn("map: no bounds to open on:", e));
   // Layers can be changed once the style is parsed (a frame after this), not before.
   map.styled = new Promise((resolve) => map.once("style.load", resolve));
   return map;

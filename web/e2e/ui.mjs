@@ -103,6 +103,8 @@ async function useKey(page, key, role) {
 async function mapIdle(page, timeout = 30000) {
   await page.waitForFunction(() => window.covermap?.map, null, { timeout })
     .catch(() => fail("the page made no map (is WebGL working?)"));
+  // The map first moves to where the data is (the TileJSON's bounds).
+  await page.evaluate(() => window.covermap.map.placed);
   await page.evaluate((ms) => new Promise((resolve, reject) => {
     const map = window.covermap.map;
     if (map.loaded()) return resolve();
@@ -118,6 +120,14 @@ try {
   await step("map", async (page) => {
     await page.goto(`${BASE}/`);
     await mapIdle(page);
+    const opened = await page.evaluate(async () => {
+      const tj = await (await fetch("/tiles/roads.json")).json();
+      const c = window.covermap.map.getCenter();
+      const [w, s, e, n] = tj.bounds;
+      return { inside: c.lng >= w && c.lng <= e && c.lat >= s && c.lat <= n, bounds: tj.bounds, center: tj.center };
+    });
+    if (!opened.inside || opened.bounds[0] <= -180) fail(`the map did not open where the data is: ${JSON.stringify(opened)}`);
+    log(`map: opened on the data, bounds ${opened.bounds.map((v) => v.toFixed(3)).join(",")}`);
     const found = await page.waitForFunction((layer) => {
       const features = window.covermap.map.queryRenderedFeatures({ layers: [layer] });
       // A hexagon cut by tile edges comes once per tile: count cells.
@@ -182,8 +192,12 @@ try {
   });
 
   await step("driver", async (page) => {
-    await page.goto(`${BASE}/driver`);
-    await useKey(page, process.env.DEVICE_KEY, "device");
+    // As the demo links it: the key in the fragment, which never reaches the server's logs and
+    // is taken out of the address once read.
+    await page.goto(`${BASE}/driver#key=${encodeURIComponent(process.env.DEVICE_KEY)}`);
+    const form = await expect(page, "#key-form[data-role]", "the driver's key in the link was not taken");
+    if ((await form.getAttribute("data-role")) !== "device") fail("the linked key is not a device key");
+    if (page.url().includes(process.env.DEVICE_KEY)) fail(`the key stayed in the address: ${page.url()}`);
     await expect(page, "#uploads tr[data-upload]", "the driver's uploads table has no rows", 20000);
     const rows = await page.$$eval("#uploads tr[data-upload]", (r) => r.length);
     log(`driver: ${rows} uploads listed`);

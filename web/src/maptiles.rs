@@ -549,6 +549,20 @@ pub(crate) async fn tilejson(
         .and_then(|h| h.to_str().ok())
         .filter(|p| *p == "https" || *p == "http")
         .unwrap_or("http");
+    let (bounds, center) = match state.store.extent().await? {
+        Some(b) => (
+            [b.west, b.south, b.east, b.north],
+            json!([
+                (b.west + b.east) / 2.0,
+                (b.south + b.north) / 2.0,
+                fitting_zoom(&b)
+            ]),
+        ),
+        None => (
+            [-180.0, -85.051_129, 180.0, 85.051_129],
+            json!([0.0, 0.0, MIN_ZOOM]),
+        ),
+    };
     Ok(axum::Json(json!({
         "tilejson": "3.0.0",
         "name": format!("covermap {}", layer.name()),
@@ -559,7 +573,9 @@ pub(crate) async fn tilejson(
         "tiles": [format!("{scheme}://{host}/tiles/{}/{{z}}/{{x}}/{{y}}", layer.name())],
         "minzoom": MIN_ZOOM,
         "maxzoom": MAX_ZOOM,
-        "bounds": [-180.0, -85.051_129, 180.0, 85.051_129],
+        // Where the data is (the road network, else what was observed): maps open on it.
+        "bounds": bounds,
+        "center": center,
         "vector_layers": [{
             "id": layer.name(),
             "description": layer.description(),
@@ -572,9 +588,36 @@ pub(crate) async fn tilejson(
     .into_response())
 }
 
+/// The zoom at which `b` fills about a 512-pixel view, within the zooms served live.
+fn fitting_zoom(b: &BoundingBox) -> u8 {
+    let width = (b.east - b.west).max((b.north - b.south) * 1.5).max(1e-6);
+    let z = (360.0 / width).log2().floor() + 1.0;
+    z.clamp(f64::from(MIN_ZOOM), f64::from(MAX_ZOOM)) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_map_opens_on_the_data() {
+        // Monaco and its neighbours, about 12 km across: a town-sized view.
+        let monaco = BoundingBox {
+            west: 7.36,
+            south: 43.70,
+            east: 7.53,
+            north: 43.78,
+        };
+        assert_eq!(fitting_zoom(&monaco), 12);
+        let street = BoundingBox {
+            west: 7.42,
+            south: 43.73,
+            east: 7.4201,
+            north: 43.7301,
+        };
+        assert_eq!(fitting_zoom(&street), MAX_ZOOM);
+        assert_eq!(fitting_zoom(&BoundingBox::WORLD), MIN_ZOOM);
+    }
 
     #[test]
     fn tile_paths_are_checked() {
