@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// file named by `--config` supplies the rest.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[command(next_help_heading = "Settings of every command (flag, environment or --config file)")]
 pub struct Overrides {
     /// TOML file with any of these settings (flags and environment win over it).
     #[arg(long, env = "COVERMAP_CONFIG", global = true, value_name = "FILE")]

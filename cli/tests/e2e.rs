@@ -488,6 +488,17 @@ fn help_explains_every_setting() {
     ] {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
+    // A subcommand's help shows its own options first, the settings every command shares apart.
+    let out = run(&["demo", "--help"], &[]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    let own = help.find("--roads").unwrap();
+    let shared = help
+        .find("Settings of every command")
+        .unwrap_or_else(|| panic!("no settings heading:\n{help}"));
+    assert!(
+        own < shared && shared < help.find("--database").unwrap(),
+        "{help}"
+    );
 }
 
 /// The README's main job: the demo on the embedded default, then the page in a real browser.
