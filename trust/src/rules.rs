@@ -57,10 +57,10 @@ pub struct TrackTrustRules {
     /// Off the network: at least this share of fixes more than 50 m from any road, or less
     /// than `min_matched_share` of the distance moved matched to roads.
     pub off_network_share: f64,
+    pub min_matched_share: f64,
     /// Or at least this share of fixes more than 100 m from any road: a stretch of the drive
     /// where no road is.
     pub off_network_far_share: f64,
-    pub min_matched_share: f64,
     /// Parked: all fixes within this radius for at least `stationary_s`.
     pub stationary_radius_m: f64,
     pub stationary_s: f64,

@@ -203,29 +203,32 @@ fn judge_track(t: &TrackMeasures, e: &Evidence, rules: &TrustRules, out: &mut Ve
                     roads.matched_share.min(1.0) * 100.0
                 ),
             ));
-        } else if roads.over_25m >= r.corner_share && (t.speed_cv < r.even_speed_cv || t.stops == 0)
-        {
-            out.push(Finding::new(
-                "synthetic_track",
-                format!(
-                    "cuts corners: {:.0} % of fixes more than 25 m from any road, at an even pace (speed varies {:.0} %, {} stops)",
-                    roads.over_25m * 100.0,
-                    t.speed_cv * 100.0,
-                    t.stops
-                ),
-            ));
-        } else if roads.matched_share >= r.max_matched_share
-            && (t.speed_cv < r.even_speed_cv || t.stops == 0)
-        {
-            out.push(Finding::new(
-                "synthetic_track",
-                format!(
-                    "cuts corners: the roads joining its fixes are {:.1} times as long as the track, at an even pace (speed varies {:.0} %, {} stops)",
-                    roads.matched_share,
-                    t.speed_cv * 100.0,
-                    t.stops
-                ),
-            ));
+        } else if t.speed_cv < r.even_speed_cv || t.stops == 0 {
+            // Cutting corners at an even pace, seen from the fixes (off the roads' line) or from
+            // the roads (much longer than the track between the same places).
+            let cut = if roads.over_25m >= r.corner_share {
+                Some(format!(
+                    "{:.0} % of fixes more than 25 m from any road",
+                    roads.over_25m * 100.0
+                ))
+            } else if roads.matched_share >= r.max_matched_share {
+                Some(format!(
+                    "the roads joining its fixes are {:.1} times as long as the track",
+                    roads.matched_share
+                ))
+            } else {
+                None
+            };
+            if let Some(cut) = cut {
+                out.push(Finding::new(
+                    "synthetic_track",
+                    format!(
+                        "cuts corners: {cut}, at an even pace (speed varies {:.0} %, {} stops)",
+                        t.speed_cv * 100.0,
+                        t.stops
+                    ),
+                ));
+            }
         }
     }
     if t.radius_m <= r.stationary_radius_m && t.duration_s >= r.stationary_s {
