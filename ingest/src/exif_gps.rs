@@ -176,6 +176,23 @@ pub fn read_frame_meta(jpeg: &[u8]) -> Result<FrameMeta, FrameError> {
     })
 }
 
+/// The camera a frame says it came from: make, model and body serial number as its EXIF writes
+/// them, joined by spaces; `None` without EXIF or when the camera named itself not at all.
+pub fn camera_of(jpeg: &[u8]) -> Option<String> {
+    let exif = read_exif(jpeg_segments(jpeg).ok()?.exif?).ok()?;
+    let parts: Vec<String> = [Tag::Make, Tag::Model, Tag::BodySerialNumber]
+        .into_iter()
+        .filter_map(|t| ascii(&exif, t))
+        .map(|b| {
+            String::from_utf8_lossy(b)
+                .trim_matches(['\0', ' '])
+                .to_owned()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
 #[derive(Debug, Default)]
 struct Segments<'a> {
     size: Option<(u32, u32)>,

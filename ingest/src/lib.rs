@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 pub use drive::{
     DriveContents, DriveFrame, DriveLimits, DriveSummary, TrackFormat, gunzip_bounded, read_drive,
 };
-pub use exif_gps::{ExifGps, FrameError, FrameMeta, FrameRejection, read_frame_meta};
+pub use exif_gps::{ExifGps, FrameError, FrameMeta, FrameRejection, camera_of, read_frame_meta};
 pub use geotag::{GeotagParams, Geotagged, GeotaggedFrame, geotag, geotag_from_exif};
 pub use gpx_track::{GpxPoint, parse_gpx, read_gpx_points};
 pub use nmea::{NmeaLog, NmeaPoint, parse_nmea, read_nmea};
@@ -175,13 +175,79 @@ pub fn check_upload(
         UploadKind::Gpx | UploadKind::Nmea => Ok(UploadSummary::Track(
             parse(kind, bytes, received_at, &rules.track)?.summary(),
         )),
-        UploadKind::Drive => Ok(UploadSummary::Drive(
-            read_drive(bytes, &rules.drive)?.summary(),
-        )),
+        UploadKind::Drive => {
+            let drive = read_drive(bytes, &rules.drive)?;
+            check_drive_times(&drive, received_at, &rules.track)?;
+            Ok(UploadSummary::Drive(drive.summary()))
+        }
         _ => Ok(UploadSummary::Radio(
             parse_radio(kind, bytes, received_at, &rules.radio)?.summary(),
         )),
     }
+}
+
+/// A drive must say when it was taken, within the same window as a track's fixes: its track is
+/// checked as a track upload is (all of it too old, in the future or implausible: refused with
+/// the same error), and a drive without one must have at least one frame whose EXIF time lies in
+/// the window. Refused here, before anything is stored, rather than frame by frame later.
+fn check_drive_times(
+    drive: &DriveContents,
+    received_at: DateTime<Utc>,
+    policy: &IngestPolicy,
+) -> Result<(), IngestError> {
+    if let Some((format, track)) = &drive.track {
+        let kind = match format {
+            TrackFormat::Gpx => UploadKind::Gpx,
+            TrackFormat::Nmea => UploadKind::Nmea,
+        };
+        parse(kind, track, received_at, policy)?;
+        return Ok(());
+    }
+    let skew = chrono::Duration::from_std(policy.max_future_skew).unwrap_or_default();
+    let age = chrono::Duration::from_std(policy.max_age).unwrap_or_default();
+    let times: Vec<DateTime<Utc>> = drive
+        .frames
+        .iter()
+        .filter_map(|f| {
+            f.meta
+                .as_ref()
+                .ok()?
+                .capture_time(chrono::Duration::zero(), None)
+                .ok()
+        })
+        .collect();
+    let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) else {
+        // No frame says when: each is refused with its reason by the worker.
+        return Ok(());
+    };
+    if times
+        .iter()
+        .any(|t| *t <= received_at + skew && *t >= received_at - age)
+    {
+        return Ok(());
+    }
+    let (code, message) = if *first > received_at + skew {
+        (
+            "frames_in_future",
+            format!(
+                "every frame is dated in the future (from {first}): the camera's clock is wrong"
+            ),
+        )
+    } else {
+        (
+            "frames_too_old",
+            format!(
+                "every frame was taken {} or earlier, more than {} days ago: no longer news about the road",
+                last.format("%Y-%m-%d"),
+                age.num_days()
+            ),
+        )
+    };
+    Err(IngestError::OverLimit {
+        code,
+        message,
+        field: None,
+    })
 }
 
 /// Reads a radio upload of `kind` (geosubmit v1/v2, WiGLE or OpenCelliD CSV) into checked

@@ -477,3 +477,42 @@ fn frames_with_their_own_gps_are_sequenced_from_exif() {
     assert_eq!(seqs, vec![vec![(1, 270.89)], vec![(0, 271.27)]]);
     assert!(out.rejected.is_empty());
 }
+
+// ---- a drive as a whole ----
+
+/// The zip a camera app uploads: the frames, stored as they are.
+fn drive_zip(files: &[&str]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for f in files {
+        zip.start_file(*f, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut zip, &camera_file(&format!("mapillary_tools/{f}"))).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_drive_whose_every_frame_is_out_of_the_window_is_refused_whole() {
+    use covermap_domain::UploadKind;
+    use covermap_ingest::{IngestRules, check_upload};
+    // The Sony's frames were taken 2018-06-08 20:24–20:32 UTC (EXIF GPS time, as above).
+    let zip = drive_zip(&["DSC00001.JPG", "DSC00497.JPG"]);
+    let rules = IngestRules::default();
+    let code =
+        |received: DateTime<Utc>| match check_upload(UploadKind::Drive, &zip, received, &rules) {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => format!("{}: {e}", e.code()),
+        };
+    let late = code(utc(2026, 12, 6, 12, 0, 0));
+    assert!(
+        late.starts_with("frames_too_old: every frame was taken 2018-06-08 or earlier"),
+        "{late}"
+    );
+    assert!(code(utc(2018, 6, 1, 0, 0, 0)).starts_with("frames_in_future"));
+    // Received the next morning: news, taken.
+    assert_eq!(code(utc(2018, 6, 9, 8, 0, 0)), "accepted");
+    assert_eq!(
+        covermap_ingest::camera_of(&camera_file("mapillary_tools/DSC00001.JPG")).as_deref(),
+        Some("SONY HDR-AS300")
+    );
+}
