@@ -151,12 +151,43 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// The progress bar being drawn, if any: log lines are written around it, never through it.
+pub(crate) static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> =
+    std::sync::Mutex::new(None);
+
+/// One log line on its way to stderr, written out whole when dropped (the bar hidden meanwhile).
+struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let bar = PROGRESS.lock().ok().and_then(|b| b.clone());
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COVERMAP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogLine(Vec::new()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -369,6 +400,8 @@ fn load_vision(threads: usize) -> Option<Arc<covermap_vision::FramePool>> {
 pub(crate) struct Server {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
+    /// Whether the vision stage's models loaded (without them frames stay unpublished).
+    pub vision_loaded: bool,
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: tokio::task::JoinHandle<()>,
@@ -440,11 +473,13 @@ impl Server {
                 rx.clone(),
             ));
         }
+        let config = worker_config(settings, &policy);
+        let vision_loaded = config.vision.is_some();
         let workers = tokio::spawn(worker::run_pool(
             settings.workers,
             store.clone(),
             blobs,
-            worker_config(settings, &policy),
+            config,
             wake,
             rx,
         ));
@@ -453,6 +488,7 @@ impl Server {
         Ok(Self {
             addr,
             store,
+            vision_loaded,
             shutdown,
             http,
             workers,

@@ -1168,6 +1168,95 @@ async fn ingest_command_imports_a_folder() {
     db.finish().await;
 }
 
+/// `covermap ingest` never merges frames of two cameras (or of two years) into one drive, refuses
+/// a folder of frames older than `--max-fix-age-days` before storing anything, as it refuses an
+/// old GPX file, and lists each file it skipped with why.
+#[tokio::test]
+async fn ingest_command_splits_cameras_refuses_old_frames_and_lists_skipped_files() {
+    let db = Db::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    // Two frames of a Sony action camera (2018) and one of a Samsung phone (2019).
+    for f in ["DSC00001.JPG", "DSC00497.JPG", "adobe_coords.jpg"] {
+        std::fs::write(mixed.join(f), camera(&format!("mapillary_tools/{f}"))).unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), "driven on Sunday").unwrap();
+    std::fs::write(mixed.join("thumbs.db"), "not a frame").unwrap();
+    // A frame named on its own, apart from any folder of frames.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let lone = elsewhere.path().join("lone.jpg");
+    std::fs::write(&lone, camera("mapillary_tools/DSC00001.JPG")).unwrap();
+    let ingest = |extra: &[&str]| {
+        let mut args = db.args();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args.extend([
+            "ingest".into(),
+            dir.path().display().to_string(),
+            lone.display().to_string(),
+        ]);
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    };
+
+    // Within the default 30 days' window nothing of 2018 or 2019 is news: both refused at once.
+    let out = ingest(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("mixed (SONY HDR-AS300, 2018): refused (frames_too_old): every frame was taken 2018-06-08"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notes.txt: skipped: not a drive or radio file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lone.jpg: skipped: a frame on its own"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("thumbs.db: skipped: not a drive or radio file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 uploads: 0 queued, 0 already stored, 2 refused; 3 files skipped"),
+        "{stdout}"
+    );
+    let store = db.store().await;
+    assert!(
+        store
+            .recent_uploads(10, &Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // With the window open to the past, the Sony's two frames are one drive, and the Samsung's
+    // frame (no GPS, no track) is refused on its own: never merged.
+    let out = ingest(&["--max-fix-age-days", "100000"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("mixed (SAMSUNG SM-C200, 2019): refused (invalid_drive)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 uploads: 1 queued, 0 already stored, 1 refused"),
+        "{stdout}"
+    );
+    let uploads = store.recent_uploads(10, &Default::default()).await.unwrap();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    // The stored zip holds both Sony frames (stored, not compressed) and nothing of the Samsung's.
+    let sony =
+        camera("mapillary_tools/DSC00001.JPG").len() + camera("mapillary_tools/DSC00497.JPG").len();
+    let samsung = camera("mapillary_tools/adobe_coords.jpg").len();
+    let size = uploads[0].size_bytes as usize;
+    assert!(
+        size > sony && size < sony + samsung,
+        "{size} bytes: {uploads:?}"
+    );
+    db.finish().await;
+}
+
 /// Every file under `dir` (none if it does not exist).
 fn walkdir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
