@@ -501,7 +501,9 @@ fn help_explains_every_setting() {
     );
 }
 
-/// The README's main job: the demo on the embedded default, then the page in a real browser.
+/// The README's main job: the demo on the embedded default, with the vision models — dashcam
+/// drives through vision (faces and plates blurred, frames refused for the auditors), a planner's
+/// bounty, a short epoch closed with every contributor's proof verified, and the what-if on it.
 #[tokio::test]
 async fn demo_fills_the_map() {
     let db = Db::sqlite();
@@ -512,9 +514,11 @@ async fn demo_fills_the_map() {
             "127.0.0.1:0",
             "demo",
             "--drivers",
-            "2",
+            "4",
             "--drives",
-            "2",
+            "1",
+            "--epoch-seconds",
+            "10",
             "--exit-when-done",
         ]
         .map(String::from),
@@ -526,11 +530,48 @@ async fn demo_fills_the_map() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Four GPS drives from the last weeks and four dashcam drives of today.
     assert!(
-        stdout.contains("4 drives processed, 0 rejected"),
+        stdout.contains("8 drives processed, 0 rejected"),
         "{stdout}"
     );
     assert!(stdout.contains("duplicate=true"), "{stdout}");
+    assert!(
+        stdout.contains("reward epochs of 10 s"),
+        "the demo's own short epochs:\n{stdout}"
+    );
+    assert!(stdout.contains("the planner posted a bounty"), "{stdout}");
+    // Vision ran: faces and plates blurred, and the dusk, fogged and thumbnail frames refused.
+    let vision = stdout
+        .lines()
+        .find(|l| l.starts_with("dashcam frames: "))
+        .unwrap_or_else(|| panic!("no vision line in:\n{stdout}"));
+    let numbers: Vec<u64> = vision
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [published, faces, plates, refused] = numbers[..4] else {
+        panic!("{vision}")
+    };
+    assert_eq!(published + refused, 16, "{vision}");
+    assert!(faces >= 2 && plates >= 2, "{vision}");
+    assert_eq!(refused, 4, "{vision}");
+    for reason in ["dark", "defocus", "too_small"] {
+        assert!(vision.contains(reason), "{vision}");
+    }
+    // An epoch closed, and each of the four contributors' proofs verified against its root.
+    assert!(stdout.contains(" closed: "), "{stdout}");
+    for c in ["alice", "bob", "chiara", "dmitri"] {
+        let verified = stdout.lines().any(|l| {
+            l.starts_with(&format!("  {c}: ")) && l.ends_with("verifies against the root")
+        });
+        assert!(verified, "{c}'s proof:\n{stdout}");
+    }
+    let what_if = stdout
+        .lines()
+        .find(|l| l.starts_with("what-if on epoch "))
+        .unwrap_or_else(|| panic!("no what-if in:\n{stdout}"));
+    assert!(what_if.contains('→'), "{what_if}");
     assert!(
         stdout.contains("a replayed signed request was answered 401"),
         "{stdout}"
@@ -545,7 +586,16 @@ async fn demo_fills_the_map() {
     );
     // The demo loads roads, so every drive was map-matched and cut into cells.
     let store = db.store().await;
-    for rec in store.recent_uploads(10, &Default::default()).await.unwrap() {
+    for rec in store.recent_uploads(20, &Default::default()).await.unwrap() {
+        if rec.kind == covermap_domain::UploadKind::Drive {
+            // A dashcam drive: its frames are stored, each published or refused with a reason.
+            let frames = store.frames(rec.id).await.unwrap();
+            let refusals = store.rejections(rec.id, 100).await.unwrap();
+            let refused = refusals.iter().filter(|r| r.stage == "frame").count();
+            assert_eq!(frames.len() + refused, 4, "{rec:?}");
+            assert!(frames.iter().all(|f| f.vision.is_some()), "{rec:?}");
+            continue;
+        }
         if rec.kind != covermap_domain::UploadKind::Gpx {
             // What the drivers' phones heard on the way: radio observations, mapped by cell.
             assert_eq!(rec.kind, covermap_domain::UploadKind::GeosubmitV2);
@@ -607,8 +657,8 @@ async fn demo_fills_the_map() {
     );
     assert!((11.0..17.0).contains(&c[2]), "{tj}");
     let stats = get_json(&client, &format!("{}/api/v1/stats", server.base)).await;
-    // Four drives and the four radio submissions made on them.
-    assert_eq!(stats["stats"]["uploads_processed"], 8, "{stats}");
+    // Four GPS drives, the four radio submissions made on them, and four dashcam drives.
+    assert_eq!(stats["stats"]["uploads_processed"], 12, "{stats}");
     drop(server);
     db.finish().await;
 }
