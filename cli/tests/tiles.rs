@@ -470,6 +470,35 @@ async fn tiles_end_to_end(db: Db) {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 
+    // The glyphs the map draws road names with, served from the font compiled in; a font it
+    // does not have and a range that is not one are refused with a JSON error.
+    let r = client
+        .get(format!("{base}/fonts/DejaVu%20Sans/0-255.pbf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-protobuf");
+    let pbf = r.bytes().await.unwrap();
+    assert!(pbf.len() > 50_000, "{} bytes", pbf.len());
+    // A fontstack message naming the stack and the range.
+    assert!(pbf.windows(11).any(|w| w == b"DejaVu Sans"));
+    assert!(pbf.windows(5).any(|w| w == b"0-255"));
+    for (path, status, code) in [
+        ("/fonts/Arial/0-255.pbf", 404, "not_found"),
+        ("/fonts/DejaVu%20Sans/1-256.pbf", 400, "bad_glyph_range"),
+        (
+            "/fonts/DejaVu%20Sans/65536-65791.pbf",
+            400,
+            "bad_glyph_range",
+        ),
+    ] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&body), code, "{path}: {body}");
+    }
+
     drop(server);
     db.finish().await;
 }

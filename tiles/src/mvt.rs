@@ -591,7 +591,7 @@ fn command(id: u32, count: u32) -> u32 {
     (id & 0x7) | (count << 3)
 }
 
-fn zigzag32(n: i32) -> u32 {
+pub(crate) fn zigzag32(n: i32) -> u32 {
     ((n << 1) ^ (n >> 31)) as u32
 }
 
@@ -604,7 +604,7 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -612,7 +612,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }

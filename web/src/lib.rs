@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     let tiles = Router::new()
         .route("/tiles/{file}", get(maptiles::tilejson))
         .route("/tiles/{layer}/{z}/{x}/{y}", get(maptiles::tile))
+        .route("/fonts/{fontstack}/{range}", get(maptiles::glyphs))
         .layer(middleware::from_fn_with_state(tile_limiter, rate_limited));
     Router::new()
         .route("/", get(pages::index))

@@ -595,6 +595,70 @@ fn fitting_zoom(b: &BoundingBox) -> u8 {
     z.clamp(f64::from(MIN_ZOOM), f64::from(MAX_ZOOM)) as u8
 }
 
+/// The bundled font and the glyph ranges already drawn from it (each drawn once per process).
+struct GlyphStore {
+    font: covermap_tiles::glyphs::Glyphs,
+    ranges: Mutex<HashMap<u32, Bytes>>,
+}
+
+fn glyph_store() -> &'static GlyphStore {
+    static STORE: std::sync::OnceLock<GlyphStore> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| GlyphStore {
+        font: covermap_tiles::glyphs::Glyphs::bundled(),
+        ranges: Mutex::new(HashMap::new()),
+    })
+}
+
+/// `GET /fonts/{fontstack}/{range}.pbf`: the glyphs MapLibre draws the map's labels with, from
+/// the font compiled into covermap (`DejaVu Sans`), so the map needs no font server or CDN.
+pub(crate) async fn glyphs(
+    Path((stack, range)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    use covermap_tiles::glyphs::{FONT_STACK, parse_range};
+    if !stack.split(',').any(|name| name.trim() == FONT_STACK) {
+        return Err(ApiError::NotFound(format!(
+            "no font stack {stack:?}: this server has {FONT_STACK:?}"
+        )));
+    }
+    let name = range.strip_suffix(".pbf").unwrap_or(&range);
+    let start = parse_range(name).map_err(|e| ApiError::BadRequest {
+        code: "bad_glyph_range",
+        message: e.to_string(),
+        field: Some("range".into()),
+    })?;
+    let store = glyph_store();
+    let cached = store
+        .ranges
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&start).cloned());
+    let body = match cached {
+        Some(b) => b,
+        None => {
+            // A few milliseconds, once per range and process: drawn in place.
+            let drawn = Bytes::from(store.font.range(FONT_STACK, start));
+            if let Ok(mut r) = store.ranges.lock() {
+                r.insert(start, drawn.clone());
+            }
+            drawn
+        }
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
