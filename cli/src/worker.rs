@@ -811,8 +811,13 @@ fn judge_frame(name: &str, look: Result<Look, VisionError>) -> Result<Verdict, J
         Err(e) => return Ok(Verdict::Unreadable(e.code(), format!("{name}: {e}"))),
         Ok(look) => look,
     };
+    // What the auditors read: the measures, the frame's size and the thresholds they were
+    // judged by.
     let scores = serde_json::json!({
         "quality": look.quality,
+        "width": look.width,
+        "height": look.height,
+        "limits": look.limits,
         "faces": look.faces.len(),
         "plates": look.plates.len(),
     });

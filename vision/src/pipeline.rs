@@ -27,6 +27,8 @@ pub struct Look {
     pub width: u32,
     pub height: u32,
     pub quality: Quality,
+    /// The thresholds the quality was judged by, so a verdict can be read against them.
+    pub limits: QualityPolicy,
     pub faces: Vec<Detection>,
     pub plates: Vec<Detection>,
     pub phash: String,
@@ -95,6 +97,7 @@ impl FrameCheck {
             width: image.width(),
             height: image.height(),
             quality,
+            limits: self.policy,
             faces,
             plates,
             phash: hash,

@@ -36,7 +36,7 @@ impl QualityReason {
 
 /// The thresholds; defaults from the real frames in testdata/images and their synthetic
 /// degradations (models/README.md has the figures).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct QualityPolicy {
     /// Frames narrower or lower than this (in pixels) are thumbnails, not street imagery.
     pub min_width: u32,
