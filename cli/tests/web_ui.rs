@@ -1,8 +1,11 @@
 //! The web UI in a real headless Chromium (Debian's `chromium`, driven by playwright-core from
-//! `web/node_modules`, both installed by the test command) against the real binary on PostGIS:
-//! the map renders coverage hexagons from the vector tiles after an upload, an auditor approves a
-//! refused frame and the decision is stored, a planner draws a demand area on the map, a driver
-//! sees its uploads. Screenshots of each page are kept in `target/tmp/web-ui/`.
+//! `web/node_modules`, both installed by the test command) against the real binary, on each
+//! backend: the map renders coverage hexagons from the vector tiles after an upload, its popup
+//! follows the layer switch and road names are drawn with the glyphs covermap serves, an auditor
+//! reads a refused frame's measures and approves it from the keyboard and the decision is stored, a
+//! planner draws a demand area on the map and replays a closed epoch in the what-if, a driver
+//! sees its uploads and checks its reward's Merkle proof in the browser. Screenshots of each page
+//! are kept in `target/tmp/web-ui/<backend>/`.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -10,12 +13,56 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+/// Epochs of this many seconds from the start of 2026 (and closed at once, no grace), so the test
+/// has a closed epoch with rewards within seconds.
+const EPOCH_SECONDS: i64 = 10;
+
+fn genesis() -> DateTime<Utc> {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn epoch_now() -> i64 {
+    (Utc::now() - genesis()).num_seconds() / EPOCH_SECONDS
+}
+
+/// What a phone riding along heard every 10 s of the drive: one LTE cell, a little weaker as the
+/// drive goes on. `phone` makes it another phone's reading of the same drive (a moment later, a
+/// few metres off, a few dB apart): two contributors hearing one cell is what makes it count.
+fn phone_along(fixes: &[(f64, f64, DateTime<Utc>)], phone: u8) -> Value {
+    let p = i64::from(phone);
+    let items: Vec<Value> = fixes
+        .iter()
+        .step_by(10)
+        .enumerate()
+        .map(|(i, (lat, lon, at))| {
+            json!({
+                "timestamp": at.timestamp_millis() + 1500 * p,
+                "position": {"latitude": lat + 2e-5 * p as f64, "longitude": lon, "accuracy": 6.0,
+                             "source": "gps"},
+                "cellTowers": [{"radioType": "lte", "mobileCountryCode": 212, "mobileNetworkCode": 10,
+                                "locationAreaCode": 4, "cellId": 88_001, "serving": 1,
+                                "signalStrength": -78 - 2 * i as i64 - 3 * p}],
+            })
+        })
+        .collect();
+    json!({ "items": items })
+}
 
 #[tokio::test(flavor = "multi_thread")]
-async fn web_ui_in_headless_chromium() {
+async fn sqlite_web_ui_in_headless_chromium() {
+    web_ui_in_headless_chromium(Db::sqlite(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgis_web_ui_in_headless_chromium() {
+    web_ui_in_headless_chromium(Db::postgis().await, "postgis").await;
+}
+
+async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
@@ -30,34 +77,106 @@ async fn web_ui_in_headless_chromium() {
         playwright.display()
     );
 
-    let db = Db::postgis().await;
     db.import_roads("roads/monaco.osm.pbf");
-    let server = serve(&db, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        covermap_scoring::policy::DEFAULT_POLICY
+            .replace(
+                "length_seconds = 86400",
+                &format!("length_seconds = {EPOCH_SECONDS}"),
+            )
+            .replace("grace_seconds = 3600", "grace_seconds = 0"),
+    )
+    .unwrap();
+    let policy = policy.display().to_string();
+    let server = serve(&db, &["--policy", &policy, "--close-epochs", "false"]);
     let client = reqwest::Client::new();
     let base = server.base.as_str();
     let keys = access(&db, &server, &client).await;
 
-    // A drive through Monaco, and a drive whose only frame the vision stage refuses.
+    // A drive through Monaco with a phone riding along, and a drive whose only frame the vision
+    // stage refuses.
+    let first_epoch = epoch_now();
     let t0 = Utc::now() - chrono::Duration::minutes(20);
+    let fixes = road_fixes("roads/monaco.osm.pbf", 43.7330, 7.4200, t0, 60);
     let (s, r) = post_signed(
         &client,
         &keys.signer,
         base,
         "/api/v1/uploads/gpx",
-        road_gpx("roads/monaco.osm.pbf", 43.7330, 7.4200, t0, 60),
+        gpx_of(&fixes),
     )
     .await;
     assert_eq!(s, 202, "{r}");
     let drive = processed(&client, base, &keys.admin, r["upload_id"].as_i64().unwrap()).await;
     // A drive on Monaco's roads: believed, so on the map the browser is about to draw.
     assert_eq!(drive["trust"]["verdict"], "trusted", "{drive}");
+    // alice's phone and bob's heard the same LTE cell along the way.
+    let bob = create_key(&db, "device", Some("bob"));
+    for (phone, key) in [(0, &keys.device_key), (1, &bob)] {
+        let r = client
+            .post(format!("{base}/v2/geosubmit?key={key}"))
+            .json(&phone_along(&fixes, phone))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let list = get_with(
+            &client,
+            &format!("{base}/api/v1/uploads?limit=1"),
+            &keys.admin,
+        )
+        .await;
+        processed(
+            &client,
+            base,
+            &keys.admin,
+            list["uploads"][0]["id"].as_i64().unwrap(),
+        )
+        .await;
+    }
     let thumbnail = zip_of(&[("b.jpg", camera("mapillary_tools/test_exif.jpg"))]);
     let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", thumbnail).await;
     assert_eq!(s, 202, "{r}");
     let refused = r["upload_id"].as_i64().unwrap();
     processed(&client, base, &keys.admin, refused).await;
 
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui");
+    // Every epoch the uploads fell in, closed; the driver's proof and the planner's what-if read
+    // the last one where alice earned.
+    let last_epoch = epoch_now();
+    while epoch_now() <= last_epoch {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for epoch in first_epoch..=last_epoch {
+        let mut args = db.args();
+        args.extend(["--policy".into(), policy.clone()]);
+        args.extend(["epoch".into(), "close".into(), "--epoch".into()]);
+        args.push(epoch.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args, &[]);
+        assert!(
+            out.status.success(),
+            "epoch close {epoch}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let earned = get_json(&client, &format!("{base}/api/v1/rewards/alice")).await;
+    let epoch = earned["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["amount"].as_u64().is_some_and(|a| a > 0))
+        .filter_map(|e| e["epoch"].as_i64())
+        .max()
+        .unwrap_or_else(|| {
+            panic!("alice earned nothing in epochs {first_epoch}..={last_epoch}: {earned}")
+        });
+
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("web-ui")
+        .join(backend);
     let _ = std::fs::remove_dir_all(&shots);
     let out = Command::new("node")
         .arg(&script)
@@ -66,6 +185,8 @@ async fn web_ui_in_headless_chromium() {
         .env("AUDITOR_KEY", &keys.auditor)
         .env("PLANNER_KEY", &keys.planner)
         .env("DEVICE_KEY", &keys.device_key)
+        .env("CONTRIBUTOR", "alice")
+        .env("EPOCH", epoch.to_string())
         .env("CHROMIUM", &chromium)
         .output()
         .unwrap();
@@ -79,6 +200,10 @@ async fn web_ui_in_headless_chromium() {
         .unwrap_or_else(|e| panic!("no result line ({e}):\n{stdout}\n{stderr}"));
     assert_eq!(result["ok"], true, "{result}");
     assert!(result["hexes"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["popup_followed"], "radio", "{result}");
+    assert!(result["road_labels"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["simulated"], epoch, "{result}");
+    assert_eq!(result["proof_verified"], epoch, "{result}");
 
     // The approval the auditor clicked is stored, in the audit log and on the frame.
     let approved = result["approved"].as_str().unwrap();

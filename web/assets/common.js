@@ -170,9 +170,10 @@ export function every(ms, fn) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The map: MapLibre over covermap's own vector tiles. The `roads` layer is the basemap, so the map
-// needs nothing from outside (no style, glyphs or sprites to fetch); no layer draws text, which
-// would need glyphs. Pages that use it load /vendor/maplibre-gl/maplibre-gl.js first.
+// The map: MapLibre over covermap's own vector tiles. The `roads` layer is the basemap, its names
+// drawn with glyphs covermap serves from a font compiled in (/fonts/…), so the map needs nothing
+// from outside (no style, glyphs or sprites to fetch). Pages that use it load
+// /vendor/maplibre-gl/maplibre-gl.js first.
 
 const pct = (v) => `${Math.round(v * 100)}%`;
 const dbm = (v) => `${v} dBm`;
@@ -266,6 +267,27 @@ function roadLayer() {
   };
 }
 
+/** The font covermap serves glyphs of (tiles/src/glyphs.rs). */
+const LABEL_FONT = ["DejaVu Sans"];
+
+/** Road names along the roads, from zoom 14, over the hexagons so they stay readable. */
+function roadLabels() {
+  return {
+    id: "roads-label", type: "symbol", source: "roads", "source-layer": "roads", minzoom: 14,
+    filter: ["has", "name"],
+    layout: {
+      "symbol-placement": "line",
+      "text-field": ["get", "name"],
+      "text-font": LABEL_FONT,
+      "text-size": ["interpolate", ["linear"], ["zoom"], 14, 10, 18, 14],
+      "text-max-angle": 35,
+      "text-padding": 4,
+      "symbol-spacing": 320,
+    },
+    paint: { "text-color": "#34404c", "text-halo-color": "rgba(255,255,255,0.92)", "text-halo-width": 1.5 },
+  };
+}
+
 /** A vector source reading covermap's TileJSON for `layer`. */
 const tileSource = (layer) => ({ type: "vector", url: `${location.origin}/tiles/${layer}.json` });
 
@@ -283,12 +305,12 @@ export function createMap(container, { layers = [], active = layers[0], hash = t
     sources[l] = tileSource(l);
     styleLayers.push(...hexLayers(l, METRICS[l][0], l === active));
   }
-  styleLayers.push(...(extra.layers ?? []));
+  styleLayers.push(roadLabels(), ...(extra.layers ?? []));
   // Read before the map exists: MapLibre writes its own position into the fragment at once.
   const viewInAddress = hash && /^#[\d.]+\/-?[\d.]+\/-?[\d.]+/.test(location.hash);
   const map = new maplibregl.Map({
     container,
-    style: { version: 8, sources, layers: styleLayers },
+    style: { version: 8, sources, layers: styleLayers, glyphs: `${location.origin}/fonts/{fontstack}/{range}.pbf` },
     hash,
     center: [0, 20],
     zoom: 1,
@@ -353,32 +375,129 @@ export function legendHTML(m) {
     <div>${road(AGE[0][1], "today")} ${road(AGE[1][1], "30 d")} ${road(AGE[2][1], "180 d+")} ${road(NEVER_DRIVEN, "never")}</div>`;
 }
 
-/** A feature's properties as a popup's table. */
-export function propertiesHTML(f) {
-  const p = f.properties;
-  const rows = Object.keys(p).sort((a, b) => (a === "cell" ? -1 : b === "cell" ? 1 : a.localeCompare(b)));
-  const value = (k) => {
-    const v = p[k];
-    if (k === "last_seen" || k.endsWith("_at")) return `${esc(when(v))}`;
-    if (k === "cell") return `<span class="mono">${esc(v)}</span>`;
-    return num(v);
+/** How long ago a time the API sent was, in words ("3 h ago"); the exact time in a tooltip. */
+export function ago(t, now = Date.now()) {
+  if (t === null || t === undefined || t === "") return "";
+  const ms = typeof t === "number" ? (t < 1e12 ? t * 1000 : t) : Date.parse(t);
+  if (Number.isNaN(ms)) return esc(t);
+  const s = Math.round((now - ms) / 1000);
+  const span = Math.abs(s);
+  const words = span < 45 ? "just now"
+    : span < 3600 ? `${Math.round(span / 60)} min`
+    : span < 86400 ? `${Math.round(span / 3600)} h`
+    : span < 86400 * 60 ? `${Math.round(span / 86400)} d`
+    : span < 86400 * 730 ? `${Math.round(span / (86400 * 30.44))} months`
+    : `${Math.round(span / (86400 * 365.25))} years`;
+  const text = words === "just now" ? words : s >= 0 ? `${words} ago` : `in ${words}`;
+  return `<span title="${esc(when(ms))}">${esc(text)}</span>`;
+}
+
+const has = (v) => v !== undefined && v !== null;
+const TECHNOLOGY_NAMES = { gsm: "GSM", wcdma: "UMTS", lte: "LTE", nr: "5G NR", wifi: "Wi-Fi", bluetooth: "Bluetooth" };
+const LAYER_TITLES = { coverage: "Coverage", radio: "Radio", demand: "Demand" };
+const signal = (v) => `${String(Math.round(v)).replace("-", "\u2212")} dBm`;
+const share = (v) => `${Math.round(v * 100)} %`;
+const count = (v, one, many) => `${units(v)} ${v === 1 ? one : many}`;
+
+/**
+ * What a popup says of a feature, as labelled rows with units: `[label, html]`, most telling
+ * first. Properties the page cannot name are not shown (the tiles' `vector_layers` list them all).
+ */
+function popupRows(layer, p) {
+  const has = (k) => p[k] !== undefined && p[k] !== null;
+  const rows = [];
+  const row = (k, label, fmt) => {
+    if (has(k)) rows.push([label, fmt(p[k])]);
   };
-  return `<table>${rows.map((k) => `<tr><td>${esc(k)}</td><td>${value(k)}</td></tr>`).join("")}</table>`;
+  if (layer === "roads") {
+    row("highway", "road class", (v) => esc(String(v).replace(/_/g, " ")));
+    rows.push(["last driven", has("last_seen") ? ago(p.last_seen) : "never"]);
+    row("osm_way_id", "OpenStreetMap way", (v) => `<span class="mono">${esc(v)}</span>`);
+    return rows;
+  }
+  if (layer === "coverage") {
+    row("last_seen", "last seen", ago);
+    row("freshness", "freshness", share);
+    row("coverage", "road length driven", share);
+    row("observations", "observations", units);
+    row("uploads", "uploads", units);
+    row("contributors", "contributors", units);
+  } else if (layer === "radio") {
+    row("best_signal_dbm", "best signal", signal);
+    row("last_seen", "last measured", ago);
+    row("emitters", "emitters heard", units);
+    row("observations", "measurements", units);
+    for (const [t, name] of Object.entries(TECHNOLOGY_NAMES)) {
+      if (!has(`${t}_samples`) && !has(`${t}_best_dbm`)) continue;
+      const parts = [];
+      if (has(`${t}_best_dbm`)) parts.push(`best ${signal(p[`${t}_best_dbm`])}`);
+      if (has(`${t}_median_dbm`)) parts.push(`median ${signal(p[`${t}_median_dbm`])}`);
+      const n = has(`${t}_samples`) ? ` (${count(p[`${t}_samples`], "sample", "samples")})` : "";
+      rows.push([name, parts.join(", ") + n]);
+    }
+  } else if (layer === "demand") {
+    row("weight", "reward weight", (v) => `×${num(v)}`);
+    row("demand", "planners' demand", (v) => `×${num(v)}`);
+    row("staleness", "staleness", share);
+    row("coverage_gap", "road length not driven", share);
+    row("open_bounties", "open bounties", units);
+  }
+  row("cell", "H3 cell", (v) => `<span class="mono">${esc(v)}</span>`);
+  return rows;
+}
+
+/** A feature of one of the map's layers as a popup: a title and labelled values with units. */
+export function propertiesHTML(f) {
+  const layer = f.sourceLayer ?? f.layer?.["source-layer"];
+  const p = f.properties;
+  const title = layer === "roads"
+    ? (p.name ? esc(p.name) : "Unnamed road")
+    : `${LAYER_TITLES[layer] ?? esc(layer)}${has(p.res) ? ` <span class="muted">· resolution ${esc(p.res)}</span>` : ""}`;
+  const rows = popupRows(layer, p);
+  return `<div class="popup" data-layer="${esc(layer)}"><strong>${title}</strong>
+    <table>${rows.map(([k, v]) => `<tr data-field="${esc(k)}"><td>${esc(k)}</td><td>${v}</td></tr>`).join("")}</table></div>`;
 }
 
 /**
- * Opens a popup with the properties of what was clicked in `layerIds()` (roads when nothing
- * else is there), unless `enabled()` says no (the planner while drawing).
+ * Opens a popup with what was clicked in `layerIds()` (roads when nothing else is there),
+ * unless `enabled()` says no (the planner while drawing). The popup follows the page: after
+ * `follow()` (called when the shown layer changes) it shows what now lies at the same place, or
+ * closes when nothing does.
  */
 export function popupOnClick(map, layerIds, enabled = () => true) {
+  let popup = null;
+  const hitAt = (point) => {
+    const ids = layerIds().filter((id) => map.getLayer(id));
+    return map.queryRenderedFeatures(point, { layers: ids })[0]
+      ?? map.queryRenderedFeatures([[point.x - 3, point.y - 3], [point.x + 3, point.y + 3]], { layers: ["roads-line"] })[0];
+  };
   map.on("click", (e) => {
     if (!enabled()) return;
-    const ids = layerIds().filter((id) => map.getLayer(id));
-    const hit = map.queryRenderedFeatures(e.point, { layers: ids })[0]
-      ?? map.queryRenderedFeatures([[e.point.x - 3, e.point.y - 3], [e.point.x + 3, e.point.y + 3]], { layers: ["roads-line"] })[0];
+    const hit = hitAt(e.point);
     if (!hit) return;
-    new maplibregl.Popup({ maxWidth: "340px" }).setLngLat(e.lngLat).setHTML(propertiesHTML(hit)).addTo(map);
+    popup?.remove();
+    popup = new maplibregl.Popup({ maxWidth: "340px" }).setLngLat(e.lngLat).setHTML(propertiesHTML(hit)).addTo(map);
+    popup.on("close", () => {
+      popup = null;
+    });
   });
+  return {
+    /** Shows what the open popup's place holds in the layers now shown, once they are drawn. */
+    follow() {
+      if (!popup) return;
+      const open = popup;
+      map.once("idle", () => {
+        if (popup !== open) return;
+        const hit = hitAt(map.project(open.getLngLat()));
+        if (hit) open.setHTML(propertiesHTML(hit));
+        else open.remove();
+      });
+      map.triggerRepaint();
+    },
+    get popup() {
+      return popup;
+    },
+  };
 }
 
 /**

@@ -28,16 +28,19 @@ $("#layers").addEventListener("change", async (e) => {
   renderControls();
   await map.styled;
   showLayer(map, LAYERS, active);
+  popup.follow();
 });
 $("#metric").addEventListener("change", async (e) => {
   metricOf[active] = METRICS[active].find((m) => m.id === e.target.value);
   renderControls();
   await map.styled;
   colourBy(map, active, metricOf[active]);
+  popup.follow();
 });
 renderControls();
 
-popupOnClick(map, () => [fillId(active)]);
+const popup = popupOnClick(map, () => [fillId(active)]);
+window.covermap.popup = popup;
 keepFresh(map, () => [active, "roads"], 5000, (t) => {
   $("#updated").textContent = `tiles refreshed ${when(t)}`;
 });

@@ -1,18 +1,24 @@
 // End-to-end check of covermap's web UI in headless Chromium, driven by playwright-core (no test
-// runner): the map renders hexagons from the vector tiles, an auditor approves a refused frame, a
-// planner draws and creates a demand area, a driver sees its uploads.
+// runner): the map renders hexagons from the vector tiles, a hexagon's popup follows the layer
+// switch and road names are drawn with covermap's own glyphs, an auditor reads a refused frame's
+// measures and approves it from the keyboard, a planner draws and creates a demand area and
+// replays a closed epoch in the what-if, a driver sees its uploads and checks the Merkle proof of
+// its reward in the browser.
 //
 // Run it against a running server that holds the Monaco test data:
 //
 //   npm ci --prefix web
 //   BASE_URL=http://127.0.0.1:8080 OUT=/tmp/covermap-ui \
-//   AUDITOR_KEY=... PLANNER_KEY=... DEVICE_KEY=... node web/e2e/ui.mjs
+//   AUDITOR_KEY=... PLANNER_KEY=... DEVICE_KEY=... CONTRIBUTOR=alice EPOCH=N node web/e2e/ui.mjs
+//
+// EPOCH is a closed epoch in which CONTRIBUTOR (the device key's contributor) earned a reward.
 //
 // CHROMIUM names the browser binary (default /usr/bin/chromium); WebGL runs on SwiftShader, so no
 // GPU or display is needed. Each step saves OUT/<step>.png (also when it fails). Progress goes to
 // stderr; the only line on stdout, at the end, is
 //
-//   {"ok":true,"hexes":N,"approved":"UPLOAD/FRAME","demand_area":"NAME"}
+//   {"ok":true,"hexes":N,"popup_followed":"radio","road_labels":N,"approved":"UPLOAD/FRAME",
+//    "demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH}
 //
 // A failed check, a missing variable, or an uncaught error in a page exits 1 with the reason on
 // stderr. Console errors of the pages (failed requests among them) are reported, not failed on.
@@ -21,7 +27,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const REQUIRED = ["BASE_URL", "OUT", "AUDITOR_KEY", "PLANNER_KEY", "DEVICE_KEY"];
+const REQUIRED = ["BASE_URL", "OUT", "AUDITOR_KEY", "PLANNER_KEY", "DEVICE_KEY", "CONTRIBUTOR", "EPOCH"];
 const missing = REQUIRED.filter((name) => !process.env[name]);
 if (missing.length) {
   console.error(`ui: missing environment variable${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}`);
@@ -30,6 +36,7 @@ if (missing.length) {
 const BASE = process.env.BASE_URL.replace(/\/+$/, "");
 const OUT = process.env.OUT;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const EPOCH = process.env.EPOCH;
 mkdirSync(OUT, { recursive: true });
 
 /** The map page's hexagon fill layer (fillId("coverage") in assets/common.js). */
@@ -136,6 +143,44 @@ try {
     }, COVERAGE_FILL, { timeout: 20000, polling: 250 }).catch(() => fail("no coverage hexagons rendered within 20 s"));
     result.hexes = await found.jsonValue();
     log(`map: ${result.hexes} hexagons rendered`);
+
+    // A hexagon's popup: labelled, with units, and it follows the switch to the radio layer.
+    const at = await page.evaluate((layer) => {
+      const map = window.covermap.map;
+      const f = map.queryRenderedFeatures({ layers: [layer] })[0];
+      const ring = f.geometry.type === "Polygon" ? f.geometry.coordinates[0] : f.geometry.coordinates[0][0];
+      const [lng, lat] = ring.slice(1).reduce(([x, y], [a, b]) => [x + a / (ring.length - 1), y + b / (ring.length - 1)], [0, 0]);
+      const p = map.project([lng, lat]);
+      return { x: p.x, y: p.y };
+    }, COVERAGE_FILL);
+    const canvas = await page.$("#map canvas.maplibregl-canvas");
+    const box = await canvas.boundingBox();
+    await page.mouse.click(box.x + at.x, box.y + at.y);
+    await expect(page, '.maplibregl-popup .popup[data-layer="coverage"]', "clicking a hexagon opened no coverage popup");
+    const seen = await page.textContent('.maplibregl-popup tr[data-field="last seen"]').catch(() => "");
+    if (!/ago|just now/.test(seen)) fail(`the coverage popup does not say when the cell was last seen in words: “${seen}”`);
+    const fresh = await page.textContent('.maplibregl-popup tr[data-field="freshness"]').catch(() => "");
+    if (!/\d+ %/.test(fresh)) fail(`the coverage popup gives no freshness in %: “${fresh}”`);
+    await page.click('#layers label:has(input[value="radio"])');
+    await expect(page, '.maplibregl-popup .popup[data-layer="radio"]', "the popup did not follow the switch to the radio layer");
+    const signal = await page.textContent('.maplibregl-popup tr[data-field="best signal"]').catch(() => "");
+    if (!/dBm/.test(signal)) fail(`the radio popup gives no best signal in dBm: “${signal}”`);
+    const lte = await page.textContent('.maplibregl-popup tr[data-field="LTE"]').catch(() => "");
+    if (!/best .*dBm.*samples?\)/.test(lte)) fail(`the radio popup has no LTE line with its samples: “${lte}”`);
+    result.popup_followed = "radio";
+    log(`map: the popup followed to the radio layer: ${signal.trim()} · ${lte.trim()}`);
+
+    // Close in, road names are drawn along the roads with the glyphs covermap serves.
+    await page.click(".maplibregl-popup-close-button");
+    await page.evaluate(() => window.covermap.map.jumpTo({ zoom: 16.5 }));
+    await mapIdle(page);
+    const labels = await page.waitForFunction(() => {
+      const names = window.covermap.map.queryRenderedFeatures({ layers: ["roads-label"] })
+        .map((f) => f.properties.name);
+      return names.length ? [...new Set(names)] : null;
+    }, null, { timeout: 20000, polling: 250 }).catch(() => fail("no road names drawn at zoom 16.5 (glyphs from /fonts?)"));
+    result.road_labels = (await labels.jsonValue()).length;
+    log(`map: road names drawn: ${(await labels.jsonValue()).slice(0, 4).join(", ")}`);
   });
 
   await step("auditor", async (page) => {
@@ -146,8 +191,16 @@ try {
     const button = await page.$(open);
     if (!button) fail("the auditors' queue holds no undecided refused frame to approve");
     const frame = await button.getAttribute("data-frame");
+    // The refusal's measures in words and units, the one behind the reason marked.
+    const cause = await expect(page, `article.frame[data-frame="${frame}"] ul.measures li.cause`,
+      `frame ${frame} shows no readable measure behind its reason`);
+    log(`auditor: frame ${frame}: ${(await cause.textContent()).trim()}`);
+    // Approved from the keyboard: a note, Escape out of it, select the frame, "a".
     await page.fill(`[data-note="${frame}"]`, "e2e: approved by ui.mjs");
-    await button.click();
+    await page.press(`[data-note="${frame}"]`, "Escape");
+    await page.click(`article.frame[data-frame="${frame}"] b`);
+    await expect(page, `article.frame.selected[data-frame="${frame}"]`, `clicking frame ${frame} did not select it`);
+    await page.keyboard.press("a");
     await expect(page, `article.frame[data-frame="${frame}"][data-decided="approve"]`,
       `frame ${frame} did not show its approval`);
     await expect(page, `#audit-log tr[data-frame="${frame}"][data-logged="approve"]`,
@@ -189,6 +242,16 @@ try {
     await expect(page, `#areas tr[data-name="${name}"]`, `the new area “${name}” is not in the list`);
     result.demand_area = name;
     log(`planner: created “${await page.textContent("#area-result")}”`);
+
+    // The what-if: the closed epoch replayed under the policy text (here the one in force).
+    await page.fill("#sim-epoch", EPOCH);
+    await page.click('#simulate-form button[type="submit"]');
+    await expect(page, `#sim-result table[data-simulated="${EPOCH}"]`, `the what-if did not replay epoch ${EPOCH}`, 30000);
+    await expect(page, `#sim-result tr[data-contributor="${process.env.CONTRIBUTOR}"]`,
+      `the what-if of epoch ${EPOCH} does not list ${process.env.CONTRIBUTOR}`);
+    await page.$eval("#sim-result", (e) => e.scrollIntoView());
+    result.simulated = Number(EPOCH);
+    log(`planner: replayed epoch ${EPOCH}`);
   });
 
   await step("driver", async (page) => {
@@ -201,6 +264,18 @@ try {
     await expect(page, "#uploads tr[data-upload]", "the driver's uploads table has no rows", 20000);
     const rows = await page.$$eval("#uploads tr[data-upload]", (r) => r.length);
     log(`driver: ${rows} uploads listed`);
+
+    // The reward of the closed epoch, and its Merkle proof checked here in the browser.
+    const proof = `#rewards tr[data-epoch="${EPOCH}"] button[data-action="proof"]`;
+    await expect(page, proof, `the driver's rewards have no row for epoch ${EPOCH}`);
+    await page.click(proof);
+    const verdict = await expect(page, "#proof [data-verified]", "no proof verdict was shown");
+    if ((await verdict.getAttribute("data-verified")) !== "true") {
+      fail(`the proof of epoch ${EPOCH} does not verify: ${await page.textContent("#proof")}`);
+    }
+    await page.$eval("#proof", (e) => e.scrollIntoView());
+    result.proof_verified = Number(EPOCH);
+    log(`driver: the proof of epoch ${EPOCH} verified in the browser`);
   });
 } catch (e) {
   const also = pageErrors.length && !(e instanceof CheckFailed) ? ` (uncaught in a page: ${pageErrors.join("; ")})` : "";
@@ -209,4 +284,4 @@ try {
   process.exit(1);
 }
 await browser.close();
-console.log(JSON.stringify({ ok: true, hexes: result.hexes, approved: result.approved, demand_area: result.demand_area }));
+console.log(JSON.stringify(result));
