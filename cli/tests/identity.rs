@@ -521,6 +521,12 @@ async fn bodies_over_their_limit_are_json_413_on_every_route() {
         ),
         (
             Method::POST,
+            "/api/v1/demand/preview".into(),
+            By::Key(&keys.planner),
+            over(JSON_LIMIT),
+        ),
+        (
+            Method::POST,
             "/api/v1/policy/simulate?epoch=0".into(),
             By::Key(&keys.planner),
             over(POLICY_LIMIT),

@@ -395,12 +395,62 @@ async fn planners_draw_demand_and_the_map_shows_it() {
             .json(body)
             .send()
     };
+    // First a preview: what the area would do, with nothing written. Never captured (staleness
+    // 1) and no roads (gap 1): weight 1 now, 1 + 2 with the area; the bounty split evenly.
+    let preview = |key: &str, body: &Value| {
+        client
+            .post(format!("{base}/api/v1/demand/preview"))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+    };
+    let r = preview(&keys.planner, &body).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let before: Value = r.json().await.unwrap();
+    assert_eq!(before["weight_now"]["mean"], 1.0, "{before}");
+    assert_eq!(before["weight_with_area"]["max"], 3.0, "{before}");
+    assert_eq!(before["cells_never_captured"], before["cells"], "{before}");
+    assert_eq!(before["road_length_m"], 0.0, "{before}");
+    assert!(before["uncovered_share"].is_null(), "{before}");
+    let n = before["cells"].as_u64().unwrap();
+    assert_eq!(before["bounty"]["per_cell"], 6000 / n, "{before}");
+    assert!(
+        get_json(&client, &format!("{base}/api/v1/demand")).await["areas"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Only planners preview, and a bad polygon is refused as a creation would be.
+    let r = preview(&keys.device_key, &body).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = preview(
+        &keys.planner,
+        &json!({"polygon": {"type": "Polygon", "coordinates": [[[7.42, 43.73], [7.43, 43.73]]]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["field"],
+        "polygon"
+    );
+
     let r = post(&keys.planner, &body).await.unwrap();
     assert_eq!(r.status(), 201);
     let area: Value = r.json().await.unwrap();
     let cells = area["cells"].as_i64().unwrap();
     assert!((45..=80).contains(&cells), "{area}");
+    assert_eq!(cells as u64, n, "the preview had the area's cells");
     assert_eq!(area["budget"], 6000);
+    // With the area in force, a second one like it would add to it.
+    let again: Value = preview(&keys.planner, &body)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["weight_now"]["mean"], 3.0, "{again}");
+    assert_eq!(again["weight_with_area"]["mean"], 5.0, "{again}");
     // Devices may not; bad polygons and bounties without expiry are refused, naming the field.
     let r = post(&keys.device_key, &body).await.unwrap();
     assert_eq!(r.status(), 403);

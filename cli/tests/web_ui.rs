@@ -234,17 +234,17 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     .await;
     assert_eq!(status, 200, "{record}");
 
-    // The planner's area is stored with the name the browser typed.
+    // The planner's area is stored with the name the browser typed, with the cells its preview
+    // announced.
     let areas = get_json(&client, &format!("{base}/api/v1/demand")).await;
     let name = result["demand_area"].as_str().unwrap();
-    assert!(
-        areas["areas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["name"] == name),
-        "{areas}"
-    );
+    let area = areas["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("{areas}"));
+    assert_eq!(area["cells"], result["preview_cells"], "{area} {result}");
 
     for page in ["map", "auditor", "planner", "driver"] {
         let png = std::fs::read(shots.join(format!("{page}.png"))).unwrap();

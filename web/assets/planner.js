@@ -34,6 +34,10 @@ $("#legend").innerHTML = legendHTML(METRICS.demand[0]);
 let key = null;
 keyField($("#key-form"), "planner", (k) => {
   key = k.key;
+  // After this module has run (the first call may come before `draw` exists).
+  queueMicrotask(() => {
+    if (draw.closed) showPreview();
+  });
 });
 
 // ---- Drawing: corners clicked on the map, closed by a double-click or "finish". ----
@@ -73,12 +77,14 @@ function finishDrawing() {
   // Re-enabled after the double-click that finished has been handled.
   setTimeout(() => map.doubleClickZoom.enable(), 0);
   renderDraft();
+  showPreview();
 }
 
 function clearDrawing() {
   Object.assign(draw, { active: false, closed: false, vertices: [], cursor: null });
   map.doubleClickZoom.enable();
   renderDraft();
+  showPreview();
 }
 
 /** The drawn area as a GeoJSON Polygon, or null. */
@@ -115,7 +121,65 @@ button("clear").addEventListener("click", clearDrawing);
 popupOnClick(map, () => [fillId("demand")], () => !draw.active);
 keepFresh(map, () => ["demand", "roads"], 5000);
 
-// ---- Creating an area. ----
+// ---- Creating an area, after a preview of what it would do. ----
+
+/** The area as the API takes it, from the drawing and the form; null before a polygon is drawn. */
+function areaBody() {
+  const polygon = drawnPolygon();
+  if (!polygon) return null;
+  const body = { name: $("#area-name").value.trim(), polygon, weight: Number($("#area-weight").value || 1) };
+  const budget = $("#area-budget").value.trim();
+  const expires = $("#area-expires").value;
+  if (budget) body.budget = Number(budget);
+  if (expires) body.expires_at = new Date(expires).toISOString();
+  return body;
+}
+
+let previewSeq = 0;
+
+/** Asks the server what the drawn area would do and shows it; the latest request wins. */
+async function showPreview() {
+  const out = $("#area-preview");
+  const body = areaBody();
+  const seq = ++previewSeq;
+  delete out.dataset.cells;
+  if (!body || !key) {
+    out.innerHTML = body ? `<span class="muted">a planner key is needed for a preview</span>` : "";
+    return;
+  }
+  // What was shown stays (greyed) until the new figures come, so nothing jumps under the pointer.
+  out.classList.add("stale");
+  let p;
+  try {
+    p = await api("/api/v1/demand/preview", { key, method: "POST", body });
+  } catch (e) {
+    if (seq === previewSeq) {
+      out.classList.remove("stale");
+      out.innerHTML = `<span class="error">${esc(e.message)}</span>`;
+    }
+    return;
+  }
+  if (seq !== previewSeq) return;
+  out.classList.remove("stale");
+  const km = (m) => `${num(m / 1000)} km`;
+  const pct = (v) => (v == null ? "no roads" : `${Math.round(v * 100)} %`);
+  const rows = [
+    ["cells", `${units(p.cells)} <span class="muted">(resolution ${esc(p.resolution)}; ${units(p.cells_never_captured)} never captured)</span>`],
+    ["road length", `${km(p.road_length_m)} in ${units(p.cells_with_roads)} cells`],
+    ["not driven lately", `${pct(p.uncovered_share)}${p.road_length_m ? ` <span class="muted">(${km(p.driven_m)} driven)</span>` : ""}`],
+    ["reward weight", `×${num(p.weight_now.mean)} now → <b>×${num(p.weight_with_area.mean)}</b> with this area <span class="muted">(mean; max ×${num(p.weight_with_area.max)})</span>`],
+  ];
+  if (p.bounty) {
+    rows.push(["bounty", `${units(p.bounty.per_cell)} base units to the first capture of each cell
+      <span class="muted">(claims take at most ${units(p.bounty.epoch_pool)} an epoch, ${Math.round(p.bounty.pool_share * 100)} % of its emission)</span>`]);
+  }
+  out.dataset.cells = String(p.cells);
+  out.innerHTML = `<div class="muted">if created:</div><table class="preview">${rows.map(([k, v]) => `<tr data-preview="${esc(k)}"><td>${esc(k)}</td><td>${v}</td></tr>`).join("")}</table>`;
+}
+
+for (const id of ["#area-weight", "#area-budget", "#area-expires"]) {
+  $(id).addEventListener("change", showPreview);
+}
 
 $("#area-form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -124,14 +188,9 @@ $("#area-form").addEventListener("submit", async (e) => {
     out.className = "error";
     out.textContent = message;
   };
-  const polygon = drawnPolygon();
-  if (!polygon) return fail("draw the area on the map first");
+  const body = areaBody();
+  if (!body) return fail("draw the area on the map first");
   if (!key) return fail("a planner key is needed");
-  const body = { name: $("#area-name").value.trim(), polygon, weight: Number($("#area-weight").value || 1) };
-  const budget = $("#area-budget").value.trim();
-  const expires = $("#area-expires").value;
-  if (budget) body.budget = Number(budget);
-  if (expires) body.expires_at = new Date(expires).toISOString();
   out.className = "muted";
   out.textContent = "creating…";
   try {

@@ -1,9 +1,9 @@
 // End-to-end check of covermap's web UI in headless Chromium, driven by playwright-core (no test
 // runner): the map renders hexagons from the vector tiles, a hexagon's popup follows the layer
 // switch and road names are drawn with covermap's own glyphs, an auditor reads a refused frame's
-// measures and approves it from the keyboard, a planner draws and creates a demand area and
-// replays a closed epoch in the what-if, a driver sees its uploads and checks the Merkle proof of
-// its reward in the browser.
+// measures and approves it from the keyboard, a planner draws a demand area, reads its preview,
+// creates it and replays a closed epoch in the what-if, a driver sees its uploads and checks the
+// Merkle proof of its reward in the browser.
 //
 // Run it against a running server that holds the Monaco test data:
 //
@@ -18,7 +18,7 @@
 // stderr; the only line on stdout, at the end, is
 //
 //   {"ok":true,"hexes":N,"popup_followed":"radio","road_labels":N,"approved":"UPLOAD/FRAME",
-//    "demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH}
+//    "preview_cells":N,"demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH}
 //
 // A failed check, a missing variable, or an uncaught error in a page exits 1 with the reason on
 // stderr. Console errors of the pages (failed requests among them) are reported, not failed on.
@@ -234,6 +234,13 @@ try {
     await page.click('[data-action="finish"]');
     const status = await page.textContent("#draw-status");
     if (!/3 corners/.test(status)) fail(`the drawn area is not a triangle: “${status}”`);
+    // Before it is created: a preview of what it would do, over Monaco's roads.
+    const preview = await expect(page, "#area-preview[data-cells]", "no preview of the drawn area");
+    const cells = Number(await preview.getAttribute("data-cells"));
+    const roads = await page.textContent('#area-preview tr[data-preview="road length"]');
+    if (!(cells > 0) || !/[1-9][\d.]* km/.test(roads)) fail(`the preview shows no cells or no road length: ${cells} cells, “${roads}”`);
+    result.preview_cells = cells;
+    log(`planner: preview: ${cells} cells, ${roads.replace(/\s+/g, " ").trim()}`);
     const name = `e2e triangle ${new Date().toISOString().replace(/\..*/, "")}`;
     await page.fill("#area-name", name);
     await page.fill("#area-weight", "2");

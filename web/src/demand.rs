@@ -25,6 +25,8 @@ pub const MAX_AREA_CELLS: usize = 100_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemandRequest {
+    /// Required to create an area (a missing one is refused as empty); a preview needs none.
+    #[serde(default)]
     pub name: String,
     /// A GeoJSON Polygon or MultiPolygon geometry, or a Feature holding one.
     pub polygon: serde_json::Value,
@@ -118,6 +120,19 @@ pub fn new_area(
     })
 }
 
+/// A planner's (or admin's) key id and the area its request body holds.
+async fn planners_area(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Option<i64>, DemandRequest), ApiError> {
+    let caller = auth::reader(&*state.store, method, uri, headers, &[Role::Planner]).await?;
+    let req = body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_body")?;
+    Ok((caller.key_id(), req))
+}
+
 /// `POST /api/v1/demand`: planners (and admins) create a demand area or bounty.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -126,17 +141,120 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = auth::reader(&*state.store, &method, &uri, &headers, &[Role::Planner]).await?;
-    let req: DemandRequest =
-        body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_body")?;
+    let (key_id, req) = planners_area(&state, &method, &uri, &headers, body).await?;
     let now = Utc::now();
-    let area = new_area(req, &state.policy, state.resolution, caller.key_id(), now)?;
+    let area = new_area(req, &state.policy, state.resolution, key_id, now)?;
     let record = state.store.create_demand_area(&area, now).await?;
     // Its cells' weights changed: the demand map shows it at once (other servers within a minute).
     state
         .tiles
         .drop_layer(covermap_tiles::layers::MapLayer::Demand);
     Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// `POST /api/v1/demand/preview`: what an area would do, before it is created — its cells, their
+/// road length and how much of it was driven in the coverage window, the reward weights now and
+/// with the area, and what a bounty of the given budget pays per cell. Nothing is written; the
+/// request is checked as a creation is (the name may be left out).
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (_, mut req) = planners_area(&state, &method, &uri, &headers, body).await?;
+    if req.name.trim().is_empty() {
+        "preview".clone_into(&mut req.name);
+    }
+    let now = Utc::now();
+    let area = new_area(req, &state.policy, state.resolution, None, now)?;
+    let centres: Vec<h3o::LatLng> = area.cells.iter().map(|c| h3o::LatLng::from(c.0)).collect();
+    let (mut west, mut south, mut east, mut north) = (180.0f64, 90.0f64, -180.0f64, -90.0f64);
+    for c in &centres {
+        west = west.min(c.lng());
+        east = east.max(c.lng());
+        south = south.min(c.lat());
+        north = north.max(c.lat());
+    }
+    let bbox = covermap_domain::BoundingBox {
+        west,
+        south,
+        east,
+        north,
+    };
+    let since = now - state.policy.coverage_window();
+    let limit = i64::try_from(4 * MAX_AREA_CELLS).unwrap_or(i64::MAX);
+    let states = state.store.demand_cells(bbox, now, since, limit).await?;
+    let usage = crate::maptiles::usage_term(state.store.as_ref(), &state.policy, now).await?;
+    Ok(Json(area_preview(&area, &states, &usage, &state.policy, now)).into_response())
+}
+
+/// The figures of [`preview`], from the area and the stored state of the cells around it.
+pub fn area_preview(
+    area: &NewDemandArea,
+    states: &[covermap_store::DemandCellState],
+    usage: &std::collections::HashMap<covermap_domain::Cell, u64>,
+    policy: &RewardPolicy,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
+    use covermap_scoring::epoch::{coverage_gap, demand_multiplier, reward_weight};
+    let by_cell: std::collections::HashMap<_, _> = states.iter().map(|s| (s.cell, s)).collect();
+    let n = area.cells.len();
+    let (mut road_m, mut driven_m, mut with_roads, mut never_seen) = (0.0, 0.0, 0usize, 0usize);
+    let (mut now_sum, mut now_max, mut after_sum, mut after_max) = (0.0, 0.0f64, 0.0, 0.0f64);
+    for cell in &area.cells {
+        let s = by_cell.get(cell);
+        let road = s.map_or(0.0, |s| s.road_length_m);
+        let observed = s.map_or(0.0, |s| s.observed_m.min(s.road_length_m));
+        let last_seen = s.and_then(|s| s.last_seen);
+        let demand_weight = s.map_or(0.0, |s| s.demand_weight);
+        if road > 0.0 {
+            with_roads += 1;
+        }
+        if last_seen.is_none() {
+            never_seen += 1;
+        }
+        road_m += road;
+        driven_m += observed;
+        let gap = coverage_gap(road, observed);
+        let weight = |w: f64| {
+            reward_weight(
+                demand_multiplier(*cell, w, usage, policy),
+                last_seen,
+                gap,
+                now,
+                policy,
+            )
+            .weight
+        };
+        let (before, after) = (weight(demand_weight), weight(demand_weight + area.weight));
+        now_sum += before;
+        now_max = now_max.max(before);
+        after_sum += after;
+        after_max = after_max.max(after);
+    }
+    let mean = |sum: f64| if n == 0 { 0.0 } else { sum / n as f64 };
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let emission = policy.rules.epoch.emission;
+    let pool_share = policy.rules.bounty.pool_share;
+    json!({
+        "cells": n,
+        "resolution": area.cells.first().map(|c| u8::from(c.0.resolution())),
+        "cells_with_roads": with_roads,
+        "cells_never_captured": never_seen,
+        "road_length_m": road_m.round(),
+        "driven_m": driven_m.round(),
+        "uncovered_share": (road_m > 0.0).then(|| round(1.0 - driven_m / road_m)),
+        "weight_now": {"mean": round(mean(now_sum)), "max": round(now_max)},
+        "weight_with_area": {"mean": round(mean(after_sum)), "max": round(after_max)},
+        "bounty": area.budget.map(|b| json!({
+            "budget": b,
+            "per_cell": if n == 0 { 0 } else { b / n as u64 },
+            "pool_share": pool_share,
+            "epoch_pool": (emission as f64 * pool_share).floor() as u64,
+        })),
+    })
 }
 
 /// `GET /api/v1/demand`: every demand area, newest first, with what its bounty paid.

@@ -178,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(rewards::me))
         // Planners' demand areas: anyone reads them, planners create them.
         .route("/api/v1/demand", get(demand::list).post(demand::create))
+        .route("/api/v1/demand/preview", post(demand::preview))
         .merge(public)
         .merge(tiles)
         .fallback(api::not_found)

@@ -112,11 +112,7 @@ pub async fn demand_weights(
 ) -> Result<Vec<(DemandCell, Option<DateTime<Utc>>)>, StoreError> {
     let since = now - policy.coverage_window();
     let cells = store.demand_cells(bbox, now, since, limit).await?;
-    // The usage term is last epoch's requests, as the epoch being filled will use them.
-    let usage: HashMap<Cell, u64> = match policy.epoch_at(now).and_then(|e| e.checked_sub(1)) {
-        Some(prev) => store.usage(prev).await?.into_iter().collect(),
-        None => HashMap::new(),
-    };
+    let usage = usage_term(store, policy, now).await?;
     Ok(cells
         .iter()
         .map(|c| {
@@ -141,6 +137,19 @@ pub async fn demand_weights(
             )
         })
         .collect())
+}
+
+/// The requests per cell the demand multiplier counts now: last epoch's, as the epoch being
+/// filled will use them.
+pub async fn usage_term(
+    store: &dyn Store,
+    policy: &RewardPolicy,
+    now: DateTime<Utc>,
+) -> Result<HashMap<Cell, u64>, StoreError> {
+    Ok(match policy.epoch_at(now).and_then(|e| e.checked_sub(1)) {
+        Some(prev) => store.usage(prev).await?.into_iter().collect(),
+        None => HashMap::new(),
+    })
 }
 
 /// One tile of one layer, as uncompressed MVT bytes (empty where nothing is under it).
