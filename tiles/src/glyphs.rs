@@ -401,7 +401,7 @@ mod tests {
             .map(|(tag, g)| {
                 assert_eq!(*tag, 3);
                 let g = fields(g.unwrap_err());
-                let get = |t: u64| g.iter().find(|(k, _)| *k == t).map(|(_, v)| v.clone());
+                let get = |t: u64| g.iter().find(|(k, _)| *k == t).map(|(_, v)| *v);
                 let (w, h) = (get(3).unwrap().unwrap(), get(4).unwrap().unwrap());
                 match get(2) {
                     Some(Err(bitmap)) => assert_eq!(bitmap.len() as u64, (w + 6) * (h + 6)),
