@@ -110,9 +110,36 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     )
     .await;
     assert_eq!(s, 202, "{r}");
-    let drive = processed(&client, base, &keys.admin, r["upload_id"].as_i64().unwrap()).await;
+    let drive_id = r["upload_id"].as_i64().unwrap();
+    let drive = processed(&client, base, &keys.admin, drive_id).await;
     // A drive on Monaco's roads: believed, so on the map the browser is about to draw.
     assert_eq!(drive["trust"]["verdict"], "trusted", "{drive}");
+    // The roads it was matched to, as lines to draw, with what was driven on each.
+    let matched = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{drive_id}/matched"),
+        &keys.device_key,
+    )
+    .await;
+    let stretched: f64 = matched["stretches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["length_m"].as_f64().unwrap())
+        .sum();
+    let roads = matched["roads"]["features"].as_array().unwrap();
+    assert!(!roads.is_empty(), "{matched}");
+    let drawn: f64 = roads
+        .iter()
+        .map(|f| {
+            assert_eq!(f["geometry"]["type"], "LineString", "{f}");
+            f["properties"]["driven_m"].as_f64().unwrap()
+        })
+        .sum();
+    assert!(
+        stretched > 100.0 && (drawn - stretched).abs() < 1.0,
+        "{drawn} m drawn, {stretched} m matched: {matched}"
+    );
     // alice's phone and bob's heard the same LTE cell along the way.
     let bob = create_key(&db, "device", Some("bob"));
     for (phone, key) in [(0, &keys.device_key), (1, &bob)] {

@@ -1,6 +1,6 @@
 // The auditors' page: the queue of refused frames with their blurred copies, reasons and scores,
 // approving or rejecting each, where they were taken, and the log of decisions.
-import { $, api, createMap, esc, imageURL, keyField, num, units, when } from "./common.js";
+import { $, api, createMap, esc, imageURL, keyField, measuresHTML, num, when } from "./common.js";
 
 const PAGE = 50;
 const EMPTY = { type: "FeatureCollection", features: [] };
@@ -36,57 +36,6 @@ function scoresText(scores, prefix = "") {
   return Object.entries(scores)
     .map(([k, v]) => (v && typeof v === "object" ? scoresText(v, `${prefix}${k}.`) : `${esc(prefix + k)} ${num(v)}`))
     .join(" · ");
-}
-
-const percent = (v) => `${num(v * 100, 2)} %`;
-
-/**
- * The measures behind a refusal as an auditor reads them: each with its unit and the threshold
- * it was judged by, the one behind the reason first and marked. Frames refused before the scores
- * carried sizes and thresholds show what they have.
- */
-function measuresHTML(reason, scores) {
-  const q = scores?.quality ?? {};
-  const lim = scores?.limits ?? {};
-  const rows = [];
-  const add = (id, text) => rows.push([id, text]);
-  if (scores?.width && scores?.height) {
-    const min = lim.min_width ? ` (thumbnails: under ${lim.min_width} × ${lim.min_height} px)` : "";
-    add("too_small", `size ${units(scores.width)} × ${units(scores.height)} px${min}`);
-  }
-  if (Array.isArray(q.brightness)) {
-    const [p5, p50, p95] = q.brightness;
-    const dark = lim.dark_median != null ? ` (dark below ${num(lim.dark_median)})` : "";
-    add("dark", `brightness: median ${p50} of 255${dark}, 5–95 % of pixels ${p5}–${p95}`);
-  }
-  if (typeof q.clipped === "number") {
-    const over = lim.overexposed_share != null ? ` (overexposed above ${percent(lim.overexposed_share)})` : "";
-    add("overexposed", `washed out: ${percent(q.clipped)} of pixels at 250 or brighter${over}`);
-  }
-  if (typeof q.sharpness === "number") {
-    const soft = lim.min_sharpness != null ? ` (out of focus below ${num(lim.min_sharpness)})` : "";
-    add("defocus", `sharpness ${num(q.sharpness)}${soft}`);
-  }
-  if (typeof q.anisotropy === "number") {
-    const smear = lim.max_anisotropy != null ? ` (motion blur above ${num(lim.max_anisotropy)})` : "";
-    add("motion_blur", `edges ${num(q.anisotropy)}× stronger one way than the other${smear}`);
-  }
-  if (q.model && typeof q.model === "object") {
-    const top = Object.entries(q.model).sort((a, b) => b[1] - a[1]).slice(0, 2);
-    const sure = lim.model_confidence != null ? ` (a reason from ${percent(lim.model_confidence)})` : "";
-    add(top[0][0] === reason ? reason : "model",
-      `quality model: ${top.map(([c, p]) => `${esc(c.replace(/_/g, " "))} ${percent(p)}`).join(", ")}${sure}`);
-  }
-  if (typeof scores?.duplicate_bits === "number") {
-    add("duplicate", `${scores.duplicate_bits} of 64 image-hash bits differ from the frame it repeats`);
-  }
-  if (typeof scores?.faces === "number" || typeof scores?.plates === "number") {
-    const n = (v, one) => `${units(v ?? 0)} ${one}${v === 1 ? "" : "s"}`;
-    add("privacy", `${n(scores.faces, "face")} and ${n(scores.plates, "plate")} blurred in the copy shown`);
-  }
-  rows.sort((a, b) => (b[0] === reason) - (a[0] === reason));
-  return `<ul class="measures">${rows.map(([id, text]) =>
-    `<li data-measure="${esc(id)}"${id === reason ? ' class="cause"' : ""}>${text}</li>`).join("")}</ul>`;
 }
 
 function decisionHTML(d) {

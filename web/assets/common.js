@@ -146,6 +146,86 @@ export function num(v, digits = 3) {
   return String(Number(v.toPrecision(digits)));
 }
 
+/** Reason codes in words, for drivers and auditors; unknown codes are shown as they are. */
+const REASON_WORDS = {
+  "fix:bad_position": "position out of range or not a number",
+  "fix:duplicate": "the same fix twice",
+  "fix:implausible_jump": "a jump no vehicle could make",
+  "fix:in_future": "time in the future",
+  "fix:no_time": "no time",
+  "fix:out_of_order": "earlier than the fix before it",
+  "fix:too_old": "older than the server accepts",
+  "frame:corrupt_exif": "EXIF unreadable",
+  "frame:near_duplicate": "almost the same as the frame before",
+  "frame:no_capture_time": "no capture time",
+  "frame:no_position": "no position",
+  "frame:not_jpeg": "not a JPEG",
+  "frame:outside_track": "taken outside the track's time span",
+  "frame:too_many_pixels": "too many pixels to process",
+  "frame:xmp_only_gps": "GPS only in XMP",
+  "frame:too_small": "a thumbnail, not a street frame",
+  "frame:dark": "too dark",
+  "frame:overexposed": "washed out",
+  "frame:defocus": "out of focus",
+  "frame:motion_blur": "blurred by motion",
+  "frame:obstructed": "the view is blocked",
+  "frame:duplicate": "repeats a frame already uploaded",
+};
+
+/** What a reason code of `stage` means, in words (the code itself when it has none). */
+export const reasonWords = (stage, reason) => REASON_WORDS[`${stage}:${reason}`] ?? String(reason).replace(/_/g, " ");
+
+const percent = (v) => `${num(v * 100, 2)} %`;
+
+/**
+ * The measures behind a refusal as an auditor reads them: each with its unit and the threshold
+ * it was judged by, the one behind the reason first and marked. Frames refused before the scores
+ * carried sizes and thresholds show what they have.
+ */
+export function measuresHTML(reason, scores) {
+  const q = scores?.quality ?? {};
+  const lim = scores?.limits ?? {};
+  const rows = [];
+  const add = (id, text) => rows.push([id, text]);
+  if (scores?.width && scores?.height) {
+    const min = lim.min_width ? ` (thumbnails: under ${lim.min_width} × ${lim.min_height} px)` : "";
+    add("too_small", `size ${units(scores.width)} × ${units(scores.height)} px${min}`);
+  }
+  if (Array.isArray(q.brightness)) {
+    const [p5, p50, p95] = q.brightness;
+    const dark = lim.dark_median != null ? ` (dark below ${num(lim.dark_median)})` : "";
+    add("dark", `brightness: median ${p50} of 255${dark}, 5–95 % of pixels ${p5}–${p95}`);
+  }
+  if (typeof q.clipped === "number") {
+    const over = lim.overexposed_share != null ? ` (overexposed above ${percent(lim.overexposed_share)})` : "";
+    add("overexposed", `washed out: ${percent(q.clipped)} of pixels at 250 or brighter${over}`);
+  }
+  if (typeof q.sharpness === "number") {
+    const soft = lim.min_sharpness != null ? ` (out of focus below ${num(lim.min_sharpness)})` : "";
+    add("defocus", `sharpness ${num(q.sharpness)}${soft}`);
+  }
+  if (typeof q.anisotropy === "number") {
+    const smear = lim.max_anisotropy != null ? ` (motion blur above ${num(lim.max_anisotropy)})` : "";
+    add("motion_blur", `edges ${num(q.anisotropy)}× stronger one way than the other${smear}`);
+  }
+  if (q.model && typeof q.model === "object") {
+    const top = Object.entries(q.model).sort((a, b) => b[1] - a[1]).slice(0, 2);
+    const sure = lim.model_confidence != null ? ` (a reason from ${percent(lim.model_confidence)})` : "";
+    add(top[0][0] === reason ? reason : "model",
+      `quality model: ${top.map(([c, p]) => `${esc(c.replace(/_/g, " "))} ${percent(p)}`).join(", ")}${sure}`);
+  }
+  if (typeof scores?.duplicate_bits === "number") {
+    add("duplicate", `${scores.duplicate_bits} of 64 image-hash bits differ from the frame it repeats`);
+  }
+  if (typeof scores?.faces === "number" || typeof scores?.plates === "number") {
+    const n = (v, one) => `${units(v ?? 0)} ${one}${v === 1 ? "" : "s"}`;
+    add("privacy", `${n(scores.faces, "face")} and ${n(scores.plates, "plate")} blurred in the copy shown`);
+  }
+  rows.sort((a, b) => (b[0] === reason) - (a[0] === reason));
+  return `<ul class="measures">${rows.map(([id, text]) =>
+    `<li data-measure="${esc(id)}"${id === reason ? ' class="cause"' : ""}>${text}</li>`).join("")}</ul>`;
+}
+
 /** Renders `[label, value]` pairs as a definition list's inner HTML. */
 export const pairs = (rows) =>
   rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd data-stat="${esc(k)}">${v}</dd>`).join("");

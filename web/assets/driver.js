@@ -1,17 +1,27 @@
 // The driver's page: the device's uploads with what was kept and left out, rewards per epoch,
 // and the Merkle proof of an epoch's cumulative total, checked here in the browser.
-import { $, api, esc, every, keyField, num, units, when } from "./common.js";
+import {
+  $, api, createMap, esc, every, keyField, measuresHTML, num, reasonWords, units, when,
+} from "./common.js";
 
 let key = null;
-const details = new Map(); // upload id -> the HTML of its opened rejections
+const details = new Map(); // upload id -> {html, mount} of its opened details
 
 // ---- Uploads ----
+
+/** How many of an upload's fixes and items processing left out. */
+const leftOut = (u) => (u.fixes_rejected ?? 0) + (u.observations_rejected ?? 0);
 
 function uploadRow(u) {
   const pair = (a, b) => (a == null && b == null ? "" : `${units(a ?? 0)} / ${units(b ?? 0)}`);
   const open = details.has(String(u.id));
+  const left = leftOut(u);
+  // Details where there is something to show: a processed upload's drive, or what was left out.
+  const label = open ? "hide" : left ? `details · ${units(left)} left out` : "details";
+  const button = u.status === "processed" || left
+    ? `<button type="button" data-action="details" data-upload="${u.id}">${label}</button>` : "";
   return `
-    <tr data-upload="${u.id}" data-status="${esc(u.status)}">
+    <tr data-upload="${u.id}" data-status="${esc(u.status)}" data-kind="${esc(u.kind)}">
       <td class="num">${u.id}</td><td>${esc(when(u.received_at))}</td><td>${esc(u.kind)}</td>
       <td class="${u.status === "rejected" ? "error" : u.status === "processed" ? "ok" : "muted"}">${esc(u.status)}</td>
       <td class="num">${pair(u.fixes_accepted, u.fixes_rejected)}</td>
@@ -19,9 +29,12 @@ function uploadRow(u) {
       <td class="num">${u.cells == null ? "" : units(u.cells)}</td>
       <td class="num">${u.matched_m == null ? "" : `${num(u.matched_m / 1000)} km`}</td>
       <td>${esc(u.reason)}</td>
-      <td><button type="button" data-action="rejections" data-upload="${u.id}">${open ? "hide" : "left out"}</button></td>
-    </tr>${open ? details.get(String(u.id)) : ""}`;
+      <td>${button}</td>
+    </tr>${open ? details.get(String(u.id)).html : ""}`;
 }
+
+let uploads = [];
+let shown = "";
 
 async function loadUploads() {
   if (!key) {
@@ -30,54 +43,173 @@ async function loadUploads() {
   }
   try {
     const r = await api("/api/v1/uploads?limit=200", { key });
-    $("#uploads").innerHTML = r.uploads.map(uploadRow).join("")
+    // Drawn again only when something changed, so opened maps are not rebuilt every refresh.
+    const seen = JSON.stringify(r.uploads);
+    if (seen === shown) return;
+    shown = seen;
+    uploads = r.uploads;
+    $("#uploads").innerHTML = uploads.map(uploadRow).join("")
       || `<tr><td colspan="10" class="muted">no uploads yet</td></tr>`;
+    // Maps of opened drives survive the refresh: their rows were drawn again around them.
+    for (const [id, d] of details) d.mount?.();
     $("#uploads-error").textContent = "";
   } catch (e) {
     $("#uploads-error").textContent = e.message;
   }
 }
 
-function rejectionsHTML(id, list) {
-  if (!list.length) return `<tr class="detail" data-detail="${id}"><td colspan="10" class="muted">nothing was left out</td></tr>`;
+/** A frame refusal's detail is `NAME: {scores}`; the scores as an object, or null. */
+function refusalScores(detail) {
+  const at = String(detail ?? "").indexOf(": {");
+  if (at < 0) return null;
+  try {
+    return JSON.parse(detail.slice(at + 2));
+  } catch {
+    return null;
+  }
+}
+
+/** What was left out, grouped by why, each in words, with readable details. */
+function leftOutHTML(list) {
+  if (!list.length) return "";
   const counts = new Map();
   for (const r of list) {
-    const k = `${r.stage}: ${r.reason}`;
-    counts.set(k, (counts.get(k) ?? 0) + 1);
+    const k = `${r.stage}:${r.reason}`;
+    counts.set(k, { stage: r.stage, reason: r.reason, n: (counts.get(k)?.n ?? 0) + 1 });
   }
-  const summary = [...counts].sort((a, b) => b[1] - a[1])
-    .map(([k, n]) => `<b>${esc(k)}</b> × ${units(n)}`).join(" · ");
-  const lines = list.slice(0, 100).map((r) =>
-    `<tr><td>${esc(r.stage)}</td><td class="num">${r.item}</td><td>${esc(r.reason)}</td><td>${esc(r.detail)}</td></tr>`).join("");
-  return `<tr class="detail" data-detail="${id}"><td colspan="10">
-    <div>${summary}</div>
-    <table><thead><tr><th>stage</th><th class="num">item</th><th>reason</th><th>detail</th></tr></thead><tbody>${lines}</tbody></table>
-    ${list.length > 100 ? `<div class="muted">and ${units(list.length - 100)} more</div>` : ""}
-  </td></tr>`;
+  const summary = [...counts.values()].sort((a, b) => b.n - a.n)
+    .map((c) => `<li data-left-out="${esc(c.stage)}:${esc(c.reason)}">${units(c.n)} ${esc(c.stage)}${c.n === 1 ? "" : "s"}: ${esc(reasonWords(c.stage, c.reason))}</li>`)
+    .join("");
+  const readable = (r) => {
+    const scores = r.stage === "frame" ? refusalScores(r.detail) : null;
+    if (scores) return measuresHTML(r.reason, scores);
+    return esc(r.detail ?? "");
+  };
+  const lines = list.slice(0, 100).map((r) => `<tr><td>${esc(r.stage)} ${r.item}</td>
+    <td>${esc(reasonWords(r.stage, r.reason))} <span class="muted mono">${esc(r.reason)}</span></td>
+    <td>${readable(r)}</td></tr>`).join("");
+  return `<h3>Left out</h3><ul class="left-out">${summary}</ul>
+    <table><thead><tr><th>item</th><th>why</th><th>detail</th></tr></thead><tbody>${lines}</tbody></table>
+    ${list.length > 100 ? `<div class="muted">and ${units(list.length - 100)} more</div>` : ""}`;
+}
+
+/** The drive's frames as thumbnails (published ones, blurred) with their verdicts. */
+function framesHTML(u, frames, refused) {
+  if (!frames.length && !refused.length) return "";
+  const kept = frames.map((f) => {
+    const v = f.vision;
+    const verdict = !v ? "waiting for the vision stage" : "published";
+    const blurred = v ? ` · ${units(v.faces)} face${v.faces === 1 ? "" : "s"}, ${units(v.plates)} plate${v.plates === 1 ? "" : "s"} blurred` : "";
+    const img = v ? `<img src="/api/v1/frames/${u}/${f.frame}/image" alt="frame ${f.frame}, blurred" loading="lazy">` : `<div class="thumb none">not yet looked at</div>`;
+    return `<figure class="frame-thumb" data-frame="${f.frame}" data-verdict="${v ? "published" : "waiting"}">${img}
+      <figcaption><b>frame ${f.frame}</b> · ${verdict}${blurred}<br><span class="muted">${esc(when(f.captured_at))}</span></figcaption></figure>`;
+  });
+  const out = refused.map((r) => `<figure class="frame-thumb" data-frame="${r.item}" data-verdict="refused">
+      <div class="thumb none">not published</div>
+      <figcaption><b>frame ${r.item}</b> · <span class="error">refused: ${esc(reasonWords("frame", r.reason))}</span></figcaption></figure>`);
+  return `<h3>Frames</h3><div class="frame-grid">${[...kept, ...out].join("")}</div>`;
+}
+
+const EMPTY = { type: "FeatureCollection", features: [] };
+
+/** A small map of the drive: the roads it was matched to, and its frames by verdict. */
+function driveMap(container, roads, frames) {
+  const map = createMap(container, {
+    hash: false,
+    extra: {
+      sources: {
+        driven: { type: "geojson", data: roads ?? EMPTY },
+        shots: {
+          type: "geojson",
+          data: {
+            type: "FeatureCollection",
+            features: frames.map((f) => ({
+              type: "Feature",
+              properties: { frame: f.frame, verdict: f.vision ? "published" : "waiting" },
+              geometry: { type: "Point", coordinates: [f.pos.lon, f.pos.lat] },
+            })),
+          },
+        },
+      },
+      layers: [
+        { id: "driven-line", type: "line", source: "driven",
+          layout: { "line-cap": "round", "line-join": "round" },
+          paint: { "line-color": "#2b6cb0", "line-width": 4, "line-opacity": 0.85 } },
+        { id: "shots-dot", type: "circle", source: "shots",
+          paint: {
+            "circle-radius": 4,
+            "circle-color": ["match", ["get", "verdict"], "published", "#1a9850", "#8a96a3"],
+            "circle-stroke-color": "#fff", "circle-stroke-width": 1,
+          } },
+      ],
+    },
+  });
+  const points = [
+    ...(roads?.features ?? []).flatMap((f) => f.geometry.coordinates),
+    ...frames.map((f) => [f.pos.lon, f.pos.lat]),
+  ];
+  if (points.length) {
+    const lons = points.map((p) => p[0]);
+    const lats = points.map((p) => p[1]);
+    // After the map's own opening move to the whole network.
+    map.placed.then(() => map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]],
+      { padding: 24, maxZoom: 17, duration: 0 }));
+  }
+  return map;
+}
+
+async function openDetails(u) {
+  const id = String(u.id);
+  const [matched, frames, rejections] = await Promise.all([
+    api(`/api/v1/uploads/${id}/matched`, { key }).catch(() => null),
+    u.kind === "drive" ? api(`/api/v1/uploads/${id}/frames`, { key }).then((r) => r.frames).catch(() => []) : [],
+    leftOut(u) ? api(`/api/v1/uploads/${id}/rejections`, { key }).then((r) => r.rejections) : [],
+  ]);
+  const roads = matched?.roads;
+  const driven = (matched?.stretches ?? []).reduce((m, s) => m + s.length_m, 0);
+  const refused = rejections.filter((r) => r.stage === "frame");
+  const hasMap = (roads?.features?.length ?? 0) > 0 || frames.length > 0;
+  const mapId = `drive-map-${id}`;
+  const parts = [
+    hasMap ? `<h3>Map</h3><div class="muted">${roads?.features?.length ? `${num(driven / 1000)} km matched to ${units(roads.features.length)} road segments (blue)` : "no roads matched"}${frames.length ? "; frames by verdict (green: published, grey: waiting)" : ""}</div>
+      <div id="${mapId}" class="map drive-map" data-segments="${roads?.features?.length ?? 0}"></div>` : "",
+    framesHTML(id, frames, refused),
+    leftOutHTML(rejections),
+  ].filter(Boolean);
+  const html = `<tr class="detail" data-detail="${id}"><td colspan="10">${parts.join("") || `<span class="muted">nothing more to show: nothing was left out</span>`}</td></tr>`;
+  let map = null;
+  const mount = () => {
+    const el = document.getElementById(mapId);
+    if (!el || !hasMap) return;
+    map?.remove();
+    map = driveMap(mapId, roads, frames);
+  };
+  return { html, mount };
 }
 
 $("#uploads").addEventListener("click", async (e) => {
-  const b = e.target.closest('button[data-action="rejections"]');
+  const b = e.target.closest('button[data-action="details"]');
   if (!b) return;
   const id = b.dataset.upload;
+  const u = uploads.find((x) => String(x.id) === id);
   if (details.has(id)) {
     details.delete(id);
     $(`tr[data-detail="${id}"]`)?.remove();
-    b.textContent = "left out";
+    b.textContent = leftOut(u) ? `details · ${units(leftOut(u))} left out` : "details";
     return;
   }
   b.disabled = true;
-  let html;
+  let d;
   try {
-    const r = await api(`/api/v1/uploads/${id}/rejections`, { key });
-    html = rejectionsHTML(id, r.rejections);
+    d = await openDetails(u);
   } catch (x) {
-    html = `<tr class="detail" data-detail="${id}"><td colspan="10" class="error">${esc(x.message)}</td></tr>`;
+    d = { html: `<tr class="detail" data-detail="${id}"><td colspan="10" class="error">${esc(x.message)}</td></tr>` };
   }
-  details.set(id, html);
+  details.set(id, d);
   b.disabled = false;
   b.textContent = "hide";
-  b.closest("tr").insertAdjacentHTML("afterend", html);
+  b.closest("tr").insertAdjacentHTML("afterend", d.html);
+  d.mount?.();
 });
 
 // ---- Rewards ----
@@ -214,6 +346,7 @@ $("#proof-form").addEventListener("submit", (e) => {
 keyField($("#key-form"), "driver", ({ key: k, me }) => {
   key = k;
   details.clear();
+  shown = "";
   if (me?.contributor) $("#contributor").value = me.contributor;
   loadUploads();
   loadRewards();

@@ -2,8 +2,9 @@
 // runner): the map renders hexagons from the vector tiles, a hexagon's popup follows the layer
 // switch and road names are drawn with covermap's own glyphs, an auditor reads a refused frame's
 // measures and approves it from the keyboard, a planner draws a demand area, reads its preview,
-// creates it and replays a closed epoch in the what-if, a driver sees its uploads and checks the
-// Merkle proof of its reward in the browser.
+// creates it and replays a closed epoch in the what-if, a driver sees its uploads, a map of a
+// drive's matched roads, a refused frame's verdict and measures, and checks the Merkle proof of
+// its reward in the browser.
 //
 // Run it against a running server that holds the Monaco test data:
 //
@@ -271,6 +272,22 @@ try {
     await expect(page, "#uploads tr[data-upload]", "the driver's uploads table has no rows", 20000);
     const rows = await page.$$eval("#uploads tr[data-upload]", (r) => r.length);
     log(`driver: ${rows} uploads listed`);
+
+    // The GPS drive: a map of the roads it was matched to.
+    await page.click('#uploads tr[data-kind="gpx"] button[data-action="details"]');
+    const driveMap = await expect(page, "tr.detail .drive-map canvas", "the GPS drive's details show no map");
+    const segments = Number(await page.$eval("tr.detail .drive-map", (e) => e.dataset.segments));
+    if (!(segments > 0)) fail("the GPS drive's map shows no matched road");
+    await driveMap.scrollIntoViewIfNeeded();
+    log(`driver: the GPS drive's map shows ${segments} matched road segments`);
+    // The camera drive: its refused frame with its verdict in words, what was left out and why.
+    await page.click('#uploads tr[data-kind="drive"] button[data-action="details"]');
+    await expect(page, 'tr.detail figure.frame-thumb[data-verdict="refused"]', "the camera drive shows no refused frame");
+    const why = await page.textContent('tr.detail li[data-left-out^="frame:"]').catch(() => "");
+    if (!/frame: /.test(why)) fail(`the camera drive does not say in words why its frame was left out: “${why}”`);
+    const measured = await page.$('tr.detail ul.measures li.cause');
+    if (!measured) fail("the refused frame's detail is not shown as readable measures");
+    log(`driver: left out: ${why.trim()}; ${(await measured.textContent()).trim()}`);
 
     // The reward of the closed epoch, and its Merkle proof checked here in the browser.
     const proof = `#rewards tr[data-epoch="${EPOCH}"] button[data-action="proof"]`;

@@ -159,7 +159,51 @@ pub(crate) async fn matched(
     ReadableUpload(id): ReadableUpload,
 ) -> Result<Response, ApiError> {
     let stretches = state.store.matched_stretches(id).await?;
-    Ok(Json(json!({"upload_id": id, "stretches": stretches})).into_response())
+    let roads = matched_roads(state.store.as_ref(), &stretches).await?;
+    Ok(Json(json!({"upload_id": id, "stretches": stretches, "roads": roads})).into_response())
+}
+
+/// The road segments a drive was matched to, as GeoJSON lines with the length driven on each
+/// (for the driver's map of a drive): the stored network around the matched cells, kept where a
+/// stretch names the segment.
+async fn matched_roads(
+    store: &dyn covermap_store::Store,
+    stretches: &[covermap_domain::MatchedStretch],
+) -> Result<serde_json::Value, ApiError> {
+    let mut driven: std::collections::HashMap<(i64, u32), f64> = std::collections::HashMap::new();
+    let (mut west, mut south, mut east, mut north) = (180.0f64, 90.0f64, -180.0f64, -90.0f64);
+    for s in stretches {
+        *driven.entry((s.osm_way_id, s.way_piece)).or_default() += s.length_m;
+        for v in s.cell.0.boundary().iter() {
+            west = west.min(v.lng());
+            east = east.max(v.lng());
+            south = south.min(v.lat());
+            north = north.max(v.lat());
+        }
+    }
+    if driven.is_empty() {
+        return Ok(json!({"type": "FeatureCollection", "features": []}));
+    }
+    let bbox = BoundingBox {
+        west,
+        south,
+        east,
+        north,
+    };
+    let segments: Vec<covermap_domain::RoadSegment> = store
+        .roads(bbox, 100_000)
+        .await?
+        .into_iter()
+        .filter(|r| driven.contains_key(&(r.osm_way_id, r.piece)))
+        .collect();
+    let mut geojson = covermap_tiles::roads_geojson(&segments);
+    if let Some(features) = geojson["features"].as_array_mut() {
+        for (f, s) in features.iter_mut().zip(&segments) {
+            let m = driven.get(&(s.osm_way_id, s.piece)).copied().unwrap_or(0.0);
+            f["properties"]["driven_m"] = json!((m * 10.0).round() / 10.0);
+        }
+    }
+    Ok(geojson)
 }
 
 /// Every observation an upload's processing left out, with its reason code.
