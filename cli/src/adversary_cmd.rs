@@ -25,6 +25,7 @@ pub struct GenerateArgs {
     /// Folder to write `manifest.json` and `files/` into (created).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Seed of the random choices: the same seed writes the same scenario.
     #[arg(long, default_value_t = 14, value_name = "N")]
     pub seed: u64,
     /// small (12 honest contributors, two fraud contributors per type) or bench (40 and 4).

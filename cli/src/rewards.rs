@@ -31,6 +31,7 @@ pub enum EpochCommand {
     /// Recompute an epoch's root from the stored inputs under the policy that closed it; print
     /// both roots; exit non-zero when they differ.
     Verify {
+        /// The closed epoch to check.
         #[arg(long)]
         epoch: u64,
     },
@@ -44,6 +45,7 @@ pub enum RewardsCommand {
         /// The proposed policy, a TOML file.
         #[arg(long)]
         policy: PathBuf,
+        /// The closed epoch to replay.
         #[arg(long)]
         epoch: u64,
     },
@@ -59,6 +61,7 @@ pub enum DemandCommand {
 
 #[derive(Debug, Args)]
 pub struct DemandArgs {
+    /// What planners and drivers see it called (1 to 100 printable characters).
     #[arg(long)]
     pub name: String,
     /// A GeoJSON file: a Polygon or MultiPolygon geometry, or a Feature holding one.

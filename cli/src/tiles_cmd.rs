@@ -29,8 +29,10 @@ pub struct ExportArgs {
     /// The archive to write (replaced when it exists).
     #[arg(long)]
     out: PathBuf,
+    /// Lowest zoom written.
     #[arg(long, default_value_t = 0)]
     minzoom: u8,
+    /// Highest zoom written (clients overzoom past it).
     #[arg(long, default_value_t = 16)]
     maxzoom: u8,
 }

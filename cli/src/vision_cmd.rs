@@ -15,6 +15,7 @@ pub enum VisionCommand {
     /// Judge images: one JSON line each with the verdict, reasons, quality measures, faces,
     /// plates, perceptual hash and milliseconds taken.
     Check {
+        /// JPEG frames to judge.
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// Folder of ONNX Runtime and the models [default: $COVERMAP_MODELS or
@@ -27,19 +28,26 @@ pub enum VisionCommand {
     /// --threads N, also the frames per second of N frames judged in parallel (as the worker
     /// does), over N × --repeat frames.
     Bench {
+        /// JPEG frames to time.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// Timed runs per image, after one warm-up.
         #[arg(long, default_value_t = 5)]
         repeat: u32,
+        /// Also judge this many frames in parallel, as the worker does.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Folder of ONNX Runtime and the models (as for `check`).
         #[arg(long)]
         models: Option<PathBuf>,
     },
     /// Write the anonymised frame: every face and plate blurred, re-encoded as JPEG.
     Blur {
+        /// The JPEG frame to read.
         input: PathBuf,
+        /// Where to write the blurred JPEG.
         output: PathBuf,
+        /// Folder of ONNX Runtime and the models (as for `check`).
         #[arg(long)]
         models: Option<PathBuf>,
     },
