@@ -309,26 +309,30 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     println!("\nopen, one per role (each link signs its page in):");
     println!("  map (anyone)      {base}/");
     println!(
-        "      coverage, radio, imagery and demand hexagons over the roads; click one for its figures"
+        "      coverage, radio and demand hexagons over the named roads; click one for its figures, \
+         then switch layers: the popup follows"
     );
     println!(
         "  driver ({})    {base}/driver#key={}",
         CONTRIBUTORS[0], contributor_keys[0]
     );
     println!(
-        "      {}'s devices, drives, frames and what each credited; rewards per epoch, each with \
+        "      {}'s drives: “details” opens a map of the roads each was matched to, its frames \
+         (blurred) with their verdicts, what was left out and why; rewards per epoch, each with \
          its Merkle proof checked in the browser",
         CONTRIBUTORS[0]
     );
     println!("  planner           {base}/planner#key={planner_key}");
     println!(
-        "      the bounty “{}”; draw a demand area or a bounty; try a proposed policy on epoch {}",
+        "      the bounty “{}”; draw a demand area or a bounty and read its preview before \
+         creating it; try a proposed policy on epoch {}",
         bounty,
         epoch.map_or_else(|| "a closed epoch".to_owned(), |n| n.to_string())
     );
     println!("  auditor           {base}/auditor#key={auditor_key}");
     println!(
-        "      {refused} frames the vision stage refused, to approve or reject; every upload's evidence"
+        "      {refused} frames the vision stage refused, each with the measures behind it, to \
+         approve or reject (keys a, r, n, p); every flagged upload's evidence"
     );
     println!(
         "  admin (API)       curl -H 'Authorization: Bearer {admin_key}' {base}/api/v1/uploads"
