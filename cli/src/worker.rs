@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use covermap_domain::{BoundingBox, Fix, SegmentRef, UploadKind};
+use covermap_domain::{BoundingBox, Fix, LatLon, SegmentRef, UploadKind};
 use covermap_ingest::radio::Emitter;
 use covermap_ingest::{GeotagParams, IngestRules, Track};
 use covermap_roads::RoadNetwork;
@@ -524,6 +524,8 @@ fn track_outcome(track: &Track, roads: Option<&RoadGraph>, config: &WorkerConfig
             covermap_roads::index_fixes(&track.fixes, config.resolution),
         ),
     };
+    // Where a left-out fix was, as its detail: the driver's map places it ("at LAT, LON").
+    let at: std::collections::HashMap<usize, LatLon> = track.rejected_at.iter().copied().collect();
     JobOutcome {
         fixes_accepted: track.fixes.len() as u32,
         fixes_rejected: track.rejected.len() as u32,
@@ -536,7 +538,7 @@ fn track_outcome(track: &Track, roads: Option<&RoadGraph>, config: &WorkerConfig
                 stage: "fix",
                 item: *i as i64,
                 reason: why.as_str().to_owned(),
-                detail: None,
+                detail: at.get(i).map(|p| format!("at {:.7}, {:.7}", p.lat, p.lon)),
             })
             .collect(),
         ..JobOutcome::default()
@@ -681,6 +683,7 @@ fn drive_outcome(
                 fixes,
                 rejected: Vec::new(),
                 jumps: Vec::new(),
+                rejected_at: Vec::new(),
             };
             (placed, track)
         }

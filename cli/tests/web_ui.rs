@@ -101,12 +101,19 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     let first_epoch = epoch_now();
     let t0 = Utc::now() - chrono::Duration::minutes(20);
     let fixes = road_fixes("roads/monaco.osm.pbf", 43.7330, 7.4200, t0, 60);
+    // One fix a receiver threw 150 m off for half a second: left out, and shown where it was.
+    let mut sent = fixes.clone();
+    let (lat, lon, at) = sent[30];
+    sent.insert(
+        31,
+        (lat + 0.00135, lon, at + chrono::Duration::milliseconds(500)),
+    );
     let (s, r) = post_signed(
         &client,
         &keys.signer,
         base,
         "/api/v1/uploads/gpx",
-        gpx_of(&fixes),
+        gpx_of(&sent),
     )
     .await;
     assert_eq!(s, 202, "{r}");
@@ -114,6 +121,21 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     let drive = processed(&client, base, &keys.admin, drive_id).await;
     // A drive on Monaco's roads: believed, so on the map the browser is about to draw.
     assert_eq!(drive["trust"]["verdict"], "trusted", "{drive}");
+    let left = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{drive_id}/rejections"),
+        &keys.device_key,
+    )
+    .await;
+    assert_eq!(
+        left["rejections"][0]["reason"], "implausible_jump",
+        "{left}"
+    );
+    assert_eq!(
+        left["rejections"][0]["detail"],
+        format!("at {:.7}, {:.7}", lat + 0.00135, lon),
+        "{left}"
+    );
     // The roads it was matched to, as lines to draw, with what was driven on each.
     let matched = get_with(
         &client,

@@ -79,6 +79,9 @@ pub struct Track {
     /// The points left out as implausible jumps, where they were: the trust stage tells a GNSS
     /// glitch (away and back) from two drives spliced together (away for good) by them.
     pub jumps: Vec<Fix>,
+    /// Where each left-out point was, for those with a position in range (index in the upload,
+    /// position): the driver's map of a drive shows them.
+    pub rejected_at: Vec<(usize, LatLon)>,
 }
 
 /// A track in a few numbers, for the uploader's receipt.
@@ -118,6 +121,7 @@ impl Track {
             fixes: Vec::new(),
             rejected: Vec::new(),
             jumps: Vec::new(),
+            rejected_at: Vec::new(),
         };
         let points: Vec<RawPoint> = points.into_iter().collect();
         if let Some((seconds, speed_mps)) = sustained_speed(&points, policy) {
@@ -127,14 +131,17 @@ impl Track {
             match check_one(p, track.fixes.last(), latest, earliest, policy) {
                 Ok(fix) => track.fixes.push(fix),
                 Err(why) => {
-                    if why == FixRejection::ImplausibleJump
-                        && let (Ok(pos), Some(at)) = (LatLon::new(p.lat, p.lon), p.time)
-                    {
-                        track.jumps.push(Fix {
-                            at,
-                            pos,
-                            accuracy_m: None,
-                        });
+                    if let Ok(pos) = LatLon::new(p.lat, p.lon) {
+                        track.rejected_at.push((i, pos));
+                        if why == FixRejection::ImplausibleJump
+                            && let Some(at) = p.time
+                        {
+                            track.jumps.push(Fix {
+                                at,
+                                pos,
+                                accuracy_m: None,
+                            });
+                        }
                     }
                     track.rejected.push((i, why));
                 }
@@ -340,8 +347,16 @@ mod tests {
 
         // Half or fewer is noise: the track stands without the jumps.
         let mut noisy = plane[..2].to_vec();
+        let noisy_jump = LatLon::new(noisy[1].lat, noisy[1].lon).unwrap();
         noisy.extend((2..5).map(|i| p(43.7, 7.4, at(i))));
         let track = Track::check(noisy, now(), &IngestPolicy::default()).unwrap();
         assert_eq!(track.rejected, vec![(1, FixRejection::ImplausibleJump)]);
+        // Where the jump landed is kept, for the driver's map of the drive.
+        assert_eq!(track.rejected_at.len(), 1);
+        assert_eq!(track.rejected_at[0].0, 1);
+        assert_eq!(
+            (track.rejected_at[0].1.lat, track.rejected_at[0].1.lon),
+            (noisy_jump.lat, noisy_jump.lon)
+        );
     }
 }

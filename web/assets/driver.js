@@ -1,5 +1,6 @@
 // The driver's page: the device's uploads with what was kept and left out, rewards per epoch,
 // and the Merkle proof of an epoch's cumulative total, checked here in the browser.
+/* global maplibregl */
 import {
   $, api, createMap, esc, every, keyField, measuresHTML, num, reasonWords, units, when,
 } from "./common.js";
@@ -112,13 +113,32 @@ function framesHTML(u, frames, refused) {
 
 const EMPTY = { type: "FeatureCollection", features: [] };
 
-/** A small map of the drive: the roads it was matched to, and its frames by verdict. */
-function driveMap(container, roads, frames) {
+/** The fixes left out where their detail places them (`at LAT, LON`), as GeoJSON points. */
+function leftOutFixes(rejections) {
+  const features = [];
+  for (const r of rejections) {
+    const m = r.stage === "fix" && /^at (-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?)/.exec(r.detail ?? "");
+    if (!m) continue;
+    features.push({
+      type: "Feature",
+      properties: { item: r.item, reason: r.reason, why: reasonWords("fix", r.reason) },
+      geometry: { type: "Point", coordinates: [Number(m[2]), Number(m[1])] },
+    });
+  }
+  return { type: "FeatureCollection", features };
+}
+
+/**
+ * A small map of the drive: the roads it was matched to, its frames by verdict, and the fixes
+ * left out (click one for why).
+ */
+function driveMap(container, roads, frames, dropped) {
   const map = createMap(container, {
     hash: false,
     extra: {
       sources: {
         driven: { type: "geojson", data: roads ?? EMPTY },
+        dropped: { type: "geojson", data: dropped },
         shots: {
           type: "geojson",
           data: {
@@ -141,12 +161,21 @@ function driveMap(container, roads, frames) {
             "circle-color": ["match", ["get", "verdict"], "published", "#1a9850", "#8a96a3"],
             "circle-stroke-color": "#fff", "circle-stroke-width": 1,
           } },
+        { id: "dropped-dot", type: "circle", source: "dropped",
+          paint: { "circle-radius": 5, "circle-color": "#d73027", "circle-stroke-color": "#fff", "circle-stroke-width": 1.5 } },
       ],
     },
+  });
+  map.on("click", "dropped-dot", (e) => {
+    const p = e.features[0].properties;
+    new maplibregl.Popup().setLngLat(e.lngLat)
+      .setHTML(`<strong>fix ${esc(p.item)} left out</strong>${esc(p.why)} <span class="muted mono">${esc(p.reason)}</span>`)
+      .addTo(map);
   });
   const points = [
     ...(roads?.features ?? []).flatMap((f) => f.geometry.coordinates),
     ...frames.map((f) => [f.pos.lon, f.pos.lat]),
+    ...dropped.features.map((f) => f.geometry.coordinates),
   ];
   if (points.length) {
     const lons = points.map((p) => p[0]);
@@ -168,11 +197,12 @@ async function openDetails(u) {
   const roads = matched?.roads;
   const driven = (matched?.stretches ?? []).reduce((m, s) => m + s.length_m, 0);
   const refused = rejections.filter((r) => r.stage === "frame");
-  const hasMap = (roads?.features?.length ?? 0) > 0 || frames.length > 0;
+  const dropped = leftOutFixes(rejections);
+  const hasMap = (roads?.features?.length ?? 0) > 0 || frames.length > 0 || dropped.features.length > 0;
   const mapId = `drive-map-${id}`;
   const parts = [
-    hasMap ? `<h3>Map</h3><div class="muted">${roads?.features?.length ? `${num(driven / 1000)} km matched to ${units(roads.features.length)} road segments (blue)` : "no roads matched"}${frames.length ? "; frames by verdict (green: published, grey: waiting)" : ""}</div>
-      <div id="${mapId}" class="map drive-map" data-segments="${roads?.features?.length ?? 0}"></div>` : "",
+    hasMap ? `<h3>Map</h3><div class="muted">${roads?.features?.length ? `${num(driven / 1000)} km matched to ${units(roads.features.length)} road segments (blue)` : "no roads matched"}${frames.length ? "; frames by verdict (green: published, grey: waiting)" : ""}${dropped.features.length ? `; ${units(dropped.features.length)} fixes left out (red: click one for why)` : ""}</div>
+      <div id="${mapId}" class="map drive-map" data-segments="${roads?.features?.length ?? 0}" data-left-out="${dropped.features.length}"></div>` : "",
     framesHTML(id, frames, refused),
     leftOutHTML(rejections),
   ].filter(Boolean);
@@ -182,7 +212,7 @@ async function openDetails(u) {
     const el = document.getElementById(mapId);
     if (!el || !hasMap) return;
     map?.remove();
-    map = driveMap(mapId, roads, frames);
+    map = driveMap(mapId, roads, frames, dropped);
   };
   return { html, mount };
 }

@@ -278,8 +278,12 @@ try {
     const driveMap = await expect(page, "tr.detail .drive-map canvas", "the GPS drive's details show no map");
     const segments = Number(await page.$eval("tr.detail .drive-map", (e) => e.dataset.segments));
     if (!(segments > 0)) fail("the GPS drive's map shows no matched road");
+    const dropped = Number(await page.$eval("tr.detail .drive-map", (e) => e.dataset.leftOut));
+    if (!(dropped > 0)) fail("the GPS drive's map does not show the fix that was left out");
+    const jump = await page.textContent('tr.detail li[data-left-out="fix:implausible_jump"]').catch(() => "");
+    if (!/jump no vehicle could make/.test(jump)) fail(`the GPS drive does not say why its fix was left out: “${jump}”`);
     await driveMap.scrollIntoViewIfNeeded();
-    log(`driver: the GPS drive's map shows ${segments} matched road segments`);
+    log(`driver: the GPS drive's map shows ${segments} matched road segments and ${dropped} fix left out`);
     // The camera drive: its refused frame with its verdict in words, what was left out and why.
     await page.click('#uploads tr[data-kind="drive"] button[data-action="details"]');
     await expect(page, 'tr.detail figure.frame-thumb[data-verdict="refused"]', "the camera drive shows no refused frame");
