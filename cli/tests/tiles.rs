@@ -484,6 +484,26 @@ async fn tiles_end_to_end(db: Db) {
     // A fontstack message naming the stack and the range.
     assert!(pbf.windows(11).any(|w| w == b"DejaVu Sans"));
     assert!(pbf.windows(5).any(|w| w == b"0-255"));
+    // Gzipped for a browser that takes it: the same bytes, about half as many.
+    let r = client
+        .get(format!("{base}/fonts/DejaVu%20Sans/0-255.pbf"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let zipped = r.bytes().await.unwrap();
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&zipped[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, pbf.to_vec());
+    assert!(
+        zipped.len() < pbf.len() * 3 / 4,
+        "{} of {}",
+        zipped.len(),
+        pbf.len()
+    );
     for (path, status, code) in [
         ("/fonts/Arial/0-255.pbf", 404, "not_found"),
         ("/fonts/DejaVu%20Sans/1-256.pbf", 400, "bad_glyph_range"),

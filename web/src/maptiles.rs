@@ -607,7 +607,8 @@ fn fitting_zoom(b: &BoundingBox) -> u8 {
 /// The bundled font and the glyph ranges already drawn from it (each drawn once per process).
 struct GlyphStore {
     font: covermap_tiles::glyphs::Glyphs,
-    ranges: Mutex<HashMap<u32, Bytes>>,
+    /// Each range drawn, raw and gzipped (about half the size).
+    ranges: Mutex<HashMap<u32, (Bytes, Bytes)>>,
 }
 
 fn glyph_store() -> &'static GlyphStore {
@@ -622,6 +623,7 @@ fn glyph_store() -> &'static GlyphStore {
 /// the font compiled into covermap (`DejaVu Sans`), so the map needs no font server or CDN.
 pub(crate) async fn glyphs(
     Path((stack, range)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     use covermap_tiles::glyphs::{FONT_STACK, parse_range};
     if !stack.split(',').any(|name| name.trim() == FONT_STACK) {
@@ -641,18 +643,21 @@ pub(crate) async fn glyphs(
         .lock()
         .ok()
         .and_then(|r| r.get(&start).cloned());
-    let body = match cached {
+    let (raw, gz) = match cached {
         Some(b) => b,
         None => {
             // A few milliseconds, once per range and process: drawn in place.
-            let drawn = Bytes::from(store.font.range(FONT_STACK, start));
+            let raw = store.font.range(FONT_STACK, start);
+            let gz = gzip(&raw).map(Bytes::from).unwrap_or_default();
+            let drawn = (Bytes::from(raw), gz);
             if let Ok(mut r) = store.ranges.lock() {
                 r.insert(start, drawn.clone());
             }
             drawn
         }
     };
-    Ok((
+    let zipped = accepts_gzip(&headers) && !gz.is_empty();
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -662,10 +667,17 @@ pub(crate) async fn glyphs(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=86400"),
             ),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
         ],
-        body,
+        if zipped { gz } else { raw },
     )
-        .into_response())
+        .into_response();
+    if zipped {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
