@@ -35,7 +35,8 @@ pub struct Overrides {
     /// Worker tasks inside `serve` and `demo`, or in one `worker` process [default: 2].
     #[arg(long, env = "COVERMAP_WORKERS", global = true, value_name = "N")]
     pub workers: Option<usize>,
-    /// How long a worker holds a job before another may take it over [default: 60].
+    /// How long a job stays a worker's without a renewal; a working worker renews it every third
+    /// of this, and a dead one's job is taken over after it [default: 60].
     #[arg(long, env = "COVERMAP_LEASE_SECONDS", global = true, value_name = "S")]
     pub lease_seconds: Option<u64>,
     /// Largest accepted upload body, in bytes [default: 33554432 (32 MiB)].

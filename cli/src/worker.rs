@@ -210,7 +210,25 @@ pub async fn work_once(
     else {
         return Ok(false);
     };
-    let result = match process(&lease, store, blobs, roads.cloned(), config).await {
+    // The lease is renewed while the job runs, so a long drive is not taken over (and done
+    // again) by another worker; if it is lost all the same, the work stops here.
+    let processed = {
+        let work = process(&lease, store, blobs, roads.cloned(), config);
+        tokio::pin!(work);
+        tokio::select! {
+            done = &mut work => Some(done),
+            () = keep_lease(store, &lease, config.lease) => None,
+        }
+    };
+    let Some(processed) = processed else {
+        metrics::counter!("covermap_jobs_total", "outcome" => "lease_lost").increment(1);
+        tracing::warn!(
+            job = lease.job_id,
+            "lease lost while the job ran (another worker took it over); stopped"
+        );
+        return Ok(true);
+    };
+    let result = match processed {
         Ok((outcome, probe)) => {
             let r = store.complete_job(&lease, &outcome, Utc::now()).await;
             if r.is_ok() {
@@ -257,6 +275,22 @@ pub async fn work_once(
             Ok(true)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Renews `lease` every third of its length for as long as it is polled; returns once the lease
+/// is lost. A renewal that fails for another reason (the database away for a moment) is tried
+/// again at the next beat.
+async fn keep_lease(store: &dyn Store, lease: &Lease, length: std::time::Duration) {
+    let beat = (length / 3).max(std::time::Duration::from_millis(100));
+    let length = chrono::Duration::from_std(length).unwrap_or(chrono::Duration::seconds(60));
+    loop {
+        tokio::time::sleep(beat).await;
+        match store.renew_lease(lease, Utc::now() + length).await {
+            Ok(()) => metrics::counter!("covermap_lease_renewals_total").increment(1),
+            Err(StoreError::LeaseLost { .. }) => return,
+            Err(e) => tracing::warn!(job = lease.job_id, error = %e, "renewing a lease failed"),
+        }
     }
 }
 

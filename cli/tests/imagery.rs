@@ -461,3 +461,116 @@ async fn sqlite_auditors_approve_and_reject_refused_frames() {
 async fn postgis_auditors_approve_and_reject_refused_frames() {
     auditors_approve_and_reject_refused_frames(Db::postgis().await).await;
 }
+
+/// `jpeg` (which has no EXIF block of its own) with an EXIF block saying it was taken at `at`
+/// (UTC).
+fn taken_at(jpeg: &[u8], at: chrono::DateTime<Utc>) -> Vec<u8> {
+    let ascii = |tag, s: String| exif::Field {
+        tag,
+        ifd_num: exif::In::PRIMARY,
+        value: exif::Value::Ascii(vec![s.into_bytes()]),
+    };
+    let fields = [
+        ascii(
+            exif::Tag::DateTimeOriginal,
+            at.format("%Y:%m:%d %H:%M:%S").to_string(),
+        ),
+        // In UTC, as a dashcam that knows its offset says.
+        ascii(exif::Tag::OffsetTimeOriginal, "+00:00".into()),
+    ];
+    let mut writer = exif::experimental::Writer::new();
+    for f in &fields {
+        writer.push_field(f);
+    }
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    writer.write(&mut tiff, false).unwrap();
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(tiff.into_inner());
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend(u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
+    out.extend(app1);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+/// A drive that takes its worker longer than the lease (twelve 4K frames through the vision
+/// stage, with one-second leases) is processed once: the worker renews its lease while it works,
+/// so the idle second worker never takes the job over and no result is thrown away.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drive_longer_than_the_lease_is_processed_once() {
+    let db = Db::sqlite();
+    let server = serve(&db, &["--lease-seconds", "1", "--workers", "2"]);
+    let client = reqwest::Client::new();
+    let base = server.base.as_str();
+    let keys = access(&db, &server, &client).await;
+    let t0 = Utc.with_ymd_and_hms(2018, 6, 8, 20, 24, 1).unwrap();
+    let street = image::load_from_memory(&camera("mapillary_tools/DSC00001.JPG")).unwrap();
+    let mut plain = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90)
+        .encode_image(&street)
+        .unwrap();
+    let mut entries: Vec<(String, Vec<u8>)> =
+        vec![("track.gpx".into(), gpx_track(45.5, -122.57, t0, 60))];
+    for i in 0..12 {
+        let at = t0 + chrono::Duration::seconds(2 * i);
+        entries.push((format!("f{i:02}.jpg"), taken_at(&plain, at)));
+    }
+    let entries: Vec<(&str, Vec<u8>)> = entries
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.clone()))
+        .collect();
+    let started = Instant::now();
+    let (s, r) = post_signed(
+        &client,
+        &keys.signer,
+        base,
+        "/api/v1/drives",
+        zip_of(&entries),
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    let id = r["upload_id"].as_i64().unwrap();
+    let rec = processed(&client, base, &keys.admin, id).await;
+    let took = started.elapsed();
+    let left = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{id}/rejections"),
+        &keys.admin,
+    )
+    .await;
+    assert!(
+        took > Duration::from_millis(1500),
+        "the drive took {took:?}, not longer than the 1-s lease: the test proves nothing: {rec} {left}"
+    );
+    // All twelve frames were looked at (one published, the others refused as its repeats).
+    assert_eq!(
+        rec["observations_accepted"].as_i64().unwrap()
+            + rec["observations_rejected"].as_i64().unwrap(),
+        12,
+        "{rec}"
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&keys.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("covermap_jobs_total{{outcome=\"{outcome}\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("done"), 1, "{metrics}");
+    assert_eq!(count("lease_lost"), 0, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("covermap_lease_renewals_total ")),
+        "{metrics}"
+    );
+}

@@ -748,6 +748,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         policy: QueuePolicy,
     ) -> Result<Option<Lease>>;
 
+    /// Extends a held lease to `until`, so a long job is not taken over while its worker still
+    /// works on it; [`StoreError::LeaseLost`] if the lease is no longer held (it ran out and
+    /// another worker took the job, or the job ended).
+    async fn renew_lease(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()>;
+
     /// Writes a track's observations, its upload's summary and the job's "done" mark in one
     /// transaction — or nothing, with [`StoreError::LeaseLost`], if the lease is no longer held.
     async fn complete_job(

@@ -383,6 +383,26 @@ impl Store for PgStore {
         }))
     }
 
+    async fn renew_lease(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()> {
+        let renewed = sqlx::query(
+            "UPDATE jobs SET leased_until = $1 \
+             WHERE id = $2 AND status = 'leased' AND lease_token = $3",
+        )
+        .bind(until)
+        .bind(lease.job_id)
+        .bind(&lease.token)
+        .execute(&self.pool)
+        .await
+        .ctx("renewing a lease")?
+        .rows_affected();
+        if renewed == 0 {
+            return Err(StoreError::LeaseLost {
+                job_id: lease.job_id,
+            });
+        }
+        Ok(())
+    }
+
     async fn complete_job(
         &self,
         lease: &Lease,

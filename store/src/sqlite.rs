@@ -457,6 +457,28 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn renew_lease(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.write().await?;
+        let renewed = sqlx::query(
+            "UPDATE jobs SET leased_until = ?1 \
+             WHERE id = ?2 AND status = 'leased' AND lease_token = ?3",
+        )
+        .bind(micros(until))
+        .bind(lease.job_id)
+        .bind(&lease.token)
+        .execute(&mut *tx)
+        .await
+        .ctx("renewing a lease")?
+        .rows_affected();
+        tx.commit().await.ctx("committing a lease's renewal")?;
+        if renewed == 0 {
+            return Err(StoreError::LeaseLost {
+                job_id: lease.job_id,
+            });
+        }
+        Ok(())
+    }
+
     async fn complete_job(
         &self,
         lease: &Lease,

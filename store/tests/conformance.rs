@@ -131,6 +131,7 @@ conformance!(
     concurrent_copies_of_the_same_bytes_name_the_first,
     completed_job_writes_coverage_and_is_not_leased_again,
     expired_lease_is_taken_over_and_counted_once,
+    a_renewed_lease_is_not_taken_over,
     concurrent_workers_take_each_job_once,
     rejected_upload_keeps_its_reason,
     transient_failures_retry_then_give_up,
@@ -402,6 +403,56 @@ async fn completed_job_writes_coverage_and_is_not_leased_again(store: Arc<dyn St
         (stats.jobs_done, stats.cells, stats.uploads_processed),
         (1, 3, 1)
     );
+}
+
+async fn a_renewed_lease_is_not_taken_over(store: Arc<dyn Store>) {
+    store
+        .record_upload(new_upload("car-1", "t", t0()))
+        .await
+        .unwrap();
+    let policy = QueuePolicy::default();
+    let a = store
+        .lease_job("a", t0(), LEASE, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    // A long job: its worker renews the lease before it runs out, again and again.
+    for k in 1..=4 {
+        store
+            .renew_lease(&a, t0() + secs(30 * k + 30))
+            .await
+            .unwrap();
+    }
+    for at in [31, 90, 149] {
+        assert!(
+            store
+                .lease_job("b", t0() + secs(at), LEASE, policy)
+                .await
+                .unwrap()
+                .is_none(),
+            "a renewed lease is held at {at} s"
+        );
+    }
+    // Still the first attempt, and its results land.
+    store
+        .complete_job(&a, &outcome(&MONACO, t0()), t0() + secs(149))
+        .await
+        .unwrap();
+    // A lease that ended (done) or was never held cannot be renewed.
+    let again = store.renew_lease(&a, t0() + secs(300)).await;
+    assert!(
+        matches!(again, Err(StoreError::LeaseLost { .. })),
+        "{again:?}"
+    );
+    let mut forged = a.clone();
+    forged.token = "not-the-token".into();
+    let forged = store.renew_lease(&forged, t0() + secs(300)).await;
+    assert!(
+        matches!(forged, Err(StoreError::LeaseLost { .. })),
+        "{forged:?}"
+    );
+    let cov = store.coverage(BoundingBox::WORLD, 100).await.unwrap();
+    assert_eq!(cov.iter().map(|c| c.fixes).sum::<i64>(), 6, "counted once");
 }
 
 async fn expired_lease_is_taken_over_and_counted_once(store: Arc<dyn Store>) {
