@@ -22,6 +22,15 @@ pub struct Overrides {
     /// Address the HTTP server listens on [default: 127.0.0.1:8080].
     #[arg(long, env = "COVERMAP_LISTEN", global = true, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// `covermap worker` only: address to serve its `/metrics` (admin key) and `/healthz` on
+    /// [default: none, no HTTP].
+    #[arg(
+        long,
+        env = "COVERMAP_METRICS_LISTEN",
+        global = true,
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory of the embedded database and of local blobs [default: ./covermap-data].
     #[arg(long, env = "COVERMAP_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -137,6 +146,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub database: Option<String>,
     pub objects: String,
@@ -169,6 +179,7 @@ impl Settings {
         let settings = Settings {
             listen: pick(&cli.listen, &file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_listen: pick(&cli.metrics_listen, &file.metrics_listen),
             database: pick(&cli.database, &file.database),
             objects,
             data_dir,

@@ -227,6 +227,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 backend = store.backend(),
                 "workers running"
             );
+            let metrics = match settings.metrics_listen {
+                Some(addr) => {
+                    let state = app_state(&settings, store.clone(), blobs.clone(), 0)?;
+                    Some(serve_worker_metrics(addr, state, rx.clone()).await?)
+                }
+                None => None,
+            };
             let closer = settings.close_epochs.then(|| {
                 tokio::spawn(rewards::run_closer(
                     store.clone(),
@@ -246,6 +253,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             .await;
             if let Some(c) = closer {
                 c.await?;
+            }
+            if let Some(m) = metrics {
+                m.await??;
             }
             Ok(())
         }
@@ -410,34 +420,71 @@ pub(crate) struct Server {
     workers: tokio::task::JoinHandle<()>,
 }
 
+/// What the HTTP handlers share, with the metrics recorder installed; `tile_cache_bytes` bounds
+/// the rendered tiles kept.
+fn app_state(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    tile_cache_bytes: usize,
+) -> anyhow::Result<AppState> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    Ok(AppState {
+        store,
+        blobs,
+        rules: settings.ingest_rules(),
+        policy: Arc::new(settings.reward_policy()?),
+        usage: Arc::new(covermap_web::usage::UsageMeter::default()),
+        resolution: settings.resolution(),
+        tiles: Arc::new(covermap_web::maptiles::TileCache::new(tile_cache_bytes)),
+        max_upload_bytes: settings.max_upload_bytes,
+        max_drive_bytes: settings.max_drive_bytes,
+        public_rate: settings.public_rate(),
+        metrics: Some(metrics),
+        jobs_waiting: Arc::new(Notify::new()),
+        drive_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+    })
+}
+
+/// `covermap worker --metrics-listen ADDR`: `/metrics` and `/healthz` on ADDR, until `stop`.
+/// Says the address it took on stdout (`covermap worker metrics on http://ADDR`).
+async fn serve_worker_metrics(
+    addr: SocketAddr,
+    state: AppState,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    println!(
+        "covermap worker metrics on http://{}",
+        listener.local_addr()?
+    );
+    let app = covermap_web::metrics_router(state);
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    }))
+}
+
 impl Server {
     pub async fn start(
         settings: &Settings,
         store: Arc<dyn Store>,
         blobs: Blobs,
     ) -> anyhow::Result<Self> {
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .context("cannot install the metrics recorder")?;
-        let policy = Arc::new(settings.reward_policy()?);
-        let usage = Arc::new(covermap_web::usage::UsageMeter::default());
-        let wake = Arc::new(Notify::new());
-        let tiles = Arc::new(covermap_web::maptiles::TileCache::new(256 << 20));
-        let state = AppState {
-            store: store.clone(),
-            blobs: blobs.clone(),
-            rules: settings.ingest_rules(),
-            policy: policy.clone(),
-            usage: usage.clone(),
-            resolution: settings.resolution(),
-            tiles: tiles.clone(),
-            max_upload_bytes: settings.max_upload_bytes,
-            max_drive_bytes: settings.max_drive_bytes,
-            public_rate: settings.public_rate(),
-            metrics: Some(metrics),
-            jobs_waiting: wake.clone(),
-            drive_slots: Arc::new(tokio::sync::Semaphore::new(2)),
-        };
+        let state = app_state(settings, store.clone(), blobs.clone(), 256 << 20)?;
+        let (policy, usage, wake, tiles) = (
+            state.policy.clone(),
+            state.usage.clone(),
+            state.jobs_waiting.clone(),
+            state.tiles.clone(),
+        );
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

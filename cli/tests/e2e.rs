@@ -282,12 +282,26 @@ async fn a_dead_workers_job_is_taken_over_and_counted_once(db: Db) {
         .expect("the upload's job is queued");
     assert_eq!(dead.upload_id, id);
 
+    // A worker process of its own, with its metrics served on a port of its own.
     let mut worker = Command::new(BIN)
         .args(db.args())
-        .args(["--max-fix-age-days", "100000", "--workers", "1", "worker"])
+        .args(["--max-fix-age-days", "100000", "--workers", "1"])
+        .args(["--metrics-listen", "127.0.0.1:0", "worker"])
         .env("COVERMAP_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(worker.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let worker_base = line
+        .trim()
+        .strip_prefix("covermap worker metrics on ")
+        .unwrap_or_else(|| panic!("unexpected first line from worker: {line:?}"))
+        .to_owned();
     let rec = wait_for_status(
         &client,
         &server.base,
@@ -296,6 +310,34 @@ async fn a_dead_workers_job_is_taken_over_and_counted_once(db: Db) {
         Duration::from_secs(30),
     )
     .await;
+    // The worker's own counters: the job it took over, done; only for an admin key.
+    let health = get_json(&client, &format!("{worker_base}/healthz")).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    let r = client
+        .get(format!("{worker_base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let metrics = client
+        .get(format!("{worker_base}/metrics"))
+        .bearer_auth(&keys.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("covermap_jobs_total{outcome=\"done\"} 1"),
+        "{metrics}"
+    );
+    let r = client
+        .get(format!("{worker_base}/api/v1/uploads"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a worker serves nothing else");
     let _ = worker.kill();
     let _ = worker.wait();
     assert_eq!(rec["status"], "processed", "{rec}");

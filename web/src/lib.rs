@@ -74,6 +74,18 @@ impl AppState {
     }
 }
 
+/// What a `covermap worker` process serves: `/metrics` (its job counters, admin key) and
+/// `/healthz`, nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = DefaultBodyLimit::max(state.max_upload_bytes);
     let limiter = Arc::new(ratelimit::Limiter::new(state.public_rate));
