@@ -86,15 +86,7 @@ async fn upload_carries_through_the_queue(db: Db) {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .bearer_auth(&keys.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, base, &keys.admin).await;
     assert!(
         metrics.contains("covermap_uploads_total{kind=\"gpx\",outcome=\"accepted\"} 1"),
         "{metrics}"
@@ -319,15 +311,7 @@ async fn a_dead_workers_job_is_taken_over_and_counted_once(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let metrics = client
-        .get(format!("{worker_base}/metrics"))
-        .bearer_auth(&keys.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &worker_base, &keys.admin).await;
     assert!(
         metrics.contains("covermap_jobs_total{outcome=\"done\"} 1"),
         "{metrics}"

@@ -549,15 +549,7 @@ async fn a_drive_longer_than_the_lease_is_processed_once() {
         12,
         "{rec}"
     );
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .bearer_auth(&keys.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, base, &keys.admin).await;
     let count = |outcome: &str| {
         metrics
             .lines()

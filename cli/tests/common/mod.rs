@@ -154,6 +154,22 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// The Prometheus text of `{base}/metrics`, read with an admin key.
+pub async fn metrics_text(client: &reqwest::Client, base: &str, admin: &str) -> String {
+    let r = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "GET {base}/metrics: {}",
+        r.status()
+    );
+    r.text().await.unwrap()
+}
+
 /// GET an endpoint with a key.
 pub async fn get_with(client: &reqwest::Client, url: &str, key: &str) -> Value {
     let r = client.get(url).bearer_auth(key).send().await.unwrap();
