@@ -491,6 +491,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
         let mut http_rx = rx.clone();
+        let state_for_sweeper = state.clone();
         let app = covermap_web::router(state);
         let http = tokio::spawn(async move {
             axum::serve(
@@ -502,6 +503,12 @@ impl Server {
             })
             .await
         });
+        // Upload sessions abandoned for a day go, with their staged parts: now and hourly.
+        tokio::spawn(covermap_web::uploads::run_session_sweeper(
+            state_for_sweeper,
+            Duration::from_secs(3600),
+            rx.clone(),
+        ));
         tokio::spawn(covermap_web::usage::run_flusher(
             usage,
             store.clone(),

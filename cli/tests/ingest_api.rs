@@ -1024,6 +1024,66 @@ async fn limits_hold_and_large_drives_resume() {
         walkdir_files(&staging).is_empty(),
         "the refused parts are deleted"
     );
+
+    // A session its device abandoned (last touched 25 h ago): swept with its staged part by the
+    // server itself (at start, then hourly), though the device never opens another.
+    let open = serde_json::to_vec(
+        &json!({"size_bytes": drive.len(), "sha256": hex::encode(Sha256::digest(&drive))}),
+    )
+    .unwrap();
+    let (s, session) =
+        post_signed(&client, &keys.signer, base, "/api/v1/drives/sessions", open).await;
+    assert_eq!(s, 201, "{session}");
+    let sid = session["session"].as_str().unwrap().to_owned();
+    let staged = blobs
+        .put_staged(&sid, 0, "abandoned".into(), drive[..1000].to_vec().into())
+        .await
+        .unwrap();
+    let part = covermap_store::SessionPart {
+        offset: 0,
+        size: 1000,
+        blob_key: staged,
+    };
+    store
+        .add_session_part(&sid, &part, Utc::now() - chrono::Duration::hours(25))
+        .await
+        .unwrap();
+    assert_eq!(walkdir_files(&staging).len(), 1);
+    drop(server);
+    let server = serve(
+        &db,
+        &[
+            "--max-upload-bytes",
+            "1000000",
+            "--max-drive-bytes",
+            "8000000",
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.session(&sid).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned session was not swept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        walkdir_files(&staging).is_empty(),
+        "the abandoned session's part is deleted"
+    );
+    let path = format!("/api/v1/drives/sessions/{sid}");
+    let r = signed(
+        &client,
+        &keys.signer,
+        Method::GET,
+        &server.base,
+        &path,
+        vec![],
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
     drop(server);
     db.finish().await;
 }

@@ -921,6 +921,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The sessions a device has open, oldest first.
     async fn device_sessions(&self, device: &DeviceId) -> Result<Vec<UploadSession>>;
 
+    /// Sessions of any device untouched since `before`, least recently touched first, at most
+    /// `limit`: what the sweeper drops.
+    async fn stale_sessions(&self, before: DateTime<Utc>, limit: i64)
+    -> Result<Vec<UploadSession>>;
+
     /// The key with this id, revoked or not.
     async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>>;
 

@@ -1612,6 +1612,22 @@ impl Store for SqliteStore {
         rows.iter().map(session_from_row).collect()
     }
 
+    async fn stale_sessions(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<UploadSession>> {
+        let rows = sqlx::query(
+            "SELECT * FROM upload_sessions WHERE updated_at < ? ORDER BY updated_at LIMIT ?",
+        )
+        .bind(micros(before))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("listing stale upload sessions")?;
+        rows.iter().map(session_from_row).collect()
+    }
+
     async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>> {
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
             .bind(id)

@@ -1346,6 +1346,30 @@ async fn upload_sessions_take_parts_in_order(store: Arc<dyn Store>) {
         store.session_parts("s1").await.unwrap(),
         vec![part(0, 4), part(4, 6)]
     );
+    // Sessions of any device untouched since a time, least recently touched first: the sweep.
+    let other = UploadSession {
+        id: "s2".into(),
+        device: "cam-2".parse().unwrap(),
+        created_at: t0() + secs(60),
+        updated_at: t0() + secs(60),
+        ..store.session("s1").await.unwrap().unwrap()
+    };
+    store.open_session(&other).await.unwrap();
+    let ids = |v: Vec<UploadSession>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert!(ids(store.stale_sessions(t0(), 10).await.unwrap()).is_empty());
+    assert_eq!(
+        ids(store.stale_sessions(t0() + secs(30), 10).await.unwrap()),
+        ["s1"]
+    );
+    assert_eq!(
+        ids(store.stale_sessions(t0() + secs(90), 10).await.unwrap()),
+        ["s1", "s2"]
+    );
+    assert_eq!(
+        ids(store.stale_sessions(t0() + secs(90), 1).await.unwrap()),
+        ["s1"]
+    );
+    store.delete_session("s2").await.unwrap();
     store.delete_session("s1").await.unwrap();
     assert_eq!(store.session("s1").await.unwrap(), None);
     assert!(store.session_parts("s1").await.unwrap().is_empty());

@@ -16,7 +16,7 @@ pub mod maptiles;
 mod pages;
 mod ratelimit;
 pub mod rewards;
-mod uploads;
+pub mod uploads;
 pub mod usage;
 
 use std::net::SocketAddr;

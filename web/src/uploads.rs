@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use covermap_domain::{Role, UploadKind};
 use covermap_ingest::access::AccessError;
 use covermap_ingest::{Accepted, IngestError, gunzip_bounded};
@@ -309,8 +309,50 @@ pub(crate) async fn session_status(
     )
 }
 
-/// Sessions untouched this long are dropped when their device opens a new one.
+/// Sessions untouched this long are dropped: by [`run_session_sweeper`], and at once when their
+/// device opens a new one.
 const SESSION_TTL_HOURS: i64 = 24;
+
+/// Drops every upload session untouched for [`SESSION_TTL_HOURS`] at `now`, with its staged
+/// parts; how many it dropped.
+pub async fn sweep_sessions(state: &AppState, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    const BATCH: i64 = 500;
+    let before = now - chrono::Duration::hours(SESSION_TTL_HOURS);
+    let mut dropped = 0;
+    loop {
+        let stale = state.store.stale_sessions(before, BATCH).await?;
+        for s in &stale {
+            close_session(state, &s.id).await?;
+        }
+        dropped += stale.len();
+        if (stale.len() as i64) < BATCH {
+            return Ok(dropped);
+        }
+    }
+}
+
+/// Sweeps abandoned upload sessions now and every `every` until `stop` (a device that never
+/// comes back would otherwise leave its staged parts for good).
+pub async fn run_session_sweeper(
+    state: AppState,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match sweep_sessions(&state, Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("covermap_sessions_swept_total").increment(n as u64);
+                tracing::info!(sessions = n, "dropped upload sessions untouched for a day");
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeping upload sessions failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
 /// Sessions one device may have open at once.
 const MAX_OPEN_SESSIONS: usize = 4;
 
