@@ -582,11 +582,12 @@ export function popupOnClick(map, layerIds, enabled = () => true) {
 
 /**
  * Fetches `sources()`'s visible tiles again every `ms` (new uploads appear without a reload),
- * while the page is visible and the map is still and done loading.
+ * while the page is visible and the map is still and done loading — never while the last round
+ * of tiles is still coming (on a slow machine that would keep the map loading for ever).
  */
 export function keepFresh(map, sources, ms, onRefresh = () => {}) {
   return setInterval(() => {
-    if (document.visibilityState !== "visible" || map.isMoving() || !map.isStyleLoaded()) return;
+    if (document.visibilityState !== "visible" || map.isMoving() || !map.loaded()) return;
     for (const s of sources()) {
       if (map.getSource(s)) map.refreshTiles(s);
     }

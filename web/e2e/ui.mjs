@@ -108,7 +108,7 @@ async function useKey(page, key, role) {
 }
 
 /** Waits until the page's map has drawn everything it was loading. */
-async function mapIdle(page, timeout = 30000) {
+async function mapIdle(page, timeout = 60000) {
   await page.waitForFunction(() => window.covermap?.map, null, { timeout })
     .catch(() => fail("the page made no map (is WebGL working?)"));
   // The map first moves to where the data is (the TileJSON's bounds).
