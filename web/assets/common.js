@@ -586,8 +586,15 @@ export function popupOnClick(map, layerIds, enabled = () => true) {
  * of tiles is still coming (on a slow machine that would keep the map loading for ever).
  */
 export function keepFresh(map, sources, ms, onRefresh = () => {}) {
+  // Refreshed again only after the map has been idle since the last refresh (has drawn all it
+  // loaded), so an `idle` always comes between two rounds.
+  let idle = false;
+  map.on("idle", () => {
+    idle = true;
+  });
   return setInterval(() => {
-    if (document.visibilityState !== "visible" || map.isMoving() || !map.loaded()) return;
+    if (document.visibilityState !== "visible" || map.isMoving() || !map.loaded() || !idle) return;
+    idle = false;
     for (const s of sources()) {
       if (map.getSource(s)) map.refreshTiles(s);
     }

@@ -107,21 +107,17 @@ async function useKey(page, key, role) {
   if (got !== role && got !== "admin") fail(`the key given for the ${role} page is a ${got} key`);
 }
 
-/** Waits until the page's map has drawn everything it was loading. */
+/** Waits until the page's map has drawn everything it was loading and stands still. */
 async function mapIdle(page, timeout = 60000) {
   await page.waitForFunction(() => window.covermap?.map, null, { timeout })
     .catch(() => fail("the page made no map (is WebGL working?)"));
   // The map first moves to where the data is (the TileJSON's bounds).
   await page.evaluate(() => window.covermap.map.placed);
-  await page.evaluate((ms) => new Promise((resolve, reject) => {
+  // Polled rather than waiting for an `idle` event, which a busy machine may deliver late.
+  await page.waitForFunction(() => {
     const map = window.covermap.map;
-    if (map.loaded()) return resolve();
-    const timer = setTimeout(() => reject(new Error(`the map was not idle within ${ms / 1000} s`)), ms);
-    map.once("idle", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  }), timeout);
+    return map.loaded() && !map.isMoving();
+  }, null, { timeout, polling: 200 }).catch(() => fail(`the map was not done loading within ${timeout / 1000} s`));
 }
 
 try {
@@ -141,7 +137,7 @@ try {
       // A hexagon cut by tile edges comes once per tile: count cells.
       const cells = new Set(features.map((f) => f.properties.cell));
       return cells.size || null;
-    }, COVERAGE_FILL, { timeout: 20000, polling: 250 }).catch(() => fail("no coverage hexagons rendered within 20 s"));
+    }, COVERAGE_FILL, { timeout: 45000, polling: 250 }).catch(() => fail("no coverage hexagons rendered within 45 s"));
     result.hexes = await found.jsonValue();
     log(`map: ${result.hexes} hexagons rendered`);
 
@@ -163,7 +159,7 @@ try {
     const fresh = await page.textContent('.maplibregl-popup tr[data-field="freshness"]').catch(() => "");
     if (!/\d+ %/.test(fresh)) fail(`the coverage popup gives no freshness in %: “${fresh}”`);
     await page.click('#layers label:has(input[value="radio"])');
-    await expect(page, '.maplibregl-popup .popup[data-layer="radio"]', "the popup did not follow the switch to the radio layer");
+    await expect(page, '.maplibregl-popup .popup[data-layer="radio"]', "the popup did not follow the switch to the radio layer", 45000);
     const signal = await page.textContent('.maplibregl-popup tr[data-field="best signal"]').catch(() => "");
     if (!/dBm/.test(signal)) fail(`the radio popup gives no best signal in dBm: “${signal}”`);
     const lte = await page.textContent('.maplibregl-popup tr[data-field="LTE"]').catch(() => "");
@@ -179,7 +175,7 @@ try {
       const names = window.covermap.map.queryRenderedFeatures({ layers: ["roads-label"] })
         .map((f) => f.properties.name);
       return names.length ? [...new Set(names)] : null;
-    }, null, { timeout: 20000, polling: 250 }).catch(() => fail("no road names drawn at zoom 16.5 (glyphs from /fonts?)"));
+    }, null, { timeout: 45000, polling: 250 }).catch(() => fail("no road names drawn at zoom 16.5 (glyphs from /fonts?)"));
     result.road_labels = (await labels.jsonValue()).length;
     log(`map: road names drawn: ${(await labels.jsonValue()).slice(0, 4).join(", ")}`);
   });
