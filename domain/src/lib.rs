@@ -394,6 +394,32 @@ impl BoundingBox {
     pub fn contains(&self, p: LatLon) -> bool {
         (self.south..=self.north).contains(&p.lat) && (self.west..=self.east).contains(&p.lon)
     }
+
+    /// The smallest box holding every hexagon of `cells` whole (so their centres too); None for
+    /// no cells.
+    pub fn around_cells<'a>(cells: impl IntoIterator<Item = &'a Cell>) -> Option<Self> {
+        let mut b: Option<Self> = None;
+        for cell in cells {
+            for v in cell.0.boundary().iter() {
+                let (lon, lat) = (v.lng(), v.lat());
+                b = Some(match b {
+                    None => Self {
+                        west: lon,
+                        south: lat,
+                        east: lon,
+                        north: lat,
+                    },
+                    Some(b) => Self {
+                        west: b.west.min(lon),
+                        south: b.south.min(lat),
+                        east: b.east.max(lon),
+                        north: b.north.max(lat),
+                    },
+                });
+            }
+        }
+        b
+    }
 }
 
 impl FromStr for BoundingBox {
@@ -531,6 +557,34 @@ mod tests {
             .unwrap()
             .distance_m(LatLon::new(1.0, 0.0).unwrap());
         assert!((d - 111_195.0).abs() < 5.0, "{d}");
+    }
+
+    #[test]
+    fn a_box_around_cells_holds_their_hexagons_whole() {
+        assert_eq!(BoundingBox::around_cells(&[]), None);
+        let cell = Cell(
+            h3o::LatLng::new(43.7331, 7.4200)
+                .unwrap()
+                .to_cell(h3o::Resolution::Ten),
+        );
+        let far = Cell(
+            h3o::LatLng::new(43.7500, 7.4400)
+                .unwrap()
+                .to_cell(h3o::Resolution::Ten),
+        );
+        let b = BoundingBox::around_cells(&[cell, far]).unwrap();
+        for c in [cell, far] {
+            for v in c.0.boundary().iter() {
+                assert!(
+                    b.contains(LatLon {
+                        lat: v.lat(),
+                        lon: v.lng()
+                    }),
+                    "{b:?}"
+                );
+            }
+        }
+        assert!(b.west < 7.4200 && b.east > 7.4400 && b.south < 43.7331 && b.north > 43.75);
     }
 
     #[test]

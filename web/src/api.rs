@@ -171,24 +171,11 @@ async fn matched_roads(
     stretches: &[covermap_domain::MatchedStretch],
 ) -> Result<serde_json::Value, ApiError> {
     let mut driven: std::collections::HashMap<(i64, u32), f64> = std::collections::HashMap::new();
-    let (mut west, mut south, mut east, mut north) = (180.0f64, 90.0f64, -180.0f64, -90.0f64);
     for s in stretches {
         *driven.entry((s.osm_way_id, s.way_piece)).or_default() += s.length_m;
-        for v in s.cell.0.boundary().iter() {
-            west = west.min(v.lng());
-            east = east.max(v.lng());
-            south = south.min(v.lat());
-            north = north.max(v.lat());
-        }
     }
-    if driven.is_empty() {
+    let Some(bbox) = BoundingBox::around_cells(stretches.iter().map(|s| &s.cell)) else {
         return Ok(json!({"type": "FeatureCollection", "features": []}));
-    }
-    let bbox = BoundingBox {
-        west,
-        south,
-        east,
-        north,
     };
     let segments: Vec<covermap_domain::RoadSegment> = store
         .roads(bbox, 100_000)

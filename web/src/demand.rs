@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use covermap_domain::Role;
+use covermap_domain::{BoundingBox, Role};
 use covermap_roads::area::Area;
 use covermap_scoring::RewardPolicy;
 use covermap_store::NewDemandArea;
@@ -169,25 +169,28 @@ pub(crate) async fn preview(
     }
     let now = Utc::now();
     let area = new_area(req, &state.policy, state.resolution, None, now)?;
-    let centres: Vec<h3o::LatLng> = area.cells.iter().map(|c| h3o::LatLng::from(c.0)).collect();
-    let (mut west, mut south, mut east, mut north) = (180.0f64, 90.0f64, -180.0f64, -90.0f64);
-    for c in &centres {
-        west = west.min(c.lng());
-        east = east.max(c.lng());
-        south = south.min(c.lat());
-        north = north.max(c.lat());
-    }
-    let bbox = covermap_domain::BoundingBox {
-        west,
-        south,
-        east,
-        north,
+    // The stored state of the cells around it (those whose centres lie in the box).
+    let states = match BoundingBox::around_cells(&area.cells) {
+        Some(bbox) => {
+            let since = now - state.policy.coverage_window();
+            let limit = i64::try_from(4 * MAX_AREA_CELLS).unwrap_or(i64::MAX);
+            state.store.demand_cells(bbox, now, since, limit).await?
+        }
+        None => Vec::new(),
     };
-    let since = now - state.policy.coverage_window();
-    let limit = i64::try_from(4 * MAX_AREA_CELLS).unwrap_or(i64::MAX);
-    let states = state.store.demand_cells(bbox, now, since, limit).await?;
     let usage = crate::maptiles::usage_term(state.store.as_ref(), &state.policy, now).await?;
     Ok(Json(area_preview(&area, &states, &usage, &state.policy, now)).into_response())
+}
+
+fn empty_cell(cell: covermap_domain::Cell) -> covermap_store::DemandCellState {
+    covermap_store::DemandCellState {
+        cell,
+        demand_weight: 0.0,
+        open_bounties: 0,
+        road_length_m: 0.0,
+        observed_m: 0.0,
+        last_seen: None,
+    }
 }
 
 /// The figures of [`preview`], from the area and the stored state of the cells around it.
@@ -198,37 +201,26 @@ pub fn area_preview(
     policy: &RewardPolicy,
     now: DateTime<Utc>,
 ) -> serde_json::Value {
-    use covermap_scoring::epoch::{coverage_gap, demand_multiplier, reward_weight};
     let by_cell: std::collections::HashMap<_, _> = states.iter().map(|s| (s.cell, s)).collect();
     let n = area.cells.len();
     let (mut road_m, mut driven_m, mut with_roads, mut never_seen) = (0.0, 0.0, 0usize, 0usize);
     let (mut now_sum, mut now_max, mut after_sum, mut after_max) = (0.0, 0.0f64, 0.0, 0.0f64);
     for cell in &area.cells {
-        let s = by_cell.get(cell);
-        let road = s.map_or(0.0, |s| s.road_length_m);
-        let observed = s.map_or(0.0, |s| s.observed_m.min(s.road_length_m));
-        let last_seen = s.and_then(|s| s.last_seen);
-        let demand_weight = s.map_or(0.0, |s| s.demand_weight);
-        if road > 0.0 {
+        // A cell with no roads, no demand and no capture is not stored: it counts as empty.
+        let s = by_cell
+            .get(cell)
+            .map_or_else(|| empty_cell(*cell), |s| (*s).clone());
+        if s.road_length_m > 0.0 {
             with_roads += 1;
         }
-        if last_seen.is_none() {
+        if s.last_seen.is_none() {
             never_seen += 1;
         }
-        road_m += road;
-        driven_m += observed;
-        let gap = coverage_gap(road, observed);
-        let weight = |w: f64| {
-            reward_weight(
-                demand_multiplier(*cell, w, usage, policy),
-                last_seen,
-                gap,
-                now,
-                policy,
-            )
-            .weight
-        };
-        let (before, after) = (weight(demand_weight), weight(demand_weight + area.weight));
+        road_m += s.road_length_m;
+        driven_m += s.observed_m.min(s.road_length_m);
+        let weight =
+            |added: f64| crate::maptiles::cell_weight(&s, added, usage, policy, now).weight;
+        let (before, after) = (weight(0.0), weight(area.weight));
         now_sum += before;
         now_max = now_max.max(before);
         after_sum += after;

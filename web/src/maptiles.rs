@@ -116,14 +116,7 @@ pub async fn demand_weights(
     Ok(cells
         .iter()
         .map(|c| {
-            let demand = demand_multiplier(c.cell, c.demand_weight, &usage, policy);
-            let w = reward_weight(
-                demand,
-                c.last_seen,
-                coverage_gap(c.road_length_m, c.observed_m),
-                now,
-                policy,
-            );
+            let w = cell_weight(c, 0.0, &usage, policy, now);
             (
                 DemandCell {
                     cell: c.cell,
@@ -137,6 +130,25 @@ pub async fn demand_weights(
             )
         })
         .collect())
+}
+
+/// A cell's reward weight at `now` from its stored state, with `added` more area weight on it
+/// than it has (0 for the weight in force; a planner's preview adds its area's).
+pub fn cell_weight(
+    c: &covermap_store::DemandCellState,
+    added: f64,
+    usage: &HashMap<Cell, u64>,
+    policy: &RewardPolicy,
+    now: DateTime<Utc>,
+) -> covermap_scoring::epoch::CellWeight {
+    let demand = demand_multiplier(c.cell, c.demand_weight + added, usage, policy);
+    reward_weight(
+        demand,
+        c.last_seen,
+        coverage_gap(c.road_length_m, c.observed_m),
+        now,
+        policy,
+    )
 }
 
 /// The requests per cell the demand multiplier counts now: last epoch's, as the epoch being
