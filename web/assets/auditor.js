@@ -1,6 +1,6 @@
 // The auditors' page: the queue of refused frames with their blurred copies, reasons and scores,
 // approving or rejecting each, where they were taken, and the log of decisions.
-import { $, api, createMap, esc, imageURL, keyField, measuresHTML, num, when } from "./common.js";
+import { $, api, createMap, esc, fitPoints, imageURL, keyField, measuresHTML, num, when } from "./common.js";
 
 const PAGE = 50;
 const EMPTY = { type: "FeatureCollection", features: [] };
@@ -109,10 +109,7 @@ async function renderDots() {
   map.getSource("queue").setData({ type: "FeatureCollection", features });
   if (!fitted && features.length) {
     fitted = true;
-    const lons = features.map((f) => f.geometry.coordinates[0]);
-    const lats = features.map((f) => f.geometry.coordinates[1]);
-    map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]],
-      { padding: 30, maxZoom: 16, duration: 0 });
+    fitPoints(map, features.map((f) => f.geometry.coordinates), { padding: 30, maxZoom: 16, duration: 0 });
   }
 }
 

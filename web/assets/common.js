@@ -424,6 +424,14 @@ export function createMap(container, { layers = [], active = layers[0], hash = t
   return map;
 }
 
+/** Moves `map` to show every `[lon, lat]` of `points` (nothing for none), with `options`. */
+export function fitPoints(map, points, options) {
+  if (!points.length) return;
+  const lons = points.map((p) => p[0]);
+  const lats = points.map((p) => p[1]);
+  map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]], options);
+}
+
 /** Shows `layer`'s hexagons and hides the other ones of `layers`. */
 export function showLayer(map, layers, layer) {
   for (const l of layers) {

@@ -2,7 +2,7 @@
 // and the Merkle proof of an epoch's cumulative total, checked here in the browser.
 /* global maplibregl */
 import {
-  $, api, createMap, esc, every, keyField, measuresHTML, num, reasonWords, units, when,
+  $, api, createMap, esc, every, fitPoints, keyField, measuresHTML, num, reasonWords, units, when,
 } from "./common.js";
 
 let key = null;
@@ -13,12 +13,15 @@ const details = new Map(); // upload id -> {html, mount} of its opened details
 /** How many of an upload's fixes and items processing left out. */
 const leftOut = (u) => (u.fixes_rejected ?? 0) + (u.observations_rejected ?? 0);
 
+/** The details button's words while the details are closed. */
+const detailsLabel = (u) => (leftOut(u) ? `details · ${units(leftOut(u))} left out` : "details");
+
 function uploadRow(u) {
   const pair = (a, b) => (a == null && b == null ? "" : `${units(a ?? 0)} / ${units(b ?? 0)}`);
   const open = details.has(String(u.id));
   const left = leftOut(u);
   // Details where there is something to show: a processed upload's drive, or what was left out.
-  const label = open ? "hide" : left ? `details · ${units(left)} left out` : "details";
+  const label = open ? "hide" : detailsLabel(u);
   const button = u.status === "processed" || left
     ? `<button type="button" data-action="details" data-upload="${u.id}">${label}</button>` : "";
   return `
@@ -177,13 +180,8 @@ function driveMap(container, roads, frames, dropped) {
     ...frames.map((f) => [f.pos.lon, f.pos.lat]),
     ...dropped.features.map((f) => f.geometry.coordinates),
   ];
-  if (points.length) {
-    const lons = points.map((p) => p[0]);
-    const lats = points.map((p) => p[1]);
-    // After the map's own opening move to the whole network.
-    map.placed.then(() => map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]],
-      { padding: 24, maxZoom: 17, duration: 0 }));
-  }
+  // After the map's own opening move to the whole network.
+  map.placed.then(() => fitPoints(map, points, { padding: 24, maxZoom: 17, duration: 0 }));
   return map;
 }
 
@@ -225,7 +223,7 @@ $("#uploads").addEventListener("click", async (e) => {
   if (details.has(id)) {
     details.delete(id);
     $(`tr[data-detail="${id}"]`)?.remove();
-    b.textContent = leftOut(u) ? `details · ${units(leftOut(u))} left out` : "details";
+    b.textContent = detailsLabel(u);
     return;
   }
   b.disabled = true;

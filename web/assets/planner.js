@@ -1,7 +1,7 @@
 // The planner's page: the demand map, drawing and creating demand areas (with bounties), the
 // list of areas, the reward schedule, and replaying a closed epoch under an edited policy.
 import {
-  $, METRICS, api, createMap, delta, esc, fillId, keepFresh, keyField, legendHTML, num,
+  $, METRICS, api, createMap, delta, esc, fillId, fitPoints, keepFresh, keyField, legendHTML, num,
   popupOnClick, units, when,
 } from "./common.js";
 
@@ -239,11 +239,7 @@ $("#areas").addEventListener("click", (e) => {
   const area = row && areas.find((a) => String(a.id) === row.dataset.area);
   if (!area) return;
   const flat = (c) => (typeof c[0] === "number" ? [c] : c.flatMap(flat));
-  const points = flat(area.polygon?.coordinates ?? []);
-  if (!points.length) return;
-  const lons = points.map((p) => p[0]);
-  const lats = points.map((p) => p[1]);
-  map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]], { padding: 40 });
+  fitPoints(map, flat(area.polygon?.coordinates ?? []), { padding: 40 });
 });
 
 // ---- The policy: schedule and what-if. ----
