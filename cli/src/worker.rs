@@ -220,16 +220,12 @@ pub async fn work_once(
             () = keep_lease(store, &lease, config.lease) => None,
         }
     };
-    let Some(processed) = processed else {
-        metrics::counter!("covermap_jobs_total", "outcome" => "lease_lost").increment(1);
-        tracing::warn!(
-            job = lease.job_id,
-            "lease lost while the job ran (another worker took it over); stopped"
-        );
-        return Ok(true);
-    };
     let result = match processed {
-        Ok((outcome, probe)) => {
+        // Counted and logged with a lease lost at the write, below.
+        None => Err(StoreError::LeaseLost {
+            job_id: lease.job_id,
+        }),
+        Some(Ok((outcome, probe))) => {
             let r = store.complete_job(&lease, &outcome, Utc::now()).await;
             if r.is_ok() {
                 // Two alike uploads judged at the same moment do not see each other; once this
@@ -247,7 +243,7 @@ pub async fn work_once(
             }
             r
         }
-        Err(failure) => {
+        Some(Err(failure)) => {
             let outcome = match &failure {
                 JobFailure::Rejected(_) => "rejected",
                 JobFailure::Transient(_) => "retry",
