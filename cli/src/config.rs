@@ -113,6 +113,14 @@ pub struct Overrides {
         value_name = "DAYS"
     )]
     pub original_retention_days: Option<u64>,
+    /// Folder of ONNX Runtime and the vision models [default: ~/.cache/covermap/models/v1, where
+    /// models/fetch puts them].
+    #[arg(long, env = "COVERMAP_MODELS", global = true, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// MapLibre GL JS's `dist` folder, served to the web pages [default: web/node_modules's,
+    /// where `npm ci --prefix web` puts it, in the checkout the binary was built from].
+    #[arg(long, env = "COVERMAP_WEB_VENDOR", global = true, value_name = "DIR")]
+    pub web_vendor: Option<PathBuf>,
     /// The reward policy, a TOML file (see scoring/policy/v1.toml) [default: the shipped one].
     #[arg(long, env = "COVERMAP_POLICY", global = true, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -160,6 +168,8 @@ pub struct Settings {
     pub h3_resolution: u8,
     pub vision_threads: usize,
     pub original_retention_days: u64,
+    pub models: PathBuf,
+    pub web_vendor: PathBuf,
     pub policy: Option<PathBuf>,
     pub close_epochs: bool,
     pub log_format: LogFormat,
@@ -202,6 +212,10 @@ impl Settings {
                 &file.original_retention_days,
             )
             .unwrap_or(30),
+            models: pick(&cli.models, &file.models)
+                .unwrap_or_else(covermap_vision::default_models_dir),
+            web_vendor: pick(&cli.web_vendor, &file.web_vendor)
+                .unwrap_or_else(covermap_web::bundled_vendor_dir),
             policy: pick(&cli.policy, &file.policy),
             close_epochs: pick(&cli.close_epochs, &file.close_epochs).unwrap_or(true),
             log_format: pick(&cli.log_format, &file.log_format).unwrap_or(LogFormat::Text),

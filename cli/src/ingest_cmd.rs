@@ -9,7 +9,8 @@ use bytes::Bytes;
 use chrono::{Datelike, Utc};
 use clap::Args;
 use covermap_domain::{DeviceId, UploadKind};
-use covermap_ingest::{IngestError, Uploader};
+use covermap_ingest::Uploader;
+use covermap_pipeline::AcceptError;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
@@ -114,7 +115,7 @@ async fn send_all(
     for item in items {
         bar.set_message(item.label.clone());
         let bytes = read(item).with_context(|| format!("reading {}", item.path.display()))?;
-        match covermap_ingest::accept_upload(
+        match covermap_pipeline::accept_upload(
             store,
             blobs,
             uploader.clone(),
@@ -128,8 +129,10 @@ async fn send_all(
             Ok(a) if a.receipt.duplicate => duplicates += 1,
             Ok(_) => accepted += 1,
             // Storage failing is not the file's fault: stop, nothing half-written.
-            Err(IngestError::Store(e)) => return Err(e.into()),
-            Err(e) => refused.push(format!("{}: refused ({}): {e}", item.label, e.code())),
+            Err(AcceptError::Store(e)) => return Err(e.into()),
+            Err(AcceptError::Refused(e)) => {
+                refused.push(format!("{}: refused ({}): {e}", item.label, e.code()))
+            }
         }
         bar.inc(1);
     }

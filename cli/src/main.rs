@@ -1,5 +1,6 @@
-//! `covermap`: the one binary. It reads the configuration, opens storage and wires the stages
-//! into the commands below; the stages themselves live in their crates.
+//! `covermap`: the one binary. It reads the configuration (in one place, [`config`]), opens
+//! storage and wires the commands below to `covermap_pipeline`'s use cases and `covermap_web`'s
+//! router; the stages and the use cases themselves live in their crates.
 
 mod adversary_cmd;
 mod config;
@@ -8,9 +9,7 @@ mod ingest_cmd;
 mod matching;
 mod rewards;
 mod tiles_cmd;
-mod verify;
 mod vision_cmd;
-mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,12 +19,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use covermap_store::{Blobs, QueuePolicy, Store};
+use covermap_store::{Blobs, Store};
 use covermap_web::AppState;
 use tokio::sync::{Notify, watch};
 
 use crate::config::{LogFormat, Overrides, Settings};
-use crate::worker::WorkerConfig;
+use covermap_pipeline::WorkerConfig;
 
 /// covermap: coverage mapping for community-run infrastructure networks.
 ///
@@ -235,14 +234,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 None => None,
             };
             let closer = settings.close_epochs.then(|| {
-                tokio::spawn(rewards::run_closer(
+                tokio::spawn(covermap_pipeline::epochs::run_closer(
                     store.clone(),
                     Arc::new(policy.clone()),
                     format!("worker-{}", std::process::id()),
                     rx.clone(),
                 ))
             });
-            worker::run_pool(
+            covermap_pipeline::run_pool(
                 settings.workers.max(1),
                 store,
                 blobs,
@@ -297,7 +296,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Demand(command) => rewards::demand(command, &settings).await,
         Command::Tiles(command) => tiles_cmd::run(command, &settings).await,
         Command::Vision(command) => {
-            tokio::task::spawn_blocking(move || vision_cmd::run(command)).await?
+            tokio::task::spawn_blocking(move || vision_cmd::run(command, &settings.models)).await?
         }
         Command::Adversary(command) => {
             tokio::task::spawn_blocking(move || adversary_cmd::run(command)).await?
@@ -381,26 +380,17 @@ pub(crate) fn worker_config(
 ) -> WorkerConfig {
     WorkerConfig {
         lease: settings.lease(),
-        queue: QueuePolicy::default(),
-        rules: settings.ingest_rules(),
-        geotag: covermap_ingest::GeotagParams::default(),
         camera_offset: settings.camera_offset(),
-        vision: load_vision(settings.vision_threads),
-        duplicate_bits: 6,
-        segment_radius_m: 30.0,
+        vision: load_vision(&settings.models, settings.vision_threads),
         original_retention: settings.original_retention(),
-        resolution: settings.resolution(),
-        idle_poll: Duration::from_millis(500),
-        matching: covermap_roads::matching::MatchParams::for_sigma(10.0),
-        trust: policy.rules.verification.clone(),
+        ..WorkerConfig::new(policy, settings.ingest_rules(), settings.resolution())
     }
 }
 
-/// The vision stage's models, where `models/fetch` put them, loaded `threads` times (frames are
-/// looked at in parallel); without them frames stay pending.
-fn load_vision(threads: usize) -> Option<Arc<covermap_vision::FramePool>> {
-    let dir = covermap_vision::default_models_dir();
-    match covermap_vision::FramePool::load(&dir, threads) {
+/// The vision stage's models from `dir` (where `models/fetch` put them), loaded `threads` times
+/// (frames are looked at in parallel); without them frames stay pending.
+fn load_vision(dir: &std::path::Path, threads: usize) -> Option<Arc<covermap_vision::FramePool>> {
+    match covermap_vision::FramePool::load(dir, threads) {
         Ok(pool) => Some(Arc::new(pool)),
         Err(e) => {
             tracing::warn!(error = %e, "vision models not loaded: camera frames are kept unpublished until they are");
@@ -445,6 +435,7 @@ fn app_state(
         metrics: Some(metrics),
         jobs_waiting: Arc::new(Notify::new()),
         drive_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+        web_vendor: settings.web_vendor.clone(),
     })
 }
 
@@ -523,7 +514,7 @@ impl Server {
             rx.clone(),
         ));
         if settings.close_epochs {
-            tokio::spawn(rewards::run_closer(
+            tokio::spawn(covermap_pipeline::epochs::run_closer(
                 store.clone(),
                 policy.clone(),
                 format!("serve-{}", std::process::id()),
@@ -532,7 +523,7 @@ impl Server {
         }
         let config = worker_config(settings, &policy);
         let vision_loaded = config.vision.is_some();
-        let workers = tokio::spawn(worker::run_pool(
+        let workers = tokio::spawn(covermap_pipeline::run_pool(
             settings.workers,
             store.clone(),
             blobs,

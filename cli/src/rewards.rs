@@ -1,19 +1,14 @@
-//! Epochs and rewards from the command line, and the schedule that closes epochs inside `serve`
-//! and `worker`. The rules are scoring's; this only reads, computes and writes.
+//! Epochs and rewards from the command line: arguments read, `covermap_pipeline::epochs` called,
+//! its answers printed.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use covermap_domain::rewards::EpochPeriod;
+use covermap_pipeline::epochs::{Closed, close_epoch, next_due, verify};
 use covermap_scoring::RewardPolicy;
-use covermap_scoring::epoch::{self, EpochOutcome};
-use covermap_store::{EpochClaim, Store};
 use serde_json::json;
-use tokio::sync::watch;
 
 use crate::config::Settings;
 
@@ -78,128 +73,6 @@ pub struct DemandArgs {
     pub expires: Option<DateTime<Utc>>,
 }
 
-/// How long a closer holds an epoch before another may take it over.
-const CLOSE_LEASE: Duration = Duration::from_secs(600);
-
-/// What closing found.
-#[derive(Debug)]
-pub enum Closed {
-    Now(Box<EpochOutcome>),
-    Already,
-    Busy { by: String, until: DateTime<Utc> },
-}
-
-/// Closes epoch `n`: claim, read, compute, write. A failure gives the claim back.
-pub async fn close_epoch(
-    store: &Arc<dyn Store>,
-    policy: &RewardPolicy,
-    n: u64,
-    closer: &str,
-) -> anyhow::Result<Closed> {
-    let period = period(policy, n)?;
-    let now = Utc::now();
-    if period.end > now {
-        bail!(
-            "epoch {n} has not ended: it ends at {}",
-            period.end.to_rfc3339()
-        );
-    }
-    let token = match store.claim_epoch(&period, closer, now, CLOSE_LEASE).await? {
-        EpochClaim::Closed => return Ok(Closed::Already),
-        EpochClaim::Busy { by, until } => return Ok(Closed::Busy { by, until }),
-        EpochClaim::Held { token, tagged, .. } => {
-            tracing::info!(epoch = n, uploads = tagged, "closing epoch");
-            token
-        }
-    };
-    let result = async {
-        let inputs = store
-            .epoch_inputs(&period, coverage_since(policy, &period))
-            .await?;
-        let p = policy.clone();
-        let outcome = tokio::task::spawn_blocking(move || epoch::close(&inputs, &p)).await?;
-        store
-            .finish_epoch(&token, &outcome, &policy.source, Utc::now())
-            .await?;
-        anyhow::Ok(outcome)
-    }
-    .await;
-    match result {
-        Ok(outcome) => Ok(Closed::Now(Box::new(outcome))),
-        Err(e) => {
-            let _ = store.abandon_epoch(n, &token).await;
-            Err(e.context(format!("closing epoch {n}")))
-        }
-    }
-}
-
-fn period(policy: &RewardPolicy, n: u64) -> anyhow::Result<EpochPeriod> {
-    policy
-        .period(n)
-        .with_context(|| format!("epoch {n} lies beyond any date"))
-}
-
-fn coverage_since(policy: &RewardPolicy, period: &EpochPeriod) -> DateTime<Utc> {
-    period.start - policy.coverage_window()
-}
-
-/// The next epoch to close at `now`: the one after the last closed, or, before any, the last
-/// one that ended (earlier uploads count in it). `None` while it is still within its grace.
-pub async fn next_due(
-    store: &Arc<dyn Store>,
-    policy: &RewardPolicy,
-    now: DateTime<Utc>,
-    grace: chrono::Duration,
-) -> anyhow::Result<Option<u64>> {
-    let next = match store.last_closed_epoch().await? {
-        Some(l) => l + 1,
-        None => match policy.epoch_at(now - grace) {
-            Some(current) if current > 0 => current - 1,
-            _ => return Ok(None),
-        },
-    };
-    let p = period(policy, next)?;
-    Ok((p.end + grace <= now).then_some(next))
-}
-
-/// Closes every epoch that is due, one after another, until `shutdown`.
-pub async fn run_closer(
-    store: Arc<dyn Store>,
-    policy: Arc<RewardPolicy>,
-    closer: String,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let grace = chrono::Duration::seconds(policy.rules.epoch.grace_seconds as i64);
-    let poll = Duration::from_secs(policy.rules.epoch.length_seconds.clamp(1, 30));
-    loop {
-        loop {
-            match next_due(&store, &policy, Utc::now(), grace).await {
-                Ok(Some(n)) => match close_epoch(&store, &policy, n, &closer).await {
-                    Ok(Closed::Now(o)) => {
-                        tracing::info!(epoch = n, root = %o.manifest.root,
-                            distributed = o.manifest.distributed, "epoch closed");
-                    }
-                    Ok(Closed::Already) => {}
-                    Ok(Closed::Busy { .. }) => break,
-                    Err(e) => {
-                        tracing::warn!(epoch = n, error = format!("{e:#}"), "epoch not closed");
-                        break;
-                    }
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "cannot read the epochs");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
 pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = crate::open_store(settings).await?;
     let policy = settings.reward_policy()?;
@@ -207,12 +80,17 @@ pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result
         EpochCommand::Close { epoch } => {
             let n = match epoch {
                 Some(n) => n,
-                None => next_due(&store, &policy, Utc::now(), chrono::Duration::zero())
-                    .await?
-                    .context("no epoch is due: the next one has not ended yet")?,
+                None => next_due(
+                    store.as_ref(),
+                    &policy,
+                    Utc::now(),
+                    chrono::Duration::zero(),
+                )
+                .await?
+                .context("no epoch is due: the next one has not ended yet")?,
             };
             let closer = format!("cli-{}", std::process::id());
-            match close_epoch(&store, &policy, n, &closer).await? {
+            match close_epoch(store.as_ref(), &policy, n, &closer).await? {
                 Closed::Now(o) => println!("{}", serde_json::to_string(&o.manifest)?),
                 Closed::Already => {
                     let stored = store.closed_epoch(n).await?.context("the epoch vanished")?;
@@ -246,7 +124,7 @@ pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result
             }
         }
         EpochCommand::Verify { epoch } => {
-            let report = verify(&store, epoch).await?;
+            let report = verify(store.as_ref(), epoch).await?;
             println!("{}", serde_json::to_string(&report)?);
             if !report.matches {
                 bail!(
@@ -260,59 +138,6 @@ pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result
     Ok(())
 }
 
-#[derive(Debug, serde::Serialize)]
-pub struct Verification {
-    pub epoch: u64,
-    pub stored_root: String,
-    pub recomputed_root: String,
-    pub policy_hash: String,
-    /// Inputs whose hash differs from the manifest's: what changed since the close.
-    pub changed_inputs: Vec<&'static str>,
-    pub matches: bool,
-}
-
-/// Recomputes a closed epoch from the stored inputs under the policy text it recorded.
-pub async fn verify(store: &Arc<dyn Store>, n: u64) -> anyhow::Result<Verification> {
-    let stored = store
-        .closed_epoch(n)
-        .await?
-        .with_context(|| format!("epoch {n} is not closed"))?;
-    let policy = RewardPolicy::parse(&stored.policy).context("the epoch's recorded policy")?;
-    if policy.hash != stored.manifest.policy_hash {
-        bail!("epoch {n}'s recorded policy text does not match its hash");
-    }
-    let period = period(&policy, n)?;
-    let inputs = store
-        .epoch_inputs(&period, coverage_since(&policy, &period))
-        .await?;
-    let outcome = tokio::task::spawn_blocking(move || epoch::close(&inputs, &policy)).await?;
-    let (a, b) = (&stored.manifest.inputs, &outcome.manifest.inputs);
-    let mut changed = Vec::new();
-    for (name, x, y) in [
-        ("captures", &a.captures, &b.captures),
-        ("last_seen", &a.last_seen, &b.last_seen),
-        ("roads", &a.roads, &b.roads),
-        ("radio", &a.radio, &b.radio),
-        ("emitters", &a.emitters, &b.emitters),
-        ("demand", &a.demand, &b.demand),
-        ("evidence", &a.evidence, &b.evidence),
-        ("previous", &a.previous, &b.previous),
-        ("usage", &a.usage, &b.usage),
-    ] {
-        if x != y {
-            changed.push(name);
-        }
-    }
-    Ok(Verification {
-        epoch: n,
-        matches: stored.manifest.root == outcome.manifest.root && changed.is_empty(),
-        stored_root: stored.manifest.root,
-        recomputed_root: outcome.manifest.root,
-        policy_hash: stored.manifest.policy_hash,
-        changed_inputs: changed,
-    })
-}
-
 pub async fn rewards(command: RewardsCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = crate::open_store(settings).await?;
     let RewardsCommand::Simulate { policy, epoch: n } = command;
@@ -320,9 +145,7 @@ pub async fn rewards(command: RewardsCommand, settings: &Settings) -> anyhow::Re
         .with_context(|| format!("cannot read {}", policy.display()))?;
     let proposed =
         RewardPolicy::parse(&text).with_context(|| format!("in {}", policy.display()))?;
-    let sim = covermap_web::rewards::simulate(store.as_ref(), n, proposed)
-        .await?
-        .with_context(|| format!("epoch {n} is not closed"))?;
+    let sim = covermap_pipeline::epochs::simulate(store.as_ref(), n, proposed).await?;
     println!(
         "{}",
         json!({
@@ -353,8 +176,8 @@ pub async fn demand(command: DemandCommand, settings: &Settings) -> anyhow::Resu
                 .with_context(|| format!("cannot read {}", args.polygon.display()))?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", args.polygon.display()))?;
-            let area = covermap_web::demand::new_area(
-                covermap_web::demand::DemandRequest {
+            let area = covermap_pipeline::demand::new_area(
+                covermap_pipeline::demand::DemandRequest {
                     name: args.name,
                     polygon: v,
                     weight: args.weight,

@@ -128,7 +128,7 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
         }
         for t in tiles {
             let mvt =
-                covermap_web::maptiles::render(store.as_ref(), &policy, finest, layer, t, now)
+                covermap_pipeline::maps::render(store.as_ref(), &policy, finest, layer, t, now)
                     .await?;
             archive.add(t, &mvt)?;
             rendered += 1;

@@ -18,10 +18,6 @@ pub enum VisionCommand {
         /// JPEG frames to judge.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// Folder of ONNX Runtime and the models [default: $COVERMAP_MODELS or
-        /// ~/.cache/covermap/models/v1, where models/fetch puts them].
-        #[arg(long)]
-        models: Option<PathBuf>,
     },
     /// Time the stage on images, one thread: per image, the mean milliseconds of each stage over
     /// --repeat runs (after one warm-up) and frames per second, as one JSON line. With
@@ -37,9 +33,6 @@ pub enum VisionCommand {
         /// Also judge this many frames in parallel, as the worker does.
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Folder of ONNX Runtime and the models (as for `check`).
-        #[arg(long)]
-        models: Option<PathBuf>,
     },
     /// Write the anonymised frame: every face and plate blurred, re-encoded as JPEG.
     Blur {
@@ -47,21 +40,17 @@ pub enum VisionCommand {
         input: PathBuf,
         /// Where to write the blurred JPEG.
         output: PathBuf,
-        /// Folder of ONNX Runtime and the models (as for `check`).
-        #[arg(long)]
-        models: Option<PathBuf>,
     },
 }
 
-/// The vision stage with the models in `models` (or where `models/fetch` puts them).
-fn stage(models: Option<PathBuf>) -> anyhow::Result<FrameCheck> {
-    let dir = models.unwrap_or_else(covermap_vision::default_models_dir);
-    Ok(FrameCheck::load(&dir)?)
+/// The vision stage with the models in `models` (the `--models` setting).
+fn stage(models: &Path) -> anyhow::Result<FrameCheck> {
+    Ok(FrameCheck::load(models)?)
 }
 
-pub fn run(command: VisionCommand) -> anyhow::Result<()> {
+pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
     match command {
-        VisionCommand::Check { images, models } => {
+        VisionCommand::Check { images } => {
             let mut check_frames = stage(models)?;
             let mut out = std::io::stdout().lock();
             let mut failed = 0;
@@ -85,12 +74,10 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
             images,
             repeat,
             threads,
-            models,
         } => {
-            let dir = models.unwrap_or_else(covermap_vision::default_models_dir);
-            let mut check = FrameCheck::load(&dir)?;
+            let mut check = FrameCheck::load(models)?;
             let pool = (threads > 1)
-                .then(|| covermap_vision::FramePool::load(&dir, threads))
+                .then(|| covermap_vision::FramePool::load(models, threads))
                 .transpose()?;
             let mut out = std::io::stdout().lock();
             for path in &images {
@@ -146,11 +133,7 @@ pub fn run(command: VisionCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        VisionCommand::Blur {
-            input,
-            output,
-            models,
-        } => {
+        VisionCommand::Blur { input, output } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let look = stage(models)?.look(&bytes)?;

@@ -1,6 +1,7 @@
 //! Domain types that several covermap stages share: who uploaded ([`DeviceId`]), what they sent
-//! ([`UploadKind`], [`Fix`]), where it landed ([`Cell`], [`BoundingBox`]) and how far through the
-//! pipeline it is ([`UploadStatus`]).
+//! ([`UploadKind`], [`Fix`]), where it landed ([`Cell`], [`BoundingBox`]), how far through the
+//! pipeline it is ([`UploadStatus`]), what an epoch reads and produces ([`rewards`]) and what the
+//! trust stage concludes ([`trust`]).
 //!
 //! No I/O and no rules live here: validation of single values only, so a value of these types is
 //! always well formed. Rules (what counts as coverage, what is paid) live in `scoring`.
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod rewards;
+pub mod trust;
 
 /// A value that failed its own validity check, with the reason in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -527,6 +529,16 @@ pub struct RadioCellSummary {
     pub bluetooth_seen: i64,
     pub best_signal_dbm: Option<i32>,
     pub last_seen: DateTime<Utc>,
+}
+
+/// An API key to create, as the store keeps it: its hash (never the key), the prefix that names
+/// it in listings, the role it grants and the contributor it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub key_hash: String,
+    pub prefix: String,
+    pub role: Role,
+    pub contributor: Option<String>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Cell;
+use crate::trust::{Finding, Verdict};
 
 /// A numbered reward period: `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,4 +175,142 @@ pub struct EpochInputs {
     /// Uploads refused outright while the epoch ran.
     #[serde(default)]
     pub refusals: Vec<Refusal>,
+}
+
+/// A contributor's result for the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContributorReward {
+    pub contributor: String,
+    /// Micro-points earned (imagery and radio).
+    pub points: u64,
+    pub base: u64,
+    pub bounty: u64,
+    /// base + bounty.
+    pub amount: u64,
+    /// Every epoch's amounts up to this one: the ledger leaf's value.
+    pub cumulative: u128,
+    pub flagged: bool,
+}
+
+/// What a cell contributed to the epoch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellReward {
+    pub cell: Cell,
+    pub captures: u64,
+    pub radio_units: u64,
+    /// Micro-points its contributions earned.
+    pub points: u64,
+    /// Its share of the base pool (floored) plus bounties claimed in it.
+    pub amount: u64,
+    /// The reward weight at the epoch's start (what the demand map showed).
+    pub weight_at_start: f64,
+    /// The newest capture of the cell counted so far (this epoch's or an earlier one's): the
+    /// next epoch's starting point for its staleness.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// A contributor left out by verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Penalty {
+    pub contributor: String,
+    /// `duplicated_frames`, `spoofing` or `repeat_offender`.
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BountyClaim {
+    pub area: i64,
+    pub cell: Cell,
+    pub contributor: String,
+    /// budget / cells, what the claim was worth.
+    pub claimed: u64,
+    /// What was paid, after the pool cap.
+    pub paid: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BountyRefund {
+    pub area: i64,
+    /// Budget not paid out, released at expiry.
+    pub amount: u64,
+}
+
+/// sha256 (hex) of each input list in a canonical order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputHashes {
+    pub captures: String,
+    pub last_seen: String,
+    pub roads: String,
+    pub radio: String,
+    pub emitters: String,
+    pub demand: String,
+    pub evidence: String,
+    pub previous: String,
+    #[serde(default)]
+    pub usage: String,
+    #[serde(default)]
+    pub uploads: String,
+    #[serde(default)]
+    pub refusals: String,
+}
+
+/// The epoch's record: written last, it is the mark that the epoch is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub epoch: u64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub distributor: String,
+    pub policy_version: u32,
+    pub policy_hash: String,
+    pub inputs: InputHashes,
+    pub captures: u64,
+    pub radio_samples: u64,
+    pub emission: u64,
+    pub bounty_paid: u64,
+    pub base_pool: u64,
+    /// Paid to contributors: base + bounty.
+    pub distributed: u64,
+    /// Rounding dust and any base pool nobody earned.
+    pub unallocated: u64,
+    pub bounty_refunded: u64,
+    pub contributors: u64,
+    pub flagged: u64,
+    /// Uploads of the epoch the trust stage flagged.
+    #[serde(default)]
+    pub flagged_uploads: u64,
+    /// The Merkle root, hex.
+    pub root: String,
+}
+
+/// Everything closing an epoch produces.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochOutcome {
+    pub manifest: Manifest,
+    /// One per contributor with a cumulative total (earning this epoch or before), by name.
+    pub rewards: Vec<ContributorReward>,
+    /// One per cell captured or earning points or bounties, by cell.
+    pub cells: Vec<CellReward>,
+    pub penalties: Vec<Penalty>,
+    pub claims: Vec<BountyClaim>,
+    pub refunds: Vec<BountyRefund>,
+    /// Every upload counted in the epoch with its final verdict, by upload id.
+    pub verdicts: Vec<UploadVerdict>,
+    /// The emitters heard in the epoch and where they stand: the next epoch's known sites.
+    pub emitters: Vec<KnownEmitter>,
+    /// Sightings of trusted batches that do not count (an emitter nobody else heard, a reading
+    /// out of place), as (upload, seq): the radio map leaves them out.
+    pub uncounted_radio: Vec<(i64, i32)>,
+}
+
+/// An upload's verdict at its epoch's close: final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadVerdict {
+    pub upload_id: i64,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+    /// For a radio batch: the cells its counted sightings lie in (verified emitters, in
+    /// place) — what it adds to the radio map; `None` for other uploads.
+    pub credited_cells: Option<u64>,
 }

@@ -17,8 +17,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use covermap_domain::Role;
-use covermap_store::NewApiKey;
+use covermap_domain::{NewApiKey, Role};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 

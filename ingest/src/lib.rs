@@ -3,10 +3,10 @@
 //! It owns the upload formats — GPS tracks (GPX, NMEA and BlackVue logs), camera drives (zips of
 //! JPEG frames, their EXIF, geotagging frames on a track) and radio measurements ([`radio`]:
 //! Ichnaea geosubmit, WiGLE and OpenCelliD CSV) — with their plausibility rules and limits
-//! ([`IngestRules`]), who may send what ([`access`]: API keys, device signatures), and
-//! [`accept_upload`], the one path by which bytes become a stored, queued upload. A parser is
-//! pure: bytes in, a checked value or an [`IngestError`] out. HTTP framing lives in `web`; SQL
-//! and blobs in `store`.
+//! ([`IngestRules`], [`check_upload`]) and who may send what ([`access`]: API keys, device
+//! signatures). Everything here is pure: bytes in, a checked value or an [`IngestError`] out.
+//! Keeping an accepted upload is `covermap_pipeline::accept_upload`'s; HTTP framing is `web`'s;
+//! SQL and blobs are `store`'s.
 
 pub mod access;
 mod drive;
@@ -17,11 +17,8 @@ mod nmea;
 pub mod radio;
 mod track;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use covermap_domain::{DeviceId, Fix, LatLon, UploadKind};
-use covermap_store::{Blobs, NewUpload, Store, StoreError, UploadReceipt};
-use sha2::{Digest, Sha256};
 
 pub use drive::{
     DriveContents, DriveFrame, DriveLimits, DriveSummary, TrackFormat, gunzip_bounded, read_drive,
@@ -32,7 +29,7 @@ pub use gpx_track::{GpxPoint, parse_gpx, read_gpx_points};
 pub use nmea::{NmeaLog, NmeaPoint, parse_nmea, read_nmea};
 pub use track::{FixRejection, IngestPolicy, Track, TrackSummary};
 
-/// Why an upload was refused. Each variant is the client's problem except [`IngestError::Store`].
+/// Why an upload was refused: each variant is the client's problem.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("the upload is empty")]
@@ -79,8 +76,6 @@ pub enum IngestError {
     BadEncoding(String),
     #[error(transparent)]
     Radio(#[from] radio::RadioError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 impl IngestError {
@@ -110,7 +105,6 @@ impl IngestError {
             IngestError::NotADrive(_) => "invalid_drive",
             IngestError::BadEncoding(_) => "invalid_encoding",
             IngestError::Radio(e) => e.code(),
-            IngestError::Store(_) => "storage_error",
         }
     }
 }
@@ -302,92 +296,4 @@ pub fn track_span(kind: UploadKind, bytes: &[u8]) -> Option<(Fix, Fix)> {
     };
     timed.sort_by_key(|f| f.at);
     Some((*timed.first()?, *timed.last()?))
-}
-
-/// Keeps a refused upload's sender, kind, hash and reason: a contributor whose devices keep
-/// sending impossible tracks is a repeat offender even though nothing of them was stored. A
-/// failure to record it is logged; the uploader still gets the refusal.
-async fn record_refusal(
-    store: &dyn Store,
-    uploader: &Uploader,
-    kind: UploadKind,
-    bytes: &[u8],
-    received_at: DateTime<Utc>,
-    error: &IngestError,
-) {
-    let refusal = covermap_store::NewRefusal {
-        device: uploader.device.clone(),
-        contributor: uploader.contributor.clone().filter(|_| uploader.rewardable),
-        kind,
-        sha256: hex::encode(Sha256::digest(bytes)),
-        reason: error.code().to_owned(),
-        detail: Some(error.to_string()),
-        received_at,
-        span: if kind.is_track() {
-            track_span(kind, bytes)
-        } else {
-            None
-        },
-    };
-    if let Err(e) = store.record_refusal(&refusal).await {
-        tracing::warn!(error = %e, "could not record a refused upload");
-    }
-}
-
-/// What [`accept_upload`] kept.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Accepted {
-    #[serde(flatten)]
-    pub receipt: UploadReceipt,
-    pub sha256: String,
-    pub summary: UploadSummary,
-}
-
-/// The one way bytes become an upload: check them, store the blob under its hash, then record the
-/// upload and queue its job in one transaction. Refused bytes leave nothing behind; accepted ones
-/// are durable before this returns.
-pub async fn accept_upload(
-    store: &dyn Store,
-    blobs: &Blobs,
-    uploader: Uploader,
-    kind: UploadKind,
-    bytes: Bytes,
-    received_at: DateTime<Utc>,
-    rules: &IngestRules,
-) -> Result<Accepted, IngestError> {
-    let checked = {
-        let (bytes, rules) = (bytes.clone(), *rules);
-        tokio::task::spawn_blocking(move || check_upload(kind, &bytes, received_at, &rules))
-            .await
-            .map_err(|e| IngestError::BadEncoding(format!("checking the upload failed: {e}")))?
-    };
-    let summary = match checked {
-        Ok(summary) => summary,
-        Err(e) => {
-            record_refusal(store, &uploader, kind, &bytes, received_at, &e).await;
-            return Err(e);
-        }
-    };
-    let blob = blobs.put(bytes).await?;
-    let sha256 = blob.sha256.clone();
-    let receipt = store
-        .record_upload(NewUpload {
-            device: uploader.device,
-            kind,
-            blob,
-            received_at,
-            contributor: uploader.contributor,
-            rewardable: uploader.rewardable,
-        })
-        .await?;
-    metrics::counter!("covermap_uploads_total", "kind" => kind.as_str(),
-        "outcome" => if receipt.duplicate { "duplicate" } else { "accepted" })
-    .increment(1);
-    tracing::info!(upload = receipt.upload_id, duplicate = receipt.duplicate, %kind,
-        "upload accepted");
-    Ok(Accepted {
-        receipt,
-        sha256,
-        summary,
-    })
 }

@@ -34,12 +34,21 @@
 //!    integer micro-points, flooring each share; the remainder is recorded as unallocated dust.
 //! 6. **Ledger.** Every contributor's cumulative total (earlier epochs plus this one) is a leaf;
 //!    the root commits to all of them.
+//!
+//! [`close`] calls one function per step — `verify`, `score_imagery`, `score_radio`,
+//! `pay_bounties`, `split_pool`, `manifest` — over the cells' factors (`CellFactors`: demand,
+//! coverage gap, last capture) and a tally of points by contributor and cell; each is tested on
+//! its own below, and the whole close by hand and by its properties in `tests/epoch.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use covermap_domain::Cell;
-use covermap_domain::rewards::{Capture, EpochInputs, EpochPeriod, KnownEmitter, RadioSample};
+pub use covermap_domain::rewards::{
+    BountyClaim, BountyRefund, CellReward, ContributorReward, EpochOutcome, InputHashes, Manifest,
+    Penalty, UploadVerdict,
+};
+use covermap_domain::rewards::{Capture, EpochInputs, EpochPeriod, RadioSample};
 use covermap_trust::{Evidence, Finding, Verdict};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -153,166 +162,91 @@ fn live_in(created: DateTime<Utc>, expires: Option<DateTime<Utc>>, p: &EpochPeri
     created < p.end && expires.is_none_or(|e| e > p.start)
 }
 
-/// A contributor's result for the epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContributorReward {
-    pub contributor: String,
-    /// Micro-points earned (imagery and radio).
-    pub points: u64,
-    pub base: u64,
-    pub bounty: u64,
-    /// base + bounty.
-    pub amount: u64,
-    /// Every epoch's amounts up to this one: the ledger leaf's value.
-    pub cumulative: u128,
-    pub flagged: bool,
-}
-
-/// What a cell contributed to the epoch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CellReward {
-    pub cell: Cell,
-    pub captures: u64,
-    pub radio_units: u64,
-    /// Micro-points its contributions earned.
-    pub points: u64,
-    /// Its share of the base pool (floored) plus bounties claimed in it.
-    pub amount: u64,
-    /// The reward weight at the epoch's start (what the demand map showed).
-    pub weight_at_start: f64,
-    /// The newest capture of the cell counted so far (this epoch's or an earlier one's): the
-    /// next epoch's starting point for its staleness.
-    pub last_seen: Option<DateTime<Utc>>,
-}
-
-/// A contributor left out by verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Penalty {
-    pub contributor: String,
-    /// `duplicated_frames`, `spoofing` or `repeat_offender`.
-    pub reason: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BountyClaim {
-    pub area: i64,
-    pub cell: Cell,
-    pub contributor: String,
-    /// budget / cells, what the claim was worth.
-    pub claimed: u64,
-    /// What was paid, after the pool cap.
-    pub paid: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BountyRefund {
-    pub area: i64,
-    /// Budget not paid out, released at expiry.
-    pub amount: u64,
-}
-
-/// sha256 (hex) of each input list in a canonical order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct InputHashes {
-    pub captures: String,
-    pub last_seen: String,
-    pub roads: String,
-    pub radio: String,
-    pub emitters: String,
-    pub demand: String,
-    pub evidence: String,
-    pub previous: String,
-    #[serde(default)]
-    pub usage: String,
-    #[serde(default)]
-    pub uploads: String,
-    #[serde(default)]
-    pub refusals: String,
-}
-
-/// The epoch's record: written last, it is the mark that the epoch is closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub epoch: u64,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    pub distributor: String,
-    pub policy_version: u32,
-    pub policy_hash: String,
-    pub inputs: InputHashes,
-    pub captures: u64,
-    pub radio_samples: u64,
-    pub emission: u64,
-    pub bounty_paid: u64,
-    pub base_pool: u64,
-    /// Paid to contributors: base + bounty.
-    pub distributed: u64,
-    /// Rounding dust and any base pool nobody earned.
-    pub unallocated: u64,
-    pub bounty_refunded: u64,
-    pub contributors: u64,
-    pub flagged: u64,
-    /// Uploads of the epoch the trust stage flagged.
-    #[serde(default)]
-    pub flagged_uploads: u64,
-    /// The Merkle root, hex.
-    pub root: String,
-}
-
-/// Everything closing an epoch produces.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EpochOutcome {
-    pub manifest: Manifest,
-    /// One per contributor with a cumulative total (earning this epoch or before), by name.
-    pub rewards: Vec<ContributorReward>,
-    /// One per cell captured or earning points or bounties, by cell.
-    pub cells: Vec<CellReward>,
-    pub penalties: Vec<Penalty>,
-    pub claims: Vec<BountyClaim>,
-    pub refunds: Vec<BountyRefund>,
-    /// Every upload counted in the epoch with its final verdict, by upload id.
-    pub verdicts: Vec<UploadVerdict>,
-    /// The emitters heard in the epoch and where they stand: the next epoch's known sites.
-    pub emitters: Vec<KnownEmitter>,
-    /// Sightings of trusted batches that do not count (an emitter nobody else heard, a reading
-    /// out of place), as (upload, seq): the radio map leaves them out.
-    pub uncounted_radio: Vec<(i64, i32)>,
-}
-
-/// An upload's verdict at its epoch's close: final.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UploadVerdict {
-    pub upload_id: i64,
-    pub verdict: Verdict,
-    pub findings: Vec<Finding>,
-    /// For a radio batch: the cells its counted sightings lie in (verified emitters, in
-    /// place) — what it adds to the radio map; `None` for other uploads.
-    pub credited_cells: Option<u64>,
-}
-
-impl EpochOutcome {
-    /// The ledger leaves behind the root: every contributor with a cumulative total above 0.
-    pub fn leaves(&self) -> Vec<LedgerLeaf> {
-        leaves_of(
-            self.manifest.epoch,
-            &self.manifest.distributor,
-            &self.rewards,
-        )
-    }
+/// The ledger leaves behind an epoch's root: every contributor with a cumulative total above 0.
+pub fn leaves(outcome: &EpochOutcome) -> Vec<LedgerLeaf> {
+    leaves_of(
+        outcome.manifest.epoch,
+        &outcome.manifest.distributor,
+        &outcome.rewards,
+    )
 }
 
 /// Closes an epoch: pure, deterministic, and independent of the order of every input list.
 pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
-    let rules = &policy.rules;
-    let period = &inputs.period;
-    let emission = rules.epoch.emission;
+    let verified = verify(inputs, policy);
+    let factors = CellFactors::new(inputs, policy);
+    let mut tally = Tally::new(inputs, &verified.flagged);
+    let captures = counted_captures(inputs, &verified);
+    score_imagery(&captures, &factors, &mut tally, policy);
+    score_radio(inputs, &verified, &factors, &mut tally, policy);
+    let bounties = pay_bounties(inputs, &captures, &mut tally, policy);
+    let split = split_pool(inputs, &factors, tally, &bounties, &verified, policy);
+    let radio = radio_results(inputs, &verified);
+    let Verified {
+        findings,
+        assessment,
+        penalties,
+        ..
+    } = verified;
+    let root = MerkleTree::new(&leaves_of(
+        inputs.period.epoch,
+        &policy.rules.distributor,
+        &split.rewards,
+    ))
+    .root();
+    let manifest = manifest(
+        inputs, policy, &split, &bounties, &penalties, &findings, root,
+    );
+    let verdicts = findings
+        .into_iter()
+        .map(|(upload_id, findings)| UploadVerdict {
+            upload_id,
+            verdict: Verdict::of(&findings),
+            credited_cells: radio.cells.get(&upload_id).map(|c| c.len() as u64),
+            findings,
+        })
+        .collect();
+    EpochOutcome {
+        manifest,
+        rewards: split.rewards,
+        cells: split.cells,
+        penalties,
+        claims: bounties.claims,
+        refunds: bounties.refunds,
+        verdicts,
+        emitters: assessment.sites,
+        uncounted_radio: radio.uncounted,
+    }
+}
 
-    // 1. Verification: each upload from its evidence, then the epoch's radio as a whole, then
-    // each contributor.
+/// Step 1's verdicts: each upload's findings, which radio sightings count, and the contributors
+/// left out with their penalties.
+struct Verified {
+    findings: BTreeMap<i64, Vec<Finding>>,
+    assessment: covermap_trust::emitters::RadioAssessment,
+    /// By contributor, one each.
+    penalties: Vec<Penalty>,
+    flagged: BTreeSet<String>,
+}
+
+impl Verified {
+    /// Whether nothing was found against `upload` (an upload without evidence is trusted).
+    fn trusted(&self, upload: i64) -> bool {
+        self.findings.get(&upload).is_none_or(Vec::is_empty)
+    }
+
+    /// Whether a contribution of `contributor` counts (one bound to nobody does).
+    fn counts(&self, contributor: Option<&str>) -> bool {
+        contributor.is_none_or(|c| !self.flagged.contains(c))
+    }
+}
+
+/// Step 1, verification: each upload from its evidence, then the epoch's radio as a whole
+/// (self-contradicting batches, then emitters' sites and who heard them), then each contributor.
+fn verify(inputs: &EpochInputs, policy: &RewardPolicy) -> Verified {
+    let rules = &policy.rules;
     let v = &rules.verification;
     let mut findings = upload_findings(inputs, policy);
-    let trusted = |f: &BTreeMap<i64, Vec<Finding>>, id: i64| f.get(&id).is_none_or(Vec::is_empty);
     let plausible: Vec<bool> = inputs
         .radio
         .iter()
@@ -327,14 +261,12 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     for (upload, f) in contradicting {
         findings.entry(upload).or_default().extend(f);
     }
+    let trusted = |id: i64| findings.get(&id).is_none_or(Vec::is_empty);
     let eligible: Vec<bool> = inputs
         .radio
         .iter()
-        .map(|s| {
-            s.contributor.is_some()
-                && trusted(&findings, s.upload_id)
-                && radio::plausibility(s, &rules.radio).is_ok()
-        })
+        .zip(&plausible)
+        .map(|(s, plausible)| *plausible && trusted(s.upload_id))
         .collect();
     let assessment = covermap_trust::emitters::assess(
         &inputs.radio,
@@ -349,6 +281,23 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             .or_default()
             .extend(f.iter().cloned());
     }
+    let penalties = penalties(inputs, &findings, v);
+    let flagged = penalties.iter().map(|p| p.contributor.clone()).collect();
+    Verified {
+        findings,
+        assessment,
+        penalties,
+        flagged,
+    }
+}
+
+/// The contributors left out, one penalty each (the first by reason, then detail): duplicated
+/// frames, spoofed fixes, repeat offences.
+fn penalties(
+    inputs: &EpochInputs,
+    findings: &BTreeMap<i64, Vec<Finding>>,
+    v: &covermap_trust::TrustRules,
+) -> Vec<Penalty> {
     let mut penalties: Vec<Penalty> = Vec::new();
     for e in &inputs.evidence {
         let fixes = e.fixes_accepted + e.fixes_spoofed;
@@ -375,112 +324,187 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             });
         }
     }
-    penalties.extend(repeat_offenders(inputs, &findings, v));
+    penalties.extend(repeat_offenders(inputs, findings, v));
     penalties.sort_by(|a, b| {
         (&a.contributor, &a.reason, &a.detail).cmp(&(&b.contributor, &b.reason, &b.detail))
     });
     penalties.dedup_by(|a, b| a.contributor == b.contributor);
-    let flagged: HashSet<&str> = penalties.iter().map(|p| p.contributor.as_str()).collect();
-    let counts = |c: &Option<String>| c.as_deref().is_none_or(|c| !flagged.contains(c));
+    penalties
+}
 
-    let areas = area_weights(inputs, policy);
-    let mut usage: HashMap<Cell, u64> = HashMap::new();
-    for u in &inputs.usage {
-        *usage.entry(u.area).or_default() += u.requests;
-    }
-    // A cell listed twice has its roads in two rows: they add up.
-    let mut roads: HashMap<Cell, (f64, f64)> = HashMap::new();
-    let mut sorted_roads: Vec<_> = inputs.roads.iter().collect();
-    sorted_roads.sort_by(|a, b| {
-        (a.cell, a.road_length_m, a.observed_m)
-            .partial_cmp(&(b.cell, b.road_length_m, b.observed_m))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    for r in sorted_roads {
-        let e = roads.entry(r.cell).or_default();
-        e.0 += r.road_length_m;
-        e.1 += r.observed_m;
-    }
-    let gaps: HashMap<Cell, f64> = roads
-        .into_iter()
-        .map(|(c, (len, seen))| (c, coverage_gap(len, seen)))
-        .collect();
-    let mut last_seen: HashMap<Cell, i64> = HashMap::with_capacity(inputs.last_seen.len());
-    for l in &inputs.last_seen {
-        let t = l.last_seen.timestamp_micros();
-        let e = last_seen.entry(l.cell).or_insert(t);
-        *e = (*e).max(t);
-    }
-    let g = rules.imagery.coverage_gap_weight;
-    let recovery = recovery_micros(policy);
-    let demand_of =
-        |c: &Cell| demand_multiplier(*c, areas.get(c).copied().unwrap_or(0.0), &usage, policy);
-    let gap_of = |c: &Cell| gaps.get(c).copied().unwrap_or(1.0);
+/// What a cell's contributions are worth besides their own: its demand multiplier, coverage gap
+/// and the newest capture before the epoch.
+struct CellFactors<'a> {
+    policy: &'a RewardPolicy,
+    areas: HashMap<Cell, f64>,
+    usage: HashMap<Cell, u64>,
+    gaps: HashMap<Cell, f64>,
+    /// Unix micros.
+    last_seen: HashMap<Cell, i64>,
+}
 
-    // Contributors are numbered by name, so every tally below is keyed by a small integer.
-    let mut names: Vec<&str> = inputs
-        .captures
-        .iter()
-        .filter_map(|c| c.contributor.as_deref())
-        .chain(inputs.radio.iter().filter_map(|r| r.contributor.as_deref()))
-        .chain(inputs.previous.iter().map(|p| p.contributor.as_str()))
-        .chain(flagged.iter().copied())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-    let mut points = vec![0u64; names.len()];
-    let mut cells: BTreeMap<Cell, CellReward> = BTreeMap::new();
+impl<'a> CellFactors<'a> {
+    fn new(inputs: &EpochInputs, policy: &'a RewardPolicy) -> Self {
+        let mut usage: HashMap<Cell, u64> = HashMap::new();
+        for u in &inputs.usage {
+            *usage.entry(u.area).or_default() += u.requests;
+        }
+        // A cell listed twice has its roads in two rows: they add up.
+        let mut roads: HashMap<Cell, (f64, f64)> = HashMap::new();
+        let mut sorted_roads: Vec<_> = inputs.roads.iter().collect();
+        sorted_roads.sort_by(|a, b| {
+            (a.cell, a.road_length_m, a.observed_m)
+                .partial_cmp(&(b.cell, b.road_length_m, b.observed_m))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for r in sorted_roads {
+            let e = roads.entry(r.cell).or_default();
+            e.0 += r.road_length_m;
+            e.1 += r.observed_m;
+        }
+        let gaps = roads
+            .into_iter()
+            .map(|(c, (len, seen))| (c, coverage_gap(len, seen)))
+            .collect();
+        let mut last_seen: HashMap<Cell, i64> = HashMap::with_capacity(inputs.last_seen.len());
+        for l in &inputs.last_seen {
+            let t = l.last_seen.timestamp_micros();
+            let e = last_seen.entry(l.cell).or_insert(t);
+            *e = (*e).max(t);
+        }
+        Self {
+            policy,
+            areas: area_weights(inputs, policy),
+            usage,
+            gaps,
+            last_seen,
+        }
+    }
 
-    // 2. Imagery, cell by cell in time order.
+    fn demand(&self, c: &Cell) -> f64 {
+        let area = self.areas.get(c).copied().unwrap_or(0.0);
+        demand_multiplier(*c, area, &self.usage, self.policy)
+    }
+
+    /// A cell without roads is all gap.
+    fn gap(&self, c: &Cell) -> f64 {
+        self.gaps.get(c).copied().unwrap_or(1.0)
+    }
+
+    /// A capture's weight before staleness: demand × the coverage factor.
+    fn imagery_factor(&self, c: &Cell) -> f64 {
+        let g = self.policy.rules.imagery.coverage_gap_weight;
+        self.demand(c) * ((1.0 - g) + g * self.gap(c))
+    }
+}
+
+/// Points by contributor (numbered by name, so every tally is keyed by a small integer) and by
+/// cell.
+struct Tally<'a> {
+    names: Vec<&'a str>,
+    index: HashMap<&'a str, usize>,
+    points: Vec<u64>,
+    cells: BTreeMap<Cell, CellReward>,
+}
+
+impl<'a> Tally<'a> {
+    /// Everyone who contributed, earned before or was flagged.
+    fn new(inputs: &'a EpochInputs, flagged: &'a BTreeSet<String>) -> Self {
+        let mut names: Vec<&str> = inputs
+            .captures
+            .iter()
+            .filter_map(|c| c.contributor.as_deref())
+            .chain(inputs.radio.iter().filter_map(|r| r.contributor.as_deref()))
+            .chain(inputs.previous.iter().map(|p| p.contributor.as_str()))
+            .chain(flagged.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let index = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        Self {
+            points: vec![0; names.len()],
+            names,
+            index,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    fn cell(&mut self, cell: Cell) -> &mut CellReward {
+        self.cells.entry(cell).or_insert_with(|| empty_cell(cell))
+    }
+
+    fn credit(&mut self, who: &str, cell: Cell, points: u64) {
+        self.points[self.index[who]] += points;
+        self.cell(cell).points += points;
+    }
+}
+
+/// The captures that count — of trusted uploads, of contributors not flagged — by cell and
+/// time, each once.
+fn counted_captures<'a>(inputs: &'a EpochInputs, verified: &Verified) -> Vec<&'a Capture> {
     let mut captures: Vec<&Capture> = inputs
         .captures
         .iter()
-        .filter(|c| counts(&c.contributor) && trusted(&findings, c.upload_id))
+        .filter(|c| verified.counts(c.contributor.as_deref()) && verified.trusted(c.upload_id))
         .collect();
     captures.sort_unstable_by_key(|c| (c.cell, c.captured_at, c.upload_id, c.frame));
     captures.dedup_by_key(|c| (c.cell, c.captured_at, c.upload_id, c.frame));
-    let mut i = 0;
-    while i < captures.len() {
-        let cell = captures[i].cell;
-        let mut j = i;
-        let mut prev = last_seen.get(&cell).copied();
-        let factor = demand_of(&cell) * ((1.0 - g) + g * gap_of(&cell));
-        let entry = cells.entry(cell).or_insert_with(|| empty_cell(cell));
-        while j < captures.len() && captures[j].cell == cell {
-            let c = captures[j];
+    captures
+}
+
+/// Step 2, imagery: each cell's captures in time order, each earning `points × weight` at its
+/// moment; the cell's newest capture is kept for the next epoch.
+fn score_imagery(
+    captures: &[&Capture],
+    factors: &CellFactors,
+    tally: &mut Tally,
+    policy: &RewardPolicy,
+) {
+    let recovery = recovery_micros(policy);
+    for same_cell in captures.chunk_by(|a, b| a.cell == b.cell) {
+        let cell = same_cell[0].cell;
+        let mut prev = factors.last_seen.get(&cell).copied();
+        let factor = factors.imagery_factor(&cell);
+        for c in same_cell {
             let t = c.captured_at.timestamp_micros();
             let w = staleness(prev, t, recovery) * factor;
-            let p = (rules.imagery.points * w * MICRO).round() as u64;
+            let p = (policy.rules.imagery.points * w * MICRO).round() as u64;
             if let Some(who) = c.contributor.as_deref() {
-                points[index[who]] += p;
-                entry.points += p;
+                tally.credit(who, cell, p);
             }
-            entry.captures += 1;
+            tally.cell(cell).captures += 1;
             prev = Some(prev.map_or(t, |x| x.max(t)));
-            j += 1;
         }
-        entry.last_seen = prev.and_then(DateTime::from_timestamp_micros);
-        i = j;
+        tally.cell(cell).last_seen = prev.and_then(DateTime::from_timestamp_micros);
     }
+}
 
-    // 3. Radio: counted sightings only (trusted upload, signal in range, verified emitter, in
-    // place), of contributors not flagged.
-    let plausible: Vec<(&RadioSample, &str)> = inputs
+/// Step 3, radio: counted sightings only (trusted upload, signal in range, verified emitter, in
+/// place), of contributors not flagged; one unit per (cell, technology, operator, contributor),
+/// scaled down unless corroborated.
+fn score_radio(
+    inputs: &EpochInputs,
+    verified: &Verified,
+    factors: &CellFactors,
+    tally: &mut Tally,
+    policy: &RewardPolicy,
+) {
+    let rules = &policy.rules.radio;
+    let counted: Vec<(&RadioSample, &str)> = inputs
         .radio
         .iter()
-        .zip(&assessment.counts)
+        .zip(&verified.assessment.counts)
         .filter(|(_, counted)| **counted)
         .filter_map(|(s, _)| {
             let who = s.contributor.as_deref()?;
-            (!flagged.contains(who)).then_some((s, who))
+            verified.counts(Some(who)).then_some((s, who))
         })
         .collect();
     let corroborated = radio::corroboration(
-        plausible.iter().map(|(s, w)| (*s, *w)),
-        rules.radio.corroboration_ring,
+        counted.iter().map(|(s, w)| (*s, *w)),
+        rules.corroboration_ring,
     );
-    let mut units: Vec<(Cell, &str, &str, &str)> = plausible
+    let mut units: Vec<(Cell, &str, &str, &str)> = counted
         .iter()
         .map(|(s, w)| (s.cell, s.technology.as_str(), s.operator.as_str(), *w))
         .collect();
@@ -488,28 +512,43 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     units.dedup();
     for (cell, tech, op, who) in units {
         let k = corroborated.get(&(cell, tech, op)).copied().unwrap_or(0);
-        let factor = if k >= rules.radio.corroboration_k as usize {
+        let factor = if k >= rules.corroboration_k as usize {
             1.0
         } else {
-            rules.radio.uncorroborated_factor
+            rules.uncorroborated_factor
         };
-        let p = (rules.radio.points * demand_of(&cell) * factor * MICRO).round() as u64;
-        points[index[who]] += p;
-        let entry = cells.entry(cell).or_insert_with(|| empty_cell(cell));
-        entry.points += p;
-        entry.radio_units += 1;
+        let p = (rules.points * factors.demand(&cell) * factor * MICRO).round() as u64;
+        tally.credit(who, cell, p);
+        tally.cell(cell).radio_units += 1;
     }
+}
 
-    // 4. Bounties.
+/// Step 4's result.
+struct Bounties {
+    claims: Vec<BountyClaim>,
+    refunds: Vec<BountyRefund>,
+    /// Paid by contributor index.
+    paid_to: Vec<u64>,
+    paid: u64,
+}
+
+/// Step 4, bounties: the first capture of each unclaimed cell of a live bounty claims
+/// `budget / cells`; claims together take at most `pool_share` of the emission (beyond it they
+/// are paid in proportion); an expired bounty releases what it did not pay.
+fn pay_bounties(
+    inputs: &EpochInputs,
+    captures: &[&Capture],
+    tally: &mut Tally,
+    policy: &RewardPolicy,
+) -> Bounties {
+    let period = &inputs.period;
     let mut claims: Vec<BountyClaim> = Vec::new();
-    let mut refunds: Vec<BountyRefund> = Vec::new();
     let mut first_capture: HashMap<Cell, Vec<&Capture>> = HashMap::new();
     for c in captures.iter().filter(|c| c.contributor.is_some()) {
         first_capture.entry(c.cell).or_default().push(c);
     }
     let mut areas: Vec<_> = inputs.demand.iter().collect();
     areas.sort_by_key(|a| a.id);
-    let mut spent_now: HashMap<i64, u64> = HashMap::new();
     for area in &areas {
         let Some(b) = &area.bounty else { continue };
         if b.refunded || !live_in(area.created_at, area.expires_at, period) {
@@ -547,7 +586,9 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             }
         }
     }
-    let cap = (u128::from(emission) * ((rules.bounty.pool_share * MICRO).round() as u128)
+    let rules = &policy.rules;
+    let cap = (u128::from(rules.epoch.emission)
+        * ((rules.bounty.pool_share * MICRO).round() as u128)
         / MICRO as u128) as u64;
     let claimed_total: u128 = claims.iter().map(|c| u128::from(c.claimed)).sum();
     if claimed_total > u128::from(cap) {
@@ -555,15 +596,14 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             c.paid = (u128::from(c.claimed) * u128::from(cap) / claimed_total) as u64;
         }
     }
-    let mut bounty_of = vec![0u64; names.len()];
+    let mut paid_to = vec![0u64; tally.names.len()];
+    let mut spent_now: HashMap<i64, u64> = HashMap::new();
     for c in &claims {
-        bounty_of[index[c.contributor.as_str()]] += c.paid;
+        paid_to[tally.index[c.contributor.as_str()]] += c.paid;
         *spent_now.entry(c.area).or_default() += c.paid;
-        cells
-            .entry(c.cell)
-            .or_insert_with(|| empty_cell(c.cell))
-            .amount += c.paid;
+        tally.cell(c.cell).amount += c.paid;
     }
+    let mut refunds: Vec<BountyRefund> = Vec::new();
     for area in &areas {
         let Some(b) = &area.bounty else { continue };
         if b.refunded || area.expires_at.is_none_or(|e| e > period.end) {
@@ -575,10 +615,40 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             amount: b.budget.saturating_sub(spent),
         });
     }
-    let bounty_paid: u64 = claims.iter().map(|c| c.paid).sum();
+    Bounties {
+        paid: claims.iter().map(|c| c.paid).sum(),
+        claims,
+        refunds,
+        paid_to,
+    }
+}
 
-    // 5. Split.
-    let base_pool = emission - bounty_paid;
+/// Step 5's result.
+struct Split {
+    base_pool: u64,
+    distributed_base: u64,
+    rewards: Vec<ContributorReward>,
+    cells: Vec<CellReward>,
+}
+
+/// Step 5, the split: what bounties did not take, pro rata to points, each share floored; each
+/// contributor's cumulative total; each cell's amount and its weight at the epoch's start.
+fn split_pool(
+    inputs: &EpochInputs,
+    factors: &CellFactors,
+    tally: Tally,
+    bounties: &Bounties,
+    verified: &Verified,
+    policy: &RewardPolicy,
+) -> Split {
+    let period = &inputs.period;
+    let base_pool = policy.rules.epoch.emission - bounties.paid;
+    let Tally {
+        names,
+        points,
+        mut cells,
+        ..
+    } = tally;
     let total_points: u128 = points.iter().map(|&p| u128::from(p)).sum();
     let share = |p: u64| -> u64 {
         (u128::from(base_pool) * u128::from(p))
@@ -587,14 +657,15 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     };
     for c in cells.values_mut() {
         c.amount += share(c.points);
-        let last = last_seen
+        let last = factors
+            .last_seen
             .get(&c.cell)
             .map(|&t| DateTime::from_timestamp_micros(t).unwrap_or(period.start));
         c.last_seen = c.last_seen.max(last);
         c.weight_at_start = reward_weight(
-            demand_of(&c.cell),
+            factors.demand(&c.cell),
             last,
-            gap_of(&c.cell),
+            factors.gap(&c.cell),
             period.start,
             policy,
         )
@@ -610,9 +681,9 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
     for (i, name) in names.iter().enumerate() {
         let base = share(points[i]);
         distributed_base += base;
-        let amount = base + bounty_of[i];
+        let amount = base + bounties.paid_to[i];
         let before = previous.get(name).copied().unwrap_or(0);
-        let is_flagged = flagged.contains(name);
+        let is_flagged = verified.flagged.contains(*name);
         if before == 0 && amount == 0 && points[i] == 0 && !is_flagged {
             continue;
         }
@@ -620,17 +691,57 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
             contributor: (*name).to_owned(),
             points: points[i],
             base,
-            bounty: bounty_of[i],
+            bounty: bounties.paid_to[i],
             amount,
             cumulative: before + u128::from(amount),
             flagged: is_flagged,
         });
     }
-    let unallocated = base_pool - distributed_base;
+    Split {
+        base_pool,
+        distributed_base,
+        rewards,
+        cells: cells
+            .into_values()
+            .filter(|c| c.captures > 0 || c.points > 0 || c.amount > 0)
+            .collect(),
+    }
+}
 
-    // 6. Ledger.
-    let root = MerkleTree::new(&leaves_of(period.epoch, &rules.distributor, &rewards)).root();
-    let manifest = Manifest {
+/// What each radio batch adds to the map (the cells of its counted sightings, by upload), and
+/// the sightings of trusted batches that do not count, as (upload, seq).
+struct RadioResults {
+    cells: BTreeMap<i64, BTreeSet<Cell>>,
+    uncounted: Vec<(i64, i32)>,
+}
+
+fn radio_results(inputs: &EpochInputs, verified: &Verified) -> RadioResults {
+    let mut cells: BTreeMap<i64, BTreeSet<Cell>> = BTreeMap::new();
+    let mut uncounted = Vec::new();
+    for (s, counted) in inputs.radio.iter().zip(&verified.assessment.counts) {
+        let batch = cells.entry(s.upload_id).or_default();
+        if *counted {
+            batch.insert(s.cell);
+        } else if verified.trusted(s.upload_id) {
+            uncounted.push((s.upload_id, s.seq));
+        }
+    }
+    uncounted.sort_unstable();
+    RadioResults { cells, uncounted }
+}
+
+/// Step 6, the record: the inputs' hashes, the amounts and the Merkle root.
+fn manifest(
+    inputs: &EpochInputs,
+    policy: &RewardPolicy,
+    split: &Split,
+    bounties: &Bounties,
+    penalties: &[Penalty],
+    findings: &BTreeMap<i64, Vec<Finding>>,
+    root: ledger::Hash,
+) -> Manifest {
+    let (rules, period) = (&policy.rules, &inputs.period);
+    Manifest {
         epoch: period.epoch,
         start: period.start,
         end: period.end,
@@ -640,52 +751,16 @@ pub fn close(inputs: &EpochInputs, policy: &RewardPolicy) -> EpochOutcome {
         inputs: input_hashes(inputs),
         captures: inputs.captures.len() as u64,
         radio_samples: inputs.radio.len() as u64,
-        emission,
-        bounty_paid,
-        base_pool,
-        distributed: distributed_base + bounty_paid,
-        unallocated,
-        bounty_refunded: refunds.iter().map(|r| r.amount).sum(),
-        contributors: rewards.iter().filter(|r| r.amount > 0).count() as u64,
+        emission: rules.epoch.emission,
+        bounty_paid: bounties.paid,
+        base_pool: split.base_pool,
+        distributed: split.distributed_base + bounties.paid,
+        unallocated: split.base_pool - split.distributed_base,
+        bounty_refunded: bounties.refunds.iter().map(|r| r.amount).sum(),
+        contributors: split.rewards.iter().filter(|r| r.amount > 0).count() as u64,
         flagged: penalties.len() as u64,
         flagged_uploads: findings.values().filter(|f| !f.is_empty()).count() as u64,
         root: hex::encode(root),
-    };
-    let cells = cells
-        .into_values()
-        .filter(|c| c.captures > 0 || c.points > 0 || c.amount > 0)
-        .collect();
-    // What each radio batch adds to the map: the cells of its counted sightings.
-    let mut radio_cells: BTreeMap<i64, BTreeSet<Cell>> = BTreeMap::new();
-    let mut uncounted_radio = Vec::new();
-    for (s, counted) in inputs.radio.iter().zip(&assessment.counts) {
-        let cells = radio_cells.entry(s.upload_id).or_default();
-        if *counted {
-            cells.insert(s.cell);
-        } else if trusted(&findings, s.upload_id) {
-            uncounted_radio.push((s.upload_id, s.seq));
-        }
-    }
-    uncounted_radio.sort_unstable();
-    let verdicts = findings
-        .into_iter()
-        .map(|(upload_id, findings)| UploadVerdict {
-            upload_id,
-            verdict: Verdict::of(&findings),
-            credited_cells: radio_cells.get(&upload_id).map(|c| c.len() as u64),
-            findings,
-        })
-        .collect();
-    EpochOutcome {
-        manifest,
-        rewards,
-        cells,
-        penalties,
-        claims,
-        refunds,
-        verdicts,
-        emitters: assessment.sites,
-        uncounted_radio,
     }
 }
 
@@ -991,5 +1066,294 @@ pub fn input_hashes(inputs: &EpochInputs) -> InputHashes {
                 })
                 .collect(),
         ),
+    }
+}
+
+/// Each step of [`close`] on its own; `tests/epoch.rs` checks the whole close by hand and by
+/// its properties.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use covermap_domain::rewards::{
+        Bounty, ContributorEvidence, DemandArea, PreviousTotal, Refusal, UploadEvidence,
+    };
+
+    fn start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn empty() -> EpochInputs {
+        EpochInputs {
+            period: EpochPeriod {
+                epoch: 0,
+                start: start(),
+                end: start() + chrono::Duration::days(1),
+            },
+            captures: Vec::new(),
+            last_seen: Vec::new(),
+            roads: Vec::new(),
+            radio: Vec::new(),
+            emitters: Vec::new(),
+            demand: Vec::new(),
+            evidence: Vec::new(),
+            previous: Vec::new(),
+            usage: Vec::new(),
+            uploads: Vec::new(),
+            refusals: Vec::new(),
+        }
+    }
+
+    fn cell(lat: f64, lon: f64) -> Cell {
+        Cell(
+            h3o::LatLng::new(lat, lon)
+                .unwrap()
+                .to_cell(h3o::Resolution::Eleven),
+        )
+    }
+
+    fn capture(who: &str, upload: i64, frame: i32, cell: Cell, minutes: i64) -> Capture {
+        Capture {
+            contributor: Some(who.into()),
+            upload_id: upload,
+            frame,
+            cell,
+            captured_at: start() + chrono::Duration::minutes(minutes),
+        }
+    }
+
+    fn upload(id: i64, who: &str, evidence: &str) -> UploadEvidence {
+        UploadEvidence {
+            upload_id: id,
+            contributor: Some(who.into()),
+            device: format!("{who}-phone"),
+            kind: "gpx".into(),
+            evidence: evidence.into(),
+        }
+    }
+
+    fn nobody_flagged() -> Verified {
+        Verified {
+            findings: BTreeMap::new(),
+            assessment: covermap_trust::emitters::RadioAssessment {
+                counts: Vec::new(),
+                findings: BTreeMap::new(),
+                sites: Vec::new(),
+            },
+            penalties: Vec::new(),
+            flagged: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn verification_flags_unreadable_evidence_and_penalises_contributors_once() {
+        let policy = RewardPolicy::shipped();
+        let mut inputs = empty();
+        inputs.uploads = vec![upload(1, "alice", "{}"), upload(2, "mallory", "not json")];
+        inputs.evidence = vec![ContributorEvidence {
+            contributor: "mallory".into(),
+            fixes_accepted: 10,
+            fixes_spoofed: 90,
+            frames_duplicated: 5,
+        }];
+        let verified = verify(&inputs, &policy);
+        assert!(verified.trusted(1));
+        assert!(!verified.trusted(2));
+        assert_eq!(verified.findings[&2][0].code, "unreadable_evidence");
+        // Both duplicated frames and spoofing apply: one penalty, the first by reason.
+        assert_eq!(verified.penalties.len(), 1);
+        assert_eq!(verified.penalties[0].reason, "duplicated_frames");
+        assert!(!verified.counts(Some("mallory")));
+        assert!(verified.counts(Some("alice")));
+        assert!(verified.counts(None));
+    }
+
+    #[test]
+    fn repeat_offenders_count_flagged_and_refused_uploads() {
+        let policy = RewardPolicy::shipped();
+        let mut inputs = empty();
+        inputs.uploads = vec![upload(1, "eve", "broken"), upload(2, "eve", "{}")];
+        inputs.refusals = vec![Refusal {
+            contributor: "eve".into(),
+            device: "eve-phone".into(),
+            reason: "implausible_speed".into(),
+            at: start(),
+        }];
+        let verified = verify(&inputs, &policy);
+        assert_eq!(verified.penalties.len(), 1, "{:?}", verified.penalties);
+        assert_eq!(verified.penalties[0].reason, "repeat_offender");
+        assert_eq!(
+            verified.penalties[0].detail,
+            "1 of its 3 uploads were flagged and 1 refused in the epoch"
+        );
+    }
+
+    #[test]
+    fn counted_captures_leave_out_flagged_work_and_repeats() {
+        let a = cell(43.73, 7.42);
+        let mut inputs = empty();
+        inputs.captures = vec![
+            capture("alice", 1, 0, a, 10),
+            capture("alice", 1, 0, a, 10),
+            capture("mallory", 2, 0, a, 5),
+            capture("bob", 3, 0, a, 1),
+        ];
+        let mut verified = nobody_flagged();
+        verified.flagged.insert("mallory".into());
+        verified
+            .findings
+            .insert(3, vec![Finding::new("replay", "a copy")]);
+        let counted = counted_captures(&inputs, &verified);
+        assert_eq!(counted.len(), 1);
+        assert_eq!(counted[0].contributor.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn imagery_pays_the_first_capture_of_a_stale_cell_and_little_for_a_repeat() {
+        let policy = RewardPolicy::shipped();
+        let a = cell(43.73, 7.42);
+        let mut inputs = empty();
+        inputs.captures = vec![capture("alice", 1, 0, a, 0), capture("bob", 2, 0, a, 1)];
+        let verified = nobody_flagged();
+        let factors = CellFactors::new(&inputs, &policy);
+        let mut tally = Tally::new(&inputs, &verified.flagged);
+        let captures = counted_captures(&inputs, &verified);
+        score_imagery(&captures, &factors, &mut tally, &policy);
+        let (alice, bob) = (
+            tally.points[tally.index["alice"]],
+            tally.points[tally.index["bob"]],
+        );
+        // Never seen, no roads (all gap), no demand: weight 1, one point.
+        assert_eq!(alice, 1_000_000);
+        // A minute later of a 7-day recovery: 1/10080 of a point.
+        assert_eq!(bob, (MICRO / (7.0 * 24.0 * 60.0)).round() as u64);
+        let c = &tally.cells[&a];
+        assert_eq!((c.captures, c.points), (2, alice + bob));
+        assert_eq!(c.last_seen, Some(start() + chrono::Duration::minutes(1)));
+    }
+
+    #[test]
+    fn radio_pays_corroborated_networks_in_full_and_lone_ones_a_quarter() {
+        let policy = RewardPolicy::shipped();
+        let (a, far) = (cell(43.73, 7.42), cell(43.80, 7.50));
+        let sample = |who: &str, upload: i64, cell: Cell| {
+            let c = h3o::LatLng::from(cell.0);
+            RadioSample {
+                contributor: Some(who.into()),
+                upload_id: upload,
+                seq: 0,
+                cell,
+                technology: "lte".into(),
+                operator: "208-1".into(),
+                emitter: "lte:208:1:1:1".into(),
+                signal_dbm: Some(-90),
+                observed_at: start(),
+                lat: c.lat(),
+                lon: c.lng(),
+            }
+        };
+        let mut inputs = empty();
+        inputs.radio = vec![
+            sample("alice", 1, a),
+            sample("alice", 1, a),
+            sample("bob", 2, a),
+            sample("carol", 3, far),
+        ];
+        let mut verified = nobody_flagged();
+        verified.assessment.counts = vec![true; 4];
+        let factors = CellFactors::new(&inputs, &policy);
+        let mut tally = Tally::new(&inputs, &verified.flagged);
+        score_radio(&inputs, &verified, &factors, &mut tally, &policy);
+        let points = |who: &str| tally.points[tally.index[who]];
+        assert_eq!(points("alice"), 250_000, "one unit however many samples");
+        assert_eq!(points("bob"), 250_000);
+        assert_eq!(points("carol"), 62_500, "heard by nobody else: 0.25 × 0.25");
+        assert_eq!(tally.cells[&a].radio_units, 2);
+    }
+
+    #[test]
+    fn bounties_pay_first_captures_within_the_pool_cap_and_refund_at_expiry() {
+        let policy = RewardPolicy::shipped();
+        let (a, b) = (cell(43.73, 7.42), cell(43.74, 7.43));
+        let mut inputs = empty();
+        inputs.captures = vec![capture("alice", 1, 0, a, 30), capture("bob", 2, 0, a, 60)];
+        let emission = policy.rules.epoch.emission;
+        inputs.demand = vec![DemandArea {
+            id: 1,
+            name: "harbour".into(),
+            weight: 1.0,
+            cells: vec![a, b],
+            created_at: start() - chrono::Duration::days(1),
+            expires_at: Some(start() + chrono::Duration::hours(12)),
+            bounty: Some(Bounty {
+                // Each cell's claim is the whole emission: over the 20 % pool.
+                budget: 2 * emission,
+                spent: 0,
+                claimed: Vec::new(),
+                refunded: false,
+            }),
+        }];
+        let verified = nobody_flagged();
+        let mut tally = Tally::new(&inputs, &verified.flagged);
+        let captures = counted_captures(&inputs, &verified);
+        let bounties = pay_bounties(&inputs, &captures, &mut tally, &policy);
+        assert_eq!(bounties.claims.len(), 1);
+        let claim = &bounties.claims[0];
+        assert_eq!((claim.contributor.as_str(), claim.cell), ("alice", a));
+        assert_eq!(claim.claimed, emission);
+        assert_eq!(claim.paid, emission / 5, "capped at the pool share");
+        assert_eq!(bounties.paid, emission / 5);
+        assert_eq!(bounties.paid_to[tally.index["alice"]], emission / 5);
+        assert_eq!(bounties.paid_to[tally.index["bob"]], 0);
+        assert_eq!(bounties.refunds.len(), 1);
+        assert_eq!(bounties.refunds[0].amount, 2 * emission - emission / 5);
+    }
+
+    #[test]
+    fn the_split_floors_shares_keeps_past_earners_and_leaves_dust_unallocated() {
+        let policy = RewardPolicy::shipped();
+        let a = cell(43.73, 7.42);
+        let mut inputs = empty();
+        inputs.previous = vec![PreviousTotal {
+            contributor: "dora".into(),
+            cumulative: 42,
+        }];
+        inputs.captures = vec![
+            capture("alice", 1, 0, a, 0),
+            capture("bob", 2, 0, a, 1),
+            capture("carol", 3, 0, a, 2),
+        ];
+        let verified = nobody_flagged();
+        let factors = CellFactors::new(&inputs, &policy);
+        let mut tally = Tally::new(&inputs, &verified.flagged);
+        // Three contributors with one point each: a third of the pool each, floored.
+        for who in ["alice", "bob", "carol"] {
+            tally.credit(who, a, 1_000_000);
+        }
+        let bounties = Bounties {
+            claims: Vec::new(),
+            refunds: Vec::new(),
+            paid_to: vec![0; tally.names.len()],
+            paid: 0,
+        };
+        let split = split_pool(&inputs, &factors, tally, &bounties, &verified, &policy);
+        let third = policy.rules.epoch.emission / 3;
+        assert_eq!(split.distributed_base, 3 * third);
+        assert_eq!(split.base_pool - split.distributed_base, 1, "the dust");
+        let dora = split
+            .rewards
+            .iter()
+            .find(|r| r.contributor == "dora")
+            .unwrap();
+        assert_eq!((dora.amount, dora.cumulative), (0, 42));
+        assert!(
+            split
+                .rewards
+                .iter()
+                .filter(|r| r.contributor != "dora")
+                .all(|r| r.amount == third)
+        );
+        assert_eq!(split.cells.len(), 1);
     }
 }

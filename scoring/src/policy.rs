@@ -62,6 +62,22 @@ pub struct ImageryRules {
     pub coverage_window_days: f64,
     pub coverage_gap_weight: f64,
     pub display_half_life_days: f64,
+    /// A published frame whose perceptual hash is within this many bits (of 64) of a frame
+    /// published before, nearby, is refused as a `duplicate`.
+    #[serde(default = "ImageryRules::default_duplicate_bits")]
+    pub duplicate_bits: u32,
+    /// How far (metres) a frame may be from the road segment it is filed under.
+    #[serde(default = "ImageryRules::default_segment_radius_m")]
+    pub segment_radius_m: f64,
+}
+
+impl ImageryRules {
+    fn default_duplicate_bits() -> u32 {
+        6
+    }
+    fn default_segment_radius_m() -> f64 {
+        30.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,9 +100,28 @@ pub struct DemandRules {
     pub max_area_weight: f64,
     pub usage_weight: f64,
     pub usage_resolution: u8,
+    /// Most cells one demand area may hold.
+    #[serde(default = "DemandRules::default_max_area_cells")]
+    pub max_area_cells: usize,
+    /// A bounty's budget is at most this many epochs' emission.
+    #[serde(default = "DemandRules::default_max_bounty_epochs")]
+    pub max_bounty_epochs: u64,
+    /// An area or bounty expires at most this many days after it is created.
+    #[serde(default = "DemandRules::default_max_expiry_days")]
+    pub max_expiry_days: u32,
 }
 
 impl DemandRules {
+    fn default_max_area_cells() -> usize {
+        100_000
+    }
+    fn default_max_bounty_epochs() -> u64 {
+        1000
+    }
+    fn default_max_expiry_days() -> u32 {
+        366
+    }
+
     pub fn usage_resolution(&self) -> h3o::Resolution {
         h3o::Resolution::try_from(self.usage_resolution).unwrap_or(h3o::Resolution::Seven)
     }
@@ -252,6 +287,21 @@ impl Rules {
         }
         if self.demand.usage_resolution > 15 {
             return Err(bad("demand.usage_resolution", "must be 0 to 15"));
+        }
+        if self.demand.max_area_cells == 0 || self.demand.max_area_cells > 10_000_000 {
+            return Err(bad("demand.max_area_cells", "must be 1 to 10,000,000"));
+        }
+        if self.demand.max_bounty_epochs == 0 {
+            return Err(bad("demand.max_bounty_epochs", "must be at least 1"));
+        }
+        if self.demand.max_expiry_days == 0 {
+            return Err(bad("demand.max_expiry_days", "must be at least 1"));
+        }
+        if self.imagery.duplicate_bits > 64 {
+            return Err(bad("imagery.duplicate_bits", "must be 0 to 64"));
+        }
+        if !(self.imagery.segment_radius_m.is_finite() && self.imagery.segment_radius_m > 0.0) {
+            return Err(bad("imagery.segment_radius_m", "must be a number > 0"));
         }
         if self.verification.duplicate_frames == 0 {
             return Err(bad("verification.duplicate_frames", "must be at least 1"));

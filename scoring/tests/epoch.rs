@@ -199,7 +199,7 @@ fn a_small_epoch_computed_by_hand() {
     assert_eq!(cum("alice"), 195);
     assert_eq!(cum("carol"), 10);
     // The root is over these four leaves and each proves against it.
-    let leaves = o.leaves();
+    let leaves = epoch::leaves(&o);
     assert_eq!(leaves.len(), 4);
     let root: ledger::Hash = hex::decode(&o.manifest.root).unwrap().try_into().unwrap();
     for l in &leaves {

@@ -7,7 +7,8 @@
 //! decisions on refused frames and applies each with its record: an approval publishes the
 //! frame, a rejection unpublishes an approved one (see [`Decision`]).
 //!
-//! It does not parse uploads, match roads or compute scores: it stores what those stages return.
+//! It does not parse uploads, match roads or compute scores: it stores what those stages return,
+//! as `covermap_domain` types (its only covermap dependency).
 
 mod blobs;
 mod error;
@@ -24,16 +25,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Penalty};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{
     BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, Fix, ImageryCellSummary, LatLon,
     MatchedStretch, RadioCellSummary, RoadCell, RoadSegment, Role, SegmentRef, UploadKind,
     UploadStatus,
 };
-use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
 use serde::Serialize;
 
 pub use blobs::{BlobRef, Blobs};
+pub use covermap_domain::NewApiKey;
 pub use error::{Result, StoreError};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -104,7 +106,7 @@ pub struct UploadTrust {
     /// `pending` until processed, then `trusted` or `flagged`.
     pub verdict: String,
     /// Why it is flagged: reason codes with what was measured.
-    pub findings: Vec<covermap_trust::Finding>,
+    pub findings: Vec<covermap_domain::trust::Finding>,
     /// The epoch whose close made the verdict final; until then the worker's verdict stands.
     pub epoch: Option<i64>,
 }
@@ -115,7 +117,10 @@ impl UploadTrust {
         let findings = match findings {
             None => Vec::new(),
             Some(text) => serde_json::from_str(&text).unwrap_or_else(|_| {
-                vec![covermap_trust::Finding::new("unreadable_findings", text)]
+                vec![covermap_domain::trust::Finding::new(
+                    "unreadable_findings",
+                    text,
+                )]
             }),
         };
         Self {
@@ -480,15 +485,6 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// A key to create; the caller hashes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewApiKey {
-    pub key_hash: String,
-    pub prefix: String,
-    pub role: Role,
-    pub contributor: Option<String>,
-}
-
 /// A device and the ed25519 public key its uploads are signed with now. Its owner is its
 /// contributor, or, for a device bound to none, the key that registered it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -651,7 +647,7 @@ pub struct EpochRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosedEpoch {
     pub record: EpochRecord,
-    pub manifest: covermap_scoring::epoch::Manifest,
+    pub manifest: covermap_domain::rewards::Manifest,
     pub policy: String,
 }
 

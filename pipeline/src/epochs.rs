@@ -1,0 +1,341 @@
+//! The epoch use cases: close an ended epoch exactly once whatever the number of closers, find
+//! the next one due, verify a closed one from its stored inputs, and simulate one under another
+//! policy. The rules are `scoring`'s ([`epoch::close`]); this reads, computes and writes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use covermap_domain::rewards::EpochPeriod;
+use covermap_scoring::RewardPolicy;
+use covermap_scoring::epoch::{self, EpochOutcome};
+use covermap_store::{EpochClaim, Store, StoreError};
+use tokio::sync::watch;
+
+/// Why an epoch use case could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum EpochError {
+    #[error("epoch {epoch} has not ended: it ends at {}", .end.to_rfc3339())]
+    NotEnded { epoch: u64, end: DateTime<Utc> },
+    #[error("epoch {0} lies beyond any date")]
+    BeyondAnyDate(u64),
+    #[error("epoch {0} is not closed")]
+    NotClosed(u64),
+    #[error("epoch {epoch}'s recorded policy: {detail}")]
+    RecordedPolicy { epoch: u64, detail: String },
+    #[error("computing epoch {epoch} failed: {detail}")]
+    Computation { epoch: u64, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How long a closer holds an epoch before another may take it over.
+const CLOSE_LEASE: Duration = Duration::from_secs(600);
+
+/// What closing found.
+#[derive(Debug)]
+pub enum Closed {
+    Now(Box<EpochOutcome>),
+    Already,
+    Busy { by: String, until: DateTime<Utc> },
+}
+
+/// Closes epoch `n`: claim, read, compute, write. A failure gives the claim back.
+pub async fn close_epoch(
+    store: &dyn Store,
+    policy: &RewardPolicy,
+    n: u64,
+    closer: &str,
+) -> Result<Closed, EpochError> {
+    let period = period(policy, n)?;
+    let now = Utc::now();
+    if period.end > now {
+        return Err(EpochError::NotEnded {
+            epoch: n,
+            end: period.end,
+        });
+    }
+    let token = match store.claim_epoch(&period, closer, now, CLOSE_LEASE).await? {
+        EpochClaim::Closed => return Ok(Closed::Already),
+        EpochClaim::Busy { by, until } => return Ok(Closed::Busy { by, until }),
+        EpochClaim::Held { token, tagged, .. } => {
+            tracing::info!(epoch = n, uploads = tagged, "closing epoch");
+            token
+        }
+    };
+    let result = async {
+        let inputs = store
+            .epoch_inputs(&period, coverage_since(policy, &period))
+            .await?;
+        let p = policy.clone();
+        let outcome = compute(n, inputs, p).await?;
+        store
+            .finish_epoch(&token, &outcome, &policy.source, Utc::now())
+            .await?;
+        Ok::<_, EpochError>(outcome)
+    }
+    .await;
+    match result {
+        Ok(outcome) => Ok(Closed::Now(Box::new(outcome))),
+        Err(e) => {
+            if let Err(given_back) = store.abandon_epoch(n, &token).await {
+                tracing::warn!(epoch = n, error = %given_back, "could not give the claim back");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn period(policy: &RewardPolicy, n: u64) -> Result<EpochPeriod, EpochError> {
+    policy.period(n).ok_or(EpochError::BeyondAnyDate(n))
+}
+
+/// `scoring`'s close, off the async threads (an epoch can hold a million observations).
+async fn compute(
+    n: u64,
+    inputs: covermap_domain::rewards::EpochInputs,
+    policy: RewardPolicy,
+) -> Result<EpochOutcome, EpochError> {
+    tokio::task::spawn_blocking(move || epoch::close(&inputs, &policy))
+        .await
+        .map_err(|e| EpochError::Computation {
+            epoch: n,
+            detail: e.to_string(),
+        })
+}
+
+fn coverage_since(policy: &RewardPolicy, period: &EpochPeriod) -> DateTime<Utc> {
+    period.start - policy.coverage_window()
+}
+
+/// The next epoch to close at `now`: the one after the last closed, or, before any, the last
+/// one that ended (earlier uploads count in it). `None` while it is still within its grace.
+pub async fn next_due(
+    store: &dyn Store,
+    policy: &RewardPolicy,
+    now: DateTime<Utc>,
+    grace: chrono::Duration,
+) -> Result<Option<u64>, EpochError> {
+    let next = match store.last_closed_epoch().await? {
+        Some(l) => l + 1,
+        None => match policy.epoch_at(now - grace) {
+            Some(current) if current > 0 => current - 1,
+            _ => return Ok(None),
+        },
+    };
+    let p = period(policy, next)?;
+    Ok((p.end + grace <= now).then_some(next))
+}
+
+/// Closes every epoch that is due, one after another, until `shutdown`.
+pub async fn run_closer(
+    store: Arc<dyn Store>,
+    policy: Arc<RewardPolicy>,
+    closer: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let grace = chrono::Duration::seconds(policy.rules.epoch.grace_seconds as i64);
+    let poll = Duration::from_secs(policy.rules.epoch.length_seconds.clamp(1, 30));
+    loop {
+        loop {
+            match next_due(store.as_ref(), &policy, Utc::now(), grace).await {
+                Ok(Some(n)) => match close_epoch(store.as_ref(), &policy, n, &closer).await {
+                    Ok(Closed::Now(o)) => {
+                        tracing::info!(epoch = n, root = %o.manifest.root,
+                            distributed = o.manifest.distributed, "epoch closed");
+                    }
+                    Ok(Closed::Already) => {}
+                    Ok(Closed::Busy { .. }) => break,
+                    Err(e) => {
+                        tracing::warn!(epoch = n, error = %e, "epoch not closed");
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the epochs");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// A closed epoch recomputed from its stored inputs, beside what was recorded.
+#[derive(Debug, serde::Serialize)]
+pub struct Verification {
+    pub epoch: u64,
+    pub stored_root: String,
+    pub recomputed_root: String,
+    pub policy_hash: String,
+    /// Inputs whose hash differs from the manifest's: what changed since the close.
+    pub changed_inputs: Vec<&'static str>,
+    pub matches: bool,
+}
+
+/// Recomputes a closed epoch from the stored inputs under the policy text it recorded.
+pub async fn verify(store: &dyn Store, n: u64) -> Result<Verification, EpochError> {
+    let stored = store
+        .closed_epoch(n)
+        .await?
+        .ok_or(EpochError::NotClosed(n))?;
+    let policy = RewardPolicy::parse(&stored.policy).map_err(|e| EpochError::RecordedPolicy {
+        epoch: n,
+        detail: e.to_string(),
+    })?;
+    if policy.hash != stored.manifest.policy_hash {
+        return Err(EpochError::RecordedPolicy {
+            epoch: n,
+            detail: "its text does not match its hash".into(),
+        });
+    }
+    let period = period(&policy, n)?;
+    let inputs = store
+        .epoch_inputs(&period, coverage_since(&policy, &period))
+        .await?;
+    let outcome = compute(n, inputs, policy).await?;
+    let (a, b) = (&stored.manifest.inputs, &outcome.manifest.inputs);
+    let mut changed = Vec::new();
+    for (name, x, y) in [
+        ("captures", &a.captures, &b.captures),
+        ("last_seen", &a.last_seen, &b.last_seen),
+        ("roads", &a.roads, &b.roads),
+        ("radio", &a.radio, &b.radio),
+        ("emitters", &a.emitters, &b.emitters),
+        ("demand", &a.demand, &b.demand),
+        ("evidence", &a.evidence, &b.evidence),
+        ("previous", &a.previous, &b.previous),
+        ("usage", &a.usage, &b.usage),
+    ] {
+        if x != y {
+            changed.push(name);
+        }
+    }
+    Ok(Verification {
+        epoch: n,
+        matches: stored.manifest.root == outcome.manifest.root && changed.is_empty(),
+        stored_root: stored.manifest.root,
+        recomputed_root: outcome.manifest.root,
+        policy_hash: stored.manifest.policy_hash,
+        changed_inputs: changed,
+    })
+}
+
+/// What a closed epoch would have paid under another policy, beside what it paid.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Simulation {
+    pub epoch: u64,
+    pub recorded: SimulationTotals,
+    pub simulated: SimulationTotals,
+    pub contributors: Vec<SimulatedAmount>,
+    pub cells: Vec<SimulatedAmount>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimulationTotals {
+    pub distributed: u64,
+    pub unallocated: u64,
+    pub root: String,
+    pub policy_version: u32,
+    pub policy_hash: String,
+}
+
+/// One contributor's (or cell's) amount, received and simulated.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimulatedAmount {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contributor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<covermap_domain::Cell>,
+    pub received: u64,
+    pub simulated: u64,
+    pub delta: i128,
+}
+
+impl SimulatedAmount {
+    fn new(
+        contributor: Option<String>,
+        cell: Option<covermap_domain::Cell>,
+        a: u64,
+        b: u64,
+    ) -> Self {
+        Self {
+            contributor,
+            cell,
+            received: a,
+            simulated: b,
+            delta: i128::from(b) - i128::from(a),
+        }
+    }
+}
+
+/// Closes epoch `n` again from its stored inputs under `proposed` — its period stays as it was
+/// closed — and sets each contributor's and cell's amount beside what it received. The ledger
+/// is not touched.
+pub async fn simulate(
+    store: &dyn Store,
+    n: u64,
+    proposed: RewardPolicy,
+) -> Result<Simulation, EpochError> {
+    let stored = store
+        .closed_epoch(n)
+        .await?
+        .ok_or(EpochError::NotClosed(n))?;
+    let closed_under =
+        RewardPolicy::parse(&stored.policy).map_err(|e| EpochError::RecordedPolicy {
+            epoch: n,
+            detail: e.to_string(),
+        })?;
+    let period = period(&closed_under, n)?;
+    let inputs = store
+        .epoch_inputs(&period, period.start - proposed.coverage_window())
+        .await?;
+    let sim = compute(n, inputs, proposed.clone()).await?;
+    let received = store.epoch_rewards(n).await?;
+    let cells = store.epoch_cells(n).await?;
+    // Both sides keyed once: an epoch has up to 100,000 cells.
+    let mut by_contributor: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in received {
+        by_contributor.entry(r.contributor).or_default().0 = r.amount;
+    }
+    for r in &sim.rewards {
+        by_contributor.entry(r.contributor.clone()).or_default().1 = r.amount;
+    }
+    let mut by_cell: BTreeMap<covermap_domain::Cell, (u64, u64)> = BTreeMap::new();
+    for c in &cells {
+        by_cell.entry(c.cell).or_default().0 = c.amount;
+    }
+    for c in &sim.cells {
+        by_cell.entry(c.cell).or_default().1 = c.amount;
+    }
+    Ok(Simulation {
+        epoch: n,
+        recorded: SimulationTotals {
+            distributed: stored.manifest.distributed,
+            unallocated: stored.manifest.unallocated,
+            root: stored.manifest.root.clone(),
+            policy_version: closed_under.rules.version,
+            policy_hash: stored.manifest.policy_hash.clone(),
+        },
+        simulated: SimulationTotals {
+            distributed: sim.manifest.distributed,
+            unallocated: sim.manifest.unallocated,
+            root: sim.manifest.root.clone(),
+            policy_version: proposed.rules.version,
+            policy_hash: proposed.hash.clone(),
+        },
+        contributors: by_contributor
+            .into_iter()
+            .map(|(who, (a, b))| SimulatedAmount::new(Some(who), None, a, b))
+            .collect(),
+        cells: by_cell
+            .into_iter()
+            .map(|(cell, (a, b))| SimulatedAmount::new(None, Some(cell), a, b))
+            .collect(),
+    })
+}

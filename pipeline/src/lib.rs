@@ -1,0 +1,20 @@
+//! covermap pipeline: the use cases, where the stages meet the store.
+//!
+//! The stage crates are pure — `ingest` reads and checks what devices send, `roads` matches
+//! tracks and cuts them into cells, `vision` looks at frames, `trust` measures and judges,
+//! `scoring` closes epochs — and `store` keeps rows and blobs. This crate joins them: it
+//! [`accept`]s an upload (check, keep the bytes, queue the job), runs a [`worker`] that leases
+//! each job and [`process`]es it stage by stage into the one outcome the store writes, and
+//! carries out the epoch use cases ([`epochs`]) the map's ([`maps`]: tiles and reward weights) and planners' ([`demand`]). `cli` and `web` only wire: they parse
+//! arguments or requests and call in here.
+
+pub mod accept;
+pub mod demand;
+pub mod epochs;
+pub mod maps;
+mod process;
+mod verify;
+pub mod worker;
+
+pub use accept::{AcceptError, Accepted, accept_upload};
+pub use worker::{WorkerConfig, load_roads, run_pool, sweep_originals, work_once};

@@ -1,0 +1,377 @@
+//! The use cases in-process against the embedded store: uploads accepted (or refused) as the
+//! API accepts them, processed by one `work_once` at a time on Monaco's real roads, judged by
+//! the trust stage, and closed into an epoch that verifies and simulates. The uploads are the
+//! adversarial generator's: honest drives and phones' batches with realistic GNSS and radio
+//! error, and frauds made to look like them.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use covermap_adversary::{
+    FileKind, FraudPlan, FraudType, Label, ScenarioConfig, ScenarioFile, SetSize,
+};
+use covermap_domain::{DeviceId, UploadKind, UploadStatus};
+use covermap_ingest::{IngestError, IngestRules, Uploader};
+use covermap_pipeline::epochs::{self, Closed};
+use covermap_pipeline::{AcceptError, WorkerConfig, accept_upload, load_roads, work_once};
+use covermap_roads::RoadNetwork;
+use covermap_roads::matching::RoadGraph;
+use covermap_scoring::RewardPolicy;
+use covermap_store::{Blobs, Store, UploadFilter};
+use h3o::Resolution;
+
+fn testdata(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata")
+        .join(rel);
+    assert!(p.exists(), "test data {} is missing", p.display());
+    p
+}
+
+/// The embedded store in a fresh folder, Monaco's roads in it, and the stages' settings under
+/// the shipped policy.
+struct World {
+    _dir: tempfile::TempDir,
+    objects: PathBuf,
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    roads: Option<Arc<RoadGraph>>,
+    network: RoadNetwork,
+    policy: RewardPolicy,
+    config: WorkerConfig,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = covermap_store::open(None, dir.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        let objects = dir.path().join("objects");
+        std::fs::create_dir_all(&objects).unwrap();
+        let blobs = Blobs::open(&objects.display().to_string()).await.unwrap();
+        let network = covermap_roads::osm::read(&testdata("roads/monaco.osm.pbf")).unwrap();
+        let resolution = Resolution::Eleven;
+        store
+            .replace_roads(
+                &network.segments,
+                &covermap_roads::road_length_per_cell(&network.segments, resolution),
+            )
+            .await
+            .unwrap();
+        let roads = load_roads(store.as_ref()).await;
+        assert!(roads.is_some(), "the road network was not loaded");
+        let policy = RewardPolicy::shipped();
+        let config = WorkerConfig::new(&policy, IngestRules::default(), resolution);
+        Self {
+            _dir: dir,
+            objects,
+            store,
+            blobs,
+            roads,
+            network,
+            policy,
+            config,
+        }
+    }
+
+    /// Accepts a scenario file as the API would from its sender, at `received_at`.
+    async fn accept(
+        &self,
+        file: &ScenarioFile,
+        received_at: DateTime<Utc>,
+    ) -> Result<covermap_pipeline::Accepted, AcceptError> {
+        let kind = match file.kind {
+            FileKind::Gpx => UploadKind::Gpx,
+            FileKind::Geosubmit => UploadKind::GeosubmitV2,
+        };
+        let uploader = Uploader {
+            device: file.device.parse::<DeviceId>().unwrap(),
+            contributor: Some(file.contributor.clone()),
+            rewardable: true,
+        };
+        accept_upload(
+            self.store.as_ref(),
+            &self.blobs,
+            uploader,
+            kind,
+            Bytes::from(file.bytes.clone()),
+            received_at,
+            &self.config.rules,
+        )
+        .await
+    }
+
+    /// Runs the queue dry, one job at a time; returns how many jobs ran.
+    async fn work(&self) -> usize {
+        let mut n = 0;
+        while work_once(
+            "test",
+            self.store.as_ref(),
+            &self.blobs,
+            self.roads.as_ref(),
+            &self.config,
+        )
+        .await
+        .unwrap()
+        {
+            n += 1;
+            assert!(n < 1000, "the queue never ran dry");
+        }
+        n
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// When the scenario's files arrive: a day and a bit ago, so that their epoch of the shipped
+/// policy (daily from 2026-01-01) has ended. The drives were made in the week before.
+fn arrival() -> DateTime<Utc> {
+    Utc::now() - Duration::hours(26)
+}
+
+fn scenario(w: &World, honest: usize, fraud: &[FraudType]) -> Vec<ScenarioFile> {
+    let mut config = ScenarioConfig::for_arrival(SetSize::Small, 7, arrival());
+    config.honest_contributors = honest;
+    config.drives_per_honest = 1;
+    config.fraud_contributors_per_type = 1;
+    config.files_per_fraud_contributor = 1;
+    config.fraud = fraud
+        .iter()
+        .map(|&fraud| FraudPlan {
+            fraud,
+            strengths: Vec::new(),
+        })
+        .collect();
+    covermap_adversary::generate(&w.network, &config)
+        .unwrap()
+        .files
+}
+
+#[tokio::test]
+async fn an_honest_drive_is_accepted_matched_indexed_and_trusted() {
+    let w = World::new().await;
+    let files = scenario(&w, 2, &[]);
+    let drive = files.iter().find(|f| f.kind == FileKind::Gpx).unwrap();
+    let arrival = arrival();
+    let accepted = w.accept(drive, arrival).await.unwrap();
+    assert!(!accepted.receipt.duplicate);
+    let queued = w
+        .store
+        .upload(accepted.receipt.upload_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued.status, UploadStatus::Queued);
+
+    assert_eq!(w.work().await, 1);
+    let done = w
+        .store
+        .upload(accepted.receipt.upload_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, UploadStatus::Processed, "{done:?}");
+    assert_eq!(done.trust.verdict, "trusted", "{:?}", done.trust.findings);
+    assert!(done.cells.unwrap() > 3, "{done:?}");
+    let stretches = w
+        .store
+        .matched_stretches(accepted.receipt.upload_id)
+        .await
+        .unwrap();
+    let matched: f64 = stretches.iter().map(|s| s.length_m).sum();
+    assert!(matched > 200.0, "matched {matched} m of Monaco's roads");
+    assert_eq!(done.matched_m.map(|m| m.round()), Some(matched.round()));
+}
+
+#[tokio::test]
+async fn the_same_bytes_twice_are_one_upload_and_one_job() {
+    let w = World::new().await;
+    let files = scenario(&w, 2, &[]);
+    let drive = files.iter().find(|f| f.kind == FileKind::Gpx).unwrap();
+    let arrival = arrival();
+    let first = w.accept(drive, arrival).await.unwrap();
+    let again = w.accept(drive, arrival).await.unwrap();
+    assert!(again.receipt.duplicate);
+    assert_eq!(first.receipt.upload_id, again.receipt.upload_id);
+    assert_eq!(w.work().await, 1);
+}
+
+#[tokio::test]
+async fn refused_bytes_keep_no_upload_and_no_blob_but_are_remembered() {
+    let w = World::new().await;
+    let file = ScenarioFile {
+        id: "f0".into(),
+        contributor: "mallory".into(),
+        device: "mallory-phone".into(),
+        kind: FileKind::Gpx,
+        label: Label::Honest,
+        strength: String::new(),
+        detail: String::new(),
+        copy_of: None,
+        first_ms: 0,
+        last_ms: 0,
+        bytes: b"<gpx><trk><trkseg><trkpt lat=\"91\" lon=\"7.4\"></trkpt>".to_vec(),
+    };
+    let refused = w.accept(&file, Utc::now()).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            AcceptError::Refused(IngestError::NotGpx(_) | IngestError::NoUsableFixes { .. })
+        ),
+        "{refused:?}"
+    );
+    let uploads = w
+        .store
+        .recent_uploads(10, &UploadFilter::default())
+        .await
+        .unwrap();
+    assert!(uploads.is_empty(), "{uploads:?}");
+    assert_eq!(w.work().await, 0);
+    let blobs: Vec<_> = walk(&w.objects);
+    assert!(blobs.is_empty(), "a refused upload left blobs: {blobs:?}");
+}
+
+#[tokio::test]
+async fn a_teleporting_drive_is_processed_and_flagged() {
+    let w = World::new().await;
+    let files = scenario(&w, 2, &[FraudType::Teleport]);
+    let arrival = arrival();
+    let mut ids = Vec::new();
+    for f in files
+        .iter()
+        .filter(|f| f.label == Label::Fraud(FraudType::Teleport))
+    {
+        ids.push(w.accept(f, arrival).await.unwrap().receipt.upload_id);
+    }
+    assert!(!ids.is_empty());
+    w.work().await;
+    for id in ids {
+        let u = w.store.upload(id).await.unwrap().unwrap();
+        assert_eq!(u.status, UploadStatus::Processed, "{u:?}");
+        assert_eq!(u.trust.verdict, "flagged", "{u:?}");
+        assert!(
+            u.trust.findings.iter().any(|f| f.code == "teleport"),
+            "{:?}",
+            u.trust.findings
+        );
+    }
+}
+
+#[tokio::test]
+async fn phones_batches_become_radio_observations_in_cells() {
+    let w = World::new().await;
+    let files = scenario(&w, 3, &[]);
+    let arrival = arrival();
+    let batches: Vec<_> = files
+        .iter()
+        .filter(|f| f.kind == FileKind::Geosubmit)
+        .collect();
+    assert!(!batches.is_empty(), "the scenario has no radio batches");
+    let mut ids = Vec::new();
+    for b in &batches {
+        ids.push(w.accept(b, arrival).await.unwrap().receipt.upload_id);
+    }
+    w.work().await;
+    for id in ids {
+        let u = w.store.upload(id).await.unwrap().unwrap();
+        assert_eq!(u.status, UploadStatus::Processed, "{u:?}");
+        let seen = w.store.radio_observations(id, 10_000).await.unwrap();
+        assert!(
+            !seen.is_empty(),
+            "upload {id} kept no observation: {u:?} {:?}",
+            w.store.rejections(id, 5).await.unwrap()
+        );
+        assert_eq!(u.observations_accepted, Some(seen.len() as i64));
+    }
+}
+
+#[tokio::test]
+async fn an_epoch_closes_once_verifies_and_simulates_without_the_database_changing() {
+    let w = World::new().await;
+    // Tracks earn nothing by themselves (imagery pays for frames): the phones' batches earn.
+    let files = scenario(&w, 4, &[FraudType::RadioTeleport]);
+    let arrival = arrival();
+    for f in &files {
+        match w.accept(f, arrival).await {
+            Ok(_) => {}
+            // A fraud may be refused at the door already.
+            Err(AcceptError::Refused(_)) if f.label != Label::Honest => {}
+            Err(e) => panic!("{} ({:?}) was not accepted: {e}", f.id, f.label),
+        }
+    }
+    w.work().await;
+    let n = w.policy.epoch_at(arrival).unwrap();
+
+    let Closed::Now(outcome) = epochs::close_epoch(w.store.as_ref(), &w.policy, n, "a")
+        .await
+        .unwrap()
+    else {
+        panic!("epoch {n} was not closed now");
+    };
+    let paid: Vec<_> = outcome.rewards.iter().filter(|r| r.amount > 0).collect();
+    assert!(paid.len() >= 2, "{:?}", outcome.rewards);
+    let cheat = files
+        .iter()
+        .find(|f| f.label != Label::Honest)
+        .map(|f| f.contributor.clone())
+        .unwrap();
+    assert!(
+        outcome
+            .rewards
+            .iter()
+            .all(|r| r.contributor != cheat || r.amount == 0),
+        "the radio teleporter {cheat} was paid: {:?}",
+        outcome.rewards
+    );
+    assert!(matches!(
+        epochs::close_epoch(w.store.as_ref(), &w.policy, n, "b")
+            .await
+            .unwrap(),
+        Closed::Already
+    ));
+
+    let check = epochs::verify(w.store.as_ref(), n).await.unwrap();
+    assert!(check.matches, "{check:?}");
+    assert_eq!(check.recomputed_root, outcome.manifest.root);
+
+    let same = epochs::simulate(w.store.as_ref(), n, w.policy.clone())
+        .await
+        .unwrap();
+    assert_eq!(same.simulated.root, outcome.manifest.root);
+    assert!(same.contributors.iter().all(|c| c.delta == 0));
+    let halved = w
+        .policy
+        .source
+        .replace("emission = 1000000000000", "emission = 500000000000");
+    let proposed = RewardPolicy::parse(&halved).unwrap();
+    let less = epochs::simulate(w.store.as_ref(), n, proposed)
+        .await
+        .unwrap();
+    assert!(less.simulated.distributed < less.recorded.distributed);
+    assert!(less.contributors.iter().all(|c| c.delta <= 0));
+    // Nothing was written: the epoch still verifies against its recorded root.
+    assert!(epochs::verify(w.store.as_ref(), n).await.unwrap().matches);
+
+    let unclosed = epochs::verify(w.store.as_ref(), n + 1).await.unwrap_err();
+    assert!(matches!(unclosed, epochs::EpochError::NotClosed(_)));
+    let future = n + 1000;
+    assert!(matches!(
+        epochs::close_epoch(w.store.as_ref(), &w.policy, future, "a").await,
+        Err(epochs::EpochError::NotEnded { .. })
+    ));
+}
