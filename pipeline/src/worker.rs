@@ -160,7 +160,7 @@ async fn run_sweeper(
         let before = Utc::now() - config.original_retention;
         match sweep_originals(store.as_ref(), &blobs, before).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(drives = n, "originals past retention deleted"),
+            Ok(n) => tracing::info!(uploads = n, "originals past retention or rejected deleted"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
         tokio::select! {
@@ -199,8 +199,8 @@ async fn run_one(
 }
 
 /// Deletes the private originals (upload bytes, unblurred frames) of drives that arrived before
-/// `received_before`, keeping any blob a younger upload still references, and marks them
-/// deleted; returns how many drives were swept. Blobs go first, so a sweep cut short is simply
+/// `received_before` and of every upload the workers rejected, keeping any blob another upload
+/// still references, and marks them deleted; returns how many uploads were swept. Blobs go first, so a sweep cut short is simply
 /// done again.
 pub async fn sweep_originals(
     store: &dyn Store,

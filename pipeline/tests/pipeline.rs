@@ -375,3 +375,42 @@ async fn an_epoch_closes_once_verifies_and_simulates_without_the_database_changi
         Err(epochs::EpochError::NotEnded { .. })
     ));
 }
+
+#[tokio::test]
+async fn an_upload_the_workers_reject_has_its_bytes_collected() {
+    let mut w = World::new().await;
+    let files = scenario(&w, 2, &[]);
+    let drive = files.iter().find(|f| f.kind == FileKind::Gpx).unwrap();
+    let accepted = w.accept(drive, arrival()).await.unwrap();
+    assert_eq!(walk(&w.objects).len(), 1, "the upload's bytes are kept");
+    // The workers' rules were tightened since it was accepted: a week-old drive is too old now.
+    w.config.rules.track.max_age = std::time::Duration::from_secs(3600);
+    w.work().await;
+    let u = w
+        .store
+        .upload(accepted.receipt.upload_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.status, UploadStatus::Rejected, "{u:?}");
+    // The retention sweep takes rejected uploads at once, whatever their age.
+    let swept = covermap_pipeline::sweep_originals(
+        w.store.as_ref(),
+        &w.blobs,
+        Utc::now() - Duration::days(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(swept, 1);
+    let left = walk(&w.objects);
+    assert!(
+        left.is_empty(),
+        "a rejected upload's bytes were kept: {left:?}"
+    );
+    assert_eq!(
+        covermap_pipeline::sweep_originals(w.store.as_ref(), &w.blobs, Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -966,8 +966,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Published imagery summed per cell, for cells whose frames lie in `bbox`.
     async fn imagery(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<ImageryCellSummary>>;
 
-    /// Processed drives received before `received_before` whose originals are still kept, at
-    /// most `limit`, each with the blobs that only they (and other due drives) reference.
+    /// Uploads whose originals are due for deletion and still kept, at most `limit`: processed
+    /// drives received before `received_before`, and every upload the workers rejected (its
+    /// bytes are of no further use), each with the blobs that only they (and other due uploads)
+    /// reference.
     async fn originals_due(
         &self,
         received_before: DateTime<Utc>,

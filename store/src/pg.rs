@@ -1873,8 +1873,9 @@ impl Store for PgStore {
     ) -> Result<Vec<DueOriginals>> {
         let due: Vec<(i64,)> = sqlx::query_as(
             "SELECT id FROM uploads \
-             WHERE kind = 'drive' AND status <> 'queued' AND blob_expired_at IS NULL \
-                   AND received_at < $1 \
+             WHERE blob_expired_at IS NULL \
+                   AND (status = 'rejected' \
+                        OR (kind = 'drive' AND status <> 'queued' AND received_at < $1)) \
              ORDER BY received_at, id LIMIT $2",
         )
         .bind(received_before)

@@ -1916,8 +1916,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<DueOriginals>> {
         let due: Vec<(i64,)> = sqlx::query_as(
             "SELECT id FROM uploads \
-             WHERE kind = 'drive' AND status <> 'queued' AND blob_expired_at IS NULL \
-                   AND received_at < ? \
+             WHERE blob_expired_at IS NULL \
+                   AND (status = 'rejected' \
+                        OR (kind = 'drive' AND status <> 'queued' AND received_at < ?)) \
              ORDER BY received_at, id LIMIT ?",
         )
         .bind(micros(received_before))

@@ -134,6 +134,7 @@ conformance!(
     a_renewed_lease_is_not_taken_over,
     concurrent_workers_take_each_job_once,
     rejected_upload_keeps_its_reason,
+    a_rejected_uploads_bytes_are_due_at_once_unless_another_keeps_them,
     transient_failures_retry_then_give_up,
     leases_that_keep_running_out_fail_the_job,
     coverage_is_filtered_by_box_and_counts_devices,
@@ -593,6 +594,51 @@ async fn rejected_upload_keeps_its_reason(store: Arc<dyn Store>) {
             .unwrap()
             .is_none()
     );
+}
+
+async fn a_rejected_uploads_bytes_are_due_at_once_unless_another_keeps_them(store: Arc<dyn Store>) {
+    let policy = QueuePolicy::default();
+    let first = store
+        .record_upload(new_upload("car-1", "junk", t0()))
+        .await
+        .unwrap();
+    // The same bytes from another device: its own upload of the same blob.
+    let copy = store
+        .record_upload(new_upload("car-2", "junk", t0() + secs(1)))
+        .await
+        .unwrap();
+    let reject = |at: DateTime<Utc>| {
+        let store = store.clone();
+        async move {
+            let lease = store
+                .lease_job("w", at, LEASE, policy)
+                .await
+                .unwrap()
+                .unwrap();
+            store
+                .fail_job(&lease, &JobFailure::Rejected("junk".into()), at, policy)
+                .await
+                .unwrap();
+            lease.upload_id
+        }
+    };
+    assert_eq!(reject(t0() + secs(2)).await, first.upload_id);
+    // Due at once (no retention), but its bytes stay: the queued copy still needs them.
+    let due = store.originals_due(t0(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].upload_id, first.upload_id);
+    assert!(due[0].blob_keys.is_empty(), "{due:?}");
+    store
+        .mark_originals_expired(first.upload_id, t0() + secs(3))
+        .await
+        .unwrap();
+    assert!(store.originals_due(t0(), 10).await.unwrap().is_empty());
+    // Once the copy is rejected too, the bytes go with it.
+    assert_eq!(reject(t0() + secs(4)).await, copy.upload_id);
+    let due = store.originals_due(t0(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].upload_id, copy.upload_id);
+    assert_eq!(due[0].blob_keys, vec![BlobRef::of(b"junk").key]);
 }
 
 async fn transient_failures_retry_then_give_up(store: Arc<dyn Store>) {
