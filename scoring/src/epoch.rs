@@ -226,7 +226,7 @@ struct Verified {
     assessment: covermap_trust::emitters::RadioAssessment,
     /// By contributor, one each.
     penalties: Vec<Penalty>,
-    flagged: BTreeSet<String>,
+    flagged: HashSet<String>,
 }
 
 impl Verified {
@@ -409,7 +409,7 @@ struct Tally<'a> {
 
 impl<'a> Tally<'a> {
     /// Everyone who contributed, earned before or was flagged.
-    fn new(inputs: &'a EpochInputs, flagged: &'a BTreeSet<String>) -> Self {
+    fn new(inputs: &'a EpochInputs, flagged: &'a HashSet<String>) -> Self {
         let mut names: Vec<&str> = inputs
             .captures
             .iter()
@@ -465,17 +465,21 @@ fn score_imagery(
         let cell = same_cell[0].cell;
         let mut prev = factors.last_seen.get(&cell).copied();
         let factor = factors.imagery_factor(&cell);
+        let mut cell_points = 0;
         for c in same_cell {
             let t = c.captured_at.timestamp_micros();
             let w = staleness(prev, t, recovery) * factor;
             let p = (policy.rules.imagery.points * w * MICRO).round() as u64;
             if let Some(who) = c.contributor.as_deref() {
-                tally.credit(who, cell, p);
+                tally.points[tally.index[who]] += p;
+                cell_points += p;
             }
-            tally.cell(cell).captures += 1;
             prev = Some(prev.map_or(t, |x| x.max(t)));
         }
-        tally.cell(cell).last_seen = prev.and_then(DateTime::from_timestamp_micros);
+        let entry = tally.cell(cell);
+        entry.points += cell_points;
+        entry.captures += same_cell.len() as u64;
+        entry.last_seen = prev.and_then(DateTime::from_timestamp_micros);
     }
 }
 
@@ -1142,7 +1146,7 @@ mod tests {
                 sites: Vec::new(),
             },
             penalties: Vec::new(),
-            flagged: BTreeSet::new(),
+            flagged: HashSet::new(),
         }
     }
 
