@@ -617,7 +617,10 @@ async fn demo_fills_the_map() {
             // A dashcam drive: its frames are stored, each published or refused with a reason.
             let frames = store.frames(rec.id).await.unwrap();
             let refusals = store.rejections(rec.id, 100).await.unwrap();
-            let refused = refusals.iter().filter(|r| r.stage == "frame").count();
+            let refused = refusals
+                .iter()
+                .filter(|r| r.stage == covermap_domain::RejectionStage::Frame)
+                .count();
             assert_eq!(frames.len() + refused, 4, "{rec:?}");
             assert!(frames.iter().all(|f| f.vision.is_some()), "{rec:?}");
             continue;

@@ -12,8 +12,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod kinds;
 pub mod rewards;
 pub mod trust;
+
+pub use kinds::{EmitterKind, RadioType, RejectionStage};
 
 /// A value that failed its own validity check, with the reason in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +27,7 @@ pub struct InvalidValue {
 }
 
 impl InvalidValue {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
         Self {
             field,
             reason: reason.into(),

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use covermap_domain::{Fix, LatLon, SegmentRef, UploadKind};
+use covermap_domain::{
+    EmitterKind, Fix, LatLon, RadioType, RejectionStage, SegmentRef, UploadKind,
+};
 use covermap_ingest::Track;
 use covermap_ingest::radio::Emitter;
 use covermap_roads::matching::{MatchParams, RoadGraph, TracePoint};
@@ -167,7 +169,7 @@ async fn finish_drive(
                     map.insert("duplicate_bits".into(), bits.into());
                 }
                 outcome.rejections.push(Rejection {
-                    stage: "frame",
+                    stage: RejectionStage::Frame,
                     item: i64::from(frame.row.frame),
                     reason: "duplicate".into(),
                     detail: Some(format!(
@@ -218,7 +220,7 @@ async fn finish_drive(
     outcome.frame_rejections.sort_by_key(|r| r.frame);
     outcome
         .rejections
-        .sort_by_key(|r| (r.stage != "fix", r.item));
+        .sort_by_key(|r| (r.stage != RejectionStage::Fix, r.item));
     Ok(outcome)
 }
 
@@ -296,7 +298,7 @@ fn track_outcome(track: &Track, roads: Option<&RoadGraph>, config: &WorkerConfig
             .rejected
             .iter()
             .map(|(i, why)| Rejection {
-                stage: "fix",
+                stage: RejectionStage::Fix,
                 item: *i as i64,
                 reason: why.as_str().to_owned(),
                 detail: at.get(i).map(|p| format!("at {:.7}, {:.7}", p.lat, p.lon)),
@@ -320,7 +322,7 @@ fn radio_outcome(
         let Some(cell) = covermap_roads::cell_of(o.pos, config.resolution) else {
             // Never for a valid position; recorded rather than dropped all the same.
             outcome.rejections.push(Rejection {
-                stage: "radio",
+                stage: RejectionStage::Radio,
                 item: i as i64,
                 reason: "bad_position".into(),
                 detail: Some(format!("observation {i}: {}", o.emitter_key())),
@@ -343,7 +345,7 @@ fn radio_outcome(
         .rejected
         .iter()
         .map(|r| Rejection {
-            stage: "radio",
+            stage: RejectionStage::Radio,
             item: r.item as i64,
             reason: r.reason.as_str().to_owned(),
             detail: Some(match &r.emitter {
@@ -357,11 +359,11 @@ fn radio_outcome(
 }
 
 /// How the store files an emitter: its kind, and for a cell its radio type.
-fn emitter_kind(e: &Emitter) -> (&'static str, Option<&'static str>) {
+fn emitter_kind(e: &Emitter) -> (EmitterKind, Option<RadioType>) {
     match e {
-        Emitter::Cell { radio, .. } => ("cell", Some(radio.as_str())),
-        Emitter::Wifi { .. } => ("wifi", None),
-        Emitter::Bluetooth { .. } => ("bluetooth", None),
+        Emitter::Cell { radio, .. } => (EmitterKind::Cell, Some(*radio)),
+        Emitter::Wifi { .. } => (EmitterKind::Wifi, None),
+        Emitter::Bluetooth { .. } => (EmitterKind::Bluetooth, None),
     }
 }
 
@@ -380,7 +382,7 @@ fn drive_outcome(
     let mut rejections = Vec::new();
     let reject = |rejections: &mut Vec<Rejection>, index: usize, reason: &str, detail: String| {
         rejections.push(Rejection {
-            stage: "frame",
+            stage: RejectionStage::Frame,
             item: index as i64,
             reason: reason.to_owned(),
             detail: Some(detail),

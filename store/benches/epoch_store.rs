@@ -140,8 +140,8 @@ async fn main() {
                     let p = cell.center();
                     RadioRow {
                         observed_at: received - chrono::Duration::seconds(rand(3600) as i64),
-                        emitter_kind: "cell",
-                        radio: Some("lte"),
+                        emitter_kind: covermap_domain::EmitterKind::Cell,
+                        radio: Some(covermap_domain::RadioType::Lte),
                         emitter: format!("lte:208:{}:1:{}", rand(4), rand(5000)),
                         signal_dbm: Some(-(40 + rand(80) as i32)),
                         accuracy_m: Some(10.0),

@@ -28,9 +28,9 @@ use chrono::{DateTime, Utc};
 use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Penalty};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, Fix, ImageryCellSummary, LatLon,
-    MatchedStretch, RadioCellSummary, RoadCell, RoadSegment, Role, SegmentRef, UploadKind,
-    UploadStatus,
+    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, EmitterKind, Fix, ImageryCellSummary,
+    LatLon, MatchedStretch, RadioCellSummary, RadioType, RejectionStage, RoadCell, RoadSegment,
+    Role, SegmentRef, UploadKind, UploadStatus,
 };
 use serde::Serialize;
 
@@ -235,7 +235,11 @@ impl JobOutcome {
     /// Radio observations and frames kept, and refused; `None` for a plain track.
     pub fn observation_counts(&self) -> (Option<i64>, Option<i64>) {
         let kept = self.radio.len() + self.frames.len();
-        let refused = self.rejections.iter().filter(|r| r.stage != "fix").count();
+        let refused = self
+            .rejections
+            .iter()
+            .filter(|r| r.stage != RejectionStage::Fix)
+            .count();
         if kept + refused == 0 {
             (None, None)
         } else {
@@ -248,10 +252,9 @@ impl JobOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RadioRow {
     pub observed_at: DateTime<Utc>,
-    /// `cell`, `wifi` or `bluetooth`.
-    pub emitter_kind: &'static str,
-    /// For cells: gsm, wcdma, lte or nr.
-    pub radio: Option<&'static str>,
+    pub emitter_kind: EmitterKind,
+    /// For cells: their radio generation.
+    pub radio: Option<RadioType>,
     /// A stable key of the emitter (e.g. `lte:208:1:1234:56789`, `wifi:01005e901000`).
     pub emitter: String,
     pub signal_dbm: Option<i32>,
@@ -464,8 +467,7 @@ pub struct FrameVision {
 /// An observation left out of an upload, and why; kept so auditors can see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
-    /// `fix`, `frame` or `radio`.
-    pub stage: &'static str,
+    pub stage: RejectionStage,
     /// Index of the fix, frame, radio item or CSV row in the upload.
     pub item: i64,
     /// A stable reason code (`implausible_jump`, `outside_track`, `bad_mcc`, ...).

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
     BoundingBox, Cell, CellCoverage, DeviceId, ImageryCellSummary, LatLon, MatchedStretch,
-    RadioCellSummary, RoadCell, RoadSegment, UploadStatus,
+    RadioCellSummary, RadioType, RoadCell, RoadSegment, UploadStatus,
 };
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -460,8 +460,16 @@ impl Store for PgStore {
         .bind(lease.upload_id)
         .bind((0..r.len() as i32).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.observed_at).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.emitter_kind).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.radio).collect::<Vec<_>>())
+        .bind(
+            r.iter()
+                .map(|x| x.emitter_kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            r.iter()
+                .map(|x| x.radio.map(RadioType::as_str))
+                .collect::<Vec<_>>(),
+        )
         .bind(r.iter().map(|x| x.emitter.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.signal_dbm).collect::<Vec<_>>())
         .bind(r.iter().map(|x| x.accuracy_m).collect::<Vec<_>>())
@@ -620,7 +628,7 @@ impl Store for PgStore {
         )
         .bind(lease.upload_id)
         .bind((0..rj.len() as i32).collect::<Vec<_>>())
-        .bind(rj.iter().map(|x| x.stage).collect::<Vec<_>>())
+        .bind(rj.iter().map(|x| x.stage.as_str()).collect::<Vec<_>>())
         .bind(rj.iter().map(|x| x.item).collect::<Vec<_>>())
         .bind(rj.iter().map(|x| x.reason.as_str()).collect::<Vec<_>>())
         .bind(rj.iter().map(|x| x.detail.as_deref()).collect::<Vec<_>>())
@@ -974,7 +982,7 @@ impl Store for PgStore {
         rows.into_iter()
             .map(|(stage, item, reason, detail)| {
                 Ok(Rejection {
-                    stage: rows::known(&stage, &rows::STAGES, "stage")?,
+                    stage: rows::word(&stage)?,
                     item,
                     reason,
                     detail,
@@ -1009,10 +1017,8 @@ impl Store for PgStore {
             .map(|(at, kind, radio, emitter, signal, acc, cell, lat, lon)| {
                 Ok(RadioRow {
                     observed_at: at,
-                    emitter_kind: rows::known(&kind, &rows::EMITTER_KINDS, "emitter kind")?,
-                    radio: radio
-                        .map(|r| rows::known(&r, &rows::RADIOS, "radio"))
-                        .transpose()?,
+                    emitter_kind: rows::word(&kind)?,
+                    radio: radio.map(|r| rows::word(&r)).transpose()?,
                     emitter,
                     signal_dbm: signal,
                     accuracy_m: acc,

@@ -144,17 +144,15 @@ pub(crate) fn stretch(
 }
 
 /// The stored spelling of a value that the code knows as a `&'static str`.
-pub(crate) fn known(value: &str, options: &[&'static str], what: &str) -> Result<&'static str> {
-    options
-        .iter()
-        .find(|o| **o == value)
-        .copied()
-        .ok_or_else(|| StoreError::Corrupt(format!("{what} {value:?} is not known")))
+/// A stored word of one of the domain's vocabularies (a stage, an emitter kind, a radio).
+pub(crate) fn word<T>(value: &str) -> Result<T>
+where
+    T: std::str::FromStr<Err = covermap_domain::InvalidValue>,
+{
+    value
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| StoreError::Corrupt(e.reason))
 }
-
-pub(crate) const EMITTER_KINDS: [&str; 3] = ["cell", "wifi", "bluetooth"];
-pub(crate) const RADIOS: [&str; 4] = ["gsm", "wcdma", "lte", "nr"];
-pub(crate) const STAGES: [&str; 3] = ["fix", "frame", "radio"];
 
 /// How many distinct cells an outcome touched: its track's, its radio observations' and its
 /// frames'.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
     BoundingBox, Cell, CellCoverage, DeviceId, ImageryCellSummary, LatLon, MatchedStretch,
-    RadioCellSummary, RoadCell, RoadSegment, UploadStatus,
+    RadioCellSummary, RadioType, RoadCell, RoadSegment, UploadStatus,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -532,8 +532,8 @@ impl Store for SqliteStore {
             .bind(lease.upload_id)
             .bind(seq as i64)
             .bind(micros(r.observed_at))
-            .bind(r.emitter_kind)
-            .bind(r.radio)
+            .bind(r.emitter_kind.as_str())
+            .bind(r.radio.map(RadioType::as_str))
             .bind(&r.emitter)
             .bind(r.signal_dbm)
             .bind(r.accuracy_m)
@@ -622,7 +622,7 @@ impl Store for SqliteStore {
             )
             .bind(lease.upload_id)
             .bind(seq as i64)
-            .bind(r.stage)
+            .bind(r.stage.as_str())
             .bind(r.item)
             .bind(&r.reason)
             .bind(&r.detail)
@@ -990,7 +990,7 @@ impl Store for SqliteStore {
         rows.into_iter()
             .map(|(stage, item, reason, detail)| {
                 Ok(Rejection {
-                    stage: rows::known(&stage, &rows::STAGES, "stage")?,
+                    stage: rows::word(&stage)?,
                     item,
                     reason,
                     detail,
@@ -1024,10 +1024,8 @@ impl Store for SqliteStore {
             .map(|(at, kind, radio, emitter, signal, acc, cell, lat, lon)| {
                 Ok(RadioRow {
                     observed_at: time(at)?,
-                    emitter_kind: rows::known(&kind, &rows::EMITTER_KINDS, "emitter kind")?,
-                    radio: radio
-                        .map(|r| rows::known(&r, &rows::RADIOS, "radio"))
-                        .transpose()?,
+                    emitter_kind: rows::word(&kind)?,
+                    radio: radio.map(|r| rows::word(&r)).transpose()?,
                     emitter,
                     signal_dbm: signal,
                     accuracy_m: acc,

@@ -14,7 +14,7 @@ use covermap_domain::{
     BoundingBox, Cell, CellVisit, LatLon, MatchedStretch, RoadCell, RoadSegment, SegmentRef,
     UploadKind, UploadStatus,
 };
-use covermap_domain::{DeviceId, Role};
+use covermap_domain::{DeviceId, EmitterKind, RadioType, RejectionStage, Role};
 use covermap_store::{
     AuditQuery, BlobRef, Decision, DeviceFilter, DeviceRecord, FrameDecision, FrameImage,
     FramePlacement, FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, NewApiKey,
@@ -883,8 +883,8 @@ async fn observations_frames_and_rejections_are_written_with_the_job(store: Arc<
     let radio = vec![
         RadioRow {
             observed_at: t0(),
-            emitter_kind: "cell",
-            radio: Some("lte"),
+            emitter_kind: EmitterKind::Cell,
+            radio: Some(RadioType::Lte),
             emitter: "lte:208:1:4711:26140929".into(),
             signal_dbm: Some(-85),
             accuracy_m: Some(10.0),
@@ -893,7 +893,7 @@ async fn observations_frames_and_rejections_are_written_with_the_job(store: Arc<
         },
         RadioRow {
             observed_at: t0() + secs(1),
-            emitter_kind: "wifi",
+            emitter_kind: EmitterKind::Wifi,
             radio: None,
             emitter: "wifi:1cb72caabb01".into(),
             signal_dbm: None,
@@ -927,19 +927,19 @@ async fn observations_frames_and_rejections_are_written_with_the_job(store: Arc<
     }];
     let rejections = vec![
         Rejection {
-            stage: "frame",
+            stage: RejectionStage::Frame,
             item: 1,
             reason: "outside_track".into(),
             detail: Some("b.jpg".into()),
         },
         Rejection {
-            stage: "radio",
+            stage: RejectionStage::Radio,
             item: 0,
             reason: "bad_mac".into(),
             detail: None,
         },
         Rejection {
-            stage: "fix",
+            stage: RejectionStage::Fix,
             item: 7,
             reason: "implausible_jump".into(),
             detail: None,
@@ -2233,8 +2233,8 @@ async fn judged_track(
         .enumerate()
         .map(|(i, &(lat, lon))| RadioRow {
             observed_at: at + secs(i as i64),
-            emitter_kind: "cell",
-            radio: Some("lte"),
+            emitter_kind: EmitterKind::Cell,
+            radio: Some(RadioType::Lte),
             emitter: "lte:208:1:100:25601".into(),
             signal_dbm: Some(-80 - i as i32),
             accuracy_m: Some(10.0),

@@ -29,33 +29,7 @@ pub use geosubmit::{parse_geosubmit_v1, parse_geosubmit_v2};
 pub use opencellid::parse_opencellid_csv;
 pub use wigle::parse_wigle_csv;
 
-/// The cellular radio generations a coverage map keys cells by. CDMA is not among them: Ichnaea
-/// refuses it too (mozilla/ichnaea, `ichnaea/models/cell.py`, `RadioType.deserialize`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RadioType {
-    Gsm,
-    Wcdma,
-    Lte,
-    Nr,
-}
-
-impl RadioType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RadioType::Gsm => "gsm",
-            RadioType::Wcdma => "wcdma",
-            RadioType::Lte => "lte",
-            RadioType::Nr => "nr",
-        }
-    }
-}
-
-impl fmt::Display for RadioType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use covermap_domain::RadioType;
 
 /// What was heard: a cell, a Wi-Fi access point or a Bluetooth device, by its identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
