@@ -1,6 +1,6 @@
 //! Small closed vocabularies the stages, the store and the API share: the stage that left an
-//! item of an upload out, what kind of emitter a radio observation heard, and a cell's radio
-//! generation. Each is written as its snake-case name in the database and in JSON.
+//! item of an upload out, why a fix was left out, what kind of emitter a radio observation
+//! heard, and a cell's radio generation. Each is written as its snake-case name in the database and in JSON.
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,6 +82,28 @@ vocabulary!(
     }
 );
 
+vocabulary!(
+    /// Why one fix of a track was left out; the track keeps going without it.
+    FixRejection, "fix rejection", {
+        BadPosition => "bad_position",
+        NoTime => "no_time",
+        InFuture => "in_future",
+        TooOld => "too_old",
+        Duplicate => "duplicate",
+        OutOfOrder => "out_of_order",
+        ImplausibleJump => "implausible_jump",
+    }
+);
+
+impl FixRejection {
+    /// Whether a fix left out for this reason was physically impossible — a jump no vehicle
+    /// makes, a time after the upload arrived — rather than merely unusable: the epoch counts
+    /// these as spoofed fixes against the contributor (the policy's `spoofed_fix_share`).
+    pub fn is_spoofing(self) -> bool {
+        matches!(self, FixRejection::ImplausibleJump | FixRejection::InFuture)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -100,6 +122,15 @@ mod tests {
             assert_eq!(r.as_str().parse::<RadioType>().unwrap(), *r);
             assert_eq!(serde_json::to_string(r).unwrap(), format!("\"{r}\""));
         }
+        for f in FixRejection::ALL {
+            assert_eq!(f.as_str().parse::<FixRejection>().unwrap(), *f);
+        }
+        let spoofing: Vec<_> = FixRejection::ALL
+            .iter()
+            .filter(|f| f.is_spoofing())
+            .map(|f| f.as_str())
+            .collect();
+        assert_eq!(spoofing, ["in_future", "implausible_jump"]);
         let e = "cdma".parse::<RadioType>().unwrap_err();
         assert_eq!(e.field, "radio");
         assert!(e.reason.contains("gsm, wcdma, lte, nr"), "{}", e.reason);

@@ -16,7 +16,7 @@ mod kinds;
 pub mod rewards;
 pub mod trust;
 
-pub use kinds::{EmitterKind, RadioType, RejectionStage};
+pub use kinds::{EmitterKind, FixRejection, RadioType, RejectionStage};
 
 /// A value that failed its own validity check, with the reason in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,32 +35,7 @@ impl Default for IngestPolicy {
     }
 }
 
-/// Why one fix was left out. The track keeps going without it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FixRejection {
-    BadPosition,
-    NoTime,
-    InFuture,
-    TooOld,
-    Duplicate,
-    OutOfOrder,
-    ImplausibleJump,
-}
-
-impl FixRejection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FixRejection::BadPosition => "bad_position",
-            FixRejection::NoTime => "no_time",
-            FixRejection::InFuture => "in_future",
-            FixRejection::TooOld => "too_old",
-            FixRejection::Duplicate => "duplicate",
-            FixRejection::OutOfOrder => "out_of_order",
-            FixRejection::ImplausibleJump => "implausible_jump",
-        }
-    }
-}
+pub use covermap_domain::FixRejection;
 
 /// A point as a parser found it, before any rule was applied.
 #[derive(Debug, Clone, Copy, PartialEq)]

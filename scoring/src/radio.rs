@@ -117,6 +117,48 @@ pub fn corroboration<'a>(
     out
 }
 
+/// One cell's network as the radio map shows it: its aggregate of the plausible samples, and
+/// how many contributors measured it in or around the cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkCoverage {
+    #[serde(flatten)]
+    pub aggregate: NetworkAggregate,
+    pub corroborating_contributors: u64,
+    /// At least `corroboration_k` contributors: it counts in full in the epoch.
+    pub corroborated: bool,
+}
+
+/// The radio map of `samples` under the epoch's radio rules: each cell's networks from the
+/// plausible samples (signal in range), with their corroboration; and how many samples were
+/// left out as implausible.
+pub fn networks(samples: &[RadioSample], rules: &RadioRules) -> (Vec<NetworkCoverage>, usize) {
+    let plausible: Vec<&RadioSample> = samples
+        .iter()
+        .filter(|s| plausibility(s, rules).is_ok())
+        .collect();
+    let corroborated = corroboration(
+        plausible
+            .iter()
+            .filter_map(|s| Some((*s, s.contributor.as_deref()?))),
+        rules.corroboration_ring,
+    );
+    let networks = aggregate(plausible.iter().copied())
+        .into_iter()
+        .map(|n| {
+            let k = corroborated
+                .get(&(n.cell, n.technology.as_str(), n.operator.as_str()))
+                .copied()
+                .unwrap_or(0);
+            NetworkCoverage {
+                aggregate: n,
+                corroborating_contributors: k as u64,
+                corroborated: k >= rules.corroboration_k as usize,
+            }
+        })
+        .collect();
+    (networks, samples.len() - plausible.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +226,35 @@ mod tests {
         assert_eq!(out[0].contributors, 2);
         assert_eq!(out[0].best_dbm, Some(-80));
         assert_eq!(out[0].median_dbm, Some(-90));
+    }
+
+    #[test]
+    fn the_radio_map_leaves_out_implausible_samples_and_marks_corroboration() {
+        let p = RewardPolicy::shipped();
+        let a = sample("lte", Some(-90));
+        let mut b = sample("lte", Some(-95));
+        b.contributor = Some("bob".into());
+        let mut lone = sample("nr", Some(-100));
+        lone.contributor = Some("carol".into());
+        let loud = sample("lte", Some(-20));
+        let (map, implausible) = networks(&[a, b, lone, loud], &p.rules.radio);
+        assert_eq!(implausible, 1);
+        assert_eq!(map.len(), 2);
+        let lte = map
+            .iter()
+            .find(|n| n.aggregate.technology == "lte")
+            .unwrap();
+        assert_eq!(
+            (lte.aggregate.samples, lte.corroborating_contributors),
+            (2, 2)
+        );
+        assert!(lte.corroborated);
+        let nr = map.iter().find(|n| n.aggregate.technology == "nr").unwrap();
+        assert_eq!(nr.corroborating_contributors, 1);
+        assert!(!nr.corroborated);
+        let json = serde_json::to_value(lte).unwrap();
+        assert_eq!(json["best_dbm"], -90);
+        assert_eq!(json["corroborated"], true);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use sqlx::postgres::PgRow;
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::reward_rows::{
-    CellRewardRow, RadioSampleRow, RawInputs, SPOOF_REASONS, cell_row, check_order, radio_sample,
-    reward_row, to_i64, to_u64,
+    CellRewardRow, RadioSampleRow, RawInputs, cell_row, check_order, radio_sample, reward_row,
+    spoof_reasons, to_i64, to_u64,
 };
 use crate::{
     ClosedEpoch, DemandAreaRecord, DemandCellState, EpochClaim, EpochRecord, NewDemandArea, PgStore,
@@ -300,8 +300,9 @@ impl PgStore {
             "SELECT u.contributor, COUNT(*) FROM rejected_observations ro \
              JOIN uploads u ON u.id = ro.upload_id \
              WHERE u.reward_epoch = $1 AND u.rewardable AND u.contributor IS NOT NULL \
-               AND ro.stage = 'fix' AND ro.reason IN ({SPOOF_REASONS}) \
-             GROUP BY u.contributor"
+               AND ro.stage = 'fix' AND ro.reason IN ({}) \
+             GROUP BY u.contributor",
+            spoof_reasons()
         ))
         .bind(n)
         .fetch_all(pool)

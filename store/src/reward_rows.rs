@@ -16,7 +16,14 @@ use sqlx::Row;
 use crate::error::{Result, StoreError};
 
 /// Fix rejection reasons that say a track is physically impossible: the spoofing evidence.
-pub(crate) const SPOOF_REASONS: &str = "'implausible_speed', 'implausible_jump', 'in_future'";
+pub(crate) fn spoof_reasons() -> String {
+    covermap_domain::FixRejection::ALL
+        .iter()
+        .filter(|r| r.is_spoofing())
+        .map(|r| format!("'{}'", r.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Cellular emitter keys read `tech:mcc:mnc:…`; the operator is `mcc-mnc`. Wi-Fi and Bluetooth
 /// have none.

@@ -12,7 +12,7 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::reward_rows::{
-    RawInputs, SPOOF_REASONS, cell_row, check_order, radio_sample, reward_row, to_i64, to_u64,
+    RawInputs, cell_row, check_order, radio_sample, reward_row, spoof_reasons, to_i64, to_u64,
 };
 use crate::sqlite::{micros, time};
 use crate::{
@@ -344,8 +344,9 @@ impl SqliteStore {
             "SELECT u.contributor, COUNT(*) FROM rejected_observations ro \
              JOIN uploads u ON u.id = ro.upload_id \
              WHERE u.reward_epoch = ? AND u.rewardable AND u.contributor IS NOT NULL \
-               AND ro.stage = 'fix' AND ro.reason IN ({SPOOF_REASONS}) \
-             GROUP BY u.contributor"
+               AND ro.stage = 'fix' AND ro.reason IN ({}) \
+             GROUP BY u.contributor",
+            spoof_reasons()
         ))
         .bind(n)
         .fetch_all(&mut *tx)

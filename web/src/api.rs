@@ -386,40 +386,11 @@ pub(crate) async fn radio_networks(
     let Query(q) = q.map_err(bad_query)?;
     let limit = checked_limit(q.limit, 100_000, 1_000_000)?;
     let samples = state.store.radio_samples(q.area(&state)?, limit).await?;
-    let rules = &state.policy.rules.radio;
-    let plausible: Vec<_> = samples
-        .iter()
-        .filter(|s| covermap_scoring::radio::plausibility(s, rules).is_ok())
-        .collect();
-    let corroborated = covermap_scoring::radio::corroboration(
-        plausible
-            .iter()
-            .filter_map(|s| Some((*s, s.contributor.as_deref()?))),
-        rules.corroboration_ring,
-    );
-    let networks: Vec<_> = covermap_scoring::radio::aggregate(plausible.iter().copied())
-        .into_iter()
-        .map(|n| {
-            let k = corroborated
-                .get(&(n.cell, n.technology.as_str(), n.operator.as_str()))
-                .copied()
-                .unwrap_or(0);
-            json!({
-                "cell": n.cell,
-                "technology": n.technology,
-                "operator": n.operator,
-                "samples": n.samples,
-                "contributors": n.contributors,
-                "best_dbm": n.best_dbm,
-                "median_dbm": n.median_dbm,
-                "corroborating_contributors": k,
-                "corroborated": k >= rules.corroboration_k as usize,
-            })
-        })
-        .collect();
+    let (networks, implausible) =
+        covermap_scoring::radio::networks(&samples, &state.policy.rules.radio);
     Ok(Json(json!({
         "networks": networks,
-        "implausible": samples.len() - plausible.len(),
+        "implausible": implausible,
         "truncated": samples.len() as i64 == limit,
     }))
     .into_response())
