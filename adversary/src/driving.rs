@@ -135,8 +135,8 @@ impl Trajectory {
                 (driver.accel_mps2 * f, driver.brake_mps2 * f)
             }
             Pace::Constant(v) => {
-                limit.iter_mut().for_each(|l| *l = v);
-                dwell.iter_mut().for_each(|d| *d = 0.0);
+                limit.fill(v);
+                dwell.fill(0.0);
                 (v, v)
             }
         };

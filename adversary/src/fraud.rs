@@ -1145,7 +1145,7 @@ impl Generator<'_> {
         for i in 0..n {
             let e = Xy::new(gauss(&mut self.rng, 3.0), gauss(&mut self.rng, 3.0));
             let heading = self.rng.random_range(0.0..360.0);
-            let item = self.item_at(&phone, here, e, claimed, heading, t, i as f64);
+            let item = self.item_at(&phone, here, e, claimed, heading, t, f64::from(i));
             if !item.cells.is_empty() || !item.wifi.is_empty() {
                 items.push(item);
             }

@@ -188,7 +188,9 @@ mod tests {
             writes_ele: false,
         };
         let mut noise = Noise::new(receiver, 1e6, &mut rng);
-        let errs: Vec<Xy> = (0..200_000).map(|t| noise.at(t as f64, &mut rng)).collect();
+        let errs: Vec<Xy> = (0..200_000)
+            .map(|t| noise.at(f64::from(t), &mut rng))
+            .collect();
         let var = errs.iter().map(|e| e.x * e.x).sum::<f64>() / errs.len() as f64;
         assert!((var.sqrt() - 3.0).abs() < 0.2, "sigma {}", var.sqrt());
         // One second apart the error hardly changes; a minute apart it is mostly new.

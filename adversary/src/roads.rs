@@ -222,7 +222,7 @@ impl RoadMap {
         let first = network
             .segments
             .iter()
-            .flat_map(|s| s.points.first())
+            .filter_map(|s| s.points.first())
             .next()
             .copied()
             .unwrap_or(LatLon {

@@ -589,7 +589,7 @@ impl<'c> Generator<'c> {
         if (7..20).contains(&local.hour()) {
             return t;
         }
-        let days = if local.hour() >= 20 { 1 } else { 0 };
+        let days = i64::from(local.hour() >= 20);
         let next = local.date_naive() + Duration::days(days);
         let seven = next
             .and_hms_opt(7, 0, 0)
@@ -868,7 +868,10 @@ impl<'c> Generator<'c> {
                 order.extend((0..self.drafts.len()).filter(|&i| !placed[i]));
                 break;
             };
-            if let Some(i) = queues.get_mut(&pick).and_then(|q| q.pop_front()) {
+            if let Some(i) = queues
+                .get_mut(&pick)
+                .and_then(std::collections::VecDeque::pop_front)
+            {
                 placed[i] = true;
                 order.push(i);
             }

@@ -71,11 +71,13 @@ pub async fn run(args: IngestArgs, settings: Settings) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     // Log lines (a worker's, the store's) are printed above the bar, not through it.
-    *crate::PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    *crate::PROGRESS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bar.clone());
     let outcome = send_all(&items, &bar, store.as_ref(), &blobs, &uploader, &rules).await;
     crate::PROGRESS
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     bar.finish_and_clear();
     let (accepted, duplicates, refused) = outcome?;
@@ -131,7 +133,7 @@ async fn send_all(
             // Storage failing is not the file's fault: stop, nothing half-written.
             Err(AcceptError::Store(e)) => return Err(e.into()),
             Err(AcceptError::Refused(e)) => {
-                refused.push(format!("{}: refused ({}): {e}", item.label, e.code()))
+                refused.push(format!("{}: refused ({}): {e}", item.label, e.code()));
             }
         }
         bar.inc(1);

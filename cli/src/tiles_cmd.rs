@@ -140,7 +140,9 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut out = std::io::BufWriter::new(file);
     let summary = archive.write(&mut out)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let file = out
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
     file.sync_all()?;
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("cannot move the archive to {}", args.out.display()))?;

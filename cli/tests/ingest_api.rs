@@ -1218,7 +1218,7 @@ async fn ingest_command_imports_a_folder() {
     let store = db.store().await;
     let uploads = store.recent_uploads(10, &Default::default()).await.unwrap();
     let mut kinds: Vec<&str> = uploads.iter().map(|u| u.kind.as_str()).collect();
-    kinds.sort();
+    kinds.sort_unstable();
     assert_eq!(kinds, ["drive", "gpx", "opencellid", "wigle"]);
     assert!(
         uploads

@@ -287,8 +287,8 @@ fn ascii(exif: &Exif, tag: Tag) -> Option<&[u8]> {
 
 fn rationals(exif: &Exif, tag: Tag) -> Option<Vec<f64>> {
     match value(exif, tag)? {
-        Value::Rational(v) => Some(v.iter().map(|r| r.to_f64()).collect()),
-        Value::SRational(v) => Some(v.iter().map(|r| r.to_f64()).collect()),
+        Value::Rational(v) => Some(v.iter().map(exif::Rational::to_f64).collect()),
+        Value::SRational(v) => Some(v.iter().map(exif::SRational::to_f64).collect()),
         _ => None,
     }
 }

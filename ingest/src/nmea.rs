@@ -190,7 +190,7 @@ fn camera_stamp(s: &[u8]) -> Option<(i64, usize)> {
     if digits == 0 || digits > 16 || s.get(1 + digits) != Some(&b']') {
         return None;
     }
-    let ms = std::str::from_utf8(&s[1..1 + digits]).ok()?.parse().ok()?;
+    let ms = std::str::from_utf8(&s[1..=digits]).ok()?.parse().ok()?;
     Some((ms, digits + 2))
 }
 

@@ -36,7 +36,10 @@ fn csv_received() -> DateTime<Utc> {
 }
 
 fn keys(b: &RadioBatch) -> Vec<String> {
-    b.observations.iter().map(|o| o.emitter_key()).collect()
+    b.observations
+        .iter()
+        .map(covermap_ingest::radio::RadioObservation::emitter_key)
+        .collect()
 }
 
 fn rejected(b: &RadioBatch) -> Vec<(usize, Option<&str>, RadioRejection)> {

@@ -160,7 +160,7 @@ pub async fn run_closer(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            () = tokio::time::sleep(poll) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }

@@ -111,7 +111,11 @@ pub(crate) fn measure_track(
 
 /// Measures a radio batch from its kept observations and what was refused of it.
 pub(crate) fn measure_radio(batch: &RadioBatch, cells: Vec<Cell>) -> Measured {
-    let keys: Vec<String> = batch.observations.iter().map(|o| o.emitter_key()).collect();
+    let keys: Vec<String> = batch
+        .observations
+        .iter()
+        .map(covermap_ingest::radio::RadioObservation::emitter_key)
+        .collect();
     let sightings: Vec<covermap_trust::radio::Sighting<'_>> = batch
         .observations
         .iter()
@@ -297,7 +301,7 @@ async fn gaps(
             .fastest_s(from, to, 60.0, limit, |s| {
                 covermap_trust::track::class_speed_mps(&s.highway)
             })
-            .map(|t| t.round())
+            .map(f64::round)
     };
     let mut out = Vec::new();
     for shared in ["device", "contributor"] {

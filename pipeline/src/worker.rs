@@ -164,7 +164,7 @@ async fn run_sweeper(
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -190,8 +190,8 @@ async fn run_one(
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = wake.notified() => {}
+            () = tokio::time::sleep(pause) => {}
+            () = wake.notified() => {}
             _ = shutdown.changed() => {}
         }
     }

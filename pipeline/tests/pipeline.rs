@@ -195,7 +195,7 @@ async fn an_honest_drive_is_accepted_matched_indexed_and_trusted() {
         .unwrap();
     let matched: f64 = stretches.iter().map(|s| s.length_m).sum();
     assert!(matched > 200.0, "matched {matched} m of Monaco's roads");
-    assert_eq!(done.matched_m.map(|m| m.round()), Some(matched.round()));
+    assert_eq!(done.matched_m.map(f64::round), Some(matched.round()));
 }
 
 #[tokio::test]

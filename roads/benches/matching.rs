@@ -84,12 +84,12 @@ fn matching(c: &mut Criterion) {
         let params = MatchParams::for_sigma(sigma);
         let mut matcher = graph.matcher();
         group.bench_function(name, |b| {
-            b.iter(|| matcher.match_trace(&track, &params).unwrap())
+            b.iter(|| matcher.match_trace(&track, &params).unwrap());
         });
     }
     group.finish();
     c.bench_function("road_graph_build_monaco", |b| {
-        b.iter(|| RoadGraph::new(graph.network().clone()))
+        b.iter(|| RoadGraph::new(graph.network().clone()));
     });
 }
 

@@ -200,8 +200,8 @@ mod tests {
         for i in 0..200 {
             for j in 0..200 {
                 let ll = LatLng::new(
-                    43.730 + 0.0036 * i as f64 / 199.0,
-                    7.420 + 0.004 * j as f64 / 199.0,
+                    43.730 + 0.0036 * f64::from(i) / 199.0,
+                    7.420 + 0.004 * f64::from(j) / 199.0,
                 )
                 .unwrap();
                 let c = ll.to_cell(Resolution::Eleven);

@@ -79,7 +79,10 @@ impl WayRules {
             _ if highway == "motorway" => Some(true),
             _ => None,
         };
-        let name = tags.get("name").or(tags.get("ref")).map(|s| s.to_string());
+        let name = tags
+            .get("name")
+            .or(tags.get("ref"))
+            .map(std::string::ToString::to_string);
         Some(Self {
             highway: highway.to_owned(),
             name,

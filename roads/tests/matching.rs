@@ -243,8 +243,8 @@ fn bad_tracks_are_clear_errors_or_empty_matches() {
     let far: Vec<TracePoint> = (0..10)
         .map(|i| TracePoint {
             lat: 10.0,
-            lon: 10.0 + i as f64 * 1e-4,
-            time_s: i as f64,
+            lon: 10.0 + f64::from(i) * 1e-4,
+            time_s: f64::from(i),
         })
         .collect();
     let r = m.match_trace(&far, &p).unwrap();

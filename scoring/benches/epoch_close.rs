@@ -169,10 +169,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("epoch");
     g.sample_size(10);
     g.bench_function("close 10k contributors, 1M observations, 100k cells", |b| {
-        b.iter(|| epoch::close(&inputs, &policy))
+        b.iter(|| epoch::close(&inputs, &policy));
     });
     g.bench_function("input hashes alone", |b| {
-        b.iter(|| epoch::input_hashes(&inputs))
+        b.iter(|| epoch::input_hashes(&inputs));
     });
     g.finish();
 }

@@ -986,11 +986,18 @@ pub fn input_hashes(inputs: &EpochInputs) -> InputHashes {
                 .demand
                 .iter()
                 .map(|a| {
-                    let mut cells: Vec<String> = a.cells.iter().map(|c| c.to_string()).collect();
+                    let mut cells: Vec<String> = a
+                        .cells
+                        .iter()
+                        .map(std::string::ToString::to_string)
+                        .collect();
                     cells.sort_unstable();
                     let bounty = a.bounty.as_ref().map(|b| {
-                        let mut claimed: Vec<String> =
-                            b.claimed.iter().map(|c| c.to_string()).collect();
+                        let mut claimed: Vec<String> = b
+                            .claimed
+                            .iter()
+                            .map(std::string::ToString::to_string)
+                            .collect();
                         claimed.sort_unstable();
                         format!(
                             "{}/{}/{}/{}",

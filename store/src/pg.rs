@@ -309,7 +309,12 @@ impl Store for PgStore {
         ))
         .bind(limit)
         .bind(&filter.contributor)
-        .bind(filter.device.as_ref().map(|d| d.as_str()))
+        .bind(
+            filter
+                .device
+                .as_ref()
+                .map(covermap_domain::DeviceId::as_str),
+        )
         .bind(&filter.trust)
         .fetch_all(&self.pool)
         .await

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{BoundingBox, Cell};
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::error::{Result, SqlContext, StoreError};
@@ -14,6 +13,7 @@ use crate::reward_rows::{
     CellRewardRow, RadioSampleRow, RawInputs, cell_row, check_order, radio_sample, reward_row,
     spoof_reasons, to_i64, to_u64,
 };
+use crate::rows::col;
 use crate::{
     ClosedEpoch, DemandAreaRecord, DemandCellState, EpochClaim, EpochRecord, NewDemandArea, PgStore,
 };
@@ -22,19 +22,19 @@ const EPOCH_COLUMNS: &str = "epoch, start_at, end_at, status, closed_at, root, p
      emission, distributed, unallocated, bounty_paid";
 
 fn epoch_record(r: &PgRow) -> Result<EpochRecord> {
-    let opt = |name: &str| -> Result<Option<u64>> {
-        r.get::<Option<i64>, _>(name)
+    let opt = |name: &'static str| -> Result<Option<u64>> {
+        col::<_, Option<i64>>(r, name)?
             .map(|v| to_u64(v, name))
             .transpose()
     };
     Ok(EpochRecord {
-        epoch: to_u64(r.get("epoch"), "epoch")?,
-        start: r.get("start_at"),
-        end: r.get("end_at"),
-        status: r.get("status"),
-        closed_at: r.get("closed_at"),
-        root: r.get("root"),
-        policy_hash: r.get("policy_hash"),
+        epoch: to_u64(col(r, "epoch")?, "epoch")?,
+        start: col(r, "start_at")?,
+        end: col(r, "end_at")?,
+        status: col(r, "status")?,
+        closed_at: col(r, "closed_at")?,
+        root: col(r, "root")?,
+        policy_hash: col(r, "policy_hash")?,
         emission: opt("emission")?,
         distributed: opt("distributed")?,
         unallocated: opt("unallocated")?,
@@ -51,26 +51,23 @@ const AREA_QUERY: &str = "SELECT a.id, a.name, a.weight, a.polygon, a.created_by
 
 fn area_record(r: &PgRow) -> Result<DemandAreaRecord> {
     Ok(DemandAreaRecord {
-        id: r.get("id"),
-        name: r.get("name"),
-        weight: r.get("weight"),
-        polygon: r.get("polygon"),
-        cells: r.get("cells"),
-        created_by: r.get("created_by"),
-        created_at: r.get("created_at"),
-        expires_at: r.get("expires_at"),
-        budget: r
-            .get::<Option<i64>, _>("budget")
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        weight: col(r, "weight")?,
+        polygon: col(r, "polygon")?,
+        cells: col(r, "cells")?,
+        created_by: col(r, "created_by")?,
+        created_at: col(r, "created_at")?,
+        expires_at: col(r, "expires_at")?,
+        budget: col::<_, Option<i64>>(r, "budget")?
             .map(|v| to_u64(v, "budget"))
             .transpose()?,
-        paid: to_u64(r.get("paid"), "paid")?,
-        claimed_cells: r.get("claimed"),
-        refunded: r
-            .get::<Option<i64>, _>("refunded")
+        paid: to_u64(col(r, "paid")?, "paid")?,
+        claimed_cells: col(r, "claimed")?,
+        refunded: col::<_, Option<i64>>(r, "refunded")?
             .map(|v| to_u64(v, "refund"))
             .transpose()?,
-        refunded_epoch: r
-            .get::<Option<i64>, _>("refunded_epoch")
+        refunded_epoch: col::<_, Option<i64>>(r, "refunded_epoch")?
             .map(|v| to_u64(v, "epoch"))
             .transpose()?,
     })
@@ -579,12 +576,12 @@ impl PgStore {
         .await
         .ctx("reading an epoch")?;
         let Some(row) = row else { return Ok(None) };
-        let manifest: Manifest = serde_json::from_value(row.get("manifest"))
+        let manifest: Manifest = serde_json::from_value(col(&row, "manifest")?)
             .map_err(|e| StoreError::Corrupt(format!("epoch {epoch}'s manifest: {e}")))?;
         Ok(Some(ClosedEpoch {
             record: epoch_record(&row)?,
             manifest,
-            policy: row.get::<Option<String>, _>("policy").unwrap_or_default(),
+            policy: col::<_, Option<String>>(&row, "policy")?.unwrap_or_default(),
         }))
     }
 
@@ -653,7 +650,7 @@ impl PgStore {
         .await
         .ctx("reading a contributor's rewards")?;
         rows.iter()
-            .map(|r| Ok((to_u64(r.get("epoch"), "epoch")?, reward_row(r)?)))
+            .map(|r| Ok((to_u64(col(r, "epoch")?, "epoch")?, reward_row(r)?)))
             .collect()
     }
 

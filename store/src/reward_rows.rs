@@ -14,6 +14,7 @@ use covermap_domain::rewards::{CellReward, ContributorReward};
 use sqlx::Row;
 
 use crate::error::{Result, StoreError};
+use crate::rows::col;
 
 /// Fix rejection reasons that say a track is physically impossible: the spoofing evidence.
 pub(crate) fn spoof_reasons() -> String {
@@ -352,13 +353,13 @@ where
     for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(ContributorReward {
-        contributor: r.get("contributor"),
-        points: to_u64(r.get("points"), "points")?,
-        base: to_u64(r.get("base"), "amount")?,
-        bounty: to_u64(r.get("bounty"), "amount")?,
-        amount: to_u64(r.get("amount"), "amount")?,
-        cumulative: cumulative(&r.get::<String, _>("cumulative"))?,
-        flagged: r.get("flagged"),
+        contributor: col(r, "contributor")?,
+        points: to_u64(col(r, "points")?, "points")?,
+        base: to_u64(col(r, "base")?, "amount")?,
+        bounty: to_u64(col(r, "bounty")?, "amount")?,
+        amount: to_u64(col(r, "amount")?, "amount")?,
+        cumulative: cumulative(&col::<_, String>(r, "cumulative")?)?,
+        flagged: col(r, "flagged")?,
     })
 }
 

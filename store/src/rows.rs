@@ -144,6 +144,18 @@ pub(crate) fn stretch(
 }
 
 /// The stored spelling of a value that the code knows as a `&'static str`.
+/// A column of `row` by name; a missing column or a value of another type is `Corrupt`, never
+/// a panic.
+pub(crate) fn col<'r, R, T>(row: &'r R, name: &'static str) -> Result<T>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}
+
 /// A stored word of one of the domain's vocabularies (a stage, an emitter kind, a radio).
 pub(crate) fn word<T>(value: &str) -> Result<T>
 where

@@ -382,7 +382,12 @@ impl Store for SqliteStore {
              ORDER BY id DESC LIMIT ?3"
         ))
         .bind(&filter.contributor)
-        .bind(filter.device.as_ref().map(|d| d.as_str()))
+        .bind(
+            filter
+                .device
+                .as_ref()
+                .map(covermap_domain::DeviceId::as_str),
+        )
         .bind(limit)
         .bind(&filter.trust)
         .fetch_all(&self.pool)
@@ -807,7 +812,7 @@ impl Store for SqliteStore {
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(s.osm_way_id)
-            .bind(s.piece as i64)
+            .bind(i64::from(s.piece))
             .bind(rows::node_ids_json(s))
             .bind(&s.highway)
             .bind(&s.name)

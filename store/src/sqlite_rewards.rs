@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Manifest, Penalty};
 use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{BoundingBox, Cell};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::error::{Result, SqlContext, StoreError};
 use crate::reward_rows::{
     RawInputs, cell_row, check_order, radio_sample, reward_row, spoof_reasons, to_i64, to_u64,
 };
+use crate::rows::col;
 use crate::sqlite::{micros, time};
 use crate::{
     ClosedEpoch, DemandAreaRecord, DemandCellState, EpochClaim, EpochRecord, NewDemandArea,
@@ -24,19 +24,21 @@ const EPOCH_COLUMNS: &str = "epoch, start_at, end_at, status, closed_at, root, p
      emission, distributed, unallocated, bounty_paid";
 
 fn epoch_record(r: &SqliteRow) -> Result<EpochRecord> {
-    let opt = |name: &str| -> Result<Option<u64>> {
-        r.get::<Option<i64>, _>(name)
+    let opt = |name: &'static str| -> Result<Option<u64>> {
+        col::<_, Option<i64>>(r, name)?
             .map(|v| to_u64(v, name))
             .transpose()
     };
     Ok(EpochRecord {
-        epoch: to_u64(r.get("epoch"), "epoch")?,
-        start: time(r.get("start_at"))?,
-        end: time(r.get("end_at"))?,
-        status: r.get("status"),
-        closed_at: r.get::<Option<i64>, _>("closed_at").map(time).transpose()?,
-        root: r.get("root"),
-        policy_hash: r.get("policy_hash"),
+        epoch: to_u64(col(r, "epoch")?, "epoch")?,
+        start: time(col(r, "start_at")?)?,
+        end: time(col(r, "end_at")?)?,
+        status: col(r, "status")?,
+        closed_at: col::<_, Option<i64>>(r, "closed_at")?
+            .map(time)
+            .transpose()?,
+        root: col(r, "root")?,
+        policy_hash: col(r, "policy_hash")?,
         emission: opt("emission")?,
         distributed: opt("distributed")?,
         unallocated: opt("unallocated")?,
@@ -53,30 +55,26 @@ const AREA_QUERY: &str = "SELECT a.id, a.name, a.weight, a.polygon, a.created_by
 
 fn area_record(r: &SqliteRow) -> Result<DemandAreaRecord> {
     Ok(DemandAreaRecord {
-        id: r.get("id"),
-        name: r.get("name"),
-        weight: r.get("weight"),
-        polygon: serde_json::from_str(&r.get::<String, _>("polygon"))
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        weight: col(r, "weight")?,
+        polygon: serde_json::from_str(&col::<_, String>(r, "polygon")?)
             .map_err(|e| StoreError::Corrupt(format!("demand area polygon: {e}")))?,
-        cells: r.get("cells"),
-        created_by: r.get("created_by"),
-        created_at: time(r.get("created_at"))?,
-        expires_at: r
-            .get::<Option<i64>, _>("expires_at")
+        cells: col(r, "cells")?,
+        created_by: col(r, "created_by")?,
+        created_at: time(col(r, "created_at")?)?,
+        expires_at: col::<_, Option<i64>>(r, "expires_at")?
             .map(time)
             .transpose()?,
-        budget: r
-            .get::<Option<i64>, _>("budget")
+        budget: col::<_, Option<i64>>(r, "budget")?
             .map(|v| to_u64(v, "budget"))
             .transpose()?,
-        paid: to_u64(r.get("paid"), "paid")?,
-        claimed_cells: r.get("claimed"),
-        refunded: r
-            .get::<Option<i64>, _>("refunded")
+        paid: to_u64(col(r, "paid")?, "paid")?,
+        claimed_cells: col(r, "claimed")?,
+        refunded: col::<_, Option<i64>>(r, "refunded")?
             .map(|v| to_u64(v, "refund"))
             .transpose()?,
-        refunded_epoch: r
-            .get::<Option<i64>, _>("refunded_epoch")
+        refunded_epoch: col::<_, Option<i64>>(r, "refunded_epoch")?
             .map(|v| to_u64(v, "epoch"))
             .transpose()?,
     })
@@ -609,12 +607,12 @@ impl SqliteStore {
         .await
         .ctx("reading an epoch")?;
         let Some(row) = row else { return Ok(None) };
-        let manifest: Manifest = serde_json::from_str(&row.get::<String, _>("manifest"))
+        let manifest: Manifest = serde_json::from_str(&col::<_, String>(&row, "manifest")?)
             .map_err(|e| StoreError::Corrupt(format!("epoch {epoch}'s manifest: {e}")))?;
         Ok(Some(ClosedEpoch {
             record: epoch_record(&row)?,
             manifest,
-            policy: row.get::<Option<String>, _>("policy").unwrap_or_default(),
+            policy: col::<_, Option<String>>(&row, "policy")?.unwrap_or_default(),
         }))
     }
 
@@ -686,7 +684,7 @@ impl SqliteStore {
         .await
         .ctx("reading a contributor's rewards")?;
         rows.iter()
-            .map(|r| Ok((to_u64(r.get("epoch"), "epoch")?, reward_row(r)?)))
+            .map(|r| Ok((to_u64(col(r, "epoch")?, "epoch")?, reward_row(r)?)))
             .collect()
     }
 

@@ -2129,7 +2129,7 @@ async fn approved_frames_count_once_without_reopening_closed_epochs(store: Arc<d
             .iter()
             .map(|c| (c.upload_id, c.frame))
             .collect();
-        c.sort();
+        c.sort_unstable();
         c
     };
     let i5 = close(e5, t0() + secs(4000)).await;

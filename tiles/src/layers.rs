@@ -156,7 +156,7 @@ pub fn parent(cell: Cell, res: Resolution) -> Cell {
     if cell.0.resolution() <= res {
         return cell;
     }
-    cell.0.parent(res).map(Cell).unwrap_or(cell)
+    cell.0.parent(res).map_or(cell, Cell)
 }
 
 /// A cell's box, `[west, south, east, north]` in degrees (west > 180° from east when the cell

@@ -152,12 +152,18 @@ impl FramePool {
     /// Runs `f` with an idle check, waiting for one if all are busy.
     pub fn with<R>(&self, f: impl FnOnce(&mut FrameCheck) -> R) -> R {
         let check = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             loop {
                 if let Some(check) = idle.pop() {
                     break check;
                 }
-                idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+                idle = self
+                    .returned
+                    .wait(idle)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         };
         // The check goes back to the pool when `held` drops, so a panic inside `f` does not
@@ -183,7 +189,9 @@ impl FramePool {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(jpeg) = frames.get(i) else { break };
                         let look = self.with(|check| check.look(jpeg));
-                        slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(look);
+                        slots
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(look);
                     }
                 });
             }
@@ -207,7 +215,7 @@ impl Drop for Held<'_> {
             self.pool
                 .idle
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(check);
             self.pool.returned.notify_one();
         }

@@ -313,5 +313,5 @@ fn a_pool_keeps_its_checks_through_a_panic() {
     let jpeg = image_file("images/udacity_lanelines/solidWhiteRight.jpg");
     let looks = pool.look_all(&[&jpeg, &jpeg]);
     assert_eq!(looks.len(), 2);
-    assert!(looks.iter().all(|l| l.is_ok()));
+    assert!(looks.iter().all(std::result::Result::is_ok));
 }

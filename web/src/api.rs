@@ -53,7 +53,7 @@ pub(crate) async fn metrics(
     let body = state
         .metrics
         .as_ref()
-        .map(|h| h.render())
+        .map(metrics_exporter_prometheus::PrometheusHandle::render)
         .unwrap_or_default();
     Ok((
         [(

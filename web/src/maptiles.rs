@@ -127,7 +127,7 @@ impl TileCache {
 
     /// The generation a render starts from, to hand back to [`Self::put`].
     fn generation(&self) -> u64 {
-        self.shelf.lock().map(|s| s.generation).unwrap_or(0)
+        self.shelf.lock().map_or(0, |s| s.generation)
     }
 
     /// Keeps `tile`, rendered from what the store held at `generation`, unless something was
@@ -153,7 +153,7 @@ impl TileCache {
 
     /// How many tiles are cached.
     pub fn len(&self) -> usize {
-        self.shelf.lock().map(|s| s.tiles.len()).unwrap_or(0)
+        self.shelf.lock().map_or(0, |s| s.tiles.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -231,7 +231,7 @@ pub async fn run_invalidator(
     let mut since = Utc::now() - CHANGE_OVERLAP;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let look = Utc::now();

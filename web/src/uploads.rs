@@ -30,8 +30,8 @@ fn decoded(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Bytes, 
             .to_ascii_lowercase()
     });
     match encoding.as_deref() {
-        None | Some("identity") | Some("") => Ok(body),
-        Some("gzip") | Some("x-gzip") => Ok(Bytes::from(gunzip_bounded(
+        None | Some("identity" | "") => Ok(body),
+        Some("gzip" | "x-gzip") => Ok(Bytes::from(gunzip_bounded(
             &body,
             state.max_upload_bytes as u64,
             MAX_GZIP_RATIO,

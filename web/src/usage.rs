@@ -77,7 +77,7 @@ pub async fn run_flusher(
 ) {
     loop {
         let stop = tokio::select! {
-            _ = tokio::time::sleep(every) => false,
+            () = tokio::time::sleep(every) => false,
             _ = shutdown.wait_for(|stop| *stop) => true,
         };
         meter.flush(store.as_ref()).await;

@@ -97,8 +97,7 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
         network.total_length_m() / 1000.0,
         args.roads
             .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "a generated town".into())
+            .map_or_else(|| "a generated town".into(), |p| p.display().to_string())
     );
     if let Some(p) = &settings.policy {
         println!(
@@ -763,7 +762,7 @@ impl CameraDrive {
         match self.track {
             CameraTrack::Gpx => entries.push(("track.gpx".into(), to_gpx(fixes).into_bytes())),
             CameraTrack::Nmea => {
-                entries.push(("track.nmea".into(), camera::nmea(fixes).into_bytes()))
+                entries.push(("track.nmea".into(), camera::nmea(fixes).into_bytes()));
             }
             CameraTrack::ExifGps => {}
         }

@@ -402,7 +402,11 @@ mod tests {
             }]
         }));
         assert!(b.rejected.is_empty() && b.corrections.is_empty(), "{b:?}");
-        let keys: Vec<_> = b.observations.iter().map(|o| o.emitter_key()).collect();
+        let keys: Vec<_> = b
+            .observations
+            .iter()
+            .map(super::super::RadioObservation::emitter_key)
+            .collect();
         assert_eq!(keys, vec!["lte:208:1:1234:56789", "ble:aabbcc001122"]);
         let o = &b.observations[0];
         assert_eq!(o.at.timestamp_millis(), ms(5));
@@ -432,7 +436,11 @@ mod tests {
                  "locationAreaCode": 2, "cellId": 3}
             ]
         }]}));
-        let keys: Vec<_> = b.observations.iter().map(|o| o.emitter_key()).collect();
+        let keys: Vec<_> = b
+            .observations
+            .iter()
+            .map(super::super::RadioObservation::emitter_key)
+            .collect();
         assert_eq!(keys, vec!["wcdma:208:1:2:12345", "gsm:208:1:2:123"]);
         assert_eq!(b.observations[0].at, now());
         assert_eq!(reasons(&b), vec![R::UnknownRadio]);
@@ -486,7 +494,11 @@ mod tests {
             &RadioPolicy::default(),
         )
         .unwrap();
-        let keys: Vec<_> = b.observations.iter().map(|o| o.emitter_key()).collect();
+        let keys: Vec<_> = b
+            .observations
+            .iter()
+            .map(super::super::RadioObservation::emitter_key)
+            .collect();
         assert_eq!(keys, vec!["gsm:208:10:7:99", "wifi:001122334455"]);
         assert_eq!(b.observations[0].at, now() - chrono::TimeDelta::minutes(10));
         assert_eq!(b.observations[0].accuracy_m, Some(12.0));

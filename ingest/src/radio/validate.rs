@@ -1497,7 +1497,11 @@ mod tests {
         );
         assert_eq!(reasons(&b), vec![R::BadMac, R::BadMac]);
         assert_eq!(b.rejected[0].emitter.as_deref(), Some("wifi:0123456789ab"));
-        let keys: Vec<_> = b.observations.iter().map(|o| o.emitter_key()).collect();
+        let keys: Vec<_> = b
+            .observations
+            .iter()
+            .map(super::super::RadioObservation::emitter_key)
+            .collect();
         // A locally administered BSSID is kept, as Ichnaea keeps it; BLE random static too.
         assert_eq!(keys, vec!["wifi:0a0000000001", "ble:ff23456789ab"]);
         assert_eq!(b.observations[1].signal_dbm, None);

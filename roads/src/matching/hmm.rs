@@ -273,9 +273,8 @@ impl<'g> Matcher<'g> {
             let mut skipped = 0;
             let mut restart = None;
             while next < steps.len() {
-                let (prev_i, prev_scores, _) = match trellis.last() {
-                    Some(t) => t,
-                    None => break,
+                let Some((prev_i, prev_scores, _)) = trellis.last() else {
+                    break;
                 };
                 let (prev, cur) = (&steps[*prev_i], &steps[next]);
                 let dt = cur.time - prev.time;
