@@ -789,6 +789,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Road segments that intersect `bbox`, at most `limit`.
     async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>>;
 
+    /// The road segments `refs` name (by OSM way and piece), in way and piece order; a ref to no
+    /// stored segment is left out.
+    async fn road_segments(&self, refs: &[SegmentRef]) -> Result<Vec<RoadSegment>>;
+
     /// When a contributor last drove each road segment that intersects `bbox` (matched GPS and
     /// frames taken on it), at most `limit` segments; segments never driven are left out.
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>>;

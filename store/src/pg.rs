@@ -846,23 +846,29 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .ctx("reading road segments")?;
-        rows.iter()
-            .map(|row| {
-                let geojson: String = row.try_get("geojson").ctx("reading a road segment")?;
-                Ok(RoadSegment {
-                    osm_way_id: row.try_get("osm_way_id").ctx("reading a road segment")?,
-                    piece: row
-                        .try_get::<i32, _>("piece")
-                        .ctx("reading a road segment")? as u32,
-                    osm_node_ids: row.try_get("osm_node_ids").ctx("reading a road segment")?,
-                    highway: row.try_get("highway").ctx("reading a road segment")?,
-                    name: row.try_get("name").ctx("reading a road segment")?,
-                    oneway: row.try_get("oneway").ctx("reading a road segment")?,
-                    length_m: row.try_get("length_m").ctx("reading a road segment")?,
-                    points: rows::points_from_geojson(&geojson)?,
-                })
-            })
-            .collect()
+        rows.iter().map(road_segment).collect()
+    }
+
+    async fn road_segments(
+        &self,
+        refs: &[covermap_domain::SegmentRef],
+    ) -> Result<Vec<RoadSegment>> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, \
+                    ST_AsGeoJSON(geom) AS geojson \
+             FROM road_segments \
+             WHERE (osm_way_id, piece) IN (SELECT * FROM UNNEST($1::bigint[], $2::int[])) \
+             ORDER BY osm_way_id, piece",
+        )
+        .bind(refs.iter().map(|r| r.osm_way_id).collect::<Vec<_>>())
+        .bind(refs.iter().map(|r| r.way_piece as i32).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading road segments by reference")?;
+        rows.iter().map(road_segment).collect()
     }
 
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
@@ -2041,4 +2047,20 @@ impl Store for PgStore {
     ) -> Result<Vec<DemandCellState>> {
         self.demand_cells_pg(bbox, now, coverage_since, limit).await
     }
+}
+
+/// A `road_segments` row with its geometry as GeoJSON (`geojson`).
+fn road_segment(row: &PgRow) -> Result<RoadSegment> {
+    let ctx = "reading a road segment";
+    let geojson: String = row.try_get("geojson").ctx(ctx)?;
+    Ok(RoadSegment {
+        osm_way_id: row.try_get("osm_way_id").ctx(ctx)?,
+        piece: row.try_get::<i32, _>("piece").ctx(ctx)? as u32,
+        osm_node_ids: row.try_get("osm_node_ids").ctx(ctx)?,
+        highway: row.try_get("highway").ctx(ctx)?,
+        name: row.try_get("name").ctx(ctx)?,
+        oneway: row.try_get("oneway").ctx(ctx)?,
+        length_m: row.try_get("length_m").ctx(ctx)?,
+        points: rows::points_from_geojson(&geojson)?,
+    })
 }

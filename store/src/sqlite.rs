@@ -846,24 +846,36 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .ctx("reading road segments")?;
-        rows.iter()
-            .map(|row| {
-                let ctx = "reading a road segment";
-                let node_ids: String = row.try_get("osm_node_ids").ctx(ctx)?;
-                let coords: String = row.try_get("coords").ctx(ctx)?;
-                Ok(RoadSegment {
-                    osm_way_id: row.try_get("osm_way_id").ctx(ctx)?,
-                    piece: row.try_get::<i64, _>("piece").ctx(ctx)? as u32,
-                    osm_node_ids: serde_json::from_str(&node_ids)
-                        .map_err(|e| StoreError::Corrupt(format!("road node ids: {e}")))?,
-                    highway: row.try_get("highway").ctx(ctx)?,
-                    name: row.try_get("name").ctx(ctx)?,
-                    oneway: row.try_get("oneway").ctx(ctx)?,
-                    length_m: row.try_get("length_m").ctx(ctx)?,
-                    points: rows::points_from_json(&coords)?,
-                })
-            })
-            .collect()
+        rows.iter().map(road_segment).collect()
+    }
+
+    async fn road_segments(
+        &self,
+        refs: &[covermap_domain::SegmentRef],
+    ) -> Result<Vec<RoadSegment>> {
+        let mut out = Vec::with_capacity(refs.len());
+        // Two variables a reference, well under SQLite's 32,766.
+        for chunk in refs.chunks(10_000) {
+            let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, coords \
+                 FROM road_segments WHERE (osm_way_id, piece) IN (VALUES {pairs})"
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query.bind(r.osm_way_id).bind(i64::from(r.way_piece));
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .ctx("reading road segments by reference")?;
+            for row in &rows {
+                out.push(road_segment(row)?);
+            }
+        }
+        out.sort_by_key(|s| (s.osm_way_id, s.piece));
+        out.dedup_by_key(|s| (s.osm_way_id, s.piece));
+        Ok(out)
     }
 
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
@@ -2087,4 +2099,22 @@ impl Store for SqliteStore {
 /// `n` comma-separated `?` placeholders.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
+}
+
+/// A `road_segments` row (node ids and coordinates as JSON text).
+fn road_segment(row: &SqliteRow) -> Result<RoadSegment> {
+    let ctx = "reading a road segment";
+    let node_ids: String = row.try_get("osm_node_ids").ctx(ctx)?;
+    let coords: String = row.try_get("coords").ctx(ctx)?;
+    Ok(RoadSegment {
+        osm_way_id: row.try_get("osm_way_id").ctx(ctx)?,
+        piece: row.try_get::<i64, _>("piece").ctx(ctx)? as u32,
+        osm_node_ids: serde_json::from_str(&node_ids)
+            .map_err(|e| StoreError::Corrupt(format!("road node ids: {e}")))?,
+        highway: row.try_get("highway").ctx(ctx)?,
+        name: row.try_get("name").ctx(ctx)?,
+        oneway: row.try_get("oneway").ctx(ctx)?,
+        length_m: row.try_get("length_m").ctx(ctx)?,
+        points: rows::points_from_json(&coords)?,
+    })
 }

@@ -855,6 +855,17 @@ async fn road_network_round_trips_and_filters_by_box(store: Arc<dyn Store>) {
     let got = store.roads(monaco, 100).await.unwrap();
     assert_eq!(got, segments[..2].to_vec());
     assert_eq!(store.roads(BoundingBox::WORLD, 100).await.unwrap().len(), 3);
+    // By reference: the pieces named, in way and piece order, an unknown one left out.
+    let named = |w, p| covermap_domain::SegmentRef {
+        osm_way_id: w,
+        way_piece: p,
+    };
+    let refs = [named(9, 0), named(7, 1), named(7, 5), named(9, 0)];
+    assert_eq!(
+        store.road_segments(&refs).await.unwrap(),
+        vec![segments[1].clone(), segments[2].clone()]
+    );
+    assert!(store.road_segments(&[]).await.unwrap().is_empty());
     assert_eq!(
         store.road_cells(monaco, 100).await.unwrap(),
         cells[..1].to_vec()

@@ -164,8 +164,7 @@ pub(crate) async fn matched(
 }
 
 /// The road segments a drive was matched to, as GeoJSON lines with the length driven on each
-/// (for the driver's map of a drive): the stored network around the matched cells, kept where a
-/// stretch names the segment.
+/// (for the driver's map of a drive), read by the segments its stretches name.
 async fn matched_roads(
     store: &dyn covermap_store::Store,
     stretches: &[covermap_domain::MatchedStretch],
@@ -174,15 +173,15 @@ async fn matched_roads(
     for s in stretches {
         *driven.entry((s.osm_way_id, s.way_piece)).or_default() += s.length_m;
     }
-    let Some(bbox) = BoundingBox::around_cells(stretches.iter().map(|s| &s.cell)) else {
-        return Ok(json!({"type": "FeatureCollection", "features": []}));
-    };
-    let segments: Vec<covermap_domain::RoadSegment> = store
-        .roads(bbox, 100_000)
-        .await?
-        .into_iter()
-        .filter(|r| driven.contains_key(&(r.osm_way_id, r.piece)))
+    let mut refs: Vec<covermap_domain::SegmentRef> = driven
+        .keys()
+        .map(|&(osm_way_id, way_piece)| covermap_domain::SegmentRef {
+            osm_way_id,
+            way_piece,
+        })
         .collect();
+    refs.sort_unstable_by_key(|r| (r.osm_way_id, r.way_piece));
+    let segments = store.road_segments(&refs).await?;
     let mut geojson = covermap_tiles::roads_geojson(&segments);
     if let Some(features) = geojson["features"].as_array_mut() {
         for (f, s) in features.iter_mut().zip(&segments) {
