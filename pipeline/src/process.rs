@@ -58,9 +58,12 @@ pub(crate) async fn process(
     .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
     let measured = std::mem::take(&mut draft.measured);
     let probe = measured.probe();
+    // Everything that can fail for a reason other than the blob store comes first: the frames'
+    // bytes are written last, so a job that fails leaves none behind (a retry writes the same
+    // content-addressed keys again).
+    let trust = verify::judge(lease, store, measured, &config.trust, graph.as_deref()).await?;
     let mut outcome = finish_drive(lease, store, blobs, draft, config).await?;
-    outcome.trust =
-        Some(verify::judge(lease, store, measured, &config.trust, graph.as_deref()).await?);
+    outcome.trust = Some(trust);
     Ok((outcome, probe))
 }
 
