@@ -10,14 +10,22 @@
 //! It does not parse uploads, match roads or compute scores: it stores what those stages return,
 //! as `covermap_domain` types (its only covermap dependency).
 
+mod access;
 mod blobs;
+mod demand;
+mod dialect;
+mod epochs;
 mod error;
+mod imagery;
 mod pg;
-mod pg_rewards;
+mod queue;
+mod radio;
 mod reward_rows;
+mod roads;
 mod rows;
 mod sqlite;
-mod sqlite_rewards;
+mod trust;
+mod uploads;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,20 +33,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use covermap_domain::rewards::{CellReward, ContributorReward, EpochOutcome, Penalty};
-use covermap_domain::rewards::{EpochInputs, EpochPeriod, RadioSample};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, CellVisit, DeviceId, EmitterKind, Fix, ImageryCellSummary,
-    LatLon, MatchedStretch, RadioCellSummary, RadioType, RejectionStage, RoadCell, RoadSegment,
+    Cell, CellVisit, DeviceId, EmitterKind, Fix, LatLon, MatchedStretch, RadioType, RejectionStage,
     Role, SegmentRef, UploadKind, UploadStatus,
 };
 use serde::Serialize;
 
+pub use access::Access;
 pub use blobs::{BlobRef, Blobs};
 pub use covermap_domain::NewApiKey;
+pub use demand::Demand;
+pub use epochs::Epochs;
 pub use error::{Result, StoreError};
+pub use imagery::Imagery;
 pub use pg::PgStore;
+pub use queue::Queue;
+pub use radio::Radio;
+pub use roads::Roads;
 pub use sqlite::SqliteStore;
+pub use trust::Trust;
+pub use uploads::Uploads;
 
 /// An upload whose bytes are already in the blob store, ready to be recorded and queued.
 #[derive(Debug, Clone)]
@@ -714,8 +728,20 @@ pub struct SegmentSeen {
 /// The storage interface every backend implements. Times are passed in, not read from a clock,
 /// so the queue's lease rules can be tested without sleeping.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// `postgis` or `sqlite`.
+pub trait Store:
+    Queue
+    + Uploads
+    + Trust
+    + Access
+    + Imagery
+    + Roads
+    + Radio
+    + Epochs
+    + Demand
+    + Send
+    + Sync
+    + std::fmt::Debug
+{
     fn backend(&self) -> &'static str;
 
     /// Brings the schema up to date; safe to run again.
@@ -723,348 +749,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
-
-    /// Records an upload and queues its job in one transaction. The same device uploading the
-    /// same bytes again (a retry after a lost response) gets its first upload back, marked
-    /// duplicate. The same bytes from another device are a new upload of that device, never the
-    /// first device's duplicate, with `copy_of` naming the earliest upload of them by another
-    /// device.
-    async fn record_upload(&self, upload: NewUpload) -> Result<UploadReceipt>;
-
-    async fn upload(&self, id: i64) -> Result<Option<UploadRecord>>;
-
-    /// Newest first, only those `filter` admits.
-    async fn recent_uploads(&self, limit: i64, filter: &UploadFilter) -> Result<Vec<UploadRecord>>;
-
-    /// Leases the oldest job that is ready: queued and due, or leased by a worker whose lease ran
-    /// out. Jobs that ran out of attempts are failed instead of leased.
-    async fn lease_job(
-        &self,
-        worker: &str,
-        now: DateTime<Utc>,
-        lease_for: Duration,
-        policy: QueuePolicy,
-    ) -> Result<Option<Lease>>;
-
-    /// Extends a held lease to `until`, so a long job is not taken over while its worker still
-    /// works on it; [`StoreError::LeaseLost`] if the lease is no longer held (it ran out and
-    /// another worker took the job, or the job ended).
-    async fn renew_lease(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()>;
-
-    /// Writes a track's observations, its upload's summary and the job's "done" mark in one
-    /// transaction — or nothing, with [`StoreError::LeaseLost`], if the lease is no longer held.
-    async fn complete_job(
-        &self,
-        lease: &Lease,
-        outcome: &JobOutcome,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Ends or postpones a job that failed, under the same lease rule.
-    async fn fail_job(
-        &self,
-        lease: &Lease,
-        failure: &JobFailure,
-        now: DateTime<Utc>,
-        policy: QueuePolicy,
-    ) -> Result<()>;
-
-    /// Coverage of the cells whose centres lie in `bbox`, at most `limit` of them, by cell id.
-    async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>>;
-
-    /// Replaces the whole road network, and each cell's road length, in one transaction.
-    async fn replace_roads(&self, segments: &[RoadSegment], cells: &[RoadCell]) -> Result<u64>;
-
-    /// Where the data is: the box around the road network's cells, or, with no roads loaded,
-    /// around the cells that coverage and radio observations were made in; `None` when the
-    /// store holds neither. Maps open on it.
-    async fn extent(&self) -> Result<Option<BoundingBox>>;
-
-    /// Road length of the cells whose centres lie in `bbox`, at most `limit`, by cell id.
-    async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>>;
-
-    /// The stretches of road an upload was matched to, in driving order.
-    async fn matched_stretches(&self, upload_id: i64) -> Result<Vec<MatchedStretch>>;
-
-    /// Road segments that intersect `bbox`, at most `limit`.
-    async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>>;
-
-    /// The road segments `refs` name (by OSM way and piece), in way and piece order; a ref to no
-    /// stored segment is left out.
-    async fn road_segments(&self, refs: &[SegmentRef]) -> Result<Vec<RoadSegment>>;
-
-    /// When a contributor last drove each road segment that intersects `bbox` (matched GPS and
-    /// frames taken on it), at most `limit` segments; segments never driven are left out.
-    async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>>;
-
-    /// Cells whose coverage, radio or imagery changed through uploads processed, or frames an
-    /// auditor decided on, after `since`,
-    /// at most `limit`: what the tile cache drops.
-    async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>>;
-
-    async fn stats(&self) -> Result<StoreStats>;
-
-    /// What was left out of an upload, in the order it was found, at most `limit`.
-    async fn rejections(&self, upload_id: i64, limit: i64) -> Result<Vec<Rejection>>;
-
-    /// The radio observations an upload produced, at most `limit`.
-    async fn radio_observations(&self, upload_id: i64, limit: i64) -> Result<Vec<RadioRow>>;
-
-    /// Radio observations summed per cell, for cells whose centres lie in `bbox`.
-    async fn radio_coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioCellSummary>>;
-
-    /// The frames a drive produced, by frame index.
-    async fn frames(&self, upload_id: i64) -> Result<Vec<FrameRow>>;
-
-    /// Processed uploads other than `upload_id` of `device`, or of `contributor`, whose time
-    /// spans meet `[from, to]`, at most `limit`: the neighbours a teleport between uploads, or a
-    /// farm of parked batches, is looked for among.
-    async fn neighbours(
-        &self,
-        upload_id: i64,
-        device: &DeviceId,
-        contributor: Option<&str>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Neighbour>>;
-
-    /// Processed uploads other than `upload_id` that touched any of `cells` — radio batches
-    /// through their observations (`radio`), else tracks and drives through their cells — with
-    /// how many of them each shares, most first, at most `limit`: where a replay or a copy is
-    /// looked for (an upload received later but processed first is among them).
-    async fn shared_cells(
-        &self,
-        upload_id: i64,
-        radio: bool,
-        cells: &[Cell],
-        limit: i64,
-    ) -> Result<Vec<(i64, i64)>>;
-
-    /// Sets a processed upload's evidence and provisional verdict anew — a copy of an upload
-    /// that arrived before it, found only once that one was processed — and drops its cells
-    /// from the maps if it is now flagged; `false`, and nothing changed, once an epoch's close
-    /// made its verdict final.
-    async fn amend_trust(
-        &self,
-        upload_id: i64,
-        evidence: &str,
-        verdict: &str,
-        findings: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool>;
-
-    /// The prints of these tracks, where kept.
-    async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>>;
-
-    /// Records an upload refused outright: evidence against its contributor.
-    async fn record_refusal(&self, refusal: &NewRefusal) -> Result<()>;
-
-    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord>;
-
-    /// The key with this hash, revoked or not.
-    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
-
-    /// Revokes a key; `false` if there is no such key or it was revoked already.
-    async fn revoke_api_key(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
-
-    /// Registers a device's public key (its `rotated_at` and `revoked_at` are not read), unless
-    /// the device id or the key is taken (see [`Registration`]).
-    async fn register_device(&self, device: &DeviceRecord) -> Result<Registration>;
-
-    async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>>;
-
-    /// Devices that `filter` admits, revoked ones too, by id, at most `limit`.
-    async fn devices(&self, filter: &DeviceFilter, limit: i64) -> Result<Vec<DeviceRecord>>;
-
-    /// Replaces `device`'s public key `from_key` with `to_key` in one transaction: `from_key`
-    /// is retired for ever, `to_key` must never have been any device's (see [`Rotation`]).
-    async fn rotate_device_key(
-        &self,
-        device: &DeviceId,
-        from_key: &str,
-        to_key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Rotation>;
-
-    /// Revokes a device and retires its key; `false` if there is no such device or it was
-    /// revoked already.
-    async fn revoke_device(&self, device: &DeviceId, now: DateTime<Utc>) -> Result<bool>;
-
-    /// Records that `device` used `nonce`; `false` if it had used it before (a replay). Nonces
-    /// seen before `forget_before` are forgotten: requests that old are refused as stale anyway.
-    async fn claim_nonce(
-        &self,
-        device: &DeviceId,
-        nonce: &str,
-        now: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
-    ) -> Result<bool>;
-
-    async fn open_session(&self, session: &UploadSession) -> Result<()>;
-
-    async fn session(&self, id: &str) -> Result<Option<UploadSession>>;
-
-    /// Appends a part at `offset`, which must be where the session stands
-    /// ([`StoreError::Conflict`] otherwise); returns the new offset.
-    async fn add_session_part(
-        &self,
-        id: &str,
-        part: &SessionPart,
-        now: DateTime<Utc>,
-    ) -> Result<i64>;
-
-    async fn session_parts(&self, id: &str) -> Result<Vec<SessionPart>>;
-
-    async fn delete_session(&self, id: &str) -> Result<()>;
-
-    /// The sessions a device has open, oldest first.
-    async fn device_sessions(&self, device: &DeviceId) -> Result<Vec<UploadSession>>;
-
-    /// Sessions of any device untouched since `before`, least recently touched first, at most
-    /// `limit`: what the sweeper drops.
-    async fn stale_sessions(&self, before: DateTime<Utc>, limit: i64)
-    -> Result<Vec<UploadSession>>;
-
-    /// The key with this id, revoked or not.
-    async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>>;
-
-    /// Published frames in `cells` from uploads other than `exclude_upload`, with their hashes,
-    /// at most `limit`: where a repeated picture would be found.
-    async fn frame_hashes(
-        &self,
-        cells: &[Cell],
-        exclude_upload: i64,
-        limit: i64,
-    ) -> Result<Vec<FrameHash>>;
-
-    /// Refused frames for the auditors' queue, each with its current decision.
-    async fn audit_frames(&self, query: &AuditQuery) -> Result<Vec<AuditFrame>>;
-
-    /// Records an auditor's decision on a refused frame and applies it in one transaction (see
-    /// [`Decision`]): approving publishes the frame, rejecting unpublishes an approved one.
-    /// [`StoreError::NotFound`] if there is no such refused frame; [`StoreError::Conflict`] if
-    /// it cannot be approved. Nothing is written on error.
-    async fn decide_frame(
-        &self,
-        decision: &NewFrameDecision,
-        now: DateTime<Utc>,
-    ) -> Result<FrameDecision>;
-
-    /// The decision log, newest first, at most `limit`, older than `before_id` if given.
-    async fn frame_decisions(
-        &self,
-        limit: i64,
-        before_id: Option<i64>,
-    ) -> Result<Vec<FrameDecision>>;
-
-    /// The blob key of a frame's blurred derivative: a published frame's, or a refused frame's
-    /// review copy; `None` where there is no such frame or image.
-    async fn frame_image(
-        &self,
-        upload_id: i64,
-        frame: i32,
-        which: FrameImage,
-    ) -> Result<Option<String>>;
-
-    /// Published imagery summed per cell, for cells whose frames lie in `bbox`.
-    async fn imagery(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<ImageryCellSummary>>;
-
-    /// Uploads whose originals are due for deletion and still kept, at most `limit`: processed
-    /// drives received before `received_before`, and every upload the workers rejected (its
-    /// bytes are of no further use), each with the blobs that only they (and other due uploads)
-    /// reference.
-    async fn originals_due(
-        &self,
-        received_before: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<DueOriginals>>;
-
-    /// Marks a drive's originals (the upload's bytes and its frames') as deleted.
-    async fn mark_originals_expired(&self, upload_id: i64, now: DateTime<Utc>) -> Result<()>;
-
-    /// Takes epoch `period.epoch` to close, under a lease, and counts in it every processed
-    /// upload received before its end that no epoch counted yet. Epochs close in order: after
-    /// the first, epoch N only once N − 1 is closed ([`StoreError::Conflict`] otherwise).
-    async fn claim_epoch(
-        &self,
-        period: &EpochPeriod,
-        worker: &str,
-        now: DateTime<Utc>,
-        lease_for: Duration,
-    ) -> Result<EpochClaim>;
-
-    /// Gives a claim back unfinished, so another closer need not wait for its lease to run out.
-    async fn abandon_epoch(&self, epoch: u64, token: &str) -> Result<()>;
-
-    /// What epoch `period.epoch` is computed from, read from the uploads counted in it and the
-    /// epochs before it; the same answer before and after it is closed.
-    async fn epoch_inputs(
-        &self,
-        period: &EpochPeriod,
-        coverage_since: DateTime<Utc>,
-    ) -> Result<EpochInputs>;
-
-    /// Writes an epoch's results and, last, its manifest, in one transaction — or nothing, with
-    /// [`StoreError::Conflict`], if the claim `token` no longer holds it.
-    async fn finish_epoch(
-        &self,
-        token: &str,
-        outcome: &EpochOutcome,
-        policy: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Every epoch claimed or closed, by number.
-    async fn epochs(&self) -> Result<Vec<EpochRecord>>;
-
-    /// A closed epoch's manifest and policy.
-    async fn closed_epoch(&self, epoch: u64) -> Result<Option<ClosedEpoch>>;
-
-    /// The newest closed epoch's number.
-    async fn last_closed_epoch(&self) -> Result<Option<u64>>;
-
-    /// An epoch's rewards, one per contributor with a cumulative total, by contributor.
-    async fn epoch_rewards(&self, epoch: u64) -> Result<Vec<ContributorReward>>;
-
-    /// What each cell earned in an epoch, by cell.
-    async fn epoch_cells(&self, epoch: u64) -> Result<Vec<CellReward>>;
-
-    async fn epoch_penalties(&self, epoch: u64) -> Result<Vec<Penalty>>;
-
-    /// A contributor's reward in every closed epoch where it has a total, oldest first.
-    async fn contributor_rewards(&self, contributor: &str)
-    -> Result<Vec<(u64, ContributorReward)>>;
-
-    async fn create_demand_area(
-        &self,
-        area: &NewDemandArea,
-        now: DateTime<Utc>,
-    ) -> Result<DemandAreaRecord>;
-
-    /// Radio samples taken in `bbox`, at most `limit`, with who took them (rewardable uploads).
-    async fn radio_samples(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RadioSample>>;
-
-    /// Adds map consumers' requests: (epoch, area, requests).
-    async fn record_usage(&self, counts: &[(u64, Cell, u64)]) -> Result<()>;
-
-    /// Requests per area in an epoch.
-    async fn usage(&self, epoch: u64) -> Result<Vec<(Cell, u64)>>;
-
-    /// Every demand area, newest first.
-    async fn demand_areas(&self) -> Result<Vec<DemandAreaRecord>>;
-
-    /// The cells with roads or demand whose centres lie in `bbox`, at most `limit`, with what
-    /// their reward weight at `now` depends on.
-    async fn demand_cells(
-        &self,
-        bbox: BoundingBox,
-        now: DateTime<Utc>,
-        coverage_since: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<DemandCellState>>;
 }
 /// Opens the store that `database` names: a `postgres://` URL selects PostGIS; none selects the
 /// embedded SQLite store in `data_dir`.

@@ -352,3 +352,21 @@ pub(crate) fn extent(
             north,
         })
 }
+
+/// An upload's columns, in the order `upload_from_row` reads them.
+pub(crate) const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, \
+     reason, fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
+     observations_rejected, contributor, rewardable, cells_seen, trust, trust_findings, \
+     trust_epoch, evidence, copy_of";
+
+/// An epoch's columns.
+pub(crate) const EPOCH_COLUMNS: &str = "epoch, start_at, end_at, status, closed_at, root, \
+     policy_hash, emission, distributed, unallocated, bounty_paid";
+
+/// A demand area with its cell count and what its bounties paid so far.
+pub(crate) const AREA_QUERY: &str = "SELECT a.id, a.name, a.weight, CAST(a.polygon AS text) AS polygon, a.created_by, \
+        a.created_at, a.expires_at, a.budget, a.refunded, a.refunded_epoch, \
+        (SELECT COUNT(*) FROM demand_cells d WHERE d.area_id = a.id) AS cells, \
+        (SELECT CAST(COALESCE(SUM(paid), 0) AS bigint) FROM bounty_claims b WHERE b.area_id = a.id) AS paid, \
+        (SELECT COUNT(*) FROM bounty_claims b WHERE b.area_id = a.id) AS claimed \
+     FROM demand_areas a";

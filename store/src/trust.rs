@@ -1,0 +1,315 @@
+//! What the trust stage reads and amends: an upload's neighbours in time, the uploads it shares cells with, track prints.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use covermap_domain::{Cell, DeviceId, LatLon};
+use sqlx::Row;
+
+use crate::dialect::{micros, time};
+use crate::error::{Result, SqlContext, StoreError};
+use crate::{Neighbour, PgStore, SqliteStore, UploadExtent};
+
+/// What the trust stage reads and amends: an upload's neighbours in time, the uploads it shares cells with, track prints.
+#[async_trait]
+pub trait Trust: Send + Sync {
+    /// Processed uploads other than `upload_id` of `device`, or of `contributor`, whose time
+    /// spans meet `[from, to]`, at most `limit`: the neighbours a teleport between uploads, or a
+    /// farm of parked batches, is looked for among.
+    async fn neighbours(
+        &self,
+        upload_id: i64,
+        device: &DeviceId,
+        contributor: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Neighbour>>;
+
+    /// Processed uploads other than `upload_id` that touched any of `cells` — radio batches
+    /// through their observations (`radio`), else tracks and drives through their cells — with
+    /// how many of them each shares, most first, at most `limit`: where a replay or a copy is
+    /// looked for (an upload received later but processed first is among them).
+    async fn shared_cells(
+        &self,
+        upload_id: i64,
+        radio: bool,
+        cells: &[Cell],
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>>;
+
+    /// Sets a processed upload's evidence and provisional verdict anew — a copy of an upload
+    /// that arrived before it, found only once that one was processed — and drops its cells
+    /// from the maps if it is now flagged; `false`, and nothing changed, once an epoch's close
+    /// made its verdict final.
+    async fn amend_trust(
+        &self,
+        upload_id: i64,
+        evidence: &str,
+        verdict: &str,
+        findings: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The prints of these tracks, where kept.
+    async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>>;
+}
+
+#[async_trait]
+impl Trust for PgStore {
+    async fn neighbours(
+        &self,
+        upload_id: i64,
+        device: &DeviceId,
+        contributor: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Neighbour>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ( \
+                 SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
+                        first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
+                 FROM upload_extents \
+                 WHERE upload_id <> $1 AND (device = $2 OR contributor = $3) \
+                   AND last_at >= $4 AND first_at <= $5 \
+                 UNION ALL \
+                 SELECT -id, device, contributor, FALSE, first_at, last_at, first_lat, \
+                        first_lon, last_lat, last_lon, first_lat, first_lon, 0 \
+                 FROM upload_refusals \
+                 WHERE first_at IS NOT NULL AND (device = $2 OR contributor = $3) \
+                   AND last_at >= $4 AND first_at <= $5) n \
+             ORDER BY first_at, upload_id LIMIT $6",
+        )
+        .bind(upload_id)
+        .bind(device.as_str())
+        .bind(contributor)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading neighbouring uploads")?;
+        rows.iter()
+            .map(|r| {
+                let ctx = "reading an upload's extent";
+                let at = |lat: &str, lon: &str| -> Result<LatLon> {
+                    Ok(LatLon::new(
+                        r.try_get(lat).ctx(ctx)?,
+                        r.try_get(lon).ctx(ctx)?,
+                    )?)
+                };
+                Ok(Neighbour {
+                    upload_id: r.try_get("upload_id").ctx(ctx)?,
+                    device: r.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+                    contributor: r.try_get("contributor").ctx(ctx)?,
+                    extent: UploadExtent {
+                        radio: r.try_get("radio").ctx(ctx)?,
+                        first_at: r.try_get("first_at").ctx(ctx)?,
+                        last_at: r.try_get("last_at").ctx(ctx)?,
+                        first: at("first_lat", "first_lon")?,
+                        last: at("last_lat", "last_lon")?,
+                        centre: at("centre_lat", "centre_lon")?,
+                        radius_m: r.try_get("radius_m").ctx(ctx)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn shared_cells(
+        &self,
+        upload_id: i64,
+        radio: bool,
+        cells: &[Cell],
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let table = if radio {
+            "(SELECT DISTINCT upload_id, cell FROM radio_observations WHERE cell = ANY($2))"
+        } else {
+            "(SELECT upload_id, cell FROM cell_observations WHERE cell = ANY($2))"
+        };
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT o.upload_id, COUNT(*) FROM {table} o \
+             WHERE o.upload_id <> $1 \
+             GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT $3"
+        ))
+        .bind(upload_id)
+        .bind(cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("looking for uploads that share cells")?;
+        Ok(rows)
+    }
+
+    async fn amend_trust(
+        &self,
+        upload_id: i64,
+        evidence: &str,
+        verdict: &str,
+        findings: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET evidence = $2, trust_findings = $4, \
+                 trust_changed_at = CASE WHEN trust <> $3 THEN $5 ELSE trust_changed_at END, \
+                 trust = $3, \
+                 cells = CASE WHEN $3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
+             WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL",
+        )
+        .bind(upload_id)
+        .bind(evidence)
+        .bind(verdict)
+        .bind(findings)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .ctx("amending an upload's verdict")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT upload_id, points FROM track_prints WHERE upload_id = ANY($1) \
+             ORDER BY upload_id",
+        )
+        .bind(upload_ids)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading track prints")?;
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl Trust for SqliteStore {
+    async fn neighbours(
+        &self,
+        upload_id: i64,
+        device: &DeviceId,
+        contributor: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Neighbour>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ( \
+                 SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
+                        first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
+                 FROM upload_extents \
+                 WHERE upload_id <> ?1 AND (device = ?2 OR contributor = ?3) \
+                   AND last_at >= ?4 AND first_at <= ?5 \
+                 UNION ALL \
+                 SELECT -id, device, contributor, 0, first_at, last_at, first_lat, \
+                        first_lon, last_lat, last_lon, first_lat, first_lon, 0.0 \
+                 FROM upload_refusals \
+                 WHERE first_at IS NOT NULL AND (device = ?2 OR contributor = ?3) \
+                   AND last_at >= ?4 AND first_at <= ?5) \
+             ORDER BY first_at, upload_id LIMIT ?6",
+        )
+        .bind(upload_id)
+        .bind(device.as_str())
+        .bind(contributor)
+        .bind(micros(from))
+        .bind(micros(to))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading neighbouring uploads")?;
+        rows.iter()
+            .map(|r| {
+                let ctx = "reading an upload's extent";
+                let at = |lat: &str, lon: &str| -> Result<LatLon> {
+                    Ok(LatLon::new(
+                        r.try_get(lat).ctx(ctx)?,
+                        r.try_get(lon).ctx(ctx)?,
+                    )?)
+                };
+                Ok(Neighbour {
+                    upload_id: r.try_get("upload_id").ctx(ctx)?,
+                    device: r.try_get::<String, _>("device").ctx(ctx)?.parse()?,
+                    contributor: r.try_get("contributor").ctx(ctx)?,
+                    extent: UploadExtent {
+                        radio: r.try_get("radio").ctx(ctx)?,
+                        first_at: time(r.try_get("first_at").ctx(ctx)?)?,
+                        last_at: time(r.try_get("last_at").ctx(ctx)?)?,
+                        first: at("first_lat", "first_lon")?,
+                        last: at("last_lat", "last_lon")?,
+                        centre: at("centre_lat", "centre_lon")?,
+                        radius_m: r.try_get("radius_m").ctx(ctx)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn shared_cells(
+        &self,
+        upload_id: i64,
+        radio: bool,
+        cells: &[Cell],
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let table = if radio {
+            "(SELECT DISTINCT upload_id, cell FROM radio_observations \
+              WHERE cell IN (SELECT value FROM json_each(?2)))"
+        } else {
+            "(SELECT upload_id, cell FROM cell_observations \
+              WHERE cell IN (SELECT value FROM json_each(?2)))"
+        };
+        let list = serde_json::to_string(&cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(format!("cell list: {e}")))?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT o.upload_id, COUNT(*) FROM {table} o \
+             WHERE o.upload_id <> ?1 \
+             GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT ?3"
+        ))
+        .bind(upload_id)
+        .bind(list)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("looking for uploads that share cells")?;
+        Ok(rows)
+    }
+
+    async fn amend_trust(
+        &self,
+        upload_id: i64,
+        evidence: &str,
+        verdict: &str,
+        findings: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET evidence = ?2, trust_findings = ?4, \
+                 trust_changed_at = CASE WHEN trust <> ?3 THEN ?5 ELSE trust_changed_at END, \
+                 trust = ?3, \
+                 cells = CASE WHEN ?3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
+             WHERE id = ?1 AND status = 'processed' AND trust_epoch IS NULL",
+        )
+        .bind(upload_id)
+        .bind(evidence)
+        .bind(verdict)
+        .bind(findings)
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .ctx("amending an upload's verdict")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let list = serde_json::to_string(upload_ids)
+            .map_err(|e| StoreError::Corrupt(format!("upload list: {e}")))?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT upload_id, points FROM track_prints \
+             WHERE upload_id IN (SELECT value FROM json_each(?)) ORDER BY upload_id",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading track prints")?;
+        Ok(rows)
+    }
+}
