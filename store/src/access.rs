@@ -61,26 +61,97 @@ pub trait Access: Send + Sync {
     ) -> Result<bool>;
 }
 
+// The queries: one where both backends run the same, two side by side where they differ.
+
+const CREATE_API_KEY: &str = "INSERT INTO api_keys \
+                              (key_hash, prefix, role, contributor, created_at) \
+                              VALUES ($1, $2, $3, $4, $5) RETURNING *";
+
+const API_KEY_BY_HASH: &str = "SELECT * FROM api_keys WHERE key_hash = $1";
+
+const API_KEYS: &str = "SELECT * FROM api_keys ORDER BY id";
+
+const REVOKE_API_KEY: &str =
+    "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+
+const API_KEY_BY_ID: &str = "SELECT * FROM api_keys WHERE id = $1";
+
+const DEVICE: &str = "SELECT * FROM devices WHERE device = $1";
+
+const DEVICES: &str = "SELECT * FROM devices \
+                       WHERE (CAST($1 AS text) IS NULL OR contributor = $1) \
+                         AND (CAST($2 AS bigint) IS NULL OR registered_by = $2) \
+                       ORDER BY device LIMIT $3";
+
+const RETIRE_DEVICE_KEY: &str = "UPDATE device_keys SET retired_at = $2 WHERE public_key = $1";
+
+const REVOKE_DEVICE: &str =
+    "UPDATE devices SET revoked_at = $2 WHERE device = $1 AND revoked_at IS NULL";
+
+const RETIRE_DEVICE_KEYS: &str =
+    "UPDATE device_keys SET retired_at = $2 WHERE device = $1 AND retired_at IS NULL";
+
+const FORGET_NONCES: &str = "DELETE FROM request_nonces WHERE seen_at < $1";
+
+const CLAIM_NONCE: &str = "INSERT INTO request_nonces (device, nonce, seen_at) \
+                           VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+// PostgreSQL inserts and lets a conflict answer; SQLite looked first, under its one writer.
+const PG_REGISTER_DEVICE: &str = "INSERT INTO devices \
+    (device, public_key, contributor, registered_by, registered_at) \
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device) DO NOTHING";
+const SQLITE_REGISTER_DEVICE: &str = "INSERT INTO devices \
+    (device, public_key, contributor, registered_by, registered_at) \
+    VALUES ($1, $2, $3, $4, $5)";
+
+// PostgreSQL inserts and lets a conflict answer; SQLite looked first, under its one writer.
+const PG_ADD_DEVICE_KEY: &str = "INSERT INTO device_keys (public_key, device, added_at) \
+                                 VALUES ($1, $2, $3) ON CONFLICT (public_key) DO NOTHING";
+const SQLITE_ADD_DEVICE_KEY: &str =
+    "INSERT INTO device_keys (public_key, device, added_at) VALUES ($1, $2, $3)";
+
+// How the rows of both backends are read.
+
+pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.col("id")?,
+        prefix: row.col("prefix")?,
+        role: row.word("role")?,
+        contributor: row.col("contributor")?,
+        created_at: row.time("created_at")?,
+        revoked_at: row.opt_time("revoked_at")?,
+    })
+}
+
+pub(crate) fn device_from_row(row: &impl Columns) -> Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        device: row.word("device")?,
+        public_key: row.col("public_key")?,
+        contributor: row.col("contributor")?,
+        registered_by: row.col("registered_by")?,
+        registered_at: row.time("registered_at")?,
+        rotated_at: row.opt_time("rotated_at")?,
+        revoked_at: row.opt_time("revoked_at")?,
+    })
+}
+
 #[async_trait]
 impl Access for PgStore {
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord> {
-        let row = sqlx::query(
-            "INSERT INTO api_keys (key_hash, prefix, role, contributor, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING *",
-        )
-        .bind(&key.key_hash)
-        .bind(&key.prefix)
-        .bind(key.role.as_str())
-        .bind(&key.contributor)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .ctx("creating an API key")?;
+        let row = sqlx::query(CREATE_API_KEY)
+            .bind(&key.key_hash)
+            .bind(&key.prefix)
+            .bind(key.role.as_str())
+            .bind(&key.contributor)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("creating an API key")?;
         key_from_row(&row)
     }
 
     async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1")
+        let row = sqlx::query(API_KEY_BY_HASH)
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await
@@ -89,7 +160,7 @@ impl Access for PgStore {
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY id")
+        let rows = sqlx::query(API_KEYS)
             .fetch_all(&self.pool)
             .await
             .ctx("listing API keys")?;
@@ -97,18 +168,17 @@ impl Access for PgStore {
     }
 
     async fn revoke_api_key(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .ctx("revoking an API key")?;
+        let done = sqlx::query(REVOKE_API_KEY)
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .ctx("revoking an API key")?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+        let row = sqlx::query(API_KEY_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -118,20 +188,17 @@ impl Access for PgStore {
 
     async fn register_device(&self, device: &DeviceRecord) -> Result<Registration> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
-        let inserted = sqlx::query(
-            "INSERT INTO devices (device, public_key, contributor, registered_by, registered_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device) DO NOTHING",
-        )
-        .bind(device.device.as_str())
-        .bind(&device.public_key)
-        .bind(&device.contributor)
-        .bind(device.registered_by)
-        .bind(device.registered_at)
-        .execute(&mut *tx)
-        .await
-        .ctx("registering a device")?;
+        let inserted = sqlx::query(PG_REGISTER_DEVICE)
+            .bind(device.device.as_str())
+            .bind(&device.public_key)
+            .bind(&device.contributor)
+            .bind(device.registered_by)
+            .bind(device.registered_at)
+            .execute(&mut *tx)
+            .await
+            .ctx("registering a device")?;
         if inserted.rows_affected() == 0 {
-            let stored = sqlx::query("SELECT * FROM devices WHERE device = $1")
+            let stored = sqlx::query(DEVICE)
                 .bind(device.device.as_str())
                 .fetch_optional(&mut *tx)
                 .await
@@ -147,16 +214,13 @@ impl Access for PgStore {
                 _ => Registration::DeviceTaken,
             });
         }
-        let key = sqlx::query(
-            "INSERT INTO device_keys (public_key, device, added_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (public_key) DO NOTHING",
-        )
-        .bind(&device.public_key)
-        .bind(device.device.as_str())
-        .bind(device.registered_at)
-        .execute(&mut *tx)
-        .await
-        .ctx("recording a device key")?;
+        let key = sqlx::query(PG_ADD_DEVICE_KEY)
+            .bind(&device.public_key)
+            .bind(device.device.as_str())
+            .bind(device.registered_at)
+            .execute(&mut *tx)
+            .await
+            .ctx("recording a device key")?;
         if key.rows_affected() == 0 {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(Registration::KeyTaken);
@@ -170,7 +234,7 @@ impl Access for PgStore {
     }
 
     async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>> {
-        let row = sqlx::query("SELECT * FROM devices WHERE device = $1")
+        let row = sqlx::query(DEVICE)
             .bind(device.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -179,18 +243,13 @@ impl Access for PgStore {
     }
 
     async fn devices(&self, filter: &DeviceFilter, limit: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM devices \
-             WHERE ($1::text IS NULL OR contributor = $1) \
-               AND ($2::bigint IS NULL OR registered_by = $2) \
-             ORDER BY device LIMIT $3",
-        )
-        .bind(&filter.contributor)
-        .bind(filter.registered_by)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("listing devices")?;
+        let rows = sqlx::query(DEVICES)
+            .bind(&filter.contributor)
+            .bind(filter.registered_by)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing devices")?;
         rows.iter().map(device_from_row).collect()
     }
 
@@ -219,21 +278,18 @@ impl Access for PgStore {
             return Ok(Rotation::Superseded);
         };
         let record = device_from_row(&row)?;
-        let added = sqlx::query(
-            "INSERT INTO device_keys (public_key, device, added_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (public_key) DO NOTHING",
-        )
-        .bind(to_key)
-        .bind(device.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .ctx("recording a device key")?;
+        let added = sqlx::query(PG_ADD_DEVICE_KEY)
+            .bind(to_key)
+            .bind(device.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .ctx("recording a device key")?;
         if added.rows_affected() == 0 {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(Rotation::KeyTaken);
         }
-        sqlx::query("UPDATE device_keys SET retired_at = $2 WHERE public_key = $1")
+        sqlx::query(RETIRE_DEVICE_KEY)
             .bind(from_key)
             .bind(now)
             .execute(&mut *tx)
@@ -245,26 +301,22 @@ impl Access for PgStore {
 
     async fn revoke_device(&self, device: &DeviceId, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
-        let done = sqlx::query(
-            "UPDATE devices SET revoked_at = $2 WHERE device = $1 AND revoked_at IS NULL",
-        )
-        .bind(device.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .ctx("revoking a device")?;
+        let done = sqlx::query(REVOKE_DEVICE)
+            .bind(device.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .ctx("revoking a device")?;
         if done.rows_affected() == 0 {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE device_keys SET retired_at = $2 WHERE device = $1 AND retired_at IS NULL",
-        )
-        .bind(device.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .ctx("retiring a device key")?;
+        sqlx::query(RETIRE_DEVICE_KEYS)
+            .bind(device.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .ctx("retiring a device key")?;
         tx.commit().await.ctx("committing a revocation")?;
         Ok(true)
     }
@@ -277,21 +329,18 @@ impl Access for PgStore {
         forget_before: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
-        sqlx::query("DELETE FROM request_nonces WHERE seen_at < $1")
+        sqlx::query(FORGET_NONCES)
             .bind(forget_before)
             .execute(&mut *tx)
             .await
             .ctx("forgetting old nonces")?;
-        let done = sqlx::query(
-            "INSERT INTO request_nonces (device, nonce, seen_at) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(device.as_str())
-        .bind(nonce)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .ctx("recording a nonce")?;
+        let done = sqlx::query(CLAIM_NONCE)
+            .bind(device.as_str())
+            .bind(nonce)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .ctx("recording a nonce")?;
         tx.commit().await.ctx("committing a nonce")?;
         Ok(done.rows_affected() == 1)
     }
@@ -300,23 +349,20 @@ impl Access for PgStore {
 #[async_trait]
 impl Access for SqliteStore {
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKeyRecord> {
-        let row = sqlx::query(
-            "INSERT INTO api_keys (key_hash, prefix, role, contributor, created_at) \
-             VALUES (?, ?, ?, ?, ?) RETURNING *",
-        )
-        .bind(&key.key_hash)
-        .bind(&key.prefix)
-        .bind(key.role.as_str())
-        .bind(&key.contributor)
-        .bind(micros(now))
-        .fetch_one(&self.pool)
-        .await
-        .ctx("creating an API key")?;
+        let row = sqlx::query(CREATE_API_KEY)
+            .bind(&key.key_hash)
+            .bind(&key.prefix)
+            .bind(key.role.as_str())
+            .bind(&key.contributor)
+            .bind(micros(now))
+            .fetch_one(&self.pool)
+            .await
+            .ctx("creating an API key")?;
         key_from_row(&row)
     }
 
     async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
+        let row = sqlx::query(API_KEY_BY_HASH)
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await
@@ -325,7 +371,7 @@ impl Access for SqliteStore {
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY id")
+        let rows = sqlx::query(API_KEYS)
             .fetch_all(&self.pool)
             .await
             .ctx("listing API keys")?;
@@ -333,18 +379,17 @@ impl Access for SqliteStore {
     }
 
     async fn revoke_api_key(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(micros(now))
-                .bind(id)
-                .execute(&self.pool)
-                .await
-                .ctx("revoking an API key")?;
+        let done = sqlx::query(REVOKE_API_KEY)
+            .bind(id)
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await
+            .ctx("revoking an API key")?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+        let row = sqlx::query(API_KEY_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -354,7 +399,7 @@ impl Access for SqliteStore {
 
     async fn register_device(&self, device: &DeviceRecord) -> Result<Registration> {
         let mut tx = self.write().await?;
-        let existing = sqlx::query("SELECT * FROM devices WHERE device = ?")
+        let existing = sqlx::query(DEVICE)
             .bind(device.device.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -368,7 +413,7 @@ impl Access for SqliteStore {
                 Registration::DeviceTaken
             });
         }
-        let key_used = sqlx::query("SELECT 1 FROM device_keys WHERE public_key = ?")
+        let key_used = sqlx::query("SELECT 1 FROM device_keys WHERE public_key = $1")
             .bind(&device.public_key)
             .fetch_optional(&mut *tx)
             .await
@@ -377,19 +422,16 @@ impl Access for SqliteStore {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(Registration::KeyTaken);
         }
-        sqlx::query(
-            "INSERT INTO devices (device, public_key, contributor, registered_by, registered_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(device.device.as_str())
-        .bind(&device.public_key)
-        .bind(&device.contributor)
-        .bind(device.registered_by)
-        .bind(micros(device.registered_at))
-        .execute(&mut *tx)
-        .await
-        .ctx("registering a device")?;
-        sqlx::query("INSERT INTO device_keys (public_key, device, added_at) VALUES (?, ?, ?)")
+        sqlx::query(SQLITE_REGISTER_DEVICE)
+            .bind(device.device.as_str())
+            .bind(&device.public_key)
+            .bind(&device.contributor)
+            .bind(device.registered_by)
+            .bind(micros(device.registered_at))
+            .execute(&mut *tx)
+            .await
+            .ctx("registering a device")?;
+        sqlx::query(SQLITE_ADD_DEVICE_KEY)
             .bind(&device.public_key)
             .bind(device.device.as_str())
             .bind(micros(device.registered_at))
@@ -405,7 +447,7 @@ impl Access for SqliteStore {
     }
 
     async fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>> {
-        let row = sqlx::query("SELECT * FROM devices WHERE device = ?")
+        let row = sqlx::query(DEVICE)
             .bind(device.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -414,17 +456,13 @@ impl Access for SqliteStore {
     }
 
     async fn devices(&self, filter: &DeviceFilter, limit: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM devices \
-             WHERE (?1 IS NULL OR contributor = ?1) AND (?2 IS NULL OR registered_by = ?2) \
-             ORDER BY device LIMIT ?3",
-        )
-        .bind(&filter.contributor)
-        .bind(filter.registered_by)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("listing devices")?;
+        let rows = sqlx::query(DEVICES)
+            .bind(&filter.contributor)
+            .bind(filter.registered_by)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing devices")?;
         rows.iter().map(device_from_row).collect()
     }
 
@@ -436,7 +474,7 @@ impl Access for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Rotation> {
         let mut tx = self.write().await?;
-        let current = sqlx::query("SELECT * FROM devices WHERE device = ?")
+        let current = sqlx::query(DEVICE)
             .bind(device.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -449,7 +487,7 @@ impl Access for SqliteStore {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(Rotation::Superseded);
         };
-        let key_used = sqlx::query("SELECT 1 FROM device_keys WHERE public_key = ?")
+        let key_used = sqlx::query("SELECT 1 FROM device_keys WHERE public_key = $1")
             .bind(to_key)
             .fetch_optional(&mut *tx)
             .await
@@ -458,20 +496,20 @@ impl Access for SqliteStore {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(Rotation::KeyTaken);
         }
-        sqlx::query("UPDATE device_keys SET retired_at = ? WHERE public_key = ?")
-            .bind(micros(now))
+        sqlx::query(RETIRE_DEVICE_KEY)
             .bind(from_key)
+            .bind(micros(now))
             .execute(&mut *tx)
             .await
             .ctx("retiring a device key")?;
-        sqlx::query("INSERT INTO device_keys (public_key, device, added_at) VALUES (?, ?, ?)")
+        sqlx::query(SQLITE_ADD_DEVICE_KEY)
             .bind(to_key)
             .bind(device.as_str())
             .bind(micros(now))
             .execute(&mut *tx)
             .await
             .ctx("recording a device key")?;
-        sqlx::query("UPDATE devices SET public_key = ?, rotated_at = ? WHERE device = ?")
+        sqlx::query("UPDATE devices SET public_key = $1, rotated_at = $2 WHERE device = $3")
             .bind(to_key)
             .bind(micros(now))
             .bind(device.as_str())
@@ -488,26 +526,22 @@ impl Access for SqliteStore {
 
     async fn revoke_device(&self, device: &DeviceId, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "UPDATE devices SET revoked_at = ? WHERE device = ? AND revoked_at IS NULL",
-        )
-        .bind(micros(now))
-        .bind(device.as_str())
-        .execute(&mut *tx)
-        .await
-        .ctx("revoking a device")?;
+        let done = sqlx::query(REVOKE_DEVICE)
+            .bind(device.as_str())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .ctx("revoking a device")?;
         if done.rows_affected() == 0 {
             tx.rollback().await.ctx("ending a transaction")?;
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE device_keys SET retired_at = ? WHERE device = ? AND retired_at IS NULL",
-        )
-        .bind(micros(now))
-        .bind(device.as_str())
-        .execute(&mut *tx)
-        .await
-        .ctx("retiring a device key")?;
+        sqlx::query(RETIRE_DEVICE_KEYS)
+            .bind(device.as_str())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .ctx("retiring a device key")?;
         tx.commit().await.ctx("committing a revocation")?;
         Ok(true)
     }
@@ -520,45 +554,19 @@ impl Access for SqliteStore {
         forget_before: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM request_nonces WHERE seen_at < ?")
+        sqlx::query(FORGET_NONCES)
             .bind(micros(forget_before))
             .execute(&mut *tx)
             .await
             .ctx("forgetting old nonces")?;
-        let done = sqlx::query(
-            "INSERT INTO request_nonces (device, nonce, seen_at) VALUES (?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(device.as_str())
-        .bind(nonce)
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await
-        .ctx("recording a nonce")?;
+        let done = sqlx::query(CLAIM_NONCE)
+            .bind(device.as_str())
+            .bind(nonce)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .ctx("recording a nonce")?;
         tx.commit().await.ctx("committing a nonce")?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: row.col("id")?,
-        prefix: row.col("prefix")?,
-        role: row.word("role")?,
-        contributor: row.col("contributor")?,
-        created_at: row.time("created_at")?,
-        revoked_at: row.opt_time("revoked_at")?,
-    })
-}
-
-pub(crate) fn device_from_row(row: &impl Columns) -> Result<DeviceRecord> {
-    Ok(DeviceRecord {
-        device: row.word("device")?,
-        public_key: row.col("public_key")?,
-        contributor: row.col("contributor")?,
-        registered_by: row.col("registered_by")?,
-        registered_at: row.time("registered_at")?,
-        rotated_at: row.opt_time("rotated_at")?,
-        revoked_at: row.opt_time("revoked_at")?,
-    })
 }

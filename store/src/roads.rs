@@ -7,7 +7,7 @@ use covermap_domain::{
 };
 
 use crate::dialect::Columns;
-use crate::dialect::{micros, time};
+use crate::dialect::micros;
 use crate::error::{Result, SqlContext, StoreError};
 use crate::rows::FLAGGED_UPLOADS;
 use crate::{PgStore, SegmentSeen, SqliteStore, rows};
@@ -52,119 +52,256 @@ pub trait Roads: Send + Sync {
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>>;
 }
 
+/// Empties the road network.
+const CLEAR_ROAD_SEGMENTS: &str = "DELETE FROM road_segments";
+
+/// Empties the road length per cell.
+const CLEAR_ROAD_CELLS: &str = "DELETE FROM road_cells";
+
+// Road cells: PostgreSQL writes a chunk of them in one UNNEST of arrays, with the centre as
+// `geom`; SQLite writes one row at a time, with the centre as `lat`, `lon`.
+const PG_INSERT_ROAD_CELLS: &str = "INSERT INTO road_cells (cell, road_length_m, geom) \
+     SELECT c, l, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+     FROM UNNEST($1::bigint[], $2::float8[], $3::float8[], $4::float8[]) AS t(c, l, lat, lon)";
+const SQLITE_INSERT_ROAD_CELL: &str =
+    "INSERT INTO road_cells (cell, road_length_m, lat, lon) VALUES ($1, $2, $3, $4)";
+
+// Road segments: PostgreSQL writes a chunk of them in one UNNEST of arrays, node ids as an
+// array and the line as geometry (from WKT); SQLite writes one row at a time, node ids and
+// coordinates as JSON text, with the line's bounds.
+const PG_INSERT_ROAD_SEGMENTS: &str = "INSERT INTO road_segments \
+         (osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, geom) \
+     SELECT w, p, ARRAY(SELECT jsonb_array_elements_text(n::jsonb)::bigint), h, nm, o, \
+            l, ST_GeomFromText(g, 4326) \
+     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], \
+                 $6::bool[], $7::float8[], $8::text[]) AS t(w, p, n, h, nm, o, l, g)";
+const SQLITE_INSERT_ROAD_SEGMENT: &str = "INSERT INTO road_segments (osm_way_id, piece, \
+         osm_node_ids, highway, name, oneway, length_m, coords, min_lon, min_lat, max_lon, \
+         max_lat) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+// The data's extent: PostGIS takes `ST_Extent` of the geometries, of road cells or else of
+// observations, in one query; SQLite takes min and max of `lat`, `lon`, in two.
+const PG_EXTENT: &str = "WITH roads AS (SELECT ST_Extent(geom) AS e FROM road_cells), \
+          seen AS (SELECT ST_Extent(geom) AS e FROM \
+                   (SELECT geom FROM cell_observations \
+                    UNION ALL SELECT geom FROM radio_observations) g) \
+     SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) \
+     FROM (SELECT COALESCE((SELECT e FROM roads), (SELECT e FROM seen)) AS e) x";
+const SQLITE_ROADS_EXTENT: &str = "SELECT min(lon), min(lat), max(lon), max(lat) FROM road_cells";
+const SQLITE_SEEN_EXTENT: &str = "SELECT min(lon), min(lat), max(lon), max(lat) FROM \
+     (SELECT lat, lon FROM cell_observations UNION ALL \
+      SELECT lat, lon FROM radio_observations)";
+
+// Whether a point lies in the box (west $1, south $2, east $3, north $4): PostGIS tests `geom`
+// against it (`&&`, its GiST index), SQLite the `lat`, `lon` columns (their index).
+const PG_POINT_IN_BOX: &str = "geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)";
+const SQLITE_POINT_IN_BOX: &str = "lat BETWEEN $2 AND $4 AND lon BETWEEN $1 AND $3";
+
+// Whether a road segment meets the box (west $1, south $2, east $3, north $4): PostGIS tests
+// `geom` against it (`&&`, its GiST index), SQLite the segment's kept bounds (their index).
+const PG_SEGMENT_IN_BOX: &str = "geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)";
+const SQLITE_SEGMENT_IN_BOX: &str =
+    "min_lon <= $3 AND max_lon >= $1 AND min_lat <= $4 AND max_lat >= $2";
+
+/// Road length of the cells in the box (`in_box`, one of the `…_POINT_IN_BOX`), at most `$5`.
+fn road_cells_sql(in_box: &str) -> String {
+    format!("SELECT cell, road_length_m FROM road_cells WHERE {in_box} ORDER BY cell LIMIT $5")
+}
+
+/// The stretches an upload (`$1`) was matched to, in driving order.
+const MATCHED_STRETCHES: &str = "SELECT match_piece, cell, osm_way_id, way_piece, length_m \
+     FROM matched_stretches WHERE upload_id = $1 ORDER BY seq";
+
+// Road segments in the box: PostGIS returns the line as GeoJSON from `geom`, SQLite its kept
+// `coords` (each read by its own decoder, `pg_segment` and `sqlite_segment`).
+const PG_ROADS: &str = "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, \
+         length_m, ST_AsGeoJSON(geom) AS geojson \
+     FROM road_segments WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
+     ORDER BY osm_way_id, piece LIMIT $5";
+const SQLITE_ROADS: &str = "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, \
+         length_m, coords \
+     FROM road_segments \
+     WHERE min_lon <= $3 AND max_lon >= $1 AND min_lat <= $4 AND max_lat >= $2 \
+     ORDER BY osm_way_id, piece LIMIT $5";
+
+// Road segments by reference: PostgreSQL binds the references as two arrays (UNNEST) and
+// returns the line as GeoJSON; SQLite lists them as `(?, ?)` pairs, a chunk at a time, and
+// returns its kept `coords`.
+const PG_ROAD_SEGMENTS: &str = "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, \
+         length_m, ST_AsGeoJSON(geom) AS geojson \
+     FROM road_segments \
+     WHERE (osm_way_id, piece) IN (SELECT * FROM UNNEST($1::bigint[], $2::int[])) \
+     ORDER BY osm_way_id, piece";
+fn sqlite_road_segments(refs: usize) -> String {
+    let pairs = vec!["(?, ?)"; refs].join(", ");
+    format!(
+        "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, coords \
+         FROM road_segments WHERE (osm_way_id, piece) IN (VALUES {pairs})"
+    )
+}
+
+/// When each road segment in the box (`in_box`, one of the `…_SEGMENT_IN_BOX`) was last
+/// driven, by matched GPS or frames taken on it, unless by a flagged upload; at most `$5`.
+fn roads_last_seen_sql(in_box: &str) -> String {
+    format!(
+        "WITH s AS (SELECT osm_way_id, piece FROM road_segments WHERE {in_box}), \
+              seen AS ( \
+                SELECT m.osm_way_id, m.way_piece AS piece, co.last_seen AS t \
+                FROM s JOIN matched_stretches m \
+                  ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
+                JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
+                WHERE m.upload_id NOT IN {FLAGGED_UPLOADS} \
+                UNION ALL \
+                SELECT f.osm_way_id, f.way_piece, f.captured_at \
+                FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece \
+                WHERE f.upload_id NOT IN {FLAGGED_UPLOADS}) \
+         SELECT osm_way_id, piece, MAX(t) AS last_seen FROM seen GROUP BY osm_way_id, piece \
+         ORDER BY osm_way_id, piece LIMIT $5"
+    )
+}
+
+/// Coverage of the cells in the box (`in_box`, one of the `…_POINT_IN_BOX`), unless by a
+/// flagged upload; at most `$5` cells.
+fn coverage_sql(in_box: &str) -> String {
+    format!(
+        "SELECT cell, CAST(SUM(fixes) AS bigint) AS fixes, COUNT(*) AS uploads, \
+                COUNT(DISTINCT device) AS devices, MIN(first_seen) AS first_seen, \
+                MAX(last_seen) AS last_seen \
+         FROM cell_observations WHERE {in_box} AND upload_id NOT IN {FLAGGED_UPLOADS} \
+         GROUP BY cell ORDER BY cell LIMIT $5"
+    )
+}
+
+/// Cells changed through uploads processed or re-trusted, or frames decided on, after `$1`; at
+/// most `$2`.
+const CHANGED_CELLS: &str = "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1 \
+                UNION SELECT id FROM uploads WHERE trust_changed_at > $1) \
+     SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
+     UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
+     UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
+     UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
+         ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > $1 \
+     LIMIT $2";
+
+/// A `matched_stretches` row.
+fn stretch_from_row(r: &impl Columns) -> Result<MatchedStretch> {
+    rows::stretch(
+        i64::from(r.col::<i32>("match_piece")?),
+        r.col("cell")?,
+        r.col("osm_way_id")?,
+        i64::from(r.col::<i32>("way_piece")?),
+        r.col("length_m")?,
+    )
+}
+
+/// When a road segment was last driven: `osm_way_id`, `piece`, `last_seen`.
+fn segment_seen_from_row(r: &impl Columns) -> Result<SegmentSeen> {
+    Ok(SegmentSeen {
+        osm_way_id: r.col("osm_way_id")?,
+        piece: piece(r.col("piece")?)?,
+        last_seen: r.time("last_seen")?,
+    })
+}
+
+/// A cell's coverage: `cell`, `fixes`, `uploads`, `devices`, `first_seen`, `last_seen`.
+fn coverage_from_row(r: &impl Columns) -> Result<CellCoverage> {
+    Ok(CellCoverage {
+        cell: Cell::from_i64(r.col("cell")?)?,
+        fixes: r.col("fixes")?,
+        uploads: r.col("uploads")?,
+        devices: r.col("devices")?,
+        first_seen: r.time("first_seen")?,
+        last_seen: r.time("last_seen")?,
+    })
+}
+
+/// A changed cell's id.
+fn changed_cell(r: &impl Columns) -> Result<Cell> {
+    Ok(Cell::from_i64(r.col("cell")?)?)
+}
+
 #[async_trait]
 impl Roads for PgStore {
     async fn replace_roads(&self, segments: &[RoadSegment], cells: &[RoadCell]) -> Result<u64> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
-        sqlx::query("DELETE FROM road_segments")
+        sqlx::query(CLEAR_ROAD_SEGMENTS)
             .execute(&mut *tx)
             .await
             .ctx("clearing the road network")?;
-        sqlx::query("DELETE FROM road_cells")
+        sqlx::query(CLEAR_ROAD_CELLS)
             .execute(&mut *tx)
             .await
             .ctx("clearing road cells")?;
         for chunk in cells.chunks(20_000) {
             let centers: Vec<_> = chunk.iter().map(|c| c.cell.center()).collect();
-            sqlx::query(
-                "INSERT INTO road_cells (cell, road_length_m, geom) \
-                 SELECT c, l, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
-                 FROM UNNEST($1::bigint[], $2::float8[], $3::float8[], $4::float8[]) \
-                      AS t(c, l, lat, lon)",
-            )
-            .bind(chunk.iter().map(|c| c.cell.as_i64()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|c| c.road_length_m).collect::<Vec<_>>())
-            .bind(centers.iter().map(|p| p.lat).collect::<Vec<_>>())
-            .bind(centers.iter().map(|p| p.lon).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .ctx("writing road cells")?;
+            sqlx::query(PG_INSERT_ROAD_CELLS)
+                .bind(chunk.iter().map(|c| c.cell.as_i64()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|c| c.road_length_m).collect::<Vec<_>>())
+                .bind(centers.iter().map(|p| p.lat).collect::<Vec<_>>())
+                .bind(centers.iter().map(|p| p.lon).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .ctx("writing road cells")?;
         }
         for chunk in segments.chunks(5000) {
-            sqlx::query(
-                "INSERT INTO road_segments \
-                     (osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, geom) \
-                 SELECT w, p, ARRAY(SELECT jsonb_array_elements_text(n::jsonb)::bigint), h, nm, o, \
-                        l, ST_GeomFromText(g, 4326) \
-                 FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], \
-                             $6::bool[], $7::float8[], $8::text[]) AS t(w, p, n, h, nm, o, l, g)",
-            )
-            .bind(chunk.iter().map(|s| s.osm_way_id).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|s| s.piece as i32).collect::<Vec<_>>())
-            .bind(chunk.iter().map(rows::node_ids_json).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|s| s.highway.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|s| s.name.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|s| s.oneway).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|s| s.length_m).collect::<Vec<_>>())
-            .bind(chunk.iter().map(rows::wkt_linestring).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .ctx("writing road segments")?;
+            sqlx::query(PG_INSERT_ROAD_SEGMENTS)
+                .bind(chunk.iter().map(|s| s.osm_way_id).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|s| s.piece as i32).collect::<Vec<_>>())
+                .bind(chunk.iter().map(rows::node_ids_json).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|s| s.highway.clone()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|s| s.name.clone()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|s| s.oneway).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|s| s.length_m).collect::<Vec<_>>())
+                .bind(chunk.iter().map(rows::wkt_linestring).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .ctx("writing road segments")?;
         }
         tx.commit().await.ctx("committing the road network")?;
         Ok(segments.len() as u64)
     }
 
     async fn extent(&self) -> Result<Option<BoundingBox>> {
-        let row: (Option<f64>, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
-            "WITH roads AS (SELECT ST_Extent(geom) AS e FROM road_cells), \
-                  seen AS (SELECT ST_Extent(geom) AS e FROM \
-                           (SELECT geom FROM cell_observations \
-                            UNION ALL SELECT geom FROM radio_observations) g) \
-             SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) \
-             FROM (SELECT COALESCE((SELECT e FROM roads), (SELECT e FROM seen)) AS e) x",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .ctx("reading the data's extent")?;
+        let row: (Option<f64>, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(PG_EXTENT)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("reading the data's extent")?;
         Ok(rows::extent(row))
     }
 
     async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>> {
-        let rows: Vec<(i64, f64)> = sqlx::query_as(
-            "SELECT cell, road_length_m FROM road_cells \
-             WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) ORDER BY cell LIMIT $5",
-        )
-        .bind(bbox.west)
-        .bind(bbox.south)
-        .bind(bbox.east)
-        .bind(bbox.north)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading road cells")?;
+        let rows: Vec<(i64, f64)> = sqlx::query_as(&road_cells_sql(PG_POINT_IN_BOX))
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading road cells")?;
         rows::road_cells(rows)
     }
 
     async fn matched_stretches(&self, upload_id: i64) -> Result<Vec<MatchedStretch>> {
-        let rows: Vec<(i32, i64, i64, i32, f64)> = sqlx::query_as(
-            "SELECT match_piece, cell, osm_way_id, way_piece, length_m FROM matched_stretches \
-             WHERE upload_id = $1 ORDER BY seq",
-        )
-        .bind(upload_id)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading matched stretches")?;
-        rows.into_iter()
-            .map(|(mp, c, w, wp, l)| rows::stretch(i64::from(mp), c, w, i64::from(wp), l))
-            .collect()
+        let rows = sqlx::query(MATCHED_STRETCHES)
+            .bind(upload_id)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading matched stretches")?;
+        rows.iter().map(stretch_from_row).collect()
     }
 
     async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>> {
-        let rows = sqlx::query(
-            "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, \
-                    ST_AsGeoJSON(geom) AS geojson \
-             FROM road_segments WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
-             ORDER BY osm_way_id, piece LIMIT $5",
-        )
-        .bind(bbox.west)
-        .bind(bbox.south)
-        .bind(bbox.east)
-        .bind(bbox.north)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading road segments")?;
+        let rows = sqlx::query(PG_ROADS)
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading road segments")?;
         rows.iter().map(pg_segment).collect()
     }
 
@@ -175,65 +312,30 @@ impl Roads for PgStore {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, \
-                    ST_AsGeoJSON(geom) AS geojson \
-             FROM road_segments \
-             WHERE (osm_way_id, piece) IN (SELECT * FROM UNNEST($1::bigint[], $2::int[])) \
-             ORDER BY osm_way_id, piece",
-        )
-        .bind(refs.iter().map(|r| r.osm_way_id).collect::<Vec<_>>())
-        .bind(refs.iter().map(|r| r.way_piece as i32).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading road segments by reference")?;
+        let rows = sqlx::query(PG_ROAD_SEGMENTS)
+            .bind(refs.iter().map(|r| r.osm_way_id).collect::<Vec<_>>())
+            .bind(refs.iter().map(|r| r.way_piece as i32).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading road segments by reference")?;
         rows.iter().map(pg_segment).collect()
     }
 
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
-        let rows: Vec<(i64, i32, DateTime<Utc>)> = sqlx::query_as(&format!(
-            "WITH s AS (SELECT osm_way_id, piece FROM road_segments \
-                        WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)), \
-                  seen AS ( \
-                    SELECT m.osm_way_id, m.way_piece AS piece, co.last_seen AS t \
-                    FROM s JOIN matched_stretches m \
-                      ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
-                    JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
-                    WHERE m.upload_id NOT IN {FLAGGED_UPLOADS} \
-                    UNION ALL \
-                    SELECT f.osm_way_id, f.way_piece, f.captured_at \
-                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece \
-                    WHERE f.upload_id NOT IN {FLAGGED_UPLOADS}) \
-             SELECT osm_way_id, piece, MAX(t) FROM seen GROUP BY osm_way_id, piece \
-             ORDER BY osm_way_id, piece LIMIT $5",
-        ))
-        .bind(bbox.west)
-        .bind(bbox.south)
-        .bind(bbox.east)
-        .bind(bbox.north)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading when roads were last driven")?;
-        Ok(rows
-            .into_iter()
-            .map(|(osm_way_id, piece, last_seen)| SegmentSeen {
-                osm_way_id,
-                piece: piece.unsigned_abs(),
-                last_seen,
-            })
-            .collect())
+        let rows = sqlx::query(&roads_last_seen_sql(PG_SEGMENT_IN_BOX))
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading when roads were last driven")?;
+        rows.iter().map(segment_seen_from_row).collect()
     }
 
     async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>> {
-        let rows: Vec<(i64, i64, i64, i64, DateTime<Utc>, DateTime<Utc>)> =
-            sqlx::query_as(&format!(
-                "SELECT cell, SUM(fixes)::BIGINT, COUNT(*), COUNT(DISTINCT device), \
-                    MIN(first_seen), MAX(last_seen) \
-             FROM cell_observations WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
-               AND upload_id NOT IN {FLAGGED_UPLOADS} \
-             GROUP BY cell ORDER BY cell LIMIT $5",
-            ))
+        let rows = sqlx::query(&coverage_sql(PG_POINT_IN_BOX))
             .bind(bbox.west)
             .bind(bbox.south)
             .bind(bbox.east)
@@ -242,39 +344,17 @@ impl Roads for PgStore {
             .fetch_all(&self.pool)
             .await
             .ctx("reading coverage")?;
-        rows.into_iter()
-            .map(|(cell, fixes, uploads, devices, first_seen, last_seen)| {
-                Ok(CellCoverage {
-                    cell: Cell::from_i64(cell)?,
-                    fixes,
-                    uploads,
-                    devices,
-                    first_seen,
-                    last_seen,
-                })
-            })
-            .collect()
+        rows.iter().map(coverage_from_row).collect()
     }
 
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1 \
-                        UNION SELECT id FROM uploads WHERE trust_changed_at > $1) \
-             SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
-             UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
-             UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
-             UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
-                 ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > $1 \
-             LIMIT $2",
-        )
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading changed cells")?;
-        rows.into_iter()
-            .map(|(c,)| Ok(Cell::from_i64(c)?))
-            .collect()
+        let rows = sqlx::query(CHANGED_CELLS)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading changed cells")?;
+        rows.iter().map(changed_cell).collect()
     }
 }
 
@@ -282,26 +362,24 @@ impl Roads for PgStore {
 impl Roads for SqliteStore {
     async fn replace_roads(&self, segments: &[RoadSegment], cells: &[RoadCell]) -> Result<u64> {
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM road_segments")
+        sqlx::query(CLEAR_ROAD_SEGMENTS)
             .execute(&mut *tx)
             .await
             .ctx("clearing the road network")?;
-        sqlx::query("DELETE FROM road_cells")
+        sqlx::query(CLEAR_ROAD_CELLS)
             .execute(&mut *tx)
             .await
             .ctx("clearing road cells")?;
         for c in cells {
             let center = c.cell.center();
-            sqlx::query(
-                "INSERT INTO road_cells (cell, road_length_m, lat, lon) VALUES (?, ?, ?, ?)",
-            )
-            .bind(c.cell.as_i64())
-            .bind(c.road_length_m)
-            .bind(center.lat)
-            .bind(center.lon)
-            .execute(&mut *tx)
-            .await
-            .ctx("writing road cells")?;
+            sqlx::query(SQLITE_INSERT_ROAD_CELL)
+                .bind(c.cell.as_i64())
+                .bind(c.road_length_m)
+                .bind(center.lat)
+                .bind(center.lon)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing road cells")?;
         }
         for s in segments {
             let (mut w, mut so, mut e, mut n) = (180.0f64, 90.0f64, -180.0f64, -90.0f64);
@@ -311,26 +389,22 @@ impl Roads for SqliteStore {
                 so = so.min(p.lat);
                 n = n.max(p.lat);
             }
-            sqlx::query(
-                "INSERT INTO road_segments (osm_way_id, piece, osm_node_ids, highway, name, oneway, \
-                     length_m, coords, min_lon, min_lat, max_lon, max_lat) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(s.osm_way_id)
-            .bind(i64::from(s.piece))
-            .bind(rows::node_ids_json(s))
-            .bind(&s.highway)
-            .bind(&s.name)
-            .bind(s.oneway)
-            .bind(s.length_m)
-            .bind(rows::coords_json(s))
-            .bind(w)
-            .bind(so)
-            .bind(e)
-            .bind(n)
-            .execute(&mut *tx)
-            .await
-            .ctx("writing road segments")?;
+            sqlx::query(SQLITE_INSERT_ROAD_SEGMENT)
+                .bind(s.osm_way_id)
+                .bind(i64::from(s.piece))
+                .bind(rows::node_ids_json(s))
+                .bind(&s.highway)
+                .bind(&s.name)
+                .bind(s.oneway)
+                .bind(s.length_m)
+                .bind(rows::coords_json(s))
+                .bind(w)
+                .bind(so)
+                .bind(e)
+                .bind(n)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing road segments")?;
         }
         tx.commit().await.ctx("committing the road network")?;
         Ok(segments.len() as u64)
@@ -338,69 +412,52 @@ impl Roads for SqliteStore {
 
     async fn extent(&self) -> Result<Option<BoundingBox>> {
         let roads: (Option<f64>, Option<f64>, Option<f64>, Option<f64>) =
-            sqlx::query_as("SELECT min(lon), min(lat), max(lon), max(lat) FROM road_cells")
+            sqlx::query_as(SQLITE_ROADS_EXTENT)
                 .fetch_one(&self.pool)
                 .await
                 .ctx("reading the road network's extent")?;
         if roads.0.is_some() {
             return Ok(rows::extent(roads));
         }
-        let seen = sqlx::query_as(
-            "SELECT min(lon), min(lat), max(lon), max(lat) FROM \
-             (SELECT lat, lon FROM cell_observations UNION ALL \
-              SELECT lat, lon FROM radio_observations)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .ctx("reading the observations' extent")?;
+        let seen = sqlx::query_as(SQLITE_SEEN_EXTENT)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("reading the observations' extent")?;
         Ok(rows::extent(seen))
     }
 
     async fn road_cells(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadCell>> {
-        let rows: Vec<(i64, f64)> = sqlx::query_as(
-            "SELECT cell, road_length_m FROM road_cells \
-             WHERE lat BETWEEN ? AND ? AND lon BETWEEN ? AND ? ORDER BY cell LIMIT ?",
-        )
-        .bind(bbox.south)
-        .bind(bbox.north)
-        .bind(bbox.west)
-        .bind(bbox.east)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading road cells")?;
+        let rows: Vec<(i64, f64)> = sqlx::query_as(&road_cells_sql(SQLITE_POINT_IN_BOX))
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading road cells")?;
         rows::road_cells(rows)
     }
 
     async fn matched_stretches(&self, upload_id: i64) -> Result<Vec<MatchedStretch>> {
-        let rows: Vec<(i64, i64, i64, i64, f64)> = sqlx::query_as(
-            "SELECT match_piece, cell, osm_way_id, way_piece, length_m FROM matched_stretches \
-             WHERE upload_id = ? ORDER BY seq",
-        )
-        .bind(upload_id)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading matched stretches")?;
-        rows.into_iter()
-            .map(|(mp, c, w, wp, l)| rows::stretch(mp, c, w, wp, l))
-            .collect()
+        let rows = sqlx::query(MATCHED_STRETCHES)
+            .bind(upload_id)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading matched stretches")?;
+        rows.iter().map(stretch_from_row).collect()
     }
 
     async fn roads(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<RoadSegment>> {
-        let rows = sqlx::query(
-            "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, coords \
-             FROM road_segments \
-             WHERE min_lon <= ? AND max_lon >= ? AND min_lat <= ? AND max_lat >= ? \
-             ORDER BY osm_way_id, piece LIMIT ?",
-        )
-        .bind(bbox.east)
-        .bind(bbox.west)
-        .bind(bbox.north)
-        .bind(bbox.south)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading road segments")?;
+        let rows = sqlx::query(SQLITE_ROADS)
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading road segments")?;
         rows.iter().map(sqlite_segment).collect()
     }
 
@@ -411,11 +468,7 @@ impl Roads for SqliteStore {
         let mut out = Vec::with_capacity(refs.len());
         // Two variables a reference, well under SQLite's 32,766.
         for chunk in refs.chunks(10_000) {
-            let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT osm_way_id, piece, osm_node_ids, highway, name, oneway, length_m, coords \
-                 FROM road_segments WHERE (osm_way_id, piece) IN (VALUES {pairs})"
-            );
+            let sql = sqlite_road_segments(chunk.len());
             let mut query = sqlx::query(&sql);
             for r in chunk {
                 query = query.bind(r.osm_way_id).bind(i64::from(r.way_piece));
@@ -434,92 +487,39 @@ impl Roads for SqliteStore {
     }
 
     async fn roads_last_seen(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<SegmentSeen>> {
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
-            "WITH s AS (SELECT osm_way_id, piece FROM road_segments \
-                        WHERE min_lon <= ? AND max_lon >= ? AND min_lat <= ? AND max_lat >= ?), \
-                  seen AS ( \
-                    SELECT m.osm_way_id, m.way_piece AS piece, co.last_seen AS t \
-                    FROM s JOIN matched_stretches m \
-                      ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
-                    JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
-                    WHERE m.upload_id NOT IN {FLAGGED_UPLOADS} \
-                    UNION ALL \
-                    SELECT f.osm_way_id, f.way_piece, f.captured_at \
-                    FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece \
-                    WHERE f.upload_id NOT IN {FLAGGED_UPLOADS}) \
-             SELECT osm_way_id, piece, MAX(t) FROM seen GROUP BY osm_way_id, piece \
-             ORDER BY osm_way_id, piece LIMIT ?",
-        ))
-        .bind(bbox.east)
-        .bind(bbox.west)
-        .bind(bbox.north)
-        .bind(bbox.south)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading when roads were last driven")?;
-        rows.into_iter()
-            .map(|(osm_way_id, piece, t)| {
-                Ok(SegmentSeen {
-                    osm_way_id,
-                    piece: u32::try_from(piece)
-                        .map_err(|_| StoreError::Corrupt(format!("road piece {piece}")))?,
-                    last_seen: time(t)?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(&roads_last_seen_sql(SQLITE_SEGMENT_IN_BOX))
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading when roads were last driven")?;
+        rows.iter().map(segment_seen_from_row).collect()
     }
 
     async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>> {
-        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT cell, SUM(fixes), COUNT(*), COUNT(DISTINCT device), MIN(first_seen), \
-                    MAX(last_seen) \
-             FROM cell_observations \
-             WHERE lat BETWEEN ? AND ? AND lon BETWEEN ? AND ? \
-               AND upload_id NOT IN {FLAGGED_UPLOADS} \
-             GROUP BY cell ORDER BY cell LIMIT ?",
-        ))
-        .bind(bbox.south)
-        .bind(bbox.north)
-        .bind(bbox.west)
-        .bind(bbox.east)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading coverage")?;
-        rows.into_iter()
-            .map(|(cell, fixes, uploads, devices, first_seen, last_seen)| {
-                Ok(CellCoverage {
-                    cell: Cell::from_i64(cell)?,
-                    fixes,
-                    uploads,
-                    devices,
-                    first_seen: time(first_seen)?,
-                    last_seen: time(last_seen)?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(&coverage_sql(SQLITE_POINT_IN_BOX))
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading coverage")?;
+        rows.iter().map(coverage_from_row).collect()
     }
 
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "WITH u AS (SELECT id FROM uploads WHERE processed_at > ?1 \
-                        UNION SELECT id FROM uploads WHERE trust_changed_at > ?1) \
-             SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
-             UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
-             UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
-             UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
-                 ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > ?1 \
-             LIMIT ?2",
-        )
-        .bind(micros(since))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading changed cells")?;
-        rows.into_iter()
-            .map(|(c,)| Ok(Cell::from_i64(c)?))
-            .collect()
+        let rows = sqlx::query(CHANGED_CELLS)
+            .bind(micros(since))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading changed cells")?;
+        rows.iter().map(changed_cell).collect()
     }
 }
 

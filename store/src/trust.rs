@@ -1,13 +1,11 @@
 //! What the trust stage reads and amends: an upload's neighbours in time, the uploads it shares cells with, track prints.
 
+use crate::dialect::{Columns, micros};
+use crate::error::{Result, SqlContext, StoreError};
+use crate::{Neighbour, PgStore, SqliteStore, UploadExtent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{Cell, DeviceId, LatLon};
-use sqlx::Row;
-
-use crate::dialect::{micros, time};
-use crate::error::{Result, SqlContext, StoreError};
-use crate::{Neighbour, PgStore, SqliteStore, UploadExtent};
 
 /// What the trust stage reads and amends: an upload's neighbours in time, the uploads it shares cells with, track prints.
 #[async_trait]
@@ -54,6 +52,75 @@ pub trait Trust: Send + Sync {
     async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>>;
 }
 
+// The queries: one where both backends run the same, two side by side where they differ.
+
+const NEIGHBOURS: &str = "SELECT * FROM ( \
+         SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
+                first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
+         FROM upload_extents \
+         WHERE upload_id <> $1 AND (device = $2 OR contributor = $3) \
+           AND last_at >= $4 AND first_at <= $5 \
+         UNION ALL \
+         SELECT -id, device, contributor, FALSE, first_at, last_at, first_lat, \
+                first_lon, last_lat, last_lon, first_lat, first_lon, 0.0 \
+         FROM upload_refusals \
+         WHERE first_at IS NOT NULL AND (device = $2 OR contributor = $3) \
+           AND last_at >= $4 AND first_at <= $5) n \
+     ORDER BY first_at, upload_id LIMIT $6";
+
+const AMEND_TRUST: &str = "UPDATE uploads SET evidence = $2, trust_findings = $4, \
+         trust_changed_at = CASE WHEN trust <> $3 THEN $5 ELSE trust_changed_at END, \
+         trust = $3, \
+         cells = CASE WHEN $3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
+     WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL";
+
+// Whether `cell` is in the list bound as `$2`: PostgreSQL binds an array, SQLite a JSON list.
+const PG_CELL_IN_LIST: &str = "= ANY($2)";
+const SQLITE_CELL_IN_LIST: &str = "IN (SELECT value FROM json_each($2))";
+
+/// Uploads other than `$1` that touched cells of the list `$2` (tested by `cell_in_list`), with
+/// how many, most first, at most `$3`.
+fn shared_cells_query(radio: bool, cell_in_list: &str) -> String {
+    let table = if radio {
+        format!(
+            "(SELECT DISTINCT upload_id, cell FROM radio_observations WHERE cell {cell_in_list})"
+        )
+    } else {
+        format!("(SELECT upload_id, cell FROM cell_observations WHERE cell {cell_in_list})")
+    };
+    format!(
+        "SELECT o.upload_id, COUNT(*) FROM {table} o \
+         WHERE o.upload_id <> $1 \
+         GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT $3"
+    )
+}
+
+// Prints of the uploads in the list bound as `$1`: PostgreSQL binds an array, SQLite a JSON list.
+const PG_TRACK_PRINTS: &str =
+    "SELECT upload_id, points FROM track_prints WHERE upload_id = ANY($1) ORDER BY upload_id";
+const SQLITE_TRACK_PRINTS: &str = "SELECT upload_id, points FROM track_prints \
+     WHERE upload_id IN (SELECT value FROM json_each($1)) ORDER BY upload_id";
+
+// How the rows of both backends are read.
+
+fn neighbour(r: &impl Columns) -> Result<Neighbour> {
+    let at = |lat, lon| -> Result<LatLon> { Ok(LatLon::new(r.col(lat)?, r.col(lon)?)?) };
+    Ok(Neighbour {
+        upload_id: r.col("upload_id")?,
+        device: r.word("device")?,
+        contributor: r.col("contributor")?,
+        extent: UploadExtent {
+            radio: r.col("radio")?,
+            first_at: r.time("first_at")?,
+            last_at: r.time("last_at")?,
+            first: at("first_lat", "first_lon")?,
+            last: at("last_lat", "last_lon")?,
+            centre: at("centre_lat", "centre_lon")?,
+            radius_m: r.col("radius_m")?,
+        },
+    })
+}
+
 #[async_trait]
 impl Trust for PgStore {
     async fn neighbours(
@@ -65,55 +132,17 @@ impl Trust for PgStore {
         to: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Neighbour>> {
-        let rows = sqlx::query(
-            "SELECT * FROM ( \
-                 SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
-                        first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
-                 FROM upload_extents \
-                 WHERE upload_id <> $1 AND (device = $2 OR contributor = $3) \
-                   AND last_at >= $4 AND first_at <= $5 \
-                 UNION ALL \
-                 SELECT -id, device, contributor, FALSE, first_at, last_at, first_lat, \
-                        first_lon, last_lat, last_lon, first_lat, first_lon, 0 \
-                 FROM upload_refusals \
-                 WHERE first_at IS NOT NULL AND (device = $2 OR contributor = $3) \
-                   AND last_at >= $4 AND first_at <= $5) n \
-             ORDER BY first_at, upload_id LIMIT $6",
-        )
-        .bind(upload_id)
-        .bind(device.as_str())
-        .bind(contributor)
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading neighbouring uploads")?;
-        rows.iter()
-            .map(|r| {
-                let ctx = "reading an upload's extent";
-                let at = |lat: &str, lon: &str| -> Result<LatLon> {
-                    Ok(LatLon::new(
-                        r.try_get(lat).ctx(ctx)?,
-                        r.try_get(lon).ctx(ctx)?,
-                    )?)
-                };
-                Ok(Neighbour {
-                    upload_id: r.try_get("upload_id").ctx(ctx)?,
-                    device: r.try_get::<String, _>("device").ctx(ctx)?.parse()?,
-                    contributor: r.try_get("contributor").ctx(ctx)?,
-                    extent: UploadExtent {
-                        radio: r.try_get("radio").ctx(ctx)?,
-                        first_at: r.try_get("first_at").ctx(ctx)?,
-                        last_at: r.try_get("last_at").ctx(ctx)?,
-                        first: at("first_lat", "first_lon")?,
-                        last: at("last_lat", "last_lon")?,
-                        centre: at("centre_lat", "centre_lon")?,
-                        radius_m: r.try_get("radius_m").ctx(ctx)?,
-                    },
-                })
-            })
-            .collect()
+        let rows = sqlx::query(NEIGHBOURS)
+            .bind(upload_id)
+            .bind(device.as_str())
+            .bind(contributor)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading neighbouring uploads")?;
+        rows.iter().map(neighbour).collect()
     }
 
     async fn shared_cells(
@@ -123,22 +152,13 @@ impl Trust for PgStore {
         cells: &[Cell],
         limit: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        let table = if radio {
-            "(SELECT DISTINCT upload_id, cell FROM radio_observations WHERE cell = ANY($2))"
-        } else {
-            "(SELECT upload_id, cell FROM cell_observations WHERE cell = ANY($2))"
-        };
-        let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT o.upload_id, COUNT(*) FROM {table} o \
-             WHERE o.upload_id <> $1 \
-             GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT $3"
-        ))
-        .bind(upload_id)
-        .bind(cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("looking for uploads that share cells")?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&shared_cells_query(radio, PG_CELL_IN_LIST))
+            .bind(upload_id)
+            .bind(cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("looking for uploads that share cells")?;
         Ok(rows)
     }
 
@@ -150,33 +170,24 @@ impl Trust for PgStore {
         findings: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE uploads SET evidence = $2, trust_findings = $4, \
-                 trust_changed_at = CASE WHEN trust <> $3 THEN $5 ELSE trust_changed_at END, \
-                 trust = $3, \
-                 cells = CASE WHEN $3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
-             WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL",
-        )
-        .bind(upload_id)
-        .bind(evidence)
-        .bind(verdict)
-        .bind(findings)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .ctx("amending an upload's verdict")?;
+        let done = sqlx::query(AMEND_TRUST)
+            .bind(upload_id)
+            .bind(evidence)
+            .bind(verdict)
+            .bind(findings)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .ctx("amending an upload's verdict")?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT upload_id, points FROM track_prints WHERE upload_id = ANY($1) \
-             ORDER BY upload_id",
-        )
-        .bind(upload_ids)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading track prints")?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(PG_TRACK_PRINTS)
+            .bind(upload_ids)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading track prints")?;
         Ok(rows)
     }
 }
@@ -192,55 +203,17 @@ impl Trust for SqliteStore {
         to: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Neighbour>> {
-        let rows = sqlx::query(
-            "SELECT * FROM ( \
-                 SELECT upload_id, device, contributor, radio, first_at, last_at, first_lat, \
-                        first_lon, last_lat, last_lon, centre_lat, centre_lon, radius_m \
-                 FROM upload_extents \
-                 WHERE upload_id <> ?1 AND (device = ?2 OR contributor = ?3) \
-                   AND last_at >= ?4 AND first_at <= ?5 \
-                 UNION ALL \
-                 SELECT -id, device, contributor, 0, first_at, last_at, first_lat, \
-                        first_lon, last_lat, last_lon, first_lat, first_lon, 0.0 \
-                 FROM upload_refusals \
-                 WHERE first_at IS NOT NULL AND (device = ?2 OR contributor = ?3) \
-                   AND last_at >= ?4 AND first_at <= ?5) \
-             ORDER BY first_at, upload_id LIMIT ?6",
-        )
-        .bind(upload_id)
-        .bind(device.as_str())
-        .bind(contributor)
-        .bind(micros(from))
-        .bind(micros(to))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading neighbouring uploads")?;
-        rows.iter()
-            .map(|r| {
-                let ctx = "reading an upload's extent";
-                let at = |lat: &str, lon: &str| -> Result<LatLon> {
-                    Ok(LatLon::new(
-                        r.try_get(lat).ctx(ctx)?,
-                        r.try_get(lon).ctx(ctx)?,
-                    )?)
-                };
-                Ok(Neighbour {
-                    upload_id: r.try_get("upload_id").ctx(ctx)?,
-                    device: r.try_get::<String, _>("device").ctx(ctx)?.parse()?,
-                    contributor: r.try_get("contributor").ctx(ctx)?,
-                    extent: UploadExtent {
-                        radio: r.try_get("radio").ctx(ctx)?,
-                        first_at: time(r.try_get("first_at").ctx(ctx)?)?,
-                        last_at: time(r.try_get("last_at").ctx(ctx)?)?,
-                        first: at("first_lat", "first_lon")?,
-                        last: at("last_lat", "last_lon")?,
-                        centre: at("centre_lat", "centre_lon")?,
-                        radius_m: r.try_get("radius_m").ctx(ctx)?,
-                    },
-                })
-            })
-            .collect()
+        let rows = sqlx::query(NEIGHBOURS)
+            .bind(upload_id)
+            .bind(device.as_str())
+            .bind(contributor)
+            .bind(micros(from))
+            .bind(micros(to))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading neighbouring uploads")?;
+        rows.iter().map(neighbour).collect()
     }
 
     async fn shared_cells(
@@ -250,26 +223,15 @@ impl Trust for SqliteStore {
         cells: &[Cell],
         limit: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        let table = if radio {
-            "(SELECT DISTINCT upload_id, cell FROM radio_observations \
-              WHERE cell IN (SELECT value FROM json_each(?2)))"
-        } else {
-            "(SELECT upload_id, cell FROM cell_observations \
-              WHERE cell IN (SELECT value FROM json_each(?2)))"
-        };
         let list = serde_json::to_string(&cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
             .map_err(|e| StoreError::Corrupt(format!("cell list: {e}")))?;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT o.upload_id, COUNT(*) FROM {table} o \
-             WHERE o.upload_id <> ?1 \
-             GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT ?3"
-        ))
-        .bind(upload_id)
-        .bind(list)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("looking for uploads that share cells")?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&shared_cells_query(radio, SQLITE_CELL_IN_LIST))
+            .bind(upload_id)
+            .bind(list)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("looking for uploads that share cells")?;
         Ok(rows)
     }
 
@@ -281,35 +243,26 @@ impl Trust for SqliteStore {
         findings: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE uploads SET evidence = ?2, trust_findings = ?4, \
-                 trust_changed_at = CASE WHEN trust <> ?3 THEN ?5 ELSE trust_changed_at END, \
-                 trust = ?3, \
-                 cells = CASE WHEN ?3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
-             WHERE id = ?1 AND status = 'processed' AND trust_epoch IS NULL",
-        )
-        .bind(upload_id)
-        .bind(evidence)
-        .bind(verdict)
-        .bind(findings)
-        .bind(micros(now))
-        .execute(&self.pool)
-        .await
-        .ctx("amending an upload's verdict")?;
+        let done = sqlx::query(AMEND_TRUST)
+            .bind(upload_id)
+            .bind(evidence)
+            .bind(verdict)
+            .bind(findings)
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await
+            .ctx("amending an upload's verdict")?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn track_prints(&self, upload_ids: &[i64]) -> Result<Vec<(i64, String)>> {
         let list = serde_json::to_string(upload_ids)
             .map_err(|e| StoreError::Corrupt(format!("upload list: {e}")))?;
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT upload_id, points FROM track_prints \
-             WHERE upload_id IN (SELECT value FROM json_each(?)) ORDER BY upload_id",
-        )
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("reading track prints")?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(SQLITE_TRACK_PRINTS)
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading track prints")?;
         Ok(rows)
     }
 }
