@@ -566,3 +566,78 @@ async fn a_drive_longer_than_the_lease_is_processed_once() {
         "{metrics}"
     );
 }
+
+/// A drive processed while the vision models are missing keeps its frames unpublished; once the
+/// server starts again with the models in place, its workers judge them and the frame is served
+/// as its blurred derivative, counted in the metrics.
+#[tokio::test(flavor = "multi_thread")]
+async fn frames_kept_pending_without_models_are_published_once_the_models_are_in_place() {
+    let db = Db::sqlite();
+    let missing = db.dir.path().join("no-models-here");
+    let server = serve(&db, &["--models", &missing.display().to_string()]);
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let keys = access(&db, &server, &client).await;
+    let t0 = Utc.with_ymd_and_hms(2018, 6, 8, 20, 24, 1).unwrap();
+    let drive = zip_of(&[
+        ("a.jpg", camera("mapillary_tools/DSC00001.JPG")),
+        ("track.gpx", gpx_track(45.5, -122.57, t0, 60)),
+    ]);
+    let (s, r) = post_signed(&client, &keys.signer, &base, "/api/v1/drives", drive).await;
+    assert_eq!(s, 202, "{r}");
+    let a = r["upload_id"].as_i64().unwrap();
+    processed(&client, &base, &keys.admin, a).await;
+    let frames = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{a}/frames"),
+        &keys.admin,
+    )
+    .await;
+    assert_eq!(frames["frames"][0]["vision"], Value::Null, "{frames}");
+    let image = format!("/api/v1/frames/{a}/0/image");
+    assert_eq!(
+        get(&client, &format!("{base}{image}"), None).await.status(),
+        404,
+        "nothing of a frame is published before the vision stage looked at it"
+    );
+    drop(server);
+
+    // The models are in place (the test command's COVERMAP_MODELS): the workers judge the
+    // frame as they start.
+    let server = serve(&db, &[]);
+    let base = server.base.as_str();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = get(&client, &format!("{base}{image}"), None).await;
+        if r.status() == 200 {
+            let published = r.bytes().await.unwrap();
+            assert!(!published.windows(6).any(|w| w == b"Exif\0\0"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pending frame was not published within 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let frames = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{a}/frames"),
+        &keys.admin,
+    )
+    .await;
+    assert_eq!(
+        frames["frames"][0]["vision"]["quality"]["quality"]["reasons"],
+        Value::Array(vec![]),
+        "{frames}"
+    );
+    let metrics = metrics_text(&client, base, &keys.admin).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "covermap_frames_judged_late_total{verdict=\"published\"} 1"),
+        "{metrics}"
+    );
+    drop(server);
+    db.finish().await;
+}

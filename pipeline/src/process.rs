@@ -244,7 +244,7 @@ async fn store_frame(
 }
 
 /// The auditors' row for a frame refused for `reason` (its bytes not stored yet).
-fn refusal(
+pub(crate) fn refusal(
     row: &FrameRow,
     reason: &str,
     scores: serde_json::Value,
@@ -572,7 +572,10 @@ fn drive_outcome(
 
 /// The vision stage's verdict on one frame. The models failing is not the frame's fault: the
 /// job is tried again later.
-fn judge_frame(name: &str, look: Result<Look, VisionError>) -> Result<Verdict, JobFailure> {
+pub(crate) fn judge_frame(
+    name: &str,
+    look: Result<Look, VisionError>,
+) -> Result<Verdict, JobFailure> {
     let look = match look {
         Err(e @ VisionError::Model(_)) => {
             return Err(JobFailure::Transient(format!("the vision stage: {e}")));
@@ -611,7 +614,7 @@ fn judge_frame(name: &str, look: Result<Look, VisionError>) -> Result<Verdict, J
 }
 
 /// What becomes of a frame the vision stage looked at.
-enum Verdict {
+pub(crate) enum Verdict {
     /// Published as this derivative (faces and plates blurred).
     Publish(FrameVision, Vec<u8>),
     /// Refused for its quality, with the scores behind it and the blurred copy auditors see.

@@ -122,6 +122,13 @@ pub async fn run_pool(
         config.clone(),
         shutdown.clone(),
     ));
+    // And one judges the frames kept pending while the vision models were missing.
+    let judge = tokio::spawn(run_late_judging(
+        store.clone(),
+        blobs.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let name = format!("{host}/{}/{i}", std::process::id());
@@ -136,7 +143,7 @@ pub async fn run_pool(
             ))
         })
         .collect();
-    for t in tasks.into_iter().chain([sweeper]) {
+    for t in tasks.into_iter().chain([sweeper, judge]) {
         if let Err(e) = t.await {
             tracing::error!(error = %e, "a worker task ended abnormally");
         }
@@ -165,6 +172,40 @@ async fn run_sweeper(
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// How often a worker with the vision models looks for frames kept pending without them.
+const LATE_JUDGING_EVERY: Duration = Duration::from_secs(300);
+
+/// Judges the frames kept pending while the vision models were missing: when the workers start
+/// with the models in place, then every five minutes (other processes may still lack them),
+/// until `shutdown` turns true. Without the models it does nothing.
+async fn run_late_judging(
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if config.vision.is_none() {
+        return;
+    }
+    while !*shutdown.borrow() {
+        match crate::judge::judge_pending(store.as_ref(), &blobs, &config, Utc::now()).await {
+            Ok(r) if r.judged() + r.failed == 0 => {}
+            Ok(r) => tracing::info!(
+                published = r.published,
+                refused = r.refused,
+                unreadable = r.unreadable,
+                failed = r.failed,
+                "frames kept pending without the vision models judged"
+            ),
+            Err(e) => tracing::warn!(error = %e, "judging pending frames failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LATE_JUDGING_EVERY) => {}
             _ = shutdown.changed() => {}
         }
     }

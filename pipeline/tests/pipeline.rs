@@ -16,6 +16,7 @@ use covermap_adversary::{
 use covermap_domain::{DeviceId, UploadKind, UploadStatus};
 use covermap_ingest::{IngestError, IngestRules, Uploader};
 use covermap_pipeline::epochs::{self, Closed};
+use covermap_pipeline::judge::judge_pending;
 use covermap_pipeline::{AcceptError, WorkerConfig, accept_upload, load_roads, work_once};
 use covermap_roads::RoadNetwork;
 use covermap_roads::matching::RoadGraph;
@@ -413,4 +414,159 @@ async fn an_upload_the_workers_reject_has_its_bytes_collected() {
             .unwrap(),
         0
     );
+}
+
+/// The vision stage's models, where `models/fetch` put them (`COVERMAP_MODELS`).
+fn vision_models() -> Arc<covermap_vision::FramePool> {
+    let dir = std::env::var("COVERMAP_MODELS").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/covermap/models/v1"),
+        PathBuf::from,
+    );
+    let pool = covermap_vision::FramePool::load(&dir, 1).unwrap_or_else(|e| {
+        panic!(
+            "the vision models are not in {} (run models/fetch or set COVERMAP_MODELS): {e}",
+            dir.display()
+        )
+    });
+    Arc::new(pool)
+}
+
+/// A zip of `entries`, as a camera app uploads a drive.
+fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    for (name, bytes) in entries {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+/// The first `<time>` of a GPX file.
+fn first_time(gpx: &[u8]) -> DateTime<Utc> {
+    let text = std::str::from_utf8(gpx).unwrap();
+    let start = text.find("<time>").unwrap() + "<time>".len();
+    let end = start + text[start..].find("</time>").unwrap();
+    text[start..end].parse().unwrap()
+}
+
+#[tokio::test]
+async fn frames_kept_pending_without_models_are_judged_once_they_are_in_place_and_closed_epochs_still_verify()
+ {
+    let mut w = World::new().await;
+    // Two days ago: the upload's epoch and the next have both ended.
+    let arrival = Utc::now() - Duration::hours(50);
+    let mut config = ScenarioConfig::for_arrival(SetSize::Small, 11, arrival);
+    config.honest_contributors = 2;
+    config.drives_per_honest = 1;
+    config.fraud = Vec::new();
+    let files = covermap_adversary::generate(&w.network, &config)
+        .unwrap()
+        .files;
+    let track = files.iter().find(|f| f.kind == FileKind::Gpx).unwrap();
+    // A real 4K street frame (taken 2018-06-08 20:24:10 UTC), on the honest drive's track 30 s
+    // after it starts: the camera's clock is set right by the worker's camera offset.
+    let frame = std::fs::read(testdata("camera/mapillary_tools/DSC00001.JPG")).unwrap();
+    let taken: DateTime<Utc> = "2018-06-08T20:24:10Z".parse().unwrap();
+    w.config.camera_offset = first_time(&track.bytes) + Duration::seconds(30) - taken;
+    let drive = zip_of(&[("a.jpg", frame), ("track.gpx", track.bytes.clone())]);
+    let uploader = Uploader {
+        device: track.device.parse::<DeviceId>().unwrap(),
+        contributor: Some(track.contributor.clone()),
+        rewardable: true,
+    };
+    let upload = accept_upload(
+        w.store.as_ref(),
+        &w.blobs,
+        uploader,
+        UploadKind::Drive,
+        Bytes::from(drive),
+        arrival,
+        &w.config.rules,
+    )
+    .await
+    .unwrap()
+    .receipt
+    .upload_id;
+
+    // No models: the drive is processed, its frame kept and nothing of it published.
+    assert!(w.config.vision.is_none());
+    assert_eq!(w.work().await, 1);
+    let done = w.store.upload(upload).await.unwrap().unwrap();
+    assert_eq!(done.status, UploadStatus::Processed, "{done:?}");
+    assert_eq!(done.trust.verdict, "trusted", "{:?}", done.trust.findings);
+    let frames = w.store.frames(upload).await.unwrap();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(frames[0].vision.is_none(), "published without models");
+    // Without the models, judging does nothing.
+    let nothing = judge_pending(w.store.as_ref(), &w.blobs, &w.config, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(nothing.judged() + nothing.failed, 0);
+
+    // Its epoch closes with the frame pending: the drive earns nothing for it.
+    let n = w.policy.epoch_at(arrival).unwrap();
+    let Closed::Now(first) = epochs::close_epoch(w.store.as_ref(), &w.policy, n, "a")
+        .await
+        .unwrap()
+    else {
+        panic!("epoch {n} was not closed now");
+    };
+    let earned = |o: &covermap_domain::rewards::EpochOutcome| {
+        o.rewards
+            .iter()
+            .filter(|r| r.contributor == track.contributor)
+            .map(|r| r.amount)
+            .sum::<u64>()
+    };
+    assert_eq!(earned(&first), 0, "{:?}", first.rewards);
+
+    // The models are in place, during the next epoch: the frame is judged and published.
+    w.config.vision = Some(vision_models());
+    let during_next = w.policy.period(n + 1).unwrap().start + Duration::hours(1);
+    let report = judge_pending(w.store.as_ref(), &w.blobs, &w.config, during_next)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.published, report.refused, report.failed),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    let frames = w.store.frames(upload).await.unwrap();
+    let vision = frames[0]
+        .vision
+        .as_ref()
+        .expect("the frame was not published");
+    let published = w.blobs.get(&vision.published_key).await.unwrap();
+    assert!(
+        !published.windows(6).any(|b| b == b"Exif\0\0"),
+        "the published derivative keeps no EXIF"
+    );
+    // Judged once: a second pass finds nothing pending.
+    let again = judge_pending(w.store.as_ref(), &w.blobs, &w.config, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(again.judged() + again.failed, 0, "{again:?}");
+
+    // The closed epoch's inputs did not change: it still verifies.
+    let check = epochs::verify(w.store.as_ref(), n).await.unwrap();
+    assert!(check.matches, "{check:?}");
+    // The frame counts once, in the next epoch to close.
+    let Closed::Now(next) = epochs::close_epoch(w.store.as_ref(), &w.policy, n + 1, "a")
+        .await
+        .unwrap()
+    else {
+        panic!("epoch {} was not closed now", n + 1);
+    };
+    assert!(earned(&next) > 0, "{:?}", next.rewards);
+    assert!(
+        epochs::verify(w.store.as_ref(), n + 1)
+            .await
+            .unwrap()
+            .matches
+    );
+    assert!(epochs::verify(w.store.as_ref(), n).await.unwrap().matches);
 }

@@ -100,17 +100,29 @@ const COUNT_APPROVED_FRAMES_IN_EPOCH: &str = "UPDATE frame_rejections SET reward
          JOIN frame_decisions d ON d.id = f.decision_id \
          WHERE f.decision_id IS NOT NULL AND d.decided_at < $2)";
 
+/// Counts in epoch `$1` the frames published late (kept pending while the vision models were
+/// missing) before `$2` that no epoch counted yet (see migration 0011).
+const COUNT_LATE_FRAMES_IN_EPOCH: &str = "UPDATE frames SET reward_epoch = $1 \
+     WHERE reward_epoch IS NULL AND judged_at IS NOT NULL AND judged_at < $2 \
+       AND status = 'published'";
+
 /// Gives epoch `$1` back, if claim token `$2` still holds it.
 const ABANDON_EPOCH: &str = "UPDATE epochs SET claimed_by = NULL, claim_token = NULL, \
          claimed_until = NULL \
      WHERE epoch = $1 AND status = 'closing' AND claim_token = $2";
 
-/// Epoch `$1`'s captures: published frames of its uploads, and frames approved in it.
+/// Epoch `$1`'s captures: frames of its uploads published with them, frames published late
+/// and counted in it, and frames approved in it.
 const EPOCH_CAPTURES: &str = "SELECT CASE WHEN u.rewardable THEN u.contributor END, \
         f.upload_id, f.frame, f.cell, f.captured_at \
      FROM frames f JOIN uploads u ON u.id = f.upload_id \
      WHERE u.reward_epoch = $1 AND f.status = 'published' \
-       AND f.decision_id IS NULL \
+       AND f.decision_id IS NULL AND f.judged_at IS NULL \
+     UNION ALL \
+     SELECT CASE WHEN u.rewardable THEN u.contributor END, \
+        f.upload_id, f.frame, f.cell, f.captured_at \
+     FROM frames f JOIN uploads u ON u.id = f.upload_id \
+     WHERE f.reward_epoch = $1 AND f.status = 'published' \
      UNION ALL \
      SELECT CASE WHEN u.rewardable THEN u.contributor END, r.upload_id, r.frame, \
             r.cell, r.captured_at \
@@ -121,7 +133,8 @@ const EPOCH_CAPTURES: &str = "SELECT CASE WHEN u.rewardable THEN u.contributor E
 const EPOCH_LAST_SEEN: &str = "WITH touched AS MATERIALIZED ( \
          SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
          WHERE u.reward_epoch = $1 AND f.status = 'published' \
-           AND f.decision_id IS NULL \
+           AND f.decision_id IS NULL AND f.judged_at IS NULL \
+         UNION SELECT cell FROM frames WHERE reward_epoch = $1 AND status = 'published' \
          UNION SELECT cell FROM frame_rejections WHERE reward_epoch = $1) \
      SELECT t.cell, (SELECT c.last_seen FROM epoch_cells c \
          WHERE c.cell = t.cell AND c.epoch < $1 AND c.last_seen IS NOT NULL \
@@ -133,7 +146,8 @@ const EPOCH_LAST_SEEN: &str = "WITH touched AS MATERIALIZED ( \
 const EPOCH_ROADS: &str = "WITH touched AS MATERIALIZED ( \
          SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
          WHERE u.reward_epoch = $1 AND f.status = 'published' \
-           AND f.decision_id IS NULL \
+           AND f.decision_id IS NULL AND f.judged_at IS NULL \
+         UNION SELECT cell FROM frames WHERE reward_epoch = $1 AND status = 'published' \
          UNION SELECT cell FROM frame_rejections WHERE reward_epoch = $1 \
          UNION SELECT r.cell FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
          WHERE u.reward_epoch = $1), \
@@ -496,6 +510,13 @@ impl Epochs for PgStore {
             .execute(&mut *tx)
             .await
             .ctx("counting approved frames in an epoch")?;
+        // So do frames published late, before the epoch's end (see migration 0011).
+        sqlx::query(COUNT_LATE_FRAMES_IN_EPOCH)
+            .bind(n)
+            .bind(period.end)
+            .execute(&mut *tx)
+            .await
+            .ctx("counting frames published late in an epoch")?;
         tx.commit().await.ctx("committing an epoch claim")?;
         Ok(EpochClaim::Held {
             token,
@@ -878,6 +899,13 @@ impl Epochs for SqliteStore {
             .execute(&mut *tx)
             .await
             .ctx("counting approved frames in an epoch")?;
+        // So do frames published late, before the epoch's end (see migration 0011).
+        sqlx::query(COUNT_LATE_FRAMES_IN_EPOCH)
+            .bind(n)
+            .bind(micros(period.end))
+            .execute(&mut *tx)
+            .await
+            .ctx("counting frames published late in an epoch")?;
         tx.commit().await.ctx("committing an epoch claim")?;
         Ok(EpochClaim::Held {
             token,

@@ -9,7 +9,7 @@ use crate::dialect::micros;
 use crate::error::{Result, SqlContext, StoreError};
 use crate::{
     AuditFrame, AuditQuery, Decision, FrameDecision, FrameHash, FrameImage, FrameRejectionRow,
-    FrameRow, NewFrameDecision, PgStore, SqliteStore, rows, sqlite,
+    FrameRow, LateJudgement, NewFrameDecision, PgStore, SqliteStore, rows, sqlite,
 };
 
 /// Camera frames and their audit: frames, perceptual hashes, the auditors' queue and decision log, imagery per cell.
@@ -58,6 +58,27 @@ pub trait Imagery: Send + Sync {
 
     /// Published imagery summed per cell, for cells whose frames lie in `bbox`.
     async fn imagery(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<ImageryCellSummary>>;
+
+    /// Frames kept pending because the vision models were missing whose originals are still
+    /// kept, with their uploads, in (upload, frame) order after `after`, at most `limit`.
+    async fn pending_frames(
+        &self,
+        after: Option<(i64, i32)>,
+        limit: i64,
+    ) -> Result<Vec<(i64, FrameRow)>>;
+
+    /// Writes the vision stage's late verdict on a pending frame in one transaction (see
+    /// [`LateJudgement`]): published as judged at `now`, or taken out of the drive's frames
+    /// (into the auditors' queue where refused) with the reason among its upload's rejections
+    /// and its counts moved from kept to refused. `false`, and nothing written, if the frame is
+    /// no longer pending.
+    async fn judge_pending_frame(
+        &self,
+        upload_id: i64,
+        frame: i32,
+        judgement: &LateJudgement,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 }
 
 // A drive's frames: PostGIS reads the position out of `geom` and casts the JSONB `quality` to
@@ -201,6 +222,71 @@ const SQLITE_IMAGERY: &str = "SELECT f.cell, COUNT(*) AS frames, \
      WHERE f.status = 'published' AND u.trust <> 'flagged' \
        AND f.lon BETWEEN $1 AND $3 AND f.lat BETWEEN $2 AND $4 \
      GROUP BY f.cell ORDER BY f.cell LIMIT $5";
+
+// Pending frames (migration 0011's partial index): positions as in `PG_FRAMES`/`SQLITE_FRAMES`.
+const PG_PENDING_FRAMES: &str = "SELECT f.upload_id, f.frame, f.sequence, f.sha256, \
+         f.blob_key, f.captured_at, f.heading_deg, f.width, f.height, f.cell, \
+         ST_Y(f.geom) AS lat, ST_X(f.geom) AS lon, f.published_key, f.phash, f.faces, \
+         f.plates, f.quality::text AS quality, f.osm_way_id, f.way_piece \
+     FROM frames f \
+     WHERE f.status = 'pending' AND f.original_expired_at IS NULL \
+       AND (f.upload_id, f.frame) > ($1, $2) \
+     ORDER BY f.upload_id, f.frame LIMIT $3";
+const SQLITE_PENDING_FRAMES: &str = "SELECT f.upload_id, f.frame, f.sequence, f.sha256, \
+         f.blob_key, f.captured_at, f.heading_deg, f.width, f.height, f.cell, f.lat, f.lon, \
+         f.published_key, f.phash, f.faces, f.plates, f.quality, f.osm_way_id, f.way_piece \
+     FROM frames f \
+     WHERE f.status = 'pending' AND f.original_expired_at IS NULL \
+       AND (f.upload_id, f.frame) > ($1, $2) \
+     ORDER BY f.upload_id, f.frame LIMIT $3";
+
+// Frame `$2` of upload `$1`, if still pending: PostgreSQL locks its row; SQLite's writer
+// already holds the database.
+const PG_PENDING_FRAME: &str = "SELECT 1 FROM frames \
+     WHERE upload_id = $1 AND frame = $2 AND status = 'pending' FOR UPDATE";
+const SQLITE_PENDING_FRAME: &str = "SELECT 1 FROM frames \
+     WHERE upload_id = $1 AND frame = $2 AND status = 'pending'";
+
+// Publishes pending frame `$2` of upload `$1` as judged at `$8`: `quality` is JSONB on
+// PostgreSQL, text on SQLite.
+const PG_PUBLISH_LATE: &str = "UPDATE frames SET status = 'published', published_key = $3, \
+         phash = $4, faces = $5, plates = $6, quality = $7::jsonb, judged_at = $8 \
+     WHERE upload_id = $1 AND frame = $2";
+const SQLITE_PUBLISH_LATE: &str = "UPDATE frames SET status = 'published', published_key = $3, \
+         phash = $4, faces = $5, plates = $6, quality = $7, judged_at = $8 \
+     WHERE upload_id = $1 AND frame = $2";
+
+// Refuses pending frame `$2` of upload `$1` for reason `$3` with scores `$4`, review copy `$5`,
+// hash `$6` and the frame it repeats (`$7`, `$8`): its row is copied from `frames`, with its
+// position (`geom` on PostgreSQL, `lat`/`lon` on SQLite) and placement.
+const PG_REFUSE_LATE: &str = "INSERT INTO frame_rejections (upload_id, frame, reason, scores, \
+         sha256, blob_key, review_key, phash, duplicate_of_upload, duplicate_of_frame, \
+         captured_at, cell, geom, sequence, heading_deg, width, height, osm_way_id, way_piece) \
+     SELECT upload_id, frame, $3, $4::jsonb, sha256, blob_key, $5, $6, $7, $8, captured_at, \
+         cell, geom, sequence, heading_deg, width, height, osm_way_id, way_piece \
+     FROM frames WHERE upload_id = $1 AND frame = $2";
+const SQLITE_REFUSE_LATE: &str = "INSERT INTO frame_rejections (upload_id, frame, reason, \
+         scores, sha256, blob_key, review_key, phash, duplicate_of_upload, duplicate_of_frame, \
+         captured_at, cell, lat, lon, sequence, heading_deg, width, height, osm_way_id, \
+         way_piece) \
+     SELECT upload_id, frame, $3, $4, sha256, blob_key, $5, $6, $7, $8, captured_at, cell, \
+         lat, lon, sequence, heading_deg, width, height, osm_way_id, way_piece \
+     FROM frames WHERE upload_id = $1 AND frame = $2";
+
+/// Takes frame `$2` of upload `$1` out of its drive's frames.
+const DROP_FRAME: &str = "DELETE FROM frames WHERE upload_id = $1 AND frame = $2";
+
+/// Adds rejection (`$2` stage, `$3` item, `$4` reason, `$5` detail) to upload `$1`'s, last.
+const ADD_REJECTION: &str = "INSERT INTO rejected_observations \
+         (upload_id, seq, stage, item, reason, detail) \
+     SELECT $1, COALESCE(MAX(seq) + 1, 0), $2, $3, $4, $5 \
+     FROM rejected_observations WHERE upload_id = $1";
+
+/// Counts one of upload `$1`'s kept frames as refused.
+const COUNT_LATE_REFUSAL: &str = "UPDATE uploads \
+     SET observations_accepted = COALESCE(observations_accepted, 1) - 1, \
+         observations_rejected = COALESCE(observations_rejected, 0) + 1 \
+     WHERE id = $1";
 
 /// A `frames` row, with its position as `lat` and `lon` and `quality` as text.
 fn frame_from_row(r: &impl Columns) -> Result<FrameRow> {
@@ -447,6 +533,100 @@ impl Imagery for PgStore {
             .ctx("reading imagery")?;
         rows.iter().map(imagery_cell_from_row).collect()
     }
+
+    async fn pending_frames(
+        &self,
+        after: Option<(i64, i32)>,
+        limit: i64,
+    ) -> Result<Vec<(i64, FrameRow)>> {
+        let (upload, frame) = after.unwrap_or((0, -1));
+        let rows = sqlx::query(PG_PENDING_FRAMES)
+            .bind(upload)
+            .bind(frame)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading pending frames")?;
+        rows.iter()
+            .map(|r| Ok((r.col("upload_id")?, frame_from_row(r)?)))
+            .collect()
+    }
+
+    async fn judge_pending_frame(
+        &self,
+        upload_id: i64,
+        frame: i32,
+        judgement: &LateJudgement,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let pending = sqlx::query(PG_PENDING_FRAME)
+            .bind(upload_id)
+            .bind(frame)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a pending frame")?;
+        if pending.is_none() {
+            return Ok(false);
+        }
+        let rejection = match judgement {
+            LateJudgement::Publish(v) => {
+                sqlx::query(PG_PUBLISH_LATE)
+                    .bind(upload_id)
+                    .bind(frame)
+                    .bind(&v.published_key)
+                    .bind(&v.phash)
+                    .bind(v.faces)
+                    .bind(v.plates)
+                    .bind(v.quality.to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("publishing a frame judged late")?;
+                None
+            }
+            LateJudgement::Refuse(row, rejection) => {
+                sqlx::query(PG_REFUSE_LATE)
+                    .bind(upload_id)
+                    .bind(frame)
+                    .bind(&row.reason)
+                    .bind(row.scores.to_string())
+                    .bind(&row.review_key)
+                    .bind(&row.phash)
+                    .bind(row.duplicate_of.map(|d| d.0))
+                    .bind(row.duplicate_of.map(|d| d.1))
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("refusing a frame judged late")?;
+                Some(rejection)
+            }
+            LateJudgement::Unreadable(rejection) => Some(rejection),
+        };
+        if let Some(r) = rejection {
+            sqlx::query(DROP_FRAME)
+                .bind(upload_id)
+                .bind(frame)
+                .execute(&mut *tx)
+                .await
+                .ctx("taking a frame out of its drive")?;
+            sqlx::query(ADD_REJECTION)
+                .bind(upload_id)
+                .bind(r.stage.as_str())
+                .bind(r.item)
+                .bind(&r.reason)
+                .bind(&r.detail)
+                .execute(&mut *tx)
+                .await
+                .ctx("recording a frame's refusal")?;
+            sqlx::query(COUNT_LATE_REFUSAL)
+                .bind(upload_id)
+                .execute(&mut *tx)
+                .await
+                .ctx("counting a frame's refusal")?;
+        }
+        tx.commit().await.ctx("committing a frame judged late")?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -600,5 +780,100 @@ impl Imagery for SqliteStore {
             .await
             .ctx("reading imagery")?;
         rows.iter().map(imagery_cell_from_row).collect()
+    }
+
+    async fn pending_frames(
+        &self,
+        after: Option<(i64, i32)>,
+        limit: i64,
+    ) -> Result<Vec<(i64, FrameRow)>> {
+        let (upload, frame) = after.unwrap_or((0, -1));
+        let rows = sqlx::query(SQLITE_PENDING_FRAMES)
+            .bind(upload)
+            .bind(frame)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading pending frames")?;
+        rows.iter()
+            .map(|r| Ok((r.col("upload_id")?, frame_from_row(r)?)))
+            .collect()
+    }
+
+    async fn judge_pending_frame(
+        &self,
+        upload_id: i64,
+        frame: i32,
+        judgement: &LateJudgement,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let pending = sqlx::query(SQLITE_PENDING_FRAME)
+            .bind(upload_id)
+            .bind(frame)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a pending frame")?;
+        if pending.is_none() {
+            tx.rollback().await.ctx("ending a transaction")?;
+            return Ok(false);
+        }
+        let rejection = match judgement {
+            LateJudgement::Publish(v) => {
+                sqlx::query(SQLITE_PUBLISH_LATE)
+                    .bind(upload_id)
+                    .bind(frame)
+                    .bind(&v.published_key)
+                    .bind(&v.phash)
+                    .bind(v.faces)
+                    .bind(v.plates)
+                    .bind(v.quality.to_string())
+                    .bind(micros(now))
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("publishing a frame judged late")?;
+                None
+            }
+            LateJudgement::Refuse(row, rejection) => {
+                sqlx::query(SQLITE_REFUSE_LATE)
+                    .bind(upload_id)
+                    .bind(frame)
+                    .bind(&row.reason)
+                    .bind(row.scores.to_string())
+                    .bind(&row.review_key)
+                    .bind(&row.phash)
+                    .bind(row.duplicate_of.map(|d| d.0))
+                    .bind(row.duplicate_of.map(|d| d.1))
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("refusing a frame judged late")?;
+                Some(rejection)
+            }
+            LateJudgement::Unreadable(rejection) => Some(rejection),
+        };
+        if let Some(r) = rejection {
+            sqlx::query(DROP_FRAME)
+                .bind(upload_id)
+                .bind(frame)
+                .execute(&mut *tx)
+                .await
+                .ctx("taking a frame out of its drive")?;
+            sqlx::query(ADD_REJECTION)
+                .bind(upload_id)
+                .bind(r.stage.as_str())
+                .bind(r.item)
+                .bind(&r.reason)
+                .bind(&r.detail)
+                .execute(&mut *tx)
+                .await
+                .ctx("recording a frame's refusal")?;
+            sqlx::query(COUNT_LATE_REFUSAL)
+                .bind(upload_id)
+                .execute(&mut *tx)
+                .await
+                .ctx("counting a frame's refusal")?;
+        }
+        tx.commit().await.ctx("committing a frame judged late")?;
+        Ok(true)
     }
 }

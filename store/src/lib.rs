@@ -300,6 +300,30 @@ pub struct FrameRow {
     pub vision: Option<FrameVision>,
 }
 
+/// The vision stage's verdict on a frame it looks at late, once its models are in place (see
+/// [`Imagery::judge_pending_frame`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LateJudgement {
+    /// Published: its blurred derivative is stored under `published_key`.
+    Publish(FrameVision),
+    /// Refused for its quality or as a repeat: into the auditors' queue, the reason recorded
+    /// on its upload.
+    Refuse(Box<FrameRejectionRow>, Rejection),
+    /// Not a frame the stage could read: left out of its drive, the reason recorded.
+    Unreadable(Rejection),
+}
+
+impl LateJudgement {
+    /// `published`, `refused` or `unreadable`.
+    pub fn verdict(&self) -> &'static str {
+        match self {
+            Self::Publish(_) => "published",
+            Self::Refuse(..) => "refused",
+            Self::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
 /// A frame the vision stage refused, for the auditors' queue: why, with the scores behind it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrameRejectionRow {

@@ -46,9 +46,9 @@ pub trait Roads: Send + Sync {
     /// Coverage of the cells whose centres lie in `bbox`, at most `limit` of them, by cell id.
     async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>>;
 
-    /// Cells whose coverage, radio or imagery changed through uploads processed, or frames an
-    /// auditor decided on, after `since`,
-    /// at most `limit`: what the tile cache drops.
+    /// Cells whose coverage, radio or imagery changed through uploads processed, frames judged
+    /// late (see [`crate::Imagery::judge_pending_frame`]), or frames an auditor decided on,
+    /// after `since`, at most `limit`: what the tile cache drops.
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>>;
 }
 
@@ -173,13 +173,14 @@ fn coverage_sql(in_box: &str) -> String {
     )
 }
 
-/// Cells changed through uploads processed or re-trusted, or frames decided on, after `$1`; at
-/// most `$2`.
+/// Cells changed through uploads processed or re-trusted, frames judged late, or frames decided
+/// on, after `$1`; at most `$2`.
 const CHANGED_CELLS: &str = "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1 \
                 UNION SELECT id FROM uploads WHERE trust_changed_at > $1) \
      SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
      UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
      UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
+     UNION SELECT cell FROM frames WHERE judged_at > $1 \
      UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
          ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > $1 \
      LIMIT $2";

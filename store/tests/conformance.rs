@@ -17,9 +17,9 @@ use covermap_domain::{
 use covermap_domain::{DeviceId, EmitterKind, RadioType, RejectionStage, Role};
 use covermap_store::{
     AuditQuery, BlobRef, Decision, DeviceFilter, DeviceRecord, FrameDecision, FrameImage,
-    FramePlacement, FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome, NewApiKey,
-    NewUpload, QueuePolicy, RadioRow, Registration, Rejection, Rotation, SessionPart, SqliteStore,
-    Store, StoreError, UploadFilter, UploadSession,
+    FramePlacement, FrameRejectionRow, FrameRow, FrameVision, JobFailure, JobOutcome,
+    LateJudgement, NewApiKey, NewUpload, QueuePolicy, RadioRow, Registration, Rejection, Rotation,
+    SessionPart, SqliteStore, Store, StoreError, UploadFilter, UploadSession,
 };
 use sqlx::Connection;
 
@@ -150,6 +150,7 @@ conformance!(
     epochs_close_once_in_order_over_stored_inputs,
     auditors_approve_and_reject_refused_frames,
     approved_frames_count_once_without_reopening_closed_epochs,
+    frames_judged_late_are_published_or_refused_and_count_once_without_reopening_epochs,
     trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final,
 );
 
@@ -2109,40 +2110,45 @@ async fn auditors_approve_and_reject_refused_frames(store: Arc<dyn Store>) {
     assert_eq!(store.frame_decisions(1, None).await.unwrap(), vec![kept]);
 }
 
+/// Closes epoch `p` at `now` over the stored inputs (coverage since `since`); its inputs.
+async fn closed_epoch(
+    store: Arc<dyn Store>,
+    policy: covermap_scoring::RewardPolicy,
+    p: covermap_domain::rewards::EpochPeriod,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> covermap_domain::rewards::EpochInputs {
+    let covermap_store::EpochClaim::Held { token, .. } =
+        store.claim_epoch(&p, "closer", now, LEASE).await.unwrap()
+    else {
+        panic!("epoch {} is free", p.epoch);
+    };
+    let inputs = store.epoch_inputs(&p, since).await.unwrap();
+    let outcome = covermap_scoring::epoch::close(&inputs, &policy);
+    store
+        .finish_epoch(&token, &outcome, &policy.source, now)
+        .await
+        .unwrap();
+    inputs
+}
+
+/// The (upload, frame) of an epoch's captures, in order.
+fn captured(inputs: &covermap_domain::rewards::EpochInputs) -> Vec<(i64, i32)> {
+    let mut c: Vec<_> = inputs
+        .captures
+        .iter()
+        .map(|c| (c.upload_id, c.frame))
+        .collect();
+    c.sort_unstable();
+    c
+}
+
 async fn approved_frames_count_once_without_reopening_closed_epochs(store: Arc<dyn Store>) {
-    use covermap_scoring::{RewardPolicy, epoch};
-    use covermap_store::EpochClaim;
-    let policy = RewardPolicy::shipped();
+    let policy = covermap_scoring::RewardPolicy::shipped();
     let (a, drive) = processed_drive(store.as_ref(), "drive a", t0(), "original/a").await;
     let e5 = period(5, t0() - secs(3600));
     let since = e5.start - secs(30 * 86_400);
-    let close = |p: covermap_domain::rewards::EpochPeriod, now: DateTime<Utc>| {
-        let store = store.clone();
-        let policy = policy.clone();
-        async move {
-            let EpochClaim::Held { token, .. } =
-                store.claim_epoch(&p, "closer", now, LEASE).await.unwrap()
-            else {
-                panic!("epoch {} is free", p.epoch);
-            };
-            let inputs = store.epoch_inputs(&p, since).await.unwrap();
-            let outcome = epoch::close(&inputs, &policy);
-            store
-                .finish_epoch(&token, &outcome, &policy.source, now)
-                .await
-                .unwrap();
-            inputs
-        }
-    };
-    let captured = |inputs: &covermap_domain::rewards::EpochInputs| {
-        let mut c: Vec<_> = inputs
-            .captures
-            .iter()
-            .map(|c| (c.upload_id, c.frame))
-            .collect();
-        c.sort_unstable();
-        c
-    };
+    let close = |p, now| closed_epoch(store.clone(), policy.clone(), p, since, now);
     let i5 = close(e5, t0() + secs(4000)).await;
     assert_eq!(captured(&i5), vec![(a, 0)]);
 
@@ -2211,6 +2217,181 @@ async fn approved_frames_count_once_without_reopening_closed_epochs(store: Arc<d
         captured(&close(e8, e8.end + secs(10)).await),
         vec![(b, 0), (b, 2)]
     );
+}
+
+async fn frames_judged_late_are_published_or_refused_and_count_once_without_reopening_epochs(
+    store: Arc<dyn Store>,
+) {
+    let policy = covermap_scoring::RewardPolicy::shipped();
+    // Frame 0 published with its drive, frame 1 kept pending (no models), 2 and 3 refused.
+    let (a, drive) = processed_drive(store.as_ref(), "drive a", t0(), "original/a").await;
+    let pending = store.pending_frames(None, 10).await.unwrap();
+    assert_eq!(pending, vec![(a, drive.frames[1].clone())]);
+    assert!(
+        store
+            .pending_frames(Some((a, 1)), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e5 = period(5, t0() - secs(3600));
+    let since = e5.start - secs(30 * 86_400);
+    let close = |p, now| closed_epoch(store.clone(), policy.clone(), p, since, now);
+    let i5 = close(e5, t0() + secs(4000)).await;
+    assert_eq!(
+        captured(&i5),
+        vec![(a, 0)],
+        "a pending frame counts nowhere"
+    );
+
+    // The models are in place after epoch 5 closed: the frame is published, once.
+    let vision = FrameVision {
+        published_key: "published/drive a/1".into(),
+        phash: "00ff00ff00ff00ff".into(),
+        faces: 2,
+        plates: 0,
+        quality: serde_json::json!({"quality": {"class": "ok"}}),
+    };
+    let publish = LateJudgement::Publish(vision.clone());
+    let judged_at = t0() + secs(4100);
+    assert!(
+        store
+            .judge_pending_frame(a, 1, &publish, judged_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .judge_pending_frame(a, 1, &publish, judged_at)
+            .await
+            .unwrap(),
+        "a frame is judged once"
+    );
+    assert!(store.pending_frames(None, 10).await.unwrap().is_empty());
+    let frames = store.frames(a).await.unwrap();
+    assert_eq!(frames[1].vision, Some(vision));
+    assert_eq!(
+        store
+            .frame_image(a, 1, FrameImage::Published)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("published/drive a/1")
+    );
+    // The tile cache hears of it.
+    assert!(
+        store
+            .changed_cells(judged_at - secs(1), 100)
+            .await
+            .unwrap()
+            .contains(&frames[1].cell)
+    );
+    // Epoch 5 reads the same; the frame counts in the next epoch claimed, and only there.
+    assert_eq!(store.epoch_inputs(&e5, since).await.unwrap(), i5);
+    let e6 = period(6, e5.end);
+    let i6 = close(e6, t0() + secs(11_000)).await;
+    assert_eq!(captured(&i6), vec![(a, 1)]);
+    assert_eq!(i6.captures[0].contributor.as_deref(), Some("alice"));
+    let e7 = period(7, e6.end);
+    assert!(captured(&close(e7, t0() + secs(20_000)).await).is_empty());
+    assert_eq!(store.epoch_inputs(&e5, since).await.unwrap(), i5);
+    assert_eq!(store.epoch_inputs(&e6, since).await.unwrap(), i6);
+
+    // Refused late: into the auditors' queue with its placement, the reason on its upload, its
+    // count moved from kept to refused.
+    let (b, drive_b) =
+        processed_drive(store.as_ref(), "drive b", e7.end + secs(60), "original/b").await;
+    let before = store.upload(b).await.unwrap().unwrap();
+    let row = drive_b.frames[1].clone();
+    let refused = FrameRejectionRow {
+        frame: 1,
+        reason: "defocus".into(),
+        scores: serde_json::json!({"quality": {"class": "defocus"}}),
+        sha256: row.sha256.clone(),
+        blob_key: row.blob_key.clone(),
+        review_key: Some("review/drive b/1".into()),
+        phash: Some("1111111111111111".into()),
+        duplicate_of: None,
+        captured_at: row.captured_at,
+        pos: row.pos,
+        cell: row.cell,
+        placement: Some(FramePlacement::of(&row)),
+    };
+    let why = Rejection {
+        stage: RejectionStage::Frame,
+        item: 1,
+        reason: "defocus".into(),
+        detail: Some("frame 1: judged late".into()),
+    };
+    assert!(
+        store
+            .judge_pending_frame(
+                b,
+                1,
+                &LateJudgement::Refuse(Box::new(refused.clone()), why.clone()),
+                e7.end + secs(120),
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.frames(b).await.unwrap().iter().all(|f| f.frame != 1));
+    let queue = store
+        .audit_frames(&AuditQuery {
+            upload_id: Some(b),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let late = queue.iter().find(|f| f.row.frame == 1).unwrap();
+    assert_eq!(late.row, refused);
+    assert_eq!(store.rejections(b, 100).await.unwrap().last(), Some(&why));
+    let after = store.upload(b).await.unwrap().unwrap();
+    assert_eq!(
+        (after.observations_accepted, after.observations_rejected),
+        (
+            before.observations_accepted.map(|n| n - 1),
+            before.observations_rejected.map(|n| n + 1)
+        )
+    );
+
+    // Unreadable late: out of its drive, the reason kept, nothing in the auditors' queue.
+    let (c, _) = processed_drive(store.as_ref(), "drive c", e7.end + secs(180), "original/c").await;
+    let unreadable = Rejection {
+        stage: RejectionStage::Frame,
+        item: 1,
+        reason: "undecodable".into(),
+        detail: None,
+    };
+    assert!(
+        store
+            .judge_pending_frame(
+                c,
+                1,
+                &LateJudgement::Unreadable(unreadable.clone()),
+                e7.end + secs(240),
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.frames(c).await.unwrap().iter().all(|f| f.frame != 1));
+    assert_eq!(
+        store.rejections(c, 100).await.unwrap().last(),
+        Some(&unreadable)
+    );
+    assert!(
+        store
+            .audit_frames(&AuditQuery {
+                upload_id: Some(c),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.row.frame != 1)
+    );
+    assert!(store.pending_frames(None, 10).await.unwrap().is_empty());
 }
 
 /// A processed track of `device` (contributor `who`) over `points`, with a trust record.
