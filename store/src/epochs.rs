@@ -22,7 +22,7 @@ use crate::{ClosedEpoch, EpochClaim, EpochRecord, PgStore, SqliteStore};
 pub trait Epochs: Send + Sync {
     /// Takes epoch `period.epoch` to close, under a lease, and counts in it every processed
     /// upload received before its end that no epoch counted yet. Epochs close in order: after
-    /// the first, epoch N only once N − 1 is closed ([`StoreError::Conflict`] otherwise).
+    /// the first, epoch N only once N − 1 is closed ([`StoreError::Conflict`](crate::StoreError::Conflict) otherwise).
     async fn claim_epoch(
         &self,
         period: &EpochPeriod,
@@ -43,7 +43,7 @@ pub trait Epochs: Send + Sync {
     ) -> Result<EpochInputs>;
 
     /// Writes an epoch's results and, last, its manifest, in one transaction — or nothing, with
-    /// [`StoreError::Conflict`], if the claim `token` no longer holds it.
+    /// [`StoreError::Conflict`](crate::StoreError::Conflict), if the claim `token` no longer holds it.
     async fn finish_epoch(
         &self,
         token: &str,

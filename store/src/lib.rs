@@ -1,11 +1,21 @@
 //! covermap's storage: the only crate that speaks SQL or talks to the object store.
 //!
-//! It owns the [`Store`] interface and its two backends — PostGIS through sqlx ([`PgStore`], the
-//! system of record) and embedded SQLite ([`SqliteStore`], the zero-setup default) — the job
-//! queue with leases, and the content-addressed blob store ([`Blobs`]). Both backends pass the
-//! same conformance suite (`tests/conformance.rs`). It keeps the auditors' append-only log of
-//! decisions on refused frames and applies each with its record: an approval publishes the
-//! frame, a rejection unpublishes an approved one (see [`Decision`]).
+//! [`Store`] is the whole interface, one trait per capability: the job [`Queue`] with leases;
+//! [`Uploads`] and resumable upload sessions with the retention of originals; what the [`Trust`]
+//! stage reads and amends; [`Access`] (API keys, devices, nonces); [`Imagery`] and its audit
+//! (frames, hashes, the auditors' queue and log, frames judged late); the [`Roads`] and coverage
+//! per cell; [`Radio`] observations; reward [`Epochs`] and the ledger; and planners' [`Demand`].
+//! Each capability's file holds its trait, the queries both backends share (one `const` each,
+//! `$N` placeholders), the row decoders, and then its PostGIS and SQLite implementations side by
+//! side; where the SQL really differs the two strings stand next to each other with the reason.
+//! `dialect` names the differences (times, geometry, writers, casts) and reads rows of either
+//! backend through one `Columns` trait.
+//!
+//! The backends are PostGIS through sqlx ([`PgStore`], the system of record) and embedded SQLite
+//! ([`SqliteStore`], the zero-setup default); both pass the same conformance suite
+//! (`tests/conformance.rs`). [`Blobs`] is the content-addressed blob store (`object_store`). The
+//! auditors' log of decisions on refused frames is append-only, each decision applied with its
+//! record (see [`Decision`]).
 //!
 //! It does not parse uploads, match roads or compute scores: it stores what those stages return,
 //! as `covermap_domain` types (its only covermap dependency).

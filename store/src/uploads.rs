@@ -44,7 +44,7 @@ pub trait Uploads: Send + Sync {
     async fn session(&self, id: &str) -> Result<Option<UploadSession>>;
 
     /// Appends a part at `offset`, which must be where the session stands
-    /// ([`StoreError::Conflict`] otherwise); returns the new offset.
+    /// ([`StoreError::Conflict`](crate::StoreError::Conflict) otherwise); returns the new offset.
     async fn add_session_part(
         &self,
         id: &str,
