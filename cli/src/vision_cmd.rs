@@ -1,5 +1,5 @@
-//! `covermap vision check IMAGE...` and `covermap vision blur IN OUT`: the vision stage on files,
-//! one JSON line per image.
+//! `covermap vision check IMAGE...`, `bench`, `eval LABELS` and `blur IN OUT`: the vision stage on
+//! files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,26 @@ pub enum VisionCommand {
         /// Also judge this many frames in parallel, as the worker does.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+    },
+    /// Measure privacy against a labelled set (COCO JSON: faces and plates boxed by hand, e.g.
+    /// testdata/labels/privacy.json): per class and box size, recall and precision at IoU ≥ 0.3
+    /// and the share of labelled boxes ≥ 90 % inside the published frame's blurred regions.
+    Eval {
+        /// The label set.
+        labels: PathBuf,
+        /// The folder its file names are relative to (default: the label file's grandparent,
+        /// e.g. testdata/ for testdata/labels/privacy.json).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Print the report as JSON instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
+        /// Take faces scoring at least this (default: the stage's own threshold).
+        #[arg(long)]
+        face_threshold: Option<f32>,
+        /// Take plates scoring at least this (default: the stage's own threshold).
+        #[arg(long)]
+        plate_threshold: Option<f32>,
     },
     /// Write the anonymised frame: every face and plate blurred, re-encoded as JPEG.
     Blur {
@@ -133,6 +153,27 @@ pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        VisionCommand::Eval {
+            labels,
+            root,
+            json,
+            face_threshold,
+            plate_threshold,
+        } => {
+            let mut check = stage(models)?;
+            check.set_thresholds(face_threshold, plate_threshold);
+            let report = eval(&labels, root.as_deref(), &mut check)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+                println!(
+                    "\n{} images; {} uncertain labels left out",
+                    report.images, report.uncertain
+                );
+            }
+            Ok(())
+        }
         VisionCommand::Blur { input, output } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
@@ -146,6 +187,45 @@ pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs the vision stage over every image of the label set at `path` and measures it.
+fn eval(
+    path: &Path,
+    root: Option<&Path>,
+    check: &mut FrameCheck,
+) -> anyhow::Result<covermap_vision::eval::Report> {
+    use covermap_vision::eval::{Found, LabelSet, evaluate};
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let labels: LabelSet =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let root = match root {
+        Some(r) => r.to_owned(),
+        None => path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_owned)
+            .unwrap_or_default(),
+    };
+    let mut found = std::collections::BTreeMap::new();
+    for image in &labels.images {
+        let file = root.join(&image.file_name);
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let f =
+            Found::by(check, &bytes).with_context(|| format!("looking at {}", file.display()))?;
+        anyhow::ensure!(
+            (f.width, f.height) == (image.width, image.height),
+            "{} is {}×{}, labelled as {}×{}",
+            file.display(),
+            f.width,
+            f.height,
+            image.width,
+            image.height
+        );
+        found.insert(image.id, f);
+    }
+    Ok(evaluate(&labels, &found)?)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

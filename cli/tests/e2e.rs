@@ -1025,4 +1025,24 @@ fn vision_check_command_contract() {
         assert!(bench["ms"][stage].as_f64().unwrap() >= 0.0, "{bench}");
     }
     assert!(bench["fps"].as_f64().unwrap() > 0.0);
+
+    // Privacy measured against the faces and plates boxed by hand.
+    let labels = shared("labels/privacy.json");
+    let out = run(&["vision", "eval", labels.to_str().unwrap(), "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let faces = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["class"] == "face" && r["size"].is_null())
+        .unwrap();
+    assert_eq!(faces["labelled"], 23, "{report}");
+    assert_eq!(faces["covered"], 23, "{report}");
+    assert!(faces["covered_share"].as_f64().unwrap() >= 0.99, "{report}");
+    assert_eq!(report["images"], 8);
 }

@@ -3,9 +3,11 @@
 //! It owns decoding frames (pixel limit before decoding, EXIF orientation), resizing them with
 //! SIMD (`fast_image_resize`), the frame-quality verdict (classic measures and a trained CNN,
 //! with reason codes), perceptual hashes, the ONNX privacy models (faces, licence plates), the
-//! blur they drive and the published JPEG; [`FramePool`] runs frames in parallel.
+//! blur they drive and the published JPEG; [`FramePool`] runs frames in parallel; [`eval`]
+//! measures what the blur misses against boxes labelled by hand.
 //! No HTTP and no SQL: frames in, verdicts and blurred frames out.
 
+pub mod eval;
 pub mod frame;
 pub mod phash;
 pub mod pipeline;
@@ -16,7 +18,9 @@ pub mod quality_model;
 pub use frame::{decode, encode_jpeg, grey, resized, stored_upright, strip_metadata};
 pub use phash::phash;
 pub use pipeline::{FrameCheck, FramePool, Look, StageTimes};
-pub use privacy::{Detection, FaceDetector, PlateDetector, blur_boxes, default_models_dir};
+pub use privacy::{
+    Detection, FaceDetector, PlateDetector, blur_boxes, blurred_region, default_models_dir,
+};
 pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame, with_model};
 pub use quality_model::{ClassScores, QualityClass, QualityModel};
 

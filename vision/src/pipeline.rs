@@ -49,6 +49,17 @@ impl FrameCheck {
         })
     }
 
+    /// The scores above which a face and a plate are taken (and blurred); for measuring the
+    /// recall curve (`covermap vision eval --face-threshold --plate-threshold`).
+    pub fn set_thresholds(&mut self, face: Option<f32>, plate: Option<f32>) {
+        if let Some(t) = face {
+            self.faces.threshold = t;
+        }
+        if let Some(t) = plate {
+            self.plates.threshold = t;
+        }
+    }
+
     pub fn look(&mut self, jpeg: &[u8]) -> Result<Look, VisionError> {
         self.look_timed(jpeg).map(|(look, _)| look)
     }
