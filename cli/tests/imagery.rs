@@ -641,3 +641,186 @@ async fn frames_kept_pending_without_models_are_published_once_the_models_are_in
     drop(server);
     db.finish().await;
 }
+
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let r = client.post(url).json(body);
+    let r = match key {
+        Some(k) => r.bearer_auth(k),
+        None => r,
+    };
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Anyone reports a published frame: it is hidden at once (not served, off the imagery map)
+/// until an auditor keeps it (served again) or removes it (taken down for good, its blurred
+/// derivative deleted from the object store). Bad reports are refused with the field named.
+async fn reported_frames_are_hidden_until_an_auditor_decides(db: Db) {
+    let osm = db.dir.path().join("street.osm");
+    std::fs::write(&osm, STREET).unwrap();
+    let mut import = db.args();
+    import.extend(["roads".into(), "import".into(), osm.display().to_string()]);
+    let out = run(&import.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(out.status.success(), "{out:?}");
+    let server = serve(&db, &[]);
+    let client = reqwest::Client::new();
+    let base = server.base.as_str();
+    let keys = access(&db, &server, &client).await;
+    let t0 = Utc.with_ymd_and_hms(2018, 6, 8, 20, 24, 1).unwrap();
+    let drive = zip_of(&[
+        ("a.jpg", camera("mapillary_tools/DSC00001.JPG")),
+        ("track.gpx", gpx_track(45.5, -122.57, t0, 60)),
+    ]);
+    let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", drive).await;
+    assert_eq!(s, 202, "{r}");
+    let a = r["upload_id"].as_i64().unwrap();
+    processed(&client, base, &keys.admin, a).await;
+    let image = format!("{base}/api/v1/frames/{a}/0/image");
+    let report_url = format!("{base}/api/v1/frames/{a}/0/report");
+    let frames_on_map = |client: reqwest::Client| async move {
+        let imagery = get_json(&client, &format!("{base}/api/v1/imagery")).await;
+        imagery["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["properties"]["frames"].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    let r = get(&client, &image, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(frames_on_map(client.clone()).await, 1);
+
+    // Refused with the problem named: no reason, an unknown reason, a frame not published.
+    for (body, field) in [
+        (json!({}), "reason"),
+        (json!({"reason": "ugly"}), "reason"),
+        (json!({"reason": "face", "note": "x".repeat(5000)}), "note"),
+    ] {
+        let (s, r) = post_json(&client, &report_url, None, &body).await;
+        assert_eq!(s, 400, "{r}");
+        assert_eq!(r["error"]["field"], field, "{r}");
+        error_code(&r);
+    }
+    let (s, r) = post_json(
+        &client,
+        &format!("{base}/api/v1/frames/{a}/7/report"),
+        None,
+        &json!({"reason": "face"}),
+    )
+    .await;
+    assert_eq!(s, 404, "{r}");
+
+    // An anonymous report hides the frame at once.
+    let (s, r) = post_json(
+        &client,
+        &report_url,
+        None,
+        &json!({"reason": "face", "note": "a face in the van's window"}),
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(
+        (r["reason"].as_str(), r["reporter"].as_str()),
+        (Some("face"), Some("anonymous"))
+    );
+    let first = r["id"].as_i64().unwrap();
+    assert_eq!(get(&client, &image, None).await.status(), 404);
+    assert_eq!(frames_on_map(client.clone()).await, 0);
+
+    // Auditors see the open reports; nobody else does.
+    let reports = format!("{base}/api/v1/audit/reports?open=true");
+    assert_eq!(get(&client, &reports, None).await.status(), 401);
+    let open = get_with(&client, &reports, &keys.auditor).await;
+    assert_eq!(open["reports"][0]["id"], first, "{open}");
+    let decide = |id: i64| format!("{base}/api/v1/audit/reports/{id}/decision");
+    let (s, r) = post_json(&client, &decide(first), None, &json!({"decision": "keep"})).await;
+    assert_eq!(s, 401, "{r}");
+    let (s, r) = post_json(
+        &client,
+        &decide(first),
+        Some(&keys.auditor),
+        &json!({"decision": "hide"}),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["field"].as_str()),
+        (400, Some("decision")),
+        "{r}"
+    );
+
+    // Kept: served again.
+    let (s, r) = post_json(
+        &client,
+        &decide(first),
+        Some(&keys.auditor),
+        &json!({"decision": "keep"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["decision"], "keep");
+    assert_eq!(get(&client, &image, None).await.status(), 200);
+    let (s, _) = post_json(
+        &client,
+        &decide(first),
+        Some(&keys.auditor),
+        &json!({"decision": "remove"}),
+    )
+    .await;
+    assert_eq!(s, 409, "a report is decided once");
+
+    // Reported again and removed: taken down for good, its derivative deleted.
+    let key = get_with(
+        &client,
+        &format!("{base}/api/v1/uploads/{a}/frames"),
+        &keys.admin,
+    )
+    .await["frames"][0]["vision"]["published_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(blob_path(&db, &key).exists());
+    let (s, r) = post_json(
+        &client,
+        &report_url,
+        Some(&keys.planner),
+        &json!({"reason": "plate"}),
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    assert!(r["reporter"].as_str().unwrap().starts_with("key:"), "{r}");
+    let second = r["id"].as_i64().unwrap();
+    let (s, r) = post_json(
+        &client,
+        &decide(second),
+        Some(&keys.auditor),
+        &json!({"decision": "remove"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(get(&client, &image, None).await.status(), 404);
+    assert_eq!(frames_on_map(client.clone()).await, 0);
+    assert!(
+        !blob_path(&db, &key).exists(),
+        "the removed frame's derivative is deleted"
+    );
+    let (s, _) = post_json(&client, &report_url, None, &json!({"reason": "face"})).await;
+    assert_eq!(s, 404, "a frame taken down cannot be reported again");
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_reported_frames_are_hidden_until_an_auditor_decides() {
+    reported_frames_are_hidden_until_an_auditor_decides(Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgis_reported_frames_are_hidden_until_an_auditor_decides() {
+    reported_frames_are_hidden_until_an_auditor_decides(Db::postgis().await).await;
+}

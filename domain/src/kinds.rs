@@ -136,3 +136,25 @@ mod tests {
         assert!(e.reason.contains("gsm, wcdma, lte, nr"), "{}", e.reason);
     }
 }
+
+vocabulary!(
+    /// Why someone reported a published frame.
+    ReportReason, "reason", {
+        /// A face is recognisable.
+        Face => "face",
+        /// A licence plate is readable.
+        Plate => "plate",
+        /// Anything else that should not be public.
+        Other => "other",
+    }
+);
+
+vocabulary!(
+    /// What an auditor decided about a reported frame.
+    ReportDecision, "decision", {
+        /// Nothing to hide: shown again (unless another report of it is still open).
+        Keep => "keep",
+        /// Taken down for good: hidden, its published derivative deleted.
+        Remove => "remove",
+    }
+);

@@ -16,7 +16,9 @@ mod kinds;
 pub mod rewards;
 pub mod trust;
 
-pub use kinds::{EmitterKind, FixRejection, RadioType, RejectionStage};
+pub use kinds::{
+    EmitterKind, FixRejection, RadioType, RejectionStage, ReportDecision, ReportReason,
+};
 
 /// A value that failed its own validity check, with the reason in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

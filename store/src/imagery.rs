@@ -9,8 +9,10 @@ use crate::dialect::micros;
 use crate::error::{Result, SqlContext, StoreError};
 use crate::{
     AuditFrame, AuditQuery, Decision, FrameDecision, FrameHash, FrameImage, FrameRejectionRow,
-    FrameRow, LateJudgement, NewFrameDecision, PgStore, SqliteStore, rows, sqlite,
+    FrameReport, FrameRow, LateJudgement, NewFrameDecision, NewFrameReport, PgStore, SqliteStore,
+    rows, sqlite,
 };
+use covermap_domain::ReportDecision;
 
 /// Camera frames and their audit: frames, perceptual hashes, the auditors' queue and decision log, imagery per cell.
 #[async_trait]
@@ -58,6 +60,32 @@ pub trait Imagery: Send + Sync {
 
     /// Published imagery summed per cell, for cells whose frames lie in `bbox`.
     async fn imagery(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<ImageryCellSummary>>;
+
+    /// Records a report of a published frame and hides the frame at once (not served, not on
+    /// the imagery map) until an auditor decides; [`StoreError::NotFound`] where there is no
+    /// such published frame (or it was taken down already).
+    async fn report_frame(
+        &self,
+        report: &NewFrameReport,
+        now: DateTime<Utc>,
+    ) -> Result<FrameReport>;
+
+    /// Reports, newest first, only those no auditor decided yet if `open_only`, at most
+    /// `limit`.
+    async fn frame_reports(&self, open_only: bool, limit: i64) -> Result<Vec<FrameReport>>;
+
+    /// An auditor's decision on report `id` (see [`ReportDecision`]), applied in one
+    /// transaction. Answers the report as decided and, where the frame was removed and no other
+    /// frame publishes the same bytes, its derivative's blob key for the caller to delete.
+    /// [`StoreError::NotFound`] if there is no such report; [`StoreError::Conflict`] if it was
+    /// decided already.
+    async fn decide_report(
+        &self,
+        id: i64,
+        decision: ReportDecision,
+        auditor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(FrameReport, Option<String>)>;
 
     /// Frames kept pending because the vision models were missing whose originals are still
     /// kept, with their uploads, in (upload, frame) order after `after`, at most `limit`.
@@ -197,7 +225,7 @@ const FRAME_DECISIONS: &str = "SELECT id, upload_id, frame, decision, note, audi
 
 /// A published frame's blurred derivative, unless its upload is flagged.
 const PUBLISHED_FRAME_IMAGE: &str = "SELECT published_key FROM frames \
-     WHERE upload_id = $1 AND frame = $2 AND status = 'published' \
+     WHERE upload_id = $1 AND frame = $2 AND status = 'published' AND hidden_at IS NULL \
        AND upload_id NOT IN (SELECT id FROM uploads WHERE trust = 'flagged')";
 
 /// A refused frame's review copy.
@@ -211,7 +239,7 @@ const PG_IMAGERY: &str = "SELECT f.cell, COUNT(*) AS frames, \
          COUNT(DISTINCT f.osm_way_id || ':' || f.way_piece) AS segments, \
          MAX(f.captured_at) AS newest, MIN(f.captured_at) AS oldest \
      FROM frames f JOIN uploads u ON u.id = f.upload_id \
-     WHERE f.status = 'published' AND u.trust <> 'flagged' \
+     WHERE f.status = 'published' AND f.hidden_at IS NULL AND u.trust <> 'flagged' \
        AND f.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) \
      GROUP BY f.cell ORDER BY f.cell LIMIT $5";
 const SQLITE_IMAGERY: &str = "SELECT f.cell, COUNT(*) AS frames, \
@@ -219,9 +247,75 @@ const SQLITE_IMAGERY: &str = "SELECT f.cell, COUNT(*) AS frames, \
          COUNT(DISTINCT f.osm_way_id || ':' || f.way_piece) AS segments, \
          MAX(f.captured_at) AS newest, MIN(f.captured_at) AS oldest \
      FROM frames f JOIN uploads u ON u.id = f.upload_id \
-     WHERE f.status = 'published' AND u.trust <> 'flagged' \
+     WHERE f.status = 'published' AND f.hidden_at IS NULL AND u.trust <> 'flagged' \
        AND f.lon BETWEEN $1 AND $3 AND f.lat BETWEEN $2 AND $4 \
      GROUP BY f.cell ORDER BY f.cell LIMIT $5";
+
+/// A published frame still shown or hidden but not taken down, locked on PostgreSQL where
+/// `FOR UPDATE` is appended.
+const REPORTABLE_FRAME: &str = "SELECT published_key FROM frames \
+     WHERE upload_id = $1 AND frame = $2 AND status = 'published' AND removed_at IS NULL";
+
+/// Report of frame `$2` of upload `$1` for reason `$3` (note `$4`) by `$5` at `$6`.
+const INSERT_REPORT: &str = "INSERT INTO frame_reports \
+         (upload_id, frame, reason, note, reporter, reported_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING *";
+
+/// Hides frame `$2` of upload `$1` from `$3` (if not hidden already).
+const HIDE_FRAME: &str = "UPDATE frames SET hidden_at = COALESCE(hidden_at, $3) \
+     WHERE upload_id = $1 AND frame = $2";
+
+/// Reports, newest first (`$1`: only open ones), at most `$2`.
+const REPORTS: &str = "SELECT * FROM frame_reports \
+     WHERE (NOT $1 OR decision IS NULL) ORDER BY id DESC LIMIT $2";
+
+/// Report `$1`.
+const REPORT: &str = "SELECT * FROM frame_reports WHERE id = $1";
+
+/// Decides report `$1`: `$2` by `$3` at `$4`.
+const DECIDE_REPORT: &str = "UPDATE frame_reports \
+     SET decision = $2, decided_by = $3, decided_at = $4 \
+     WHERE id = $1 AND decision IS NULL RETURNING *";
+
+/// Shows frame `$2` of upload `$1` again, unless another report of it is still open or it was
+/// taken down.
+const SHOW_FRAME: &str = "UPDATE frames SET hidden_at = NULL \
+     WHERE upload_id = $1 AND frame = $2 AND removed_at IS NULL \
+       AND NOT EXISTS (SELECT 1 FROM frame_reports r \
+           WHERE r.upload_id = $1 AND r.frame = $2 AND r.decision IS NULL)";
+
+/// Takes frame `$2` of upload `$1` down at `$3`; answers its derivative's key.
+const REMOVE_FRAME: &str = "UPDATE frames \
+     SET removed_at = $3, hidden_at = COALESCE(hidden_at, $3) \
+     WHERE upload_id = $1 AND frame = $2 RETURNING published_key";
+
+/// Closes the other open reports of frame `$2` of upload `$1` as removed by `$3` at `$4`.
+const CLOSE_REPORTS: &str = "UPDATE frame_reports \
+     SET decision = 'remove', decided_by = $3, decided_at = $4 \
+     WHERE upload_id = $1 AND frame = $2 AND decision IS NULL";
+
+/// Other frames publishing derivative `$1` (the same bytes), taken down or not.
+const SAME_DERIVATIVE: &str = "SELECT COUNT(*) FROM frames \
+     WHERE published_key = $1 AND removed_at IS NULL";
+
+/// A `frame_reports` row.
+fn report_from_row(r: &impl Columns) -> Result<FrameReport> {
+    Ok(FrameReport {
+        id: r.col("id")?,
+        upload_id: r.col("upload_id")?,
+        frame: r.col("frame")?,
+        reason: r.word("reason")?,
+        note: r.col("note")?,
+        reporter: r.col("reporter")?,
+        reported_at: r.time("reported_at")?,
+        decision: r
+            .col::<Option<String>>("decision")?
+            .map(|d| d.parse())
+            .transpose()?,
+        decided_by: r.col("decided_by")?,
+        decided_at: r.opt_time("decided_at")?,
+    })
+}
 
 // Pending frames (migration 0011's partial index): positions as in `PG_FRAMES`/`SQLITE_FRAMES`.
 const PG_PENDING_FRAMES: &str = "SELECT f.upload_id, f.frame, f.sequence, f.sha256, \
@@ -534,6 +628,117 @@ impl Imagery for PgStore {
         rows.iter().map(imagery_cell_from_row).collect()
     }
 
+    async fn report_frame(
+        &self,
+        report: &NewFrameReport,
+        now: DateTime<Utc>,
+    ) -> Result<FrameReport> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let found = sqlx::query(&format!("{REPORTABLE_FRAME} FOR UPDATE"))
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a reported frame")?;
+        if found.is_none() {
+            return Err(no_published_frame(report.upload_id, report.frame));
+        }
+        let row = sqlx::query(INSERT_REPORT)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(report.reason.as_str())
+            .bind(&report.note)
+            .bind(&report.reporter)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("recording a report")?;
+        sqlx::query(HIDE_FRAME)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .ctx("hiding a reported frame")?;
+        tx.commit().await.ctx("committing a report")?;
+        report_from_row(&row)
+    }
+
+    async fn frame_reports(&self, open_only: bool, limit: i64) -> Result<Vec<FrameReport>> {
+        let rows = sqlx::query(REPORTS)
+            .bind(open_only)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading reports")?;
+        rows.iter().map(report_from_row).collect()
+    }
+
+    async fn decide_report(
+        &self,
+        id: i64,
+        decision: ReportDecision,
+        auditor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(FrameReport, Option<String>)> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let decided = sqlx::query(DECIDE_REPORT)
+            .bind(id)
+            .bind(decision.as_str())
+            .bind(auditor)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("deciding a report")?;
+        let Some(row) = decided else {
+            let exists = sqlx::query(REPORT)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("reading a report")?;
+            return Err(undecidable(id, exists.is_some()));
+        };
+        let report = report_from_row(&row)?;
+        let mut delete = None;
+        match decision {
+            ReportDecision::Keep => {
+                sqlx::query(SHOW_FRAME)
+                    .bind(report.upload_id)
+                    .bind(report.frame)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("showing a frame again")?;
+            }
+            ReportDecision::Remove => {
+                let key: Option<(Option<String>,)> = sqlx::query_as(REMOVE_FRAME)
+                    .bind(report.upload_id)
+                    .bind(report.frame)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx("taking a frame down")?;
+                sqlx::query(CLOSE_REPORTS)
+                    .bind(report.upload_id)
+                    .bind(report.frame)
+                    .bind(auditor)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("closing a frame's reports")?;
+                if let Some((Some(key),)) = key {
+                    let (others,): (i64,) = sqlx::query_as(SAME_DERIVATIVE)
+                        .bind(&key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .ctx("looking for the same derivative")?;
+                    delete = (others == 0).then_some(key);
+                }
+            }
+        }
+        tx.commit().await.ctx("committing a report's decision")?;
+        Ok((report, delete))
+    }
+
     async fn pending_frames(
         &self,
         after: Option<(i64, i32)>,
@@ -782,6 +987,117 @@ impl Imagery for SqliteStore {
         rows.iter().map(imagery_cell_from_row).collect()
     }
 
+    async fn report_frame(
+        &self,
+        report: &NewFrameReport,
+        now: DateTime<Utc>,
+    ) -> Result<FrameReport> {
+        let mut tx = self.write().await?;
+        let found = sqlx::query(REPORTABLE_FRAME)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a reported frame")?;
+        if found.is_none() {
+            return Err(no_published_frame(report.upload_id, report.frame));
+        }
+        let row = sqlx::query(INSERT_REPORT)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(report.reason.as_str())
+            .bind(&report.note)
+            .bind(&report.reporter)
+            .bind(micros(now))
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("recording a report")?;
+        sqlx::query(HIDE_FRAME)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .ctx("hiding a reported frame")?;
+        tx.commit().await.ctx("committing a report")?;
+        report_from_row(&row)
+    }
+
+    async fn frame_reports(&self, open_only: bool, limit: i64) -> Result<Vec<FrameReport>> {
+        let rows = sqlx::query(REPORTS)
+            .bind(open_only)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading reports")?;
+        rows.iter().map(report_from_row).collect()
+    }
+
+    async fn decide_report(
+        &self,
+        id: i64,
+        decision: ReportDecision,
+        auditor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(FrameReport, Option<String>)> {
+        let mut tx = self.write().await?;
+        let decided = sqlx::query(DECIDE_REPORT)
+            .bind(id)
+            .bind(decision.as_str())
+            .bind(auditor)
+            .bind(micros(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("deciding a report")?;
+        let Some(row) = decided else {
+            let exists = sqlx::query(REPORT)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("reading a report")?;
+            return Err(undecidable(id, exists.is_some()));
+        };
+        let report = report_from_row(&row)?;
+        let mut delete = None;
+        match decision {
+            ReportDecision::Keep => {
+                sqlx::query(SHOW_FRAME)
+                    .bind(report.upload_id)
+                    .bind(report.frame)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("showing a frame again")?;
+            }
+            ReportDecision::Remove => {
+                let key: Option<(Option<String>,)> = sqlx::query_as(REMOVE_FRAME)
+                    .bind(report.upload_id)
+                    .bind(report.frame)
+                    .bind(micros(now))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx("taking a frame down")?;
+                sqlx::query(CLOSE_REPORTS)
+                    .bind(report.upload_id)
+                    .bind(report.frame)
+                    .bind(auditor)
+                    .bind(micros(now))
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("closing a frame's reports")?;
+                if let Some((Some(key),)) = key {
+                    let (others,): (i64,) = sqlx::query_as(SAME_DERIVATIVE)
+                        .bind(&key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .ctx("looking for the same derivative")?;
+                    delete = (others == 0).then_some(key);
+                }
+            }
+        }
+        tx.commit().await.ctx("committing a report's decision")?;
+        Ok((report, delete))
+    }
+
     async fn pending_frames(
         &self,
         after: Option<(i64, i32)>,
@@ -875,5 +1191,19 @@ impl Imagery for SqliteStore {
         }
         tx.commit().await.ctx("committing a frame judged late")?;
         Ok(true)
+    }
+}
+
+fn no_published_frame(upload: i64, frame: i32) -> StoreError {
+    StoreError::NotFound(format!(
+        "no published frame {frame} in upload {upload} (or it was taken down already)"
+    ))
+}
+
+fn undecidable(id: i64, exists: bool) -> StoreError {
+    if exists {
+        StoreError::Conflict(format!("report {id} was decided already"))
+    } else {
+        StoreError::NotFound(format!("no report {id}"))
     }
 }

@@ -449,6 +449,32 @@ impl std::str::FromStr for Decision {
     }
 }
 
+/// A report of a published frame, to record (see [`Imagery::report_frame`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFrameReport {
+    pub upload_id: i64,
+    pub frame: i32,
+    pub reason: covermap_domain::ReportReason,
+    pub note: Option<String>,
+    /// Who reported it: `key:<id>` for a key's holder, else `anonymous`.
+    pub reporter: String,
+}
+
+/// A report of a published frame, and the auditor's decision on it once made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameReport {
+    pub id: i64,
+    pub upload_id: i64,
+    pub frame: i32,
+    pub reason: covermap_domain::ReportReason,
+    pub note: Option<String>,
+    pub reporter: String,
+    pub reported_at: DateTime<Utc>,
+    pub decision: Option<covermap_domain::ReportDecision>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
 /// A decision to record, by the key that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFrameDecision {

@@ -173,14 +173,17 @@ fn coverage_sql(in_box: &str) -> String {
     )
 }
 
-/// Cells changed through uploads processed or re-trusted, frames judged late, or frames decided
-/// on, after `$1`; at most `$2`.
+/// Cells changed through uploads processed or re-trusted, frames judged late, reported or
+/// decided on, after `$1`; at most `$2`.
 const CHANGED_CELLS: &str = "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1 \
                 UNION SELECT id FROM uploads WHERE trust_changed_at > $1) \
      SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
      UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
      UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
      UNION SELECT cell FROM frames WHERE judged_at > $1 \
+     UNION SELECT f.cell FROM frame_reports r JOIN frames f \
+         ON f.upload_id = r.upload_id AND f.frame = r.frame \
+         WHERE r.reported_at > $1 OR r.decided_at > $1 \
      UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
          ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > $1 \
      LIMIT $2";

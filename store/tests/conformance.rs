@@ -151,6 +151,7 @@ conformance!(
     auditors_approve_and_reject_refused_frames,
     approved_frames_count_once_without_reopening_closed_epochs,
     frames_judged_late_are_published_or_refused_and_count_once_without_reopening_epochs,
+    reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them,
     trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final,
 );
 
@@ -2392,6 +2393,148 @@ async fn frames_judged_late_are_published_or_refused_and_count_once_without_reop
             .all(|f| f.row.frame != 1)
     );
     assert!(store.pending_frames(None, 10).await.unwrap().is_empty());
+}
+
+async fn reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them(store: Arc<dyn Store>) {
+    use covermap_domain::{ReportDecision, ReportReason};
+    use covermap_store::NewFrameReport;
+    let (a, drive) = processed_drive(store.as_ref(), "drive a", t0(), "original/a").await;
+    let cell = drive.frames[0].cell;
+    let whole = BoundingBox {
+        west: -180.0,
+        south: -90.0,
+        east: 180.0,
+        north: 90.0,
+    };
+    let shown = |store: Arc<dyn Store>| async move {
+        store
+            .frame_image(a, 0, FrameImage::Published)
+            .await
+            .unwrap()
+    };
+    let mapped = |store: Arc<dyn Store>| async move {
+        store
+            .imagery(whole, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.frames)
+            .sum::<i64>()
+    };
+    assert_eq!(
+        shown(store.clone()).await.as_deref(),
+        Some("published/drive a/0")
+    );
+    assert_eq!(mapped(store.clone()).await, 1);
+    let period = period(5, t0() - secs(3600));
+    let since = period.start - secs(30 * 86_400);
+    let report = |reason, reporter: &str| NewFrameReport {
+        upload_id: a,
+        frame: 0,
+        reason,
+        note: Some("a face in the window".into()),
+        reporter: reporter.into(),
+    };
+    // Only published frames can be reported: frame 1 is pending, frame 9 does not exist.
+    for frame in [1, 9] {
+        let err = store
+            .report_frame(
+                &NewFrameReport {
+                    frame,
+                    ..report(ReportReason::Face, "anonymous")
+                },
+                t0(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    }
+
+    // Reported: hidden at once, off the map, in the open reports; the tile cache hears of it.
+    let r1 = store
+        .report_frame(&report(ReportReason::Face, "anonymous"), t0() + secs(10))
+        .await
+        .unwrap();
+    assert_eq!((r1.reason, r1.decision), (ReportReason::Face, None));
+    assert_eq!(shown(store.clone()).await, None);
+    assert_eq!(mapped(store.clone()).await, 0);
+    assert!(
+        store
+            .changed_cells(t0() + secs(5), 100)
+            .await
+            .unwrap()
+            .contains(&cell)
+    );
+    let r2 = store
+        .report_frame(&report(ReportReason::Plate, "key:7"), t0() + secs(20))
+        .await
+        .unwrap();
+    let open = store.frame_reports(true, 10).await.unwrap();
+    assert_eq!(
+        open.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![r2.id, r1.id]
+    );
+
+    // Kept once: still hidden while the other report is open; kept twice: shown again.
+    let (kept, gone) = store
+        .decide_report(r1.id, ReportDecision::Keep, "auditor", t0() + secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        (kept.decision, kept.decided_by.as_deref(), gone),
+        (Some(ReportDecision::Keep), Some("auditor"), None)
+    );
+    assert_eq!(shown(store.clone()).await, None);
+    let err = store
+        .decide_report(r1.id, ReportDecision::Remove, "auditor", t0() + secs(31))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = store
+        .decide_report(9999, ReportDecision::Keep, "auditor", t0() + secs(31))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    store
+        .decide_report(r2.id, ReportDecision::Keep, "auditor", t0() + secs(40))
+        .await
+        .unwrap();
+    assert_eq!(
+        shown(store.clone()).await.as_deref(),
+        Some("published/drive a/0")
+    );
+    assert_eq!(mapped(store.clone()).await, 1);
+    assert!(store.frame_reports(true, 10).await.unwrap().is_empty());
+
+    // Reported again and removed: taken down for good, its derivative's key given back for
+    // deleting, every open report of it closed; it cannot be reported again.
+    let before = store.epoch_inputs(&period, since).await.unwrap();
+    let r3 = store
+        .report_frame(&report(ReportReason::Face, "anonymous"), t0() + secs(50))
+        .await
+        .unwrap();
+    let r4 = store
+        .report_frame(&report(ReportReason::Other, "anonymous"), t0() + secs(55))
+        .await
+        .unwrap();
+    let (removed, derivative) = store
+        .decide_report(r3.id, ReportDecision::Remove, "auditor", t0() + secs(60))
+        .await
+        .unwrap();
+    assert_eq!(removed.decision, Some(ReportDecision::Remove));
+    assert_eq!(derivative.as_deref(), Some("published/drive a/0"));
+    assert_eq!(shown(store.clone()).await, None);
+    assert_eq!(mapped(store.clone()).await, 0);
+    let all = store.frame_reports(false, 10).await.unwrap();
+    let closed = all.iter().find(|r| r.id == r4.id).unwrap();
+    assert_eq!(closed.decision, Some(ReportDecision::Remove));
+    let err = store
+        .report_frame(&report(ReportReason::Face, "anonymous"), t0() + secs(70))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // The ledger keeps amounts, not pixels: what an epoch counts does not change.
+    assert_eq!(store.epoch_inputs(&period, since).await.unwrap(), before);
 }
 
 /// A processed track of `device` (contributor `who`) over `points`, with a trust record.

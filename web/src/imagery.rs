@@ -5,6 +5,10 @@
 //! blurred copy, are for auditors (and admins) only; so are the decisions on them: approving a
 //! refused frame publishes it from its blurred copy, rejecting it takes an approved frame down
 //! again, and every decision stays in the log (see `covermap_store::Decision`).
+//!
+//! Anyone may also report a published frame that shows a face, a plate or anything else that
+//! should not be public: it is hidden at once, until an auditor keeps it (shown again) or removes
+//! it (taken down for good, its derivative deleted).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -13,7 +17,8 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use covermap_domain::Role;
-use covermap_store::{AuditQuery, Decision, FrameImage, NewFrameDecision};
+use covermap_domain::{ReportDecision, ReportReason};
+use covermap_store::{AuditQuery, Decision, FrameImage, NewFrameDecision, NewFrameReport};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -156,19 +161,12 @@ pub(crate) async fn decide(
     let (upload_id, frame) = frame_id(&upload, &frame)?;
     let req: DecisionRequest =
         body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_json")?;
-    let decision: Decision = req
-        .decision
-        .ok_or_else(|| {
-            ApiError::bad_field(
-                "invalid_decision",
-                "decision",
-                "decision is missing: approve or reject",
-            )
-        })?
-        .parse()
-        .map_err(|e: covermap_domain::InvalidValue| {
-            ApiError::bad_field("invalid_decision", "decision", e.reason)
-        })?;
+    let decision: Decision = required(
+        req.decision,
+        "invalid_decision",
+        "decision",
+        "decision is missing: approve or reject",
+    )?;
     let note = checked_note(req.note)?;
     let decided = state
         .store
@@ -185,6 +183,136 @@ pub(crate) async fn decide(
         )
         .await?;
     Ok(Json(decided).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReportRequest {
+    reason: Option<String>,
+    note: Option<String>,
+}
+
+/// `POST /api/v1/frames/{upload}/{frame}/report` (anyone; rate-limited like the public reads),
+/// with `{"reason": "face" | "plate" | "other", "note": "..."}`: records the report and hides
+/// the frame at once, until an auditor decides (202 with the report; 404 if there is no such
+/// published frame).
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((upload, frame)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (upload_id, frame) = frame_id(&upload, &frame)?;
+    let req: ReportRequest =
+        body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_json")?;
+    let reason: ReportReason = required(
+        req.reason,
+        "invalid_reason",
+        "reason",
+        "reason is missing: face, plate or other",
+    )?;
+    let note = checked_note(req.note)?;
+    // A key, where one is presented, names the reporter; anyone else is anonymous.
+    let reporter = match auth::key_caller(state.store.as_ref(), &headers, &uri).await? {
+        Some(caller) => caller
+            .key_id()
+            .map_or_else(|| caller.name(), |id| format!("key:{id}")),
+        None => "anonymous".to_owned(),
+    };
+    let report = state
+        .store
+        .report_frame(
+            &NewFrameReport {
+                upload_id,
+                frame,
+                reason,
+                note,
+                reporter,
+            },
+            Utc::now(),
+        )
+        .await?;
+    metrics::counter!("covermap_frame_reports_total", "reason" => reason.as_str()).increment(1);
+    Ok((axum::http::StatusCode::ACCEPTED, Json(report)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReportsParams {
+    open: Option<bool>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit/reports?open=true&limit=` (auditors, admins): reports of published
+/// frames, newest first (`open=true`: only those no auditor decided yet).
+pub(crate) async fn reports(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    q: Result<Query<ReportsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auditor(&state, &method, &uri, &headers).await?;
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = checked_limit(q.limit, 100, 1000)?;
+    let reports = state
+        .store
+        .frame_reports(q.open.unwrap_or(false), limit)
+        .await?;
+    Ok(Json(json!({"reports": reports})).into_response())
+}
+
+/// `POST /api/v1/audit/reports/{id}/decision` (auditors, admins), with
+/// `{"decision": "keep" | "remove"}`: keeping shows the frame again (unless another report of
+/// it is still open); removing takes it down for good and deletes its published derivative.
+/// Answers the report as decided (404 no such report, 409 decided already).
+pub(crate) async fn decide_report(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = auditor(&state, &method, &uri, &headers).await?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_id", format!("report id {id:?} is not a number"))
+    })?;
+    let req: DecisionRequest =
+        body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_json")?;
+    let decision: ReportDecision = required(
+        req.decision,
+        "invalid_decision",
+        "decision",
+        "decision is missing: keep or remove",
+    )?;
+    let (report, derivative) = state
+        .store
+        .decide_report(id, decision, &caller.name(), Utc::now())
+        .await?;
+    // The decision is recorded first: a blob left behind by a failed delete is only bytes no
+    // row names, never a frame served.
+    if let Some(key) = derivative
+        && let Err(e) = state.blobs.delete(&key).await
+    {
+        tracing::warn!(report = id, key, error = %e, "a removed frame's derivative was not deleted");
+    }
+    Ok(Json(report).into_response())
+}
+
+/// A word of one of the API's vocabularies that the request must carry in `field`.
+fn required<T>(
+    value: Option<String>,
+    code: &'static str,
+    field: &'static str,
+    missing: &'static str,
+) -> Result<T, ApiError>
+where
+    T: std::str::FromStr<Err = covermap_domain::InvalidValue>,
+{
+    value
+        .ok_or_else(|| ApiError::bad_field(code, field, missing))?
+        .parse()
+        .map_err(|e: covermap_domain::InvalidValue| ApiError::bad_field(code, field, e.reason))
 }
 
 /// A note: at most [`MAX_NOTE_CHARS`] characters, no control characters but line breaks and
@@ -280,8 +408,9 @@ async fn image(
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),
-            // Content-addressed: the bytes behind this frame never change.
-            (header::CACHE_CONTROL, "public, max-age=86400"),
+            // Content-addressed, the bytes never change; but a frame may be reported and
+            // hidden, so caches keep it for five minutes, not a day.
+            (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         bytes,
     )

@@ -106,6 +106,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/frames/{upload}/{frame}/image",
             get(imagery::published_frame),
         )
+        .route(
+            "/api/v1/frames/{upload}/{frame}/report",
+            post(imagery::report),
+        )
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/demand/map", get(demand::map))
         .route("/api/v1/epochs", get(rewards::epochs))
@@ -173,6 +177,11 @@ pub fn router(state: AppState) -> Router {
             post(imagery::decide),
         )
         .route("/api/v1/audit/log", get(imagery::audit_log))
+        .route("/api/v1/audit/reports", get(imagery::reports))
+        .route(
+            "/api/v1/audit/reports/{id}/decision",
+            post(imagery::decide_report),
+        )
         // Keys and devices.
         .route(
             "/api/v1/keys",
