@@ -1,6 +1,7 @@
 //! Small closed vocabularies the stages, the store and the API share: the stage that left an
 //! item of an upload out, why a fix was left out, what kind of emitter a radio observation
-//! heard, and a cell's radio generation. Each is written as its snake-case name in the database and in JSON.
+//! heard, a cell's radio generation, and why a published frame was reported and what an auditor
+//! decided. Each is written as its snake-case name in the database and in JSON.
 
 use std::fmt;
 use std::str::FromStr;
