@@ -731,6 +731,13 @@ async fn reported_frames_are_hidden_until_an_auditor_decides(db: Db) {
     );
     let first = r["id"].as_i64().unwrap();
     assert_eq!(get(&client, &image, None).await.status(), 404);
+    // Auditors still see it, to decide; nobody else does.
+    let hidden = format!("{base}/api/v1/audit/frames/{a}/0/published");
+    assert_eq!(get(&client, &hidden, None).await.status(), 401);
+    assert_eq!(
+        get(&client, &hidden, Some(&keys.auditor)).await.status(),
+        200
+    );
     assert_eq!(frames_on_map(client.clone()).await, 0);
 
     // Auditors see the open reports; nobody else does.

@@ -257,6 +257,20 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     // The approval the auditor clicked is stored, in the audit log and on the frame.
     let approved = result["approved"].as_str().unwrap();
     assert_eq!(approved, format!("{refused}/0"), "{result}");
+    // Reported, then kept by the auditor in the browser: the report is closed as kept.
+    assert_eq!(result["report_kept"], approved, "{result}");
+    let reports = get_with(
+        &client,
+        &format!("{base}/api/v1/audit/reports"),
+        &keys.auditor,
+    )
+    .await;
+    let report = &reports["reports"][0];
+    assert_eq!(
+        (report["reason"].as_str(), report["decision"].as_str()),
+        (Some("face"), Some("keep")),
+        "{reports}"
+    );
     let log = get_with(&client, &format!("{base}/api/v1/audit/log"), &keys.auditor).await;
     let d = &log["decisions"][0];
     assert_eq!(

@@ -605,6 +605,7 @@ impl Imagery for PgStore {
         let sql = match which {
             FrameImage::Published => PUBLISHED_FRAME_IMAGE,
             FrameImage::Review => REVIEW_FRAME_IMAGE,
+            FrameImage::Reported => REPORTABLE_FRAME,
         };
         let key: Option<(Option<String>,)> = sqlx::query_as(sql)
             .bind(upload_id)
@@ -964,6 +965,7 @@ impl Imagery for SqliteStore {
         let sql = match which {
             FrameImage::Published => PUBLISHED_FRAME_IMAGE,
             FrameImage::Review => REVIEW_FRAME_IMAGE,
+            FrameImage::Reported => REPORTABLE_FRAME,
         };
         let key: Option<(Option<String>,)> = sqlx::query_as(sql)
             .bind(upload_id)

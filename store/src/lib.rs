@@ -516,6 +516,9 @@ pub enum FrameImage {
     Published,
     /// The blurred derivative of a refused frame: auditors only.
     Review,
+    /// The blurred derivative of a published frame, even while a report hides it (not once it
+    /// was taken down): auditors only, to decide the report.
+    Reported,
 }
 
 /// A drive whose private originals are past their retention: the blobs that can go (none that a

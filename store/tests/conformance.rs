@@ -2457,6 +2457,15 @@ async fn reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them(store
         .unwrap();
     assert_eq!((r1.reason, r1.decision), (ReportReason::Face, None));
     assert_eq!(shown(store.clone()).await, None);
+    // Auditors still see it, to decide.
+    assert_eq!(
+        store
+            .frame_image(a, 0, FrameImage::Reported)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("published/drive a/0")
+    );
     assert_eq!(mapped(store.clone()).await, 0);
     assert!(
         store
@@ -2524,6 +2533,11 @@ async fn reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them(store
     assert_eq!(removed.decision, Some(ReportDecision::Remove));
     assert_eq!(derivative.as_deref(), Some("published/drive a/0"));
     assert_eq!(shown(store.clone()).await, None);
+    assert_eq!(
+        store.frame_image(a, 0, FrameImage::Reported).await.unwrap(),
+        None,
+        "a frame taken down is gone for auditors too"
+    );
     assert_eq!(mapped(store.clone()).await, 0);
     let all = store.frame_reports(false, 10).await.unwrap();
     let closed = all.iter().find(|r| r.id == r4.id).unwrap();

@@ -1,5 +1,6 @@
 // The auditors' page: the queue of refused frames with their blurred copies, reasons and scores,
-// approving or rejecting each, where they were taken, and the log of decisions.
+// approving or rejecting each, where they were taken, the log of decisions, and the published
+// frames someone reported, kept or removed.
 import { $, api, createMap, esc, fitPoints, imageURL, keyField, measuresHTML, num, when } from "./common.js";
 
 const PAGE = 50;
@@ -181,6 +182,61 @@ async function loadLog() {
   }
 }
 
+/** The open reports, each with the hidden frame's blurred image and keep / remove buttons. */
+async function loadReports() {
+  const body = $("#reports tbody");
+  if (!key) {
+    body.innerHTML = "";
+    return;
+  }
+  try {
+    const r = await api("/api/v1/audit/reports?open=true&limit=100", { key });
+    body.innerHTML = r.reports.map((p) => `
+      <tr data-report="${p.id}" data-frame="${p.upload_id}/${p.frame}">
+        <td>${esc(when(p.reported_at))}</td>
+        <td><div class="thumb none" data-report-thumb="${p.id}">loading…</div>${p.upload_id}/${p.frame}</td>
+        <td><span class="reason">${esc(p.reason)}</span></td><td>${esc(p.note ?? "")}</td>
+        <td>${esc(p.reporter)}</td>
+        <td><button type="button" data-report-action="keep" data-report-id="${p.id}">keep</button>
+          <button type="button" data-report-action="remove" data-report-id="${p.id}">remove</button>
+          <div class="decision" data-report-decision="${p.id}"></div></td>
+      </tr>`).join("") || `<tr><td colspan="6" class="muted">no open reports</td></tr>`;
+    $("#reports-error").textContent = "";
+    $("#reports").dataset.loaded = "true";
+    for (const p of r.reports) {
+      const slot = $(`[data-report-thumb="${p.id}"]`);
+      imageURL(`/api/v1/audit/frames/${p.upload_id}/${p.frame}/published`, key)
+        .then((url) => {
+          slot.outerHTML = `<img class="thumb" src="${url}" alt="reported frame ${p.upload_id}/${p.frame}">`;
+        })
+        .catch((e) => (slot.textContent = `image: ${e.message}`));
+    }
+  } catch (e) {
+    $("#reports-error").textContent = e.message;
+  }
+}
+
+$("#reports").addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-report-action]");
+  if (!b) return;
+  const id = b.dataset.reportId;
+  const row = b.closest("tr");
+  const line = $(`[data-report-decision="${id}"]`);
+  row.querySelectorAll("button").forEach((x) => (x.disabled = true));
+  try {
+    const r = await api(`/api/v1/audit/reports/${id}/decision`, {
+      key, method: "POST", body: { decision: b.dataset.reportAction },
+    });
+    row.dataset.decided = r.decision;
+    line.className = `decision ${r.decision === "keep" ? "approve" : "reject"}`;
+    line.textContent = r.decision === "keep" ? "kept: shown again" : "removed for good";
+  } catch (err) {
+    line.className = "decision error";
+    line.textContent = err.message;
+    row.querySelectorAll("button").forEach((x) => (x.disabled = false));
+  }
+});
+
 async function loadFlagged() {
   const body = $("#flagged tbody");
   if (!key) {
@@ -331,4 +387,5 @@ keyField($("#key-form"), "auditor", (k) => {
   loadQueue();
   loadLog();
   loadFlagged();
+  loadReports();
 });

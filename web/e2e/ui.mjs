@@ -206,6 +206,28 @@ try {
     await page.waitForSelector(`article.frame[data-frame="${frame}"] img.thumb`, { timeout: 5000 }).catch(() => {});
     result.approved = frame;
     log(`auditor: approved frame ${frame}`);
+
+    // Published now, the frame is reported by someone without a key: hidden at once, it waits
+    // in the reports with its image; the auditor keeps it, and it is shown again.
+    const [upload, index] = frame.split("/");
+    const reported = await fetch(`${BASE}/api/v1/frames/${upload}/${index}/report`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ reason: "face", note: "e2e: reported by ui.mjs" }),
+    });
+    if (reported.status !== 202) fail(`reporting frame ${frame}: ${reported.status} ${await reported.text()}`);
+    const hidden = await fetch(`${BASE}/api/v1/frames/${upload}/${index}/image`);
+    if (hidden.status !== 404) fail(`a reported frame is still served: ${hidden.status}`);
+    await page.reload();
+    await useKey(page, process.env.AUDITOR_KEY, "auditor");
+    const row = `#reports[data-loaded] tr[data-frame="${frame}"]`;
+    await expect(page, row, `the report of frame ${frame} is not in the auditor's reports`);
+    await expect(page, `${row} img.thumb`, `the reported frame ${frame} shows no image to decide by`);
+    await page.click(`${row} button[data-report-action="keep"]`);
+    await expect(page, `${row}[data-decided="keep"]`, `keeping the report of frame ${frame} did not show`);
+    const shown = await fetch(`${BASE}/api/v1/frames/${upload}/${index}/image`);
+    if (shown.status !== 200) fail(`a kept frame is not served again: ${shown.status}`);
+    result.report_kept = frame;
+    log(`auditor: kept reported frame ${frame}`);
   });
 
   await step("planner", async (page) => {

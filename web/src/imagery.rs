@@ -46,6 +46,18 @@ pub(crate) async fn published_frame(
     image(&state, upload, frame, FrameImage::Published).await
 }
 
+/// `GET /api/v1/audit/frames/{upload}/{frame}/published` (auditors, admins): a published frame's
+/// blurred derivative even while a report hides it, to decide the report.
+pub(crate) async fn reported_frame(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(path): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    auditor_image(&state, &method, &uri, &headers, &path, FrameImage::Reported).await
+}
+
 /// `GET /api/v1/audit/frames?reason=&upload=&undecided=&after=UPLOAD:FRAME&limit=`: refused
 /// frames, oldest first, each with its reason, scores, position, the link to its blurred copy
 /// and its current decision (`undecided=true`: only those no auditor decided yet).
@@ -117,11 +129,23 @@ pub(crate) async fn review_frame(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    Path((upload, frame)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    auditor(&state, &method, &uri, &headers).await?;
-    let (upload, frame) = frame_id(&upload, &frame)?;
-    image(&state, upload, frame, FrameImage::Review).await
+    auditor_image(&state, &method, &uri, &headers, &path, FrameImage::Review).await
+}
+
+/// A frame's image for an auditor (or an admin) only.
+async fn auditor_image(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    (upload, frame): &(String, String),
+    which: FrameImage,
+) -> Result<Response, ApiError> {
+    auditor(state, method, uri, headers).await?;
+    let (upload, frame) = frame_id(upload, frame)?;
+    image(state, upload, frame, which).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -401,6 +425,7 @@ async fn image(
             match which {
                 FrameImage::Published => "published",
                 FrameImage::Review => "refused",
+                FrameImage::Reported => "published or reported",
             }
         )));
     };

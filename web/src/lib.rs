@@ -173,6 +173,10 @@ pub fn router(state: AppState) -> Router {
             get(imagery::review_frame),
         )
         .route(
+            "/api/v1/audit/frames/{upload}/{frame}/published",
+            get(imagery::reported_frame),
+        )
+        .route(
             "/api/v1/audit/frames/{upload}/{frame}/decision",
             post(imagery::decide),
         )
