@@ -13,7 +13,7 @@ use covermap_store::{Blobs, FrameRow, LateJudgement, Rejection, Store, StoreErro
 use covermap_vision::{FramePool, Look, VisionError};
 
 use crate::WorkerConfig;
-use crate::process::{Verdict, judge_frame, refusal};
+use crate::process::{Verdict, duplicate_refusal, judge_frame, refusal, repeat_of};
 
 /// How many pending frames are read and looked at together.
 const PAGE: i64 = 16;
@@ -105,23 +105,11 @@ pub async fn judge_pending(
                 }
                 Verdict::Publish(mut vision, published) => {
                     match repeated(store, upload_id, &row, &vision.phash, &seen, config).await? {
-                        Some((bits, of_upload, of_frame)) => {
+                        Some((bits, of)) => {
                             report.refused += 1;
-                            let mut scores = vision.quality.clone();
-                            if let Some(map) = scores.as_object_mut() {
-                                map.insert("duplicate_bits".into(), bits.into());
-                            }
-                            let detail = format!(
-                                "repeats frame {of_frame} of upload {of_upload} ({bits} of 64 hash bits differ)"
-                            );
-                            let mut refused =
-                                refusal(&row, "duplicate", scores, vision.phash.clone());
-                            refused.duplicate_of = Some((of_upload, of_frame));
+                            let (mut refused, why) = duplicate_refusal(&row, &vision, bits, of);
                             refused.review_key = Some(put(blobs, published).await?);
-                            LateJudgement::Refuse(
-                                Box::new(refused),
-                                rejection(&row, "duplicate", detail),
-                            )
+                            LateJudgement::Refuse(Box::new(refused), why)
                         }
                         None => {
                             report.published += 1;
@@ -172,7 +160,7 @@ async fn look_all(
 
 /// The nearest published picture (here or earlier in this pass) within the policy's
 /// `imagery.duplicate_bits` of `phash`, in the frame's cell and the cells around it, from
-/// another upload: (bits, upload, frame).
+/// another upload: (bits, (upload, frame)).
 async fn repeated(
     store: &dyn Store,
     upload_id: i64,
@@ -180,7 +168,7 @@ async fn repeated(
     phash: &str,
     seen: &[(i64, i32, String)],
     config: &WorkerConfig,
-) -> Result<Option<(u32, i64, i32)>, StoreError> {
+) -> Result<Option<(u32, (i64, i32))>, StoreError> {
     let cells: Vec<Cell> = row
         .cell
         .0
@@ -189,13 +177,14 @@ async fn repeated(
         .map(Cell)
         .collect();
     let earlier = store.frame_hashes(&cells, upload_id, 100_000).await?;
-    Ok(earlier
-        .iter()
-        .map(|h| (h.upload_id, h.frame, h.phash.as_str()))
-        .chain(seen.iter().map(|(u, f, h)| (*u, *f, h.as_str())))
-        .filter_map(|(u, f, h)| covermap_vision::phash::distance(phash, h).map(|d| (d, u, f)))
-        .min()
-        .filter(|(bits, _, _)| *bits <= config.duplicate_bits))
+    Ok(repeat_of(
+        phash,
+        earlier
+            .iter()
+            .map(|h| (h.upload_id, h.frame, h.phash.as_str()))
+            .chain(seen.iter().map(|(u, f, h)| (*u, *f, h.as_str()))),
+        config.duplicate_bits,
+    ))
 }
 
 fn rejection(row: &FrameRow, reason: &str, detail: String) -> Rejection {

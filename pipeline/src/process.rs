@@ -159,35 +159,22 @@ async fn finish_drive(
             keep.push(frame);
             continue;
         };
-        let nearest = seen
-            .iter()
-            .filter_map(|(u, f, h)| {
-                covermap_vision::phash::distance(&vision.phash, h).map(|d| (d, *u, *f))
-            })
-            .min();
+        let nearest = repeat_of(
+            &vision.phash,
+            seen.iter().map(|(u, f, h)| (*u, *f, h.as_str())),
+            config.duplicate_bits,
+        );
         match nearest {
-            Some((bits, upload_id, index)) if bits <= config.duplicate_bits => {
-                let mut scores = vision.quality.clone();
-                if let Some(map) = scores.as_object_mut() {
-                    map.insert("duplicate_bits".into(), bits.into());
-                }
-                outcome.rejections.push(Rejection {
-                    stage: RejectionStage::Frame,
-                    item: i64::from(frame.row.frame),
-                    reason: "duplicate".into(),
-                    detail: Some(format!(
-                        "repeats frame {index} of upload {upload_id} ({bits} of 64 hash bits differ)"
-                    )),
-                });
-                let mut row = refusal(&frame.row, "duplicate", scores, vision.phash.clone());
-                row.duplicate_of = Some((upload_id, index));
+            Some((bits, of)) => {
+                let (row, why) = duplicate_refusal(&frame.row, vision, bits, of);
+                outcome.rejections.push(why);
                 refused.push(RefusedFrame {
                     row,
                     original: frame.original,
                     review: frame.published,
                 });
             }
-            _ => {
+            None => {
                 seen.push((lease.upload_id, frame.row.frame, vision.phash.clone()));
                 keep.push(frame);
             }
@@ -225,6 +212,45 @@ async fn finish_drive(
         .rejections
         .sort_by_key(|r| (r.stage != RejectionStage::Fix, r.item));
     Ok(outcome)
+}
+
+/// The nearest of the `seen` pictures (upload, frame, hash) to `phash`, if at most `max_bits` of
+/// its 64 hash bits differ: (bits, (upload, frame)).
+pub(crate) fn repeat_of<'a>(
+    phash: &str,
+    seen: impl IntoIterator<Item = (i64, i32, &'a str)>,
+    max_bits: u32,
+) -> Option<(u32, (i64, i32))> {
+    seen.into_iter()
+        .filter_map(|(u, f, h)| covermap_vision::phash::distance(phash, h).map(|d| (d, u, f)))
+        .min()
+        .filter(|(bits, _, _)| *bits <= max_bits)
+        .map(|(bits, u, f)| (bits, (u, f)))
+}
+
+/// A frame the vision stage passed, refused as a repeat of frame `of` (`bits` hash bits
+/// apart): its row in the auditors' queue and the reason among its upload's rejections.
+pub(crate) fn duplicate_refusal(
+    row: &FrameRow,
+    vision: &FrameVision,
+    bits: u32,
+    (of_upload, of_frame): (i64, i32),
+) -> (FrameRejectionRow, Rejection) {
+    let mut scores = vision.quality.clone();
+    if let Some(map) = scores.as_object_mut() {
+        map.insert("duplicate_bits".into(), bits.into());
+    }
+    let mut refused = refusal(row, "duplicate", scores, vision.phash.clone());
+    refused.duplicate_of = Some((of_upload, of_frame));
+    let why = Rejection {
+        stage: RejectionStage::Frame,
+        item: i64::from(row.frame),
+        reason: "duplicate".into(),
+        detail: Some(format!(
+            "repeats frame {of_frame} of upload {of_upload} ({bits} of 64 hash bits differ)"
+        )),
+    };
+    (refused, why)
 }
 
 /// Stores a frame's private original and, where there is one, its blurred derivative; returns
