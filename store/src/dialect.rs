@@ -53,6 +53,18 @@ pub(crate) trait Columns {
     {
         Ok(self.col::<String>(name)?.parse()?)
     }
+
+    /// A stored word that may be null.
+    fn opt_word<T>(&self, name: &'static str) -> Result<Option<T>>
+    where
+        T: std::str::FromStr,
+        StoreError: From<T::Err>,
+    {
+        Ok(self
+            .col::<Option<String>>(name)?
+            .map(|w| w.parse())
+            .transpose()?)
+    }
 }
 
 fn corrupt(name: &str, e: &sqlx::Error) -> StoreError {

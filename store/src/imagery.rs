@@ -308,10 +308,7 @@ fn report_from_row(r: &impl Columns) -> Result<FrameReport> {
         note: r.col("note")?,
         reporter: r.col("reporter")?,
         reported_at: r.time("reported_at")?,
-        decision: r
-            .col::<Option<String>>("decision")?
-            .map(|d| d.parse())
-            .transpose()?,
+        decision: r.opt_word("decision")?,
         decided_by: r.col("decided_by")?,
         decided_at: r.opt_time("decided_at")?,
     })

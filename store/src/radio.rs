@@ -8,7 +8,7 @@ use crate::dialect::Columns;
 use crate::error::{Result, SqlContext};
 use crate::reward_rows::radio_sample;
 use crate::rows::FLAGGED_UPLOADS;
-use crate::{PgStore, RadioRow, SqliteStore, rows};
+use crate::{PgStore, RadioRow, SqliteStore};
 
 /// Radio observations per upload, per cell, and as samples for an epoch.
 #[async_trait]
@@ -81,10 +81,7 @@ fn radio_row(r: &impl Columns) -> Result<RadioRow> {
     Ok(RadioRow {
         observed_at: r.time("observed_at")?,
         emitter_kind: r.word("emitter_kind")?,
-        radio: r
-            .col::<Option<String>>("radio")?
-            .map(|w| rows::word(&w))
-            .transpose()?,
+        radio: r.opt_word("radio")?,
         emitter: r.col("emitter")?,
         signal_dbm: r.col("signal_dbm")?,
         accuracy_m: r.col("accuracy_m")?,

@@ -156,16 +156,6 @@ where
         .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
 }
 
-/// A stored word of one of the domain's vocabularies (a stage, an emitter kind, a radio).
-pub(crate) fn word<T>(value: &str) -> Result<T>
-where
-    T: std::str::FromStr<Err = covermap_domain::InvalidValue>,
-{
-    value
-        .parse()
-        .map_err(|e: covermap_domain::InvalidValue| StoreError::Corrupt(e.reason))
-}
-
 /// How many distinct cells an outcome touched: its track's, its radio observations' and its
 /// frames'.
 /// What an upload's row records of its trust: verdict, findings and evidence (`pending` and
