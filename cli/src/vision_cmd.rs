@@ -53,6 +53,15 @@ pub enum VisionCommand {
         /// Take plates scoring at least this (default: the stage's own threshold).
         #[arg(long)]
         plate_threshold: Option<f32>,
+        /// Measure another pipeline's boxes instead of running the stage: JSON lines as
+        /// bench/vision/reference.py writes them (`path`, `size`, `faces.boxes`, `plates.boxes`
+        /// as [x1, y1, x2, y2, score] in frame pixels), one per labelled image.
+        #[arg(long)]
+        detections: Option<PathBuf>,
+        /// With --detections: how much of a box's size that pipeline's blur adds on every side
+        /// (the reference grows boxes 1.3× about their centre: 0.15).
+        #[arg(long, default_value_t = 0.15, requires = "detections")]
+        margin: f32,
     },
     /// Write the anonymised frame: every face and plate blurred, re-encoded as JPEG.
     Blur {
@@ -159,10 +168,17 @@ pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
             json,
             face_threshold,
             plate_threshold,
+            detections,
+            margin,
         } => {
-            let mut check = stage(models)?;
-            check.set_thresholds(face_threshold, plate_threshold);
-            let report = eval(&labels, root.as_deref(), &mut check)?;
+            let report = match detections {
+                Some(file) => eval_detections(&labels, &file, margin)?,
+                None => {
+                    let mut check = stage(models)?;
+                    check.set_thresholds(face_threshold, plate_threshold);
+                    eval(&labels, root.as_deref(), &mut check)?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -181,7 +197,7 @@ pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
             write_atomically(&output, &look.published)?;
             println!(
                 "{} boxes blurred into {}",
-                look.faces.len() + look.plates.len(),
+                look.faces.len() + look.plates.len() + look.unsure.len(),
                 output.display()
             );
             Ok(())
@@ -228,6 +244,83 @@ fn eval(
     Ok(evaluate(&labels, &found)?)
 }
 
+/// Measures boxes another pipeline wrote (`--detections`) against the label set at `path`.
+fn eval_detections(
+    path: &Path,
+    detections: &Path,
+    margin: f32,
+) -> anyhow::Result<covermap_vision::eval::Report> {
+    use covermap_vision::eval::{Found, LabelSet, evaluate};
+    #[derive(serde::Deserialize)]
+    struct Boxes {
+        boxes: Vec<[f32; 5]>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Line {
+        path: String,
+        size: [u32; 2],
+        faces: Boxes,
+        plates: Boxes,
+    }
+    let labels: LabelSet = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(detections)
+        .with_context(|| format!("reading {}", detections.display()))?;
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str::<Line>(l)
+                .with_context(|| format!("{} line {}", detections.display(), i + 1))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let detection = |b: &[f32; 5]| covermap_vision::Detection {
+        x1: b[0],
+        y1: b[1],
+        x2: b[2],
+        y2: b[3],
+        score: b[4],
+    };
+    let mut found = std::collections::BTreeMap::new();
+    for image in &labels.images {
+        let line = lines
+            .iter()
+            .find(|l| Path::new(&l.path).ends_with(&image.file_name))
+            .with_context(|| {
+                format!(
+                    "{} has no line for {}",
+                    detections.display(),
+                    image.file_name
+                )
+            })?;
+        anyhow::ensure!(
+            line.size == [image.width, image.height],
+            "{} is {}×{} in {}, labelled as {}×{}",
+            image.file_name,
+            line.size[0],
+            line.size[1],
+            detections.display(),
+            image.width,
+            image.height
+        );
+        found.insert(
+            image.id,
+            Found {
+                width: image.width,
+                height: image.height,
+                faces: line.faces.boxes.iter().map(detection).collect(),
+                plates: line.plates.boxes.iter().map(detection).collect(),
+                unsure: Vec::new(),
+                margin,
+            },
+        );
+    }
+    Ok(evaluate(&labels, &found)?)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp-covermap");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
@@ -257,6 +350,7 @@ fn check(path: &Path, stage: &mut FrameCheck) -> Result<serde_json::Value, Visio
         "height": look.height,
         "faces": {"count": look.faces.len(), "boxes": look.faces},
         "plates": {"count": look.plates.len(), "boxes": look.plates},
+        "unsure": {"count": look.unsure.len(), "boxes": look.unsure},
         "phash": look.phash,
         "ms": started.elapsed().as_secs_f64() * 1000.0,
     }))

@@ -618,6 +618,8 @@ pub(crate) fn judge_frame(
         "limits": look.limits,
         "faces": look.faces.len(),
         "plates": look.plates.len(),
+        // Boxes blurred because a detector was unsure of them.
+        "unsure": look.unsure.len(),
     });
     Ok(match look.quality.reasons.first() {
         Some(reason) => Verdict::Refuse {

@@ -7,7 +7,7 @@
 //!   detection matched once, best overlaps first);
 //! - **precision**: detections that matched a labelled box;
 //! - **covered**: labelled boxes whose area is at least 90 % inside what the stage blurs in the
-//!   published frame ([`blurred_region`] of every detection, faces and plates alike) — what
+//!   published frame ([`crate::blurred_region`] of every detection, faces and plates alike) — what
 //!   matters for privacy, whatever the detector's box looked like.
 //!
 //! Labels marked `"uncertain": true` in their `attributes` are neither counted nor held against
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::privacy::{Detection, blurred_region};
+use crate::privacy::{BLUR_MARGIN, Detection, grown_region};
 
 /// A labelled set: images, categories (`face`, `plate`) and boxes.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +98,12 @@ pub struct Found {
     pub height: u32,
     pub faces: Vec<Detection>,
     pub plates: Vec<Detection>,
+    /// Boxes blurred but not taken as either (the stage's unsure ones): they count towards
+    /// "covered", not recall or precision.
+    pub unsure: Vec<Detection>,
+    /// How much of a box's size the blur adds on every side of it (covermap's is
+    /// [`BLUR_MARGIN`]; a pipeline that grows boxes 1.3× about their centre adds 0.15).
+    pub margin: f32,
 }
 
 impl Found {
@@ -109,6 +115,8 @@ impl Found {
             height: look.height,
             faces: look.faces,
             plates: look.plates,
+            unsure: look.unsure,
+            margin: BLUR_MARGIN,
         })
     }
 }
@@ -338,8 +346,8 @@ struct BlurMask {
 impl BlurMask {
     fn of(f: &Found) -> Self {
         let mut blurred = vec![false; f.width as usize * f.height as usize];
-        for d in f.faces.iter().chain(&f.plates) {
-            if let Some((x1, y1, x2, y2)) = blurred_region(d, f.width, f.height) {
+        for d in f.faces.iter().chain(&f.plates).chain(&f.unsure) {
+            if let Some((x1, y1, x2, y2)) = grown_region(d, f.margin, f.width, f.height) {
                 for y in y1..y2 {
                     let row = y as usize * f.width as usize;
                     blurred[row + x1 as usize..row + x2 as usize].fill(true);
@@ -434,6 +442,8 @@ mod tests {
             height: 100,
             faces: vec![det(11.0, 11.0, 41.0, 51.0), det(100.0, 80.0, 110.0, 90.0)],
             plates: vec![det(148.0, 68.0, 160.0, 82.0), det(100.0, 10.0, 120.0, 16.0)],
+            unsure: Vec::new(),
+            margin: BLUR_MARGIN,
         };
         let report = evaluate(&labels, &BTreeMap::from([(1, found)])).unwrap();
         let faces = report.row(Class::Face, None).unwrap();

@@ -19,7 +19,8 @@ pub use frame::{decode, encode_jpeg, grey, resized, stored_upright, strip_metada
 pub use phash::phash;
 pub use pipeline::{FrameCheck, FramePool, Look, StageTimes};
 pub use privacy::{
-    Detection, FaceDetector, PlateDetector, blur_boxes, blurred_region, default_models_dir,
+    BLUR_MARGIN, Detection, FaceDetector, PlateDetector, blur_boxes, blurred_region,
+    default_models_dir, grown_region,
 };
 pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame, with_model};
 pub use quality_model::{ClassScores, QualityClass, QualityModel};

@@ -1,11 +1,14 @@
 //! One frame through the whole stage: decode, quality, faces, plates, hash, and the published
 //! derivative (every box blurred, re-encoded as JPEG).
 
+use std::borrow::Cow;
 use std::path::Path;
+
+use image::RgbImage;
 
 use serde::Serialize;
 
-use crate::frame::{stored_upright, strip_metadata};
+use crate::frame::{reduced, stored_upright, strip_metadata};
 use crate::privacy::{Detection, FaceDetector, PlateDetector, blur_boxes};
 use crate::quality::{Quality, QualityPolicy, QualityReason, assess_frame, with_model};
 use crate::quality_model::QualityModel;
@@ -31,6 +34,9 @@ pub struct Look {
     pub limits: QualityPolicy,
     pub faces: Vec<Detection>,
     pub plates: Vec<Detection>,
+    /// Boxes a detector scored too low to take as a face or plate but too high to leave: blurred
+    /// in the published frame all the same, not counted.
+    pub unsure: Vec<Detection>,
     pub phash: String,
     /// The frame with every face and plate blurred, as JPEG: the only form ever published.
     #[serde(skip)]
@@ -74,21 +80,29 @@ impl FrameCheck {
         };
         let mut image = decode(jpeg, self.max_pixels)?;
         lap(&mut times.decode);
-        let small = grey(&image, 640)?;
+        // Every measure and model reads one reduced copy (made once), never the full frame.
+        let work = working_copy(&image)?;
+        let small = grey(&work, 640)?;
         lap(&mut times.resize);
         let mut quality = assess_frame(&small, image.width(), image.height(), &self.policy);
         if quality.reasons != [QualityReason::TooSmall] {
-            let scores = self.quality.classify(&image)?;
+            let scores = self.quality.classify(&work)?;
             quality = with_model(quality, scores, &self.policy);
         }
-        let hash = phash(&image)?;
+        let hash = phash(&work)?;
         lap(&mut times.quality);
-        let faces = self.faces.detect(&image)?;
+        let to_frame = image.width() as f32 / work.width() as f32;
+        let (faces, unsure_faces) = self.faces.detect_all(&work)?;
         lap(&mut times.faces);
-        let plates = self.plates.detect(&image)?;
+        let (plates, unsure_plates) = self.plates.detect_all(&work)?;
         lap(&mut times.plates);
+        drop(work);
+        let faces = in_frame(faces, to_frame, &image);
+        let plates = in_frame(plates, to_frame, &image);
+        let mut unsure = in_frame(unsure_faces, to_frame, &image);
+        unsure.extend(in_frame(unsure_plates, to_frame, &image));
         let mut boxes = faces.clone();
-        boxes.extend(plates.iter().copied());
+        boxes.extend(plates.iter().chain(&unsure).copied());
         // Nothing to blur in a frame stored upright: its own scans, metadata removed, are the
         // published frame (no re-encoding, no loss). Otherwise blur and encode.
         let lossless = if boxes.is_empty() && stored_upright(jpeg) {
@@ -111,11 +125,46 @@ impl FrameCheck {
             limits: self.policy,
             faces,
             plates,
+            unsure,
             phash: hash,
             published,
         };
         Ok((look, times))
     }
+}
+
+/// The longest side any measure or model of the stage reads: the largest detector input
+/// ([`PlateDetector`]'s 960 px). A larger frame is reduced to this once, and every model's input
+/// is made from that copy rather than from the full frame (at 4K, a sixteenth of the pixels).
+pub const WORKING_SIDE: u32 = 960;
+
+/// `image` reduced so its longer side is at most [`WORKING_SIDE`] (borrowed as it is if it is
+/// no larger).
+fn working_copy(image: &RgbImage) -> Result<Cow<'_, RgbImage>, VisionError> {
+    let (w, h) = image.dimensions();
+    if w.max(h) <= WORKING_SIDE {
+        return Ok(Cow::Borrowed(image));
+    }
+    let s = f64::from(WORKING_SIDE) / f64::from(w.max(h));
+    let (ww, wh) = (
+        ((f64::from(w) * s).round() as u32).max(1),
+        ((f64::from(h) * s).round() as u32).max(1),
+    );
+    reduced(image, ww, wh).map(Cow::Owned)
+}
+
+/// Boxes found on the working copy, in the frame's pixels (`scale` = frame width / copy width).
+fn in_frame(mut boxes: Vec<Detection>, scale: f32, frame: &RgbImage) -> Vec<Detection> {
+    if scale != 1.0 {
+        let (w, h) = (frame.width() as f32, frame.height() as f32);
+        for b in &mut boxes {
+            b.x1 = (b.x1 * scale).clamp(0.0, w);
+            b.y1 = (b.y1 * scale).clamp(0.0, h);
+            b.x2 = (b.x2 * scale).clamp(0.0, w);
+            b.y2 = (b.y2 * scale).clamp(0.0, h);
+        }
+    }
+    boxes
 }
 
 /// Milliseconds per stage of one frame (faces and plates include their resizing and tensors).

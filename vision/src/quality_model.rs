@@ -7,12 +7,11 @@
 use std::path::Path;
 
 use image::RgbImage;
-use ndarray::Array4;
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Serialize;
 
-use crate::privacy::{init_runtime, model_error};
+use crate::privacy::{init_runtime, model_error, planar};
 use crate::{VisionError, resized};
 
 /// The exported model (ONNX, opset 17): input `frame` f32 [1, 3, 216, 384] RGB in 0–1, output
@@ -109,12 +108,7 @@ impl QualityModel {
     /// The class probabilities of a whole (oriented) frame.
     pub fn classify(&mut self, image: &RgbImage) -> Result<ClassScores, VisionError> {
         let small = resized(image, WIDTH, HEIGHT)?;
-        let mut x = Array4::<f32>::zeros((1, 3, HEIGHT as usize, WIDTH as usize));
-        for (px, py, p) in small.enumerate_pixels() {
-            for c in 0..3 {
-                x[[0, c, py as usize, px as usize]] = f32::from(p.0[c]) / 255.0;
-            }
-        }
+        let x = planar(&small, |p, c| f32::from(p[c]) / 255.0);
         let input = TensorRef::from_array_view(x.view()).map_err(|e| model_error("input", e))?;
         let out = self
             .session

