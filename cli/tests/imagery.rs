@@ -658,8 +658,10 @@ async fn post_json(
 }
 
 /// Anyone reports a published frame: it is hidden at once (not served, off the imagery map)
-/// until an auditor keeps it (served again) or removes it (taken down for good, its blurred
-/// derivative deleted from the object store). Bad reports are refused with the field named.
+/// until an auditor keeps it (served again), blurs it further where they mark it (served again
+/// as a new copy, the old one deleted) or removes it (taken down for good, its blurred
+/// derivative deleted from the object store). Bad reports and bad boxes are refused with the
+/// field named.
 async fn reported_frames_are_hidden_until_an_auditor_decides(db: Db) {
     let osm = db.dir.path().join("street.osm");
     std::fs::write(&osm, STREET).unwrap();
@@ -777,6 +779,96 @@ async fn reported_frames_are_hidden_until_an_auditor_decides(db: Db) {
         &decide(first),
         Some(&keys.auditor),
         &json!({"decision": "remove"}),
+    )
+    .await;
+    assert_eq!(s, 409, "a report is decided once");
+
+    // Reported again and blurred further where the auditor marked it: shown again, as a new
+    // copy under a key of its own; the old derivative is deleted. Bad boxes are refused with
+    // the problem named, and change nothing.
+    let admin = keys.admin.as_str();
+    let published_key = |client: reqwest::Client| async move {
+        get_with(&client, &format!("{base}/api/v1/uploads/{a}/frames"), admin)
+        .await["frames"][0]["vision"]["published_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before_blur = published_key(client.clone()).await;
+    let kept_bytes = get(&client, &image, None).await.bytes().await.unwrap();
+    let (s, r) = post_json(&client, &report_url, None, &json!({"reason": "face"})).await;
+    assert_eq!(s, 202, "{r}");
+    let third = r["id"].as_i64().unwrap();
+    let a_box = json!({"x1": 100, "y1": 120, "x2": 700, "y2": 520});
+    let many: Vec<Value> = (0..33).map(|_| a_box.clone()).collect();
+    for body in [
+        json!({"decision": "blur"}),
+        json!({"decision": "blur", "boxes": []}),
+        json!({"decision": "blur", "boxes": "all of it"}),
+        json!({"decision": "blur", "boxes": [{"x1": 10, "y1": 10, "x2": 5, "y2": 20}]}),
+        json!({"decision": "blur", "boxes": [{"x1": -1, "y1": 10, "x2": 5, "y2": 20}]}),
+        json!({"decision": "blur", "boxes": [{"x1": 1, "y1": 10, "x2": 5}]}),
+        json!({"decision": "blur", "boxes": many}),
+        // Past the 3840×2160 frame.
+        json!({"decision": "blur", "boxes": [a_box, {"x1": 3000, "y1": 10, "x2": 3841, "y2": 20}]}),
+        json!({"decision": "keep", "boxes": [a_box]}),
+    ] {
+        let (s, r) = post_json(&client, &decide(third), Some(&keys.auditor), &body).await;
+        assert_eq!(s, 400, "{body}: {r}");
+        assert_eq!(
+            (error_code(&r).as_str(), r["error"]["field"].as_str()),
+            ("invalid_boxes", Some("boxes")),
+            "{body}: {r}"
+        );
+    }
+    let open = get_with(&client, &reports, &keys.auditor).await;
+    assert_eq!(open["reports"][0]["id"], third, "still open: {open}");
+    assert_eq!(
+        get(&client, &image, None).await.status(),
+        404,
+        "still hidden"
+    );
+    assert_eq!(published_key(client.clone()).await, before_blur);
+    let (s, r) = post_json(
+        &client,
+        &decide(third),
+        Some(&keys.planner),
+        &json!({"decision": "blur", "boxes": [a_box]}),
+    )
+    .await;
+    assert_eq!(s, 403, "only auditors decide: {r}");
+    let (s, r) = post_json(
+        &client,
+        &decide(third),
+        Some(&keys.auditor),
+        &json!({"decision": "blur", "boxes": [a_box, {"x1": 3000.5, "y1": 0, "x2": 3840, "y2": 90.25}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["decision"], "blur", "{r}");
+    assert_eq!(r["boxes"][1]["x1"], 3000.5, "{r}");
+    let served = get(&client, &image, None).await;
+    assert_eq!(served.status(), 200, "shown again, blurred");
+    let blurred_bytes = served.bytes().await.unwrap();
+    assert_ne!(blurred_bytes, kept_bytes);
+    let blurred = image::load_from_memory(&blurred_bytes).unwrap();
+    assert_eq!((blurred.width(), blurred.height()), (3840, 2160));
+    let after_blur = published_key(client.clone()).await;
+    assert_ne!(
+        after_blur, before_blur,
+        "a new key, never the old one overwritten"
+    );
+    assert!(blob_path(&db, &after_blur).exists());
+    assert!(
+        !blob_path(&db, &before_blur).exists(),
+        "the derivative blurred further is deleted"
+    );
+    assert_eq!(frames_on_map(client.clone()).await, 1);
+    let (s, _) = post_json(
+        &client,
+        &decide(third),
+        Some(&keys.auditor),
+        &json!({"decision": "blur", "boxes": [a_box]}),
     )
     .await;
     assert_eq!(s, 409, "a report is decided once");

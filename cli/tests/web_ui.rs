@@ -2,7 +2,8 @@
 //! `web/node_modules`, both installed by the test command) against the real binary, on each
 //! backend: the map renders coverage hexagons from the vector tiles after an upload, its popup
 //! follows the layer switch and road names are drawn with the glyphs covermap serves, an auditor
-//! reads a refused frame's measures and approves it from the keyboard and the decision is stored, a
+//! reads a refused frame's measures and approves it from the keyboard and the decision is stored
+//! (then keeps a report of it, and blurs it further by dragging a box over it), a
 //! planner draws a demand area on the map and replays a closed epoch in the what-if, a driver
 //! sees its uploads and checks its reward's Merkle proof in the browser. Screenshots of each page
 //! are kept in `target/tmp/web-ui/<backend>/`.
@@ -52,6 +53,37 @@ fn phone_along(fixes: &[(f64, f64, DateTime<Utc>)], phone: u8) -> Value {
     json!({ "items": items })
 }
 
+/// A thumbnail the vision stage refuses as too small, with something in it for a blur to change
+/// (stripes and gradients), carrying the EXIF of `test_exif.jpg` (whose GPS places it).
+fn striped_thumbnail() -> Vec<u8> {
+    let picture = image::RgbImage::from_fn(64, 40, |x, y| {
+        let stripe = if (x / 4 + y / 4) % 2 == 0 { 230 } else { 20 };
+        image::Rgb([(x * 4) as u8, stripe, (y * 6) as u8])
+    });
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&picture)
+        .unwrap();
+    // The donor's APP1 (EXIF) segment, after its start marker, goes after ours.
+    let donor = camera("mapillary_tools/test_exif.jpg");
+    let mut at = 2;
+    let exif = loop {
+        assert_eq!(
+            donor[at], 0xFF,
+            "test_exif.jpg has no EXIF segment before its scan"
+        );
+        let length = usize::from(u16::from_be_bytes([donor[at + 2], donor[at + 3]]));
+        if donor[at + 1] == 0xE1 {
+            break &donor[at..at + 2 + length];
+        }
+        at += 2 + length;
+    };
+    let mut out = vec![0xFF, 0xD8];
+    out.extend_from_slice(exif);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_web_ui_in_headless_chromium() {
     web_ui_in_headless_chromium(Db::sqlite(), "sqlite").await;
@@ -96,8 +128,8 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     let base = server.base.as_str();
     let keys = access(&db, &server, &client).await;
 
-    // A drive through Monaco with a phone riding along, and a drive whose only frame the vision
-    // stage refuses.
+    // A drive through Monaco with a phone riding along, and a drive whose only frame (a
+    // thumbnail) the vision stage refuses.
     let first_epoch = epoch_now();
     let t0 = Utc::now() - chrono::Duration::minutes(20);
     let fixes = road_fixes("roads/monaco.osm.pbf", 43.7330, 7.4200, t0, 60);
@@ -186,7 +218,7 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
         )
         .await;
     }
-    let thumbnail = zip_of(&[("b.jpg", camera("mapillary_tools/test_exif.jpg"))]);
+    let thumbnail = zip_of(&[("b.jpg", striped_thumbnail())]);
     let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", thumbnail).await;
     assert_eq!(s, 202, "{r}");
     let refused = r["upload_id"].as_i64().unwrap();
@@ -257,18 +289,31 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     // The approval the auditor clicked is stored, in the audit log and on the frame.
     let approved = result["approved"].as_str().unwrap();
     assert_eq!(approved, format!("{refused}/0"), "{result}");
-    // Reported, then kept by the auditor in the browser: the report is closed as kept.
+    // Reported, then kept by the auditor in the browser: the report is closed as kept; reported
+    // again, then blurred further where the auditor dragged a box: closed as blurred, with it.
     assert_eq!(result["report_kept"], approved, "{result}");
+    assert_eq!(result["report_blurred"], approved, "{result}");
     let reports = get_with(
         &client,
         &format!("{base}/api/v1/audit/reports"),
         &keys.auditor,
     )
     .await;
-    let report = &reports["reports"][0];
+    let (blurred, kept) = (&reports["reports"][0], &reports["reports"][1]);
     assert_eq!(
-        (report["reason"].as_str(), report["decision"].as_str()),
+        (kept["reason"].as_str(), kept["decision"].as_str()),
         (Some("face"), Some("keep")),
+        "{reports}"
+    );
+    assert_eq!(
+        (blurred["reason"].as_str(), blurred["decision"].as_str()),
+        (Some("plate"), Some("blur")),
+        "{reports}"
+    );
+    let boxes = blurred["boxes"].as_array().unwrap();
+    assert_eq!(boxes.len(), 1, "{reports}");
+    assert!(
+        boxes[0]["x2"].as_f64().unwrap() > boxes[0]["x1"].as_f64().unwrap(),
         "{reports}"
     );
     let log = get_with(&client, &format!("{base}/api/v1/audit/log"), &keys.auditor).await;

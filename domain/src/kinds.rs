@@ -157,5 +157,8 @@ vocabulary!(
         Keep => "keep",
         /// Taken down for good: hidden, its published derivative deleted.
         Remove => "remove",
+        /// Blurred further where the auditor marked it, then shown again: the frame's published
+        /// derivative replaced by the blurred copy (under a key of its own), the old one deleted.
+        Blur => "blur",
     }
 );

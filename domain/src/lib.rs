@@ -509,6 +509,94 @@ pub struct SegmentRef {
     pub way_piece: u32,
 }
 
+/// A rectangle of a published frame an auditor marked to blur further, in the frame's pixels:
+/// `x` to the right and `y` down from its top-left corner, from (`x1`, `y1`) to (`x2`, `y2`).
+/// Well formed on its own (finite, not negative, not empty); whether it lies inside a frame is
+/// [`BlurBox::check_within`]'s to say once the frame's size is known.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "BoxCorners")]
+pub struct BlurBox {
+    pub x1: f64,
+    pub y1: f64,
+    pub x2: f64,
+    pub y2: f64,
+}
+
+/// A box as sent, before it is checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoxCorners {
+    x1: f64,
+    y1: f64,
+    x2: f64,
+    y2: f64,
+}
+
+impl TryFrom<BoxCorners> for BlurBox {
+    type Error = InvalidValue;
+    fn try_from(c: BoxCorners) -> Result<Self, Self::Error> {
+        Self::new(c.x1, c.y1, c.x2, c.y2)
+    }
+}
+
+impl BlurBox {
+    /// Most boxes one decision may mark: more than a crowd's faces and every plate of a street,
+    /// and few enough that a request cannot make the server blur the same frame thousands of
+    /// times.
+    pub const MAX_PER_FRAME: usize = 32;
+
+    pub fn new(x1: f64, y1: f64, x2: f64, y2: f64) -> Result<Self, InvalidValue> {
+        if ![x1, y1, x2, y2].iter().all(|v| v.is_finite()) {
+            return Err(InvalidValue::new(
+                "boxes",
+                "a box's corners must be finite numbers",
+            ));
+        }
+        if x1 < 0.0 || y1 < 0.0 {
+            return Err(InvalidValue::new(
+                "boxes",
+                format!("a box starts at ({x1}, {y1}): outside the frame"),
+            ));
+        }
+        if x2 <= x1 || y2 <= y1 {
+            return Err(InvalidValue::new(
+                "boxes",
+                format!(
+                    "a box from ({x1}, {y1}) to ({x2}, {y2}) is empty: x2 must be past x1 and \
+                     y2 past y1"
+                ),
+            ));
+        }
+        Ok(Self { x1, y1, x2, y2 })
+    }
+
+    /// Checks a decision's list of boxes: at least one, at most [`BlurBox::MAX_PER_FRAME`].
+    pub fn check_count(boxes: &[BlurBox]) -> Result<(), InvalidValue> {
+        match boxes.len() {
+            0 => Err(InvalidValue::new("boxes", "mark at least one box to blur")),
+            n if n > Self::MAX_PER_FRAME => Err(InvalidValue::new(
+                "boxes",
+                format!("{n} boxes; at most {} may be marked", Self::MAX_PER_FRAME),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the box lies inside a `width`×`height` frame.
+    pub fn check_within(&self, width: u32, height: u32) -> Result<(), InvalidValue> {
+        if self.x2 > f64::from(width) || self.y2 > f64::from(height) {
+            return Err(InvalidValue::new(
+                "boxes",
+                format!(
+                    "a box reaches ({}, {}), outside the {width}×{height} frame",
+                    self.x2, self.y2
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What one H3 cell's published imagery adds up to: the imagery observations of the place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageryCellSummary {
@@ -556,6 +644,34 @@ mod tests {
         assert!("".parse::<DeviceId>().is_err());
         assert!("a b".parse::<DeviceId>().is_err());
         assert!("x".repeat(65).parse::<DeviceId>().is_err());
+    }
+
+    #[test]
+    fn blur_boxes_are_checked_alone_and_against_their_frame() {
+        let b = BlurBox::new(10.0, 20.0, 110.5, 220.0).unwrap();
+        assert!(b.check_within(111, 220).is_ok());
+        assert!(b.check_within(110, 220).is_err());
+        assert!(b.check_within(200, 219).is_err());
+        for (x1, y1, x2, y2) in [
+            (f64::NAN, 0.0, 1.0, 1.0),
+            (0.0, 0.0, f64::INFINITY, 1.0),
+            (-1.0, 0.0, 1.0, 1.0),
+            (5.0, 0.0, 5.0, 1.0),
+            (0.0, 9.0, 1.0, 3.0),
+        ] {
+            let e = BlurBox::new(x1, y1, x2, y2).unwrap_err();
+            assert_eq!(e.field, "boxes");
+        }
+        let parsed: BlurBox =
+            serde_json::from_str(r#"{"x1": 1, "y1": 2, "x2": 3, "y2": 4}"#).unwrap();
+        assert_eq!(parsed, BlurBox::new(1.0, 2.0, 3.0, 4.0).unwrap());
+        assert!(
+            serde_json::from_str::<BlurBox>(r#"{"x1": 3, "y1": 2, "x2": 1, "y2": 4}"#).is_err()
+        );
+        assert!(serde_json::from_str::<BlurBox>(r#"{"x1": 1, "y1": 2, "x2": 3}"#).is_err());
+        assert!(BlurBox::check_count(&[]).is_err());
+        assert!(BlurBox::check_count(&[b; BlurBox::MAX_PER_FRAME]).is_ok());
+        assert!(BlurBox::check_count(&[b; BlurBox::MAX_PER_FRAME + 1]).is_err());
     }
 
     #[test]

@@ -175,6 +175,15 @@ impl Blobs {
         }
     }
 
+    /// Whether anything is stored under `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.inner.head(&ObjectPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(format!("looking for {key}: {e}"))),
+        }
+    }
+
     /// Reads a blob and checks it still hashes to its key.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         let got = match self.inner.get(&ObjectPath::from(key)).await {
@@ -259,6 +268,9 @@ mod tests {
             blobs.get("sha256/00/00").await,
             Err(StoreError::BlobMissing { .. })
         ));
+        assert!(blobs.exists(&a.key).await.unwrap());
+        blobs.delete(&a.key).await.unwrap();
+        assert!(!blobs.exists(&a.key).await.unwrap());
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@ use crate::dialect::micros;
 use crate::error::{Result, SqlContext, StoreError};
 use crate::{
     AuditFrame, AuditQuery, Decision, FrameDecision, FrameHash, FrameImage, FrameRejectionRow,
-    FrameReport, FrameRow, LateJudgement, NewFrameDecision, NewFrameReport, PgStore, SqliteStore,
-    rows, sqlite,
+    FrameReport, FrameRow, LateJudgement, NewFrameDecision, NewFrameReport, PgStore, ReportBlur,
+    SqliteStore, rows, sqlite,
 };
 use covermap_domain::ReportDecision;
 
@@ -84,6 +84,23 @@ pub trait Imagery: Send + Sync {
         id: i64,
         decision: ReportDecision,
         auditor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(FrameReport, Option<String>)>;
+
+    /// Report `id`, decided or not.
+    async fn frame_report(&self, id: i64) -> Result<Option<FrameReport>>;
+
+    /// An auditor's decision to blur a reported frame further, applied in one transaction: the
+    /// report is decided as `blur` with its boxes, the frame (and its refused row's review copy,
+    /// for a frame an approval published) points at `to_key` instead of `from_key`, and it is
+    /// shown again unless another report of it is still open. Answers the report as decided
+    /// and, where nothing else publishes or shows it any more, `from_key` for the caller to
+    /// delete. [`StoreError::NotFound`] if there is no such report; [`StoreError::Conflict`] if
+    /// it was decided already, or the frame no longer publishes `from_key` (taken down, or
+    /// blurred by someone else meanwhile). Nothing is written on error.
+    async fn blur_reported_frame(
+        &self,
+        blur: &ReportBlur,
         now: DateTime<Utc>,
     ) -> Result<(FrameReport, Option<String>)>;
 
@@ -298,6 +315,31 @@ const CLOSE_REPORTS: &str = "UPDATE frame_reports \
 const SAME_DERIVATIVE: &str = "SELECT COUNT(*) FROM frames \
      WHERE published_key = $1 AND removed_at IS NULL";
 
+/// Decides report `$1` as blurred further, with boxes `$2` (JSON), by `$3` at `$4`.
+const BLUR_REPORT: &str = "UPDATE frame_reports \
+     SET decision = 'blur', boxes = $2, decided_by = $3, decided_at = $4 \
+     WHERE id = $1 AND decision IS NULL RETURNING *";
+
+/// Points frame `$2` of upload `$1` from derivative `$3` to `$4`, if it still publishes `$3`.
+const REPLACE_DERIVATIVE: &str = "UPDATE frames SET published_key = $4 \
+     WHERE upload_id = $1 AND frame = $2 AND status = 'published' AND removed_at IS NULL \
+       AND published_key = $3";
+
+/// Points the review copy of refused frame `$2` of upload `$1` from `$3` to `$4`: an approval
+/// published the frame from it, and would again.
+const REPLACE_REVIEW_COPY: &str = "UPDATE frame_rejections SET review_key = $4 \
+     WHERE upload_id = $1 AND frame = $2 AND review_key = $3";
+
+/// Frames still publishing derivative `$1`, and refused frames showing it to auditors.
+const DERIVATIVE_USES: &str = "SELECT \
+     (SELECT COUNT(*) FROM frames WHERE published_key = $1 AND removed_at IS NULL) \
+     + (SELECT COUNT(*) FROM frame_rejections WHERE review_key = $1)";
+
+/// The boxes of a blur decision, as the `boxes` column keeps them.
+fn boxes_json(boxes: &[covermap_domain::BlurBox]) -> Result<String> {
+    serde_json::to_string(boxes).map_err(|e| StoreError::Corrupt(format!("blur boxes: {e}")))
+}
+
 /// A `frame_reports` row.
 fn report_from_row(r: &impl Columns) -> Result<FrameReport> {
     Ok(FrameReport {
@@ -311,6 +353,13 @@ fn report_from_row(r: &impl Columns) -> Result<FrameReport> {
         decision: r.opt_word("decision")?,
         decided_by: r.col("decided_by")?,
         decided_at: r.opt_time("decided_at")?,
+        boxes: r
+            .col::<Option<String>>("boxes")?
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("report's boxes are unreadable: {e}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -672,6 +721,86 @@ impl Imagery for PgStore {
         rows.iter().map(report_from_row).collect()
     }
 
+    async fn frame_report(&self, id: i64) -> Result<Option<FrameReport>> {
+        let row = sqlx::query(REPORT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a report")?;
+        row.as_ref().map(report_from_row).transpose()
+    }
+
+    async fn blur_reported_frame(
+        &self,
+        blur: &ReportBlur,
+        now: DateTime<Utc>,
+    ) -> Result<(FrameReport, Option<String>)> {
+        let boxes = boxes_json(&blur.boxes)?;
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let Some(asked) = sqlx::query(REPORT)
+            .bind(blur.report_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a report")?
+        else {
+            return Err(undecidable(blur.report_id, false));
+        };
+        let asked = report_from_row(&asked)?;
+        // The frame first, locked, as a report of it locks it: a report made meanwhile is
+        // either seen below (the frame stays hidden) or made after this one is done.
+        sqlx::query(&format!("{REPORTABLE_FRAME} FOR UPDATE"))
+            .bind(asked.upload_id)
+            .bind(asked.frame)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("reading a reported frame")?;
+        let Some(row) = sqlx::query(BLUR_REPORT)
+            .bind(blur.report_id)
+            .bind(&boxes)
+            .bind(&blur.auditor)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("deciding a report")?
+        else {
+            return Err(undecidable(blur.report_id, true));
+        };
+        let report = report_from_row(&row)?;
+        let moved = sqlx::query(REPLACE_DERIVATIVE)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(&blur.from_key)
+            .bind(&blur.to_key)
+            .execute(&mut *tx)
+            .await
+            .ctx("pointing a frame at its blurred copy")?
+            .rows_affected();
+        if moved != 1 {
+            return Err(derivative_changed(report.upload_id, report.frame));
+        }
+        sqlx::query(REPLACE_REVIEW_COPY)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(&blur.from_key)
+            .bind(&blur.to_key)
+            .execute(&mut *tx)
+            .await
+            .ctx("pointing a review copy at its blurred copy")?;
+        sqlx::query(SHOW_FRAME)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .execute(&mut *tx)
+            .await
+            .ctx("showing a frame again")?;
+        let (uses,): (i64,) = sqlx::query_as(DERIVATIVE_USES)
+            .bind(&blur.from_key)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("looking for the same derivative")?;
+        tx.commit().await.ctx("committing a report's decision")?;
+        Ok((report, (uses == 0).then(|| blur.from_key.clone())))
+    }
+
     async fn decide_report(
         &self,
         id: i64,
@@ -679,6 +808,7 @@ impl Imagery for PgStore {
         auditor: &str,
         now: DateTime<Utc>,
     ) -> Result<(FrameReport, Option<String>)> {
+        blur_needs_boxes(decision)?;
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         let decided = sqlx::query(DECIDE_REPORT)
             .bind(id)
@@ -707,6 +837,8 @@ impl Imagery for PgStore {
                     .await
                     .ctx("showing a frame again")?;
             }
+            // Refused above: a blur carries its boxes and blurred copy.
+            ReportDecision::Blur => {}
             ReportDecision::Remove => {
                 let key: Option<(Option<String>,)> = sqlx::query_as(REMOVE_FRAME)
                     .bind(report.upload_id)
@@ -1032,6 +1164,76 @@ impl Imagery for SqliteStore {
         rows.iter().map(report_from_row).collect()
     }
 
+    async fn frame_report(&self, id: i64) -> Result<Option<FrameReport>> {
+        let row = sqlx::query(REPORT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a report")?;
+        row.as_ref().map(report_from_row).transpose()
+    }
+
+    async fn blur_reported_frame(
+        &self,
+        blur: &ReportBlur,
+        now: DateTime<Utc>,
+    ) -> Result<(FrameReport, Option<String>)> {
+        let boxes = boxes_json(&blur.boxes)?;
+        // SQLite's writer (`BEGIN IMMEDIATE`) holds the whole database: no report of the frame
+        // comes between.
+        let mut tx = self.write().await?;
+        let Some(row) = sqlx::query(BLUR_REPORT)
+            .bind(blur.report_id)
+            .bind(&boxes)
+            .bind(&blur.auditor)
+            .bind(micros(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("deciding a report")?
+        else {
+            let exists = sqlx::query(REPORT)
+                .bind(blur.report_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("reading a report")?;
+            return Err(undecidable(blur.report_id, exists.is_some()));
+        };
+        let report = report_from_row(&row)?;
+        let moved = sqlx::query(REPLACE_DERIVATIVE)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(&blur.from_key)
+            .bind(&blur.to_key)
+            .execute(&mut *tx)
+            .await
+            .ctx("pointing a frame at its blurred copy")?
+            .rows_affected();
+        if moved != 1 {
+            return Err(derivative_changed(report.upload_id, report.frame));
+        }
+        sqlx::query(REPLACE_REVIEW_COPY)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .bind(&blur.from_key)
+            .bind(&blur.to_key)
+            .execute(&mut *tx)
+            .await
+            .ctx("pointing a review copy at its blurred copy")?;
+        sqlx::query(SHOW_FRAME)
+            .bind(report.upload_id)
+            .bind(report.frame)
+            .execute(&mut *tx)
+            .await
+            .ctx("showing a frame again")?;
+        let (uses,): (i64,) = sqlx::query_as(DERIVATIVE_USES)
+            .bind(&blur.from_key)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("looking for the same derivative")?;
+        tx.commit().await.ctx("committing a report's decision")?;
+        Ok((report, (uses == 0).then(|| blur.from_key.clone())))
+    }
+
     async fn decide_report(
         &self,
         id: i64,
@@ -1039,6 +1241,7 @@ impl Imagery for SqliteStore {
         auditor: &str,
         now: DateTime<Utc>,
     ) -> Result<(FrameReport, Option<String>)> {
+        blur_needs_boxes(decision)?;
         let mut tx = self.write().await?;
         let decided = sqlx::query(DECIDE_REPORT)
             .bind(id)
@@ -1067,6 +1270,8 @@ impl Imagery for SqliteStore {
                     .await
                     .ctx("showing a frame again")?;
             }
+            // Refused above: a blur carries its boxes and blurred copy.
+            ReportDecision::Blur => {}
             ReportDecision::Remove => {
                 let key: Option<(Option<String>,)> = sqlx::query_as(REMOVE_FRAME)
                     .bind(report.upload_id)
@@ -1196,6 +1401,24 @@ impl Imagery for SqliteStore {
 fn no_published_frame(upload: i64, frame: i32) -> StoreError {
     StoreError::NotFound(format!(
         "no published frame {frame} in upload {upload} (or it was taken down already)"
+    ))
+}
+
+/// A report's decision is keep or remove here; a blur carries its boxes and blurred copy
+/// ([`Imagery::blur_reported_frame`]).
+fn blur_needs_boxes(decision: ReportDecision) -> Result<()> {
+    if decision == ReportDecision::Blur {
+        return Err(StoreError::Conflict(
+            "blurring a report needs the boxes and the blurred copy".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn derivative_changed(upload: i64, frame: i32) -> StoreError {
+    StoreError::Conflict(format!(
+        "frame {frame} of upload {upload} no longer publishes the image that was blurred \
+         (taken down, or blurred by someone else meanwhile); nothing changed"
     ))
 }
 

@@ -461,7 +461,7 @@ pub struct NewFrameReport {
 }
 
 /// A report of a published frame, and the auditor's decision on it once made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrameReport {
     pub id: i64,
     pub upload_id: i64,
@@ -473,6 +473,22 @@ pub struct FrameReport {
     pub decision: Option<covermap_domain::ReportDecision>,
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// What the auditor marked, where the decision was to blur further.
+    pub boxes: Option<Vec<covermap_domain::BlurBox>>,
+}
+
+/// An auditor's decision to blur a reported frame further (see [`Imagery::blur_reported_frame`]):
+/// the boxes marked, and the frame's derivative before and after they were blurred.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportBlur {
+    pub report_id: i64,
+    pub boxes: Vec<covermap_domain::BlurBox>,
+    /// The derivative the boxes were marked on and blurred in: the frame must still publish it.
+    pub from_key: String,
+    /// The blurred copy, already in the blob store.
+    pub to_key: String,
+    /// Who decided: the deciding key's contributor, or `key:<id>`.
+    pub auditor: String,
 }
 
 /// A decision to record, by the key that made it.

@@ -152,6 +152,7 @@ conformance!(
     approved_frames_count_once_without_reopening_closed_epochs,
     frames_judged_late_are_published_or_refused_and_count_once_without_reopening_epochs,
     reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them,
+    reported_frames_are_blurred_further_under_a_new_key,
     trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final,
 );
 
@@ -2547,6 +2548,183 @@ async fn reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them(store
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // The ledger keeps amounts, not pixels: what an epoch counts does not change.
+    assert_eq!(store.epoch_inputs(&period, since).await.unwrap(), before);
+}
+
+async fn reported_frames_are_blurred_further_under_a_new_key(store: Arc<dyn Store>) {
+    use covermap_domain::{BlurBox, ReportDecision, ReportReason};
+    use covermap_store::{NewFrameReport, ReportBlur};
+    let (a, drive) = processed_drive(store.as_ref(), "drive a", t0(), "original/a").await;
+    let cell = drive.frames[0].cell;
+    let period = period(5, t0() - secs(3600));
+    let since = period.start - secs(30 * 86_400);
+    let before = store.epoch_inputs(&period, since).await.unwrap();
+    let report = |frame: i32, at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .report_frame(
+                    &NewFrameReport {
+                        upload_id: a,
+                        frame,
+                        reason: ReportReason::Face,
+                        note: None,
+                        reporter: "anonymous".into(),
+                    },
+                    t0() + secs(at),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let shown = |frame: i32| {
+        let store = store.clone();
+        async move {
+            store
+                .frame_image(a, frame, FrameImage::Published)
+                .await
+                .unwrap()
+        }
+    };
+    let boxes = vec![
+        BlurBox::new(10.0, 20.0, 110.0, 140.0).unwrap(),
+        BlurBox::new(500.5, 300.0, 640.0, 400.25).unwrap(),
+    ];
+    let blur = |id: i64, from: &str, to: &str| ReportBlur {
+        report_id: id,
+        boxes: boxes.clone(),
+        from_key: from.into(),
+        to_key: to.into(),
+        auditor: "carol".into(),
+    };
+    let r1 = report(0, 10).await;
+    let r2 = report(0, 20).await;
+    // A blur is decided with its boxes and blurred copy, never as a plain decision.
+    let err = store
+        .decide_report(r1.id, ReportDecision::Blur, "carol", t0() + secs(25))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // A blur of a copy the frame no longer publishes (someone blurred it meanwhile) changes
+    // nothing.
+    let err = store
+        .blur_reported_frame(
+            &blur(r1.id, "published/elsewhere", "blurred/x"),
+            t0() + secs(30),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(
+        store.frame_report(r1.id).await.unwrap().unwrap().decision,
+        None
+    );
+    let err = store
+        .blur_reported_frame(
+            &blur(9999, "published/drive a/0", "blurred/x"),
+            t0() + secs(30),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    // Blurred: the frame publishes the new copy; it stays hidden while the other report is
+    // open. The old derivative is given back for deleting: nothing else publishes it.
+    let (decided, unused) = store
+        .blur_reported_frame(
+            &blur(r1.id, "published/drive a/0", "blurred/a/0"),
+            t0() + secs(40),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            decided.decision,
+            decided.decided_by.as_deref(),
+            decided.boxes.as_deref(),
+            unused.as_deref()
+        ),
+        (
+            Some(ReportDecision::Blur),
+            Some("carol"),
+            Some(boxes.as_slice()),
+            Some("published/drive a/0")
+        )
+    );
+    assert_eq!(store.frame_report(r1.id).await.unwrap().unwrap(), decided);
+    assert_eq!(shown(0).await, None, "another report of it is still open");
+    assert_eq!(
+        store
+            .frame_image(a, 0, FrameImage::Reported)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("blurred/a/0")
+    );
+    let err = store
+        .blur_reported_frame(&blur(r1.id, "blurred/a/0", "blurred/a/0b"), t0() + secs(45))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "decided once: {err}"
+    );
+    // Blurred again for the other report: shown, and the tile cache hears of it.
+    let (_, unused) = store
+        .blur_reported_frame(&blur(r2.id, "blurred/a/0", "blurred/a/0b"), t0() + secs(50))
+        .await
+        .unwrap();
+    assert_eq!(unused.as_deref(), Some("blurred/a/0"));
+    assert_eq!(shown(0).await.as_deref(), Some("blurred/a/0b"));
+    assert!(
+        store
+            .changed_cells(t0() + secs(45), 100)
+            .await
+            .unwrap()
+            .contains(&cell)
+    );
+    assert!(store.frame_reports(true, 10).await.unwrap().is_empty());
+
+    // A frame an approval published from its review copy: the review copy is blurred with it,
+    // so approving it again would never publish the old one.
+    decide(
+        store.as_ref(),
+        (a, 2),
+        Decision::Approve,
+        None,
+        t0() + secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(shown(2).await.as_deref(), Some("review/drive a/2"));
+    let r3 = report(2, 70).await;
+    let (_, unused) = store
+        .blur_reported_frame(
+            &blur(r3.id, "review/drive a/2", "blurred/a/2"),
+            t0() + secs(80),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unused.as_deref(), Some("review/drive a/2"));
+    assert_eq!(shown(2).await.as_deref(), Some("blurred/a/2"));
+    assert_eq!(
+        store
+            .frame_image(a, 2, FrameImage::Review)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("blurred/a/2")
+    );
+
+    // Blurring to the same bytes (nothing changed where it was marked) keeps the copy.
+    let r4 = report(2, 90).await;
+    let (_, unused) = store
+        .blur_reported_frame(&blur(r4.id, "blurred/a/2", "blurred/a/2"), t0() + secs(95))
+        .await
+        .unwrap();
+    assert_eq!(unused, None);
+    assert_eq!(shown(2).await.as_deref(), Some("blurred/a/2"));
     // The ledger keeps amounts, not pixels: what an epoch counts does not change.
     assert_eq!(store.epoch_inputs(&period, since).await.unwrap(), before);
 }

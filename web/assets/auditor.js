@@ -1,6 +1,7 @@
 // The auditors' page: the queue of refused frames with their blurred copies, reasons and scores,
 // approving or rejecting each, where they were taken, the log of decisions, and the published
-// frames someone reported, kept or removed.
+// frames someone reported, kept, blurred further where the auditor drags boxes over them, or
+// removed.
 import { $, api, createMap, esc, fitPoints, imageURL, keyField, measuresHTML, num, when } from "./common.js";
 
 const PAGE = 50;
@@ -198,15 +199,20 @@ async function loadReports() {
         <td><span class="reason">${esc(p.reason)}</span></td><td>${esc(p.note ?? "")}</td>
         <td>${esc(p.reporter)}</td>
         <td><button type="button" data-report-action="keep" data-report-id="${p.id}">keep</button>
+          <button type="button" data-report-action="mark" data-report-id="${p.id}" title="drag boxes over what is still readable">blur…</button>
           <button type="button" data-report-action="remove" data-report-id="${p.id}">remove</button>
           <div class="decision" data-report-decision="${p.id}"></div></td>
       </tr>`).join("") || `<tr><td colspan="6" class="muted">no open reports</td></tr>`;
     $("#reports-error").textContent = "";
     $("#reports").dataset.loaded = "true";
+    for (const url of reportImages.values()) URL.revokeObjectURL(url);
+    reportImages.clear();
+    marks.clear();
     for (const p of r.reports) {
       const slot = $(`[data-report-thumb="${p.id}"]`);
       imageURL(`/api/v1/audit/frames/${p.upload_id}/${p.frame}/published`, key)
         .then((url) => {
+          reportImages.set(String(p.id), url);
           slot.outerHTML = `<img class="thumb" src="${url}" alt="reported frame ${p.upload_id}/${p.frame}">`;
         })
         .catch((e) => (slot.textContent = `image: ${e.message}`));
@@ -216,24 +222,147 @@ async function loadReports() {
   }
 }
 
+// ---- Blurring a reported frame further: the auditor drags boxes over what is still readable
+// on the frame (shown large), then sends them, in the frame's own pixels, with "blur". ----
+
+const reportImages = new Map(); // report id -> object URL of the hidden frame's image
+const marks = new Map(); // report id -> [{x1, y1, x2, y2}] in the frame's pixels
+
+function openMarker(id, row) {
+  const open = $(`tr[data-blur-editor="${id}"]`);
+  if (open) {
+    open.remove();
+    return;
+  }
+  const url = reportImages.get(id);
+  const editor = document.createElement("tr");
+  editor.className = "blur-editor";
+  editor.dataset.blurEditor = id;
+  editor.innerHTML = `<td colspan="6">
+    ${url
+      ? `<div class="marker" data-marker="${id}"><img src="${url}" alt="reported frame, to mark" draggable="false"></div>`
+      : `<div class="error">the frame's image did not load</div>`}
+    <div class="actions">
+      <button type="button" class="primary" data-report-action="blur" data-report-id="${id}" disabled>Blur these and publish</button>
+      <button type="button" data-report-action="clear" data-report-id="${id}">clear</button>
+      <span class="muted" data-mark-count="${id}">drag over each face, plate or anything else to blur</span>
+    </div></td>`;
+  row.after(editor);
+  marks.set(id, []);
+  const marker = editor.querySelector(".marker");
+  if (marker) markBoxes(id, marker);
+}
+
+/** Rectangles dragged on `marker`'s image become boxes in the image's own pixels. */
+function markBoxes(id, marker) {
+  const img = marker.querySelector("img");
+  let start = null;
+  let drawn = null;
+  const at = (e) => {
+    const r = img.getBoundingClientRect();
+    const sx = img.naturalWidth / r.width;
+    const sy = img.naturalHeight / r.height;
+    const x = Math.min(Math.max(e.clientX - r.left, 0), r.width);
+    const y = Math.min(Math.max(e.clientY - r.top, 0), r.height);
+    return { x: x * sx, y: y * sy };
+  };
+  const place = (div, b) => {
+    Object.assign(div.style, {
+      left: `${(100 * b.x1) / img.naturalWidth}%`, top: `${(100 * b.y1) / img.naturalHeight}%`,
+      width: `${(100 * (b.x2 - b.x1)) / img.naturalWidth}%`, height: `${(100 * (b.y2 - b.y1)) / img.naturalHeight}%`,
+    });
+  };
+  const box = (a, b) => ({
+    x1: Math.min(a.x, b.x), y1: Math.min(a.y, b.y), x2: Math.max(a.x, b.x), y2: Math.max(a.y, b.y),
+  });
+  marker.addEventListener("pointerdown", (e) => {
+    if (!img.naturalWidth) return;
+    e.preventDefault();
+    marker.setPointerCapture(e.pointerId);
+    start = at(e);
+    drawn = document.createElement("div");
+    drawn.className = "mark";
+    marker.append(drawn);
+    place(drawn, box(start, start));
+  });
+  marker.addEventListener("pointermove", (e) => {
+    if (start) place(drawn, box(start, at(e)));
+  });
+  const finish = (e) => {
+    if (!start) return;
+    const b = box(start, at(e));
+    start = null;
+    // A click, not a drag: under two screen pixels either way marks nothing.
+    const r = img.getBoundingClientRect();
+    if ((b.x2 - b.x1) * (r.width / img.naturalWidth) < 2 || (b.y2 - b.y1) * (r.height / img.naturalHeight) < 2) {
+      drawn.remove();
+      return;
+    }
+    drawn.dataset.box = JSON.stringify(b);
+    marks.get(id).push(b);
+    showMarks(id);
+  };
+  marker.addEventListener("pointerup", finish);
+  marker.addEventListener("pointercancel", finish);
+}
+
+function showMarks(id) {
+  const n = marks.get(id)?.length ?? 0;
+  const send = $(`button[data-report-action="blur"][data-report-id="${id}"]`);
+  if (send) send.disabled = n === 0;
+  const count = $(`[data-mark-count="${id}"]`);
+  if (count) count.textContent = n ? `${n} box${n > 1 ? "es" : ""} marked` : "drag over each face, plate or anything else to blur";
+  const marker = $(`[data-marker="${id}"]`);
+  if (marker) marker.dataset.marks = String(n);
+}
+
+const DONE = {
+  keep: ["approve", "kept: shown again"],
+  blur: ["approve", "blurred further: the blurred copy is shown"],
+  remove: ["reject", "removed for good"],
+};
+
 $("#reports").addEventListener("click", async (e) => {
   const b = e.target.closest("button[data-report-action]");
   if (!b) return;
   const id = b.dataset.reportId;
-  const row = b.closest("tr");
+  const row = $(`#reports tr[data-report="${id}"]`);
+  const action = b.dataset.reportAction;
+  if (action === "mark") {
+    openMarker(id, row);
+    return;
+  }
+  if (action === "clear") {
+    marks.set(id, []);
+    document.querySelectorAll(`[data-marker="${id}"] .mark`).forEach((m) => m.remove());
+    showMarks(id);
+    return;
+  }
   const line = $(`[data-report-decision="${id}"]`);
-  row.querySelectorAll("button").forEach((x) => (x.disabled = true));
+  const editor = $(`tr[data-blur-editor="${id}"]`);
+  const buttons = [...row.querySelectorAll("button"), ...(editor?.querySelectorAll("button") ?? [])];
+  buttons.forEach((x) => (x.disabled = true));
+  const body = { decision: action };
+  if (action === "blur") body.boxes = marks.get(id) ?? [];
   try {
-    const r = await api(`/api/v1/audit/reports/${id}/decision`, {
-      key, method: "POST", body: { decision: b.dataset.reportAction },
-    });
+    const r = await api(`/api/v1/audit/reports/${id}/decision`, { key, method: "POST", body });
     row.dataset.decided = r.decision;
-    line.className = `decision ${r.decision === "keep" ? "approve" : "reject"}`;
-    line.textContent = r.decision === "keep" ? "kept: shown again" : "removed for good";
+    const [tone, said] = DONE[r.decision] ?? ["approve", r.decision];
+    line.className = `decision ${tone}`;
+    line.textContent = said;
+    editor?.remove();
+    if (r.decision === "blur") {
+      // What is published now, in place of the copy that was marked.
+      const url = await imageURL(`/api/v1/audit/frames/${r.upload_id}/${r.frame}/published`, key)
+        .catch(() => null);
+      const thumb = row.querySelector("img.thumb");
+      if (url && thumb) thumb.src = url;
+    }
   } catch (err) {
     line.className = "decision error";
     line.textContent = err.message;
-    row.querySelectorAll("button").forEach((x) => (x.disabled = false));
+    buttons.forEach((x) => (x.disabled = false));
+    if (action === "blur") showMarks(id);
   }
 });
 

@@ -4,7 +4,8 @@
 // measures and approves it from the keyboard, a planner draws a demand area, reads its preview,
 // creates it and replays a closed epoch in the what-if, a driver sees its uploads, a map of a
 // drive's matched roads, a refused frame's verdict and measures, and checks the Merkle proof of
-// its reward in the browser.
+// its reward in the browser. The frame the auditor approved is then reported, kept, reported
+// again and blurred further where the auditor drags a box over it.
 //
 // Run it against a running server that holds the Monaco test data:
 //
@@ -19,7 +20,8 @@
 // stderr; the only line on stdout, at the end, is
 //
 //   {"ok":true,"hexes":N,"popup_followed":"radio","road_labels":N,"approved":"UPLOAD/FRAME",
-//    "preview_cells":N,"demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH}
+//    "report_kept":"UPLOAD/FRAME","report_blurred":"UPLOAD/FRAME","preview_cells":N,
+//    "demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH}
 //
 // A failed check, a missing variable, or an uncaught error in a page exits 1 with the reason on
 // stderr. Console errors of the pages (failed requests among them) are reported, not failed on.
@@ -226,8 +228,38 @@ try {
     await expect(page, `${row}[data-decided="keep"]`, `keeping the report of frame ${frame} did not show`);
     const shown = await fetch(`${BASE}/api/v1/frames/${upload}/${index}/image`);
     if (shown.status !== 200) fail(`a kept frame is not served again: ${shown.status}`);
+    const keptBytes = Buffer.from(await shown.arrayBuffer());
     result.report_kept = frame;
     log(`auditor: kept reported frame ${frame}`);
+
+    // Reported again: this time the auditor drags a box over the frame and blurs it there. The
+    // frame is shown again, as other bytes.
+    const again = await fetch(`${BASE}/api/v1/frames/${upload}/${index}/report`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ reason: "plate", note: "e2e: reported again by ui.mjs" }),
+    });
+    if (again.status !== 202) fail(`reporting frame ${frame} again: ${again.status} ${await again.text()}`);
+    await page.reload();
+    await useKey(page, process.env.AUDITOR_KEY, "auditor");
+    await expect(page, `${row} img.thumb`, `the second report of frame ${frame} shows no image`);
+    await page.click(`${row} button[data-report-action="mark"]`);
+    const marked = await expect(page, "tr.blur-editor [data-marker] img", `frame ${frame} opened no picture to mark`);
+    await page.waitForFunction(() => document.querySelector("tr.blur-editor [data-marker] img")?.naturalWidth > 0,
+      null, { timeout: 10000 }).catch(() => fail(`the picture of frame ${frame} to mark did not load`));
+    const area = await marked.boundingBox();
+    await page.mouse.move(area.x + area.width * 0.2, area.y + area.height * 0.2);
+    await page.mouse.down();
+    await page.mouse.move(area.x + area.width * 0.8, area.y + area.height * 0.75, { steps: 8 });
+    await page.mouse.up();
+    await expect(page, 'tr.blur-editor [data-marker][data-marks="1"]', `dragging over frame ${frame} marked no box`);
+    await page.click('tr.blur-editor button[data-report-action="blur"]');
+    await expect(page, `${row}[data-decided="blur"]`, `blurring frame ${frame} did not show as decided`);
+    const blurred = await fetch(`${BASE}/api/v1/frames/${upload}/${index}/image`);
+    if (blurred.status !== 200) fail(`a frame blurred further is not served again: ${blurred.status}`);
+    const blurredBytes = Buffer.from(await blurred.arrayBuffer());
+    if (Buffer.compare(blurredBytes, keptBytes) === 0) fail(`frame ${frame} is served unchanged after it was blurred`);
+    result.report_blurred = frame;
+    log(`auditor: blurred reported frame ${frame} further (${keptBytes.length} -> ${blurredBytes.length} bytes)`);
   });
 
   await step("planner", async (page) => {

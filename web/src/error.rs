@@ -112,6 +112,19 @@ impl From<covermap_pipeline::demand::DemandError> for ApiError {
     }
 }
 
+impl From<covermap_pipeline::reports::BlurError> for ApiError {
+    fn from(e: covermap_pipeline::reports::BlurError) -> Self {
+        use covermap_pipeline::reports::BlurError;
+        match e {
+            BlurError::Boxes(v) => ApiError::bad_field("invalid_boxes", v.field, v.reason),
+            BlurError::Store(e) => ApiError::Store(e),
+            other @ BlurError::Unreadable(_) => {
+                ApiError::Store(covermap_store::StoreError::Corrupt(other.to_string()))
+            }
+        }
+    }
+}
+
 impl From<covermap_pipeline::AcceptError> for ApiError {
     fn from(e: covermap_pipeline::AcceptError) -> Self {
         match e {

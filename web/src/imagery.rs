@@ -7,8 +7,9 @@
 //! again, and every decision stays in the log (see `covermap_store::Decision`).
 //!
 //! Anyone may also report a published frame that shows a face, a plate or anything else that
-//! should not be public: it is hidden at once, until an auditor keeps it (shown again) or removes
-//! it (taken down for good, its derivative deleted).
+//! should not be public: it is hidden at once, until an auditor keeps it (shown again), blurs it
+//! further where they mark it (shown again, blurred) or removes it (taken down for good, its
+//! derivative deleted).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -17,7 +18,7 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use covermap_domain::Role;
-use covermap_domain::{ReportDecision, ReportReason};
+use covermap_domain::{BlurBox, ReportDecision, ReportReason};
 use covermap_store::{AuditQuery, Decision, FrameImage, NewFrameDecision, NewFrameReport};
 use serde::Deserialize;
 use serde_json::json;
@@ -285,10 +286,23 @@ pub(crate) async fn reports(
     Ok(Json(json!({"reports": reports})).into_response())
 }
 
+/// A decision on a report as an auditor sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportDecisionRequest {
+    decision: Option<String>,
+    /// With `blur` only: `[{x1, y1, x2, y2}, …]` in the published frame's pixels. Read as it
+    /// came, so that a bad box is answered as `invalid_boxes`, not as unreadable JSON.
+    #[serde(default)]
+    boxes: Option<serde_json::Value>,
+}
+
 /// `POST /api/v1/audit/reports/{id}/decision` (auditors, admins), with
-/// `{"decision": "keep" | "remove"}`: keeping shows the frame again (unless another report of
-/// it is still open); removing takes it down for good and deletes its published derivative.
-/// Answers the report as decided (404 no such report, 409 decided already).
+/// `{"decision": "keep" | "remove" | "blur", "boxes": [...]}`: keeping shows the frame again
+/// (unless another report of it is still open); removing takes it down for good and deletes its
+/// published derivative; blurring blurs the boxes marked on it (`blur` only, at least one), and
+/// shows the blurred copy instead. Answers the report as decided (400 `invalid_boxes` naming
+/// what is wrong with them, 404 no such report, 409 decided already).
 pub(crate) async fn decide_report(
     State(state): State<AppState>,
     method: Method,
@@ -301,14 +315,34 @@ pub(crate) async fn decide_report(
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request("invalid_id", format!("report id {id:?} is not a number"))
     })?;
-    let req: DecisionRequest =
+    let req: ReportDecisionRequest =
         body::json(&body::within(body, body::MAX_JSON_BYTES)?, "invalid_json")?;
     let decision: ReportDecision = required(
         req.decision,
         "invalid_decision",
         "decision",
-        "decision is missing: keep or remove",
+        "decision is missing: keep, remove or blur",
     )?;
+    if decision == ReportDecision::Blur {
+        let boxes = blur_boxes(req.boxes)?;
+        let report = covermap_pipeline::reports::blur_reported_frame(
+            state.store.as_ref(),
+            &state.blobs,
+            id,
+            boxes,
+            &caller.name(),
+            Utc::now(),
+        )
+        .await?;
+        return Ok(Json(report).into_response());
+    }
+    if req.boxes.is_some() {
+        return Err(ApiError::bad_field(
+            "invalid_boxes",
+            "boxes",
+            "boxes go with decision blur only",
+        ));
+    }
     let (report, derivative) = state
         .store
         .decide_report(id, decision, &caller.name(), Utc::now())
@@ -321,6 +355,20 @@ pub(crate) async fn decide_report(
         tracing::warn!(report = id, key, error = %e, "a removed frame's derivative was not deleted");
     }
     Ok(Json(report).into_response())
+}
+
+/// The boxes a blur decision must carry: a list of `{x1, y1, x2, y2}`, each well formed, at
+/// least one and at most [`BlurBox::MAX_PER_FRAME`]; whether they lie inside the frame is
+/// checked against the frame.
+fn blur_boxes(boxes: Option<serde_json::Value>) -> Result<Vec<BlurBox>, ApiError> {
+    let bad = |message: String| ApiError::bad_field("invalid_boxes", "boxes", message);
+    let boxes = boxes.ok_or_else(|| {
+        bad("boxes are missing: mark at least one box {x1, y1, x2, y2} to blur".into())
+    })?;
+    let boxes: Vec<BlurBox> =
+        serde_json::from_value(boxes).map_err(|e| bad(format!("boxes: {e}")))?;
+    BlurBox::check_count(&boxes).map_err(|e| bad(e.reason))?;
+    Ok(boxes)
 }
 
 /// A word of one of the API's vocabularies that the request must carry in `field`.
