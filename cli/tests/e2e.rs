@@ -1041,8 +1041,8 @@ fn vision_check_command_contract() {
         .iter()
         .find(|r| r["class"] == "face" && r["size"].is_null())
         .unwrap();
-    assert_eq!(faces["labelled"], 23, "{report}");
-    assert_eq!(faces["covered"], 23, "{report}");
+    assert_eq!(faces["labelled"], 25, "{report}");
+    assert_eq!(faces["covered"], 25, "{report}");
     assert!(faces["covered_share"].as_f64().unwrap() >= 0.99, "{report}");
-    assert_eq!(report["images"], 8);
+    assert_eq!(report["images"], 11);
 }

@@ -107,9 +107,12 @@ pub struct Found {
 }
 
 impl Found {
-    /// What `check` finds in `jpeg`, as the published frame is made of it.
-    pub fn by(check: &mut crate::FrameCheck, jpeg: &[u8]) -> Result<Self, crate::VisionError> {
-        let look = check.look(jpeg)?;
+    /// What `check` finds in `frame`, as the published frame is made of it. The stage takes
+    /// JPEG only (as uploads are); a labelled frame stored in another format (a PNG a package
+    /// ships) is encoded as JPEG at quality 95 first, in memory.
+    pub fn by(check: &mut crate::FrameCheck, frame: &[u8]) -> Result<Self, crate::VisionError> {
+        let jpeg = as_jpeg(frame)?;
+        let look = check.look(&jpeg)?;
         Ok(Self {
             width: look.width,
             height: look.height,
@@ -119,6 +122,18 @@ impl Found {
             margin: BLUR_MARGIN,
         })
     }
+}
+
+/// `frame` as JPEG: itself if it is one, else decoded (any format the `image` crate reads) and
+/// encoded at quality 95.
+fn as_jpeg(frame: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, crate::VisionError> {
+    if frame.starts_with(&[0xFF, 0xD8]) {
+        return Ok(std::borrow::Cow::Borrowed(frame));
+    }
+    let image = image::load_from_memory(frame)
+        .map_err(|e| crate::VisionError::Undecodable(e.to_string()))?
+        .into_rgb8();
+    crate::encode_jpeg(&image, 95).map(std::borrow::Cow::Owned)
 }
 
 /// Counts for one class, overall (`size: None`) or for one size of labelled box.
