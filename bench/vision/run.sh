@@ -9,6 +9,7 @@
 # 2026-11-24); its README there says what each stage does and which versions it pins.
 #
 #   bench/vision/run.sh [REPEAT]     (default 5 passes over each set, after one warm-up)
+#   COVERMAP_BIN=path/to/covermap bench/vision/run.sh    (time that binary, e.g. an older commit's)
 #
 # Makes, in ~/.cache/covermap-bench/vision (BENCH_CACHE overrides the root): the reference's venv
 # and models, set1080/ (the two 4K street frames scaled down, the four 960x540 dashcam frames scaled
@@ -34,8 +35,9 @@ fi
 PY=$V/bin/python
 PY=$PY bench/vision/fetch_models.sh "$C/models" > "$C/models.log"
 models=$(models/fetch | tail -1 | sed -n 's/^models ready in //p')
-cargo build --release -q -p covermap
-cm=target/release/covermap
+# COVERMAP_BIN names a covermap binary to time instead of building this checkout's.
+cm=${COVERMAP_BIN:-}
+if [ -z "$cm" ]; then cargo build --release -q -p covermap; cm=target/release/covermap; fi
 
 mkdir -p "$C/set1080" "$C/set4k"
 "$PY" - testdata "$C" <<'PY'
