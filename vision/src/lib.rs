@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod privacy;
 pub mod quality;
 pub mod quality_model;
+pub mod text;
 
 pub use frame::{decode, encode_jpeg, grey, resized, stored_upright, strip_metadata};
 pub use phash::phash;
@@ -24,6 +25,7 @@ pub use privacy::{
 };
 pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame, with_model};
 pub use quality_model::{ClassScores, QualityClass, QualityModel};
+pub use text::TextDetector;
 
 /// Why a frame could not be looked at.
 #[derive(Debug, thiserror::Error)]

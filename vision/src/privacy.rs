@@ -75,7 +75,7 @@ pub(crate) fn init_runtime(dir: &Path) -> Result<(), VisionError> {
     .map_err(VisionError::Model)
 }
 
-fn session(dir: &Path, file: &str, threads: usize) -> Result<Session, VisionError> {
+pub(crate) fn session(dir: &Path, file: &str, threads: usize) -> Result<Session, VisionError> {
     init_runtime(dir)?;
     let path = dir.join(file);
     if !path.is_file() {
