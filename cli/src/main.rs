@@ -73,6 +73,9 @@ enum Command {
     /// API keys: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Uploads: erase them at their contributor's request.
+    #[command(subcommand)]
+    Uploads(UploadsCommand),
     /// Vector tiles: export a layer as a PMTiles archive.
     #[command(subcommand)]
     Tiles(tiles_cmd::TilesCommand),
@@ -101,6 +104,28 @@ enum KeysCommand {
     Revoke {
         /// The key's id, as `keys list` and `keys create` show it.
         id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UploadsCommand {
+    /// Erase uploads at their contributor's request, as `DELETE /api/v1/uploads/{id}` and
+    /// `POST /api/v1/erasures` do: their bytes and frames leave the object store, the rows that
+    /// say where they drove go, and the reward ledger keeps its history. Asking again is
+    /// harmless. Prints each erasure as a JSON line.
+    Erase {
+        /// The uploads, by id.
+        #[arg(required_unless_present_any = ["contributor", "device"])]
+        ids: Vec<i64>,
+        /// Every upload of this contributor instead.
+        #[arg(long, conflicts_with_all = ["ids", "device"])]
+        contributor: Option<String>,
+        /// Every upload of this device instead.
+        #[arg(long, conflicts_with = "ids")]
+        device: Option<String>,
+        /// Who asked, for the erasure's record.
+        #[arg(long, default_value = "operator")]
+        requested_by: String,
     },
 }
 
@@ -291,6 +316,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args, settings).await,
         Command::Ingest(args) => ingest_cmd::run(args, settings).await,
         Command::Keys(command) => keys(command, &settings).await,
+        Command::Uploads(command) => uploads(command, &settings).await,
         Command::Epoch(command) => rewards::epoch(command, &settings).await,
         Command::Rewards(command) => rewards::rewards(command, &settings).await,
         Command::Demand(command) => rewards::demand(command, &settings).await,
@@ -354,6 +380,62 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             }
             println!("key {id} revoked");
         }
+    }
+    Ok(())
+}
+
+async fn uploads(command: UploadsCommand, settings: &Settings) -> anyhow::Result<()> {
+    let UploadsCommand::Erase {
+        ids,
+        contributor,
+        device,
+        requested_by,
+    } = command;
+    let (store, blobs) = open_storage(settings).await?;
+    let now = chrono::Utc::now();
+    let subject = match (contributor, device) {
+        (Some(c), _) => Some(covermap_pipeline::erasure::Subject::Contributor(c)),
+        (None, Some(d)) => Some(covermap_pipeline::erasure::Subject::Device(
+            d.parse().map_err(|e| anyhow::anyhow!("--device: {e}"))?,
+        )),
+        (None, None) => None,
+    };
+    let erasures = match subject {
+        Some(subject) => {
+            covermap_pipeline::erasure::erase_all(
+                store.as_ref(),
+                &blobs,
+                &subject,
+                &requested_by,
+                now,
+            )
+            .await?
+        }
+        None => {
+            let mut done = Vec::new();
+            for id in ids {
+                let erasure = covermap_pipeline::erasure::erase_upload(
+                    store.as_ref(),
+                    &blobs,
+                    id,
+                    &requested_by,
+                    now,
+                )
+                .await
+                .with_context(|| format!("erasing upload {id}"))?;
+                done.push(erasure);
+            }
+            done
+        }
+    };
+    for erasure in &erasures {
+        println!("{}", serde_json::to_string(erasure)?);
+    }
+    let unfinished = erasures.iter().filter(|e| e.completed_at.is_none()).count();
+    if unfinished > 0 {
+        anyhow::bail!(
+            "{unfinished} erasure(s) still have blobs to delete (the object store failed); run it again"
+        );
     }
     Ok(())
 }

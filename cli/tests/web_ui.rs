@@ -111,18 +111,7 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
 
     db.import_roads("roads/monaco.osm.pbf");
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        covermap_scoring::policy::DEFAULT_POLICY
-            .replace(
-                "length_seconds = 86400",
-                &format!("length_seconds = {EPOCH_SECONDS}"),
-            )
-            .replace("grace_seconds = 3600", "grace_seconds = 0"),
-    )
-    .unwrap();
-    let policy = policy.display().to_string();
+    let policy = policy_with_epochs(dir.path(), EPOCH_SECONDS);
     let server = serve(&db, &["--policy", &policy, "--close-epochs", "false"]);
     let client = reqwest::Client::new();
     let base = server.base.as_str();

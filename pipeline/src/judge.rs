@@ -128,10 +128,18 @@ pub async fn judge_pending(
                 metrics::counter!("covermap_frames_judged_late_total", "verdict" => verdict)
                     .increment(1);
             } else {
+                // Judged elsewhere first (the same bytes, kept), or erased meanwhile (its copy
+                // goes).
+                let written: Vec<String> = match &judgement {
+                    LateJudgement::Publish(v) => vec![v.published_key.clone()],
+                    LateJudgement::Refuse(r, _) => r.review_key.iter().cloned().collect(),
+                    LateJudgement::Unreadable(_) => Vec::new(),
+                };
+                crate::erasure::delete_unreferenced(store, blobs, &written).await?;
                 tracing::info!(
                     upload = upload_id,
                     frame = row.frame,
-                    "a pending frame was judged elsewhere first"
+                    "a pending frame was judged elsewhere first, or erased"
                 );
             }
         }

@@ -6,12 +6,14 @@
 //! [`accept`]s an upload (check, keep the bytes, queue the job), runs a [`worker`] that leases
 //! each job and [`process`]es it stage by stage into the one outcome the store writes, and
 //! [`judge`]s the frames kept pending while the vision models were missing once they are in
-//! place, blurs reported frames further where auditors mark them ([`reports`]), and carries out the epoch use cases ([`epochs`]) the map's ([`maps`]: tiles and reward weights) and planners' ([`demand`]). `cli` and `web` only wire: they parse
+//! place, blurs reported frames further where auditors mark them ([`reports`]), erases a
+//! contributor's uploads at their request ([`erasure`]), and carries out the epoch use cases ([`epochs`]) the map's ([`maps`]: tiles and reward weights) and planners' ([`demand`]). `cli` and `web` only wire: they parse
 //! arguments or requests and call in here.
 
 pub mod accept;
 pub mod demand;
 pub mod epochs;
+pub mod erasure;
 pub mod judge;
 pub mod maps;
 mod process;

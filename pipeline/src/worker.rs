@@ -150,8 +150,9 @@ pub async fn run_pool(
     }
 }
 
-/// Sweeps originals past their retention every minute (every idle poll when the retention is
-/// zero) until `shutdown` turns true.
+/// Sweeps originals past their retention, and the blobs of erasures an object store failed to
+/// finish, every minute (every idle poll when the retention is zero) until `shutdown` turns
+/// true.
 async fn run_sweeper(
     store: Arc<dyn Store>,
     blobs: Blobs,
@@ -169,6 +170,11 @@ async fn run_sweeper(
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "originals past retention or rejected deleted"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+        match crate::erasure::finish_pending(store.as_ref(), &blobs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "erasures left unfinished completed"),
+            Err(e) => tracing::warn!(error = %e, "finishing erasures failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -293,6 +299,15 @@ pub async fn work_once(
         }),
         Some(Ok((outcome, probe))) => {
             let r = store.complete_job(&lease, &outcome, Utc::now()).await;
+            if let Err(StoreError::Erased { .. }) = r {
+                // Erased while it ran: the frames it stored go too, unless another upload's
+                // rows name the same bytes.
+                let written = crate::erasure::outcome_blobs(&outcome);
+                if let Err(e) = crate::erasure::delete_unreferenced(store, blobs, &written).await {
+                    tracing::warn!(upload = lease.upload_id, error = %e,
+                        "an erased upload's frames were not deleted");
+                }
+            }
             if r.is_ok() {
                 // Two alike uploads judged at the same moment do not see each other; once this
                 // one is stored, it is compared again, and the later of a pair is amended.
@@ -328,6 +343,15 @@ pub async fn work_once(
     };
     match result {
         Ok(()) => Ok(true),
+        Err(StoreError::Erased { upload_id }) => {
+            metrics::counter!("covermap_jobs_total", "outcome" => "erased").increment(1);
+            tracing::info!(
+                job = lease.job_id,
+                upload = upload_id,
+                "the upload was erased while its job ran; its results were discarded"
+            );
+            Ok(true)
+        }
         Err(StoreError::LeaseLost { job_id }) => {
             metrics::counter!("covermap_jobs_total", "outcome" => "lease_lost").increment(1);
             tracing::warn!(

@@ -89,10 +89,11 @@ const PG_DEMAND_CELLS: &str = "WITH live AS ( \
          COALESCE((SELECT SUM(l) FROM (SELECT MAX(ms.length_m) AS l \
              FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
              WHERE ms.cell = p.cell AND u.received_at >= $6 AND u.trust <> 'flagged' \
+               AND u.erased_at IS NULL \
              GROUP BY ms.osm_way_id, ms.way_piece) s), 0)::float8 AS observed_m, \
          (SELECT MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
              WHERE f.cell = p.cell AND f.status = 'published' \
-               AND u.trust <> 'flagged') AS last_seen \
+               AND u.trust <> 'flagged' AND u.erased_at IS NULL) AS last_seen \
      FROM picked p ORDER BY p.cell";
 const SQLITE_DEMAND_CELLS: &str = "WITH live AS ( \
          SELECT id, weight, budget FROM demand_areas \
@@ -116,10 +117,11 @@ const SQLITE_DEMAND_CELLS: &str = "WITH live AS ( \
          CAST(COALESCE((SELECT SUM(l) FROM (SELECT MAX(ms.length_m) AS l \
              FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
              WHERE ms.cell = p.cell AND u.received_at >= $6 AND u.trust <> 'flagged' \
+               AND u.erased_at IS NULL \
              GROUP BY ms.osm_way_id, ms.way_piece) s), 0) AS REAL) AS observed_m, \
          (SELECT MAX(f.captured_at) FROM frames f JOIN uploads u ON u.id = f.upload_id \
              WHERE f.cell = p.cell AND f.status = 'published' \
-               AND u.trust <> 'flagged') AS last_seen \
+               AND u.trust <> 'flagged' AND u.erased_at IS NULL) AS last_seen \
      FROM picked p ORDER BY p.cell";
 
 /// One demand area, by id (`$1`).

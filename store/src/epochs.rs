@@ -88,10 +88,11 @@ const CLAIM_EPOCH: &str = "INSERT INTO epochs (epoch, start_at, end_at, status, 
      ON CONFLICT (epoch) DO UPDATE SET claimed_by = $4, claim_token = $5, \
          claimed_until = $6, start_at = $2, end_at = $3";
 
-/// Counts in epoch `$1` the uploads received before `$2` that no epoch counted yet.
+/// Counts in epoch `$1` the uploads received before `$2` that no epoch counted yet; an erased
+/// upload is never counted.
 const COUNT_UPLOADS_IN_EPOCH: &str = "UPDATE uploads SET reward_epoch = $1 \
      WHERE reward_epoch IS NULL AND status IN ('processed', 'rejected') \
-       AND received_at < $2";
+       AND received_at < $2 AND erased_at IS NULL";
 
 /// Counts in epoch `$1` the frames approved before `$2` that no epoch counted yet.
 const COUNT_APPROVED_FRAMES_IN_EPOCH: &str = "UPDATE frame_rejections SET reward_epoch = $1 \
@@ -142,7 +143,8 @@ const EPOCH_LAST_SEEN: &str = "WITH touched AS MATERIALIZED ( \
      FROM touched t";
 
 /// The road length of each cell epoch `$1` touches, and how much of it was driven before it
-/// since `$2`.
+/// since `$2`, by uploads not erased before the epoch's end `$3` (the same answer before and
+/// after an erasure that came later).
 const EPOCH_ROADS: &str = "WITH touched AS MATERIALIZED ( \
          SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
          WHERE u.reward_epoch = $1 AND f.status = 'published' \
@@ -155,6 +157,7 @@ const EPOCH_ROADS: &str = "WITH touched AS MATERIALIZED ( \
          SELECT ms.cell, ms.osm_way_id, ms.way_piece, MAX(ms.length_m) AS l \
          FROM matched_stretches ms JOIN uploads u ON u.id = ms.upload_id \
          WHERE u.reward_epoch < $1 AND u.received_at >= $2 AND u.trust <> 'flagged' \
+           AND (u.erased_at IS NULL OR u.erased_at >= $3) \
            AND ms.cell IN (SELECT cell FROM touched) \
          GROUP BY ms.cell, ms.osm_way_id, ms.way_piece), \
      observed AS (SELECT cell, SUM(l) AS m FROM driven GROUP BY cell) \
@@ -562,6 +565,7 @@ impl Epochs for PgStore {
         raw.roads = sqlx::query_as(EPOCH_ROADS)
             .bind(n)
             .bind(coverage_since)
+            .bind(period.end)
             .fetch_all(pool)
             .await
             .ctx("reading cells' roads")?;
@@ -958,6 +962,7 @@ impl Epochs for SqliteStore {
         raw.roads = sqlx::query_as(EPOCH_ROADS)
             .bind(n)
             .bind(micros(coverage_since))
+            .bind(micros(period.end))
             .fetch_all(&mut *tx)
             .await
             .ctx("reading cells' roads")?;

@@ -26,6 +26,10 @@ pub enum StoreError {
         "job {job_id}: the lease is no longer held (it ran out and another worker took the job)"
     )]
     LeaseLost { job_id: i64 },
+    /// The upload a job was for was erased meanwhile: its results are refused (and the job
+    /// ended), so nothing of it comes back.
+    #[error("upload {upload_id} was erased; the job's results are discarded")]
+    Erased { upload_id: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]

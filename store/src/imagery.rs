@@ -151,7 +151,8 @@ fn sqlite_frame_hashes(cells: usize) -> String {
     )
 }
 
-// The auditors' queue: PostGIS reads the position out of `geom`, casts JSONB `scores` to text,
+// The auditors' queue (erased uploads' frames left out): PostGIS reads the position out of
+// `geom`, casts JSONB `scores` to text,
 // finds the newest decision by `LATERAL`, types its null parameters and compares (upload, frame)
 // as a row; SQLite keeps `lat`, `lon` and text, finds the newest decision by `MAX(id)`, and
 // spells the comparison out.
@@ -166,7 +167,7 @@ const PG_AUDIT_FRAMES: &str = "SELECT r.upload_id, u.device, u.contributor, r.fr
      LEFT JOIN LATERAL (SELECT * FROM frame_decisions x \
          WHERE x.upload_id = r.upload_id AND x.frame = r.frame \
          ORDER BY x.id DESC LIMIT 1) d ON TRUE \
-     WHERE ($1::text IS NULL OR r.reason = $1) \
+     WHERE u.erased_at IS NULL AND ($1::text IS NULL OR r.reason = $1) \
        AND ($2::bigint IS NULL OR r.upload_id = $2) \
        AND ($3::bigint IS NULL OR (r.upload_id, r.frame) > ($3, $4::int)) \
        AND (NOT $6 OR d.id IS NULL) \
@@ -180,7 +181,7 @@ const SQLITE_AUDIT_FRAMES: &str = "SELECT r.upload_id, u.device, u.contributor, 
      FROM frame_rejections r JOIN uploads u ON u.id = r.upload_id \
      LEFT JOIN frame_decisions d ON d.id = (SELECT MAX(x.id) FROM frame_decisions x \
          WHERE x.upload_id = r.upload_id AND x.frame = r.frame) \
-     WHERE ($1 IS NULL OR r.reason = $1) \
+     WHERE u.erased_at IS NULL AND ($1 IS NULL OR r.reason = $1) \
        AND ($2 IS NULL OR r.upload_id = $2) \
        AND ($3 IS NULL OR r.upload_id > $3 OR (r.upload_id = $3 AND r.frame > $4)) \
        AND (NOT $6 OR d.id IS NULL) \

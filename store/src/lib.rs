@@ -1,7 +1,8 @@
 //! covermap's storage: the only crate that speaks SQL or talks to the object store.
 //!
 //! [`Store`] is the whole interface, one trait per capability: the job [`Queue`] with leases;
-//! [`Uploads`] and resumable upload sessions with the retention of originals; what the [`Trust`]
+//! [`Uploads`] and resumable upload sessions with the retention of originals; their [`Erasure`]
+//! at a contributor's request; what the [`Trust`]
 //! stage reads and amends; [`Access`] (API keys, devices, nonces); [`Imagery`] and its audit
 //! (frames, hashes, the auditors' queue and log, frames judged late); the [`Roads`] and coverage
 //! per cell; [`Radio`] observations; reward [`Epochs`] and the ledger; and planners' [`Demand`].
@@ -25,6 +26,7 @@ mod blobs;
 mod demand;
 mod dialect;
 mod epochs;
+mod erasure;
 mod error;
 mod imagery;
 mod pg;
@@ -54,6 +56,7 @@ pub use blobs::{BlobRef, Blobs};
 pub use covermap_domain::NewApiKey;
 pub use demand::Demand;
 pub use epochs::Epochs;
+pub use erasure::Erasure;
 pub use error::{Result, StoreError};
 pub use imagery::Imagery;
 pub use pg::PgStore;
@@ -122,6 +125,9 @@ pub struct UploadRecord {
     /// What the trust stage measured (`covermap_trust::Evidence` as JSON): for auditors.
     #[serde(skip)]
     pub evidence: Option<String>,
+    /// When it was erased at its contributor's request (see [`Erasure::erase_upload`]).
+    #[serde(skip)]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// An upload's trust verdict as its status shows it.
@@ -153,6 +159,57 @@ impl UploadTrust {
             epoch,
         }
     }
+}
+
+/// An upload's erasure as recorded: who asked, when, and what went (see
+/// [`Erasure::erase_upload`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UploadErasure {
+    pub upload_id: i64,
+    /// Whose upload it was.
+    pub device: DeviceId,
+    pub contributor: Option<String>,
+    /// Who asked: the contributor, `key:<id>`, the signing device, or the operator.
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    /// The epoch that had counted the upload, whose inputs were kept (stripped of pixels and
+    /// places) so that it still verifies; `None` where no epoch had, and every row went.
+    pub counted_in_epoch: Option<u64>,
+    /// What went, by kind.
+    pub erased: ErasedItems,
+    /// Blobs still to delete from the object store (a delete that failed is tried again);
+    /// empty once all are gone.
+    #[serde(skip)]
+    pub pending_blobs: Vec<String>,
+    /// When the last of its blobs was deleted; `None` while some are still to delete.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// What an erasure took away, counted by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct ErasedItems {
+    /// Blobs deleted from the object store: the upload's bytes, its frames' originals and
+    /// blurred derivatives (none that another upload still needs).
+    pub blobs: u64,
+    /// Frames whose pixels, keys, hashes and places went: rows deleted, or kept stripped where
+    /// an epoch counted them.
+    pub frames: u64,
+    /// Refused frames, likewise.
+    pub refused_frames: u64,
+    /// Coverage rows (one per cell it was seen in).
+    pub cells: u64,
+    /// Stretches of road it was matched to.
+    pub stretches: u64,
+    /// Radio observations.
+    pub radio: u64,
+    /// Items left out of it: rows deleted, or their details (where a fix was) where kept.
+    pub rejections: u64,
+    /// What the trust stage kept to compare later uploads with: its extent and track print.
+    pub trust: u64,
+    /// Open reports of its frames, closed as removed.
+    pub reports_closed: u64,
+    /// Queued jobs that will not run.
+    pub jobs_stopped: u64,
 }
 
 /// What the trust stage made of an upload, written with the upload's results.
@@ -810,6 +867,7 @@ pub struct SegmentSeen {
 pub trait Store:
     Queue
     + Uploads
+    + Erasure
     + Trust
     + Access
     + Imagery

@@ -28,7 +28,8 @@ pub trait Queue: Send + Sync {
     async fn renew_lease(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()>;
 
     /// Writes a track's observations, its upload's summary and the job's "done" mark in one
-    /// transaction — or nothing, with [`StoreError::LeaseLost`], if the lease is no longer held.
+    /// transaction — or nothing, with [`StoreError::LeaseLost`], if the lease is no longer held,
+    /// or with [`StoreError::Erased`] (the job ended) if the upload was erased meanwhile.
     async fn complete_job(
         &self,
         lease: &Lease,
@@ -36,7 +37,7 @@ pub trait Queue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// Ends or postpones a job that failed, under the same lease rule.
+    /// Ends or postpones a job that failed, under the same lease and erasure rules.
     async fn fail_job(
         &self,
         lease: &Lease,
@@ -198,6 +199,65 @@ const POSTPONE_JOB: &str = "UPDATE jobs SET status = 'queued', lease_token = NUL
 const FAIL_JOB: &str = "UPDATE jobs SET status = 'failed', lease_token = NULL, finished_at = $2, \
          last_error = $3 WHERE id = $1";
 
+/// Whether upload `$1` was erased; locked on PostgreSQL where `FOR UPDATE` is appended (an
+/// erasure locks it too, so one of the two goes first).
+const UPLOAD_ERASED: &str = "SELECT erased_at IS NOT NULL FROM uploads WHERE id = $1";
+
+/// Why the job of an upload erased while it ran ended.
+const ERASED_JOB: &str = "erased: the upload was deleted at its contributor's request";
+
+impl PgStore {
+    /// Whether the upload `lease` is for was erased; if it was, the job is failed in `tx` (for
+    /// the caller to commit and answer [`StoreError::Erased`]): its results never land, and it
+    /// is not run again.
+    async fn ended_if_erased(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (erased,): (bool,) = sqlx::query_as(&format!("{UPLOAD_ERASED} FOR UPDATE"))
+            .bind(lease.upload_id)
+            .fetch_one(&mut **tx)
+            .await
+            .ctx("checking an upload is not erased")?;
+        if erased {
+            sqlx::query(FAIL_JOB)
+                .bind(lease.job_id)
+                .bind(now)
+                .bind(ERASED_JOB)
+                .execute(&mut **tx)
+                .await
+                .ctx("ending an erased upload's job")?;
+        }
+        Ok(erased)
+    }
+}
+
+impl SqliteStore {
+    /// As [`PgStore::ended_if_erased`]; SQLite's writer holds the database already.
+    async fn ended_if_erased(
+        tx: &mut sqlx::SqliteConnection,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (erased,): (bool,) = sqlx::query_as(UPLOAD_ERASED)
+            .bind(lease.upload_id)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("checking an upload is not erased")?;
+        if erased {
+            sqlx::query(FAIL_JOB)
+                .bind(lease.job_id)
+                .bind(micros(now))
+                .bind(ERASED_JOB)
+                .execute(&mut *tx)
+                .await
+                .ctx("ending an erased upload's job")?;
+        }
+        Ok(erased)
+    }
+}
+
 /// A lease from its job's row (`id`, `upload_id`, `attempts`) and its upload's (`device`,
 /// `kind`, `blob_key`, `received_at`): one row on PostgreSQL, two on SQLite.
 fn lease_from_rows(
@@ -281,6 +341,12 @@ impl Queue for PgStore {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         Self::holding(&mut tx, lease).await?;
+        if Self::ended_if_erased(&mut tx, lease, now).await? {
+            tx.commit().await.ctx("committing an erased upload's job")?;
+            return Err(StoreError::Erased {
+                upload_id: lease.upload_id,
+            });
+        }
         let v = &outcome.visits;
         let centers: Vec<_> = v.iter().map(|x| x.cell.center()).collect();
         sqlx::query(INSERT_CELL_OBSERVATIONS_PG)
@@ -523,6 +589,12 @@ impl Queue for PgStore {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         Self::holding(&mut tx, lease).await?;
+        if Self::ended_if_erased(&mut tx, lease, now).await? {
+            tx.commit().await.ctx("committing an erased upload's job")?;
+            return Err(StoreError::Erased {
+                upload_id: lease.upload_id,
+            });
+        }
         match rows::next_step(lease, failure, policy) {
             rows::NextStep::Retry { error } => {
                 sqlx::query(POSTPONE_JOB)
@@ -620,6 +692,12 @@ impl Queue for SqliteStore {
     ) -> Result<()> {
         let mut tx = self.write().await?;
         Self::holding(&mut tx, lease).await?;
+        if Self::ended_if_erased(&mut tx, lease, now).await? {
+            tx.commit().await.ctx("committing an erased upload's job")?;
+            return Err(StoreError::Erased {
+                upload_id: lease.upload_id,
+            });
+        }
         for visit in &outcome.visits {
             let center = visit.cell.center();
             sqlx::query(INSERT_CELL_OBSERVATION_SQLITE)
@@ -801,6 +879,12 @@ impl Queue for SqliteStore {
     ) -> Result<()> {
         let mut tx = self.write().await?;
         Self::holding(&mut tx, lease).await?;
+        if Self::ended_if_erased(&mut tx, lease, now).await? {
+            tx.commit().await.ctx("committing an erased upload's job")?;
+            return Err(StoreError::Erased {
+                upload_id: lease.upload_id,
+            });
+        }
         match rows::next_step(lease, failure, policy) {
             rows::NextStep::Retry { error } => {
                 sqlx::query(POSTPONE_JOB)

@@ -7,7 +7,7 @@ use covermap_domain::{BoundingBox, Cell, LatLon, RadioCellSummary};
 use crate::dialect::Columns;
 use crate::error::{Result, SqlContext};
 use crate::reward_rows::radio_sample;
-use crate::rows::FLAGGED_UPLOADS;
+use crate::rows::OFF_MAP_UPLOADS;
 use crate::{PgStore, RadioRow, SqliteStore};
 
 /// Radio observations per upload, per cell, and as samples for an epoch.
@@ -39,7 +39,7 @@ const SQLITE_RADIO_OBSERVATIONS: &str = "SELECT observed_at, emitter_kind, radio
 const PG_IN_BOX: &str = "geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)";
 const SQLITE_IN_BOX: &str = "lat BETWEEN $2 AND $4 AND lon BETWEEN $1 AND $3";
 
-/// Counted observations of uploads not flagged, summed per cell, for cells whose observations
+/// Counted observations of uploads neither flagged nor erased, summed per cell, for cells whose observations
 /// `in_box` admits, at most `$5`.
 fn radio_coverage_query(in_box: &str) -> String {
     format!(
@@ -51,7 +51,7 @@ fn radio_coverage_query(in_box: &str) -> String {
                 MAX(signal_dbm) AS best_signal_dbm, MAX(observed_at) AS last_seen \
          FROM radio_observations \
          WHERE {in_box} \
-           AND upload_id NOT IN {FLAGGED_UPLOADS} AND counted IS NOT FALSE \
+           AND upload_id NOT IN {OFF_MAP_UPLOADS} AND counted IS NOT FALSE \
          GROUP BY cell ORDER BY cell LIMIT $5"
     )
 }
@@ -64,7 +64,7 @@ const PG_RADIO_SAMPLES: &str = "SELECT CASE WHEN u.rewardable THEN u.contributor
          r.observed_at, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon \
      FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
      WHERE r.geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) AND u.trust <> 'flagged' \
-       AND r.counted IS NOT FALSE \
+       AND u.erased_at IS NULL AND r.counted IS NOT FALSE \
      ORDER BY r.upload_id, r.seq LIMIT $5";
 const SQLITE_RADIO_SAMPLES: &str = "SELECT CASE WHEN u.rewardable THEN u.contributor END \
              AS contributor, r.upload_id, r.seq, r.cell, \
@@ -72,7 +72,7 @@ const SQLITE_RADIO_SAMPLES: &str = "SELECT CASE WHEN u.rewardable THEN u.contrib
          r.observed_at, r.lat, r.lon \
      FROM radio_observations r JOIN uploads u ON u.id = r.upload_id \
      WHERE r.lon BETWEEN $1 AND $3 AND r.lat BETWEEN $2 AND $4 AND u.trust <> 'flagged' \
-       AND r.counted IS NOT FALSE \
+       AND u.erased_at IS NULL AND r.counted IS NOT FALSE \
      ORDER BY r.upload_id, r.seq LIMIT $5";
 
 // How the rows of both backends are read.

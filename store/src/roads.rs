@@ -9,7 +9,7 @@ use covermap_domain::{
 use crate::dialect::Columns;
 use crate::dialect::micros;
 use crate::error::{Result, SqlContext, StoreError};
-use crate::rows::FLAGGED_UPLOADS;
+use crate::rows::OFF_MAP_UPLOADS;
 use crate::{PgStore, SegmentSeen, SqliteStore, rows};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -142,7 +142,8 @@ fn sqlite_road_segments(refs: usize) -> String {
 }
 
 /// When each road segment in the box (`in_box`, one of the `…_SEGMENT_IN_BOX`) was last
-/// driven, by matched GPS or frames taken on it, unless by a flagged upload; at most `$5`.
+/// driven, by matched GPS or frames taken on it, unless by a flagged or erased upload; at most
+/// `$5`.
 fn roads_last_seen_sql(in_box: &str) -> String {
     format!(
         "WITH s AS (SELECT osm_way_id, piece FROM road_segments WHERE {in_box}), \
@@ -151,24 +152,24 @@ fn roads_last_seen_sql(in_box: &str) -> String {
                 FROM s JOIN matched_stretches m \
                   ON m.osm_way_id = s.osm_way_id AND m.way_piece = s.piece \
                 JOIN cell_observations co ON co.upload_id = m.upload_id AND co.cell = m.cell \
-                WHERE m.upload_id NOT IN {FLAGGED_UPLOADS} \
+                WHERE m.upload_id NOT IN {OFF_MAP_UPLOADS} \
                 UNION ALL \
                 SELECT f.osm_way_id, f.way_piece, f.captured_at \
                 FROM s JOIN frames f ON f.osm_way_id = s.osm_way_id AND f.way_piece = s.piece \
-                WHERE f.upload_id NOT IN {FLAGGED_UPLOADS}) \
+                WHERE f.upload_id NOT IN {OFF_MAP_UPLOADS}) \
          SELECT osm_way_id, piece, MAX(t) AS last_seen FROM seen GROUP BY osm_way_id, piece \
          ORDER BY osm_way_id, piece LIMIT $5"
     )
 }
 
 /// Coverage of the cells in the box (`in_box`, one of the `…_POINT_IN_BOX`), unless by a
-/// flagged upload; at most `$5` cells.
+/// flagged or erased upload; at most `$5` cells.
 fn coverage_sql(in_box: &str) -> String {
     format!(
         "SELECT cell, CAST(SUM(fixes) AS bigint) AS fixes, COUNT(*) AS uploads, \
                 COUNT(DISTINCT device) AS devices, MIN(first_seen) AS first_seen, \
                 MAX(last_seen) AS last_seen \
-         FROM cell_observations WHERE {in_box} AND upload_id NOT IN {FLAGGED_UPLOADS} \
+         FROM cell_observations WHERE {in_box} AND upload_id NOT IN {OFF_MAP_UPLOADS} \
          GROUP BY cell ORDER BY cell LIMIT $5"
     )
 }

@@ -188,8 +188,9 @@ pub(crate) fn trust_columns(outcome: &JobOutcome) -> TrustColumns<'_> {
     }
 }
 
-/// Uploads whose rows every map leaves out: `AND x.upload_id NOT IN (…)`.
-pub(crate) const FLAGGED_UPLOADS: &str = "(SELECT id FROM uploads WHERE trust = 'flagged')";
+/// Uploads whose rows every map leaves out, flagged or erased: `AND x.upload_id NOT IN (…)`.
+pub(crate) const OFF_MAP_UPLOADS: &str =
+    "(SELECT id FROM uploads WHERE trust = 'flagged' OR erased_at IS NOT NULL)";
 
 pub(crate) fn cells_touched(outcome: &JobOutcome) -> i64 {
     let mut cells: Vec<i64> = outcome
@@ -347,7 +348,7 @@ pub(crate) fn extent(
 pub(crate) const UPLOAD_COLUMNS: &str = "id, device, kind, sha256, size_bytes, received_at, status, \
      reason, fixes_accepted, fixes_rejected, cells, matched_m, processed_at, observations_accepted, \
      observations_rejected, contributor, rewardable, cells_seen, trust, trust_findings, \
-     trust_epoch, evidence, copy_of";
+     trust_epoch, evidence, copy_of, erased_at";
 
 /// An epoch's columns.
 pub(crate) const EPOCH_COLUMNS: &str = "epoch, start_at, end_at, status, closed_at, root, \

@@ -38,7 +38,7 @@ pub trait Trust: Send + Sync {
     /// Sets a processed upload's evidence and provisional verdict anew — a copy of an upload
     /// that arrived before it, found only once that one was processed — and drops its cells
     /// from the maps if it is now flagged; `false`, and nothing changed, once an epoch's close
-    /// made its verdict final.
+    /// made its verdict final or the upload was erased.
     async fn amend_trust(
         &self,
         upload_id: i64,
@@ -72,7 +72,7 @@ const AMEND_TRUST: &str = "UPDATE uploads SET evidence = $2, trust_findings = $4
          trust_changed_at = CASE WHEN trust <> $3 THEN $5 ELSE trust_changed_at END, \
          trust = $3, \
          cells = CASE WHEN $3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
-     WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL";
+     WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL AND erased_at IS NULL";
 
 // Whether `cell` is in the list bound as `$2`: PostgreSQL binds an array, SQLite a JSON list.
 const PG_CELL_IN_LIST: &str = "= ANY($2)";
@@ -82,8 +82,10 @@ const SQLITE_CELL_IN_LIST: &str = "IN (SELECT value FROM json_each($2))";
 /// how many, most first, at most `$3`.
 fn shared_cells_query(radio: bool, cell_in_list: &str) -> String {
     let table = if radio {
+        // An erased upload's samples stay for the epoch that counted them, not to judge others.
         format!(
-            "(SELECT DISTINCT upload_id, cell FROM radio_observations WHERE cell {cell_in_list})"
+            "(SELECT DISTINCT upload_id, cell FROM radio_observations WHERE cell {cell_in_list} \
+              AND upload_id NOT IN (SELECT id FROM uploads WHERE erased_at IS NOT NULL))"
         )
     } else {
         format!("(SELECT upload_id, cell FROM cell_observations WHERE cell {cell_in_list})")

@@ -103,11 +103,12 @@ const QUEUE_UPLOAD_JOB: &str = "INSERT INTO jobs (kind, upload_id, available_at,
 static UPLOAD_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1"));
 
-/// The newest uploads: `$1` at most, of contributor `$2`, device `$3` and verdict `$4` where given.
+/// The newest uploads not erased: `$1` at most, of contributor `$2`, device `$3` and verdict `$4`
+/// where given.
 static RECENT_UPLOADS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {UPLOAD_COLUMNS} FROM uploads \
-         WHERE (CAST($2 AS text) IS NULL OR contributor = $2) \
+         WHERE erased_at IS NULL AND (CAST($2 AS text) IS NULL OR contributor = $2) \
            AND (CAST($3 AS text) IS NULL OR device = $3) \
            AND (CAST($4 AS text) IS NULL OR trust = $4) \
          ORDER BY id DESC LIMIT $1"
@@ -230,6 +231,7 @@ pub(crate) fn upload_from_row(row: &impl Columns) -> Result<UploadRecord> {
         ),
         evidence: row.col("evidence")?,
         copy_of: row.col("copy_of")?,
+        erased_at: row.opt_time("erased_at")?,
     })
 }
 

@@ -153,6 +153,8 @@ conformance!(
     frames_judged_late_are_published_or_refused_and_count_once_without_reopening_epochs,
     reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them,
     reported_frames_are_blurred_further_under_a_new_key,
+    erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies,
+    nothing_of_an_upload_erased_while_queued_or_processed_comes_back,
     trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final,
 );
 
@@ -1488,13 +1490,27 @@ async fn processed_drive(
     at: DateTime<Utc>,
     original_key: &str,
 ) -> (i64, JobOutcome) {
+    let outcome = drive_outcome(content, at, original_key);
+    let id = completed_drive(store, ("cam-1", "alice"), content, at, &outcome).await;
+    (id, outcome)
+}
+
+/// Drive `content` of `device` (bound to `contributor`), received at `at`, processed into
+/// `outcome`.
+async fn completed_drive(
+    store: &dyn Store,
+    (device, contributor): (&str, &str),
+    content: &str,
+    at: DateTime<Utc>,
+    outcome: &JobOutcome,
+) -> i64 {
     let r = store
         .record_upload(NewUpload {
-            device: "cam-1".parse().unwrap(),
+            device: device.parse().unwrap(),
             kind: UploadKind::Drive,
             blob: BlobRef::of(content.as_bytes()),
             received_at: at,
-            contributor: Some("alice".into()),
+            contributor: Some(contributor.into()),
             rewardable: true,
         })
         .await
@@ -1504,6 +1520,14 @@ async fn processed_drive(
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(lease.upload_id, r.upload_id);
+    store.complete_job(&lease, outcome, at).await.unwrap();
+    r.upload_id
+}
+
+/// What a drive's processing made of `content`: a published frame (its original under
+/// `original_key`), a pending one, a refused one and a refused repeat of frame 0 of upload 1.
+fn drive_outcome(content: &str, at: DateTime<Utc>, original_key: &str) -> JobOutcome {
     let monaco = LatLon::new(43.7384, 7.4246).unwrap();
     let frame = |i: i32, key: &str, published: bool| FrameRow {
         frame: i,
@@ -1552,7 +1576,7 @@ async fn processed_drive(
             }),
         }),
     };
-    let outcome = JobOutcome {
+    JobOutcome {
         frames: vec![
             frame(0, original_key, true),
             frame(1, &format!("original/{content}/1"), false),
@@ -1562,9 +1586,7 @@ async fn processed_drive(
             refused(3, "duplicate", Some((1, 0))),
         ],
         ..JobOutcome::default()
-    };
-    store.complete_job(&lease, &outcome, at).await.unwrap();
-    (r.upload_id, outcome)
+    }
 }
 
 async fn refused_frames_imagery_and_retention(store: Arc<dyn Store>) {
@@ -2729,6 +2751,455 @@ async fn reported_frames_are_blurred_further_under_a_new_key(store: Arc<dyn Stor
     assert_eq!(store.epoch_inputs(&period, since).await.unwrap(), before);
 }
 
+/// A drive with everything processing leaves of one: frames as [`drive_outcome`] makes them,
+/// the cells and roads of a track over Monaco, a fix left out where it was, a radio sample, and
+/// what the trust stage keeps to compare later uploads with.
+fn full_outcome(content: &str, at: DateTime<Utc>, original_key: &str) -> JobOutcome {
+    let mut o = JobOutcome {
+        rejections: vec![Rejection {
+            stage: RejectionStage::Fix,
+            item: 4,
+            reason: "implausible_jump".into(),
+            detail: Some("at 43.7390000, 7.4250000".into()),
+        }],
+        radio: vec![RadioRow {
+            observed_at: at,
+            emitter_kind: EmitterKind::Cell,
+            radio: Some(RadioType::Lte),
+            emitter: "lte:208:1:4711:26140929".into(),
+            signal_dbm: Some(-85),
+            accuracy_m: Some(10.0),
+            pos: LatLon::new(43.7384, 7.4246).unwrap(),
+            cell: cell_at(43.7384, 7.4246),
+        }],
+        trust: Some(covermap_store::TrustRecord {
+            evidence: r#"{"track": {"centre": [43.7384, 7.4246]}}"#.into(),
+            verdict: "trusted".into(),
+            findings: "[]".into(),
+            extent: Some(covermap_store::UploadExtent {
+                radio: false,
+                first_at: at,
+                last_at: at + secs(3),
+                first: LatLon::new(43.7384, 7.4246).unwrap(),
+                last: LatLon::new(43.7311, 7.4197).unwrap(),
+                centre: LatLon::new(43.7384, 7.4246).unwrap(),
+                radius_m: 800.0,
+            }),
+            print: Some("[[43.7384, 7.4246]]".into()),
+        }),
+        ..drive_outcome(content, at, original_key)
+    };
+    let track = outcome(&MONACO, at);
+    (o.fixes_accepted, o.visits, o.stretches) =
+        (track.fixes_accepted, track.visits, track.stretches);
+    o
+}
+
+async fn erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies(
+    store: Arc<dyn Store>,
+) {
+    use covermap_domain::{ReportDecision, ReportReason};
+    use covermap_store::NewFrameReport;
+    let policy = covermap_scoring::RewardPolicy::shipped();
+    let whole = BoundingBox::WORLD;
+    // alice's drive and bob's, whose first frame has the same bytes as hers, counted and
+    // closed in epoch 5; a later drive of alice's no epoch counted yet.
+    let a_drive = full_outcome("drive a", t0(), "original/shared");
+    let a = completed_drive(
+        store.as_ref(),
+        ("cam-1", "alice"),
+        "drive a",
+        t0(),
+        &a_drive,
+    )
+    .await;
+    let b_drive = drive_outcome("drive b", t0() + secs(1), "original/shared");
+    let b = completed_drive(
+        store.as_ref(),
+        ("cam-2", "bob"),
+        "drive b",
+        t0() + secs(1),
+        &b_drive,
+    )
+    .await;
+    let e5 = period(5, t0() - secs(3600));
+    let since = e5.start - secs(30 * 86_400);
+    let counted = closed_epoch(store.clone(), policy.clone(), e5, since, t0() + secs(4000)).await;
+    assert_eq!(captured(&counted), vec![(a, 0), (b, 0)]);
+    let later = t0() + secs(7200);
+    let c_drive = full_outcome("drive c", later, "original/c");
+    let c = completed_drive(
+        store.as_ref(),
+        ("cam-1", "alice"),
+        "drive c",
+        later,
+        &c_drive,
+    )
+    .await;
+    let report = store
+        .report_frame(
+            &NewFrameReport {
+                upload_id: a,
+                frame: 0,
+                reason: ReportReason::Face,
+                note: None,
+                reporter: "anonymous".into(),
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    let alice = UploadFilter {
+        contributor: Some("alice".into()),
+        ..UploadFilter::default()
+    };
+    assert_eq!(
+        store.uploads_to_erase(&alice, 0, 10).await.unwrap(),
+        vec![a, c]
+    );
+
+    // Erasing the counted drive: its blobs are named for deleting, but the frame original
+    // bob's drive shares; the rows its epoch read stay, stripped, and the epoch reads the same.
+    let err = store.erase_upload(9999, "alice", later).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let at = later + secs(60);
+    let erased = store.erase_upload(a, "alice", at).await.unwrap();
+    assert_eq!(
+        (
+            erased.upload_id,
+            erased.contributor.as_deref(),
+            erased.requested_by.as_str(),
+            erased.requested_at,
+            erased.counted_in_epoch,
+            erased.completed_at,
+        ),
+        (a, Some("alice"), "alice", at, Some(5), None)
+    );
+    let mut pending = erased.pending_blobs.clone();
+    pending.sort();
+    let mut expected = vec![
+        BlobRef::of(b"drive a").key,
+        "original/drive a/1".to_owned(),
+        "original/drive a/2".to_owned(),
+        "original/drive a/3".to_owned(),
+        "published/drive a/0".to_owned(),
+        "review/drive a/2".to_owned(),
+        "review/drive a/3".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(pending, expected, "all but the original bob's drive shares");
+    let e = erased.erased;
+    assert_eq!(
+        (e.blobs, e.frames, e.refused_frames, e.cells, e.trust),
+        (7, 2, 2, 3, 2),
+        "{e:?}"
+    );
+    assert_eq!(
+        (
+            e.stretches,
+            e.radio,
+            e.rejections,
+            e.reports_closed,
+            e.jobs_stopped
+        ),
+        (0, 0, 1, 1, 0),
+        "kept for the epoch: {e:?}"
+    );
+    // Epoch 5 still verifies: the same inputs (in any order), the same root.
+    let now_read = store.epoch_inputs(&e5, since).await.unwrap();
+    let hashes = covermap_scoring::epoch::input_hashes;
+    assert_eq!(hashes(&now_read), hashes(&counted));
+    assert_eq!(
+        Some(
+            covermap_scoring::epoch::close(&now_read, &policy)
+                .manifest
+                .root
+        ),
+        store.closed_epoch(5).await.unwrap().unwrap().record.root
+    );
+    // Nothing of it is shown: not its frame, not its cells, not its refused frames to auditors.
+    assert_eq!(
+        store
+            .frame_image(a, 0, FrameImage::Published)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.frame_image(a, 0, FrameImage::Reported).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.frame_image(a, 2, FrameImage::Review).await.unwrap(),
+        None
+    );
+    let mapped: Vec<i64> = store
+        .imagery(whole, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.frames)
+        .collect();
+    assert_eq!(mapped, vec![2], "bob's frame, and alice's later drive's");
+    let queue = store
+        .audit_frames(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(queue.iter().all(|f| f.upload_id != a), "{queue:?}");
+    let samples = store.radio_samples(whole, 100).await.unwrap();
+    assert_eq!(
+        samples.iter().map(|s| s.upload_id).collect::<Vec<_>>(),
+        vec![c],
+        "its radio sample stays for the epoch, off the map"
+    );
+    // What stays of its frame: its cell and time, at its cell's centre; no key, hash or road.
+    let frames = store.frames(a).await.unwrap();
+    assert_eq!(frames.len(), 1, "the pending frame, never counted, is gone");
+    let f = &frames[0];
+    assert_eq!(
+        (
+            f.frame,
+            f.cell,
+            f.captured_at,
+            f.blob_key.as_str(),
+            f.sha256.as_str()
+        ),
+        (
+            0,
+            a_drive.frames[0].cell,
+            a_drive.frames[0].captured_at,
+            "",
+            ""
+        )
+    );
+    assert_eq!((f.vision.clone(), f.segment), (None, None));
+    assert_eq!(f.pos, f.cell.center());
+    assert_eq!(
+        store.rejections(a, 10).await.unwrap()[0].detail,
+        None,
+        "where the fix was goes; why it was left out stays"
+    );
+    assert!(store.track_prints(&[a]).await.unwrap().is_empty());
+    let rec = store.upload(a).await.unwrap().unwrap();
+    assert_eq!(rec.erased_at, Some(at));
+    assert_ne!(rec.sha256, BlobRef::of(b"drive a").sha256);
+    assert!(rec.evidence.is_some(), "its epoch reads it");
+    let listed = store
+        .recent_uploads(10, &UploadFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![c, b],
+        "erased uploads are not listed"
+    );
+    let closed = store.frame_reports(false, 10).await.unwrap();
+    let closed = closed.iter().find(|r| r.id == report.id).unwrap();
+    assert_eq!(
+        (closed.decision, closed.decided_by.as_deref()),
+        (Some(ReportDecision::Remove), Some("erasure"))
+    );
+    // Asked again: the same record, nothing more.
+    assert_eq!(
+        store
+            .erase_upload(a, "someone else", at + secs(5))
+            .await
+            .unwrap(),
+        erased
+    );
+    assert_eq!(store.erasure(a).await.unwrap(), Some(erased.clone()));
+    // Blobs no row names any more may go; the shared original may not.
+    assert_eq!(
+        store
+            .unreferenced_blobs(&["original/shared".into(), "published/drive a/0".into()])
+            .await
+            .unwrap(),
+        vec!["published/drive a/0".to_owned()]
+    );
+    assert_eq!(
+        store.erasures(&alice, true, 10).await.unwrap(),
+        vec![erased.clone()]
+    );
+    store.erasure_done(a, at + secs(10)).await.unwrap();
+    let done = store.erasure(a).await.unwrap().unwrap();
+    assert_eq!(
+        (done.pending_blobs.len(), done.completed_at),
+        (0, Some(at + secs(10)))
+    );
+    assert!(store.erasures(&alice, true, 10).await.unwrap().is_empty());
+
+    // Erasing the drive no epoch counted: every row of it goes, and no epoch will count it.
+    let gone = store.erase_upload(c, "key:7", at + secs(20)).await.unwrap();
+    let e = gone.erased;
+    assert_eq!(gone.counted_in_epoch, None);
+    assert_eq!(
+        (
+            e.frames,
+            e.refused_frames,
+            e.cells,
+            e.stretches,
+            e.radio,
+            e.rejections,
+            e.trust
+        ),
+        (2, 2, 3, 3, 1, 1, 2),
+        "{e:?}"
+    );
+    assert!(store.frames(c).await.unwrap().is_empty());
+    assert!(store.rejections(c, 10).await.unwrap().is_empty());
+    assert!(store.radio_observations(c, 10).await.unwrap().is_empty());
+    assert!(store.matched_stretches(c).await.unwrap().is_empty());
+    assert!(store.coverage(whole, 100).await.unwrap().is_empty());
+    assert!(store.radio_samples(whole, 100).await.unwrap().is_empty());
+    let mapped: Vec<i64> = store
+        .imagery(whole, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.frames)
+        .collect();
+    assert_eq!(mapped, vec![1], "bob's frame only");
+    assert_eq!(store.upload(c).await.unwrap().unwrap().evidence, None);
+    assert!(
+        store
+            .uploads_to_erase(&alice, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e6 = period(6, e5.end);
+    let covermap_store::EpochClaim::Held { tagged, .. } = store
+        .claim_epoch(&e6, "closer", later + secs(7200), LEASE)
+        .await
+        .unwrap()
+    else {
+        panic!("epoch 6 is free");
+    };
+    assert_eq!(tagged, 0, "an erased upload is never counted");
+    assert!(
+        store
+            .epoch_inputs(&e6, since)
+            .await
+            .unwrap()
+            .captures
+            .is_empty()
+    );
+    // The same bytes sent again are a new upload, nobody's duplicate or copy.
+    let again = store
+        .record_upload(NewUpload {
+            device: "cam-1".parse().unwrap(),
+            kind: UploadKind::Drive,
+            blob: BlobRef::of(b"drive c"),
+            received_at: at + secs(30),
+            contributor: Some("alice".into()),
+            rewardable: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!((again.duplicate, again.copy_of), (false, None));
+    assert_ne!(again.upload_id, c);
+    // The map caches hear of erasures.
+    assert_eq!(
+        store.newest_erasure_after(later).await.unwrap(),
+        Some(at + secs(20))
+    );
+    assert_eq!(
+        store.newest_erasure_after(at + secs(20)).await.unwrap(),
+        None
+    );
+}
+
+async fn nothing_of_an_upload_erased_while_queued_or_processed_comes_back(store: Arc<dyn Store>) {
+    let policy = QueuePolicy::default();
+    // One drive a worker holds, one still queued.
+    let held = store
+        .record_upload(NewUpload {
+            kind: UploadKind::Drive,
+            ..new_upload("cam-1", "held", t0())
+        })
+        .await
+        .unwrap();
+    let queued = store
+        .record_upload(NewUpload {
+            kind: UploadKind::Drive,
+            ..new_upload("cam-1", "queued", t0() + secs(1))
+        })
+        .await
+        .unwrap();
+    let lease = store
+        .lease_job("w", t0() + secs(2), LEASE, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.upload_id, held.upload_id);
+    let e = store
+        .erase_upload(held.upload_id, "operator", t0() + secs(3))
+        .await
+        .unwrap();
+    assert_eq!(e.erased.jobs_stopped, 0, "a worker holds it");
+    let e = store
+        .erase_upload(queued.upload_id, "operator", t0() + secs(3))
+        .await
+        .unwrap();
+    assert_eq!(e.erased.jobs_stopped, 1);
+    // The worker finishes: its results are refused, and the job ends.
+    let err = store
+        .complete_job(
+            &lease,
+            &full_outcome("held", t0(), "original/held"),
+            t0() + secs(4),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Erased { upload_id } if upload_id == held.upload_id),
+        "{err}"
+    );
+    assert!(store.frames(held.upload_id).await.unwrap().is_empty());
+    assert!(
+        store
+            .coverage(BoundingBox::WORLD, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = store
+        .renew_lease(&lease, t0() + secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    // A worker failing it likewise; and nothing is left to lease, even once leases run out.
+    let err = store
+        .fail_job(
+            &lease,
+            &JobFailure::Transient("blob store away".into()),
+            t0() + secs(5),
+            policy,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    assert_eq!(
+        store
+            .lease_job("w", t0() + secs(3600), LEASE, policy)
+            .await
+            .unwrap(),
+        None
+    );
+    for id in [held.upload_id, queued.upload_id] {
+        let rec = store.upload(id).await.unwrap().unwrap();
+        assert_eq!(
+            (rec.status, rec.reason.as_deref()),
+            (UploadStatus::Rejected, Some("erased"))
+        );
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.jobs_queued, stats.jobs_leased), (0, 0));
+}
+
 /// A processed track of `device` (contributor `who`) over `points`, with a trust record.
 async fn judged_track(
     store: &dyn Store,
@@ -3139,8 +3610,8 @@ async fn sqlite_upgrade_keeps_uploads_and_revokes_cloned_devices() {
     let store = SqliteStore::open_file(&path).await.unwrap();
     store.migrate().await.unwrap();
     check_upgraded(&store).await;
-    // The rebuilt table has every index it had, and one more (0009), and the trust stage's two
-    // (0010); nothing dangles.
+    // The rebuilt table has every index it had, and one more (0009), the trust stage's two
+    // (0010) and erasure's (0014); nothing dangles.
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'uploads' \
          AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
@@ -3154,6 +3625,7 @@ async fn sqlite_upgrade_keeps_uploads_and_revokes_cloned_devices() {
             "uploads_blob",
             "uploads_contributor",
             "uploads_device",
+            "uploads_erased",
             "uploads_flagged",
             "uploads_processed",
             "uploads_retention",

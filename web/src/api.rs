@@ -66,7 +66,8 @@ pub(crate) async fn metrics(
 }
 
 /// The caller of a read endpoint (a key, or a device signing an empty body), who must be
-/// allowed to read upload `id`. Others get 404, as if it did not exist.
+/// allowed to read upload `id`. Others get 404, as if it did not exist; those who may read it
+/// get 410 once it was erased.
 async fn readable_upload(
     state: &AppState,
     id: &str,
@@ -84,9 +85,20 @@ async fn readable_upload(
     .await?;
     let id = parse_id(id)?;
     match state.store.upload(id).await? {
-        Some(rec) if caller.may_read(&rec) => Ok(id),
+        Some(rec) if caller.may_read(&rec) => match rec.erased_at {
+            Some(at) => Err(erased(id, at)),
+            None => Ok(id),
+        },
         _ => Err(ApiError::NotFound(format!("no upload {id}"))),
     }
+}
+
+/// The answer about upload `id`, erased at `at`.
+pub(crate) fn erased(id: i64, at: chrono::DateTime<Utc>) -> ApiError {
+    ApiError::Gone(format!(
+        "upload {id} was erased at {} at its contributor's request",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
 }
 
 /// An upload the caller may read, from the path's `{param}`: the key or signature is checked
@@ -139,6 +151,9 @@ pub(crate) async fn upload_evidence(
         .upload(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no upload {id}")))?;
+    if let Some(at) = rec.erased_at {
+        return Err(erased(id, at));
+    }
     let evidence: Option<serde_json::Value> = rec
         .evidence
         .as_deref()

@@ -16,6 +16,7 @@ use covermap_ingest::access::{
     self, AccessError, DEVICE_HEADER, MAX_CLOCK_SKEW_S, SIGNATURE_HEADER, SignatureScheme,
     SignedHeaders,
 };
+use covermap_pipeline::erasure::Subject;
 use covermap_store::{ApiKeyRecord, DeviceRecord, Store, UploadFilter, UploadRecord};
 
 use crate::ApiError;
@@ -84,6 +85,39 @@ impl Caller {
                         || (k.contributor.is_some() && upload.contributor == k.contributor))
             }
             Caller::Device(d) => upload.device == d.device,
+        }
+    }
+
+    /// Whether this caller may erase `upload`: admins any upload; a contributor's own — a signed
+    /// device or a device key bound to the upload's contributor, or the device (or key) that
+    /// sent it. Auditors and planners erase nothing (they are refused by role before this).
+    pub fn may_erase(&self, upload: &UploadRecord) -> bool {
+        let theirs = |contributor: &Option<String>| {
+            contributor.is_some() && upload.contributor == *contributor
+        };
+        match self {
+            Caller::Key(k) if k.role == Role::Admin => true,
+            Caller::Key(k) => {
+                k.role == Role::Device
+                    && (upload.device == key_device(k.id) || theirs(&k.contributor))
+            }
+            Caller::Device(d) => upload.device == d.device || theirs(&d.contributor),
+        }
+    }
+
+    /// Whose uploads "all of mine" means for this caller: its contributor's, or, bound to none,
+    /// its own device's. `None` for an admin, who names whose.
+    pub fn own_uploads(&self) -> Option<Subject> {
+        match self {
+            Caller::Key(k) if k.role == Role::Admin => None,
+            Caller::Key(k) => Some(match &k.contributor {
+                Some(c) => Subject::Contributor(c.clone()),
+                None => Subject::Device(key_device(k.id)),
+            }),
+            Caller::Device(d) => Some(match &d.contributor {
+                Some(c) => Subject::Contributor(c.clone()),
+                None => Subject::Device(d.device.clone()),
+            }),
         }
     }
 

@@ -22,6 +22,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// It was there, and was erased.
+    #[error("{0}")]
+    Gone(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
@@ -66,6 +69,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Gone(_) => (StatusCode::GONE, "erased"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::UnsupportedMedia(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -13,6 +13,7 @@ mod api;
 mod auth;
 mod body;
 mod demand;
+mod erasure;
 mod error;
 mod imagery;
 pub mod maptiles;
@@ -141,7 +142,10 @@ pub fn router(state: AppState) -> Router {
         // Uploads: signed by a device, or (radio) sent with a device key.
         .route(
             "/api/v1/uploads/{param}",
-            post(uploads::upload).layer(limit).get(api::upload_status),
+            post(uploads::upload)
+                .layer(limit)
+                .get(api::upload_status)
+                .delete(erasure::erase_upload),
         )
         .route("/api/v1/drives", post(uploads::drive).layer(limit))
         .route(
@@ -207,6 +211,11 @@ pub fn router(state: AppState) -> Router {
             post(rewards::simulate_handler).layer(DefaultBodyLimit::max(rewards::MAX_POLICY_BYTES)),
         )
         .route("/api/v1/me", get(rewards::me))
+        // A contributor's uploads erased at their request (or an admin's, on their behalf).
+        .route(
+            "/api/v1/erasures",
+            get(erasure::erasures).post(erasure::erase_all),
+        )
         // Planners' demand areas: anyone reads them, planners create them.
         .route("/api/v1/demand", get(demand::list).post(demand::create))
         .route("/api/v1/demand/preview", post(demand::preview))

@@ -220,7 +220,7 @@ impl TileCache {
 }
 
 /// Every second until `shutdown`: drops the cached tiles over cells that changed since the last
-/// look.
+/// look, or every tile after an upload was erased.
 pub async fn run_invalidator(
     cache: Arc<TileCache>,
     store: Arc<dyn Store>,
@@ -229,12 +229,28 @@ pub async fn run_invalidator(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut since = Utc::now() - CHANGE_OVERLAP;
+    let mut erased_until = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let look = Utc::now();
+        // An erased upload's cells are not kept, so its tiles cannot be found: start again
+        // (once for each erasure, though the look-backs overlap).
+        match store.newest_erasure_after(since).await {
+            Ok(Some(at)) if erased_until.is_none_or(|seen| at > seen) => {
+                cache.clear();
+                erased_until = Some(at);
+                since = look - CHANGE_OVERLAP;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "tile cache: cannot read erasures");
+                continue;
+            }
+        }
         match store.changed_cells(since, CHANGE_LIMIT).await {
             Ok(cells) if cells.len() as i64 >= CHANGE_LIMIT => cache.clear(),
             Ok(cells) if cells.is_empty() => {}

@@ -198,6 +198,23 @@ pub async fn wait_for_status(
     }
 }
 
+/// The shipped policy with epochs of `seconds` and no grace (closed at once), written in `dir`;
+/// its path, for `--policy`.
+pub fn policy_with_epochs(dir: &Path, seconds: i64) -> String {
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        covermap_scoring::policy::DEFAULT_POLICY
+            .replace(
+                "length_seconds = 86400",
+                &format!("length_seconds = {seconds}"),
+            )
+            .replace("grace_seconds = 3600", "grace_seconds = 0"),
+    )
+    .unwrap();
+    policy.display().to_string()
+}
+
 /// Creates a key with `covermap keys create`, as an operator would.
 pub fn create_key(db: &Db, role: &str, contributor: Option<&str>) -> String {
     let mut args: Vec<String> = db.args();
