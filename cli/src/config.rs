@@ -133,6 +133,19 @@ pub struct Overrides {
         value_name = "BOOL"
     )]
     pub close_epochs: Option<bool>,
+    /// Run the text detector on every frame too and blur what it finds (`--text-backstop`
+    /// alone means true): it covers the small plates the plate model misses, at 1–3 s a frame on
+    /// one CPU core (BENCHMARKS.md, "Privacy at twice the speed") [default: false].
+    #[arg(
+        long,
+        env = "COVERMAP_TEXT_BACKSTOP",
+        global = true,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub text_backstop: Option<bool>,
     /// Log format on stderr [default: text].
     #[arg(
         long,
@@ -167,6 +180,7 @@ pub struct Settings {
     pub public_rate: f64,
     pub h3_resolution: u8,
     pub vision_threads: usize,
+    pub text_backstop: bool,
     pub original_retention_days: u64,
     pub models: PathBuf,
     pub web_vendor: PathBuf,
@@ -207,6 +221,7 @@ impl Settings {
             vision_threads: pick(&cli.vision_threads, &file.vision_threads).unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             }),
+            text_backstop: pick(&cli.text_backstop, &file.text_backstop).unwrap_or(false),
             original_retention_days: pick(
                 &cli.original_retention_days,
                 &file.original_retention_days,

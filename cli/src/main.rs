@@ -322,7 +322,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Demand(command) => rewards::demand(command, &settings).await,
         Command::Tiles(command) => tiles_cmd::run(command, &settings).await,
         Command::Vision(command) => {
-            tokio::task::spawn_blocking(move || vision_cmd::run(command, &settings.models)).await?
+            tokio::task::spawn_blocking(move || {
+                vision_cmd::run(command, &settings.models, settings.text_backstop)
+            })
+            .await?
         }
         Command::Adversary(command) => {
             tokio::task::spawn_blocking(move || adversary_cmd::run(command)).await?
@@ -463,7 +466,11 @@ pub(crate) fn worker_config(
     WorkerConfig {
         lease: settings.lease(),
         camera_offset: settings.camera_offset(),
-        vision: load_vision(&settings.models, settings.vision_threads),
+        vision: load_vision(
+            &settings.models,
+            settings.vision_threads,
+            settings.text_backstop,
+        ),
         original_retention: settings.original_retention(),
         ..WorkerConfig::new(policy, settings.ingest_rules(), settings.resolution())
     }
@@ -471,8 +478,12 @@ pub(crate) fn worker_config(
 
 /// The vision stage's models from `dir` (where `models/fetch` put them), loaded `threads` times
 /// (frames are looked at in parallel); without them frames stay pending.
-fn load_vision(dir: &std::path::Path, threads: usize) -> Option<Arc<covermap_vision::FramePool>> {
-    match covermap_vision::FramePool::load(dir, threads) {
+fn load_vision(
+    dir: &std::path::Path,
+    threads: usize,
+    text_backstop: bool,
+) -> Option<Arc<covermap_vision::FramePool>> {
+    match covermap_vision::FramePool::load_with(dir, threads, text_backstop) {
         Ok(pool) => Some(Arc::new(pool)),
         Err(e) => {
             tracing::warn!(error = %e, "vision models not loaded: camera frames are kept unpublished until they are");

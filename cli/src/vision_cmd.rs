@@ -18,10 +18,6 @@ pub enum VisionCommand {
         /// JPEG frames to judge.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// Also run the text detector (PP-OCRv6 det at 1,920 px) and blur what it finds: it covers
-        /// the small plates clp_det misses, at 1.5–3 s a frame on one core.
-        #[arg(long)]
-        text_backstop: bool,
     },
     /// Time the stage on images, one thread: per image, the mean milliseconds of each stage over
     /// --repeat runs (after one warm-up) and frames per second, as one JSON line. With
@@ -37,10 +33,6 @@ pub enum VisionCommand {
         /// Also judge this many frames in parallel, as the worker does.
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Also run the text detector (PP-OCRv6 det at 1,920 px) and blur what it finds: it covers
-        /// the small plates clp_det misses, at 1.5–3 s a frame on one core.
-        #[arg(long)]
-        text_backstop: bool,
     },
     /// Measure privacy against a labelled set (COCO JSON: faces and plates boxed by hand, e.g.
     /// testdata/labels/privacy.json): per class and box size, recall and precision at IoU ≥ 0.3
@@ -70,10 +62,6 @@ pub enum VisionCommand {
         /// (the reference grows boxes 1.3× about their centre: 0.15).
         #[arg(long, default_value_t = 0.15, requires = "detections")]
         margin: f32,
-        /// Also run the text detector (PP-OCRv6 det at 1,920 px) and blur what it finds: it covers
-        /// the small plates clp_det misses, at 1.5–3 s a frame on one core.
-        #[arg(long)]
-        text_backstop: bool,
     },
     /// Write the anonymised frame: every face and plate blurred, re-encoded as JPEG.
     Blur {
@@ -81,10 +69,6 @@ pub enum VisionCommand {
         input: PathBuf,
         /// Where to write the blurred JPEG.
         output: PathBuf,
-        /// Also run the text detector (PP-OCRv6 det at 1,920 px) and blur what it finds: it covers
-        /// the small plates clp_det misses, at 1.5–3 s a frame on one core.
-        #[arg(long)]
-        text_backstop: bool,
     },
 }
 
@@ -98,12 +82,10 @@ fn stage(models: &Path, text_backstop: bool) -> anyhow::Result<FrameCheck> {
     })
 }
 
-pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
+/// Runs `command` with the models in `models`; `text_backstop` is the global setting.
+pub fn run(command: VisionCommand, models: &Path, text_backstop: bool) -> anyhow::Result<()> {
     match command {
-        VisionCommand::Check {
-            images,
-            text_backstop,
-        } => {
+        VisionCommand::Check { images } => {
             let mut check_frames = stage(models, text_backstop)?;
             let mut out = std::io::stdout().lock();
             let mut failed = 0;
@@ -127,11 +109,10 @@ pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
             images,
             repeat,
             threads,
-            text_backstop,
         } => {
             let mut check = stage(models, text_backstop)?;
             let pool = (threads > 1)
-                .then(|| covermap_vision::FramePool::load(models, threads))
+                .then(|| covermap_vision::FramePool::load_with(models, threads, text_backstop))
                 .transpose()?;
             let mut out = std::io::stdout().lock();
             for path in &images {
@@ -195,7 +176,6 @@ pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
             plate_threshold,
             detections,
             margin,
-            text_backstop,
         } => {
             let report = match detections {
                 Some(file) => eval_detections(&labels, &file, margin)?,
@@ -216,11 +196,7 @@ pub fn run(command: VisionCommand, models: &Path) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        VisionCommand::Blur {
-            input,
-            output,
-            text_backstop,
-        } => {
+        VisionCommand::Blur { input, output } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let look = stage(models, text_backstop)?.look(&bytes)?;

@@ -1045,4 +1045,29 @@ fn vision_check_command_contract() {
     assert_eq!(faces["covered"], 25, "{report}");
     assert!(faces["covered_share"].as_f64().unwrap() >= 0.99, "{report}");
     assert_eq!(report["images"], 11);
+
+    // The global --text-backstop setting reaches the stage: the small plates are covered too.
+    let out = run(
+        &[
+            "vision",
+            "eval",
+            labels.to_str().unwrap(),
+            "--json",
+            "--text-backstop",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plates = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["class"] == "plate" && r["size"].is_null())
+        .unwrap();
+    assert!(plates["covered"].as_u64().unwrap() >= 8, "{report}");
 }

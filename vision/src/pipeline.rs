@@ -208,8 +208,21 @@ pub struct FramePool {
 impl FramePool {
     /// Loads `size` (at least one) checks from the models in `dir`.
     pub fn load(dir: &Path, size: usize) -> Result<Self, VisionError> {
+        Self::load_with(dir, size, false)
+    }
+
+    /// [`FramePool::load`], each check also running the text backstop if `text_backstop`
+    /// ([`FrameCheck::with_text_backstop`]).
+    pub fn load_with(dir: &Path, size: usize, text_backstop: bool) -> Result<Self, VisionError> {
         let checks = (0..size.max(1))
-            .map(|_| FrameCheck::load(dir))
+            .map(|_| {
+                let check = FrameCheck::load(dir)?;
+                if text_backstop {
+                    check.with_text_backstop(dir)
+                } else {
+                    Ok(check)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(checks))
     }

@@ -4,8 +4,8 @@
 //! each region's box grown by area × 1.6 / perimeter.
 //!
 //! Costly (it needs twice a small frame's resolution to see a dashcam's 5–14 px plates: 1.5–3 s a
-//! frame on one CPU core), so the stage runs it only when asked (`covermap vision eval
-//! --text-backstop`); see BENCHMARKS.md, "Privacy at twice the speed".
+//! frame on one CPU core), so the stage runs it only when asked (`--text-backstop`, for workers and
+//! `covermap vision …` alike); see BENCHMARKS.md, "Privacy at twice the speed".
 
 use std::path::Path;
 
