@@ -74,12 +74,14 @@ pub enum VisionCommand {
 
 /// The vision stage with the models in `models` (the `--models` setting).
 fn stage(models: &Path, text_backstop: bool) -> anyhow::Result<FrameCheck> {
-    let check = FrameCheck::load(models)?;
-    Ok(if text_backstop {
-        check.with_text_backstop(models)?
-    } else {
-        check
-    })
+    Ok(FrameCheck::load_with(models, text_backstop)?)
+}
+
+/// The label set at `path` (COCO JSON).
+fn read_labels(path: &Path) -> anyhow::Result<covermap_vision::eval::LabelSet> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Runs `command` with the models in `models`; `text_backstop` is the global setting.
@@ -217,11 +219,8 @@ fn eval(
     root: Option<&Path>,
     check: &mut FrameCheck,
 ) -> anyhow::Result<covermap_vision::eval::Report> {
-    use covermap_vision::eval::{Found, LabelSet, evaluate};
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let labels: LabelSet =
-        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    use covermap_vision::eval::{Found, evaluate};
+    let labels = read_labels(path)?;
     let root = match root {
         Some(r) => r.to_owned(),
         None => path
@@ -256,7 +255,7 @@ fn eval_detections(
     detections: &Path,
     margin: f32,
 ) -> anyhow::Result<covermap_vision::eval::Report> {
-    use covermap_vision::eval::{Found, LabelSet, evaluate};
+    use covermap_vision::eval::{Found, evaluate};
     #[derive(serde::Deserialize)]
     struct Boxes {
         boxes: Vec<[f32; 5]>,
@@ -268,10 +267,7 @@ fn eval_detections(
         faces: Boxes,
         plates: Boxes,
     }
-    let labels: LabelSet = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("reading {}", path.display()))?;
+    let labels = read_labels(path)?;
     let text = std::fs::read_to_string(detections)
         .with_context(|| format!("reading {}", detections.display()))?;
     let lines = text

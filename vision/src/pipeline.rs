@@ -60,6 +60,17 @@ impl FrameCheck {
         })
     }
 
+    /// [`FrameCheck::load`], with the text backstop too if `text_backstop`
+    /// ([`FrameCheck::with_text_backstop`]).
+    pub fn load_with(dir: &Path, text_backstop: bool) -> Result<Self, VisionError> {
+        let check = Self::load(dir)?;
+        if text_backstop {
+            check.with_text_backstop(dir)
+        } else {
+            Ok(check)
+        }
+    }
+
     /// Runs the text detector from `dir` on every frame too, blurring what it finds (see
     /// [`TextDetector`]: it covers the dashcams' small plates, at 1.5–3 s a frame on one core).
     pub fn with_text_backstop(mut self, dir: &Path) -> Result<Self, VisionError> {
@@ -215,14 +226,7 @@ impl FramePool {
     /// ([`FrameCheck::with_text_backstop`]).
     pub fn load_with(dir: &Path, size: usize, text_backstop: bool) -> Result<Self, VisionError> {
         let checks = (0..size.max(1))
-            .map(|_| {
-                let check = FrameCheck::load(dir)?;
-                if text_backstop {
-                    check.with_text_backstop(dir)
-                } else {
-                    Ok(check)
-                }
-            })
+            .map(|_| FrameCheck::load_with(dir, text_backstop))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(checks))
     }

@@ -110,7 +110,7 @@ fn split(boxes: Vec<Detection>, threshold: f32) -> Split {
     boxes.into_iter().partition(|b| b.score >= threshold)
 }
 
-fn round32(v: f32) -> usize {
+pub(crate) fn round32(v: f32) -> usize {
     ((v / 32.0).round().max(1.0) as usize) * 32
 }
 

@@ -15,7 +15,7 @@ use ort::value::TensorRef;
 
 use crate::VisionError;
 use crate::frame::resized;
-use crate::privacy::{Detection, model_error, planar, session};
+use crate::privacy::{Detection, model_error, planar, round32, session};
 
 /// PP-OCRv6 det small, run on the frame scaled to [`TextDetector::side`].
 #[derive(Debug)]
@@ -43,7 +43,6 @@ impl TextDetector {
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, VisionError> {
         let (w, h) = (image.width() as f32, image.height() as f32);
         let s = (self.side / w.max(h)).min(2.0);
-        let round32 = |v: f32| ((v / 32.0).round().max(1.0) as usize) * 32;
         let (iw, ih) = (round32(w * s), round32(h * s));
         let scaled = resized(image, iw as u32, ih as u32)?;
         // BGR, (x / 255 − 0.5) / 0.5.
