@@ -177,10 +177,19 @@ pub enum Role {
     Planner,
     /// Everything, including managing keys.
     Admin,
+    /// A map consumer: reads the public map endpoints under a daily quota of requests instead
+    /// of the anonymous per-address rate limit, and its looks count towards usage demand.
+    Consumer,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Device, Role::Auditor, Role::Planner, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Device,
+        Role::Auditor,
+        Role::Planner,
+        Role::Admin,
+        Role::Consumer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -188,6 +197,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Planner => "planner",
             Role::Admin => "admin",
+            Role::Consumer => "consumer",
         }
     }
 }
@@ -201,7 +211,7 @@ impl FromStr for Role {
             .ok_or_else(|| {
                 InvalidValue::new(
                     "role",
-                    format!("unknown role {s:?}; roles: device, auditor, planner, admin"),
+                    format!("unknown role {s:?}; roles: device, auditor, planner, admin, consumer"),
                 )
             })
     }
@@ -625,13 +635,15 @@ pub struct RadioCellSummary {
 }
 
 /// An API key to create, as the store keeps it: its hash (never the key), the prefix that names
-/// it in listings, the role it grants and the contributor it is bound to.
+/// it in listings, the role it grants, the contributor it is bound to and, for a consumer key,
+/// its quota of requests per UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApiKey {
     pub key_hash: String,
     pub prefix: String,
     pub role: Role,
     pub contributor: Option<String>,
+    pub quota_per_day: Option<u64>,
 }
 
 #[cfg(test)]

@@ -121,8 +121,21 @@ pub fn issue_key(role: Role, contributor: Option<String>) -> IssuedKey {
             prefix: key[..10].to_owned(),
             role,
             contributor,
+            quota_per_day: None,
         },
         key,
+    }
+}
+
+/// The quota a key of `role` is created with: a consumer key must have one (requests per UTC
+/// day, at least 1), no other key has one. `Err` says why not.
+pub fn checked_quota(role: Role, quota_per_day: Option<u64>) -> Result<Option<u64>, &'static str> {
+    match (role, quota_per_day) {
+        (Role::Consumer, Some(q)) if q >= 1 && q <= i64::MAX as u64 => Ok(Some(q)),
+        (Role::Consumer, Some(_)) => Err("a quota is 1 or more requests per day"),
+        (Role::Consumer, None) => Err("a consumer key needs a quota of requests per day"),
+        (_, None) => Ok(None),
+        (_, Some(_)) => Err("only consumer keys have a quota"),
     }
 }
 
@@ -590,6 +603,11 @@ mod tests {
 
     #[test]
     fn keys_are_random_hashed_and_roles_checked() {
+        assert_eq!(checked_quota(Role::Consumer, Some(10)), Ok(Some(10)));
+        assert!(checked_quota(Role::Consumer, None).is_err());
+        assert!(checked_quota(Role::Consumer, Some(0)).is_err());
+        assert!(checked_quota(Role::Planner, Some(10)).is_err());
+        assert_eq!(checked_quota(Role::Planner, None), Ok(None));
         let a = issue_key(Role::Device, Some("alice".into()));
         let b = issue_key(Role::Device, None);
         assert_ne!(a.key, b.key);

@@ -7,6 +7,7 @@ use covermap_domain::{DeviceId, NewApiKey};
 use crate::dialect::Columns;
 use crate::dialect::micros;
 use crate::error::{Result, SqlContext};
+use crate::reward_rows::{to_i64, to_u64};
 use crate::{
     ApiKeyRecord, DeviceFilter, DeviceRecord, PgStore, Registration, Rotation, SqliteStore,
 };
@@ -64,8 +65,8 @@ pub trait Access: Send + Sync {
 // The queries: one where both backends run the same, two side by side where they differ.
 
 const CREATE_API_KEY: &str = "INSERT INTO api_keys \
-                              (key_hash, prefix, role, contributor, created_at) \
-                              VALUES ($1, $2, $3, $4, $5) RETURNING *";
+                              (key_hash, prefix, role, contributor, created_at, quota_per_day) \
+                              VALUES ($1, $2, $3, $4, $5, $6) RETURNING *";
 
 const API_KEY_BY_HASH: &str = "SELECT * FROM api_keys WHERE key_hash = $1";
 
@@ -110,7 +111,13 @@ const PG_ADD_DEVICE_KEY: &str = "INSERT INTO device_keys (public_key, device, ad
 const SQLITE_ADD_DEVICE_KEY: &str =
     "INSERT INTO device_keys (public_key, device, added_at) VALUES ($1, $2, $3)";
 
-// How the rows of both backends are read.
+// How the rows of both backends are read, and a key's quota written.
+
+fn quota(key: &NewApiKey) -> Result<Option<i64>> {
+    key.quota_per_day
+        .map(|q| to_i64(q, "quota_per_day"))
+        .transpose()
+}
 
 pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
@@ -120,6 +127,10 @@ pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
         contributor: row.col("contributor")?,
         created_at: row.time("created_at")?,
         revoked_at: row.opt_time("revoked_at")?,
+        quota_per_day: row
+            .col::<Option<i64>>("quota_per_day")?
+            .map(|q| to_u64(q, "quota_per_day"))
+            .transpose()?,
     })
 }
 
@@ -144,6 +155,7 @@ impl Access for PgStore {
             .bind(key.role.as_str())
             .bind(&key.contributor)
             .bind(now)
+            .bind(quota(key)?)
             .fetch_one(&self.pool)
             .await
             .ctx("creating an API key")?;
@@ -355,6 +367,7 @@ impl Access for SqliteStore {
             .bind(key.role.as_str())
             .bind(&key.contributor)
             .bind(micros(now))
+            .bind(quota(key)?)
             .fetch_one(&self.pool)
             .await
             .ctx("creating an API key")?;

@@ -5,7 +5,8 @@
 //! at a contributor's request; what the [`Trust`]
 //! stage reads and amends; [`Access`] (API keys, devices, nonces); [`Imagery`] and its audit
 //! (frames, hashes, the auditors' queue and log, frames judged late); the [`Roads`] and coverage
-//! per cell; [`Radio`] observations; reward [`Epochs`] and the ledger; and planners' [`Demand`].
+//! per cell; [`Radio`] observations; reward [`Epochs`] and the ledger; planners' [`Demand`]; and
+//! map [`Consumers`]' requests per day and area, and the lookers usage demand counts.
 //! Each capability's file holds its trait, the queries both backends share (one `const` each,
 //! `$N` placeholders), the row decoders, and then its PostGIS and SQLite implementations side by
 //! side; where the SQL really differs the two strings stand next to each other with the reason.
@@ -23,6 +24,7 @@
 
 mod access;
 mod blobs;
+mod consumers;
 mod demand;
 mod dialect;
 mod epochs;
@@ -53,6 +55,9 @@ use serde::Serialize;
 
 pub use access::Access;
 pub use blobs::{BlobRef, Blobs};
+pub use consumers::{
+    AreaRequests, ConsumerAreaRequests, ConsumerRequests, ConsumerUsage, Consumers, Look,
+};
 pub use covermap_domain::NewApiKey;
 pub use demand::Demand;
 pub use epochs::Epochs;
@@ -635,6 +640,8 @@ pub struct ApiKeyRecord {
     pub contributor: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// A consumer key's requests per UTC day; none for other keys.
+    pub quota_per_day: Option<u64>,
 }
 
 /// A device and the ed25519 public key its uploads are signed with now. Its owner is its
@@ -875,6 +882,7 @@ pub trait Store:
     + Radio
     + Epochs
     + Demand
+    + Consumers
     + Send
     + Sync
     + std::fmt::Debug

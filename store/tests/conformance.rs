@@ -141,6 +141,7 @@ conformance!(
     road_network_round_trips_and_filters_by_box,
     observations_frames_and_rejections_are_written_with_the_job,
     keys_devices_and_nonces,
+    consumers_requests_usage_and_lookers,
     a_public_key_is_registered_once_ever,
     devices_rotate_their_keys_and_are_revoked,
     devices_are_listed_by_contributor_and_registering_key,
@@ -1008,6 +1009,7 @@ async fn keys_devices_and_nonces(store: Arc<dyn Store>) {
                 prefix: "cm_1234567".into(),
                 role: Role::Device,
                 contributor: Some("alice".into()),
+                quota_per_day: None,
             },
             t0(),
         )
@@ -1028,6 +1030,7 @@ async fn keys_devices_and_nonces(store: Arc<dyn Store>) {
                     prefix: "cm_x".into(),
                     role: Role::Admin,
                     contributor: None,
+                    quota_per_day: None,
                 },
                 t0(),
             )
@@ -1114,6 +1117,7 @@ async fn device_key(store: &dyn Store, hash: &str, contributor: Option<&str>) ->
                 prefix: "cm_0000000".into(),
                 role: Role::Device,
                 contributor: contributor.map(str::to_owned),
+                quota_per_day: None,
             },
             t0(),
         )
@@ -3680,4 +3684,165 @@ async fn postgis_upgrade_keeps_uploads_and_revokes_cloned_devices() {
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+async fn consumer_key(
+    store: &dyn Store,
+    hash: &str,
+    role: Role,
+    quota: Option<u64>,
+) -> Result<i64, StoreError> {
+    store
+        .create_api_key(
+            &NewApiKey {
+                key_hash: hash.into(),
+                prefix: "cm_c000000".into(),
+                role,
+                contributor: None,
+                quota_per_day: quota,
+            },
+            t0(),
+        )
+        .await
+        .map(|k| {
+            assert_eq!((k.role, k.quota_per_day), (role, quota));
+            k.id
+        })
+}
+
+async fn consumers_requests_usage_and_lookers(store: Arc<dyn Store>) {
+    use covermap_store::{ConsumerAreaRequests, ConsumerRequests, Look};
+    let a = consumer_key(store.as_ref(), "c1", Role::Consumer, Some(100))
+        .await
+        .unwrap();
+    let b = consumer_key(store.as_ref(), "c2", Role::Consumer, Some(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.api_key("c1").await.unwrap().unwrap().quota_per_day,
+        Some(100)
+    );
+    // A consumer key has a quota, and no other key has one.
+    assert!(
+        consumer_key(store.as_ref(), "c3", Role::Consumer, None)
+            .await
+            .is_err()
+    );
+    assert!(
+        consumer_key(store.as_ref(), "c4", Role::Device, Some(5))
+            .await
+            .is_err()
+    );
+
+    let day1 = t0().date_naive();
+    let day2 = day1.succ_opt().unwrap();
+    let area = cell_at(43.73, 7.42)
+        .0
+        .parent(h3o::Resolution::Seven)
+        .map(Cell)
+        .unwrap();
+    let other = cell_at(48.85, 2.35)
+        .0
+        .parent(h3o::Resolution::Seven)
+        .map(Cell)
+        .unwrap();
+    let req = |key_id, day, requests| ConsumerRequests {
+        key_id,
+        day,
+        requests,
+    };
+    let per_area = |key_id, day, area, requests| ConsumerAreaRequests {
+        key_id,
+        day,
+        area,
+        requests,
+    };
+    let totals = store
+        .record_consumer_requests(
+            &[req(a, day1, 5), req(b, day1, 2)],
+            &[per_area(a, day1, area, 4)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(totals.len(), 2);
+    // Another process's flush adds to the same day, and hears the total.
+    let totals = store
+        .record_consumer_requests(
+            &[req(a, day1, 3), req(a, day2, 1)],
+            &[per_area(a, day1, area, 1), per_area(a, day1, other, 2)],
+        )
+        .await
+        .unwrap();
+    let mut totals: Vec<_> = totals.iter().map(|t| (t.day, t.requests)).collect();
+    totals.sort();
+    assert_eq!(totals, [(day1, 8), (day2, 1)]);
+    assert_eq!(store.consumer_requests(a, day1).await.unwrap(), 8);
+    assert_eq!(store.consumer_requests(a, day2).await.unwrap(), 1);
+    assert_eq!(store.consumer_requests(b, day2).await.unwrap(), 0);
+
+    let usage = store.consumer_usage(Some(a), day1).await.unwrap();
+    assert_eq!(usage.len(), 2);
+    assert_eq!((usage[0].day, usage[0].requests), (day1, 8));
+    let mut areas: Vec<_> = usage[0]
+        .areas
+        .iter()
+        .map(|x| (x.area, x.requests))
+        .collect();
+    areas.sort();
+    let mut expected = vec![(area, 5), (other, 2)];
+    expected.sort();
+    assert_eq!(areas, expected);
+    assert!(usage[1].areas.is_empty());
+    let all = store.consumer_usage(None, day1).await.unwrap();
+    assert_eq!(
+        all.iter().map(|u| (u.key_id, u.day)).collect::<Vec<_>>(),
+        [(a, day1), (a, day2), (b, day1)]
+    );
+    assert_eq!(store.consumer_usage(None, day2).await.unwrap().len(), 1);
+
+    // Lookers: each once per epoch and area; anonymous ones up to the cap.
+    let look = |looker: &str, anonymous| Look {
+        epoch: 5,
+        area,
+        looker: looker.into(),
+        anonymous,
+    };
+    let refreshes: Vec<_> = (0..100).map(|_| look("key:1", false)).collect();
+    assert_eq!(store.record_looks(&refreshes, 3).await.unwrap(), 1);
+    assert_eq!(store.usage(5).await.unwrap(), [(area, 1)]);
+    assert_eq!(
+        store
+            .record_looks(&[look("key:1", false), look("key:2", false)], 3)
+            .await
+            .unwrap(),
+        1
+    );
+    let crowd: Vec<_> = (0..10).map(|i| look(&format!("addr:{i}"), true)).collect();
+    assert_eq!(store.record_looks(&crowd, 3).await.unwrap(), 10);
+    assert_eq!(store.usage(5).await.unwrap(), [(area, 2 + 3)]);
+    assert_eq!(store.record_looks(&crowd, 3).await.unwrap(), 0);
+    assert!(store.usage(4).await.unwrap().is_empty());
+    // Flushes of several processes at once count every new key exactly once.
+    let tasks: Vec<_> = (0..4)
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let looks: Vec<_> = (0..10)
+                    .map(|i| Look {
+                        epoch: 6,
+                        area,
+                        looker: format!("key:{}", 100 + (p * 5 + i) % 20),
+                        anonymous: false,
+                    })
+                    .collect();
+                store.record_looks(&looks, 3).await.unwrap()
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for t in tasks {
+        new += t.await.unwrap();
+    }
+    assert_eq!(new, 20);
+    assert_eq!(store.usage(6).await.unwrap(), [(area, 20)]);
 }
