@@ -91,6 +91,18 @@ pub struct Overrides {
         value_name = "PER_S"
     )]
     pub public_rate: Option<f64>,
+    /// Reverse proxies (addresses or CIDR networks, comma-separated) whose `X-Forwarded-For` or
+    /// `Forwarded: for=` name the client: from one of them, the first address from the right
+    /// that is not a trusted proxy is the client; from any other peer those headers are
+    /// ignored [default: none].
+    #[arg(
+        long,
+        env = "COVERMAP_TRUSTED_PROXIES",
+        global = true,
+        value_name = "CIDR,...",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
     /// H3 resolution that coverage is counted at, 0 to 15 [default: 11, cells of ~28 m edge].
     #[arg(
         long,
@@ -178,6 +190,7 @@ pub struct Settings {
     pub max_drive_bytes: u64,
     pub camera_offset_seconds: f64,
     pub public_rate: f64,
+    pub trusted_proxies: Vec<String>,
     pub h3_resolution: u8,
     pub vision_threads: usize,
     pub text_backstop: bool,
@@ -217,6 +230,7 @@ impl Settings {
             camera_offset_seconds: pick(&cli.camera_offset_seconds, &file.camera_offset_seconds)
                 .unwrap_or(0.0),
             public_rate: pick(&cli.public_rate, &file.public_rate).unwrap_or(20.0),
+            trusted_proxies: pick(&cli.trusted_proxies, &file.trusted_proxies).unwrap_or_default(),
             h3_resolution: pick(&cli.h3_resolution, &file.h3_resolution).unwrap_or(11),
             vision_threads: pick(&cli.vision_threads, &file.vision_threads).unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -261,6 +275,7 @@ impl Settings {
         if !(settings.public_rate.is_finite() && settings.public_rate > 0.0) {
             bail!("public_rate must be a positive number of requests per second");
         }
+        settings.trusted_proxies()?;
         Ok(settings)
     }
 
@@ -306,6 +321,11 @@ impl Settings {
 
     pub fn camera_offset(&self) -> chrono::Duration {
         chrono::Duration::milliseconds((self.camera_offset_seconds * 1000.0).round() as i64)
+    }
+
+    /// The reverse proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<covermap_web::TrustedProxies> {
+        Ok(covermap_web::TrustedProxies::parse(&self.trusted_proxies)?)
     }
 
     pub fn public_rate(&self) -> covermap_web::RateLimit {
@@ -392,6 +412,28 @@ mod tests {
             Settings::resolve(&o).unwrap().resolution(),
             h3o::Resolution::Nine
         );
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_a_flag_and_are_checked() {
+        let f = write("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+        let path = f.path().to_str().unwrap();
+        let cli = TestCli::try_parse_from(["t", "--config", path]).unwrap();
+        let s = Settings::resolve(&cli.o).unwrap();
+        assert_eq!(s.trusted_proxies, ["10.0.0.0/8", "::1"]);
+        let cli = TestCli::try_parse_from([
+            "t",
+            "--config",
+            path,
+            "--trusted-proxies",
+            "127.0.0.1,192.168.0.0/16",
+        ])
+        .unwrap();
+        let s = Settings::resolve(&cli.o).unwrap();
+        assert_eq!(s.trusted_proxies, ["127.0.0.1", "192.168.0.0/16"]);
+        let cli = TestCli::try_parse_from(["t", "--trusted-proxies", "10.0.0.0/40"]).unwrap();
+        let err = Settings::resolve(&cli.o).unwrap_err().to_string();
+        assert!(err.contains("10.0.0.0/40"), "{err}");
     }
 
     #[test]

@@ -90,9 +90,13 @@ enum Command {
 enum KeysCommand {
     /// Create an API key and print it (it is shown this once; only its hash is stored).
     Create {
-        /// device, auditor, planner or admin.
+        /// device, auditor, planner, admin or consumer.
         #[arg(long)]
         role: String,
+        /// A consumer key's quota: requests a UTC day to the public map endpoints (required for
+        /// consumer keys, refused for others).
+        #[arg(long, value_name = "REQUESTS_PER_DAY")]
+        quota: Option<u64>,
         /// The contributor uploads made with the key (or by devices it registers) are
         /// credited to; without one they are stored and mapped but not rewarded.
         #[arg(long)]
@@ -100,6 +104,16 @@ enum KeysCommand {
     },
     /// List keys (never the keys themselves).
     List,
+    /// Consumer keys' requests per UTC day, and per area looked at, as JSON lines (as
+    /// `GET /api/v1/consumers/usage` answers).
+    Usage {
+        /// One key's only, by id.
+        #[arg(long, value_name = "ID")]
+        key: Option<i64>,
+        /// Days back from today (UTC), today included.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Revoke a key at once, by its id.
     Revoke {
         /// The key's id, as `keys list` and `keys create` show it.
@@ -340,11 +354,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     match command {
-        KeysCommand::Create { role, contributor } => {
+        KeysCommand::Create {
+            role,
+            contributor,
+            quota,
+        } => {
             let role: covermap_domain::Role = role.parse()?;
             let contributor = covermap_web::checked_contributor(contributor)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let issued = covermap_ingest::access::issue_key(role, contributor);
+            let quota = covermap_ingest::access::checked_quota(role, quota)
+                .map_err(|e| anyhow::anyhow!("--quota: {e}"))?;
+            let mut issued = covermap_ingest::access::issue_key(role, contributor);
+            issued.record.quota_per_day = quota;
             let record = store
                 .create_api_key(&issued.record, chrono::Utc::now())
                 .await?;
@@ -375,6 +396,13 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                         "active"
                     }
                 );
+            }
+        }
+        KeysCommand::Usage { key, days } => {
+            let since = chrono::Utc::now().date_naive()
+                - chrono::TimeDelta::days(i64::from(days.max(1)) - 1);
+            for day in store.consumer_usage(key, since).await? {
+                println!("{}", serde_json::to_string(&day)?);
             }
         }
         KeysCommand::Revoke { id } => {
@@ -501,6 +529,8 @@ pub(crate) struct Server {
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: tokio::task::JoinHandle<()>,
+    /// Counted map usage and consumers' requests, written once more after the last request.
+    usage: Arc<covermap_web::usage::UsageMeter>,
 }
 
 /// What the HTTP handlers share, with the metrics recorder installed; `tile_cache_bytes` bounds
@@ -525,6 +555,7 @@ fn app_state(
         max_upload_bytes: settings.max_upload_bytes,
         max_drive_bytes: settings.max_drive_bytes,
         public_rate: settings.public_rate(),
+        trusted_proxies: settings.trusted_proxies()?,
         metrics: Some(metrics),
         jobs_waiting: Arc::new(Notify::new()),
         drive_slots: Arc::new(tokio::sync::Semaphore::new(2)),
@@ -594,7 +625,7 @@ impl Server {
             rx.clone(),
         ));
         tokio::spawn(covermap_web::usage::run_flusher(
-            usage,
+            usage.clone(),
             store.clone(),
             Duration::from_secs(5),
             rx.clone(),
@@ -633,6 +664,7 @@ impl Server {
             shutdown,
             http,
             workers,
+            usage,
         })
     }
 
@@ -646,6 +678,10 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.workers.await.context("worker pool")?;
         self.http.await.context("HTTP server")??;
+        // Requests answered while the server drained count too (a restart gives no quota back).
+        self.usage
+            .flush(self.store.as_ref(), chrono::Utc::now())
+            .await;
         Ok(())
     }
 }

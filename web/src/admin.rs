@@ -43,6 +43,8 @@ pub(crate) async fn key_with_role(
 pub(crate) struct NewKey {
     role: String,
     contributor: Option<String>,
+    /// Requests per UTC day: consumer keys must have one, other keys none.
+    quota_per_day: Option<u64>,
 }
 
 /// `POST /api/v1/keys` (admin): issues a key; the answer is the only time it is shown.
@@ -61,7 +63,10 @@ pub(crate) async fn create_key(
             ApiError::bad_field("invalid_role", "role", e.reason)
         })?;
     let contributor = checked_contributor(asked.contributor)?;
-    let issued = access::issue_key(role, contributor);
+    let quota = access::checked_quota(role, asked.quota_per_day)
+        .map_err(|e| ApiError::bad_field("invalid_quota", "quota_per_day", e))?;
+    let mut issued = access::issue_key(role, contributor);
+    issued.record.quota_per_day = quota;
     let record = state
         .store
         .create_api_key(&issued.record, Utc::now())

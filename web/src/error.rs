@@ -40,6 +40,9 @@ pub enum ApiError {
     },
     #[error("too many requests; try again in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
+    /// A consumer key used its quota of the UTC day.
+    #[error("this key's quota of {} requests a day is used up until {}", .0.quota, .0.resets_at.to_rfc3339())]
+    QuotaExceeded(crate::usage::QuotaExceeded),
     #[error(transparent)]
     Access(#[from] AccessError),
     #[error(transparent)]
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             ApiError::Access(e) if e.is_forbidden() => (StatusCode::FORBIDDEN, e.code()),
             ApiError::Access(e) => (StatusCode::UNAUTHORIZED, e.code()),
             ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
@@ -156,21 +160,30 @@ impl IntoResponse for ApiError {
         {
             e.extend(x.clone());
         }
+        if let (ApiError::QuotaExceeded(q), Some(e)) = (&self, error.as_object_mut()) {
+            e.insert("quota_per_day".into(), json!(q.quota));
+            e.insert("resets_at".into(), json!(q.resets_at));
+        }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
-        match &self {
-            ApiError::RateLimited { retry_after_s } => {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_s.max(&1).to_owned()),
-                );
+        let retry_after_s = match &self {
+            ApiError::RateLimited { retry_after_s } => Some(*retry_after_s),
+            ApiError::QuotaExceeded(q) => {
+                Some(u64::try_from((q.resets_at - chrono::Utc::now()).num_seconds()).unwrap_or(0))
             }
-            ApiError::Access(e) if !e.is_forbidden() => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"covermap\""),
-                );
-            }
-            _ => {}
+            _ => None,
+        };
+        if let Some(s) = retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s.max(1)));
+        }
+        if let ApiError::Access(e) = &self
+            && !e.is_forbidden()
+        {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"covermap\""),
+            );
         }
         response
     }

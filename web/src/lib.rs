@@ -12,6 +12,8 @@ mod admin;
 mod api;
 mod auth;
 mod body;
+mod client;
+mod consumers;
 mod demand;
 mod erasure;
 mod error;
@@ -23,14 +25,13 @@ mod rewards;
 pub mod uploads;
 pub mod usage;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use covermap_ingest::IngestRules;
 use covermap_scoring::RewardPolicy;
@@ -40,6 +41,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use admin::checked_contributor;
+pub use client::{InvalidProxy, TrustedProxies};
 pub use error::ApiError;
 pub use pages::bundled_vendor_dir;
 pub use ratelimit::RateLimit;
@@ -63,6 +65,8 @@ pub struct AppState {
     pub max_drive_bytes: u64,
     /// Calls per client address to the endpoints open without a key.
     pub public_rate: RateLimit,
+    /// Reverse proxies whose forwarding headers name the client (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
     /// Renders `/metrics`; `None` where no recorder is installed (some tests).
     pub metrics: Option<PrometheusHandle>,
     /// Pinged after each queued upload so idle in-process workers start at once.
@@ -95,8 +99,11 @@ pub fn metrics_router(state: AppState) -> Router {
 
 pub fn router(state: AppState) -> Router {
     let limit = DefaultBodyLimit::max(state.max_upload_bytes);
-    let limiter = Arc::new(ratelimit::Limiter::new(state.public_rate));
-    // Open to anyone, a token bucket per client address.
+    let gate = |rate| consumers::Gate {
+        state: state.clone(),
+        limiter: Arc::new(ratelimit::Limiter::new(rate)),
+    };
+    // Open to anyone: a token bucket per client address, or a consumer key's daily quota.
     let public = Router::new()
         .route("/api/v1/coverage", get(api::coverage))
         .route("/api/v1/roads", get(api::roads))
@@ -118,17 +125,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rewards/{contributor}", get(rewards::contributor))
         .route("/api/v1/rewards/{contributor}/proof", get(rewards::proof))
         .route("/api/v1/policy", get(rewards::policy))
-        .layer(middleware::from_fn_with_state(limiter, rate_limited));
+        .layer(middleware::from_fn_with_state(
+            gate(state.public_rate),
+            consumers::gate,
+        ));
     // A map view holds a few dozen tiles per layer and refreshes them: ten times the rate.
-    let tile_limiter = Arc::new(ratelimit::Limiter::new(RateLimit {
+    let tile_gate = gate(RateLimit {
         per_second: state.public_rate.per_second * 10.0,
         burst: state.public_rate.burst * 10.0,
-    }));
+    });
     let tiles = Router::new()
         .route("/tiles/{file}", get(maptiles::tilejson))
         .route("/tiles/{layer}/{z}/{x}/{y}", get(maptiles::tile))
         .route("/fonts/{fontstack}/{range}", get(maptiles::glyphs))
-        .layer(middleware::from_fn_with_state(tile_limiter, rate_limited));
+        .layer(middleware::from_fn_with_state(tile_gate, consumers::gate));
     Router::new()
         .route("/", get(pages::index))
         .route("/planner", get(pages::planner))
@@ -196,6 +206,7 @@ pub fn router(state: AppState) -> Router {
             get(admin::list_keys).post(admin::create_key),
         )
         .route("/api/v1/keys/{id}", delete(admin::revoke_key))
+        .route("/api/v1/consumers/usage", get(consumers::usage))
         .route(
             "/api/v1/devices",
             get(admin::list_devices).post(admin::register_device),
@@ -231,21 +242,6 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
-}
-
-async fn rate_limited(
-    State(limiter): State<Arc<ratelimit::Limiter>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    match limiter.take(client, Instant::now()) {
-        Ok(()) => next.run(req).await,
-        Err(retry_after_s) => ApiError::RateLimited { retry_after_s }.into_response(),
-    }
 }
 
 async fn count_requests(req: Request, next: Next) -> Response {
