@@ -5,7 +5,8 @@
 //! reads a refused frame's measures and approves it from the keyboard and the decision is stored
 //! (then keeps a report of it, and blurs it further by dragging a box over it), a
 //! planner draws a demand area on the map and replays a closed epoch in the what-if, a driver
-//! sees its uploads and checks its reward's Merkle proof in the browser. Screenshots of each page
+//! sees its uploads, checks its reward's Merkle proof in the browser and erases its GPS drive
+//! (gone to the API afterwards, listed among the erasures). Screenshots of each page
 //! are kept in `target/tmp/web-ui/<backend>/`.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -274,6 +275,29 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     assert!(result["road_labels"].as_u64().unwrap() > 0, "{result}");
     assert_eq!(result["simulated"], epoch, "{result}");
     assert_eq!(result["proof_verified"], epoch, "{result}");
+
+    // The drive the browser erased is gone to the API too, and listed among the erasures.
+    assert_eq!(result["erased"], drive_id, "{result}");
+    let r = client
+        .get(format!("{base}/api/v1/uploads/{drive_id}"))
+        .bearer_auth(&keys.device_key)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status.as_u16(), error_code(&body)),
+        (410, "erased".into()),
+        "{body}"
+    );
+    let erasures = get_with(
+        &client,
+        &format!("{base}/api/v1/erasures"),
+        &keys.device_key,
+    )
+    .await;
+    assert_eq!(erasures["erasures"][0]["upload_id"], drive_id, "{erasures}");
 
     // The approval the auditor clicked is stored, in the audit log and on the frame.
     let approved = result["approved"].as_str().unwrap();

@@ -1,5 +1,6 @@
 // The driver's page: the device's uploads with what was kept and left out, rewards per epoch,
-// and the Merkle proof of an epoch's cumulative total, checked here in the browser.
+// the Merkle proof of an epoch's cumulative total, checked here in the browser, and erasure of
+// an upload or all of them (after a confirm step that says what goes and what stays).
 /* global maplibregl */
 import {
   $, api, createMap, esc, every, fitPoints, keyField, measuresHTML, num, reasonWords, units, when,
@@ -7,6 +8,7 @@ import {
 
 let key = null;
 const details = new Map(); // upload id -> {html, mount} of its opened details
+const confirming = new Set(); // upload ids whose erase is waiting for its confirmation
 
 // ---- Uploads ----
 
@@ -24,6 +26,7 @@ function uploadRow(u) {
   const label = open ? "hide" : detailsLabel(u);
   const button = u.status === "processed" || left
     ? `<button type="button" data-action="details" data-upload="${u.id}">${label}</button>` : "";
+  const erase = `<button type="button" class="danger" data-action="erase" data-upload="${u.id}">Erase</button>`;
   return `
     <tr data-upload="${u.id}" data-status="${esc(u.status)}" data-kind="${esc(u.kind)}">
       <td class="num">${u.id}</td><td>${esc(when(u.received_at))}</td><td>${esc(u.kind)}</td>
@@ -33,8 +36,22 @@ function uploadRow(u) {
       <td class="num">${u.cells == null ? "" : units(u.cells)}</td>
       <td class="num">${u.matched_m == null ? "" : `${num(u.matched_m / 1000)} km`}</td>
       <td>${esc(u.reason)}</td>
-      <td>${button}</td>
-    </tr>${open ? details.get(String(u.id)).html : ""}`;
+      <td>${button} ${erase}</td>
+    </tr>${confirming.has(String(u.id)) ? confirmRow(u.id) : ""}${open ? details.get(String(u.id)).html : ""}`;
+}
+
+/** What an erasure takes and what it leaves, in the words the confirm step shows. */
+const ERASE_WORDS = `Its bytes, its frames (originals and blurred copies) and the places it drove
+  (coverage, matched roads, radio samples, where fixes were left out) are deleted for good, and it
+  counts in no later epoch. The rewards ledger keeps its history: amounts already paid stay, and
+  closed epochs still verify.`;
+
+function confirmRow(id) {
+  return `<tr class="detail" data-confirm="${id}"><td colspan="10"><div class="confirm">
+    <p><b>Erase upload ${id}?</b> ${ERASE_WORDS}</p>
+    <button type="button" class="danger primary" data-action="erase-confirm" data-upload="${id}">Erase upload ${id} for good</button>
+    <button type="button" data-action="erase-cancel" data-upload="${id}">Keep it</button>
+  </div></td></tr>`;
 }
 
 let uploads = [];
@@ -52,10 +69,8 @@ async function loadUploads() {
     if (seen === shown) return;
     shown = seen;
     uploads = r.uploads;
-    $("#uploads").innerHTML = uploads.map(uploadRow).join("")
-      || `<tr><td colspan="10" class="muted">no uploads yet</td></tr>`;
-    // Maps of opened drives survive the refresh: their rows were drawn again around them.
-    for (const [id, d] of details) d.mount?.();
+    // Maps of opened drives survive the refresh: their rows are drawn again around them.
+    redrawUploads();
     $("#uploads-error").textContent = "";
   } catch (e) {
     $("#uploads-error").textContent = e.message;
@@ -215,7 +230,47 @@ async function openDetails(u) {
   return { html, mount };
 }
 
+/** Draws the uploads from what was last fetched, with opened details and confirm steps. */
+function redrawUploads() {
+  $("#uploads").innerHTML = uploads.map(uploadRow).join("")
+    || `<tr><td colspan="10" class="muted">no uploads yet</td></tr>`;
+  for (const [, d] of details) d.mount?.();
+}
+
+/** After an erasure: the uploads and the erasures fetched again. */
+async function afterErasure() {
+  shown = "";
+  await Promise.all([loadUploads(), loadErasures()]);
+}
+
+async function eraseUpload(id, b) {
+  b.disabled = true;
+  try {
+    await api(`/api/v1/uploads/${encodeURIComponent(id)}`, { key, method: "DELETE" });
+    confirming.delete(id);
+    details.delete(id);
+    $("#uploads-error").textContent = "";
+  } catch (x) {
+    b.disabled = false;
+    $("#uploads-error").textContent = `upload ${id} was not erased: ${x.message}`;
+    return;
+  }
+  await afterErasure();
+}
+
 $("#uploads").addEventListener("click", async (e) => {
+  const asked = e.target.closest("button[data-action^=\"erase\"]");
+  if (asked) {
+    const id = asked.dataset.upload;
+    if (asked.dataset.action === "erase-confirm") {
+      await eraseUpload(id, asked);
+      return;
+    }
+    if (asked.dataset.action === "erase") confirming.add(id);
+    else confirming.delete(id);
+    redrawUploads();
+    return;
+  }
   const b = e.target.closest('button[data-action="details"]');
   if (!b) return;
   const id = b.dataset.upload;
@@ -239,6 +294,69 @@ $("#uploads").addEventListener("click", async (e) => {
   b.closest("tr").insertAdjacentHTML("afterend", d.html);
   d.mount?.();
 });
+
+// ---- Erasures ----
+
+$('button[data-action="erase-all"]').addEventListener("click", () => {
+  if (!key) {
+    $("#erase-all-confirm").innerHTML = `<p class="error">a device key is needed</p>`;
+    return;
+  }
+  $("#erase-all-confirm").innerHTML = `<div class="confirm">
+    <p><b>Erase all your uploads?</b> Every upload of yours (your contributor's, from any of your
+    devices) goes. ${ERASE_WORDS}</p>
+    <button type="button" class="danger primary" data-action="erase-all-confirm">Erase all of them for good</button>
+    <button type="button" data-action="erase-all-cancel">Keep them</button>
+  </div>`;
+});
+
+$("#erase-all-confirm").addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-action]");
+  if (!b) return;
+  if (b.dataset.action === "erase-all-cancel") {
+    $("#erase-all-confirm").innerHTML = "";
+    return;
+  }
+  b.disabled = true;
+  try {
+    const r = await api("/api/v1/erasures", { key, method: "POST" });
+    $("#erase-all-confirm").innerHTML = `<p class="ok" data-erased="${r.erasures.length}">${units(r.erasures.length)} upload${r.erasures.length === 1 ? "" : "s"} erased</p>`;
+    confirming.clear();
+    details.clear();
+  } catch (x) {
+    b.disabled = false;
+    $("#erase-all-confirm").insertAdjacentHTML("beforeend", `<p class="error">${esc(x.message)}</p>`);
+    return;
+  }
+  await afterErasure();
+});
+
+/** What an erasure took, in words: only the kinds it took any of. */
+function erasedWords(items) {
+  const words = Object.entries(items ?? {}).filter(([, n]) => n > 0)
+    .map(([k, n]) => `${units(n)} ${k.replace(/_/g, " ")}`);
+  return words.join(", ") || "nothing left to take";
+}
+
+async function loadErasures() {
+  if (!key) {
+    $("#erasures").innerHTML = `<tr><td colspan="6" class="muted">a device key is needed</td></tr>`;
+    return;
+  }
+  try {
+    const r = await api("/api/v1/erasures?limit=200", { key });
+    $("#erasures").innerHTML = r.erasures.map((x) => `
+      <tr data-erased="${x.upload_id}">
+        <td class="num">${x.upload_id}</td><td>${esc(when(x.requested_at))}</td><td>${esc(x.requested_by)}</td>
+        <td>${esc(erasedWords(x.erased))}</td>
+        <td class="num">${x.counted_in_epoch ?? ""}</td>
+        <td>${x.completed_at ? esc(when(x.completed_at)) : '<span class="muted">blobs still to delete</span>'}</td>
+      </tr>`).join("") || `<tr><td colspan="6" class="muted">nothing erased</td></tr>`;
+    $("#erasures-error").textContent = "";
+  } catch (x) {
+    $("#erasures-error").textContent = x.message;
+  }
+}
 
 // ---- Rewards ----
 
@@ -376,7 +494,10 @@ keyField($("#key-form"), "driver", ({ key: k, me }) => {
   details.clear();
   shown = "";
   if (me?.contributor) $("#contributor").value = me.contributor;
+  confirming.clear();
+  $("#erase-all-confirm").innerHTML = "";
   loadUploads();
+  loadErasures();
   loadRewards();
 });
 every(10000, () => (key ? loadUploads() : undefined));

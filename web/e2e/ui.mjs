@@ -4,7 +4,7 @@
 // measures and approves it from the keyboard, a planner draws a demand area, reads its preview,
 // creates it and replays a closed epoch in the what-if, a driver sees its uploads, a map of a
 // drive's matched roads, a refused frame's verdict and measures, and checks the Merkle proof of
-// its reward in the browser. The frame the auditor approved is then reported, kept, reported
+// its reward in the browser, then erases its GPS drive (the proof still verifies). The frame the auditor approved is then reported, kept, reported
 // again and blurred further where the auditor drags a box over it.
 //
 // Run it against a running server that holds the Monaco test data:
@@ -21,7 +21,7 @@
 //
 //   {"ok":true,"hexes":N,"popup_followed":"radio","road_labels":N,"approved":"UPLOAD/FRAME",
 //    "report_kept":"UPLOAD/FRAME","report_blurred":"UPLOAD/FRAME","preview_cells":N,
-//    "demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH}
+//    "demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH,"erased":UPLOAD}
 //
 // A failed check, a missing variable, or an uncaught error in a page exits 1 with the reason on
 // stderr. Console errors of the pages (failed requests among them) are reported, not failed on.
@@ -354,6 +354,32 @@ try {
     await page.$eval("#proof", (e) => e.scrollIntoView());
     result.proof_verified = Number(EPOCH);
     log(`driver: the proof of epoch ${EPOCH} verified in the browser`);
+
+    // Erasure: the GPS drive erased after a confirm step that says what goes and that the ledger
+    // keeps its amounts; it leaves the uploads, joins the erasures, and the proof still verifies.
+    const gpx = await page.getAttribute('#uploads tr[data-kind="gpx"]', "data-upload");
+    await page.click(`#uploads button[data-action="erase"][data-upload="${gpx}"]`);
+    const ask = await expect(page, `#uploads tr[data-confirm="${gpx}"]`, "erasing showed no confirm step");
+    const asked = await ask.textContent();
+    if (!/ledger keeps/.test(asked) || !/deleted for good/.test(asked)) fail(`the confirm step does not say what goes and what stays: “${asked}”`);
+    await page.click(`#uploads button[data-action="erase-confirm"][data-upload="${gpx}"]`);
+    await expect(page, `#erasures tr[data-erased="${gpx}"]`, `the erasure of upload ${gpx} is not listed`);
+    await page.waitForSelector(`#uploads tr[data-upload="${gpx}"]`, { state: "detached", timeout: 15000 })
+      .catch(() => fail(`upload ${gpx} is still listed after its erasure`));
+    await page.click(proof);
+    await page.waitForFunction(() => document.querySelector("#proof [data-verified]"), null, { timeout: 15000 })
+      .catch(() => fail("no proof verdict after the erasure"));
+    const still = await page.getAttribute("#proof [data-verified]", "data-verified");
+    if (still !== "true") fail(`after the erasure the proof of epoch ${EPOCH} does not verify`);
+    // Erasing all asks first too; kept here, so the rest of the uploads stay.
+    await page.click('button[data-action="erase-all"]');
+    const all = await (await expect(page, "#erase-all-confirm .confirm", "erasing all showed no confirm step")).textContent();
+    if (!/all your uploads/i.test(all) || !/ledger keeps/.test(all)) fail(`the erase-all confirm step says: “${all}”`);
+    await page.click('button[data-action="erase-all-cancel"]');
+    if (await page.$("#erase-all-confirm .confirm")) fail("keeping the uploads did not close the confirm step");
+    await page.$eval("#erasures", (e) => e.scrollIntoView());
+    result.erased = Number(gpx);
+    log(`driver: upload ${gpx} erased from the browser; the proof still verifies`);
   });
 } catch (e) {
   const also = pageErrors.length && !(e instanceof CheckFailed) ? ` (uncaught in a page: ${pageErrors.join("; ")})` : "";
