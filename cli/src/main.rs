@@ -5,6 +5,7 @@
 mod adversary_cmd;
 mod config;
 mod demo;
+mod estimate_cmd;
 mod ingest_cmd;
 mod matching;
 mod rewards;
@@ -70,6 +71,9 @@ enum Command {
     /// Planners' demand areas and bounties.
     #[command(subcommand)]
     Demand(rewards::DemandCommand),
+    /// What a planned route would earn (as POST /api/v1/estimate answers); `estimate backtest`
+    /// measures that estimate against closed epochs.
+    Estimate(estimate_cmd::EstimateArgs),
     /// API keys: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -334,6 +338,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Epoch(command) => rewards::epoch(command, &settings).await,
         Command::Rewards(command) => rewards::rewards(command, &settings).await,
         Command::Demand(command) => rewards::demand(command, &settings).await,
+        Command::Estimate(args) => estimate_cmd::run(args, &settings).await,
         Command::Tiles(command) => tiles_cmd::run(command, &settings).await,
         Command::Vision(command) => {
             tokio::task::spawn_blocking(move || {

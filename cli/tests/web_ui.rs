@@ -5,7 +5,8 @@
 //! reads a refused frame's measures and approves it from the keyboard and the decision is stored
 //! (then keeps a report of it, and blurs it further by dragging a box over it), a
 //! planner draws a demand area on the map and replays a closed epoch in the what-if, a driver
-//! sees its uploads, checks its reward's Merkle proof in the browser and erases its GPS drive
+//! sees its uploads, checks its reward's Merkle proof in the browser, estimates a planned route
+//! (the same cells and points as the API's) and erases its GPS drive
 //! (gone to the API afterwards, listed among the erasures). Screenshots of each page
 //! are kept in `target/tmp/web-ui/<backend>/`.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -249,8 +250,12 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
         .join("web-ui")
         .join(backend);
     let _ = std::fs::remove_dir_all(&shots);
+    // The route the driver estimates before driving: the drive's own, as a GPX file.
+    let route = dir.path().join("route.gpx");
+    std::fs::write(&route, gpx_of(&fixes)).unwrap();
     let out = Command::new("node")
         .arg(&script)
+        .env("ROUTE_GPX", &route)
         .env("BASE_URL", base)
         .env("OUT", &shots)
         .env("AUDITOR_KEY", &keys.auditor)
@@ -271,10 +276,43 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
         .unwrap_or_else(|e| panic!("no result line ({e}):\n{stdout}\n{stderr}"));
     assert_eq!(result["ok"], true, "{result}");
     assert!(result["hexes"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["ballot_counted"], true, "{result}");
+    // The browser's ballot is alice's, signed by the device it registered, and it holds.
+    let listed = get_json(&client, &format!("{base}/api/v1/policy/proposals")).await;
+    let id = listed["proposals"][0]["id"].as_i64().unwrap();
+    let proposal = get_json(&client, &format!("{base}/api/v1/policy/proposals/{id}")).await;
+    let ballot = &proposal["votes"][0];
+    assert_eq!(
+        (&ballot["contributor"], &ballot["choice"], &ballot["signature_valid"]),
+        (&json!("alice"), &json!("yes"), &json!(true)),
+        "{proposal}"
+    );
+    assert!(ballot["device"].as_str().unwrap().starts_with("browser-"), "{ballot}");
     assert_eq!(result["popup_followed"], "radio", "{result}");
     assert!(result["road_labels"].as_u64().unwrap() > 0, "{result}");
     assert_eq!(result["simulated"], epoch, "{result}");
     assert_eq!(result["proof_verified"], epoch, "{result}");
+
+    // The estimate the browser showed is the API's for the same route: the same cells. Its
+    // points were made while the drive covered the route's roads; the browser erased the drive
+    // since, so its roads count as not driven again and the same route is worth more now.
+    let r = client
+        .post(format!("{base}/api/v1/estimate"))
+        .json(&json!({"gpx": String::from_utf8(gpx_of(&fixes)).unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let api: Value = r.json().await.unwrap();
+    assert_eq!(result["estimate_cells"], api["cells"], "{result} {api}");
+    let (shown, now) = (
+        result["estimate_points"].as_f64().unwrap(),
+        api["points"].as_f64().unwrap(),
+    );
+    assert!(
+        shown > 0.0 && shown < now,
+        "{shown} then, {now} after the erasure"
+    );
 
     // The drive the browser erased is gone to the API too, and listed among the erasures.
     assert_eq!(result["erased"], drive_id, "{result}");

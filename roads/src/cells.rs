@@ -109,6 +109,25 @@ pub fn cut_matched(piece: &MatchedPiece, resolution: Resolution) -> Vec<CellStre
     out
 }
 
+/// The cells a planned route (a polyline, not matched to roads) crosses, each once in the order
+/// first reached, with the length of the route inside it.
+pub fn cut_route(points: &[LatLon], resolution: Resolution) -> Vec<(Cell, f64)> {
+    let mut stretches = Vec::new();
+    cut_polyline(points, resolution, |_| 0, &mut stretches);
+    let mut at: std::collections::HashMap<Cell, usize> = std::collections::HashMap::new();
+    let mut out: Vec<(Cell, f64)> = Vec::new();
+    for s in stretches {
+        match at.get(&s.cell) {
+            Some(&i) => out[i].1 += s.length_m,
+            None => {
+                at.insert(s.cell, out.len());
+                out.push((s.cell, s.length_m));
+            }
+        }
+    }
+    out
+}
+
 /// Every cell's total road length: the denominator of coverage. Ordered by cell.
 pub fn road_length_per_cell(segments: &[RoadSegment], resolution: Resolution) -> Vec<RoadCell> {
     let mut out = Vec::new();
@@ -206,6 +225,20 @@ mod tests {
         for w in cut.windows(2) {
             assert!(w[0].cell.0.is_neighbor_with(w[1].cell.0).unwrap_or(false));
         }
+    }
+
+    #[test]
+    fn a_route_there_and_back_crosses_each_cell_once_with_both_lengths() {
+        let a = LatLon::new(43.7384, 7.4246).unwrap();
+        let b = LatLon::new(43.7420, 7.4300).unwrap();
+        let there = cut_route(&[a, b], DEFAULT_RESOLUTION);
+        let back = cut_route(&[a, b, a], DEFAULT_RESOLUTION);
+        assert_eq!(
+            there.iter().map(|c| c.0).collect::<Vec<_>>(),
+            back.iter().map(|c| c.0).collect::<Vec<_>>()
+        );
+        let total: f64 = back.iter().map(|c| c.1).sum();
+        assert!((total - 2.0 * a.distance_m(b)).abs() < 1e-6, "{total}");
     }
 
     #[test]

@@ -334,17 +334,17 @@ fn penalties(
 
 /// What a cell's contributions are worth besides their own: its demand multiplier, coverage gap
 /// and the newest capture before the epoch.
-struct CellFactors<'a> {
+pub(crate) struct CellFactors<'a> {
     policy: &'a RewardPolicy,
     areas: HashMap<Cell, f64>,
     usage: HashMap<Cell, u64>,
     gaps: HashMap<Cell, f64>,
     /// Unix micros.
-    last_seen: HashMap<Cell, i64>,
+    pub(crate) last_seen: HashMap<Cell, i64>,
 }
 
 impl<'a> CellFactors<'a> {
-    fn new(inputs: &EpochInputs, policy: &'a RewardPolicy) -> Self {
+    pub(crate) fn new(inputs: &EpochInputs, policy: &'a RewardPolicy) -> Self {
         let mut usage: HashMap<Cell, u64> = HashMap::new();
         for u in &inputs.usage {
             *usage.entry(u.area).or_default() += u.requests;
@@ -381,13 +381,13 @@ impl<'a> CellFactors<'a> {
         }
     }
 
-    fn demand(&self, c: &Cell) -> f64 {
+    pub(crate) fn demand(&self, c: &Cell) -> f64 {
         let area = self.areas.get(c).copied().unwrap_or(0.0);
         demand_multiplier(*c, area, &self.usage, self.policy)
     }
 
     /// A cell without roads is all gap.
-    fn gap(&self, c: &Cell) -> f64 {
+    pub(crate) fn gap(&self, c: &Cell) -> f64 {
         self.gaps.get(c).copied().unwrap_or(1.0)
     }
 

@@ -1,12 +1,14 @@
 //! covermap scoring: what observations are worth, as pure functions over plain data.
 //!
 //! It owns the rules — freshness, coverage gaps, radio plausibility and corroboration
-//! ([`radio`]), demand and reward weights, closing an epoch into integer rewards ([`epoch`])
-//! and the rewards ledger's Merkle tree ([`ledger`]) — and keeps every constant of them in one
+//! ([`radio`]), demand and reward weights, closing an epoch into integer rewards ([`epoch`]),
+//! the earnings estimate of a planned drive ([`estimate`]) and the rewards ledger's Merkle tree
+//! ([`ledger`]) — and keeps every constant of them in one
 //! versioned [`RewardPolicy`] read from TOML, so a result can always name the rules that made it.
 //! No I/O: the store reads the inputs and writes the outcome.
 
 pub mod epoch;
+pub mod estimate;
 pub mod ledger;
 pub mod policy;
 pub mod radio;

@@ -39,6 +39,58 @@ pub trait Demand: Send + Sync {
         coverage_since: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<DemandCellState>>;
+
+    /// The bounties live at `at` (posted by then, not expired, not refunded) holding a cell whose
+    /// centre lies in `bbox` that it has not been claimed from: one row per (cell, area), by
+    /// cell then area, at most `limit`.
+    async fn open_bounty_cells(
+        &self,
+        bbox: BoundingBox,
+        at: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CellBounty>>;
+}
+
+/// A bounty a cell has not been claimed from (see [`Demand::open_bounty_cells`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CellBounty {
+    pub cell: Cell,
+    pub area: i64,
+    pub budget: u64,
+    /// Its area's cells: a claim takes `budget / cells`.
+    pub cells: u64,
+    /// Paid to claimants in closed epochs.
+    pub paid: u64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Unclaimed cells of live bounties in a box (`$1..$4`) at `$5`, at most `$6`: the same SQL on
+/// both backends (times bind as each stores them).
+const OPEN_BOUNTY_CELLS: &str = "SELECT d.cell AS cell, a.id AS area, a.budget AS budget, \
+         a.created_at AS created_at, a.expires_at AS expires_at, \
+         (SELECT COUNT(*) FROM demand_cells x WHERE x.area_id = a.id) AS cells, \
+         (SELECT CAST(COALESCE(SUM(b.paid), 0) AS bigint) FROM bounty_claims b \
+             WHERE b.area_id = a.id) AS paid \
+     FROM demand_cells d JOIN demand_areas a ON a.id = d.area_id \
+     WHERE a.budget IS NOT NULL AND a.refunded IS NULL \
+       AND a.created_at <= $5 AND (a.expires_at IS NULL OR a.expires_at > $5) \
+       AND d.lat BETWEEN $2 AND $4 AND d.lon BETWEEN $1 AND $3 \
+       AND NOT EXISTS (SELECT 1 FROM bounty_claims b \
+           WHERE b.area_id = d.area_id AND b.cell = d.cell) \
+     ORDER BY d.cell, a.id LIMIT $6";
+
+/// A row of [`OPEN_BOUNTY_CELLS`].
+fn cell_bounty(r: &impl Columns) -> Result<CellBounty> {
+    Ok(CellBounty {
+        cell: Cell::from_i64(r.col("cell")?)?,
+        area: r.col("area")?,
+        budget: to_u64(r.col("budget")?, "budget")?,
+        cells: to_u64(r.col("cells")?, "cells")?,
+        paid: to_u64(r.col("paid")?, "paid")?,
+        created_at: r.time("created_at")?,
+        expires_at: r.opt_time("expires_at")?,
+    })
 }
 
 /// Creates a demand area; its id comes back.
@@ -273,6 +325,25 @@ impl Demand for PgStore {
             .ctx("reading the demand map")?;
         rows.iter().map(demand_cell).collect()
     }
+
+    async fn open_bounty_cells(
+        &self,
+        bbox: BoundingBox,
+        at: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CellBounty>> {
+        let rows = sqlx::query(OPEN_BOUNTY_CELLS)
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(at)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .ctx("reading open bounties")?;
+        rows.iter().map(cell_bounty).collect()
+    }
 }
 
 #[async_trait]
@@ -366,5 +437,24 @@ impl Demand for SqliteStore {
             .await
             .ctx("reading the demand map")?;
         rows.iter().map(demand_cell).collect()
+    }
+
+    async fn open_bounty_cells(
+        &self,
+        bbox: BoundingBox,
+        at: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CellBounty>> {
+        let rows = sqlx::query(OPEN_BOUNTY_CELLS)
+            .bind(bbox.west)
+            .bind(bbox.south)
+            .bind(bbox.east)
+            .bind(bbox.north)
+            .bind(micros(at))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading open bounties")?;
+        rows.iter().map(cell_bounty).collect()
     }
 }

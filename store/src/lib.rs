@@ -59,7 +59,7 @@ pub use consumers::{
     AreaRequests, ConsumerAreaRequests, ConsumerRequests, ConsumerUsage, Consumers, Look,
 };
 pub use covermap_domain::NewApiKey;
-pub use demand::Demand;
+pub use demand::{CellBounty, Demand};
 pub use epochs::Epochs;
 pub use erasure::Erasure;
 pub use error::{Result, StoreError};

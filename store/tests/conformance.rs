@@ -157,6 +157,7 @@ conformance!(
     erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies,
     nothing_of_an_upload_erased_while_queued_or_processed_comes_back,
     trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final,
+    open_bounties_are_read_as_they_stand_at_the_planned_time,
 );
 
 fn new_upload(device: &str, content: &str, at: DateTime<Utc>) -> NewUpload {
@@ -1880,6 +1881,69 @@ async fn epochs_close_once_in_order_over_stored_inputs(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(later.is_empty(), "an expired area leaves the map");
+}
+
+/// The earnings estimate's bounties: a bounty's unclaimed cells in a box, live at the planned
+/// time — not before it was posted, not once it expired — with its budget and cell count.
+async fn open_bounties_are_read_as_they_stand_at_the_planned_time(store: Arc<dyn Store>) {
+    let (a, b) = (cell_at(43.7384, 7.4246), cell_at(43.7420, 7.4300));
+    let area = |name: &str, cells: Vec<Cell>, budget: Option<u64>| covermap_store::NewDemandArea {
+        name: name.into(),
+        weight: 1.0,
+        polygon: serde_json::json!({"type": "Polygon", "coordinates": []}),
+        cells,
+        created_by: None,
+        expires_at: Some(t0() + secs(86_400)),
+        budget,
+    };
+    let bounty = store
+        .create_demand_area(&area("harbour", vec![a, b], Some(501)), t0())
+        .await
+        .unwrap();
+    // No budget: demand, not a bounty.
+    store
+        .create_demand_area(&area("plain", vec![a], None), t0())
+        .await
+        .unwrap();
+    let open = store
+        .open_bounty_cells(BoundingBox::WORLD, t0() + secs(60), 10)
+        .await
+        .unwrap();
+    let mut cells = vec![a, b];
+    cells.sort();
+    assert_eq!(open.iter().map(|o| o.cell).collect::<Vec<_>>(), cells);
+    assert!(open.iter().all(|o| o.area == bounty.id
+        && (o.budget, o.cells, o.paid) == (501, 2, 0)
+        && o.created_at == t0()
+        && o.expires_at == Some(t0() + secs(86_400))));
+    // Before it was posted, after it expired, and outside the box: nothing.
+    for at in [t0() - secs(1), t0() + secs(86_400)] {
+        let none = store
+            .open_bounty_cells(BoundingBox::WORLD, at, 10)
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{at}: {none:?}");
+    }
+    let paris = BoundingBox {
+        west: 2.2,
+        south: 48.8,
+        east: 2.4,
+        north: 48.9,
+    };
+    assert!(
+        store
+            .open_bounty_cells(paris, t0() + secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // At most `limit`, by cell.
+    let one = store
+        .open_bounty_cells(BoundingBox::WORLD, t0() + secs(60), 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].cell, cells[0]);
 }
 
 async fn decide(

@@ -358,6 +358,140 @@ async function loadErasures() {
   }
 }
 
+// ---- The estimate before driving: a route drawn or read from a file, POST /api/v1/estimate ----
+
+const route = { drawing: false, line: [], file: null, map: null };
+
+function estimateMap() {
+  if (route.map) return route.map;
+  route.map = createMap("estimate-map", {
+    hash: false,
+    extra: {
+      sources: { route: { type: "geojson", data: EMPTY }, estimate: { type: "geojson", data: EMPTY } },
+      layers: [
+        { id: "estimate-fill", type: "fill", source: "estimate",
+          paint: {
+            "fill-color": ["interpolate", ["linear"], ["get", "points"], 0, "#f7fbff", 1000000, "#6baed6", 3000000, "#08306b"],
+            "fill-opacity": 0.7,
+          } },
+        { id: "estimate-bounty", type: "line", source: "estimate", filter: [">", ["get", "bounty"], 0],
+          paint: { "line-color": "#d95f0e", "line-width": 2 } },
+        { id: "route-line", type: "line", source: "route",
+          paint: { "line-color": "#2b6cb0", "line-width": 3, "line-dasharray": [2, 1] } },
+      ],
+    },
+  });
+  const map = route.map;
+  window.covermap = { ...(window.covermap ?? {}), map };
+  map.on("click", (e) => {
+    if (!route.drawing) return;
+    route.line.push([Number(e.lngLat.lng.toFixed(7)), Number(e.lngLat.lat.toFixed(7))]);
+    drawRoute();
+  });
+  map.on("click", "estimate-fill", (e) => {
+    if (route.drawing) return;
+    const p = e.features[0].properties;
+    new maplibregl.Popup().setLngLat(e.lngLat).setHTML(`<div class="popup"><strong>cell ${esc(p.cell)}</strong>
+      <table>${[["points", num(p.points / 1e6, 3)], ["bounty", units(p.bounty)], ["weight", num(p.weight)],
+        ["demand", num(p.demand)], ["staleness", num(p.staleness)], ["coverage gap", num(p.coverage_gap)],
+        ["last capture", p.last_seen && p.last_seen !== "null" ? when(p.last_seen) : "never"]]
+        .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table></div>`).addTo(map);
+  });
+  return map;
+}
+
+function drawRoute() {
+  const map = estimateMap();
+  const line = route.line;
+  map.getSource("route")?.setData(line.length > 1
+    ? { type: "Feature", properties: {}, geometry: { type: "LineString", coordinates: line } } : EMPTY);
+  map.getContainer().classList.toggle("drawing", route.drawing);
+  $('[data-action="route-draw"]').classList.toggle("pressed", route.drawing);
+  $('[data-action="route-finish"]').disabled = !route.drawing || line.length < 2;
+  $("#route-status").textContent = route.file
+    ? `file ${route.file.name}`
+    : route.drawing ? `${line.length} point${line.length === 1 ? "" : "s"}; click to add`
+      : line.length > 1 ? `route of ${line.length} points drawn` : "";
+}
+
+$('[data-action="route-draw"]').addEventListener("click", () => {
+  Object.assign(route, { drawing: true, line: [], file: null });
+  $("#route-file").value = "";
+  drawRoute();
+});
+$('[data-action="route-finish"]').addEventListener("click", () => {
+  route.drawing = false;
+  drawRoute();
+});
+$("#route-file").addEventListener("change", (e) => {
+  Object.assign(route, { drawing: false, line: [], file: e.target.files[0] ?? null });
+  drawRoute();
+});
+
+/** The request body: the file's route (GPX text, or GeoJSON) or the drawn line. */
+async function estimateBody() {
+  const at = $("#estimate-at").value;
+  const body = at ? { at: new Date(at).toISOString() } : {};
+  if (route.file) {
+    const text = await route.file.text();
+    if (text.trimStart().startsWith("<")) return { ...body, gpx: text };
+    let geo;
+    try {
+      geo = JSON.parse(text);
+    } catch {
+      throw new Error(`${route.file.name} is neither GPX nor GeoJSON`);
+    }
+    const kind = geo.type === "Feature" ? geo.geometry?.type : geo.type;
+    return /Polygon/.test(kind ?? "") ? { ...body, area: geo } : { ...body, route: geo };
+  }
+  if (route.line.length < 2) throw new Error("draw a route (two points or more) or choose a file first");
+  return { ...body, route: { type: "LineString", coordinates: route.line } };
+}
+
+const range = (r) => (r ? `${units(r.low)} – ${units(r.high)} (expected ${units(r.expected)})` : "no closed epoch to measure against yet");
+
+async function showEstimate() {
+  $("#estimate-error").textContent = "";
+  let e;
+  try {
+    e = await api("/api/v1/estimate", { method: "POST", body: await estimateBody() });
+  } catch (x) {
+    $("#estimate-error").textContent = x.message;
+    return;
+  }
+  const map = estimateMap();
+  map.getSource("estimate")?.setData(e.hexagons);
+  const features = e.hexagons.features;
+  fitPoints(map, features.flatMap((f) => f.geometry.coordinates[0]), { padding: 24, maxZoom: 17, duration: 0 });
+  const epochs = e.basis.trailing_epochs.map((t) => t.epoch);
+  const top = [...features].sort((a, b) => b.properties.points - a.properties.points).slice(0, 20);
+  $("#estimate-result").innerHTML = `
+    <dl class="stats" data-cells="${e.cells}" data-points="${e.points}">
+      <dt>cells crossed</dt><dd>${units(e.cells)}${e.route_m ? ` · ${num(e.route_m / 1000)} km` : ""}</dd>
+      <dt>points</dt><dd>${num(e.points / 1e6, 3)}</dd>
+      <dt>bounties</dt><dd>${units(e.bounty)}</dd>
+      <dt>base units</dt><dd>${range(e.base)}</dd>
+      <dt>in all</dt><dd>${range(e.total)}</dd>
+    </dl>
+    <div class="muted">At ${esc(when(e.at))}. Points count one capture per cell (a camera drive's
+      first frame there), radio not counted. The range is your share of the base pool under each
+      of the last closed epochs${epochs.length ? ` (${epochs.join(", ")})` : ""}: low under the
+      busiest, high under the quietest. Bounties pay only a cell's first capture.</div>
+    <table><thead><tr><th>cell</th><th class="num">points</th><th class="num">bounty</th>
+      <th class="num">weight</th><th class="num">demand</th><th class="num">staleness</th><th class="num">gap</th></tr></thead>
+    <tbody>${top.map((f) => { const p = f.properties; return `<tr data-cell="${esc(p.cell)}">
+      <td class="mono">${esc(p.cell)}</td><td class="num">${num(p.points / 1e6, 3)}</td><td class="num">${units(p.bounty)}</td>
+      <td class="num">${num(p.weight)}</td><td class="num">${num(p.demand)}</td><td class="num">${num(p.staleness)}</td>
+      <td class="num">${num(p.coverage_gap)}</td></tr>`; }).join("")}</tbody></table>
+    ${features.length > top.length ? `<div class="muted">the ${top.length} cells worth most of ${units(features.length)}</div>` : ""}`;
+}
+
+$("#estimate-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  showEstimate();
+});
+estimateMap();
+
 // ---- Rewards ----
 
 let rewards = [];

@@ -4,16 +4,18 @@
 // measures and approves it from the keyboard, a planner draws a demand area, reads its preview,
 // creates it and replays a closed epoch in the what-if, a driver sees its uploads, a map of a
 // drive's matched roads, a refused frame's verdict and measures, and checks the Merkle proof of
-// its reward in the browser, then erases its GPS drive (the proof still verifies). The frame the auditor approved is then reported, kept, reported
+// its reward in the browser, estimates a planned route, then erases its GPS drive (the proof still verifies). The frame the auditor approved is then reported, kept, reported
 // again and blurred further where the auditor drags a box over it.
 //
 // Run it against a running server that holds the Monaco test data:
 //
 //   npm ci --prefix web
 //   BASE_URL=http://127.0.0.1:8080 OUT=/tmp/covermap-ui \
-//   AUDITOR_KEY=... PLANNER_KEY=... DEVICE_KEY=... CONTRIBUTOR=alice EPOCH=N node web/e2e/ui.mjs
+//   AUDITOR_KEY=... PLANNER_KEY=... DEVICE_KEY=... CONTRIBUTOR=alice EPOCH=N \
+//   ROUTE_GPX=route.gpx node web/e2e/ui.mjs
 //
-// EPOCH is a closed epoch in which CONTRIBUTOR (the device key's contributor) earned a reward.
+// EPOCH is a closed epoch in which CONTRIBUTOR (the device key's contributor) earned a reward;
+// ROUTE_GPX a GPX file of a route over the data's roads, which the driver estimates.
 //
 // CHROMIUM names the browser binary (default /usr/bin/chromium); WebGL runs on SwiftShader, so no
 // GPU or display is needed. Each step saves OUT/<step>.png (also when it fails). Progress goes to
@@ -21,7 +23,8 @@
 //
 //   {"ok":true,"hexes":N,"popup_followed":"radio","road_labels":N,"approved":"UPLOAD/FRAME",
 //    "report_kept":"UPLOAD/FRAME","report_blurred":"UPLOAD/FRAME","preview_cells":N,
-//    "demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH,"erased":UPLOAD}
+//    "demand_area":"NAME","simulated":EPOCH,"proof_verified":EPOCH,"estimate_cells":N,
+//    "estimate_points":N,"erased":UPLOAD}
 //
 // A failed check, a missing variable, or an uncaught error in a page exits 1 with the reason on
 // stderr. Console errors of the pages (failed requests among them) are reported, not failed on.
@@ -30,7 +33,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const REQUIRED = ["BASE_URL", "OUT", "AUDITOR_KEY", "PLANNER_KEY", "DEVICE_KEY", "CONTRIBUTOR", "EPOCH"];
+const REQUIRED = ["BASE_URL", "OUT", "AUDITOR_KEY", "PLANNER_KEY", "DEVICE_KEY", "CONTRIBUTOR", "EPOCH", "ROUTE_GPX"];
 const missing = REQUIRED.filter((name) => !process.env[name]);
 if (missing.length) {
   console.error(`ui: missing environment variable${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}`);
@@ -310,6 +313,29 @@ try {
     await page.$eval("#sim-result", (e) => e.scrollIntoView());
     result.simulated = Number(EPOCH);
     log(`planner: replayed epoch ${EPOCH}`);
+
+    // Governance: the edited text (a newer version paying twice the radio points) proposed,
+    // its simulated effect read, and a ballot signed in this browser with a key it registers
+    // as one of the contributor's devices.
+    const text = await page.inputValue("#policy-text");
+    const version = Number(/^version = (\d+)/m.exec(text)[1]);
+    await page.fill("#policy-text", text.replace(/^version = \d+/m, `version = ${version + 1}`)
+      .replace("points = 0.25", "points = 0.5"));
+    await page.fill("#proposal-title", "Twice the radio points");
+    await page.fill("#proposal-rationale", "Radio is scarce here.");
+    await page.click('#propose-form button[type="submit"]');
+    await expect(page, "#proposal h2[data-shown]", "the proposal was not made", 30000);
+    await expect(page, `#proposal table[data-simulated="${EPOCH}"]`, `the proposal does not show its effect on epoch ${EPOCH}`);
+    await expect(page, `#proposals tr[data-proposal] td[data-state="open"]`, "the proposal is not listed as open");
+    await page.fill("#voter-key", process.env.DEVICE_KEY);
+    await page.click("#voter-form button");
+    await expect(page, "#voter-form[data-role]", "the voter's device key was not accepted");
+    await page.click('#proposal button[data-vote="yes"]');
+    await expect(page, "#vote-result [data-ballot]", "the signed ballot was not counted");
+    await expect(page, '#tally[data-yes="1"]', "the count does not show the ballot");
+    await page.$eval("#proposal", (e) => e.scrollIntoView());
+    result.ballot_counted = true;
+    log("planner: proposed and voted");
   });
 
   await step("driver", async (page) => {
@@ -354,6 +380,23 @@ try {
     await page.$eval("#proof", (e) => e.scrollIntoView());
     result.proof_verified = Number(EPOCH);
     log(`driver: the proof of epoch ${EPOCH} verified in the browser`);
+
+    // The estimate before driving: a GPX route chosen as a file, estimated cell by cell and drawn
+    // on the page's map.
+    await page.setInputFiles("#route-file", process.env.ROUTE_GPX);
+    await page.click("#estimate-form button.primary");
+    const estimate = await expect(page, "#estimate-result dl[data-cells]", "the chosen route was not estimated", 30000);
+    const estimateCells = Number(await estimate.getAttribute("data-cells"));
+    const estimatePoints = Number(await estimate.getAttribute("data-points"));
+    const cellRows = await page.$$eval("#estimate-result tr[data-cell]", (r) => r.length);
+    if (!(estimateCells > 0) || !(estimatePoints > 0) || !(cellRows > 0)) {
+      fail(`the estimate shows ${estimateCells} cells, ${estimatePoints} points, ${cellRows} cell rows`);
+    }
+    await page.waitForFunction(() => window.covermap.map.queryRenderedFeatures({ layers: ["estimate-fill"] }).length > 0,
+      null, { timeout: 30000 }).catch(() => fail("the estimate's cells are not drawn on the map"));
+    result.estimate_cells = estimateCells;
+    result.estimate_points = estimatePoints;
+    log(`driver: the route's estimate: ${estimateCells} cells, ${estimatePoints / 1e6} points`);
 
     // Erasure: the GPS drive erased after a confirm step that says what goes and that the ledger
     // keeps its amounts; it leaves the uploads, joins the erasures, and the proof still verifies.

@@ -120,6 +120,12 @@ impl From<covermap_pipeline::demand::DemandError> for ApiError {
     }
 }
 
+impl From<covermap_pipeline::estimate::EstimateError> for ApiError {
+    fn from(e: covermap_pipeline::estimate::EstimateError) -> Self {
+        ApiError::bad_field(e.code, e.field, e.message)
+    }
+}
+
 impl From<covermap_pipeline::reports::BlurError> for ApiError {
     fn from(e: covermap_pipeline::reports::BlurError) -> Self {
         use covermap_pipeline::reports::BlurError;

@@ -17,6 +17,7 @@ mod consumers;
 mod demand;
 mod erasure;
 mod error;
+mod estimate;
 mod imagery;
 pub mod maptiles;
 mod pages;
@@ -120,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/demand/map", get(demand::map))
+        .route("/api/v1/estimate", post(estimate::estimate))
         .route("/api/v1/epochs", get(rewards::epochs))
         .route("/api/v1/epochs/{n}", get(rewards::epoch))
         .route("/api/v1/rewards/{contributor}", get(rewards::contributor))
