@@ -9,6 +9,7 @@
 
 pub mod epoch;
 pub mod estimate;
+pub mod governance;
 pub mod ledger;
 pub mod policy;
 pub mod radio;

@@ -43,6 +43,9 @@ pub struct Rules {
     pub demand: DemandRules,
     pub bounty: BountyRules,
     pub verification: VerificationRules,
+    /// How this policy is changed: proposals and votes (defaults where the file has none).
+    #[serde(default)]
+    pub governance: crate::governance::GovernanceRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,6 +219,12 @@ impl Rules {
         if self.distributor.is_empty() || self.distributor.len() > 64 {
             return Err(bad("distributor", "must be 1 to 64 characters"));
         }
+        self.governance
+            .check()
+            .map_err(|reason| PolicyError::Invalid {
+                field: "governance",
+                reason,
+            })?;
         if self.epoch.length_seconds == 0 {
             return Err(bad("epoch.length_seconds", "must be at least 1"));
         }
@@ -320,7 +329,7 @@ mod tests {
     #[test]
     fn the_shipped_policy_parses_with_its_documented_defaults() {
         let p = RewardPolicy::shipped();
-        assert_eq!(p.rules.version, 3);
+        assert_eq!(p.rules.version, 4);
         assert_eq!(p.rules.epoch.length_seconds, 86_400);
         assert_eq!(p.rules.imagery.recovery_days, 7.0);
         assert_eq!(p.hash.len(), 64);

@@ -30,6 +30,7 @@ mod dialect;
 mod epochs;
 mod erasure;
 mod error;
+mod governance;
 mod imagery;
 mod pg;
 mod queue;
@@ -63,6 +64,10 @@ pub use demand::{CellBounty, Demand};
 pub use epochs::Epochs;
 pub use erasure::Erasure;
 pub use error::{Result, StoreError};
+pub use governance::{
+    DecideRule, DecisionInputs, Governance, NewProposal, NewScheduledPolicy, NewVote,
+    ProposalDecision, ProposalRecord, ScheduledPolicy, VoteRecord,
+};
 pub use imagery::Imagery;
 pub use pg::PgStore;
 pub use queue::Queue;
@@ -882,6 +887,7 @@ pub trait Store:
     + Radio
     + Epochs
     + Demand
+    + Governance
     + Consumers
     + Send
     + Sync

@@ -126,6 +126,7 @@ macro_rules! conformance {
 
 conformance!(
     migrations_run_twice,
+    the_policy_schedule_is_seeded_once_and_votes_close_when_decided,
     upload_is_recorded_and_queued,
     same_bytes_are_a_duplicate_only_from_the_same_device,
     concurrent_copies_of_the_same_bytes_name_the_first,
@@ -213,6 +214,135 @@ const MONACO: [(f64, f64); 3] = [(43.7384, 7.4246), (43.7400, 7.4270), (43.7311,
 async fn migrations_run_twice(store: Arc<dyn Store>) {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
+}
+
+/// Governance: the first seed wins; a proposal's ballots are refused once it is decided or its
+/// vote closed, and a nonce is taken once; a proposal is decided once, however many decide it,
+/// from the ballots cast before its close; a passed one is scheduled.
+async fn the_policy_schedule_is_seeded_once_and_votes_close_when_decided(store: Arc<dyn Store>) {
+    use covermap_store::{NewProposal, NewScheduledPolicy, NewVote, ProposalDecision};
+    let seed = |hash: &str| NewScheduledPolicy {
+        from_epoch: 0,
+        policy_hash: hash.into(),
+        version: 1,
+        source: format!("text of {hash}"),
+    };
+    let first = store.seed_policy(&seed("a"), t0()).await.unwrap();
+    let again = store.seed_policy(&seed("b"), t0() + secs(1)).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!((again.len(), again[0].policy_hash.as_str()), (1, "a"));
+    assert_eq!(again[0].source, "text of a");
+
+    let ends = t0() + secs(100);
+    let p = store
+        .create_proposal(
+            &NewProposal {
+                title: "More radio".into(),
+                rationale: "why".into(),
+                source: "text of c".into(),
+                policy_hash: "c".into(),
+                version: 2,
+                proposed_by: "planner".into(),
+                base_hash: "a".into(),
+                voting_rules: "{}".into(),
+                electorate_epochs: Some((3, 9)),
+                electorate: vec![("alice".into(), 5), ("bob".into(), 7)],
+                simulation: "[]".into(),
+                voting_ends_at: ends,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((p.electorate_from, p.electorate_to), (Some(3), Some(9)));
+    assert_eq!(p.voting_ends_at, ends);
+    assert_eq!(
+        store.proposal_electorate(p.id).await.unwrap(),
+        vec![("alice".to_owned(), 5), ("bob".to_owned(), 7)]
+    );
+    let ballot = |who: &str, nonce: &str| NewVote {
+        proposal: p.id,
+        contributor: who.into(),
+        device: format!("cam-{who}"),
+        public_key: "00".repeat(32),
+        choice: "yes".into(),
+        method: "POST".into(),
+        path: "/".into(),
+        body: "{}".into(),
+        signed_at: 0,
+        nonce: nonce.into(),
+        signature: "00".repeat(64),
+    };
+    store
+        .cast_vote(&ballot("alice", "n-1"), t0() + secs(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .cast_vote(&ballot("alice", "n-1"), t0() + secs(2))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.cast_vote(&ballot("bob", "n-2"), ends).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .proposals_due(ends - secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.proposals_due(ends).await.unwrap(), vec![p.id]);
+
+    // Deciding before the close does nothing; after it, once.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let rule = |i: covermap_store::DecisionInputs<'_>| {
+        seen.lock().unwrap().push(i.votes.len());
+        ProposalDecision {
+            outcome: "passed".into(),
+            tally: "{}".into(),
+            schedule: Some(NewScheduledPolicy {
+                from_epoch: 30,
+                policy_hash: i.proposal.policy_hash.clone(),
+                version: i.proposal.version,
+                source: i.proposal.source.clone(),
+            }),
+        }
+    };
+    assert!(
+        store
+            .decide_proposal(p.id, &rule, ends - secs(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (a, b) = tokio::join!(
+        store.decide_proposal(p.id, &rule, ends + secs(1)),
+        store.decide_proposal(p.id, &rule, ends + secs(1)),
+    );
+    let decided: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(decided.len(), 1, "decided exactly once");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![1],
+        "from the one ballot cast in time"
+    );
+    assert_eq!(decided[0].outcome.as_deref(), Some("passed"));
+    assert_eq!(decided[0].activates_epoch, Some(30));
+    assert!(matches!(
+        store.cast_vote(&ballot("bob", "n-3"), t0() + secs(3)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let schedule = store.policy_schedule().await.unwrap();
+    assert_eq!(schedule.len(), 2);
+    assert_eq!(
+        (schedule[1].from_epoch, schedule[1].proposal),
+        (30, Some(p.id))
+    );
+    assert_eq!(store.proposals(10).await.unwrap().len(), 1);
+    assert_eq!(store.proposal_votes(p.id).await.unwrap().len(), 1);
 }
 
 async fn upload_is_recorded_and_queued(store: Arc<dyn Store>) {
