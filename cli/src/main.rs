@@ -8,6 +8,7 @@ mod demo;
 mod estimate_cmd;
 mod ingest_cmd;
 mod matching;
+mod policy_cmd;
 mod rewards;
 mod tiles_cmd;
 mod vision_cmd;
@@ -68,6 +69,9 @@ enum Command {
     /// Rewards under a proposed policy.
     #[command(subcommand)]
     Rewards(rewards::RewardsCommand),
+    /// The policy in force and its governance: proposals, votes, counts anyone can check.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
     /// Planners' demand areas and bounties.
     #[command(subcommand)]
     Demand(rewards::DemandCommand),
@@ -257,8 +261,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             server.run_until_signal().await
         }
         Command::Worker => {
-            let policy = settings.reward_policy()?;
             let (store, blobs) = open_storage(&settings).await?;
+            let book = policy_cmd::open_book(&settings, store.as_ref()).await?;
             let (tx, rx) = watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -271,15 +275,22 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             let metrics = match settings.metrics_listen {
                 Some(addr) => {
-                    let state = app_state(&settings, store.clone(), blobs.clone(), 0)?;
+                    let state =
+                        app_state(&settings, store.clone(), blobs.clone(), book.clone(), 0)?;
                     Some(serve_worker_metrics(addr, state, rx.clone()).await?)
                 }
                 None => None,
             };
+            tokio::spawn(covermap_pipeline::governance::run_refresher(
+                book.clone(),
+                store.clone(),
+                Duration::from_secs(5),
+                rx.clone(),
+            ));
             let closer = settings.close_epochs.then(|| {
                 tokio::spawn(covermap_pipeline::epochs::run_closer(
                     store.clone(),
-                    Arc::new(policy.clone()),
+                    book.clone(),
                     format!("worker-{}", std::process::id()),
                     rx.clone(),
                 ))
@@ -288,7 +299,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 settings.workers.max(1),
                 store,
                 blobs,
-                worker_config(&settings, &policy),
+                worker_config(&settings, &book),
                 Arc::new(Notify::new()),
                 rx,
             )
@@ -337,6 +348,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Uploads(command) => uploads(command, &settings).await,
         Command::Epoch(command) => rewards::epoch(command, &settings).await,
         Command::Rewards(command) => rewards::rewards(command, &settings).await,
+        Command::Policy(command) => policy_cmd::run(command, &settings).await,
         Command::Demand(command) => rewards::demand(command, &settings).await,
         Command::Estimate(args) => estimate_cmd::run(args, &settings).await,
         Command::Tiles(command) => tiles_cmd::run(command, &settings).await,
@@ -494,9 +506,10 @@ pub(crate) async fn open_storage(settings: &Settings) -> anyhow::Result<(Arc<dyn
 
 pub(crate) fn worker_config(
     settings: &Settings,
-    policy: &covermap_scoring::RewardPolicy,
+    book: &covermap_pipeline::governance::PolicyBook,
 ) -> WorkerConfig {
     WorkerConfig {
+        policy: Some(book.clone()),
         lease: settings.lease(),
         camera_offset: settings.camera_offset(),
         vision: load_vision(
@@ -505,7 +518,7 @@ pub(crate) fn worker_config(
             settings.text_backstop,
         ),
         original_retention: settings.original_retention(),
-        ..WorkerConfig::new(policy, settings.ingest_rules(), settings.resolution())
+        ..WorkerConfig::new(&book.now(), settings.ingest_rules(), settings.resolution())
     }
 }
 
@@ -544,6 +557,7 @@ fn app_state(
     settings: &Settings,
     store: Arc<dyn Store>,
     blobs: Blobs,
+    policy: covermap_pipeline::governance::PolicyBook,
     tile_cache_bytes: usize,
 ) -> anyhow::Result<AppState> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -553,7 +567,7 @@ fn app_state(
         store,
         blobs,
         rules: settings.ingest_rules(),
-        policy: Arc::new(settings.reward_policy()?),
+        policy,
         usage: Arc::new(covermap_web::usage::UsageMeter::default()),
         resolution: settings.resolution(),
         tiles: Arc::new(covermap_web::maptiles::TileCache::new(tile_cache_bytes)),
@@ -598,7 +612,8 @@ impl Server {
         store: Arc<dyn Store>,
         blobs: Blobs,
     ) -> anyhow::Result<Self> {
-        let state = app_state(settings, store.clone(), blobs.clone(), 256 << 20)?;
+        let book = policy_cmd::open_book(settings, store.as_ref()).await?;
+        let state = app_state(settings, store.clone(), blobs.clone(), book, 256 << 20)?;
         let (policy, usage, wake, tiles) = (
             state.policy.clone(),
             state.usage.clone(),
@@ -640,6 +655,12 @@ impl Server {
             store.clone(),
             settings.resolution(),
             Duration::from_secs(1),
+            rx.clone(),
+        ));
+        tokio::spawn(covermap_pipeline::governance::run_refresher(
+            policy.clone(),
+            store.clone(),
+            Duration::from_secs(5),
             rx.clone(),
         ));
         if settings.close_epochs {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use covermap_pipeline::epochs::{Closed, close_epoch, next_due, verify};
+use covermap_pipeline::epochs::{Closed, close_in_force, next_due, verify};
 use covermap_scoring::RewardPolicy;
 use serde_json::json;
 
@@ -75,14 +75,14 @@ pub struct DemandArgs {
 
 pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = crate::open_store(settings).await?;
-    let policy = settings.reward_policy()?;
+    let book = crate::policy_cmd::open_book(settings, store.as_ref()).await?;
     match command {
         EpochCommand::Close { epoch } => {
             let n = match epoch {
                 Some(n) => n,
                 None => next_due(
                     store.as_ref(),
-                    &policy,
+                    &book.for_epoch(0),
                     Utc::now(),
                     chrono::Duration::zero(),
                 )
@@ -90,7 +90,7 @@ pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result
                 .context("no epoch is due: the next one has not ended yet")?,
             };
             let closer = format!("cli-{}", std::process::id());
-            match close_epoch(store.as_ref(), &policy, n, &closer).await? {
+            match close_in_force(store.as_ref(), &book, n, &closer).await? {
                 Closed::Now(o) => println!("{}", serde_json::to_string(&o.manifest)?),
                 Closed::Already => {
                     let stored = store.closed_epoch(n).await?.context("the epoch vanished")?;
@@ -164,7 +164,9 @@ pub async fn rewards(command: RewardsCommand, settings: &Settings) -> anyhow::Re
 
 pub async fn demand(command: DemandCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = crate::open_store(settings).await?;
-    let policy = settings.reward_policy()?;
+    let policy = crate::policy_cmd::open_book(settings, store.as_ref())
+        .await?
+        .now();
     match command {
         DemandCommand::List => {
             for a in store.demand_areas().await? {

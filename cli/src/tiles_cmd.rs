@@ -57,7 +57,9 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
         );
     }
     let store = crate::open_store(settings).await?;
-    let policy = settings.reward_policy()?;
+    let policy = crate::policy_cmd::open_book(settings, store.as_ref())
+        .await?
+        .now();
     let finest = settings.resolution();
     let now = Utc::now();
     let world = BoundingBox::WORLD;

@@ -45,43 +45,6 @@ async fn wait_for_end_of(epoch: u64) {
     }
 }
 
-/// Ichnaea's geosubmit v2 example (an LTE cell and a Bluetooth beacon pass, the Wi-Fi group
-/// addresses do not), sent by `key`; `variant` makes it another phone's reading of the same
-/// place: a moment later, a few metres off, the LTE cell 3 dB and the beacon 2 dB apart per
-/// variant (the same readings again would be a copy, and refused as one).
-async fn submit(client: &reqwest::Client, base: &str, key: &str, admin: &str, variant: u8) -> i64 {
-    let v = i32::from(variant);
-    let doc = std::fs::read_to_string(shared(
-        "radio/geosubmit/ichnaea_geosubmit2_doc_example.json",
-    ))
-    .unwrap()
-    .replace("1405602028568", &format!("140560202856{variant}"))
-    .replace(
-        "-22.7539192",
-        &format!("{:.7}", -22.7539192 + 2e-5 * f64::from(v)),
-    )
-    .replace(
-        "\"signalStrength\": -51",
-        &format!("\"signalStrength\": {}", -51 - 3 * v),
-    )
-    .replace(
-        "\"signalStrength\": -110",
-        &format!("\"signalStrength\": {}", -110 + 2 * v),
-    );
-    let r = client
-        .post(format!("{base}/v2/geosubmit?key={key}"))
-        .header("content-type", "application/json")
-        .body(doc)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let list = get_with(client, &format!("{base}/api/v1/uploads?limit=1"), admin).await;
-    let id = list["uploads"][0]["id"].as_i64().unwrap();
-    processed(client, base, admin, id).await;
-    id
-}
-
 fn cli(db: &Db, policy: &std::path::Path, args: &[&str]) -> std::process::Output {
     let mut all = db.args();
     all.extend(["--policy".into(), policy.display().to_string()]);

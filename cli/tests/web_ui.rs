@@ -283,11 +283,18 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
     let proposal = get_json(&client, &format!("{base}/api/v1/policy/proposals/{id}")).await;
     let ballot = &proposal["votes"][0];
     assert_eq!(
-        (&ballot["contributor"], &ballot["choice"], &ballot["signature_valid"]),
+        (
+            &ballot["contributor"],
+            &ballot["choice"],
+            &ballot["signature_valid"]
+        ),
         (&json!("alice"), &json!("yes"), &json!(true)),
         "{proposal}"
     );
-    assert!(ballot["device"].as_str().unwrap().starts_with("browser-"), "{ballot}");
+    assert!(
+        ballot["device"].as_str().unwrap().starts_with("browser-"),
+        "{ballot}"
+    );
     assert_eq!(result["popup_followed"], "radio", "{result}");
     assert!(result["road_labels"].as_u64().unwrap() > 0, "{result}");
     assert_eq!(result["simulated"], epoch, "{result}");

@@ -128,19 +128,41 @@ pub async fn next_due(
     Ok((p.end + grace <= now).then_some(next))
 }
 
-/// Closes every epoch that is due, one after another, until `shutdown`.
+/// Closes epoch `n` under the policy in force for it: the votes that closed are decided and the
+/// schedule read again first, so every closer closes it under the same policy.
+pub async fn close_in_force(
+    store: &dyn Store,
+    book: &crate::governance::PolicyBook,
+    n: u64,
+    closer: &str,
+) -> Result<Closed, EpochError> {
+    if let Err(e) = book.refresh(store, Utc::now()).await {
+        return Err(match e {
+            crate::governance::GovernanceError::Store(s) => EpochError::Store(s),
+            other => EpochError::Computation {
+                epoch: n,
+                detail: other.to_string(),
+            },
+        });
+    }
+    close_epoch(store, &book.for_epoch(n), n, closer).await
+}
+
+/// Closes every epoch that is due, one after another, until `shutdown`, each under the policy
+/// in force for it. (The epoch clock is the same in every policy: proposals cannot change it.)
 pub async fn run_closer(
     store: Arc<dyn Store>,
-    policy: Arc<RewardPolicy>,
+    book: crate::governance::PolicyBook,
     closer: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let grace = chrono::Duration::seconds(policy.rules.epoch.grace_seconds as i64);
-    let poll = Duration::from_secs(policy.rules.epoch.length_seconds.clamp(1, 30));
+    let clock = book.for_epoch(0);
+    let poll = Duration::from_secs(clock.rules.epoch.length_seconds.clamp(1, 30));
     loop {
         loop {
-            match next_due(store.as_ref(), &policy, Utc::now(), grace).await {
-                Ok(Some(n)) => match close_epoch(store.as_ref(), &policy, n, &closer).await {
+            let grace = chrono::Duration::seconds(book.now().rules.epoch.grace_seconds as i64);
+            match next_due(store.as_ref(), &clock, Utc::now(), grace).await {
+                Ok(Some(n)) => match close_in_force(store.as_ref(), &book, n, &closer).await {
                     Ok(Closed::Now(o)) => {
                         tracing::info!(epoch = n, root = %o.manifest.root,
                             distributed = o.manifest.distributed, "epoch closed");

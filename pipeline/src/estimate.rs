@@ -150,9 +150,8 @@ fn geojson_line(v: &serde_json::Value) -> Result<Vec<Vec<LatLon>>, EstimateError
         let mut l = Vec::with_capacity(points.len());
         for p in points {
             let pair = p.as_array().filter(|a| a.len() >= 2);
-            let (lon, lat) = match pair.map(|a| (a[0].as_f64(), a[1].as_f64())) {
-                Some((Some(lon), Some(lat))) => (lon, lat),
-                _ => return Err(bad("each position must be [lon, lat] numbers")),
+            let Some((Some(lon), Some(lat))) = pair.map(|a| (a[0].as_f64(), a[1].as_f64())) else {
+                return Err(bad("each position must be [lon, lat] numbers"));
             };
             l.push(position(lat, lon, "route")?);
         }

@@ -7,7 +7,8 @@
 //! each job and [`process`]es it stage by stage into the one outcome the store writes, and
 //! [`judge`]s the frames kept pending while the vision models were missing once they are in
 //! place, blurs reported frames further where auditors mark them ([`reports`]), erases a
-//! contributor's uploads at their request ([`erasure`]), and carries out the epoch use cases ([`epochs`]) the map's ([`maps`]: tiles and reward weights), planners' ([`demand`]) and drivers' before
+//! contributor's uploads at their request ([`erasure`]), keeps the policy in force and changes it
+//! by proposal and vote ([`governance`]), and carries out the epoch use cases ([`epochs`]) the map's ([`maps`]: tiles and reward weights), planners' ([`demand`]) and drivers' before
 //! driving ([`estimate`]: what a planned route would earn). `cli` and `web` only wire: they parse
 //! arguments or requests and call in here.
 
@@ -16,6 +17,7 @@ pub mod demand;
 pub mod epochs;
 pub mod erasure;
 pub mod estimate;
+pub mod governance;
 pub mod judge;
 pub mod maps;
 mod process;

@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     /// The trust stage's thresholds (the reward policy's `[verification]`): each upload is
     /// judged with its results, so a flagged one never reaches the map.
     pub trust: covermap_trust::TrustRules,
+    /// Where the policy in force is read before each job (its duplicate distance, segment
+    /// radius and trust thresholds replace the three above); `None` keeps those fixed.
+    pub policy: Option<crate::governance::PolicyBook>,
 }
 
 impl WorkerConfig {
@@ -69,6 +72,25 @@ impl WorkerConfig {
             idle_poll: Duration::from_millis(500),
             matching: MatchParams::for_sigma(10.0),
             trust: policy.rules.verification.clone(),
+            policy: None,
+        }
+    }
+
+    /// This configuration under the policy in force now, where it follows a [`PolicyBook`].
+    ///
+    /// [`PolicyBook`]: crate::governance::PolicyBook
+    pub fn in_force(&self) -> std::borrow::Cow<'_, WorkerConfig> {
+        match &self.policy {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(book) => {
+                let p = book.now();
+                std::borrow::Cow::Owned(WorkerConfig {
+                    duplicate_bits: p.rules.imagery.duplicate_bits,
+                    segment_radius_m: p.rules.imagery.segment_radius_m,
+                    trust: p.rules.verification.clone(),
+                    ..self.clone()
+                })
+            }
         }
     }
 }
@@ -228,7 +250,8 @@ async fn run_one(
 ) {
     tracing::info!(worker = %name, "worker started");
     while !*shutdown.borrow() {
-        let pause = match work_once(&name, store.as_ref(), &blobs, roads.as_ref(), &config).await {
+        let current = config.in_force();
+        let pause = match work_once(&name, store.as_ref(), &blobs, roads.as_ref(), &current).await {
             Ok(true) => continue,
             Ok(false) => config.idle_poll,
             Err(e) => {

@@ -1,5 +1,6 @@
 // The planner's page: the demand map, drawing and creating demand areas (with bounties), the
-// list of areas, the reward schedule, and replaying a closed epoch under an edited policy.
+// list of areas, the reward schedule, replaying a closed epoch under an edited policy, and the
+// policy's governance: proposing the edited text, reading proposals' simulated effect, voting.
 import {
   $, METRICS, api, createMap, delta, esc, fillId, fitPoints, keepFresh, keyField, legendHTML, num,
   popupOnClick, units, when,
@@ -286,31 +287,12 @@ function root(r) {
   return `<span class="mono" title="${esc(r)}">${esc(String(r ?? "").slice(0, 16))}…</span>`;
 }
 
-$("#simulate-form").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const err = $("#sim-error");
-  const out = $("#sim-result");
-  err.textContent = "";
-  if (!key) {
-    err.textContent = "a planner key is needed";
-    return;
-  }
-  const epoch = $("#sim-epoch").value.trim();
-  out.innerHTML = `<p class="muted">simulating epoch ${esc(epoch)}…</p>`;
-  let r;
-  try {
-    r = await api(`/api/v1/policy/simulate?epoch=${encodeURIComponent(epoch)}`, {
-      key, method: "POST", body: $("#policy-text").value, contentType: "application/toml",
-    });
-  } catch (x) {
-    out.innerHTML = "";
-    err.textContent = x.message;
-    return;
-  }
+/** A closed epoch replayed under another policy: totals, contributors, the cells most changed. */
+function simulationHTML(r) {
   const same = r.recorded.root === r.simulated.root;
   const magnitude = (v) => Math.abs(Number(v));
   const cells = [...r.cells].sort((a, b) => magnitude(b.delta) - magnitude(a.delta)).slice(0, 25);
-  out.innerHTML = `
+  return `
     <table data-simulated="${esc(r.epoch)}">
       <thead><tr><th>epoch ${esc(r.epoch)}</th><th class="num">distributed</th><th class="num">unallocated</th><th>root</th></tr></thead>
       <tbody>
@@ -335,7 +317,180 @@ $("#simulate-form").addEventListener("submit", async (e) => {
         || `<tr><td colspan="4" class="muted">no cells</td></tr>`}</tbody>
     </table>
     ${r.cells.length > cells.length ? `<div class="muted">${r.cells.length - cells.length} more cells</div>` : ""}`;
+}
+
+$("#simulate-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const err = $("#sim-error");
+  const out = $("#sim-result");
+  err.textContent = "";
+  if (!key) {
+    err.textContent = "a planner key is needed";
+    return;
+  }
+  const epoch = $("#sim-epoch").value.trim();
+  out.innerHTML = `<p class="muted">simulating epoch ${esc(epoch)}…</p>`;
+  let r;
+  try {
+    r = await api(`/api/v1/policy/simulate?epoch=${encodeURIComponent(epoch)}`, {
+      key, method: "POST", body: $("#policy-text").value, contentType: "application/toml",
+    });
+  } catch (x) {
+    out.innerHTML = "";
+    err.textContent = x.message;
+    return;
+  }
+  out.innerHTML = simulationHTML(r);
+});
+
+// ---- Governance: proposals, their simulated effect, signed ballots. ----
+
+const state = (p) => p.outcome ?? (new Date(p.voting_ends_at) > new Date() ? "open" : "closing");
+
+async function loadProposals() {
+  try {
+    const [policy, list] = await Promise.all([api("/api/v1/policy"), api("/api/v1/policy/proposals")]);
+    $("#in-force").innerHTML = "in force: " + policy.in_force.map((f) =>
+      `v${esc(f.version)} from epoch ${esc(f.from_epoch)}${f.proposal ? ` (proposal #${esc(f.proposal)})` : " (genesis)"}`).join(" · ");
+    $("#proposals").innerHTML = list.proposals.map((p) => `
+      <tr data-proposal="${esc(p.id)}" class="clickable">
+        <td class="num">${esc(p.id)}</td><td>${esc(p.title)}</td><td class="num">${esc(p.version)}</td>
+        <td data-state="${esc(state(p))}">${esc(state(p))}${p.activates_epoch != null ? ` · epoch ${esc(p.activates_epoch)}` : ""}</td>
+        <td class="num" data-yes></td><td class="num" data-no></td><td>${esc(when(p.voting_ends_at))}</td>
+      </tr>`).join("") || `<tr><td colspan="7" class="muted">no proposals</td></tr>`;
+    $("#proposals-error").textContent = "";
+  } catch (e) {
+    $("#proposals-error").textContent = `proposals: ${e.message}`;
+  }
+}
+
+let shown = null;
+
+async function showProposal(id) {
+  let v;
+  try {
+    v = await api(`/api/v1/policy/proposals/${encodeURIComponent(id)}`);
+  } catch (e) {
+    $("#proposal").innerHTML = `<div class="error">${esc(e.message)}</div>`;
+    return;
+  }
+  shown = v.id;
+  const t = v.tally;
+  const sims = Array.isArray(v.simulation) ? v.simulation : [];
+  $("#proposal").innerHTML = `
+    <h2 data-shown="${esc(v.id)}">#${esc(v.id)} ${esc(v.title)}</h2>
+    <p>${esc(v.rationale) || '<span class="muted">no rationale</span>'}</p>
+    <p class="muted">v${esc(v.version)} <span class="mono">${esc(String(v.policy_hash).slice(0, 16))}</span>
+      amends <span class="mono">${esc(String(v.base_hash).slice(0, 16))}</span> · proposed by ${esc(v.proposed_by)}
+      · ${esc(v.voting_rules.weighting)} weighting, quorum ${num(v.voting_rules.quorum)}, threshold ${num(v.voting_rules.threshold)}
+      · electorate ${esc(v.electorate.length)} (epochs ${esc(v.electorate_from ?? "–")}–${esc(v.electorate_to ?? "–")})</p>
+    <p id="tally" data-yes="${esc(t.yes)}" data-no="${esc(t.no)}">yes ${esc(t.yes)} · no ${esc(t.no)} · abstain ${esc(t.abstain)}
+      of ${esc(t.eligible)} · quorum ${t.quorum_met ? "met" : "not met"} · ${v.outcome ? `<strong>${esc(v.outcome)}</strong>` : t.passed ? "passing so far" : "not passing so far"}
+      ${v.activates_epoch != null ? ` · in force from epoch ${esc(v.activates_epoch)}` : ""}</p>
+    ${v.open ? `<p><button type="button" data-vote="yes">vote yes</button> <button type="button" data-vote="no">vote no</button>
+      <button type="button" data-vote="abstain">abstain</button> <span id="vote-result" aria-live="polite"></span></p>` : ""}
+    <details><summary>ballots (${esc(v.votes.length)})</summary><table>
+      <thead><tr><th>contributor</th><th>choice</th><th>device</th><th>signature</th><th>cast</th></tr></thead>
+      <tbody>${v.votes.map((b) => `<tr><td>${esc(b.contributor)}</td><td>${esc(b.choice)}</td><td class="mono">${esc(b.device)}</td>
+        <td>${b.signature_valid ? "holds" : '<span class="error">does not hold</span>'}</td><td>${esc(when(b.cast_at))}</td></tr>`).join("")}</tbody>
+    </table></details>
+    <h2>Simulated effect</h2>
+    ${sims.map(simulationHTML).join("") || '<p class="muted">no closed epoch to replay yet</p>'}`;
+}
+
+$("#proposals").addEventListener("click", (e) => {
+  const row = e.target.closest("tr[data-proposal]");
+  if (row) showProposal(row.dataset.proposal);
+});
+
+$("#propose-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const out = $("#propose-result");
+  if (!key) {
+    out.innerHTML = '<span class="error">a planner key is needed</span>';
+    return;
+  }
+  out.textContent = "proposing (simulating it on the last closed epochs)…";
+  try {
+    const v = await api("/api/v1/policy/proposals", {
+      key, method: "POST",
+      body: { title: $("#proposal-title").value, rationale: $("#proposal-rationale").value, policy: $("#policy-text").value },
+    });
+    out.innerHTML = `<span class="ok">proposal #${esc(v.id)}: the vote closes ${esc(when(v.voting_ends_at))}</span>`;
+    await loadProposals();
+    await showProposal(v.id);
+  } catch (x) {
+    out.innerHTML = `<span class="error">${esc(x.message)}</span>`;
+  }
+});
+
+// A ballot is a request signed the way devices sign (covermap-signature-v2), by a key this
+// browser makes once and registers as a device of the voter's, with the voter's device key.
+let voterKey = null;
+keyField($("#voter-form"), "voter", ({ key: k }) => { voterKey = k; });
+
+const hex = (bytes) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
+const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+
+async function browserDevice(voter) {
+  const name = "covermap.voting-device";
+  const saved = JSON.parse(localStorage.getItem(name) || "null");
+  if (saved && saved.voter === voter) {
+    const privateKey = await crypto.subtle.importKey("pkcs8", unb64(saved.pkcs8), { name: "Ed25519" }, false, ["sign"]);
+    return { ...saved, privateKey };
+  }
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const publicKey = hex(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const device = `browser-${publicKey.slice(0, 16)}`;
+  const record = await api("/api/v1/devices", { key: voter, method: "POST", body: { device, public_key: publicKey } });
+  const pkcs8 = b64(await crypto.subtle.exportKey("pkcs8", pair.privateKey));
+  const dev = { voter, device, contributor: record.contributor ?? "", pkcs8 };
+  localStorage.setItem(name, JSON.stringify(dev));
+  return { ...dev, privateKey: pair.privateKey };
+}
+
+async function castBallot(id, choice) {
+  const dev = await browserDevice(voterKey);
+  const path = `/api/v1/policy/proposals/${id}/votes`;
+  const body = JSON.stringify({ choice });
+  const digest = hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body)));
+  const timestamp = Math.floor(Date.now() / 1000);
+  const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const message = ["covermap-signature-v2", dev.device, dev.contributor, "POST", path, digest, timestamp, nonce].join("\n");
+  const signature = hex(await crypto.subtle.sign({ name: "Ed25519" }, dev.privateKey, new TextEncoder().encode(message)));
+  const r = await fetch(path, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/json", "X-Covermap-Device": dev.device, "X-Covermap-Timestamp": String(timestamp),
+      "X-Covermap-Nonce": nonce, "X-Covermap-Signature": signature,
+    },
+    body,
+  });
+  const answer = await r.json().catch(() => null);
+  if (!r.ok) throw new Error(answer?.error?.message ?? `${r.status} ${r.statusText}`);
+  return answer;
+}
+
+$("#proposal").addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-vote]");
+  if (!b || shown == null) return;
+  const out = $("#vote-result");
+  if (!voterKey) {
+    out.innerHTML = '<span class="error">your device key is needed to vote</span>';
+    return;
+  }
+  out.textContent = "signing…";
+  try {
+    const ballot = await castBallot(shown, b.dataset.vote);
+    const id = shown;
+    await showProposal(id);
+    $("#vote-result").innerHTML = `<span class="ok" data-ballot="${esc(ballot.id)}">your ballot (${esc(ballot.choice)}) is counted</span>`;
+  } catch (x) {
+    out.innerHTML = `<span class="error">${esc(x.message)}</span>`;
+  }
 });
 
 loadAreas();
 loadPolicy();
+loadProposals();

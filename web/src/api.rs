@@ -305,7 +305,7 @@ impl AreaQuery {
     pub(crate) fn area(&self, state: &AppState) -> Result<BoundingBox, ApiError> {
         let b = self.bbox()?;
         if self.bbox.is_some() {
-            state.usage.look(&state.policy, &b, Utc::now());
+            state.usage.look(&state.policy.now(), &b, Utc::now());
         }
         Ok(b)
     }
@@ -345,7 +345,7 @@ pub(crate) async fn coverage(
     Ok(Json(covermap_tiles::coverage_geojson(
         &cells,
         Utc::now(),
-        &state.policy,
+        &state.policy.now(),
     ))
     .into_response())
 }
@@ -376,8 +376,8 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Response, Api
     Ok(Json(json!({
         "backend": state.store.backend(),
         "stats": stats,
-        "policy_version": state.policy.rules.version,
-        "policy_hash": state.policy.hash,
+        "policy_version": state.policy.now().rules.version,
+        "policy_hash": state.policy.now().hash,
     }))
     .into_response())
 }
@@ -401,7 +401,7 @@ pub(crate) async fn radio_networks(
     let limit = checked_limit(q.limit, 100_000, 1_000_000)?;
     let samples = state.store.radio_samples(q.area(&state)?, limit).await?;
     let (networks, implausible) =
-        covermap_scoring::radio::networks(&samples, &state.policy.rules.radio);
+        covermap_scoring::radio::networks(&samples, &state.policy.now().rules.radio);
     Ok(Json(json!({
         "networks": networks,
         "implausible": implausible,

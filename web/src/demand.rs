@@ -38,7 +38,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let (key_id, req) = planners_area(&state, &method, &uri, &headers, body).await?;
     let now = Utc::now();
-    let area = new_area(req, &state.policy, state.resolution, key_id, now)?;
+    let area = new_area(req, &state.policy.now(), state.resolution, key_id, now)?;
     let record = state.store.create_demand_area(&area, now).await?;
     // Its cells' weights changed: the demand map shows it at once (other servers within a minute).
     state
@@ -63,20 +63,27 @@ pub(crate) async fn preview(
         "preview".clone_into(&mut req.name);
     }
     let now = Utc::now();
-    let area = new_area(req, &state.policy, state.resolution, None, now)?;
+    let area = new_area(req, &state.policy.now(), state.resolution, None, now)?;
     // The stored state of the cells around it (those whose centres lie in the box).
     let states = match BoundingBox::around_cells(&area.cells) {
         Some(bbox) => {
-            let since = now - state.policy.coverage_window();
-            let limit =
-                i64::try_from(4 * state.policy.rules.demand.max_area_cells).unwrap_or(i64::MAX);
+            let since = now - state.policy.now().coverage_window();
+            let limit = i64::try_from(4 * state.policy.now().rules.demand.max_area_cells)
+                .unwrap_or(i64::MAX);
             state.store.demand_cells(bbox, now, since, limit).await?
         }
         None => Vec::new(),
     };
     let usage =
-        covermap_pipeline::maps::usage_term(state.store.as_ref(), &state.policy, now).await?;
-    Ok(Json(area_preview(&area, &states, &usage, &state.policy, now)).into_response())
+        covermap_pipeline::maps::usage_term(state.store.as_ref(), &state.policy.now(), now).await?;
+    Ok(Json(area_preview(
+        &area,
+        &states,
+        &usage,
+        &state.policy.now(),
+        now,
+    ))
+    .into_response())
 }
 
 /// `GET /api/v1/demand`: every demand area, newest first, with what its bounty paid.
@@ -94,7 +101,7 @@ pub(crate) async fn map(
     let now = Utc::now();
     let cells = covermap_pipeline::maps::demand_weights(
         state.store.as_ref(),
-        &state.policy,
+        &state.policy.now(),
         q.area(&state)?,
         now,
         limit,

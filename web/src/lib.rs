@@ -18,6 +18,7 @@ mod demand;
 mod erasure;
 mod error;
 mod estimate;
+mod governance;
 mod imagery;
 pub mod maptiles;
 mod pages;
@@ -35,7 +36,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use covermap_ingest::IngestRules;
-use covermap_scoring::RewardPolicy;
+use covermap_pipeline::governance::PolicyBook;
 use covermap_store::{Blobs, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -53,7 +54,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
     pub rules: IngestRules,
-    pub policy: Arc<RewardPolicy>,
+    /// The policy in force, the database's (see `covermap_pipeline::governance`).
+    pub policy: PolicyBook,
     /// Map consumers' requests per area, written to the store by [`usage::run_flusher`].
     pub usage: Arc<usage::UsageMeter>,
     /// H3 resolution cells are counted at (demand areas are filled at it).
@@ -127,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rewards/{contributor}", get(rewards::contributor))
         .route("/api/v1/rewards/{contributor}/proof", get(rewards::proof))
         .route("/api/v1/policy", get(rewards::policy))
+        .route("/api/v1/policy/proposals/{id}", get(governance::show))
         .layer(middleware::from_fn_with_state(
             gate(state.public_rate),
             consumers::gate,
@@ -224,6 +227,17 @@ pub fn router(state: AppState) -> Router {
             post(rewards::simulate_handler).layer(DefaultBodyLimit::max(rewards::MAX_POLICY_BYTES)),
         )
         .route("/api/v1/me", get(rewards::me))
+        // The policy's governance: proposals (contributors, planners, admins) and signed ballots.
+        .route(
+            "/api/v1/policy/proposals",
+            get(governance::list)
+                .post(governance::propose)
+                .layer(DefaultBodyLimit::max(governance::MAX_PROPOSAL_BYTES)),
+        )
+        .route(
+            "/api/v1/policy/proposals/{id}/votes",
+            post(governance::vote),
+        )
         // A contributor's uploads erased at their request (or an admin's, on their behalf).
         .route(
             "/api/v1/erasures",

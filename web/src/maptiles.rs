@@ -317,7 +317,7 @@ pub(crate) async fn tile(
             let _permit = state.tiles.renders.acquire().await.ok();
             let raw = covermap_pipeline::maps::render(
                 state.store.as_ref(),
-                &state.policy,
+                &state.policy.now(),
                 state.resolution,
                 layer,
                 tile,
@@ -374,7 +374,7 @@ pub(crate) async fn tile(
     // street zooms, not revalidations or the other layers.
     if layer == MapLayer::Coverage && tile.z >= 10 {
         state.usage.look(
-            &state.policy,
+            &state.policy.now(),
             &covermap_pipeline::maps::bbox_of(tile.bounds()),
             now,
         );
@@ -458,7 +458,7 @@ pub(crate) async fn tilejson(
             "maxzoom": MAX_ZOOM,
             "fields": layer.fields(),
         }],
-        "covermap": {"policy_version": state.policy.rules.version, "h3_resolution": u8::from(state.resolution)},
+        "covermap": {"policy_version": state.policy.now().rules.version, "h3_resolution": u8::from(state.resolution)},
     }))
     .into_response())
 }

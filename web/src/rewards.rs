@@ -163,10 +163,11 @@ pub(crate) async fn simulate_handler(
     Ok(Json(sim).into_response())
 }
 
-/// `GET /api/v1/policy`: the reward policy in force — version, hash, its text — and the
-/// schedule of the next epochs.
+/// `GET /api/v1/policy`: the reward policy in force — version, hash, its text —, the schedule
+/// of the next epochs, and the policies in force over time (`in_force`: from which epoch, which
+/// version and hash, and the proposal that brought it in).
 pub(crate) async fn policy(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let p = &state.policy;
+    let p = &state.policy.now();
     let now = chrono::Utc::now();
     let e = &p.rules.epoch;
     let current = p.epoch_at(now);
@@ -195,6 +196,7 @@ pub(crate) async fn policy(State(state): State<AppState>) -> Result<Response, Ap
         },
         "current_epoch": current,
         "schedule": schedule,
+        "in_force": crate::governance::schedule(&state).await?,
     }))
     .into_response())
 }

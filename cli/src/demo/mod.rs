@@ -69,8 +69,10 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
         settings.policy = Some(demo_policy(&settings.data_dir, args.epoch_seconds)?);
     }
     settings.close_epochs = true;
-    let policy = settings.reward_policy()?;
     let (store, blobs) = crate::open_storage(&settings).await?;
+    let policy = crate::policy_cmd::open_book(&settings, store.as_ref())
+        .await?
+        .now();
     let network = match &args.roads {
         Some(path) => covermap_roads::osm::read(path)?,
         None => {
