@@ -12,8 +12,10 @@
 //! - **Base units.** An epoch splits its base pool pro rata to points; the denominator is not
 //!   known before the epoch closes. For each of the trailing closed epochs (with points), the
 //!   drive's share is `base_pool × p / (total + p)`. The expected figure is that share under
-//!   the median epoch, low under the busiest (most points), high under the quietest. Without a
-//!   closed epoch with points there is no denominator and no base estimate.
+//!   the median epoch, low under the busiest (most points), high under the quietest — an empty
+//!   trailing epoch included, where the drive would have taken the whole pool: a network whose
+//!   epochs are sometimes empty cannot promise less. Without a closed epoch with points there is
+//!   no denominator and no base estimate.
 
 use std::collections::HashMap;
 
@@ -160,7 +162,7 @@ fn bounty_pool(policy: &RewardPolicy) -> u64 {
 }
 
 /// The drive's base share under each trailing epoch with points: the median, the busiest (low)
-/// and the quietest (high).
+/// and the quietest (high), an empty trailing epoch's whole pool included in the high end.
 pub fn base_range(points: u64, trailing: &[TrailingEpoch]) -> Option<Range> {
     let mut shares: Vec<u64> = trailing
         .iter()
@@ -168,7 +170,12 @@ pub fn base_range(points: u64, trailing: &[TrailingEpoch]) -> Option<Range> {
         .map(|e| share(e.base_pool, points, e.total_points))
         .collect();
     shares.sort_unstable();
-    let (low, high) = (*shares.first()?, *shares.last()?);
+    let low = *shares.first()?;
+    let alone = trailing
+        .iter()
+        .filter(|e| e.total_points == 0)
+        .map(|e| share(e.base_pool, points, 0));
+    let high = shares.iter().copied().chain(alone).max().unwrap_or(low);
     let mid = shares.len() / 2;
     let expected = if shares.len() % 2 == 1 {
         shares[mid]
@@ -360,9 +367,11 @@ mod tests {
                 high: 500_000
             })
         );
-        // An even count: the mean of the middle two; empty epochs do not count.
+        // An even count: the mean of the middle two; an empty epoch does not count towards the
+        // expected figure, but alone in it the drive would have taken the whole pool: the high end.
         let trailing = [epoch(1, 3_000_000), epoch(2, 1_000_000), epoch(3, 0)];
-        assert_eq!(base_range(1_000_000, &trailing).unwrap().expected, 375_000);
+        let r = base_range(1_000_000, &trailing).unwrap();
+        assert_eq!((r.low, r.expected, r.high), (250_000, 375_000, 1_000_000));
         assert_eq!(base_range(1_000_000, &[epoch(3, 0)]), None);
         // Nothing to earn: nothing, not a division by zero.
         assert_eq!(base_range(0, &trailing).unwrap().high, 0);
