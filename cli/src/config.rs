@@ -133,7 +133,9 @@ pub struct Overrides {
     /// where `npm ci --prefix web` puts it, in the checkout the binary was built from].
     #[arg(long, env = "COVERMAP_WEB_VENDOR", global = true, value_name = "DIR")]
     pub web_vendor: Option<PathBuf>,
-    /// The reward policy, a TOML file (see scoring/policy/v1.toml) [default: the shipped one].
+    /// The genesis reward policy, a TOML file (see scoring/policy/v1.toml) [default: the shipped
+    /// one]. It seeds an empty database; from then on the database's policy is in force and
+    /// changes by vote (`covermap policy`), and a file that was never in force is refused.
     #[arg(long, env = "COVERMAP_POLICY", global = true, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Close ended epochs on schedule inside `serve` and `worker` (one closer wins each epoch,
