@@ -147,9 +147,10 @@ pub struct Overrides {
         value_name = "BOOL"
     )]
     pub close_epochs: Option<bool>,
-    /// Run the text detector on every frame too and blur what it finds (`--text-backstop`
-    /// alone means true): it covers the small plates the plate model misses, at 1–3 s a frame on
-    /// one CPU core (BENCHMARKS.md, "Privacy at twice the speed") [default: false].
+    /// Run the plate backstop on every frame too (`--text-backstop` alone means true): the text
+    /// detector, whose boxes are blurred, and the vehicle detector, whose far vehicles' plate
+    /// zones are blurred. It covers the small plates the plate model misses, at 2–2.5 s a frame
+    /// on one CPU core (BENCHMARKS.md, "Far plates: the vehicles' plate zones") [default: false].
     #[arg(
         long,
         env = "COVERMAP_TEXT_BACKSTOP",

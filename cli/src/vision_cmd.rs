@@ -36,7 +36,8 @@ pub enum VisionCommand {
     },
     /// Measure privacy against a labelled set (COCO JSON: faces and plates boxed by hand, e.g.
     /// testdata/labels/privacy.json): per class and box size, recall and precision at IoU ≥ 0.3
-    /// and the share of labelled boxes ≥ 90 % inside the published frame's blurred regions.
+    /// and the share of labelled boxes ≥ 90 % inside the published frame's blurred regions;
+    /// and the mean share of a frame's pixels blurred.
     Eval {
         /// The label set.
         labels: PathBuf,
@@ -192,8 +193,10 @@ pub fn run(command: VisionCommand, models: &Path, text_backstop: bool) -> anyhow
             } else {
                 print!("{}", report.table());
                 println!(
-                    "\n{} images; {} uncertain labels left out",
-                    report.images, report.uncertain
+                    "\n{} images; {} uncertain labels left out; {:.1} % of a frame blurred (mean)",
+                    report.images,
+                    report.uncertain,
+                    report.blurred_share * 100.0
                 );
             }
             Ok(())

@@ -10,6 +10,9 @@
 //!   published frame ([`crate::blurred_region`] of every detection, faces and plates alike) — what
 //!   matters for privacy, whatever the detector's box looked like.
 //!
+//! And how much of the frames is blurred: the mean share of an image's pixels inside the
+//! blurred regions (what the stage costs the published frames, unsure boxes included).
+//!
 //! Labels marked `"uncertain": true` in their `attributes` are neither counted nor held against
 //! a detection that overlaps them.
 
@@ -175,6 +178,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub uncertain: u32,
     pub images: u32,
+    /// The mean, over the images, of the share of each image's pixels that is blurred.
+    pub blurred_share: f64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -255,12 +260,14 @@ pub fn evaluate(labels: &LabelSet, found: &BTreeMap<u64, Found>) -> Result<Repor
     let (face_id, plate_id) = (category("face")?, category("plate")?);
     let mut tallies: BTreeMap<(Class, Option<Size>), Tally> = BTreeMap::new();
     let mut report = Report::default();
+    let mut blurred = 0.0;
     for image in &labels.images {
         let f = found
             .get(&image.id)
             .ok_or_else(|| EvalError::Missing(image.file_name.clone()))?;
         report.images += 1;
         let mask = BlurMask::of(f);
+        blurred += mask.blurred_share();
         for (class, id, detections) in [
             (Class::Face, face_id, &f.faces),
             (Class::Plate, plate_id, &f.plates),
@@ -290,6 +297,7 @@ pub fn evaluate(labels: &LabelSet, found: &BTreeMap<u64, Found>) -> Result<Repor
             }
         }
     }
+    report.blurred_share = blurred / f64::from(report.images.max(1));
     report.rows = tallies
         .into_iter()
         .map(|((class, size), tally)| Row {
@@ -305,14 +313,7 @@ pub fn evaluate(labels: &LabelSet, found: &BTreeMap<u64, Found>) -> Result<Repor
 }
 
 fn labelled_box(a: &Annotation) -> Detection {
-    let [x, y, w, h] = a.bbox;
-    Detection {
-        x1: x,
-        y1: y,
-        x2: x + w,
-        y2: y + h,
-        score: 1.0,
-    }
+    Detection::from_xywh(a.bbox, 1.0)
 }
 
 struct Matched {
@@ -373,6 +374,12 @@ impl BlurMask {
             width: f.width,
             blurred,
         }
+    }
+
+    /// The share of the frame's pixels that are blurred.
+    fn blurred_share(&self) -> f64 {
+        let n = self.blurred.iter().filter(|&&b| b).count();
+        n as f64 / self.blurred.len().max(1) as f64
     }
 
     /// The share of `b`'s pixels (those inside the frame) that are blurred.
@@ -479,6 +486,26 @@ mod tests {
         // The plate detection on the uncertain label is not held against the detector.
         assert_eq!(plates.precision, Some(0.5));
         assert_eq!(report.uncertain, 1);
+    }
+
+    #[test]
+    fn blurred_share_is_the_blurred_pixels_of_the_frame() {
+        let labels = set(&[]);
+        // Two 20×10 unsure boxes overlapping by 10×10, no margin: 300 of 20,000 pixels. Then one
+        // about the frame's corner, grown by a margin of 0.5 to 40×20: 20×10 of it inside.
+        let mut found = Found {
+            width: 200,
+            height: 100,
+            unsure: vec![det(0.0, 0.0, 20.0, 10.0), det(10.0, 0.0, 30.0, 10.0)],
+            margin: 0.0,
+            ..Found::default()
+        };
+        let report = evaluate(&labels, &BTreeMap::from([(1, found.clone())])).unwrap();
+        assert!((report.blurred_share - 300.0 / 20_000.0).abs() < 1e-12);
+        found.unsure = vec![det(190.0, 95.0, 210.0, 105.0)];
+        found.margin = 0.5;
+        let report = evaluate(&labels, &BTreeMap::from([(1, found)])).unwrap();
+        assert!((report.blurred_share - 20.0 * 10.0 / 20_000.0).abs() < 1e-12);
     }
 
     #[test]

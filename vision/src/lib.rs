@@ -2,9 +2,10 @@
 //!
 //! It owns decoding frames (pixel limit before decoding, EXIF orientation), resizing them with
 //! SIMD (`fast_image_resize`), the frame-quality verdict (classic measures and a trained CNN,
-//! with reason codes), perceptual hashes, the ONNX privacy models (faces, licence plates), the
-//! blur they drive and the published JPEG; [`FramePool`] runs frames in parallel; [`eval`]
-//! measures what the blur misses against boxes labelled by hand.
+//! with reason codes), perceptual hashes, the ONNX privacy models (faces, licence plates, and
+//! the opt-in plate backstop: text and vehicles), the blur they drive and the published JPEG;
+//! [`FramePool`] runs frames in parallel; [`eval`] measures what the blur misses against boxes
+//! labelled by hand.
 //! No HTTP and no SQL: frames in, verdicts and blurred frames out.
 
 pub mod eval;
@@ -15,6 +16,7 @@ pub mod privacy;
 pub mod quality;
 pub mod quality_model;
 pub mod text;
+pub mod vehicles;
 
 pub use frame::{decode, encode_jpeg, grey, resized, stored_upright, strip_metadata};
 pub use phash::phash;
@@ -26,6 +28,7 @@ pub use privacy::{
 pub use quality::{Quality, QualityPolicy, QualityReason, assess, assess_frame, with_model};
 pub use quality_model::{ClassScores, QualityClass, QualityModel};
 pub use text::TextDetector;
+pub use vehicles::{Vehicle, VehicleClass, VehicleDetector};
 
 /// Why a frame could not be looked at.
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ use crate::privacy::{Detection, FaceDetector, PlateDetector, blur_boxes};
 use crate::quality::{Quality, QualityPolicy, QualityReason, assess_frame, with_model};
 use crate::quality_model::QualityModel;
 use crate::text::TextDetector;
+use crate::vehicles::VehicleDetector;
 use crate::{VisionError, decode, encode_jpeg, grey, phash};
 
 /// The detectors and rules a frame is judged by. Sessions run one frame at a time (`&mut`).
@@ -24,6 +25,9 @@ pub struct FrameCheck {
     /// The text detector as a backstop for plates (off unless asked for: see [`TextDetector`]);
     /// its boxes are blurred as unsure ones.
     pub text: Option<TextDetector>,
+    /// The other half of the plate backstop, on with the text detector: the plate zone of every
+    /// far vehicle is blurred as an unsure box (see [`crate::vehicles`]).
+    pub vehicles: Option<VehicleDetector>,
     pub policy: QualityPolicy,
     pub max_pixels: u64,
 }
@@ -55,6 +59,7 @@ impl FrameCheck {
             plates: PlateDetector::load(dir)?,
             quality: QualityModel::load(dir)?,
             text: None,
+            vehicles: None,
             policy: QualityPolicy::default(),
             max_pixels: 40_000_000,
         })
@@ -71,10 +76,13 @@ impl FrameCheck {
         }
     }
 
-    /// Runs the text detector from `dir` on every frame too, blurring what it finds (see
-    /// [`TextDetector`]: it covers the dashcams' small plates, at 1.5–3 s a frame on one core).
+    /// Runs the plate backstop from `dir` on every frame too, blurring what it finds: the text
+    /// detector (see [`TextDetector`]: it covers the dashcams' small plates, at 1.5–3 s a frame
+    /// on one core) and the vehicle detector, whose far vehicles' plate zones are blurred (see
+    /// [`VehicleDetector`]: it covers plates too small for any plate or text detector).
     pub fn with_text_backstop(mut self, dir: &Path) -> Result<Self, VisionError> {
         self.text = Some(TextDetector::load(dir)?);
+        self.vehicles = Some(VehicleDetector::load(dir)?);
         Ok(self)
     }
 
@@ -122,6 +130,15 @@ impl FrameCheck {
             Some(text) => text.detect(&image)?,
             None => Vec::new(),
         };
+        let plate_zones = match &mut self.vehicles {
+            Some(vehicles) => {
+                // Read from the frame itself: its far vehicles are found at up to 1,920 px,
+                // twice the working copy's side.
+                let found = vehicles.detect(&image)?;
+                vehicles.plate_zones(&found, image.width(), image.height())
+            }
+            None => Vec::new(),
+        };
         lap(&mut times.plates);
         drop(work);
         let faces = in_frame(faces, to_frame, &image);
@@ -129,6 +146,7 @@ impl FrameCheck {
         let mut unsure = in_frame(unsure_faces, to_frame, &image);
         unsure.extend(in_frame(unsure_plates, to_frame, &image));
         unsure.extend(text);
+        unsure.extend(plate_zones);
         let mut boxes = faces.clone();
         boxes.extend(plates.iter().chain(&unsure).copied());
         // Nothing to blur in a frame stored upright: its own scans, metadata removed, are the
@@ -195,7 +213,8 @@ fn in_frame(mut boxes: Vec<Detection>, scale: f32, frame: &RgbImage) -> Vec<Dete
     boxes
 }
 
-/// Milliseconds per stage of one frame (faces and plates include their resizing and tensors).
+/// Milliseconds per stage of one frame (faces and plates include their resizing and tensors;
+/// plates include the backstop's text and vehicle detectors when it is on).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct StageTimes {
     pub decode: f64,

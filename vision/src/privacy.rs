@@ -27,6 +27,17 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// The box `[x, y, width, height]` (as COCO labels give it), scored `score`.
+    pub fn from_xywh([x, y, w, h]: [f32; 4], score: f32) -> Self {
+        Self {
+            x1: x,
+            y1: y,
+            x2: x + w,
+            y2: y + h,
+            score,
+        }
+    }
+
     pub(crate) fn area(&self) -> f32 {
         (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
     }
@@ -92,12 +103,18 @@ pub(crate) fn session(dir: &Path, file: &str, threads: usize) -> Result<Session,
 }
 
 /// Greedy non-maximum suppression, best first.
-fn nms(mut boxes: Vec<Detection>, iou: f32) -> Vec<Detection> {
-    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<Detection> = Vec::new();
-    for b in boxes {
-        if kept.iter().all(|k| k.iou(&b) < iou) {
-            kept.push(b);
+fn nms(boxes: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    nms_by(boxes, iou, |b| b)
+}
+
+/// [`nms`] of anything that has a box (`bbox` gives it): best score first, each item kept
+/// unless it overlaps one already kept by `iou` or more.
+pub(crate) fn nms_by<T>(mut items: Vec<T>, iou: f32, bbox: impl Fn(&T) -> &Detection) -> Vec<T> {
+    items.sort_by(|a, b| bbox(b).score.total_cmp(&bbox(a).score));
+    let mut kept: Vec<T> = Vec::new();
+    for item in items {
+        if kept.iter().all(|k| bbox(k).iou(bbox(&item)) < iou) {
+            kept.push(item);
         }
     }
     kept

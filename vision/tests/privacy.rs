@@ -270,8 +270,9 @@ fn boxes_of_a_large_frame_are_in_its_own_pixels() {
     );
 }
 
-/// With the text detector as a backstop, the dashcams' small plates are covered too: 8 of the
-/// 11 labelled plates (3 without it), faces unchanged.
+/// With the plate backstop (the text detector, and the plate zones of far vehicles), the small
+/// plates are covered too: 10 of the 11 labelled plates (3 without it; 8 with the text detector
+/// alone), faces unchanged; the one left is a near car's plate half hidden at a frame's edge.
 #[test]
 fn the_text_backstop_covers_the_small_plates() {
     use covermap_vision::eval::Class;
@@ -282,6 +283,6 @@ fn the_text_backstop_covers_the_small_plates() {
     let report = labelled_set_by(check);
     let plates = report.row(Class::Plate, None).unwrap();
     let faces = report.row(Class::Face, None).unwrap();
-    assert!(plates.tally.covered >= 8, "{}", report.table());
+    assert!(plates.tally.covered >= 10, "{}", report.table());
     assert!(faces.tally.covered >= FACES_COVERED, "{}", report.table());
 }
