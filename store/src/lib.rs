@@ -30,6 +30,7 @@ mod dialect;
 mod epochs;
 mod erasure;
 mod error;
+mod feed;
 mod governance;
 mod imagery;
 mod pg;
@@ -64,6 +65,7 @@ pub use demand::{CellBounty, Demand};
 pub use epochs::Epochs;
 pub use erasure::Erasure;
 pub use error::{Result, StoreError};
+pub use feed::{ChangeFeed, FeedChanges, FeedPosition};
 pub use governance::{
     DecideRule, DecisionInputs, Governance, NewProposal, NewScheduledPolicy, NewVote,
     ProposalDecision, ProposalRecord, ScheduledPolicy, VoteRecord,
@@ -889,6 +891,7 @@ pub trait Store:
     + Demand
     + Governance
     + Consumers
+    + ChangeFeed
     + Send
     + Sync
     + std::fmt::Debug

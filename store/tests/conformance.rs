@@ -126,6 +126,7 @@ macro_rules! conformance {
 
 conformance!(
     migrations_run_twice,
+    the_change_feed_tells_every_reader_each_changed_cell,
     the_policy_schedule_is_seeded_once_and_votes_close_when_decided,
     upload_is_recorded_and_queued,
     same_bytes_are_a_duplicate_only_from_the_same_device,
@@ -214,6 +215,75 @@ const MONACO: [(f64, f64); 3] = [(43.7384, 7.4246), (43.7400, 7.4270), (43.7311,
 async fn migrations_run_twice(store: Arc<dyn Store>) {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
+}
+
+/// The change feed: a job's cells and a demand area's, reported once to each reader from its own
+/// position, whoever wrote them; nothing before a reader's position; too many at once say so.
+async fn the_change_feed_tells_every_reader_each_changed_cell(store: Arc<dyn Store>) {
+    use std::collections::BTreeSet;
+    let start = store.feed_position().await.unwrap();
+    assert!(
+        store
+            .changes_since(&start, 100)
+            .await
+            .unwrap()
+            .cells
+            .is_empty()
+    );
+    let receipt = store
+        .record_upload(new_upload("car-1", "t", t0()))
+        .await
+        .unwrap();
+    let lease = store
+        .lease_job("w1", t0(), LEASE, QueuePolicy::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.upload_id, receipt.upload_id);
+    store
+        .complete_job(&lease, &outcome(&MONACO, t0()), t0() + secs(1))
+        .await
+        .unwrap();
+    let driven: BTreeSet<Cell> = MONACO.iter().map(|&(lat, lon)| cell_at(lat, lon)).collect();
+    let first = store.changes_since(&start, 100).await.unwrap();
+    assert!(!first.truncated);
+    assert_eq!(first.cells.iter().copied().collect::<BTreeSet<_>>(), driven);
+    // From where it stopped, nothing more; a second reader from the start sees the same cells.
+    let after = store.changes_since(&first.position, 100).await.unwrap();
+    assert!(after.cells.is_empty(), "{:?}", after.cells);
+    let other = store.changes_since(&start, 100).await.unwrap();
+    assert_eq!(other.cells.iter().copied().collect::<BTreeSet<_>>(), driven);
+    // More than the limit: the reader is told to start afresh.
+    let few = store.changes_since(&start, 1).await.unwrap();
+    assert!(few.truncated && few.cells.is_empty());
+    // A planner's area elsewhere: its cells, and only those, to a reader that saw the drive.
+    let harbour = cell_at(43.7350, 7.4230);
+    store
+        .create_demand_area(
+            &covermap_store::NewDemandArea {
+                name: "harbour".into(),
+                weight: 1.0,
+                polygon: serde_json::json!({"type": "Polygon", "coordinates": []}),
+                cells: vec![harbour],
+                created_by: None,
+                expires_at: None,
+                budget: None,
+            },
+            t0() + secs(2),
+        )
+        .await
+        .unwrap();
+    let area = store.changes_since(&after.position, 100).await.unwrap();
+    assert_eq!(area.cells, vec![harbour]);
+    let later = store.feed_position().await.unwrap();
+    assert!(
+        store
+            .changes_since(&later, 100)
+            .await
+            .unwrap()
+            .cells
+            .is_empty()
+    );
 }
 
 /// Governance: the first seed wins; a proposal's ballots are refused once it is decided or its

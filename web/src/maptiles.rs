@@ -38,10 +38,11 @@ pub const MIN_ZOOM: u8 = 6;
 const RENDERS_AT_ONCE: usize = 8;
 /// A cached tile is rendered again after this long even if nothing under it changed.
 pub const TILE_TTL: Duration = Duration::from_secs(60);
-/// How far back each look for changed cells reaches past the previous one.
-const CHANGE_OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
 /// Most changed cells one look handles cell by cell; more drop the whole cache.
 const CHANGE_LIMIT: i64 = 50_000;
+/// How long the change feed keeps what changed (PostgreSQL prunes older rows); a process that
+/// has not read it for half of this starts again from an empty cache.
+const FEED_RETENTION: chrono::Duration = chrono::Duration::days(1);
 
 /// The layer name and tile of a request, or why it is not one.
 fn parse_tile(layer: &str, z: &str, x: &str, y: &str) -> Result<(MapLayer, TileId), ApiError> {
@@ -219,8 +220,10 @@ impl TileCache {
     }
 }
 
-/// Every second until `shutdown`: drops the cached tiles over cells that changed since the last
-/// look, or every tile after an upload was erased.
+/// Every `every` until `shutdown`: drops the cached tiles over the cells the store's change feed
+/// reports changed since the last look (every process reads the same feed, so each drops the same
+/// tiles, whichever process made the change), or every tile when more changed than is worth
+/// sorting out or this process fell behind the feed's retention.
 pub async fn run_invalidator(
     cache: Arc<TileCache>,
     store: Arc<dyn Store>,
@@ -228,47 +231,62 @@ pub async fn run_invalidator(
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut since = Utc::now() - CHANGE_OVERLAP;
-    let mut erased_until = None;
+    let mut position = None;
+    let mut read_at = Utc::now();
+    let mut pruned_at = Utc::now() - FEED_RETENTION;
     loop {
+        let Some(since) = position.clone() else {
+            match store.feed_position().await {
+                Ok(p) => {
+                    // Whatever was cached before this place in the feed may be stale.
+                    cache.clear();
+                    position = Some(p);
+                    read_at = Utc::now();
+                }
+                Err(e) => tracing::warn!(error = %e, "tile cache: cannot read the change feed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            continue;
+        };
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let look = Utc::now();
-        // An erased upload's cells are not kept, so its tiles cannot be found: start again
-        // (once for each erasure, though the look-backs overlap).
-        match store.newest_erasure_after(since).await {
-            Ok(Some(at)) if erased_until.is_none_or(|seen| at > seen) => {
-                cache.clear();
-                erased_until = Some(at);
-                since = look - CHANGE_OVERLAP;
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "tile cache: cannot read erasures");
-                continue;
-            }
+        let now = Utc::now();
+        if now - read_at > FEED_RETENTION / 2 {
+            // Asleep for longer than the feed is sure to keep: start again from now.
+            position = None;
+            continue;
         }
-        match store.changed_cells(since, CHANGE_LIMIT).await {
-            Ok(cells) if cells.len() as i64 >= CHANGE_LIMIT => cache.clear(),
-            Ok(cells) if cells.is_empty() => {}
-            Ok(cells) => {
-                let cache = cache.clone();
-                // Thousands of cells times every cached zoom: off the async workers.
-                let dropped =
-                    tokio::task::spawn_blocking(move || cache.drop_cells(&cells, finest)).await;
-                if let Err(e) = dropped {
-                    tracing::warn!(error = %e, "tile cache: dropping changed cells failed");
+        match store.changes_since(&since, CHANGE_LIMIT).await {
+            Ok(changes) => {
+                if changes.truncated {
+                    cache.clear();
+                } else if !changes.cells.is_empty() {
+                    let shelf = cache.clone();
+                    let cells = changes.cells;
+                    // Thousands of cells times every cached zoom: off the async workers.
+                    let dropped =
+                        tokio::task::spawn_blocking(move || shelf.drop_cells(&cells, finest)).await;
+                    if let Err(e) = dropped {
+                        tracing::warn!(error = %e, "tile cache: dropping changed cells failed");
+                        cache.clear();
+                    }
                 }
+                position = Some(changes.position);
+                read_at = now;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "tile cache: cannot read changed cells");
-                continue;
+            Err(e) => tracing::warn!(error = %e, "tile cache: cannot read the change feed"),
+        }
+        if now - pruned_at > chrono::Duration::hours(1) {
+            pruned_at = now;
+            if let Err(e) = store.prune_feed(now - FEED_RETENTION).await {
+                tracing::warn!(error = %e, "tile cache: cannot prune the change feed");
             }
         }
-        since = look - CHANGE_OVERLAP;
     }
 }
 
