@@ -8,11 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::Subcommand;
+use covermap_domain::rewards::ContributorReward;
 use covermap_ingest::access::DeviceSigner;
 use covermap_pipeline::governance::{self, PolicyBook, Proposing};
 use covermap_scoring::governance::{Choice, GovernanceRules};
 use covermap_store::{Store, VoteRecord};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 
@@ -167,16 +169,16 @@ async fn vote(
 }
 
 /// Reads proposal `id` from a server and checks it without trusting the server's arithmetic:
-/// every ballot's signature, which ballots were in time, and the count under the proposal's
-/// own voting rules. Prints the check; fails if the server's count or outcome disagrees.
+/// that the policy text is the one hashed; every ballot (signed for this proposal's path, by the
+/// close plus the allowed clock skew, with a signature that holds; each signed ballot once; a
+/// voter's ballots in the order their device signed them); that every elector earned, in the
+/// epochs the electorate was drawn from, what their weight says (from the public rewards); and
+/// the count and outcome under the proposal's own voting rules. Prints the check; fails if the
+/// server's count or outcome, the policy's hash or an elector's weight disagrees.
 async fn show_remote(url: &str, id: i64) -> anyhow::Result<()> {
-    let address = format!("{}/api/v1/policy/proposals/{id}", url.trim_end_matches('/'));
-    let view: serde_json::Value = reqwest::get(&address)
-        .await
-        .with_context(|| format!("cannot reach {address}"))?
-        .error_for_status()?
-        .json()
-        .await?;
+    let base = url.trim_end_matches('/');
+    let address = format!("{base}/api/v1/policy/proposals/{id}");
+    let view: serde_json::Value = get(&address).await?;
     let rules: GovernanceRules = serde_json::from_value(view["voting_rules"].clone())
         .context("the proposal's voting rules")?;
     let electorate: Vec<(String, u64)> = view["electorate"]
@@ -193,13 +195,13 @@ async fn show_remote(url: &str, id: i64) -> anyhow::Result<()> {
         .map(|v| serde_json::from_value::<VoteRecord>(v.clone()))
         .collect::<Result<_, _>>()
         .context("a ballot")?;
-    let bad: Vec<i64> = votes
+    let refused: Vec<i64> = votes
         .iter()
-        .filter(|v| !governance::ballot_signature_holds(&governance::as_new_vote(v)))
+        .filter(|v| !governance::ballot_counts(v, id, ends))
         .map(|v| v.id)
         .collect();
     let in_time: Vec<VoteRecord> = votes.into_iter().filter(|v| v.cast_at < ends).collect();
-    let tally = governance::count(&rules, &electorate, &in_time);
+    let tally = governance::count(id, ends, &rules, &electorate, &in_time);
     let claimed: covermap_scoring::governance::Tally =
         serde_json::from_value(view["tally"].clone()).context("the server's count")?;
     let outcome = view["outcome"].as_str();
@@ -208,20 +210,84 @@ async fn show_remote(url: &str, id: i64) -> anyhow::Result<()> {
         Some("failed") => !tally.passed,
         _ => true,
     };
+    let text = view["policy"].as_str().unwrap_or_default();
+    let hash_agrees =
+        view["policy_hash"].as_str() == Some(hex::encode(Sha256::digest(text.as_bytes())).as_str());
+    let wrong_weights = check_electorate(base, &view, &rules, &electorate).await?;
     println!(
         "{}",
         json!({
             "proposal": id,
             "policy_hash": view["policy_hash"],
-            "ballots_with_bad_signatures": bad,
+            "policy_hash_agrees": hash_agrees,
+            "ballots_not_counted": refused,
+            "electors_with_wrong_weights": wrong_weights,
             "recounted": tally,
             "server_count_agrees": claimed == tally,
             "outcome": outcome,
             "outcome_agrees": outcome_agrees,
         })
     );
-    if claimed != tally || !outcome_agrees {
-        bail!("proposal {id}: the server's count does not match the published ballots");
+    if claimed != tally || !outcome_agrees || !hash_agrees || !wrong_weights.is_empty() {
+        bail!("proposal {id}: what the server published does not add up");
     }
     Ok(())
+}
+
+async fn get(address: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(reqwest::get(address)
+        .await
+        .with_context(|| format!("cannot reach {address}"))?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// The electors whose weight their public rewards in the electorate's epochs do not bear out
+/// (an elector invented, or weighted up). Who was left out cannot be seen from here; a voter can
+/// see whether they are in.
+async fn check_electorate(
+    base: &str,
+    view: &serde_json::Value,
+    rules: &GovernanceRules,
+    electorate: &[(String, u64)],
+) -> anyhow::Result<Vec<String>> {
+    let (Some(from), Some(to)) = (
+        view["electorate_from"].as_u64(),
+        view["electorate_to"].as_u64(),
+    ) else {
+        return Ok(electorate.iter().map(|(c, _)| c.clone()).collect());
+    };
+    let mut wrong = Vec::new();
+    for (who, weight) in electorate {
+        let earned = get(&format!("{base}/api/v1/rewards/{}", urlencode(who))).await?;
+        let rewards: Vec<ContributorReward> = earned["epochs"]
+            .as_array()
+            .context("a contributor's rewards")?
+            .iter()
+            .filter(|e| {
+                e["epoch"]
+                    .as_u64()
+                    .is_some_and(|n| (from..=to).contains(&n))
+            })
+            .map(|e| ContributorReward {
+                contributor: who.clone(),
+                points: e["points"].as_u64().unwrap_or(0),
+                base: e["base"].as_u64().unwrap_or(0),
+                bounty: e["bounty"].as_u64().unwrap_or(0),
+                amount: e["amount"].as_u64().unwrap_or(0),
+                cumulative: 0,
+                flagged: e["flagged"].as_bool().unwrap_or(true),
+            })
+            .collect();
+        let expected = covermap_scoring::governance::electorate(rules, &rewards);
+        if expected.get(who) != Some(weight) {
+            wrong.push(who.clone());
+        }
+    }
+    Ok(wrong)
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

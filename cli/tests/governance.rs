@@ -303,6 +303,9 @@ async fn a_passed_proposal_is_in_force_from_the_next_boundary_everywhere(db: Db)
     );
     let check: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(check["server_count_agrees"], true, "{check}");
+    assert_eq!(check["policy_hash_agrees"], true, "{check}");
+    assert_eq!(check["electors_with_wrong_weights"], json!([]), "{check}");
+    assert_eq!(check["ballots_not_counted"], json!([]), "{check}");
     assert_eq!(check["recounted"]["yes"], 2);
 
     // The epoch before the boundary closes under the old policy, the one from it under the

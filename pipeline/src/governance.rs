@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use covermap_ingest::access::{parse_public_key, signed_message_v2};
+use covermap_ingest::access::{MAX_CLOCK_SKEW_S, parse_public_key, signed_message_v2};
 use covermap_scoring::RewardPolicy;
 use covermap_scoring::governance::{self, Ballot, Choice, GovernanceRules, ProposalError, Tally};
 use covermap_store::{
@@ -52,6 +52,8 @@ pub enum GovernanceError {
         "a ballot must be signed with a covermap-signature-v2 signature by a device bound to a contributor"
     )]
     Unsigned,
+    #[error("{0} has cast {MAX_BALLOTS_PER_VOTER} ballots on this proposal already")]
+    TooManyBallots(String),
     #[error(transparent)]
     Epoch(#[from] EpochError),
     #[error(transparent)]
@@ -62,6 +64,12 @@ pub enum GovernanceError {
 pub const MAX_OPEN_PER_PROPOSER: usize = 3;
 /// Closed epochs a proposal's effect is simulated on.
 pub const SIMULATED_EPOCHS: u64 = 3;
+/// Ballots one contributor may cast on one proposal (a change of mind, not a flood: every
+/// reader of the proposal checks every ballot's signature).
+pub const MAX_BALLOTS_PER_VOTER: usize = 10;
+
+/// Proposals simulated at once in this process: each closes three epochs again.
+static SIMULATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Policies by the epoch they are in force from, ascending.
 type Schedule = Vec<(u64, Arc<RewardPolicy>)>;
@@ -241,6 +249,7 @@ pub async fn propose(
     }
     let electorate = governance::electorate(&rules, &rewards);
     let mut simulations: Vec<Simulation> = Vec::new();
+    let _turn = SIMULATIONS.acquire().await.ok();
     if let Some(l) = last {
         for n in (l.saturating_sub(SIMULATED_EPOCHS - 1)..=l).rev() {
             match epochs::simulate(store, n, proposed.clone()).await {
@@ -328,6 +337,15 @@ pub async fn cast(
             b.proposal,
         ));
     }
+    let cast_before = store
+        .proposal_votes(b.proposal)
+        .await?
+        .iter()
+        .filter(|v| v.contributor == b.contributor)
+        .count();
+    if cast_before >= MAX_BALLOTS_PER_VOTER {
+        return Err(GovernanceError::TooManyBallots(b.contributor.to_owned()));
+    }
     Ok(store.cast_vote(&vote, now).await?)
 }
 
@@ -380,13 +398,53 @@ pub fn as_new_vote(v: &VoteRecord) -> NewVote {
     }
 }
 
-/// The count of `votes` (cast before the vote closed) under `rules`, ballots whose signature
-/// does not hold left out.
-pub fn count(rules: &GovernanceRules, electorate: &[(String, u64)], votes: &[VoteRecord]) -> Tally {
-    let electorate: BTreeMap<String, u64> = electorate.iter().cloned().collect();
-    let ballots: Vec<Ballot> = votes
+/// The path a ballot on proposal `id` is signed for: a ballot signed for one proposal cannot be
+/// filed under another.
+pub fn ballot_path(id: i64) -> String {
+    format!("/api/v1/policy/proposals/{id}/votes")
+}
+
+/// Whether a ballot may count on proposal `id`, whose vote closes at `ends`, as anyone holding it
+/// can check: signed for this proposal's ballot path with a POST, signed no later than the close
+/// plus the clock skew a signature is allowed (so a server cannot slip in one signed after), and
+/// its signature holds.
+pub fn ballot_counts(v: &VoteRecord, id: i64, ends: DateTime<Utc>) -> bool {
+    v.proposal == id
+        && v.path == ballot_path(id)
+        && v.method == "POST"
+        && v.signed_at <= ends.timestamp().saturating_add(MAX_CLOCK_SKEW_S)
+        && ballot_signature_holds(&as_new_vote(v))
+}
+
+/// The count of `votes` on proposal `id` (those cast before its close at `ends`) under `rules`:
+/// ballots that may not count ([`ballot_counts`]) and repeats of a signed ballot left out; a
+/// contributor's ballots taken in the order their devices signed them, so the last they signed
+/// counts, whatever order a server lists them in.
+pub fn count(
+    id: i64,
+    ends: DateTime<Utc>,
+    rules: &GovernanceRules,
+    electorate: &[(String, u64)],
+    votes: &[VoteRecord],
+) -> Tally {
+    let counted: Vec<&VoteRecord> = votes
         .iter()
-        .filter(|v| ballot_signature_holds(&as_new_vote(v)))
+        .filter(|v| ballot_counts(v, id, ends))
+        .collect();
+    tally_of(rules, electorate, counted)
+}
+
+fn tally_of(
+    rules: &GovernanceRules,
+    electorate: &[(String, u64)],
+    mut counted: Vec<&VoteRecord>,
+) -> Tally {
+    let electorate: BTreeMap<String, u64> = electorate.iter().cloned().collect();
+    let mut seen = std::collections::HashSet::new();
+    counted.retain(|v| seen.insert((v.device.as_str(), v.nonce.as_str())));
+    counted.sort_by_key(|v| (v.signed_at, v.id));
+    let ballots: Vec<Ballot> = counted
+        .into_iter()
         .filter_map(|v| {
             Some(Ballot {
                 contributor: v.contributor.clone(),
@@ -403,7 +461,7 @@ pub fn count(rules: &GovernanceRules, electorate: &[(String, u64)], votes: &[Vot
 fn decide(book_genesis: &RewardPolicy, i: DecisionInputs<'_>) -> ProposalDecision {
     let p = i.proposal;
     let rules: GovernanceRules = serde_json::from_str(&p.voting_rules).unwrap_or_default();
-    let tally = count(&rules, i.electorate, i.votes);
+    let tally = count(p.id, p.voting_ends_at, &rules, i.electorate, i.votes);
     let newest = i.schedule.iter().max_by_key(|s| s.from_epoch);
     let activates = governance::activation_epoch(book_genesis, &rules, p.voting_ends_at);
     let (outcome, schedule) = match (tally.passed, activates) {
@@ -477,7 +535,8 @@ pub struct Elector {
 pub struct BallotView {
     #[serde(flatten)]
     pub vote: VoteRecord,
-    /// Whether the signature holds (anyone can check it again from the fields).
+    /// Whether it may count: signed for this proposal, by the close (plus the allowed clock
+    /// skew), and its signature holds — anyone can check it again from the fields.
     pub signature_valid: bool,
     /// Whether it was cast before the vote closed.
     pub in_time: bool,
@@ -496,12 +555,22 @@ pub async fn view(
     let electorate = store.proposal_electorate(id).await?;
     let votes = store.proposal_votes(id).await?;
     let rules: GovernanceRules = serde_json::from_str(&record.voting_rules).unwrap_or_default();
-    let in_time: Vec<VoteRecord> = votes
-        .iter()
-        .filter(|v| v.cast_at < record.voting_ends_at)
-        .cloned()
+    let ends = record.voting_ends_at;
+    // Each ballot checked once: for the page, and for the count.
+    let votes: Vec<BallotView> = votes
+        .into_iter()
+        .map(|v| BallotView {
+            signature_valid: ballot_counts(&v, id, ends),
+            in_time: v.cast_at < ends,
+            vote: v,
+        })
         .collect();
-    let tally = count(&rules, &electorate, &in_time);
+    let counted = votes
+        .iter()
+        .filter(|b| b.signature_valid && b.in_time)
+        .map(|b| &b.vote)
+        .collect();
+    let tally = tally_of(&rules, &electorate, counted);
     Ok(ProposalView {
         policy: record.source.clone(),
         simulation: serde_json::from_str(&record.simulation).unwrap_or(serde_json::Value::Null),
@@ -513,16 +582,105 @@ pub async fn view(
                 weight,
             })
             .collect(),
-        votes: votes
-            .into_iter()
-            .map(|v| BallotView {
-                signature_valid: ballot_signature_holds(&as_new_vote(&v)),
-                in_time: v.cast_at < record.voting_ends_at,
-                vote: v,
-            })
-            .collect(),
+        votes,
         tally,
         open: record.decided_at.is_none() && now < record.voting_ends_at,
         record,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use covermap_ingest::access::DeviceSigner;
+
+    /// A ballot as a device signs it: on `path`, at `signed_at`, listed as `id`.
+    fn ballot(
+        signer: &DeviceSigner,
+        proposal: i64,
+        path: &str,
+        choice: &str,
+        signed_at: i64,
+        id: i64,
+    ) -> VoteRecord {
+        let body = format!("{{\"choice\":\"{choice}\"}}");
+        let h = signer.headers_at("POST", path, body.as_bytes(), signed_at);
+        let get = |name: &str| h.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        VoteRecord {
+            id,
+            proposal,
+            contributor: signer.contributor().unwrap().to_owned(),
+            device: signer.device.clone(),
+            public_key: signer.public_key_hex(),
+            choice: choice.to_owned(),
+            method: "POST".into(),
+            path: path.to_owned(),
+            body,
+            signed_at,
+            nonce: get("x-covermap-nonce"),
+            signature: get("x-covermap-signature"),
+            cast_at: DateTime::from_timestamp(signed_at, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_recount_trusts_the_signatures_not_the_listing() {
+        let alice = DeviceSigner::generate("cam-alice").bound_to("alice");
+        let bob = DeviceSigner::generate("cam-bob").bound_to("bob");
+        let rules = GovernanceRules {
+            quorum: 0.5,
+            ..GovernanceRules::default()
+        };
+        let electorate = vec![("alice".to_owned(), 1), ("bob".to_owned(), 1)];
+        let ends = DateTime::from_timestamp(10_000, 0).unwrap();
+        let path = ballot_path(7);
+        let yes = ballot(&alice, 7, &path, "yes", 9_000, 1);
+        let no_later = ballot(&alice, 7, &path, "no", 9_500, 2);
+        // Listed in the other order, alice's last signed ballot (no) still counts.
+        let t = count(
+            7,
+            ends,
+            &rules,
+            &electorate,
+            &[no_later.clone(), yes.clone()],
+        );
+        assert_eq!((t.yes, t.no), (0, 1));
+        // Her earlier yes listed twice more, as if cast again: a repeat counts once.
+        let t = count(
+            7,
+            ends,
+            &rules,
+            &electorate,
+            &[yes.clone(), no_later, yes.clone()],
+        );
+        assert_eq!((t.yes, t.no), (0, 1));
+        // Bob's ballot on proposal 8, filed under 7: not counted.
+        let elsewhere = VoteRecord {
+            proposal: 7,
+            ..ballot(&bob, 8, &ballot_path(8), "yes", 9_000, 3)
+        };
+        assert!(!ballot_counts(&elsewhere, 7, ends));
+        // Signed after the close (past the allowed skew): not counted, whatever cast_at says.
+        let late = VoteRecord {
+            cast_at: ends - chrono::Duration::seconds(1),
+            ..ballot(&bob, 7, &path, "yes", 10_000 + MAX_CLOCK_SKEW_S + 1, 4)
+        };
+        assert!(!ballot_counts(&late, 7, ends));
+        // A changed choice breaks the signature.
+        let forged = VoteRecord {
+            choice: "no".into(),
+            body: "{\"choice\":\"no\"}".into(),
+            ..ballot(&bob, 7, &path, "yes", 9_000, 5)
+        };
+        assert!(!ballot_counts(&forged, 7, ends));
+        let t = count(
+            7,
+            ends,
+            &rules,
+            &electorate,
+            &[yes, elsewhere, late, forged],
+        );
+        assert_eq!((t.yes, t.no, t.voters), (1, 0, 1));
+    }
 }

@@ -231,6 +231,9 @@ impl Rules {
         if self.epoch.length_seconds > 366 * 86400 {
             return Err(bad("epoch.length_seconds", "must be at most a year"));
         }
+        if self.epoch.grace_seconds > 366 * 86400 {
+            return Err(bad("epoch.grace_seconds", "must be at most a year"));
+        }
         if self.epoch.emission > i64::MAX as u64 {
             return Err(bad("epoch.emission", "must fit in 63 bits"));
         }

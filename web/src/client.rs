@@ -148,21 +148,30 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
             .flat_map(|line| line.split(','))
             .map(|hop| node(hop.trim()))
             .collect(),
-        Some(_) => match values(FORWARDED) {
-            None => vec![None],
-            Some(v) => v
-                .iter()
-                .flat_map(|line| split_unquoted(line, ','))
-                .map(|element| forwarded_for(&element))
-                .collect(),
-        },
+        Some(_) => {
+            // A line with an unclosed quote or an escape is malformed as a whole: a client's
+            // `for=9.9.9.9;x="` would otherwise swallow what the proxy appended after it.
+            let elements = values(FORWARDED).and_then(|v| {
+                v.iter()
+                    .map(|line| split_unquoted(line, ','))
+                    .collect::<Option<Vec<_>>>()
+            });
+            match elements {
+                None => vec![None],
+                Some(lines) => lines
+                    .iter()
+                    .flatten()
+                    .map(|element| forwarded_for(element))
+                    .collect(),
+            }
+        }
     }
 }
 
 /// The `for=` of one element of a `Forwarded` header (`for=1.2.3.4;proto=https`).
 fn forwarded_for(element: &str) -> Option<IpAddr> {
     let mut found = None;
-    for pair in split_unquoted(element, ';') {
+    for pair in split_unquoted(element, ';')? {
         let (name, value) = pair.split_once('=')?;
         if name.trim().eq_ignore_ascii_case("for") {
             if found.is_some() {
@@ -179,12 +188,16 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
     node(value)
 }
 
-/// Splits at `sep` outside double quotes.
-fn split_unquoted(s: &str, sep: char) -> Vec<String> {
+/// Splits at `sep` outside double quotes; `None` if a quote is left open or a backslash escape
+/// appears (no address needs one, and a forged element would hide behind them).
+fn split_unquoted(s: &str, sep: char) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut part = String::new();
     let mut quoted = false;
     for c in s.chars() {
+        if c == '\\' {
+            return None;
+        }
         if c == sep && !quoted {
             parts.push(part.trim().to_owned());
             part.clear();
@@ -193,8 +206,11 @@ fn split_unquoted(s: &str, sep: char) -> Vec<String> {
             part.push(c);
         }
     }
+    if quoted {
+        return None;
+    }
     parts.push(part.trim().to_owned());
-    parts
+    Some(parts)
 }
 
 /// One hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]` or `[2001:db8::1]:443`;
@@ -323,6 +339,16 @@ mod tests {
             ("x-forwarded-for", "198.51.100.5"),
         ]);
         assert_eq!(p.client(ip("10.0.0.1"), &h), ip("198.51.100.5"));
+    }
+
+    #[test]
+    fn an_open_quote_cannot_swallow_what_the_proxy_appended() {
+        // The client sends `for=9.9.9.9;x="`; the proxy appends its peer to the same line.
+        let p = proxies(&["10.0.0.0/8"]);
+        let h = headers(&[("forwarded", "for=9.9.9.9;x=\", for=203.0.113.5")]);
+        assert_eq!(p.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        let h = headers(&[("forwarded", "for=9.9.9.9;x=\"a\\\"\", for=203.0.113.5")]);
+        assert_eq!(p.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
     }
 
     #[test]

@@ -49,6 +49,11 @@ impl From<GovernanceError> for ApiError {
                 message: e.to_string(),
                 extra: json!({}),
             },
+            GovernanceError::TooManyBallots(_) => ApiError::Conflict {
+                code: "too_many_ballots",
+                message: e.to_string(),
+                extra: json!({}),
+            },
             GovernanceError::Unsigned => ApiError::bad_request("ballot_not_signed", e.to_string()),
             GovernanceError::Store(s) => ApiError::Store(s),
             GovernanceError::Epoch(ep) => ep.into(),

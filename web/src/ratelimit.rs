@@ -51,7 +51,7 @@ impl Limiter {
                 *tokens + now.duration_since(*at).as_secs_f64() * per_second < burst
             });
         }
-        let (tokens, at) = buckets.entry(client).or_insert((burst, now));
+        let (tokens, at) = buckets.entry(client.map(network)).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -63,10 +63,34 @@ impl Limiter {
     }
 }
 
+/// The bucket an address draws from: an IPv4 address alone, an IPv6 address's /64 (one
+/// subscriber's whole prefix: the addresses in it cost nothing to change).
+pub(crate) fn network(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_prefix_is_one_client() {
+        let limiter = Limiter::new(RateLimit {
+            per_second: 0.001,
+            burst: 1.0,
+        });
+        let now = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.take(Some(a), now).is_ok());
+        assert!(limiter.take(Some(b), now).is_err(), "the same /64");
+        assert!(limiter.take(Some(other), now).is_ok());
+    }
     use std::time::Duration;
 
     #[test]

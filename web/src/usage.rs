@@ -246,10 +246,7 @@ fn area_of(policy: &RewardPolicy, bbox: &BoundingBox, now: DateTime<Utc>) -> Opt
 /// How an anonymous looker is kept: a hash of its network (an IPv6 address's /64, which one
 /// host is handed; an IPv4 address itself) and the epoch, never the address.
 fn anonymous_looker(epoch: u64, ip: IpAddr) -> String {
-    let network = match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
-    };
+    let network = crate::ratelimit::network(ip);
     let digest = Sha256::digest(format!("covermap-looker\n{epoch}\n{network}"));
     format!("addr:{}", hex::encode(&digest[..16]))
 }
