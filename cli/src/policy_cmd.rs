@@ -26,6 +26,7 @@ pub enum PolicyCommand {
     /// ballots and count (JSON). With --from URL, read from that server and check every ballot's
     /// signature and the count here, trusting nothing the server computed.
     Show {
+        /// The proposal's id, as `policy list` shows it.
         id: i64,
         /// A covermap server's address (e.g. http://127.0.0.1:8080).
         #[arg(long)]
@@ -36,8 +37,10 @@ pub enum PolicyCommand {
     Propose {
         /// The proposed policy, a TOML file.
         file: PathBuf,
+        /// One line saying what it changes.
         #[arg(long)]
         title: String,
+        /// Why: what it is meant to fix, and for whom.
         #[arg(long, default_value = "")]
         rationale: String,
         /// Who proposes, for the record.
@@ -47,6 +50,7 @@ pub enum PolicyCommand {
     /// Vote on a proposal as a contributor: the ballot is a request to SERVER signed with one of
     /// the contributor's devices' keys, kept whole as the ballot.
     Vote {
+        /// The proposal's id.
         id: i64,
         /// yes, no or abstain.
         choice: String,
