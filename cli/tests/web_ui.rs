@@ -185,8 +185,16 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
         stretched > 100.0 && (drawn - stretched).abs() < 1.0,
         "{drawn} m drawn, {stretched} m matched: {matched}"
     );
-    // alice's phone and bob's heard the same LTE cell along the way.
+    // alice's phone and bob's heard the same LTE cell along the way. An emitter counts once two
+    // contributors heard it in the epoch or before, so both batches are sent within one epoch
+    // (under load, one processed before the other was sent could fall in the next, and alice's
+    // would earn nothing): with at least 5 s of the epoch left, both sent, then both awaited.
     let bob = create_key(&db, "device", Some("bob"));
+    let next = genesis() + chrono::Duration::seconds((epoch_now() + 1) * EPOCH_SECONDS);
+    if next - Utc::now() < chrono::Duration::seconds(5) {
+        tokio::time::sleep((next - Utc::now()).to_std().unwrap_or_default()).await;
+    }
+    let mut batches = Vec::new();
     for (phone, key) in [(0, &keys.device_key), (1, &bob)] {
         let r = client
             .post(format!("{base}/v2/geosubmit?key={key}"))
@@ -201,13 +209,10 @@ async fn web_ui_in_headless_chromium(db: Db, backend: &str) {
             &keys.admin,
         )
         .await;
-        processed(
-            &client,
-            base,
-            &keys.admin,
-            list["uploads"][0]["id"].as_i64().unwrap(),
-        )
-        .await;
+        batches.push(list["uploads"][0]["id"].as_i64().unwrap());
+    }
+    for id in batches {
+        processed(&client, base, &keys.admin, id).await;
     }
     let thumbnail = zip_of(&[("b.jpg", striped_thumbnail())]);
     let (s, r) = post_signed(&client, &keys.signer, base, "/api/v1/drives", thumbnail).await;
