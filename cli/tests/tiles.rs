@@ -359,7 +359,14 @@ async fn tiles_end_to_end(db: Db) {
         f.properties
     );
 
-    // Demand: a planner's bounty over the drive shows in the demand layer at once.
+    // Demand: a planner's bounty over the drive shows in the demand layer at once — in this
+    // server, and in a second one on the same database that cached the tile before (it reads the
+    // database's change feed, not its own clock, so it drops the tile within a second or two,
+    // not at the minute's TTL).
+    let other = serve(&db, &[]);
+    let (_, theirs_before, _) = get_tile(&client, &other.base, "demand", z16).await;
+    let (_, _, h) = get_tile(&client, &other.base, "demand", z16).await;
+    assert_eq!(h["x-tile-cache"], "hit");
     let ring = json!([[
         [lon - 0.003, lat - 0.003],
         [lon + 0.003, lat - 0.003],
@@ -397,6 +404,21 @@ async fn tiles_end_to_end(db: Db) {
     assert!(demand[0].features.iter().any(
         |f| matches!(prop(f, "open_bounties"), Some(MvtValue::SInt(n) | MvtValue::Int(n)) if *n > 0)
     ));
+    let asked = std::time::Instant::now();
+    let theirs = loop {
+        let (_, body, h) = get_tile(&client, &other.base, "demand", z16).await;
+        if h["x-tile-cache"] == "miss" {
+            break body;
+        }
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(10),
+            "the other server still serves its cached demand tile"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_ne!(theirs, theirs_before);
+    assert_eq!(decode(&theirs).len(), demand.len());
+    drop(other);
 
     // Bad tile paths: a JSON error naming the problem, never a crash.
     for (path, status) in [
