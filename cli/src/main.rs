@@ -402,11 +402,13 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
         KeysCommand::List => {
             for k in store.api_keys().await? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     k.id,
                     k.prefix,
                     k.role,
                     k.contributor.as_deref().unwrap_or("-"),
+                    k.quota_per_day
+                        .map_or("-".to_owned(), |q| format!("{q}/day")),
                     if k.revoked_at.is_some() {
                         "revoked"
                     } else {

@@ -67,6 +67,15 @@ async fn consumers_end_to_end(db: Db) {
     );
     let admin = create_key(&db, "admin", None);
     let small = consumer_key(&db, "5");
+    let listed = db.run(&["keys", "list"]);
+    assert!(listed.status.success());
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("\tconsumer\t") && l.contains("\t5/day\t")),
+        "{listed}"
+    );
     let server = serve(&db, &[]);
     let client = reqwest::Client::new();
     let base = server.base.clone();
