@@ -47,10 +47,6 @@ fn policy_text(version: u32, radio_points: &str, voting: u64) -> String {
         )
 }
 
-fn epoch_at(t: DateTime<Utc>) -> u64 {
-    ((t - genesis()).num_milliseconds() / (EPOCH_SECONDS * 1000)) as u64
-}
-
 fn sha256(text: &str) -> String {
     covermap_scoring::RewardPolicy::parse(text).unwrap().hash
 }
@@ -134,9 +130,16 @@ async fn a_passed_proposal_is_in_force_from_the_next_boundary_everywhere(db: Db)
     let bob = register(&client, base, &bob_key, "cam-bob-1").await;
     let mallory_key = create_key(&db, "device", Some("mallory"));
     let mallory = register(&client, base, &mallory_key, "cam-mallory-1").await;
-    submit(&client, base, &keys.device_key, &keys.admin, 1).await;
-    submit(&client, base, &bob_key, &keys.admin, 2).await;
-    let earned = epoch_at(Utc::now());
+    let (_, earned) = submit_pair(
+        &client,
+        base,
+        &keys.admin,
+        [&keys.device_key, &bob_key],
+        genesis(),
+        EPOCH_SECONDS,
+    )
+    .await;
+    let earned = earned as u64;
     let m = closed(&client, base, earned).await;
     assert_eq!(m["policy_hash"], sha256(&genesis_text));
 

@@ -34,10 +34,6 @@ fn short_policy(dir: &std::path::Path, name: &str, radio_points: &str) -> std::p
     path
 }
 
-fn epoch_now() -> u64 {
-    ((Utc::now() - genesis()).num_seconds() / EPOCH_SECONDS) as u64
-}
-
 async fn wait_for_end_of(epoch: u64) {
     let end = genesis() + chrono::Duration::seconds((epoch as i64 + 1) * EPOCH_SECONDS);
     while Utc::now() < end + chrono::Duration::milliseconds(200) {
@@ -68,9 +64,16 @@ async fn an_epoch_closes_once_verifies_and_proves(db: Db) {
     let base = &server.base;
     let keys = access(&db, &server, &client).await;
     let bob_key = create_key(&db, "device", Some("bob"));
-    submit(&client, base, &keys.device_key, &keys.admin, 1).await;
-    submit(&client, base, &bob_key, &keys.admin, 2).await;
-    let n = epoch_now();
+    let (_, n) = submit_pair(
+        &client,
+        base,
+        &keys.admin,
+        [&keys.device_key, &bob_key],
+        genesis(),
+        EPOCH_SECONDS,
+    )
+    .await;
+    let n = n as u64;
     // Per network in the cell: both measured the same LTE cell, so it is corroborated.
     let nets = get_json(
         &client,
@@ -267,9 +270,16 @@ async fn verify_fails_when_an_input_changed() {
     let client = reqwest::Client::new();
     let keys = access(&db, &server, &client).await;
     let bob_key = create_key(&db, "device", Some("bob"));
-    submit(&client, &server.base, &keys.device_key, &keys.admin, 1).await;
-    let bob = submit(&client, &server.base, &bob_key, &keys.admin, 2).await;
-    let n = epoch_now();
+    let ([_, bob], n) = submit_pair(
+        &client,
+        &server.base,
+        &keys.admin,
+        [&keys.device_key, &bob_key],
+        genesis(),
+        EPOCH_SECONDS,
+    )
+    .await;
+    let n = n as u64;
     wait_for_end_of(n).await;
     let epoch = n.to_string();
     assert!(
@@ -309,8 +319,15 @@ async fn serve_closes_epochs_on_schedule() {
     let keys = access(&db, &server, &client).await;
     // Two contributors heard the same emitters: they count (one alone would not).
     let bob_key = create_key(&db, "device", Some("bob"));
-    submit(&client, &server.base, &keys.device_key, &keys.admin, 1).await;
-    submit(&client, &server.base, &bob_key, &keys.admin, 2).await;
+    submit_pair(
+        &client,
+        &server.base,
+        &keys.admin,
+        [&keys.device_key, &bob_key],
+        genesis(),
+        EPOCH_SECONDS,
+    )
+    .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let epochs = get_json(&client, &format!("{}/api/v1/epochs", server.base)).await;

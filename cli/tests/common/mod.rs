@@ -485,8 +485,9 @@ pub async fn processed(client: &reqwest::Client, base: &str, key: &str, id: i64)
 /// Ichnaea's geosubmit v2 example (an LTE cell and a Bluetooth beacon pass, the Wi-Fi group
 /// addresses do not), sent by `key`; `variant` makes it another phone's reading of the same
 /// place: a moment later, a few metres off, the LTE cell 3 dB and the beacon 2 dB apart per
-/// variant (the same readings again would be a copy, and refused as one).
-pub async fn submit(
+/// variant (the same readings again would be a copy, and refused as one). Answers the upload's
+/// id, not waiting for it to be processed.
+pub async fn send_geosubmit(
     client: &reqwest::Client,
     base: &str,
     key: &str,
@@ -520,7 +521,52 @@ pub async fn submit(
         .unwrap();
     assert_eq!(r.status(), 200);
     let list = get_with(client, &format!("{base}/api/v1/uploads?limit=1"), admin).await;
-    let id = list["uploads"][0]["id"].as_i64().unwrap();
+    list["uploads"][0]["id"].as_i64().unwrap()
+}
+
+/// [`send_geosubmit`], then waits until the upload is processed.
+pub async fn submit(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    admin: &str,
+    variant: u8,
+) -> i64 {
+    let id = send_geosubmit(client, base, key, admin, variant).await;
     processed(client, base, admin, id).await;
     id
+}
+
+/// Two phones' readings of one place ([`send_geosubmit`] variants 1 and 2, sent with `keys`),
+/// sent within one epoch (of `epoch_seconds` from `genesis`, with at least 2 s of it left: an
+/// emitter counts once two contributors heard it in the epoch or before, so batches straddling a
+/// boundary would leave the first uncounted), then both awaited. Answers their ids and the epoch.
+pub async fn submit_pair(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    keys: [&str; 2],
+    genesis: chrono::DateTime<chrono::Utc>,
+    epoch_seconds: i64,
+) -> ([i64; 2], i64) {
+    let epoch_of = |t: chrono::DateTime<chrono::Utc>| (t - genesis).num_seconds() / epoch_seconds;
+    let now = chrono::Utc::now();
+    let next = genesis + chrono::Duration::seconds((epoch_of(now) + 1) * epoch_seconds);
+    if next - now < chrono::Duration::seconds(2) {
+        tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
+    }
+    let epoch = epoch_of(chrono::Utc::now());
+    let ids = [
+        send_geosubmit(client, base, keys[0], admin, 1).await,
+        send_geosubmit(client, base, keys[1], admin, 2).await,
+    ];
+    assert_eq!(
+        epoch_of(chrono::Utc::now()),
+        epoch,
+        "both batches were sent in one epoch"
+    );
+    for id in ids {
+        processed(client, base, admin, id).await;
+    }
+    (ids, epoch)
 }
