@@ -355,9 +355,10 @@ async function loadProposals() {
     $("#proposals").innerHTML = list.proposals.map((p) => `
       <tr data-proposal="${esc(p.id)}" class="clickable">
         <td class="num">${esc(p.id)}</td><td>${esc(p.title)}</td><td class="num">${esc(p.version)}</td>
+        <td>${esc(p.proposed_by)}</td>
         <td data-state="${esc(state(p))}">${esc(state(p))}${p.activates_epoch != null ? ` · epoch ${esc(p.activates_epoch)}` : ""}</td>
-        <td class="num" data-yes></td><td class="num" data-no></td><td>${esc(when(p.voting_ends_at))}</td>
-      </tr>`).join("") || `<tr><td colspan="7" class="muted">no proposals</td></tr>`;
+        <td>${esc(when(p.voting_ends_at))}</td>
+      </tr>`).join("") || `<tr><td colspan="6" class="muted">no proposals</td></tr>`;
     $("#proposals-error").textContent = "";
   } catch (e) {
     $("#proposals-error").textContent = `proposals: ${e.message}`;
