@@ -532,7 +532,15 @@ fn load_vision(
     text_backstop: bool,
 ) -> Option<Arc<covermap_vision::FramePool>> {
     match covermap_vision::FramePool::load_with(dir, threads, text_backstop) {
-        Ok(pool) => Some(Arc::new(pool)),
+        Ok(pool) => {
+            if !text_backstop {
+                tracing::info!(
+                    "the plate backstop is off: on the labelled set 3 of 11 small plates are \
+                     covered, 10 of 11 with --text-backstop (about 2 s a frame; BENCHMARKS.md)"
+                );
+            }
+            Some(Arc::new(pool))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "vision models not loaded: camera frames are kept unpublished until they are");
             None
