@@ -276,9 +276,16 @@ pub async fn propose(
                 simulation: json(&simulations),
                 voting_ends_at: now + voting,
             },
+            MAX_OPEN_PER_PROPOSER,
             now,
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                GovernanceError::TooManyOpen(p.proposed_by.to_owned(), MAX_OPEN_PER_PROPOSER)
+            }
+            other => other.into(),
+        })?;
     Ok(record)
 }
 

@@ -155,7 +155,15 @@ pub trait Governance: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<ScheduledPolicy>>;
 
-    async fn create_proposal(&self, p: &NewProposal, now: DateTime<Utc>) -> Result<ProposalRecord>;
+    /// Records a proposal, unless its proposer has `max_open` undecided ones already
+    /// ([`StoreError::Conflict`]): counted and written in one transaction that excludes other
+    /// proposals being made, so simultaneous requests cannot all pass the count.
+    async fn create_proposal(
+        &self,
+        p: &NewProposal,
+        max_open: usize,
+        now: DateTime<Utc>,
+    ) -> Result<ProposalRecord>;
 
     /// Proposals, newest first, at most `limit`.
     async fn proposals(&self, limit: i64) -> Result<Vec<ProposalRecord>>;
@@ -203,6 +211,9 @@ const INSERT_PROPOSAL: &str = "INSERT INTO policy_proposals (title, rationale, s
      policy_hash, version, proposed_by, proposed_at, base_hash, voting_rules, electorate_from, \
      electorate_to, simulation, voting_ends_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
+
+const OPEN_BY_PROPOSER: &str = "SELECT COUNT(*) FROM policy_proposals \
+     WHERE proposed_by = $1 AND decided_at IS NULL";
 
 const INSERT_ELECTOR: &str =
     "INSERT INTO policy_electorate (proposal, contributor, weight) VALUES ($1, $2, $3)";
@@ -320,9 +331,10 @@ impl SqliteStore {
 }
 
 /// The implementation for one backend: `$at` binds a time, `$lock` locks the rows a `SELECT`
-/// read (what is appended to it), `$lock_schedule` excludes other writers of the schedule.
+/// read (what is appended to it), `$lock_schedule` excludes other writers of the schedule and
+/// `$lock_proposals` other proposals being made.
 macro_rules! governance_for {
-    ($store:ty, $at:path, $lock:expr, $lock_schedule:expr) => {
+    ($store:ty, $at:path, $lock:expr, $lock_schedule:expr, $lock_proposals:expr) => {
         #[async_trait]
         impl Governance for $store {
             async fn policy_schedule(&self) -> Result<Vec<ScheduledPolicy>> {
@@ -367,10 +379,28 @@ macro_rules! governance_for {
             async fn create_proposal(
                 &self,
                 p: &NewProposal,
+                max_open: usize,
                 now: DateTime<Utc>,
             ) -> Result<ProposalRecord> {
                 let (from, to) = p.electorate_epochs.unzip();
                 let mut tx = self.governance_write().await?;
+                if !$lock_proposals.is_empty() {
+                    sqlx::query($lock_proposals)
+                        .execute(&mut *tx)
+                        .await
+                        .ctx("locking the proposals")?;
+                }
+                let (open,): (i64,) = sqlx::query_as(OPEN_BY_PROPOSER)
+                    .bind(&p.proposed_by)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .ctx("counting open proposals")?;
+                if usize::try_from(open).unwrap_or(usize::MAX) >= max_open {
+                    return Err(StoreError::Conflict(format!(
+                        "{} has {open} proposals open already; at most {max_open} at a time",
+                        p.proposed_by
+                    )));
+                }
                 let (id,): (i64,) = sqlx::query_as(INSERT_PROPOSAL)
                     .bind(&p.title)
                     .bind(&p.rationale)
@@ -609,6 +639,7 @@ governance_for!(
     PgStore,
     pg_time,
     " FOR UPDATE",
-    "LOCK TABLE policy_schedule IN EXCLUSIVE MODE"
+    "LOCK TABLE policy_schedule IN EXCLUSIVE MODE",
+    "LOCK TABLE policy_proposals IN SHARE ROW EXCLUSIVE MODE"
 );
-governance_for!(SqliteStore, micros, "", "");
+governance_for!(SqliteStore, micros, "", "", "");

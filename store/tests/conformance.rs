@@ -304,26 +304,41 @@ async fn the_policy_schedule_is_seeded_once_and_votes_close_when_decided(store: 
     assert_eq!(again[0].source, "text of a");
 
     let ends = t0() + secs(100);
-    let p = store
-        .create_proposal(
-            &NewProposal {
-                title: "More radio".into(),
-                rationale: "why".into(),
-                source: "text of c".into(),
-                policy_hash: "c".into(),
-                version: 2,
-                proposed_by: "planner".into(),
-                base_hash: "a".into(),
-                voting_rules: "{}".into(),
-                electorate_epochs: Some((3, 9)),
-                electorate: vec![("alice".into(), 5), ("bob".into(), 7)],
-                simulation: "[]".into(),
-                voting_ends_at: ends,
-            },
-            t0(),
-        )
-        .await
-        .unwrap();
+    let proposal = NewProposal {
+        title: "More radio".into(),
+        rationale: "why".into(),
+        source: "text of c".into(),
+        policy_hash: "c".into(),
+        version: 2,
+        proposed_by: "planner".into(),
+        base_hash: "a".into(),
+        voting_rules: "{}".into(),
+        electorate_epochs: Some((3, 9)),
+        electorate: vec![("alice".into(), 5), ("bob".into(), 7)],
+        simulation: "[]".into(),
+        voting_ends_at: ends,
+    };
+    let p = store.create_proposal(&proposal, 1, t0()).await.unwrap();
+    // One open proposal per proposer here: the second is refused, at once or together.
+    let (a, b) = tokio::join!(
+        store.create_proposal(&proposal, 1, t0()),
+        store.create_proposal(&proposal, 1, t0()),
+    );
+    assert!(matches!(a, Err(StoreError::Conflict(_))), "{a:?}");
+    assert!(matches!(b, Err(StoreError::Conflict(_))), "{b:?}");
+    let elsewhere = NewProposal {
+        proposed_by: "alice".into(),
+        ..proposal.clone()
+    };
+    let (a, b) = tokio::join!(
+        store.create_proposal(&elsewhere, 1, t0()),
+        store.create_proposal(&elsewhere, 1, t0()),
+    );
+    assert_eq!(
+        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "two at once: one is made"
+    );
     assert_eq!((p.electorate_from, p.electorate_to), (Some(3), Some(9)));
     assert_eq!(p.voting_ends_at, ends);
     assert_eq!(
@@ -364,7 +379,9 @@ async fn the_policy_schedule_is_seeded_once_and_votes_close_when_decided(store: 
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.proposals_due(ends).await.unwrap(), vec![p.id]);
+    // Closed at the same time: in the order they were made.
+    assert_eq!(store.proposals_due(ends).await.unwrap().len(), 2);
+    assert_eq!(store.proposals_due(ends).await.unwrap()[0], p.id);
 
     // Deciding before the close does nothing; after it, once.
     let seen = std::sync::Mutex::new(Vec::new());
@@ -411,7 +428,7 @@ async fn the_policy_schedule_is_seeded_once_and_votes_close_when_decided(store: 
         (schedule[1].from_epoch, schedule[1].proposal),
         (30, Some(p.id))
     );
-    assert_eq!(store.proposals(10).await.unwrap().len(), 1);
+    assert_eq!(store.proposals(10).await.unwrap().len(), 2);
     assert_eq!(store.proposal_votes(p.id).await.unwrap().len(), 1);
 }
 
