@@ -245,16 +245,37 @@ try {
     await page.reload();
     await useKey(page, process.env.AUDITOR_KEY, "auditor");
     await expect(page, `${row} img.thumb`, `the second report of frame ${frame} shows no image`);
+    // The key is taken twice after a reload (the saved one, then the one typed), and each time
+    // the reports are listed again, replacing an open editor: wait until the page is quiet.
+    await page.waitForLoadState("networkidle").catch(() => {});
+    await expect(page, `${row} img.thumb`, `the second report of frame ${frame} shows no image`);
     await page.click(`${row} button[data-report-action="mark"]`);
     const marked = await expect(page, "tr.blur-editor [data-marker] img", `frame ${frame} opened no picture to mark`);
     await page.waitForFunction(() => document.querySelector("tr.blur-editor [data-marker] img")?.naturalWidth > 0,
       null, { timeout: 10000 }).catch(() => fail(`the picture of frame ${frame} to mark did not load`));
-    const area = await marked.boundingBox();
-    await page.mouse.move(area.x + area.width * 0.2, area.y + area.height * 0.2);
-    await page.mouse.down();
-    await page.mouse.move(area.x + area.width * 0.8, area.y + area.height * 0.75, { steps: 8 });
-    await page.mouse.up();
-    await expect(page, 'tr.blur-editor [data-marker][data-marks="1"]', `dragging over frame ${frame} marked no box`);
+    // The drag is tried again if no box was marked: the page may lay itself out again (a list
+    // refreshed) between the button's press and release.
+    let box = marked;
+    for (let attempt = 1; ; attempt += 1) {
+      const area = await box.boundingBox();
+      await page.mouse.move(area.x + area.width * 0.2, area.y + area.height * 0.2);
+      await page.mouse.down();
+      await page.mouse.move(area.x + area.width * 0.8, area.y + area.height * 0.75, { steps: 8 });
+      await page.mouse.up();
+      const ok = await page.waitForSelector('tr.blur-editor [data-marker][data-marks="1"]', { timeout: 3000 })
+        .then(() => true, () => false);
+      if (ok) break;
+      if (attempt === 3) {
+        await expect(page, 'tr.blur-editor [data-marker][data-marks="1"]', `dragging over frame ${frame} marked no box`);
+      }
+      log(`auditor: drag ${attempt} over frame ${frame} marked no box; again`);
+      if (!(await page.$("tr.blur-editor [data-marker] img"))) {
+        await page.click(`${row} button[data-report-action="mark"]`);
+      }
+      box = await expect(page, "tr.blur-editor [data-marker] img", `frame ${frame} has no picture to mark any more`);
+      await page.waitForFunction(() => document.querySelector("tr.blur-editor [data-marker] img")?.naturalWidth > 0,
+        null, { timeout: 10000 }).catch(() => fail(`the picture of frame ${frame} to mark did not load`));
+    }
     await page.click('tr.blur-editor button[data-report-action="blur"]');
     await expect(page, `${row}[data-decided="blur"]`, `blurring frame ${frame} did not show as decided`);
     const blurred = await fetch(`${BASE}/api/v1/frames/${upload}/${index}/image`);
