@@ -479,6 +479,31 @@ pub struct CellCoverage {
     pub last_seen: DateTime<Utc>,
 }
 
+/// What the coverage map shows of one cell at the stored resolution: its observations (unless
+/// only flagged or erased uploads made them) and its road, driven and not. The map's in-process
+/// index is built from these and kept current by the change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MapCellState {
+    pub cell: Cell,
+    /// `None` where nothing on the map was observed in it (a road cell nobody drove).
+    pub observed: Option<CellObserved>,
+    pub road_length_m: f64,
+    /// Road length driven in the coverage window the state was read for.
+    pub driven_m: f64,
+    /// When `driven_m` next changes by the clock alone: the oldest drive it counts leaves the
+    /// window then. `None` when it counts none.
+    pub driven_until: Option<DateTime<Utc>>,
+}
+
+/// A cell's observations, summed over the uploads on the map.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CellObserved {
+    pub fixes: i64,
+    pub uploads: i64,
+    pub devices: i64,
+    pub last_seen: DateTime<Utc>,
+}
+
 /// A stretch of road an upload was matched to, inside one cell.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MatchedStretch {

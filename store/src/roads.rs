@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use covermap_domain::{
-    BoundingBox, Cell, CellCoverage, MatchedStretch, RoadCell, RoadSegment, SegmentRef,
+    BoundingBox, Cell, CellCoverage, CellObserved, MapCellState, MatchedStretch, RoadCell,
+    RoadSegment, SegmentRef,
 };
 
 use crate::dialect::Columns;
@@ -45,6 +46,18 @@ pub trait Roads: Send + Sync {
 
     /// Coverage of the cells whose centres lie in `bbox`, at most `limit` of them, by cell id.
     async fn coverage(&self, bbox: BoundingBox, limit: i64) -> Result<Vec<CellCoverage>>;
+
+    /// What the coverage map shows of `cells` (every cell with observations or road when
+    /// `None`), with the road driven in the `window` before `now`; a cell with neither is left
+    /// out.
+    /// The map's in-process index reads this at start and again for each cell the change feed
+    /// reports.
+    async fn map_cells(
+        &self,
+        cells: Option<&[Cell]>,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<Vec<MapCellState>>;
 
     /// Cells whose coverage, radio or imagery changed through uploads processed, frames judged
     /// late (see [`crate::Imagery::judge_pending_frame`]), or frames an auditor decided on,
@@ -188,6 +201,71 @@ const CHANGED_CELLS: &str = "WITH u AS (SELECT id FROM uploads WHERE processed_a
      UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
          ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > $1 \
      LIMIT $2";
+
+/// The map's figures of the picked cells (`pick`: a condition on `cell`, `$1` the cells when it
+/// names them), the road driven by uploads received since `$2`: observations unless by a flagged
+/// or erased upload, road length, and per road segment the longest stretch driven, with the
+/// oldest such upload (the figure changes when it leaves the window).
+fn map_cells_sql(pick: &str, real: &str) -> String {
+    format!(
+        "WITH picked AS (SELECT cell FROM cell_observations WHERE {pick} \
+             UNION SELECT cell FROM road_cells WHERE {pick}), \
+         obs AS (SELECT o.cell, CAST(SUM(o.fixes) AS bigint) AS fixes, COUNT(*) AS uploads, \
+                COUNT(DISTINCT o.device) AS devices, MAX(o.last_seen) AS last_seen \
+             FROM cell_observations o JOIN picked p ON p.cell = o.cell \
+             WHERE o.upload_id NOT IN {OFF_MAP_UPLOADS} GROUP BY o.cell), \
+         seg AS (SELECT ms.cell, MAX(ms.length_m) AS l, MIN(u.received_at) AS t \
+             FROM matched_stretches ms JOIN picked p ON p.cell = ms.cell \
+             JOIN uploads u ON u.id = ms.upload_id \
+             WHERE u.received_at >= $2 AND u.trust <> 'flagged' AND u.erased_at IS NULL \
+             GROUP BY ms.cell, ms.osm_way_id, ms.way_piece), \
+         driven AS (SELECT cell, SUM(l) AS driven_m, MIN(t) AS oldest FROM seg GROUP BY cell) \
+         SELECT p.cell AS cell, obs.fixes AS fixes, obs.uploads AS uploads, \
+             obs.devices AS devices, obs.last_seen AS last_seen, \
+             CAST(COALESCE(r.road_length_m, 0) AS {real}) AS road_length_m, \
+             CAST(COALESCE(d.driven_m, 0) AS {real}) AS driven_m, d.oldest AS oldest \
+         FROM picked p LEFT JOIN obs ON obs.cell = p.cell \
+         LEFT JOIN road_cells r ON r.cell = p.cell LEFT JOIN driven d ON d.cell = p.cell"
+    )
+}
+
+/// The rows of [`map_cells_sql`] with something to show.
+fn map_cells_from_rows(
+    rows: &[impl Columns],
+    window: chrono::Duration,
+) -> Result<Vec<MapCellState>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.extend(map_cell_from_row(r, window)?);
+    }
+    Ok(out)
+}
+
+/// A row of [`map_cells_sql`], its drives counted over `window`; `None` for a cell with
+/// nothing left to show.
+fn map_cell_from_row(r: &impl Columns, window: chrono::Duration) -> Result<Option<MapCellState>> {
+    let observed = match r.opt_time("last_seen")? {
+        Some(last_seen) => Some(CellObserved {
+            fixes: r.col::<Option<i64>>("fixes")?.unwrap_or(0),
+            uploads: r.col::<Option<i64>>("uploads")?.unwrap_or(0),
+            devices: r.col::<Option<i64>>("devices")?.unwrap_or(0),
+            last_seen,
+        }),
+        None => None,
+    };
+    let road_length_m: f64 = r.col("road_length_m")?;
+    let driven_m: f64 = r.col("driven_m")?;
+    if observed.is_none() && road_length_m <= 0.0 && driven_m <= 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(MapCellState {
+        cell: Cell::from_i64(r.col("cell")?)?,
+        observed,
+        road_length_m,
+        driven_m,
+        driven_until: r.opt_time("oldest")?.map(|t| t + window),
+    }))
+}
 
 /// A `matched_stretches` row.
 fn stretch_from_row(r: &impl Columns) -> Result<MatchedStretch> {
@@ -350,6 +428,28 @@ impl Roads for PgStore {
             .await
             .ctx("reading coverage")?;
         rows.iter().map(coverage_from_row).collect()
+    }
+
+    async fn map_cells(
+        &self,
+        cells: Option<&[Cell]>,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<Vec<MapCellState>> {
+        let coverage_since = now - window;
+        let ids: Option<Vec<i64>> = cells.map(|c| c.iter().map(|c| c.as_i64()).collect());
+        let pick = if ids.is_some() {
+            "cell = ANY($1::bigint[])"
+        } else {
+            "$1::bigint[] IS NULL"
+        };
+        let rows = sqlx::query(&map_cells_sql(pick, "float8"))
+            .bind(ids)
+            .bind(coverage_since)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading the map's cells")?;
+        map_cells_from_rows(&rows, window)
     }
 
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
@@ -515,6 +615,30 @@ impl Roads for SqliteStore {
             .await
             .ctx("reading coverage")?;
         rows.iter().map(coverage_from_row).collect()
+    }
+
+    async fn map_cells(
+        &self,
+        cells: Option<&[Cell]>,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<Vec<MapCellState>> {
+        let coverage_since = now - window;
+        let ids: Option<String> = cells.map(|c| {
+            serde_json::Value::from(c.iter().map(|c| c.as_i64()).collect::<Vec<_>>()).to_string()
+        });
+        let pick = if ids.is_some() {
+            "cell IN (SELECT value FROM json_each($1))"
+        } else {
+            "$1 IS NULL"
+        };
+        let rows = sqlx::query(&map_cells_sql(pick, "REAL"))
+            .bind(ids)
+            .bind(micros(coverage_since))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading the map's cells")?;
+        map_cells_from_rows(&rows, window)
     }
 
     async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {

@@ -140,6 +140,7 @@ conformance!(
     transient_failures_retry_then_give_up,
     leases_that_keep_running_out_fail_the_job,
     coverage_is_filtered_by_box_and_counts_devices,
+    the_map_reads_each_cells_figures_and_the_road_driven,
     road_network_round_trips_and_filters_by_box,
     observations_frames_and_rejections_are_written_with_the_job,
     keys_devices_and_nonces,
@@ -955,17 +956,15 @@ async fn leases_that_keep_running_out_fail_the_job(store: Arc<dyn Store>) {
     assert_eq!(store.stats().await.unwrap().jobs_failed, 1);
 }
 
-async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
-    assert_eq!(
-        store.extent().await.unwrap(),
-        None,
-        "an empty store is nowhere"
-    );
-    let paris = [(48.8584, 2.2945)];
+const PARIS: [(f64, f64); 1] = [(48.8584, 2.2945)];
+
+/// Three drives processed at `t0`: car-1 through Monaco's three points, car-2 through the first
+/// of them, then car-2 in Paris.
+async fn three_drives(store: &dyn Store) {
     for (device, content, points) in [
         ("car-1", "a", &MONACO[..]),
         ("car-2", "b", &MONACO[..1]),
-        ("car-2", "c", &paris[..]),
+        ("car-2", "c", &PARIS[..]),
     ] {
         store
             .record_upload(new_upload(device, content, t0()))
@@ -981,6 +980,15 @@ async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
+}
+
+async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.extent().await.unwrap(),
+        None,
+        "an empty store is nowhere"
+    );
+    three_drives(store.as_ref()).await;
     let monaco: BoundingBox = "7.40,43.72,7.44,43.75".parse().unwrap();
     let cov = store.coverage(monaco, 100).await.unwrap();
     assert_eq!(cov.len(), 3, "the Paris cell is outside the box");
@@ -1009,6 +1017,77 @@ async fn coverage_is_filtered_by_box_and_counts_devices(store: Arc<dyn Store>) {
     assert_eq!(ids.len(), 3);
     // With no roads loaded, the data is where it was observed: Monaco to Paris.
     assert_monaco_to_paris(store.extent().await.unwrap());
+}
+
+/// What the coverage map in memory reads: each cell's observations (devices, uploads, fixes,
+/// newest time), its road and the road driven in the window, and when that figure changes by
+/// the clock; every cell, or the ones named. A road network imported is in the change feed.
+async fn the_map_reads_each_cells_figures_and_the_road_driven(store: Arc<dyn Store>) {
+    let quiet = (43.7500, 7.4400);
+    let roads = [
+        RoadCell {
+            cell: cell_at(MONACO[0].0, MONACO[0].1),
+            road_length_m: 40.0,
+        },
+        RoadCell {
+            cell: cell_at(quiet.0, quiet.1),
+            road_length_m: 25.0,
+        },
+    ];
+    let before_roads = store.feed_position().await.unwrap();
+    store.replace_roads(&[], &roads).await.unwrap();
+    let mut fed = store.changes_since(&before_roads, 100).await.unwrap().cells;
+    fed.sort();
+    let mut want: Vec<Cell> = roads.iter().map(|r| r.cell).collect();
+    want.sort();
+    assert_eq!(
+        fed, want,
+        "an imported network's cells are in the change feed"
+    );
+    three_drives(store.as_ref()).await;
+    let day = chrono::Duration::days(1);
+    let all = store.map_cells(None, t0() + secs(60), day).await.unwrap();
+    assert_eq!(
+        all.len(),
+        5,
+        "four cells observed and a road nobody drove: {all:?}"
+    );
+    let busy = all.iter().find(|c| c.cell == roads[0].cell).unwrap();
+    let seen = busy.observed.unwrap();
+    assert_eq!((seen.devices, seen.uploads, seen.fixes), (2, 2, 4));
+    assert_eq!(seen.last_seen, t0() + secs(1));
+    // Both uploads drove the same piece of way 7 there: the longest stretch counts once.
+    assert_eq!((busy.road_length_m, busy.driven_m), (40.0, 12.5));
+    assert_eq!(busy.driven_until, Some(t0() + day));
+    let idle = all.iter().find(|c| c.cell == roads[1].cell).unwrap();
+    assert_eq!(
+        (
+            idle.observed,
+            idle.road_length_m,
+            idle.driven_m,
+            idle.driven_until
+        ),
+        (None, 25.0, 0.0, None)
+    );
+    let far = all
+        .iter()
+        .find(|c| c.cell == cell_at(PARIS[0].0, PARIS[0].1))
+        .unwrap();
+    assert_eq!((far.road_length_m, far.driven_m), (0.0, 12.5));
+    // The cells named only; a cell with nothing to show is left out.
+    let nowhere = cell_at(10.0, 10.0);
+    let some = store
+        .map_cells(Some(&[roads[0].cell, nowhere]), t0() + secs(60), day)
+        .await
+        .unwrap();
+    assert_eq!(some, vec![*busy]);
+    // Past the window, nothing is driven any more.
+    let later = store
+        .map_cells(Some(&[roads[0].cell]), t0() + secs(2 * 86_400), day)
+        .await
+        .unwrap();
+    assert_eq!((later[0].driven_m, later[0].driven_until), (0.0, None));
+    assert_eq!(later[0].observed, busy.observed);
 }
 
 /// The box from the cells at Monaco's points (east, south) to the Paris one (west, north).
