@@ -22,9 +22,13 @@ pub use policy::{PolicyError, RewardPolicy};
 /// just seen, halving every `display_half_life_days`. A time after `now` (a clock ahead) counts
 /// as just seen.
 pub fn freshness(last_seen: DateTime<Utc>, now: DateTime<Utc>, policy: &RewardPolicy) -> f64 {
-    let age = (now - last_seen).as_seconds_f64().max(0.0);
+    freshness_at_age((now - last_seen).as_seconds_f64(), policy)
+}
+
+/// [`freshness`] of something `age_seconds` old (the map draws thousands a tile).
+pub fn freshness_at_age(age_seconds: f64, policy: &RewardPolicy) -> f64 {
     let half_life = policy.rules.imagery.display_half_life_days * 86_400.0;
-    0.5f64.powf(age / half_life)
+    0.5f64.powf(age_seconds.max(0.0) / half_life)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use covermap_domain::rewards::RadioSample;
 use covermap_domain::{Cell, RadioCellSummary, RoadSegment};
-use covermap_scoring::{RewardPolicy, freshness};
+use covermap_scoring::{RewardPolicy, freshness_at_age};
 use h3o::Resolution;
 use serde_json::{Value as Json, json};
 
@@ -169,8 +169,23 @@ fn age_days(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
     round3((now - t).num_seconds().max(0) as f64 / 86_400.0)
 }
 
+/// To thousandths, half away from zero (without libm's `round`, a call on a baseline x86-64:
+/// this runs for several figures of every hexagon of every tile).
 fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
+    let scaled = v * 1000.0;
+    if scaled.is_nan() || scaled.abs() >= 4.0e15 {
+        return (scaled.round()) / 1000.0;
+    }
+    let whole = scaled as i64;
+    let frac = scaled - whole as f64;
+    let r = if frac >= 0.5 {
+        whole + 1
+    } else if frac <= -0.5 {
+        whole - 1
+    } else {
+        whole
+    };
+    r as f64 / 1000.0
 }
 
 /// Adds `cell`'s hexagon with `props`, its id as the feature id and as the `cell` property.
@@ -226,26 +241,101 @@ pub fn coverage(
             r.1 += driven;
         }
     }
-    let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
+    let mut layer = coverage_layer(tile);
     let mut props = Vec::with_capacity(10);
     for g in groups.values() {
         props.clear();
-        props.push(("last_seen", Value::Int(g.last_seen.timestamp())));
-        props.push(("age_days", Value::Double(age_days(g.last_seen, now))));
-        props.push((
-            "freshness",
-            Value::Double(round3(freshness(g.last_seen, now, policy))),
-        ));
-        if let Some((length, driven)) = road.get(&g.cell).filter(|r| r.0 > 0.0) {
-            let ratio = (driven / length).clamp(0.0, 1.0);
-            props.push(("coverage", Value::Double(round3(ratio))));
-        }
-        props.push(("observations", Value::Int(g.observations)));
-        props.push(("uploads", Value::Int(g.uploads)));
-        props.push(("contributors", Value::Int(g.contributors)));
+        let r = road.get(&g.cell).copied().unwrap_or_default();
+        coverage_properties(&mut props, g, r, now, policy);
         add_hex(&mut layer, g.cell, res, &mut props);
     }
     layer
+}
+
+/// An empty `coverage` layer of `tile`: its hexagons' ids and times are their own.
+pub(crate) fn coverage_layer(tile: TileId) -> Layer {
+    let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
+    layer.unique_values(&["cell", "last_seen", "age_days"]);
+    layer
+}
+
+/// A `coverage` hexagon's properties, but its cell's: from its figures and its `road` length
+/// and length driven (no `coverage` without road).
+pub(crate) fn coverage_properties(
+    props: &mut Vec<(&str, Value)>,
+    g: &CoverageCell,
+    road: (f64, f64),
+    now: DateTime<Utc>,
+    policy: &RewardPolicy,
+) {
+    coverage_properties_at(
+        props,
+        g.last_seen.timestamp(),
+        (g.observations, g.uploads, g.contributors),
+        road,
+        now.timestamp(),
+        policy,
+    );
+}
+
+/// [`coverage_properties`] with times as Unix seconds: `counts` are observations, uploads
+/// and contributors.
+pub(crate) fn coverage_properties_at(
+    props: &mut Vec<(&str, Value)>,
+    last_seen: i64,
+    counts: (i64, i64, i64),
+    road: (f64, f64),
+    now: i64,
+    policy: &RewardPolicy,
+) {
+    let age = now.saturating_sub(last_seen).max(0) as f64;
+    props.push(("last_seen", Value::Int(last_seen)));
+    props.push(("age_days", Value::Double(round3(age / 86_400.0))));
+    props.push((
+        "freshness",
+        Value::Double(round3(freshness_at_age(age, policy))),
+    ));
+    let (length, driven) = road;
+    if length > 0.0 {
+        let ratio = (driven / length).clamp(0.0, 1.0);
+        props.push(("coverage", Value::Double(round3(ratio))));
+    }
+    props.push(("observations", Value::Int(counts.0)));
+    props.push(("uploads", Value::Int(counts.1)));
+    props.push(("contributors", Value::Int(counts.2)));
+}
+
+/// Adds `cell`'s hexagon, its outline already in the tile's coordinates, as [`add_hex`] does.
+pub(crate) fn add_projected_hex(
+    layer: &mut Layer,
+    cell: Cell,
+    res: Resolution,
+    ring: &[(f64, f64)],
+    props: &mut Vec<(&str, Value)>,
+) {
+    props.push(("cell", Value::String(hex_id(u64::from(cell.0)))));
+    props.push(("res", Value::UInt(u64::from(u8::from(res)))));
+    layer.add_projected_polygon(Some(u64::from(cell.0)), ring, props);
+}
+
+/// An H3 index as H3 writes it: lower-case hex without leading zeros (as `Display` does,
+/// without the formatting machinery: this runs for every hexagon of every tile).
+fn hex_id(id: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut at = buf.len();
+    let mut v = id;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(16);
+    out.extend(buf[at..].iter().map(|b| char::from(*b)));
+    out
 }
 
 /// The `radio` layer: per hexagon, observations, emitters and best signal of all technologies,
@@ -288,6 +378,7 @@ pub fn radio(
         }
     }
     let mut layer = Layer::new(MapLayer::Radio.name(), tile);
+    layer.unique_values(&["cell"]);
     let mut names: Vec<(String, String, String)> = Vec::new();
     for (cell, g) in &mut groups {
         names.clear();
@@ -351,6 +442,7 @@ pub fn demand(tile: TileId, res: Resolution, cells: &[DemandCell]) -> Layer {
         }
     }
     let mut layer = Layer::new(MapLayer::Demand.name(), tile);
+    layer.unique_values(&["cell"]);
     let mut props = Vec::with_capacity(8);
     for g in groups.values() {
         props.clear();
@@ -421,6 +513,32 @@ mod tests {
 
     fn cell_at(lat: f64, lon: f64, res: Resolution) -> Cell {
         Cell(h3o::LatLng::new(lat, lon).unwrap().to_cell(res))
+    }
+
+    #[test]
+    fn thousandths_round_as_f64_round_does() {
+        for v in [
+            0.0,
+            0.0005,
+            0.0015,
+            -0.0005,
+            1.2345,
+            2.0 / 3.0,
+            -7.77777,
+            1e13,
+            1e300,
+        ] {
+            assert_eq!(round3(v), (v * 1000.0).round() / 1000.0, "{v}");
+        }
+        assert!(round3(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn hexagon_ids_are_written_as_h3_writes_them() {
+        let c = cell_at(43.7384, 7.4246, Resolution::Eleven);
+        assert_eq!(hex_id(u64::from(c.0)), c.to_string());
+        assert_eq!(hex_id(0), "0");
+        assert_eq!(hex_id(u64::MAX), "ffffffffffffffff");
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! GeoJSON (hexagons of coverage with their freshness, road lines) for the JSON API; Mapbox Vector
 //! Tiles 2.1 ([`mvt`]) in the Web Mercator tile grid ([`tile`]), with the map's layers built from
 //! cell and road rows ([`layers`]); PMTiles v3 archives ([`pmtiles`]) for static hosting; the
-//! glyphs the map draws road names with, from a bundled font ([`glyphs`]). It
+//! glyphs the map draws road names with, from a bundled font ([`glyphs`]); the coverage map held
+//! in memory, parents kept per resolution as cells change, so a tile needs no query ([`index`]). It
 //! computes nothing about worth — that comes from `scoring` — and reads nothing from storage.
 
 pub mod glyphs;
+pub mod index;
 pub mod layers;
 pub mod mvt;
 pub mod pmtiles;

@@ -6,7 +6,7 @@
 //!
 //! Spec: <https://github.com/mapbox/vector-tile-spec/tree/master/2.1>.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::tile::{BUFFER, EXTENT, Projection, TileId};
 
@@ -103,10 +103,19 @@ pub struct Layer {
     feature_count: usize,
     /// Encoded `keys` fields, and each key's index.
     keys: Vec<u8>,
-    key_index: HashMap<String, u32>,
-    /// Encoded `values` fields, and each value's index by its encoded message.
+    key_index: FxHashMap<String, u32>,
+    /// Each key by its index, and the key last seen at each position of a feature's
+    /// properties: features of one layer mostly list the same keys in the same order.
+    key_names: Vec<String>,
+    key_at: Vec<u32>,
+    /// By key index: whether the key's values are written as they come, not looked up (keys
+    /// whose values are nearly all different, such as a feature's own id).
+    key_unique: Vec<bool>,
+    /// Encoded `values` fields; each value's index, numbers by kind and bits, strings by text.
     values: Vec<u8>,
-    value_index: HashMap<Vec<u8>, u32>,
+    value_count: u32,
+    number_index: FxHashMap<(u8, u64), u32>,
+    string_index: FxHashMap<String, u32>,
     scratch: Scratch,
 }
 
@@ -122,6 +131,25 @@ struct Scratch {
     value: Vec<u8>,
 }
 
+impl Scratch {
+    /// Clips the ring in `projected` to the buffered tile, rounds it, winds it as the spec
+    /// wants for an `exterior` or interior ring and adds it to `geometry`; false, adding
+    /// nothing, when it vanishes or degenerates.
+    fn push_projected_ring(&mut self, exterior: bool, cursor: &mut (i32, i32)) -> bool {
+        clip_ring(&mut self.projected, &mut self.clipped);
+        round_ring(&self.projected, &mut self.points);
+        let twice_area = surveyor_area(&self.points);
+        if self.points.len() < 3 || twice_area == 0 {
+            return false;
+        }
+        if (twice_area > 0) != exterior {
+            self.points.reverse();
+        }
+        push_path(&mut self.geometry, cursor, &self.points, true);
+        true
+    }
+}
+
 /// The clip box, in tile coordinates: the tile grown by `BUFFER` on each side.
 const CLIP_LO: f64 = -(BUFFER as f64);
 const CLIP_HI: f64 = (EXTENT + BUFFER) as f64;
@@ -135,11 +163,47 @@ impl Layer {
             features: Vec::with_capacity(8 * 1024),
             feature_count: 0,
             keys: Vec::new(),
-            key_index: HashMap::new(),
+            key_index: FxHashMap::default(),
+            key_names: Vec::new(),
+            key_at: Vec::new(),
+            key_unique: Vec::new(),
             values: Vec::with_capacity(1024),
-            value_index: HashMap::new(),
+            value_count: 0,
+            number_index: FxHashMap::with_capacity_and_hasher(256, Default::default()),
+            string_index: FxHashMap::with_capacity_and_hasher(64, Default::default()),
             scratch: Scratch::default(),
         }
+    }
+
+    /// Makes room for `bytes` more of encoded features.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.features.reserve(bytes);
+    }
+
+    /// Marks `keys` as ones whose values nearly all differ from feature to feature (an id, a
+    /// time): their values are written as they come instead of being looked up among the
+    /// layer's values, which costs a repeated value a few bytes and saves most of the work.
+    pub fn unique_values(&mut self, keys: &[&str]) {
+        for key in keys {
+            let k = self.key_id(key);
+            if self.key_unique.len() <= k as usize {
+                self.key_unique.resize(k as usize + 1, false);
+            }
+            self.key_unique[k as usize] = true;
+        }
+    }
+
+    /// The index of `key`, added to the layer's keys if new.
+    fn key_id(&mut self, key: &str) -> u32 {
+        if let Some(k) = self.key_index.get(key) {
+            return *k;
+        }
+        let k = self.key_index.len() as u32;
+        self.key_index.insert(key.to_owned(), k);
+        self.key_names.push(key.to_owned());
+        self.keys.push(LAYER_KEYS);
+        put_bytes(&mut self.keys, key.as_bytes());
+        k
     }
 
     /// Adds a polygon given as rings of (lon, lat) in degrees, the first ring exterior; rings
@@ -162,21 +226,31 @@ impl Layer {
         for (i, ring) in rings.iter().enumerate() {
             let exterior = i == 0;
             project(&self.projection, ring, &mut s.projected);
-            clip_ring(&mut s.projected, &mut s.clipped);
-            round_ring(&s.projected, &mut s.points);
-            let twice_area = surveyor_area(&s.points);
-            if s.points.len() < 3 || twice_area == 0 {
-                if exterior {
-                    return false;
-                }
-                continue;
+            if !s.push_projected_ring(exterior, &mut cursor) && exterior {
+                return false;
             }
-            if (twice_area > 0) != exterior {
-                s.points.reverse();
-            }
-            push_path(&mut s.geometry, &mut cursor, &s.points, true);
         }
         if s.geometry.is_empty() {
+            return false;
+        }
+        self.push_feature(id, GEOM_POLYGON, properties);
+        true
+    }
+
+    /// Adds a polygon of one ring already in this tile's coordinates (unrounded), as
+    /// [`Self::add_polygon`] does after projecting: clipped, rounded, wound. Returns false,
+    /// adding nothing, when nothing is left inside the buffered tile.
+    pub fn add_projected_polygon(
+        &mut self,
+        id: Option<u64>,
+        ring: &[(f64, f64)],
+        properties: &[(&str, Value)],
+    ) -> bool {
+        let s = &mut self.scratch;
+        s.geometry.clear();
+        s.projected.clear();
+        s.projected.extend_from_slice(ring);
+        if !s.push_projected_ring(true, &mut (0, 0)) {
             return false;
         }
         self.push_feature(id, GEOM_POLYGON, properties);
@@ -267,33 +341,48 @@ impl Layer {
     fn build_tags(&mut self, properties: &[(&str, Value)]) {
         let s = &mut self.scratch;
         s.tags.clear();
-        for (key, value) in properties {
+        for (at, (key, value)) in properties.iter().enumerate() {
             if matches!(value, Value::Double(d) if !d.is_finite()) {
                 continue;
             }
-            let key_id = match self.key_index.get(*key) {
-                Some(&k) => k,
-                None => {
-                    let k = self.key_index.len() as u32;
-                    self.key_index.insert((*key).to_owned(), k);
-                    self.keys.push(LAYER_KEYS);
-                    put_bytes(&mut self.keys, key.as_bytes());
-                    k
-                }
+            let cached = self
+                .key_at
+                .get(at)
+                .copied()
+                .filter(|k| self.key_names.get(*k as usize).is_some_and(|n| n == key));
+            let key_id = match cached {
+                Some(k) => k,
+                None => self.key_id(key),
             };
+            let s = &mut self.scratch;
+            if self.key_at.len() <= at {
+                self.key_at.resize(at + 1, u32::MAX);
+            }
+            self.key_at[at] = key_id;
             if s.tags
                 .chunks_exact(2)
                 .any(|pair| pair.first() == Some(&key_id))
             {
                 continue;
             }
-            s.value.clear();
-            encode_value(&mut s.value, value);
-            let value_id = match self.value_index.get(s.value.as_slice()) {
-                Some(&v) => v,
+            let unique = self.key_unique.get(key_id as usize) == Some(&true);
+            let known = match value {
+                _ if unique => None,
+                Value::String(v) => self.string_index.get(v.as_str()).copied(),
+                other => self.number_index.get(&number_key(other)).copied(),
+            };
+            let value_id = match known {
+                Some(v) => v,
                 None => {
-                    let v = self.value_index.len() as u32;
-                    self.value_index.insert(s.value.clone(), v);
+                    let v = self.value_count;
+                    self.value_count += 1;
+                    match value {
+                        _ if unique => None,
+                        Value::String(text) => self.string_index.insert(text.clone(), v),
+                        other => self.number_index.insert(number_key(other), v),
+                    };
+                    s.value.clear();
+                    encode_value(&mut s.value, value);
                     self.values.push(LAYER_VALUES);
                     put_bytes(&mut self.values, &s.value);
                     v
@@ -343,6 +432,17 @@ pub fn encode(layers: &[Layer]) -> Vec<u8> {
         out.push(2);
     }
     out
+}
+
+/// A number's (or boolean's) kind and bits: equal keys encode to equal values.
+fn number_key(value: &Value) -> (u8, u64) {
+    match value {
+        Value::Double(d) => (0, d.to_bits()),
+        Value::Int(i) => (1, *i as u64),
+        Value::UInt(u) => (2, *u),
+        Value::Bool(b) => (3, u64::from(*b)),
+        Value::String(_) => (4, 0),
+    }
 }
 
 /// Writes a `Value` message's body.
@@ -447,7 +547,23 @@ fn round_ring(ring: &[(f64, f64)], out: &mut Vec<TilePoint>) {
 }
 
 fn round(p: (f64, f64)) -> TilePoint {
-    (p.0.round() as i32, p.1.round() as i32)
+    (round_half_away(p.0), round_half_away(p.1))
+}
+
+/// `v.round() as i32`, without the call into libm that `round` is on a baseline x86-64 (this
+/// runs for every vertex of every tile).
+fn round_half_away(v: f64) -> i32 {
+    let whole = v as i64;
+    // Exact for every |v| below 2^52: a whole number and its fraction.
+    let frac = v - whole as f64;
+    let r = if frac >= 0.5 {
+        whole.saturating_add(1)
+    } else if frac <= -0.5 {
+        whole.saturating_sub(1)
+    } else {
+        whole
+    };
+    r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 /// Twice the ring's area by the spec's surveyor's formula, in tile coordinates (y down):
@@ -895,6 +1011,32 @@ mod tests {
     }
 
     #[test]
+    fn rounding_is_half_away_from_zero_as_f64_round() {
+        for v in [
+            0.0_f64,
+            0.49,
+            0.5,
+            0.51,
+            1.5,
+            2.5,
+            -0.5,
+            -0.49,
+            -1.5,
+            -2.5,
+            4095.5,
+            -64.5,
+            1e9,
+            -1e9,
+            0.499_999_999_999_999_94,
+            1e300,
+            -1e300,
+        ] {
+            let want = v.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+            assert_eq!(round_half_away(v), want, "{v}");
+        }
+    }
+
+    #[test]
     fn keys_and_values_are_stored_once_per_layer() {
         let mut layer = Layer::new("roads", z0());
         let line = [(0.0, 0.0), (10.0, 10.0)];
@@ -908,7 +1050,25 @@ mod tests {
         assert!(layer.add_line(None, &line, &[("highway", "secondary".into())]));
         assert_eq!(layer.len(), 4);
         assert_eq!(layer.key_index.len(), 2);
-        assert_eq!(layer.value_index.len(), 3);
+        assert_eq!(layer.value_count, 3);
+    }
+
+    #[test]
+    fn values_of_unique_keys_are_written_each_time_and_still_read_back() {
+        let mut layer = Layer::new("cells", z0());
+        layer.unique_values(&["id"]);
+        let line = [(0.0, 0.0), (10.0, 10.0)];
+        for _ in 0..3 {
+            assert!(layer.add_line(None, &line, &[("id", "a".into()), ("n", 1u64.into())]));
+        }
+        // "a" three times (not looked up), 1 once.
+        assert_eq!(layer.value_count, 4);
+        let reader = mvt_reader::Reader::new(encode(&[layer])).unwrap();
+        for f in reader.get_features(0).unwrap() {
+            let p = f.properties.unwrap();
+            assert_eq!(p["id"], mvt_reader::feature::Value::String("a".into()));
+            assert_eq!(p["n"], mvt_reader::feature::Value::UInt(1));
+        }
     }
 
     #[test]
