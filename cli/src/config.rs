@@ -56,6 +56,15 @@ pub struct Overrides {
         value_name = "BYTES"
     )]
     pub max_upload_bytes: Option<usize>,
+    /// Memory for rendered vector tiles, in MiB; 0 keeps none, so every tile is drawn anew
+    /// (the coverage map in memory still serves `coverage` without a query) [default: 256].
+    #[arg(
+        long,
+        env = "COVERMAP_TILE_CACHE_MB",
+        global = true,
+        value_name = "MIB"
+    )]
+    pub tile_cache_mb: Option<usize>,
     /// Fixes recorded longer ago than this are left out [default: 30].
     #[arg(
         long,
@@ -189,6 +198,7 @@ pub struct Settings {
     pub workers: usize,
     pub lease_seconds: u64,
     pub max_upload_bytes: usize,
+    pub tile_cache_mb: usize,
     pub max_fix_age_days: u64,
     pub max_drive_bytes: u64,
     pub camera_offset_seconds: f64,
@@ -227,6 +237,7 @@ impl Settings {
             lease_seconds: pick(&cli.lease_seconds, &file.lease_seconds).unwrap_or(60),
             max_upload_bytes: pick(&cli.max_upload_bytes, &file.max_upload_bytes)
                 .unwrap_or(32 * 1024 * 1024),
+            tile_cache_mb: pick(&cli.tile_cache_mb, &file.tile_cache_mb).unwrap_or(256),
             max_fix_age_days: pick(&cli.max_fix_age_days, &file.max_fix_age_days).unwrap_or(30),
             max_drive_bytes: pick(&cli.max_drive_bytes, &file.max_drive_bytes)
                 .unwrap_or(1024 * 1024 * 1024),
@@ -254,6 +265,9 @@ impl Settings {
         };
         if settings.vision_threads == 0 || settings.vision_threads > 256 {
             bail!("vision_threads must be 1 to 256");
+        }
+        if settings.tile_cache_mb > 1 << 20 {
+            bail!("tile_cache_mb must be at most 1048576 (1 TiB)");
         }
         if settings.original_retention_days > 36_500 {
             bail!("original_retention_days must be at most 36500 (100 years)");

@@ -623,7 +623,13 @@ impl Server {
         blobs: Blobs,
     ) -> anyhow::Result<Self> {
         let book = policy_cmd::open_book(settings, store.as_ref()).await?;
-        let state = app_state(settings, store.clone(), blobs.clone(), book, 256 << 20)?;
+        let state = app_state(
+            settings,
+            store.clone(),
+            blobs.clone(),
+            book,
+            settings.tile_cache_mb << 20,
+        )?;
         let (policy, usage, wake, tiles) = (
             state.policy.clone(),
             state.usage.clone(),
@@ -663,6 +669,7 @@ impl Server {
         tokio::spawn(covermap_web::maptiles::run_invalidator(
             tiles,
             store.clone(),
+            policy.clone(),
             settings.resolution(),
             Duration::from_secs(1),
             rx.clone(),

@@ -116,6 +116,18 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
         }],
     });
     let mut archive = Archive::new(metadata);
+    // Coverage comes from the map in memory, as the server draws it: every parent summed from
+    // all of its children, however many there are.
+    let memory = match layer {
+        MapLayer::Coverage => {
+            let states = store.map_cells(None, now, policy.coverage_window()).await?;
+            let cells: Vec<Cell> = states.iter().map(|s| s.cell).collect();
+            let mut index = covermap_tiles::index::MapIndex::new(finest, args.minzoom);
+            index.apply(&cells, &states);
+            Some(index)
+        }
+        _ => None,
+    };
     let mut rendered = 0usize;
     for z in args.minzoom..=args.maxzoom {
         let mut tiles: Vec<TileId> = extent
@@ -129,9 +141,14 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
             bail!("zoom {z} would take the archive past {MAX_TILES} tiles; lower --maxzoom");
         }
         for t in tiles {
-            let mvt =
-                covermap_pipeline::maps::render(store.as_ref(), &policy, finest, layer, t, now)
-                    .await?;
+            let drawn = memory.as_ref().and_then(|m| m.coverage(t, now, &policy));
+            let mvt = match drawn {
+                Some(l) => covermap_tiles::mvt::encode(&[l]),
+                None => {
+                    covermap_pipeline::maps::render(store.as_ref(), &policy, finest, layer, t, now)
+                        .await?
+                }
+            };
             archive.add(t, &mvt)?;
             rendered += 1;
         }

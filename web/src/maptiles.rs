@@ -2,16 +2,17 @@
 //! `GET /tiles/{layer}/{z}/{x}/{y}` (Mapbox Vector Tiles, gzip when the client accepts it) for the
 //! layers `coverage`, `radio`, `demand` and `roads`.
 //!
-//! Tiles are rendered from the store (`covermap_pipeline::maps::render`, also used by
-//! `covermap tiles export`) and kept
-//! in a [`TileCache`]. [`run_invalidator`] asks the store every second which cells changed
-//! (uploads processed since its last look, with an overlap for transactions that commit late)
-//! and drops every cached tile those cells' hexagons — and their parents' at lower zooms — touch,
-//! so a new upload shows on the map within seconds. Ages and reward weights drift with the clock
-//! alone, so a cached tile also expires after [`TILE_TTL`].
+//! `coverage` tiles are drawn from the map held in memory ([`covermap_tiles::index::MapIndex`]),
+//! the other layers (and `coverage` while that map is first read) from the store
+//! (`covermap_pipeline::maps::render`, also used by `covermap tiles export`). Drawn tiles are
+//! kept in a [`TileCache`]. [`run_invalidator`] reads the store's change feed every second: it
+//! reads the changed cells again into the map in memory, then drops every cached tile those
+//! cells' hexagons — and their parents' at lower zooms — touch, so a new upload shows on the map
+//! within seconds, on every server. Ages and reward weights drift with the clock alone, so a
+//! cached tile also expires after [`TILE_TTL`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
@@ -20,7 +21,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
 use covermap_domain::{BoundingBox, Cell};
+use covermap_pipeline::governance::PolicyBook;
+use covermap_scoring::RewardPolicy;
 use covermap_store::Store;
+use covermap_tiles::index::MapIndex;
 use covermap_tiles::layers::{self, MapLayer};
 use covermap_tiles::tile::{self, TileId};
 use h3o::Resolution;
@@ -75,19 +79,25 @@ fn parse_tile(layer: &str, z: &str, x: &str, y: &str) -> Result<(MapLayer, TileI
     Ok((layer, tile))
 }
 
-/// A rendered tile, raw and gzipped, with its entity tag.
+/// A rendered tile, raw and (once a client asks for it) gzipped, with its entity tag.
 #[derive(Debug)]
 struct CachedTile {
     raw: Bytes,
-    gzip: Bytes,
+    gzip: OnceLock<Bytes>,
     etag: HeaderValue,
     made: Instant,
 }
 
 impl CachedTile {
-    /// What it takes of the cache's byte budget.
+    /// What it takes of the cache's byte budget (its gzip counted at about half the raw size).
     fn cost(&self) -> usize {
-        self.raw.len() + self.gzip.len() + 64
+        self.raw.len() + self.raw.len() / 2 + 64
+    }
+
+    /// The gzipped body, made the first time it is asked for; empty if it could not be made.
+    fn gzipped(&self) -> &Bytes {
+        self.gzip
+            .get_or_init(|| gzip(&self.raw).map(Bytes::from).unwrap_or_default())
     }
 }
 
@@ -100,12 +110,15 @@ struct Shelf {
     generation: u64,
 }
 
-/// Rendered tiles by layer and tile, up to a byte budget.
+/// Rendered tiles by layer and tile, up to a byte budget (none kept with a budget of 0), and
+/// the coverage map in memory they are drawn from.
 #[derive(Debug)]
 pub struct TileCache {
     shelf: Mutex<Shelf>,
     max_bytes: usize,
     renders: tokio::sync::Semaphore,
+    /// The coverage map in memory; `None` until it has been read from the store.
+    index: RwLock<Option<MapIndex>>,
 }
 
 impl TileCache {
@@ -114,7 +127,53 @@ impl TileCache {
             shelf: Mutex::new(Shelf::default()),
             max_bytes,
             renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE),
+            index: RwLock::new(None),
         }
+    }
+
+    /// The `coverage` tile drawn from the map in memory (uncompressed MVT, empty when nothing
+    /// is under it); `None` while that map is not read yet.
+    pub fn coverage_from_memory(
+        &self,
+        tile: TileId,
+        now: chrono::DateTime<Utc>,
+        policy: &RewardPolicy,
+    ) -> Option<Vec<u8>> {
+        let index = self.index.read().ok()?;
+        let layer = index.as_ref()?.coverage(tile, now, policy)?;
+        Some(covermap_tiles::mvt::encode(&[layer]))
+    }
+
+    /// Stored cells in the map in memory (`None` while it is not read yet), and cells held at
+    /// every resolution.
+    pub fn memory_cells(&self) -> Option<(usize, usize)> {
+        let index = self.index.read().ok()?;
+        index.as_ref().map(|i| (i.len(), i.cells_held()))
+    }
+
+    fn set_index(&self, index: Option<MapIndex>) {
+        if let Ok(mut held) = self.index.write() {
+            *held = index;
+        }
+    }
+
+    /// Applies to the map in memory what the store now says of `asked` (see
+    /// [`MapIndex::apply`]).
+    fn apply(&self, asked: &[Cell], found: &[covermap_domain::MapCellState]) {
+        if let Ok(mut held) = self.index.write()
+            && let Some(index) = held.as_mut()
+        {
+            index.apply(asked, found);
+        }
+    }
+
+    /// Stored cells whose road driven has changed by the clock by `now`.
+    fn due(&self, now: chrono::DateTime<Utc>) -> Vec<Cell> {
+        self.index
+            .read()
+            .ok()
+            .and_then(|i| i.as_ref().map(|i| i.due(now)))
+            .unwrap_or_default()
     }
 
     fn get(&self, key: (MapLayer, TileId)) -> Option<Arc<CachedTile>> {
@@ -137,7 +196,7 @@ impl TileCache {
         let Ok(mut shelf) = self.shelf.lock() else {
             return;
         };
-        if shelf.generation != generation {
+        if shelf.generation != generation || self.max_bytes == 0 {
             return;
         }
         let size = tile.cost();
@@ -220,30 +279,35 @@ impl TileCache {
     }
 }
 
-/// Every `every` until `shutdown`: drops the cached tiles over the cells the store's change feed
-/// reports changed since the last look (every process reads the same feed, so each drops the same
-/// tiles, whichever process made the change), or every tile when more changed than is worth
-/// sorting out or this process fell behind the feed's retention.
+/// Every `every` until `shutdown`: reads again into the map in memory, then drops from the
+/// cache, the cells the store's change feed reports changed since the last look (every process
+/// reads the same feed, so each drops the same tiles, whichever process made the change), and
+/// the cells whose road driven changed with the clock. More changed than is worth sorting out,
+/// a new coverage window in the policy, or a process that fell behind the feed's retention: the
+/// whole map is read again and every tile dropped.
 pub async fn run_invalidator(
     cache: Arc<TileCache>,
     store: Arc<dyn Store>,
+    policy: PolicyBook,
     finest: Resolution,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut position = None;
+    let mut window = policy.now().coverage_window();
     let mut read_at = Utc::now();
     let mut pruned_at = Utc::now() - FEED_RETENTION;
     loop {
         let Some(since) = position.clone() else {
-            match store.feed_position().await {
+            // Where the feed stands first, then the whole map: a change in between is read
+            // twice, none is missed.
+            window = policy.now().coverage_window();
+            match reload(&cache, store.as_ref(), finest, window).await {
                 Ok(p) => {
-                    // Whatever was cached before this place in the feed may be stale.
-                    cache.clear();
                     position = Some(p);
                     read_at = Utc::now();
                 }
-                Err(e) => tracing::warn!(error = %e, "tile cache: cannot read the change feed"),
+                Err(e) => tracing::warn!(error = %e, "tile cache: cannot read the map"),
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
@@ -256,25 +320,21 @@ pub async fn run_invalidator(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let now = Utc::now();
-        if now - read_at > FEED_RETENTION / 2 {
-            // Asleep for longer than the feed is sure to keep: start again from now.
+        if now - read_at > FEED_RETENTION / 2 || policy.now().coverage_window() != window {
+            // Asleep for longer than the feed is sure to keep, or driven road is now counted
+            // over another window: read everything again.
             position = None;
             continue;
         }
         match store.changes_since(&since, CHANGE_LIMIT).await {
+            Ok(changes) if changes.truncated => position = None,
             Ok(changes) => {
-                if changes.truncated {
-                    cache.clear();
-                } else if !changes.cells.is_empty() {
-                    let shelf = cache.clone();
-                    let cells = changes.cells;
-                    // Thousands of cells times every cached zoom: off the async workers.
-                    let dropped =
-                        tokio::task::spawn_blocking(move || shelf.drop_cells(&cells, finest)).await;
-                    if let Err(e) = dropped {
-                        tracing::warn!(error = %e, "tile cache: dropping changed cells failed");
-                        cache.clear();
-                    }
+                let mut cells = changes.cells;
+                cells.extend(cache.due(now));
+                if let Err(e) = refresh(&cache, store.as_ref(), finest, window, cells).await {
+                    // Nothing dropped and the place kept: the same changes are read again.
+                    tracing::warn!(error = %e, "tile cache: cannot read changed cells");
+                    continue;
                 }
                 position = Some(changes.position);
                 read_at = now;
@@ -288,6 +348,84 @@ pub async fn run_invalidator(
             }
         }
     }
+}
+
+/// Reads the whole coverage map into memory and drops every cached tile; answers the feed's
+/// position it was read after.
+async fn reload(
+    cache: &Arc<TileCache>,
+    store: &dyn Store,
+    finest: Resolution,
+    window: chrono::Duration,
+) -> Result<covermap_store::FeedPosition, covermap_store::StoreError> {
+    let position = store.feed_position().await?;
+    let started = Instant::now();
+    let states = store.map_cells(None, Utc::now(), window).await?;
+    let read = states.len();
+    // Every cell's hexagon and every parent: seconds for millions, off the async workers.
+    let index = tokio::task::spawn_blocking(move || {
+        let mut index = MapIndex::new(finest, MIN_ZOOM);
+        let asked: Vec<Cell> = states.iter().map(|s| s.cell).collect();
+        index.apply(&asked, &states);
+        index
+    })
+    .await
+    .map_err(|e| covermap_store::StoreError::Corrupt(format!("building the map: {e}")))?;
+    let held = index.cells_held();
+    cache.set_index(Some(index));
+    cache.clear();
+    tracing::info!(
+        cells = read,
+        held,
+        ms = started.elapsed().as_millis() as u64,
+        "tile cache: coverage map read into memory"
+    );
+    Ok(position)
+}
+
+/// Reads `cells` again into the map in memory, then drops the cached tiles over them.
+async fn refresh(
+    cache: &Arc<TileCache>,
+    store: &dyn Store,
+    finest: Resolution,
+    window: chrono::Duration,
+    mut cells: Vec<Cell>,
+) -> Result<(), covermap_store::StoreError> {
+    if cells.is_empty() {
+        return Ok(());
+    }
+    cells.sort_unstable();
+    cells.dedup();
+    let found = store.map_cells(Some(&cells), Utc::now(), window).await?;
+    let shelf = cache.clone();
+    // Thousands of cells times every cached zoom: off the async workers. The map first, then
+    // the tiles: a tile drawn in between is drawn from the new map.
+    let dropped = tokio::task::spawn_blocking(move || {
+        shelf.apply(&cells, &found);
+        shelf.drop_cells(&cells, finest);
+    })
+    .await;
+    if let Err(e) = dropped {
+        tracing::warn!(error = %e, "tile cache: dropping changed cells failed");
+        cache.clear();
+    }
+    Ok(())
+}
+
+/// A tile's entity tag: two independent checksums of its bytes (CRC-32 and a 64-bit
+/// multiplicative hash) and its length, 104 bits in all. It names a version of a tile for
+/// `If-None-Match`, it authenticates nothing, and it costs a few microseconds where a SHA-256
+/// of a 300 kB tile costs 200.
+fn entity_tag(raw: &[u8]) -> String {
+    use std::hash::Hasher;
+    let mut fx = rustc_hash::FxHasher::default();
+    fx.write(raw);
+    format!(
+        "\"{:08x}{:016x}{:x}\"",
+        crc32fast::hash(raw),
+        fx.finish(),
+        raw.len()
+    )
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
@@ -332,24 +470,31 @@ pub(crate) async fn tile(
         Some(t) => (t, true),
         None => {
             let generation = state.tiles.generation();
-            let _permit = state.tiles.renders.acquire().await.ok();
-            let raw = covermap_pipeline::maps::render(
-                state.store.as_ref(),
-                &state.policy.now(),
-                state.resolution,
-                layer,
-                tile,
-                now,
-            )
-            .await?;
-            // Writing into memory does not fail; were it to, clients get the raw tile.
-            let gz = gzip(&raw).ok();
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(&raw);
-            let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12])))
+            let policy = state.policy.now();
+            let from_memory = match layer {
+                MapLayer::Coverage => state.tiles.coverage_from_memory(tile, now, &policy),
+                _ => None,
+            };
+            let raw = match from_memory {
+                Some(raw) => raw,
+                None => {
+                    let _permit = state.tiles.renders.acquire().await.ok();
+                    covermap_pipeline::maps::render(
+                        state.store.as_ref(),
+                        &policy,
+                        state.resolution,
+                        layer,
+                        tile,
+                        now,
+                    )
+                    .await?
+                }
+            };
+            let etag = HeaderValue::from_str(&entity_tag(&raw))
                 .unwrap_or(HeaderValue::from_static("\"\""));
             let t = Arc::new(CachedTile {
                 raw: Bytes::from(raw),
-                gzip: gz.map(Bytes::from).unwrap_or_default(),
+                gzip: OnceLock::new(),
                 etag,
                 made: Instant::now(),
             });
@@ -370,7 +515,8 @@ pub(crate) async fn tile(
             HeaderValue::from_static(if hit { "hit" } else { "miss" }),
         ),
     ];
-    let gzip = accepts_gzip(&headers) && !cached.gzip.is_empty();
+    // Writing into memory does not fail; were it to, clients get the raw tile.
+    let gzip = accepts_gzip(&headers) && !cached.raw.is_empty() && !cached.gzipped().is_empty();
     // The gzip and raw bodies are different representations: different tags.
     let etag = if gzip {
         let tag = cached.etag.to_str().unwrap_or("\"\"").trim_end_matches('"');
@@ -407,7 +553,7 @@ pub(crate) async fn tile(
     let tag = (header::ETAG, etag);
     if gzip {
         let enc = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        Ok((common, [ct, enc, tag], cached.gzip.clone()).into_response())
+        Ok((common, [ct, enc, tag], cached.gzipped().clone()).into_response())
     } else {
         Ok((common, [ct, tag], cached.raw.clone()).into_response())
     }
@@ -632,7 +778,7 @@ mod tests {
         let t = || {
             Arc::new(CachedTile {
                 raw: Bytes::from_static(b"x"),
-                gzip: Bytes::from_static(b"y"),
+                gzip: OnceLock::new(),
                 etag: HeaderValue::from_static("\"e\""),
                 made: Instant::now(),
             })
