@@ -573,7 +573,7 @@ fn app_state(
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    Ok(AppState {
+    Ok(AppState::new(covermap_web::Shared {
         store,
         blobs,
         rules: settings.ingest_rules(),
@@ -589,7 +589,7 @@ fn app_state(
         jobs_waiting: Arc::new(Notify::new()),
         drive_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         web_vendor: settings.web_vendor.clone(),
-    })
+    }))
 }
 
 /// `covermap worker --metrics-listen ADDR`: `/metrics` and `/healthz` on ADDR, until `stop`.

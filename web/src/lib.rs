@@ -48,9 +48,28 @@ pub use error::ApiError;
 pub use pages::bundled_vendor_dir;
 pub use ratelimit::RateLimit;
 
-/// Everything a handler may use.
+/// Everything a handler may use: [`Shared`] behind one reference count, so handing it to a
+/// request (axum clones the state for every one) costs one atomic increment.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
     pub rules: IngestRules,
