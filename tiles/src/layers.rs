@@ -255,7 +255,7 @@ pub fn coverage(
 /// An empty `coverage` layer of `tile`: its hexagons' ids and times are their own.
 pub(crate) fn coverage_layer(tile: TileId) -> Layer {
     let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
-    layer.unique_values(&["cell", "last_seen", "age_days"]);
+    layer.unique_values(&["cell", "last_seen", "age_days", "freshness", "coverage"]);
     layer
 }
 
