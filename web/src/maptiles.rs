@@ -350,7 +350,7 @@ pub async fn run_invalidator(
     }
 }
 
-/// Reads the whole coverage map into memory and drops every cached tile; answers the feed's
+/// Drops every cached tile and reads the whole coverage map into memory; answers the feed's
 /// position it was read after.
 async fn reload(
     cache: &Arc<TileCache>,
@@ -359,6 +359,9 @@ async fn reload(
     window: chrono::Duration,
 ) -> Result<covermap_store::FeedPosition, covermap_store::StoreError> {
     let position = store.feed_position().await?;
+    // Whatever was cached before this place may be stale; what is drawn from here on (from the
+    // store until the map is read) is dropped by the changes read from this place on.
+    cache.clear();
     let started = Instant::now();
     let states = store.map_cells(None, Utc::now(), window).await?;
     let read = states.len();
@@ -373,7 +376,6 @@ async fn reload(
     .map_err(|e| covermap_store::StoreError::Corrupt(format!("building the map: {e}")))?;
     let held = index.cells_held();
     cache.set_index(Some(index));
-    cache.clear();
     tracing::info!(
         cells = read,
         held,
