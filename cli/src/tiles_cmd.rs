@@ -121,10 +121,11 @@ pub async fn run(command: TilesCommand, settings: &Settings) -> anyhow::Result<(
     let memory = match layer {
         MapLayer::Coverage => {
             let states = store.map_cells(None, now, policy.coverage_window()).await?;
-            let cells: Vec<Cell> = states.iter().map(|s| s.cell).collect();
-            let mut index = covermap_tiles::index::MapIndex::new(finest, args.minzoom);
-            index.apply(&cells, &states);
-            Some(index)
+            Some(covermap_tiles::index::MapIndex::of(
+                finest,
+                args.minzoom,
+                &states,
+            ))
         }
         _ => None,
     };

@@ -73,11 +73,9 @@ fn resident_bytes() -> u64 {
 fn memory_per_million() {
     // About a million resolution-11 cells: a 48 km square.
     let states = area(Resolution::Eleven, 48.0);
-    let asked: Vec<Cell> = states.iter().map(|s| s.cell).collect();
     let before = resident_bytes();
     let started = std::time::Instant::now();
-    let mut index = MapIndex::new(Resolution::Eleven, 6);
-    index.apply(&asked, &states);
+    let index = MapIndex::of(Resolution::Eleven, 6, &states);
     let took = started.elapsed();
     let grown = resident_bytes().saturating_sub(before) as f64;
     println!(
@@ -97,9 +95,7 @@ fn bench(c: &mut Criterion) {
         memory_per_million();
     }
     let states = area(Resolution::Ten, 20.0);
-    let asked: Vec<Cell> = states.iter().map(|s| s.cell).collect();
-    let mut index = MapIndex::new(Resolution::Ten, 6);
-    index.apply(&asked, &states);
+    let mut index = MapIndex::of(Resolution::Ten, 6, &states);
     println!("harness area: {} resolution-10 cells", index.len());
     let now = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
     let policy = RewardPolicy::shipped();

@@ -216,9 +216,13 @@ impl MapIndex {
         }
     }
 
-    /// The resolution cells are stored at.
-    pub fn finest(&self) -> Resolution {
-        self.finest
+    /// The index of `states` (every stored cell there is, as the store reads them), parents down
+    /// to the resolution `min_zoom` draws.
+    pub fn of(finest: Resolution, min_zoom: u8, states: &[MapCellState]) -> Self {
+        let mut index = Self::new(finest, min_zoom);
+        let cells: Vec<Cell> = states.iter().map(|s| s.cell).collect();
+        index.apply(&cells, states);
+        index
     }
 
     /// Stored cells held (with observations or road).
@@ -353,7 +357,7 @@ impl MapIndex {
                 continue;
             };
             props.clear();
-            layers::coverage_properties_at(
+            layers::coverage_properties(
                 &mut props,
                 last_seen,
                 (f.observations, f.uploads, f.contributors),

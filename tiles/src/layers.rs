@@ -246,7 +246,14 @@ pub fn coverage(
     for g in groups.values() {
         props.clear();
         let r = road.get(&g.cell).copied().unwrap_or_default();
-        coverage_properties(&mut props, g, r, now, policy);
+        coverage_properties(
+            &mut props,
+            g.last_seen.timestamp(),
+            (g.observations, g.uploads, g.contributors),
+            r,
+            now.timestamp(),
+            policy,
+        );
         add_hex(&mut layer, g.cell, res, &mut props);
     }
     layer
@@ -259,28 +266,10 @@ pub(crate) fn coverage_layer(tile: TileId) -> Layer {
     layer
 }
 
-/// A `coverage` hexagon's properties, but its cell's: from its figures and its `road` length
-/// and length driven (no `coverage` without road).
+/// A `coverage` hexagon's properties, but its cell's, times as Unix seconds: `counts` are its
+/// observations, uploads and contributors, `road` its road length and length driven (no
+/// `coverage` without road).
 pub(crate) fn coverage_properties(
-    props: &mut Vec<(&str, Value)>,
-    g: &CoverageCell,
-    road: (f64, f64),
-    now: DateTime<Utc>,
-    policy: &RewardPolicy,
-) {
-    coverage_properties_at(
-        props,
-        g.last_seen.timestamp(),
-        (g.observations, g.uploads, g.contributors),
-        road,
-        now.timestamp(),
-        policy,
-    );
-}
-
-/// [`coverage_properties`] with times as Unix seconds: `counts` are observations, uploads
-/// and contributors.
-pub(crate) fn coverage_properties_at(
     props: &mut Vec<(&str, Value)>,
     last_seen: i64,
     counts: (i64, i64, i64),

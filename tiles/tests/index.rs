@@ -172,10 +172,7 @@ fn tiles_over(states: &[MapCellState]) -> Vec<TileId> {
 }
 
 fn index_of(states: &[MapCellState]) -> MapIndex {
-    let mut index = MapIndex::new(FINEST, 6);
-    let asked: Vec<Cell> = states.iter().map(|s| s.cell).collect();
-    index.apply(&asked, states);
-    index
+    MapIndex::of(FINEST, 6, states)
 }
 
 #[test]

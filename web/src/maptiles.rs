@@ -144,13 +144,6 @@ impl TileCache {
         Some(covermap_tiles::mvt::encode(&[layer]))
     }
 
-    /// Stored cells in the map in memory (`None` while it is not read yet), and cells held at
-    /// every resolution.
-    pub fn memory_cells(&self) -> Option<(usize, usize)> {
-        let index = self.index.read().ok()?;
-        index.as_ref().map(|i| (i.len(), i.cells_held()))
-    }
-
     fn set_index(&self, index: Option<MapIndex>) {
         if let Ok(mut held) = self.index.write() {
             *held = index;
@@ -366,14 +359,9 @@ async fn reload(
     let states = store.map_cells(None, Utc::now(), window).await?;
     let read = states.len();
     // Every cell's hexagon and every parent: seconds for millions, off the async workers.
-    let index = tokio::task::spawn_blocking(move || {
-        let mut index = MapIndex::new(finest, MIN_ZOOM);
-        let asked: Vec<Cell> = states.iter().map(|s| s.cell).collect();
-        index.apply(&asked, &states);
-        index
-    })
-    .await
-    .map_err(|e| covermap_store::StoreError::Corrupt(format!("building the map: {e}")))?;
+    let index = tokio::task::spawn_blocking(move || MapIndex::of(finest, MIN_ZOOM, &states))
+        .await
+        .map_err(|e| covermap_store::StoreError::Corrupt(format!("building the map: {e}")))?;
     let held = index.cells_held();
     cache.set_index(Some(index));
     tracing::info!(
