@@ -162,6 +162,12 @@ enum RoadsCommand {
     },
 }
 
+/// mimalloc, not the system's malloc: a tile of a few hundred kilobytes is drawn into fresh
+/// buffers hundreds of times a second, and glibc hands such buffers back to the kernel and
+/// faults them in again (BENCHMARKS.md, "Uncached tiles beside martin").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::resolve(&cli.overrides) {

@@ -132,14 +132,20 @@ fn grid_zoom(res: Resolution) -> u8 {
     across.log2().floor().clamp(0.0, f64::from(tile::MAX_ZOOM)) as u8
 }
 
-/// The cells of one resolution, and which grid tile each centre lies in.
+/// One grid tile's cells, in id order.
+type Run = [(u64, Entry)];
+
+/// The cells of one resolution, filed by the grid tile their centre lies in: each grid tile's
+/// cells side by side, in id order, so a tile reads its cells from a few runs of memory and in an
+/// order that depends on the cells alone (every server draws the same bytes).
 #[derive(Debug)]
 struct Level {
     res: Resolution,
     /// The zoom of the grid the cells are filed in ([`grid_zoom`]).
     grid_zoom: u8,
-    cells: FxHashMap<u64, Entry>,
-    grid: FxHashMap<(u32, u32), Vec<u64>>,
+    /// Which grid tile each cell is filed in.
+    filed: FxHashMap<u64, (u32, u32)>,
+    grid: FxHashMap<(u32, u32), Vec<(u64, Entry)>>,
     /// The farthest any outline of this level reaches from its centre.
     reach: f32,
 }
@@ -152,30 +158,45 @@ impl Level {
         (at(centre[0]), at(centre[1]))
     }
 
+    fn len(&self) -> usize {
+        self.filed.len()
+    }
+
+    fn get(&self, id: u64) -> Option<&Entry> {
+        let run = self.grid.get(self.filed.get(&id)?)?;
+        let at = run.binary_search_by_key(&id, |(c, _)| *c).ok()?;
+        run.get(at).map(|(_, e)| e)
+    }
+
     /// Puts `figures` on `cell`, filing it when it is new.
     fn set(&mut self, cell: CellIndex, figures: Figures) {
         let id = u64::from(cell);
-        if let Some(e) = self.cells.get_mut(&id) {
+        if let Some(key) = self.filed.get(&id)
+            && let Some(run) = self.grid.get_mut(key)
+            && let Ok(at) = run.binary_search_by_key(&id, |(c, _)| *c)
+            && let Some((_, e)) = run.get_mut(at)
+        {
             e.figures = figures;
             return;
         }
         let entry = Entry::new(cell, figures);
         self.reach = self.reach.max(entry.reach);
         let key = self.grid_tile(entry.centre);
-        self.grid.entry(key).or_default().push(id);
-        self.cells.insert(id, entry);
+        let run = self.grid.entry(key).or_default();
+        let at = run.partition_point(|(c, _)| *c < id);
+        run.insert(at, (id, entry));
+        self.filed.insert(id, key);
     }
 
     fn remove(&mut self, id: u64) {
-        let Some(entry) = self.cells.remove(&id) else {
+        let Some(key) = self.filed.remove(&id) else {
             return;
         };
-        let key = self.grid_tile(entry.centre);
-        if let Some(ids) = self.grid.get_mut(&key) {
-            if let Some(i) = ids.iter().position(|c| *c == id) {
-                ids.swap_remove(i);
+        if let Some(run) = self.grid.get_mut(&key) {
+            if let Ok(at) = run.binary_search_by_key(&id, |(c, _)| *c) {
+                run.remove(at);
             }
-            if ids.is_empty() {
+            if run.is_empty() {
                 self.grid.remove(&key);
             }
         }
@@ -203,7 +224,7 @@ impl MapIndex {
             .map(|res| Level {
                 res,
                 grid_zoom: grid_zoom(res),
-                cells: FxHashMap::default(),
+                filed: FxHashMap::default(),
                 grid: FxHashMap::default(),
                 reach: 0.0,
             })
@@ -227,7 +248,7 @@ impl MapIndex {
 
     /// Stored cells held (with observations or road).
     pub fn len(&self) -> usize {
-        self.levels.last().map_or(0, |l| l.cells.len())
+        self.levels.last().map_or(0, Level::len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -236,7 +257,7 @@ impl MapIndex {
 
     /// Cells held at every level, stored and parents.
     pub fn cells_held(&self) -> usize {
-        self.levels.iter().map(|l| l.cells.len()).sum()
+        self.levels.iter().map(Level::len).sum()
     }
 
     /// Applies what the store now says of the cells `asked` about: `found` holds those still
@@ -305,7 +326,7 @@ impl MapIndex {
                 };
                 let mut sum: Option<Figures> = None;
                 for child in p.children(below.res) {
-                    if let Some(e) = below.cells.get(&u64::from(child)) {
+                    if let Some(e) = below.get(u64::from(child)) {
                         sum.get_or_insert_with(Figures::default).absorb(&e.figures);
                     }
                 }
@@ -339,32 +360,24 @@ impl MapIndex {
     ) -> Option<Layer> {
         let res = tile::resolution_for_zoom(tile.z, self.finest);
         let level = self.levels.iter().find(|l| l.res == res)?;
-        let mut picked = self.under(level, tile);
-        picked.sort_unstable_by_key(|(id, _)| *id);
-        let mut layer = layers::coverage_layer(tile);
-        layer.reserve(picked.len() * 100);
-        let mut props = Vec::with_capacity(10);
+        let (runs, inside) = self.under(level, tile);
+        let hexagons = runs.iter().map(|r| r.len()).sum::<usize>();
+        let mut writer = layers::CoverageWriter::new(tile, res, hexagons, now.timestamp(), policy);
         let scale = f64::from(1u32 << tile.z) * f64::from(EXTENT);
         let origin = [
             f64::from(tile.x) * f64::from(EXTENT),
             f64::from(tile.y) * f64::from(EXTENT),
         ];
-        let now = now.timestamp();
         let mut ring: Vec<(f64, f64)> = Vec::with_capacity(10);
-        for (id, e) in picked {
+        for (id, e) in runs
+            .iter()
+            .flat_map(|r| r.iter())
+            .filter(|(_, e)| inside(e))
+        {
             let f = &e.figures;
-            let (Some(last_seen), Ok(cell)) = (f.last_seen, CellIndex::try_from(id)) else {
+            let Some(last_seen) = f.last_seen else {
                 continue;
             };
-            props.clear();
-            layers::coverage_properties(
-                &mut props,
-                last_seen,
-                (f.observations, f.uploads, f.contributors),
-                (f.road_length_m, f.driven_m),
-                now,
-                policy,
-            );
             ring.clear();
             ring.extend(e.outline.vertices().iter().map(|o| {
                 (
@@ -372,13 +385,24 @@ impl MapIndex {
                     (e.centre[1] + f64::from(o[1])) * scale - origin[1],
                 )
             }));
-            layers::add_projected_hex(&mut layer, Cell(cell), res, &ring, &mut props);
+            writer.add(
+                *id,
+                &ring,
+                last_seen,
+                (f.observations, f.uploads, f.contributors),
+                (f.road_length_m, f.driven_m),
+            );
         }
-        Some(layer)
+        Some(writer.finish())
     }
 
-    /// The cells of `level` whose outline may reach into `tile` or its buffer.
-    fn under<'a>(&self, level: &'a Level, tile: TileId) -> Vec<(u64, &'a Entry)> {
+    /// The runs of `level`'s grid tiles that `tile` and its buffer may reach into, row by row
+    /// (each run's cells in id order), and whether a cell's outline may reach into them.
+    fn under<'a>(
+        &self,
+        level: &'a Level,
+        tile: TileId,
+    ) -> (Vec<&'a Run>, impl Fn(&Entry) -> bool + use<'a>) {
         let n = f64::from(1u32 << tile.z);
         let b = f64::from(BUFFER) / f64::from(EXTENT);
         let lo = [(f64::from(tile.x) - b) / n, (f64::from(tile.y) - b) / n];
@@ -392,27 +416,17 @@ impl MapIndex {
         let at = |v: f64| ((v * g).floor().max(0.0) as u32).min(last);
         let (x0, x1) = (at(lo[0] - grow), at(hi[0] + grow));
         let (y0, y1) = (at(lo[1] - grow), at(hi[1] + grow));
-        let mut out = Vec::new();
-        for gy in y0..=y1 {
-            for gx in x0..=x1 {
-                let Some(ids) = level.grid.get(&(gx, gy)) else {
-                    continue;
-                };
-                for id in ids {
-                    let Some(e) = level.cells.get(id) else {
-                        continue;
-                    };
-                    let r = f64::from(e.reach);
-                    if e.centre[0] + r >= lo[0]
-                        && e.centre[0] - r <= hi[0]
-                        && e.centre[1] + r >= lo[1]
-                        && e.centre[1] - r <= hi[1]
-                    {
-                        out.push((*id, e));
-                    }
-                }
-            }
-        }
-        out
+        let runs = (y0..=y1)
+            .flat_map(|gy| (x0..=x1).map(move |gx| (gx, gy)))
+            .filter_map(|key| level.grid.get(&key).map(Vec::as_slice))
+            .collect();
+        let inside = move |e: &Entry| {
+            let r = f64::from(e.reach);
+            e.centre[0] + r >= lo[0]
+                && e.centre[0] - r <= hi[0]
+                && e.centre[1] + r >= lo[1]
+                && e.centre[1] - r <= hi[1]
+        };
+        (runs, inside)
     }
 }

@@ -15,7 +15,7 @@ use covermap_scoring::{RewardPolicy, freshness_at_age};
 use h3o::Resolution;
 use serde_json::{Value as Json, json};
 
-use crate::mvt::{Layer, Value};
+use crate::mvt::{Layer, Prop, Value};
 use crate::tile::TileId;
 
 /// One of the map's layers.
@@ -178,13 +178,8 @@ fn round3(v: f64) -> f64 {
     }
     let whole = scaled as i64;
     let frac = scaled - whole as f64;
-    let r = if frac >= 0.5 {
-        whole + 1
-    } else if frac <= -0.5 {
-        whole - 1
-    } else {
-        whole
-    };
+    // Without branches, as `mvt` rounds.
+    let r = whole + i64::from(frac >= 0.5) - i64::from(frac <= -0.5);
     r as f64 / 1000.0
 }
 
@@ -246,72 +241,157 @@ pub fn coverage(
     for g in groups.values() {
         props.clear();
         let r = road.get(&g.cell).copied().unwrap_or_default();
-        coverage_properties(
-            &mut props,
+        CoverageFigures::new(
             g.last_seen.timestamp(),
             (g.observations, g.uploads, g.contributors),
             r,
             now.timestamp(),
             policy,
-        );
+        )
+        .push_onto(&mut props);
         add_hex(&mut layer, g.cell, res, &mut props);
     }
     layer
 }
 
 /// An empty `coverage` layer of `tile`: its hexagons' ids and times are their own.
-pub(crate) fn coverage_layer(tile: TileId) -> Layer {
+fn coverage_layer(tile: TileId) -> Layer {
     let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
     layer.unique_values(&["cell", "last_seen", "age_days", "freshness", "coverage"]);
     layer
 }
 
-/// A `coverage` hexagon's properties, but its cell's, times as Unix seconds: `counts` are its
-/// observations, uploads and contributors, `road` its road length and length driven (no
-/// `coverage` without road).
-pub(crate) fn coverage_properties(
-    props: &mut Vec<(&str, Value)>,
+/// A `coverage` hexagon's figures but its cell's, times as Unix seconds.
+struct CoverageFigures {
     last_seen: i64,
-    counts: (i64, i64, i64),
-    road: (f64, f64),
-    now: i64,
-    policy: &RewardPolicy,
-) {
-    let age = now.saturating_sub(last_seen).max(0) as f64;
-    props.push(("last_seen", Value::Int(last_seen)));
-    props.push(("age_days", Value::Double(round3(age / 86_400.0))));
-    props.push((
-        "freshness",
-        Value::Double(round3(freshness_at_age(age, policy))),
-    ));
-    let (length, driven) = road;
-    if length > 0.0 {
-        let ratio = (driven / length).clamp(0.0, 1.0);
-        props.push(("coverage", Value::Double(round3(ratio))));
-    }
-    props.push(("observations", Value::Int(counts.0)));
-    props.push(("uploads", Value::Int(counts.1)));
-    props.push(("contributors", Value::Int(counts.2)));
+    age_days: f64,
+    freshness: f64,
+    /// Share of the road driven lately; none without road.
+    coverage: Option<f64>,
+    observations: i64,
+    uploads: i64,
+    contributors: i64,
 }
 
-/// Adds `cell`'s hexagon, its outline already in the tile's coordinates, as [`add_hex`] does.
-pub(crate) fn add_projected_hex(
-    layer: &mut Layer,
-    cell: Cell,
+impl CoverageFigures {
+    /// `counts` are observations, uploads and contributors, `road` road length and length
+    /// driven.
+    fn new(
+        last_seen: i64,
+        counts: (i64, i64, i64),
+        road: (f64, f64),
+        now: i64,
+        policy: &RewardPolicy,
+    ) -> Self {
+        let age = now.saturating_sub(last_seen).max(0) as f64;
+        let (length, driven) = road;
+        Self {
+            last_seen,
+            age_days: round3(age / 86_400.0),
+            freshness: round3(freshness_at_age(age, policy)),
+            coverage: (length > 0.0).then(|| round3((driven / length).clamp(0.0, 1.0))),
+            observations: counts.0,
+            uploads: counts.1,
+            contributors: counts.2,
+        }
+    }
+
+    /// The properties as [`Layer::add_polygon`] takes them.
+    fn push_onto(&self, props: &mut Vec<(&str, Value)>) {
+        props.push(("last_seen", Value::Int(self.last_seen)));
+        props.push(("age_days", Value::Double(self.age_days)));
+        props.push(("freshness", Value::Double(self.freshness)));
+        if let Some(c) = self.coverage {
+            props.push(("coverage", Value::Double(c)));
+        }
+        props.push(("observations", Value::Int(self.observations)));
+        props.push(("uploads", Value::Int(self.uploads)));
+        props.push(("contributors", Value::Int(self.contributors)));
+    }
+}
+
+/// A `coverage` layer drawn hexagon by hexagon from figures at hand (the map in memory), its
+/// keys indexed once: the same features [`coverage`] draws from rows.
+pub(crate) struct CoverageWriter<'p> {
+    layer: Layer,
     res: Resolution,
-    ring: &[(f64, f64)],
-    props: &mut Vec<(&str, Value)>,
-) {
-    props.push(("cell", Value::String(hex_id(u64::from(cell.0)))));
-    props.push(("res", Value::UInt(u64::from(u8::from(res)))));
-    layer.add_projected_polygon(Some(u64::from(cell.0)), ring, props);
+    keys: [u32; 9],
+    /// Unix seconds.
+    now: i64,
+    policy: &'p RewardPolicy,
+}
+
+impl<'p> CoverageWriter<'p> {
+    /// A layer of about `hexagons` hexagons of `res` at `now` (Unix seconds) under `policy`.
+    pub(crate) fn new(
+        tile: TileId,
+        res: Resolution,
+        hexagons: usize,
+        now: i64,
+        policy: &'p RewardPolicy,
+    ) -> Self {
+        let mut layer = coverage_layer(tile);
+        // About a hundred bytes a hexagon: the features grow in place, not by copies.
+        layer.reserve(hexagons * 100);
+        let keys = [
+            "last_seen",
+            "age_days",
+            "freshness",
+            "coverage",
+            "observations",
+            "uploads",
+            "contributors",
+            "cell",
+            "res",
+        ]
+        .map(|k| layer.key(k));
+        Self {
+            layer,
+            res,
+            keys,
+            now,
+            policy,
+        }
+    }
+
+    /// Adds hexagon `cell`, its outline in the tile's coordinates (unrounded), with its
+    /// figures: `counts` observations, uploads and contributors, `road` road length and
+    /// length driven.
+    pub(crate) fn add(
+        &mut self,
+        cell: u64,
+        ring: &[(f64, f64)],
+        last_seen: i64,
+        counts: (i64, i64, i64),
+        road: (f64, f64),
+    ) {
+        let f = CoverageFigures::new(last_seen, counts, road, self.now, self.policy);
+        let mut id = [0u8; 16];
+        let k = &self.keys;
+        let props = [
+            (k[0], Prop::Int(f.last_seen)),
+            (k[1], Prop::Double(f.age_days)),
+            (k[2], Prop::Double(f.freshness)),
+            // No road, no share: a NaN is left out.
+            (k[3], Prop::Double(f.coverage.unwrap_or(f64::NAN))),
+            (k[4], Prop::Int(f.observations)),
+            (k[5], Prop::Int(f.uploads)),
+            (k[6], Prop::Int(f.contributors)),
+            (k[7], Prop::Str(hex_id_in(cell, &mut id))),
+            (k[8], Prop::UInt(u64::from(u8::from(self.res)))),
+        ];
+        self.layer.add_keyed_ring(cell, ring, &props);
+    }
+
+    pub(crate) fn finish(self) -> Layer {
+        self.layer
+    }
 }
 
 /// An H3 index as H3 writes it: lower-case hex without leading zeros (as `Display` does,
-/// without the formatting machinery: this runs for every hexagon of every tile).
-fn hex_id(id: u64) -> String {
+/// without the formatting machinery: this runs for every hexagon of every tile), in `buf`.
+fn hex_id_in(id: u64, buf: &mut [u8; 16]) -> &str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 16];
     let mut at = buf.len();
     let mut v = id;
     loop {
@@ -322,9 +402,8 @@ fn hex_id(id: u64) -> String {
             break;
         }
     }
-    let mut out = String::with_capacity(16);
-    out.extend(buf[at..].iter().map(|b| char::from(*b)));
-    out
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// The `radio` layer: per hexagon, observations, emitters and best signal of all technologies,
@@ -525,9 +604,10 @@ mod tests {
     #[test]
     fn hexagon_ids_are_written_as_h3_writes_them() {
         let c = cell_at(43.7384, 7.4246, Resolution::Eleven);
-        assert_eq!(hex_id(u64::from(c.0)), c.to_string());
-        assert_eq!(hex_id(0), "0");
-        assert_eq!(hex_id(u64::MAX), "ffffffffffffffff");
+        let mut buf = [0u8; 16];
+        assert_eq!(hex_id_in(u64::from(c.0), &mut buf), c.to_string());
+        assert_eq!(hex_id_in(0, &mut buf), "0");
+        assert_eq!(hex_id_in(u64::MAX, &mut buf), "ffffffffffffffff");
     }
 
     #[test]

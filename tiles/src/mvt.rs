@@ -63,6 +63,29 @@ impl From<bool> for Value {
     }
 }
 
+/// A property value as [`Layer::add_keyed_ring`] takes it: borrowed, so writing a feature's
+/// properties allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Prop<'a> {
+    Str(&'a str),
+    Double(f64),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+}
+
+impl Value {
+    fn as_prop(&self) -> Prop<'_> {
+        match self {
+            Self::String(v) => Prop::Str(v),
+            Self::Double(v) => Prop::Double(*v),
+            Self::Int(v) => Prop::Int(*v),
+            Self::UInt(v) => Prop::UInt(*v),
+            Self::Bool(v) => Prop::Bool(*v),
+        }
+    }
+}
+
 // Field keys (field number << 3 | wire type) of the messages written here.
 const TILE_LAYERS: u8 = 3 << 3 | 2;
 const LAYER_NAME: u8 = 1 << 3 | 2;
@@ -116,8 +139,14 @@ pub struct Layer {
     value_count: u32,
     number_index: FxHashMap<(u8, u64), u32>,
     string_index: FxHashMap<String, u32>,
+    /// The indices of small whole numbers (`Int` and `UInt` below [`SMALL`]), looked up
+    /// without hashing: counts and levels are mostly small. `u32::MAX` where not yet a value.
+    small_index: Vec<u32>,
     scratch: Scratch,
 }
+
+/// Whole numbers below this are indexed in [`Layer::small_index`].
+const SMALL: u64 = 256;
 
 /// Buffers reused from feature to feature, so adding one allocates nothing once warm.
 #[derive(Debug, Default)]
@@ -128,7 +157,9 @@ struct Scratch {
     piece_ends: Vec<usize>,
     geometry: Vec<u32>,
     tags: Vec<u32>,
-    value: Vec<u8>,
+    /// `geometry` and `tags` as packed varints.
+    geometry_bytes: Vec<u8>,
+    tag_bytes: Vec<u8>,
 }
 
 impl Scratch {
@@ -171,6 +202,7 @@ impl Layer {
             value_count: 0,
             number_index: FxHashMap::with_capacity_and_hasher(256, Default::default()),
             string_index: FxHashMap::with_capacity_and_hasher(64, Default::default()),
+            small_index: Vec::new(),
             scratch: Scratch::default(),
         }
     }
@@ -257,6 +289,98 @@ impl Layer {
         true
     }
 
+    /// The index of `key` among the layer's keys (added if new), for [`Self::add_keyed_ring`].
+    pub fn key(&mut self, key: &str) -> u32 {
+        self.key_id(key)
+    }
+
+    /// Adds a polygon of one ring already in this tile's coordinates, as
+    /// [`Self::add_projected_polygon`] does, its properties under keys already indexed by
+    /// [`Self::key`] (each key once): the hot path of layers of many small features, written
+    /// straight to the wire. Returns false, adding nothing, when nothing is left inside the
+    /// buffered tile.
+    pub fn add_keyed_ring(
+        &mut self,
+        id: u64,
+        ring: &[(f64, f64)],
+        props: &[(u32, Prop<'_>)],
+    ) -> bool {
+        let s = &mut self.scratch;
+        s.projected.clear();
+        s.projected.extend_from_slice(ring);
+        clip_ring(&mut s.projected, &mut s.clipped);
+        round_ring(&s.projected, &mut s.points);
+        let twice_area = surveyor_area(&s.points);
+        if s.points.len() < 3 || twice_area == 0 {
+            return false;
+        }
+        if twice_area < 0 {
+            s.points.reverse();
+        }
+        s.geometry_bytes.clear();
+        put_ring(&mut s.geometry_bytes, &s.points);
+        let mut tags = std::mem::take(&mut self.scratch.tag_bytes);
+        tags.clear();
+        for &(key, value) in props {
+            if matches!(value, Prop::Double(d) if !d.is_finite()) {
+                continue;
+            }
+            debug_assert!(self.key_names.len() > key as usize, "key {key} not indexed");
+            let value_id = self.value_id(key, value);
+            put_varint(&mut tags, u64::from(key));
+            put_varint(&mut tags, u64::from(value_id));
+        }
+        self.scratch.tag_bytes = tags;
+        self.write_feature(Some(id), GEOM_POLYGON);
+        true
+    }
+
+    /// The index of `value` under `key` among the layer's values, added if new (always, for
+    /// a key whose values are written as they come).
+    fn value_id(&mut self, key: u32, value: Prop<'_>) -> u32 {
+        let unique = self.key_unique.get(key as usize) == Some(&true);
+        let small = match value {
+            Prop::Int(v) if (0..SMALL as i64).contains(&v) => Some(v as usize),
+            Prop::UInt(v) if v < SMALL => Some((SMALL + v) as usize),
+            _ => None,
+        };
+        if !unique {
+            if let Some(at) = small
+                && let Some(&v) = self.small_index.get(at)
+                && v != u32::MAX
+            {
+                return v;
+            }
+            let known = match value {
+                Prop::Str(v) => self.string_index.get(v).copied(),
+                other => self.number_index.get(&number_key(other)).copied(),
+            };
+            if let Some(v) = known {
+                return v;
+            }
+        }
+        let v = self.value_count;
+        self.value_count += 1;
+        if !unique {
+            match value {
+                Prop::Str(text) => {
+                    self.string_index.insert(text.to_owned(), v);
+                }
+                other => {
+                    self.number_index.insert(number_key(other), v);
+                    if let Some(at) = small {
+                        if self.small_index.is_empty() {
+                            self.small_index = vec![u32::MAX; 2 * SMALL as usize];
+                        }
+                        self.small_index[at] = v;
+                    }
+                }
+            }
+        }
+        put_value(&mut self.values, value);
+        v
+    }
+
     /// Adds a line of (lon, lat) in degrees, clipped to the buffered tile; the pieces left
     /// inside become one (multi)line feature. Returns false, adding nothing, when no piece of
     /// at least two distinct points is left.
@@ -305,9 +429,18 @@ impl Layer {
     /// Writes one feature with the geometry in `scratch.geometry`.
     fn push_feature(&mut self, id: Option<u64>, geom_type: u32, properties: &[(&str, Value)]) {
         self.build_tags(properties);
+        let s = &mut self.scratch;
+        s.tag_bytes.clear();
+        put_packed(&mut s.tag_bytes, &s.tags);
+        s.geometry_bytes.clear();
+        put_packed(&mut s.geometry_bytes, &s.geometry);
+        self.write_feature(id, geom_type);
+    }
+
+    /// Writes one feature with the packed tags and geometry in `scratch`.
+    fn write_feature(&mut self, id: Option<u64>, geom_type: u32) {
         let s = &self.scratch;
-        let tags_len = packed_len(&s.tags);
-        let geometry_len = packed_len(&s.geometry);
+        let (tags_len, geometry_len) = (s.tag_bytes.len(), s.geometry_bytes.len());
         let mut body = 2 + 1 + varint_len(geometry_len as u64) + geometry_len;
         if let Some(id) = id {
             body += 1 + varint_len(id);
@@ -325,14 +458,12 @@ impl Layer {
         }
         if tags_len > 0 {
             out.push(FEATURE_TAGS);
-            put_varint(out, tags_len as u64);
-            put_packed(out, &s.tags);
+            put_bytes(out, &s.tag_bytes);
         }
         out.push(FEATURE_TYPE);
         out.push(geom_type as u8);
         out.push(FEATURE_GEOMETRY);
-        put_varint(out, geometry_len as u64);
-        put_packed(out, &s.geometry);
+        put_bytes(out, &s.geometry_bytes);
         self.feature_count += 1;
     }
 
@@ -354,42 +485,21 @@ impl Layer {
                 Some(k) => k,
                 None => self.key_id(key),
             };
-            let s = &mut self.scratch;
             if self.key_at.len() <= at {
                 self.key_at.resize(at + 1, u32::MAX);
             }
             self.key_at[at] = key_id;
-            if s.tags
+            if self
+                .scratch
+                .tags
                 .chunks_exact(2)
                 .any(|pair| pair.first() == Some(&key_id))
             {
                 continue;
             }
-            let unique = self.key_unique.get(key_id as usize) == Some(&true);
-            let known = match value {
-                _ if unique => None,
-                Value::String(v) => self.string_index.get(v.as_str()).copied(),
-                other => self.number_index.get(&number_key(other)).copied(),
-            };
-            let value_id = match known {
-                Some(v) => v,
-                None => {
-                    let v = self.value_count;
-                    self.value_count += 1;
-                    match value {
-                        _ if unique => None,
-                        Value::String(text) => self.string_index.insert(text.clone(), v),
-                        other => self.number_index.insert(number_key(other), v),
-                    };
-                    s.value.clear();
-                    encode_value(&mut s.value, value);
-                    self.values.push(LAYER_VALUES);
-                    put_bytes(&mut self.values, &s.value);
-                    v
-                }
-            };
-            s.tags.push(key_id);
-            s.tags.push(value_id);
+            let value_id = self.value_id(key_id, value.as_prop());
+            self.scratch.tags.push(key_id);
+            self.scratch.tags.push(value_id);
         }
     }
 
@@ -435,38 +545,46 @@ pub fn encode(layers: &[Layer]) -> Vec<u8> {
 }
 
 /// A number's (or boolean's) kind and bits: equal keys encode to equal values.
-fn number_key(value: &Value) -> (u8, u64) {
+fn number_key(value: Prop<'_>) -> (u8, u64) {
     match value {
-        Value::Double(d) => (0, d.to_bits()),
-        Value::Int(i) => (1, *i as u64),
-        Value::UInt(u) => (2, *u),
-        Value::Bool(b) => (3, u64::from(*b)),
-        Value::String(_) => (4, 0),
+        Prop::Double(d) => (0, d.to_bits()),
+        Prop::Int(i) => (1, i as u64),
+        Prop::UInt(u) => (2, u),
+        Prop::Bool(b) => (3, u64::from(b)),
+        Prop::Str(_) => (4, 0),
     }
 }
 
-/// Writes a `Value` message's body.
-fn encode_value(out: &mut Vec<u8>, value: &Value) {
+/// Writes a layer's `values` field: a `Value` message.
+fn put_value(out: &mut Vec<u8>, value: Prop<'_>) {
+    out.push(LAYER_VALUES);
     match value {
-        Value::String(s) => {
+        Prop::Str(s) => {
+            let len = s.len() as u64;
+            put_varint(out, 1 + varint_len(len) as u64 + len);
             out.push(VALUE_STRING);
             put_bytes(out, s.as_bytes());
         }
-        Value::Double(d) => {
+        Prop::Double(d) => {
+            out.push(9);
             out.push(VALUE_DOUBLE);
             out.extend_from_slice(&d.to_le_bytes());
         }
-        Value::Int(i) => {
+        Prop::Int(i) => {
+            let z = zigzag64(i);
+            out.push(1 + varint_len(z) as u8);
             out.push(VALUE_SINT);
-            put_varint(out, zigzag64(*i));
+            put_varint(out, z);
         }
-        Value::UInt(u) => {
+        Prop::UInt(u) => {
+            out.push(1 + varint_len(u) as u8);
             out.push(VALUE_UINT);
-            put_varint(out, *u);
+            put_varint(out, u);
         }
-        Value::Bool(b) => {
+        Prop::Bool(b) => {
+            out.push(2);
             out.push(VALUE_BOOL);
-            out.push(u8::from(*b));
+            out.push(u8::from(b));
         }
     }
 }
@@ -556,13 +674,10 @@ fn round_half_away(v: f64) -> i32 {
     let whole = v as i64;
     // Exact for every |v| below 2^52: a whole number and its fraction.
     let frac = v - whole as f64;
-    let r = if frac >= 0.5 {
-        whole.saturating_add(1)
-    } else if frac <= -0.5 {
-        whole.saturating_sub(1)
-    } else {
-        whole
-    };
+    // Without branches: which way a fraction rounds is a coin toss for the branch predictor.
+    let r = whole
+        .saturating_add(i64::from(frac >= 0.5))
+        .saturating_sub(i64::from(frac <= -0.5));
     r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
@@ -703,6 +818,28 @@ fn push_path(geometry: &mut Vec<u32>, cursor: &mut TilePoint, points: &[TilePoin
     }
 }
 
+/// Writes one closed ring's commands as packed varints, as [`push_path`] does from a fresh
+/// cursor.
+fn put_ring(out: &mut Vec<u8>, points: &[TilePoint]) {
+    let Some((first, rest)) = points.split_first() else {
+        return;
+    };
+    out.reserve(4 + 2 * 5 * points.len());
+    put_varint(out, u64::from(command(MOVE_TO, 1)));
+    put_varint(out, u64::from(zigzag32(first.0)));
+    put_varint(out, u64::from(zigzag32(first.1)));
+    let mut cursor = *first;
+    if !rest.is_empty() {
+        put_varint(out, u64::from(command(LINE_TO, rest.len() as u32)));
+        for p in rest {
+            put_varint(out, u64::from(zigzag32(p.0 - cursor.0)));
+            put_varint(out, u64::from(zigzag32(p.1 - cursor.1)));
+            cursor = *p;
+        }
+    }
+    put_varint(out, u64::from(command(CLOSE_PATH, 1)));
+}
+
 fn command(id: u32, count: u32) -> u32 {
     (id & 0x7) | (count << 3)
 }
@@ -721,6 +858,10 @@ fn varint_len(v: u64) -> usize {
 }
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -733,11 +874,8 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn packed_len(values: &[u32]) -> usize {
-    values.iter().map(|&v| varint_len(u64::from(v))).sum()
-}
-
 fn put_packed(out: &mut Vec<u8>, values: &[u32]) {
+    out.reserve(values.len() * 5);
     for &v in values {
         put_varint(out, u64::from(v));
     }
@@ -1088,21 +1226,48 @@ mod tests {
 
     #[test]
     fn values_are_written_with_the_spec_field_for_their_kind() {
+        // Each a layer's `values` field (0x22), its length, then the `Value` message.
         let cases = [
-            (Value::from("ab"), vec![0x0a, 2, b'a', b'b']),
-            (Value::from(-1i64), vec![0x30, 1]),
-            (Value::from(300u64), vec![0x28, 0xac, 0x02]),
-            (Value::from(true), vec![0x38, 1]),
+            (Value::from("ab"), vec![0x22, 4, 0x0a, 2, b'a', b'b']),
+            (Value::from(-1i64), vec![0x22, 2, 0x30, 1]),
+            (Value::from(300u64), vec![0x22, 3, 0x28, 0xac, 0x02]),
+            (Value::from(true), vec![0x22, 2, 0x38, 1]),
         ];
         for (value, bytes) in cases {
             let mut out = Vec::new();
-            encode_value(&mut out, &value);
+            put_value(&mut out, value.as_prop());
             assert_eq!(out, bytes, "{value:?}");
         }
         let mut out = Vec::new();
-        encode_value(&mut out, &Value::from(1.5));
-        assert_eq!(out[0], 0x19);
-        assert_eq!(&out[1..], &1.5f64.to_le_bytes());
+        put_value(&mut out, Prop::Double(1.5));
+        assert_eq!(out[..3], [0x22, 9, 0x19]);
+        assert_eq!(&out[3..], &1.5f64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_keyed_ring_is_the_same_feature_as_a_projected_polygon() {
+        let ring = [(10.4, 10.6), (60.0, 12.0), (40.0, 70.2), (-30.0, 5000.0)];
+        let mut generic = Layer::new("cells", z0());
+        generic.unique_values(&["id"]);
+        let mut keyed = Layer::new("cells", z0());
+        keyed.unique_values(&["id"]);
+        let (id, n, x) = (keyed.key("id"), keyed.key("n"), keyed.key("x"));
+        for i in 0..3u64 {
+            let props = [
+                ("id", Value::from(format!("c{i}"))),
+                ("n", Value::from(i % 2)),
+                ("x", Value::from(0.5)),
+            ];
+            assert!(generic.add_projected_polygon(Some(i), &ring, &props));
+            let name = format!("c{i}");
+            let props = [
+                (id, Prop::Str(&name)),
+                (n, Prop::UInt(i % 2)),
+                (x, Prop::Double(0.5)),
+            ];
+            assert!(keyed.add_keyed_ring(i, &ring, &props));
+        }
+        assert_eq!(encode(&[keyed]), encode(&[generic]));
     }
 
     #[test]
