@@ -130,6 +130,23 @@ const EPOCH_CAPTURES: &str = "SELECT CASE WHEN u.rewardable THEN u.contributor E
      FROM frame_rejections r JOIN uploads u ON u.id = r.upload_id \
      WHERE r.reward_epoch = $1";
 
+// SQLite: [`EPOCH_CAPTURES`] an upload a row, its frames as `frame,cell,captured_at` joined by
+// `;` (whole numbers, written exactly).
+const SQLITE_PACKED_CAPTURES_HEAD: &str = "WITH x(c, u, f, cell, t) AS (";
+const SQLITE_PACKED_CAPTURES_TAIL: &str = ") SELECT c, u, \
+         group_concat(f || ',' || cell || ',' || t, ';') FROM x GROUP BY u, c";
+
+/// One frame of [`SQLITE_PACKED_CAPTURES_HEAD`]'s packing: frame, cell, captured at (µs).
+fn unpack_capture(packed: &str) -> Result<(i32, i64, i64)> {
+    let bad = || StoreError::Corrupt(format!("a packed frame: {packed:?}"));
+    let mut parts = packed.split(',');
+    let mut next = || parts.next().ok_or_else(bad);
+    let frame = next()?.parse().map_err(|_| bad())?;
+    let cell = next()?.parse().map_err(|_| bad())?;
+    let at = next()?.parse().map_err(|_| bad())?;
+    Ok((frame, cell, at))
+}
+
 /// The newest capture before epoch `$1` of each cell it captures.
 const EPOCH_LAST_SEEN: &str = "WITH touched AS MATERIALIZED ( \
          SELECT f.cell FROM frames f JOIN uploads u ON u.id = f.upload_id \
@@ -285,19 +302,18 @@ const PG_INSERT_EPOCH_REWARDS: &str = "INSERT INTO epoch_rewards (epoch, contrib
          base, bounty, amount, cumulative, flagged) \
      SELECT $1, c, p, b, y, a, t, f FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], \
          $5::bigint[], $6::bigint[], $7::text[], $8::bool[]) AS x(c, p, b, y, a, t, f)";
-const SQLITE_INSERT_EPOCH_REWARD: &str = "INSERT INTO epoch_rewards (epoch, contributor, points, \
-         base, bounty, amount, cumulative, flagged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const SQLITE_INSERT_EPOCH_REWARDS: &str = "INSERT INTO epoch_rewards (epoch, contributor, points, \
+         base, bounty, amount, cumulative, flagged) ";
 
-// An epoch's cell rewards: PostgreSQL writes them all in one UNNEST of arrays, SQLite one row at
-// a time.
+// An epoch's cell rewards: PostgreSQL writes them all in one UNNEST of arrays, SQLite many rows
+// a statement ([`insert_many`]).
 const PG_INSERT_EPOCH_CELLS: &str = "INSERT INTO epoch_cells (epoch, cell, captures, \
          radio_units, points, amount, weight, last_seen) \
      SELECT $1, c, n, r, p, a, w, l FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], \
          $5::bigint[], $6::bigint[], $7::float8[], $8::timestamptz[]) \
          AS x(c, n, r, p, a, w, l)";
-const SQLITE_INSERT_EPOCH_CELL: &str = "INSERT INTO epoch_cells (epoch, cell, captures, \
-         radio_units, points, amount, weight, last_seen) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const SQLITE_INSERT_EPOCH_CELLS: &str = "INSERT INTO epoch_cells (epoch, cell, captures, \
+         radio_units, points, amount, weight, last_seen) ";
 
 /// Penalises contributor `$2` in epoch `$1` for reason `$3`, with detail `$4`.
 const INSERT_EPOCH_PENALTY: &str = "INSERT INTO epoch_penalties (epoch, contributor, reason, \
@@ -321,30 +337,57 @@ const PG_WRITE_VERDICTS: &str = "UPDATE uploads u SET trust = v.t, trust_finding
              ELSE COALESCE(v.c, u.cells_seen, u.cells) END \
      FROM UNNEST($2::bigint[], $3::text[], $4::text[], $6::bigint[]) AS v(id, t, f, c) \
      WHERE u.id = v.id";
-const SQLITE_WRITE_VERDICT: &str = "UPDATE uploads SET trust = $2, trust_findings = $3, \
-         trust_epoch = $4, \
-         trust_changed_at = CASE WHEN trust <> $2 OR $6 IS NOT NULL THEN $5 \
-             ELSE trust_changed_at END, \
-         cells = CASE WHEN $2 = 'flagged' THEN 0 \
-             ELSE COALESCE($6, cells_seen, cells) END \
-     WHERE id = $1";
+// SQLite: many uploads a statement, from a list of (id, verdict, findings, credited cells) rows
+// (`column1` … `column4`), as SET, epoch, the middle, time, FROM, the rows, and the end.
+const SQLITE_WRITE_VERDICTS_SET: &str = "UPDATE uploads SET trust = v.column2, \
+         trust_findings = v.column3, trust_epoch = ";
+const SQLITE_WRITE_VERDICTS_FROM: &str = " ELSE trust_changed_at END, \
+         cells = CASE WHEN v.column2 = 'flagged' THEN 0 \
+             ELSE COALESCE(v.column4, cells_seen, cells) END \
+     FROM (";
 
-// Sightings that do not count: PostgreSQL marks them all from one UNNEST of arrays, SQLite one
-// row at a time (its booleans are 0 and 1).
+// Sightings that do not count: PostgreSQL marks them all from one UNNEST of arrays, SQLite many
+// a statement, the (upload, seq) pairs following (its booleans are 0 and 1).
 const PG_UNCOUNT_RADIO: &str = "UPDATE radio_observations r SET counted = FALSE \
      FROM UNNEST($1::bigint[], $2::int[]) AS x(u, s) \
      WHERE r.upload_id = x.u AND r.seq = x.s";
 const SQLITE_UNCOUNT_RADIO: &str =
-    "UPDATE radio_observations SET counted = 0 WHERE upload_id = $1 AND seq = $2";
+    "UPDATE radio_observations SET counted = 0 WHERE (upload_id, seq) IN (";
 
-// Emitters' sites: PostgreSQL writes them all in one UNNEST of arrays, SQLite one row at a time.
+// Emitters' sites: PostgreSQL writes them all in one UNNEST of arrays, SQLite many rows a
+// statement.
 const PG_INSERT_EMITTER_SITES: &str = "INSERT INTO emitter_sites (emitter, epoch, lat, lon, \
          frequency_mhz, samples, observers, radius_m) \
      SELECT em, $1, la, lo, f, n, o, r FROM UNNEST($2::text[], $3::float8[], \
          $4::float8[], $5::float8[], $6::bigint[], $7::text[], $8::float8[]) \
          AS x(em, la, lo, f, n, o, r)";
-const SQLITE_INSERT_EMITTER_SITE: &str = "INSERT INTO emitter_sites (emitter, epoch, lat, lon, \
-         frequency_mhz, samples, observers, radius_m) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const SQLITE_INSERT_EMITTER_SITES: &str = "INSERT INTO emitter_sites (emitter, epoch, lat, lon, \
+         frequency_mhz, samples, observers, radius_m) ";
+
+/// Rows a statement for SQLite's many-row writes: at most 8 columns, so 8,000 parameters, under
+/// the bundled SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Writes `rows` to SQLite [`ROWS_PER_STATEMENT`] a statement: `head` is `INSERT INTO t (…) `,
+/// `bind` binds one row's values. sqlx hands each statement to SQLite's thread and back, which
+/// costs tens of microseconds: a row a statement is seconds for an epoch's 100,000 cells.
+async fn insert_many<T>(
+    tx: &mut crate::sqlite::WriteTx,
+    head: &str,
+    rows: &[T],
+    what: &'static str,
+    mut bind: impl FnMut(
+        &mut sqlx::query_builder::Separated<'_, 'static, sqlx::Sqlite, &'static str>,
+        &T,
+    ),
+) -> Result<()> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<'static, sqlx::Sqlite>::new(head);
+        q.push_values(chunk, |mut b, r| bind(&mut b, r));
+        q.build().execute(&mut **tx).await.ctx(what)?;
+    }
+    Ok(())
+}
 
 /// Closes epoch `$1` at `$2` under policy `$3`, with its manifest's figures and the manifest.
 const CLOSE_EPOCH: &str = "UPDATE epochs SET status = 'closed', closed_at = $2, policy = $3, \
@@ -938,16 +981,24 @@ impl Epochs for SqliteStore {
         let n = to_i64(period.epoch, "epoch")?;
         // One read transaction: every list sees the same snapshot.
         let mut tx = self.pool.begin().await.ctx("starting a read")?;
-        let captures: Vec<(Option<String>, i64, i32, i64, i64)> = sqlx::query_as(EPOCH_CAPTURES)
-            .bind(n)
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("reading an epoch's frames")?;
+        // An upload's frames come packed in one row: sqlx hands SQLite's rows over one by one,
+        // and 800,000 frames a row each take seconds.
+        let uploads: Vec<(Option<String>, i64, String)> = sqlx::query_as(&format!(
+            "{SQLITE_PACKED_CAPTURES_HEAD}{EPOCH_CAPTURES}{SQLITE_PACKED_CAPTURES_TAIL}"
+        ))
+        .bind(n)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("reading an epoch's frames")?;
+        let mut captures = Vec::new();
+        for (contributor, upload, packed) in uploads {
+            for frame in packed.split(';') {
+                let (f, cell, t) = unpack_capture(frame)?;
+                captures.push((contributor.clone(), upload, f, cell, time(t)?));
+            }
+        }
         let mut raw = RawInputs {
-            captures: captures
-                .into_iter()
-                .map(|(c, u, f, cell, t)| Ok((c, u, f, cell, time(t)?)))
-                .collect::<Result<_>>()?,
+            captures,
             ..RawInputs::default()
         };
         let last_seen: Vec<(i64, Option<i64>)> = sqlx::query_as(EPOCH_LAST_SEEN)
@@ -1095,34 +1146,68 @@ impl Epochs for SqliteStore {
                 m.epoch
             )));
         }
-        for r in &outcome.rewards {
-            sqlx::query(SQLITE_INSERT_EPOCH_REWARD)
-                .bind(n)
-                .bind(&r.contributor)
-                .bind(to_i64(r.points, "points")?)
-                .bind(to_i64(r.base, "amount")?)
-                .bind(to_i64(r.bounty, "amount")?)
-                .bind(to_i64(r.amount, "amount")?)
-                .bind(r.cumulative.to_string())
-                .bind(r.flagged)
-                .execute(&mut *tx)
-                .await
-                .ctx("writing rewards")?;
-        }
-        for c in &outcome.cells {
-            sqlx::query(SQLITE_INSERT_EPOCH_CELL)
-                .bind(n)
-                .bind(c.cell.as_i64())
-                .bind(to_i64(c.captures, "count")?)
-                .bind(to_i64(c.radio_units, "count")?)
-                .bind(to_i64(c.points, "points")?)
-                .bind(to_i64(c.amount, "amount")?)
-                .bind(c.weight_at_start)
-                .bind(c.last_seen.map(micros))
-                .execute(&mut *tx)
-                .await
-                .ctx("writing cell rewards")?;
-        }
+        let rewards = outcome
+            .rewards
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.contributor.clone(),
+                    [
+                        to_i64(r.points, "points")?,
+                        to_i64(r.base, "amount")?,
+                        to_i64(r.bounty, "amount")?,
+                        to_i64(r.amount, "amount")?,
+                    ],
+                    r.cumulative.to_string(),
+                    r.flagged,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        insert_many(
+            &mut tx,
+            SQLITE_INSERT_EPOCH_REWARDS,
+            &rewards,
+            "writing rewards",
+            |b, r| {
+                b.push_bind(n).push_bind(r.0.clone());
+                for v in r.1 {
+                    b.push_bind(v);
+                }
+                b.push_bind(r.2.clone()).push_bind(r.3);
+            },
+        )
+        .await?;
+        let cells = outcome
+            .cells
+            .iter()
+            .map(|c| {
+                Ok((
+                    [
+                        c.cell.as_i64(),
+                        to_i64(c.captures, "count")?,
+                        to_i64(c.radio_units, "count")?,
+                        to_i64(c.points, "points")?,
+                        to_i64(c.amount, "amount")?,
+                    ],
+                    c.weight_at_start,
+                    c.last_seen.map(micros),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        insert_many(
+            &mut tx,
+            SQLITE_INSERT_EPOCH_CELLS,
+            &cells,
+            "writing cell rewards",
+            |b, c| {
+                b.push_bind(n);
+                for v in c.0 {
+                    b.push_bind(v);
+                }
+                b.push_bind(c.1).push_bind(c.2);
+            },
+        )
+        .await?;
         for p in &outcome.penalties {
             sqlx::query(INSERT_EPOCH_PENALTY)
                 .bind(n)
@@ -1154,42 +1239,59 @@ impl Epochs for SqliteStore {
                 .await
                 .ctx("writing bounty refunds")?;
         }
-        for (id, verdict, findings, credited) in
-            crate::reward_rows::verdict_rows(&outcome.verdicts)?
-        {
-            sqlx::query(SQLITE_WRITE_VERDICT)
-                .bind(id)
-                .bind(verdict)
-                .bind(findings)
-                .bind(n)
-                .bind(micros(now))
-                .bind(credited)
+        let verdicts = crate::reward_rows::verdict_rows(&outcome.verdicts)?;
+        for chunk in verdicts.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(SQLITE_WRITE_VERDICTS_SET);
+            q.push_bind(n).push(
+                ", trust_changed_at = CASE WHEN uploads.trust <> v.column2 \
+                OR v.column4 IS NOT NULL THEN ",
+            );
+            q.push_bind(micros(now)).push(SQLITE_WRITE_VERDICTS_FROM);
+            q.push_values(chunk, |mut b, (id, verdict, findings, credited)| {
+                b.push_bind(*id)
+                    .push_bind(*verdict)
+                    .push_bind(findings.clone())
+                    .push_bind(*credited);
+            });
+            q.push(") AS v WHERE uploads.id = v.column1");
+            q.build()
                 .execute(&mut *tx)
                 .await
                 .ctx("writing uploads' verdicts")?;
         }
-        for (upload, seq) in &outcome.uncounted_radio {
-            sqlx::query(SQLITE_UNCOUNT_RADIO)
-                .bind(upload)
-                .bind(seq)
+        for chunk in outcome.uncounted_radio.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(SQLITE_UNCOUNT_RADIO);
+            q.push_values(chunk, |mut b, (upload, seq)| {
+                b.push_bind(*upload).push_bind(*seq);
+            });
+            q.push(")");
+            q.build()
                 .execute(&mut *tx)
                 .await
                 .ctx("marking sightings that do not count")?;
         }
-        for e in &outcome.emitters {
-            sqlx::query(SQLITE_INSERT_EMITTER_SITE)
-                .bind(&e.emitter)
-                .bind(n)
-                .bind(e.lat)
-                .bind(e.lon)
-                .bind(e.frequency_mhz)
-                .bind(to_i64(e.samples, "samples")?)
-                .bind(e.observers.join(","))
-                .bind(e.radius_m)
-                .execute(&mut *tx)
-                .await
-                .ctx("writing emitters' sites")?;
-        }
+        let sites = outcome
+            .emitters
+            .iter()
+            .map(|e| Ok((e, to_i64(e.samples, "samples")?)))
+            .collect::<Result<Vec<_>>>()?;
+        insert_many(
+            &mut tx,
+            SQLITE_INSERT_EMITTER_SITES,
+            &sites,
+            "writing emitters' sites",
+            |b, (e, samples)| {
+                b.push_bind(e.emitter.clone())
+                    .push_bind(n)
+                    .push_bind(e.lat)
+                    .push_bind(e.lon)
+                    .push_bind(e.frequency_mhz)
+                    .push_bind(*samples)
+                    .push_bind(e.observers.join(","))
+                    .push_bind(e.radius_m);
+            },
+        )
+        .await?;
         let manifest =
             serde_json::to_string(m).map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
         sqlx::query(CLOSE_EPOCH)

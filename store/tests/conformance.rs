@@ -219,7 +219,8 @@ async fn migrations_run_twice(store: Arc<dyn Store>) {
 }
 
 /// The change feed: a job's cells and a demand area's, reported once to each reader from its own
-/// position, whoever wrote them; nothing before a reader's position; too many at once say so.
+/// position, whoever wrote them; nothing before a reader's position; too many at once say so; an
+/// upload's cells when it is flagged, not when it is trusted.
 async fn the_change_feed_tells_every_reader_each_changed_cell(store: Arc<dyn Store>) {
     use std::collections::BTreeSet;
     let start = store.feed_position().await.unwrap();
@@ -276,6 +277,28 @@ async fn the_change_feed_tells_every_reader_each_changed_cell(store: Arc<dyn Sto
         .unwrap();
     let area = store.changes_since(&after.position, 100).await.unwrap();
     assert_eq!(area.cells, vec![harbour]);
+    // A verdict changes the maps only when the upload enters or leaves `flagged`: trusting it
+    // reports nothing (an epoch's close trusts thousands), flagging it every cell it holds.
+    let id = receipt.upload_id;
+    assert!(
+        store
+            .amend_trust(id, "{}", "trusted", "[]", t0() + secs(3))
+            .await
+            .unwrap()
+    );
+    let trusted = store.changes_since(&area.position, 100).await.unwrap();
+    assert!(trusted.cells.is_empty(), "{:?}", trusted.cells);
+    assert!(
+        store
+            .amend_trust(id, "{}", "flagged", "[]", t0() + secs(4))
+            .await
+            .unwrap()
+    );
+    let flagged = store.changes_since(&trusted.position, 100).await.unwrap();
+    assert_eq!(
+        flagged.cells.iter().copied().collect::<BTreeSet<_>>(),
+        driven
+    );
     let later = store.feed_position().await.unwrap();
     assert!(
         store

@@ -1,0 +1,18 @@
+-- The change feed reports what changes a map, and only that. An upload's trust matters to the
+-- maps only as flagged or not (they leave out flagged uploads): from pending to trusted at an
+-- epoch's close nothing on a map changes, and reporting every cell of every upload of the epoch
+-- dropped every cached tile over them and cost the close seconds. A radio sighting an epoch marks
+-- as not counted leaves the radio map: its own cell is reported (it used to ride on its upload's
+-- trust changing in the same transaction).
+DROP TRIGGER uploads_trust_changed;
+CREATE TRIGGER uploads_trust_changed AFTER UPDATE OF trust ON uploads
+WHEN (OLD.trust = 'flagged') IS NOT (NEW.trust = 'flagged')
+BEGIN
+    INSERT OR REPLACE INTO cell_changes (cell)
+        SELECT cell FROM cell_observations WHERE upload_id = NEW.id
+        UNION SELECT cell FROM radio_observations WHERE upload_id = NEW.id
+        UNION SELECT cell FROM frames WHERE upload_id = NEW.id;
+END;
+CREATE TRIGGER radio_observations_counted AFTER UPDATE OF counted ON radio_observations
+WHEN OLD.counted IS NOT NEW.counted
+BEGIN INSERT OR REPLACE INTO cell_changes (cell) VALUES (NEW.cell); END;
