@@ -3,7 +3,9 @@
 -- epoch's close nothing on a map changes, and reporting every cell of every upload of the epoch
 -- dropped every cached tile over them and cost the close seconds. A radio sighting an epoch marks
 -- as not counted leaves the radio map: its own cell is reported (it used to ride on its upload's
--- trust changing in the same transaction).
+-- trust changing in the same transaction), and so is a cell whose bounty an epoch paid (the
+-- demand map's open bounties). An upload flagged or cleared also reports the cells of its matched
+-- stretches (the road driven in a cell counts only unflagged uploads' stretches).
 DROP TRIGGER uploads_trust_changed;
 CREATE TRIGGER uploads_trust_changed AFTER UPDATE OF trust ON uploads
 WHEN (OLD.trust = 'flagged') IS NOT (NEW.trust = 'flagged')
@@ -11,8 +13,11 @@ BEGIN
     INSERT OR REPLACE INTO cell_changes (cell)
         SELECT cell FROM cell_observations WHERE upload_id = NEW.id
         UNION SELECT cell FROM radio_observations WHERE upload_id = NEW.id
-        UNION SELECT cell FROM frames WHERE upload_id = NEW.id;
+        UNION SELECT cell FROM frames WHERE upload_id = NEW.id
+        UNION SELECT cell FROM matched_stretches WHERE upload_id = NEW.id;
 END;
 CREATE TRIGGER radio_observations_counted AFTER UPDATE OF counted ON radio_observations
 WHEN OLD.counted IS NOT NEW.counted
+BEGIN INSERT OR REPLACE INTO cell_changes (cell) VALUES (NEW.cell); END;
+CREATE TRIGGER bounty_claims_inserted AFTER INSERT ON bounty_claims
 BEGIN INSERT OR REPLACE INTO cell_changes (cell) VALUES (NEW.cell); END;
