@@ -3,8 +3,9 @@
 //! fine resolution; at lower zooms they are summed into their parents at the resolution the zoom
 //! draws ([`crate::tile::resolution_for_zoom`]), so a hexagon stays a dozen pixels across.
 //!
-//! Every hexagon carries its cell id as a string property (`cell`) — an H3 index does not fit a
-//! JavaScript number — and as the feature id.
+//! Every hexagon carries its cell id as a string property (`cell`), and no feature id: an H3
+//! index does not fit a JavaScript number, so a numeric id would reach a web map rounded (a
+//! client keys feature state on the cell with MapLibre's `promoteId: "cell"`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,7 +59,6 @@ impl MapLayer {
         let own: &[(&str, &str)] = match self {
             Self::Coverage => &[
                 ("last_seen", "Number"),
-                ("age_days", "Number"),
                 ("freshness", "Number"),
                 ("coverage", "Number"),
                 ("observations", "Number"),
@@ -183,7 +183,7 @@ fn round3(v: f64) -> f64 {
     r as f64 / 1000.0
 }
 
-/// Adds `cell`'s hexagon with `props`, its id as the feature id and as the `cell` property.
+/// Adds `cell`'s hexagon with `props`, its id as the `cell` property.
 fn add_hex(layer: &mut Layer, cell: Cell, res: Resolution, props: &mut Vec<(&str, Value)>) {
     let ring: Vec<(f64, f64)> = cell
         .0
@@ -194,7 +194,7 @@ fn add_hex(layer: &mut Layer, cell: Cell, res: Resolution, props: &mut Vec<(&str
     let id = cell.to_string();
     props.push(("cell", Value::String(id)));
     props.push(("res", Value::UInt(u64::from(u8::from(res)))));
-    layer.add_polygon(Some(u64::from(cell.0)), &[ring], props);
+    layer.add_polygon(None, &[ring], props);
 }
 
 /// The `coverage` layer: per hexagon with observations, the newest one (and its age and
@@ -257,17 +257,20 @@ pub fn coverage(
 /// An empty `coverage` layer of `tile`: its hexagons' ids and times are their own.
 fn coverage_layer(tile: TileId) -> Layer {
     let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
-    layer.unique_values(&["cell", "last_seen", "age_days", "freshness", "coverage"]);
+    // Shares are thousandths: a z12 tile's 3,200 hexagons share some 700 of each.
+    layer.unique_values(&["cell", "last_seen"]);
     layer
 }
 
-/// A `coverage` hexagon's figures but its cell's, times as Unix seconds.
+/// A `coverage` hexagon's figures but its cell's, times as Unix seconds. The shares are to
+/// thousandths, so they go as 32-bit floats (within 6e-8 of the thousandth; half a double's
+/// bytes). Its age is not among them: `last_seen` says it exactly, where an age would be
+/// stale as soon as the tile is cached.
 struct CoverageFigures {
     last_seen: i64,
-    age_days: f64,
-    freshness: f64,
+    freshness: f32,
     /// Share of the road driven lately; none without road.
-    coverage: Option<f64>,
+    coverage: Option<f32>,
     observations: i64,
     uploads: i64,
     contributors: i64,
@@ -287,9 +290,8 @@ impl CoverageFigures {
         let (length, driven) = road;
         Self {
             last_seen,
-            age_days: round3(age / 86_400.0),
-            freshness: round3(freshness_at_age(age, policy)),
-            coverage: (length > 0.0).then(|| round3((driven / length).clamp(0.0, 1.0))),
+            freshness: round3(freshness_at_age(age, policy)) as f32,
+            coverage: (length > 0.0).then(|| round3((driven / length).clamp(0.0, 1.0)) as f32),
             observations: counts.0,
             uploads: counts.1,
             contributors: counts.2,
@@ -299,10 +301,9 @@ impl CoverageFigures {
     /// The properties as [`Layer::add_polygon`] takes them.
     fn push_onto(&self, props: &mut Vec<(&str, Value)>) {
         props.push(("last_seen", Value::Int(self.last_seen)));
-        props.push(("age_days", Value::Double(self.age_days)));
-        props.push(("freshness", Value::Double(self.freshness)));
+        props.push(("freshness", Value::Float(self.freshness)));
         if let Some(c) = self.coverage {
-            props.push(("coverage", Value::Double(c)));
+            props.push(("coverage", Value::Float(c)));
         }
         props.push(("observations", Value::Int(self.observations)));
         props.push(("uploads", Value::Int(self.uploads)));
@@ -315,7 +316,7 @@ impl CoverageFigures {
 pub(crate) struct CoverageWriter<'p> {
     layer: Layer,
     res: Resolution,
-    keys: [u32; 9],
+    keys: [u32; 8],
     /// Unix seconds.
     now: i64,
     policy: &'p RewardPolicy,
@@ -335,7 +336,6 @@ impl<'p> CoverageWriter<'p> {
         layer.reserve(hexagons * 100);
         let keys = [
             "last_seen",
-            "age_days",
             "freshness",
             "coverage",
             "observations",
@@ -370,17 +370,16 @@ impl<'p> CoverageWriter<'p> {
         let k = &self.keys;
         let props = [
             (k[0], Prop::Int(f.last_seen)),
-            (k[1], Prop::Double(f.age_days)),
-            (k[2], Prop::Double(f.freshness)),
+            (k[1], Prop::Float(f.freshness)),
             // No road, no share: a NaN is left out.
-            (k[3], Prop::Double(f.coverage.unwrap_or(f64::NAN))),
-            (k[4], Prop::Int(f.observations)),
-            (k[5], Prop::Int(f.uploads)),
-            (k[6], Prop::Int(f.contributors)),
-            (k[7], Prop::Str(hex_id_in(cell, &mut id))),
-            (k[8], Prop::UInt(u64::from(u8::from(self.res)))),
+            (k[2], Prop::Float(f.coverage.unwrap_or(f32::NAN))),
+            (k[3], Prop::Int(f.observations)),
+            (k[4], Prop::Int(f.uploads)),
+            (k[5], Prop::Int(f.contributors)),
+            (k[6], Prop::Str(hex_id_in(cell, &mut id))),
+            (k[7], Prop::UInt(u64::from(u8::from(self.res)))),
         ];
-        self.layer.add_keyed_ring(cell, ring, &props);
+        self.layer.add_keyed_ring(None, ring, &props);
     }
 
     pub(crate) fn finish(self) -> Layer {
@@ -656,10 +655,15 @@ mod tests {
         );
         assert_eq!(
             p["coverage"],
-            V::Double(0.25),
+            V::Float(0.25),
             "50 m driven of 200 m of road"
         );
-        assert_eq!(p["age_days"], V::Double(1.0), "the newest child's");
+        assert_eq!(
+            p["last_seen"],
+            V::SInt((now - chrono::Duration::days(1)).timestamp()),
+            "the newest child's"
+        );
+        assert!(f.id.is_none(), "no numeric id: the cell is the id");
         let layer = coverage(tile, Resolution::Eleven, &rows, &roads, now, &policy);
         assert_eq!(layer.len(), 2);
     }

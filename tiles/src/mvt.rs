@@ -15,6 +15,9 @@ use crate::tile::{BUFFER, EXTENT, Projection, TileId};
 pub enum Value {
     String(String),
     Double(f64),
+    /// Written as `float_value`: half the bytes of a double, for figures rounded far coarser
+    /// than its 24 bits (a share to thousandths).
+    Float(f32),
     /// Written as `sint_value` (zigzag), so small negatives stay small.
     Int(i64),
     /// Written as `uint_value`.
@@ -69,9 +72,21 @@ impl From<bool> for Value {
 pub enum Prop<'a> {
     Str(&'a str),
     Double(f64),
+    Float(f32),
     Int(i64),
     UInt(u64),
     Bool(bool),
+}
+
+impl Prop<'_> {
+    /// False for a NaN or infinite number: such a property is left out.
+    fn is_finite(self) -> bool {
+        match self {
+            Self::Double(d) => d.is_finite(),
+            Self::Float(f) => f.is_finite(),
+            _ => true,
+        }
+    }
 }
 
 impl Value {
@@ -79,6 +94,7 @@ impl Value {
         match self {
             Self::String(v) => Prop::Str(v),
             Self::Double(v) => Prop::Double(*v),
+            Self::Float(v) => Prop::Float(*v),
             Self::Int(v) => Prop::Int(*v),
             Self::UInt(v) => Prop::UInt(*v),
             Self::Bool(v) => Prop::Bool(*v),
@@ -99,6 +115,7 @@ const FEATURE_TAGS: u8 = 2 << 3 | 2;
 const FEATURE_TYPE: u8 = 3 << 3;
 const FEATURE_GEOMETRY: u8 = 4 << 3 | 2;
 const VALUE_STRING: u8 = 1 << 3 | 2;
+const VALUE_FLOAT: u8 = 2 << 3 | 5;
 const VALUE_DOUBLE: u8 = 3 << 3 | 1;
 const VALUE_UINT: u8 = 5 << 3;
 const VALUE_SINT: u8 = 6 << 3;
@@ -139,14 +156,38 @@ pub struct Layer {
     value_count: u32,
     number_index: FxHashMap<(u8, u64), u32>,
     string_index: FxHashMap<String, u32>,
-    /// The indices of small whole numbers (`Int` and `UInt` below [`SMALL`]), looked up
-    /// without hashing: counts and levels are mostly small. `u32::MAX` where not yet a value.
+    /// The indices of small whole numbers (`Int` and `UInt` below [`SMALL`]) and of floats
+    /// that are thousandths from 0 to 1, looked up without hashing: counts and levels are
+    /// mostly small, shares mostly rounded. `u32::MAX` where not yet a value.
     small_index: Vec<u32>,
     scratch: Scratch,
 }
 
 /// Whole numbers below this are indexed in [`Layer::small_index`].
 const SMALL: u64 = 256;
+
+/// Where `value` is filed in [`Layer::small_index`], if it is a small whole number or a float
+/// that is exactly (bit for bit) a thousandth from 0 to 1 rounded to 32 bits.
+fn small_slot(value: Prop<'_>) -> Option<usize> {
+    const FLOATS: usize = 2 * SMALL as usize;
+    match value {
+        Prop::Int(v) if (0..SMALL as i64).contains(&v) => Some(v as usize),
+        Prop::UInt(v) if v < SMALL => Some((SMALL + v) as usize),
+        Prop::Float(f) if (0.0..=1.0).contains(&f) => {
+            // Non-negative: adding a half and truncating rounds (a near-miss fails the check).
+            let k = (f64::from(f) * 1000.0 + 0.5) as usize;
+            ((k as f64 / 1000.0) as f32)
+                .to_bits()
+                .eq(&f.to_bits())
+                .then_some(FLOATS + k)
+        }
+        _ => None,
+    }
+}
+
+/// Slots of [`Layer::small_index`]: two runs of small whole numbers, then 0 to 1000
+/// thousandths.
+const SMALL_SLOTS: usize = 2 * SMALL as usize + 1001;
 
 /// Buffers reused from feature to feature, so adding one allocates nothing once warm.
 #[derive(Debug, Default)]
@@ -272,6 +313,7 @@ impl Layer {
     /// Adds a polygon of one ring already in this tile's coordinates (unrounded), as
     /// [`Self::add_polygon`] does after projecting: clipped, rounded, wound. Returns false,
     /// adding nothing, when nothing is left inside the buffered tile.
+    #[cfg(test)]
     pub fn add_projected_polygon(
         &mut self,
         id: Option<u64>,
@@ -294,22 +336,29 @@ impl Layer {
         self.key_id(key)
     }
 
-    /// Adds a polygon of one ring already in this tile's coordinates, as
-    /// [`Self::add_projected_polygon`] does, its properties under keys already indexed by
+    /// Adds a polygon of one ring already in this tile's coordinates (unrounded), clipped,
+    /// rounded and wound as [`Self::add_polygon`] does after projecting, its properties under
+    /// keys already indexed by
     /// [`Self::key`] (each key once): the hot path of layers of many small features, written
     /// straight to the wire. Returns false, adding nothing, when nothing is left inside the
     /// buffered tile.
     pub fn add_keyed_ring(
         &mut self,
-        id: u64,
+        id: Option<u64>,
         ring: &[(f64, f64)],
         props: &[(u32, Prop<'_>)],
     ) -> bool {
         let s = &mut self.scratch;
-        s.projected.clear();
-        s.projected.extend_from_slice(ring);
-        clip_ring(&mut s.projected, &mut s.clipped);
-        round_ring(&s.projected, &mut s.points);
+        // Nearly every hexagon lies inside the buffered tile: rounded as it comes.
+        let inside: &[(f64, f64)] = if ring.iter().all(|&p| inside_clip(p)) {
+            ring
+        } else {
+            s.projected.clear();
+            s.projected.extend_from_slice(ring);
+            clip_ring(&mut s.projected, &mut s.clipped);
+            &s.projected
+        };
+        round_ring(inside, &mut s.points);
         let twice_area = surveyor_area(&s.points);
         if s.points.len() < 3 || twice_area == 0 {
             return false;
@@ -321,8 +370,9 @@ impl Layer {
         put_ring(&mut s.geometry_bytes, &s.points);
         let mut tags = std::mem::take(&mut self.scratch.tag_bytes);
         tags.clear();
+        tags.reserve(props.len() * 8);
         for &(key, value) in props {
-            if matches!(value, Prop::Double(d) if !d.is_finite()) {
+            if !value.is_finite() {
                 continue;
             }
             debug_assert!(self.key_names.len() > key as usize, "key {key} not indexed");
@@ -331,7 +381,7 @@ impl Layer {
             put_varint(&mut tags, u64::from(value_id));
         }
         self.scratch.tag_bytes = tags;
-        self.write_feature(Some(id), GEOM_POLYGON);
+        self.write_feature(id, GEOM_POLYGON);
         true
     }
 
@@ -339,11 +389,7 @@ impl Layer {
     /// a key whose values are written as they come).
     fn value_id(&mut self, key: u32, value: Prop<'_>) -> u32 {
         let unique = self.key_unique.get(key as usize) == Some(&true);
-        let small = match value {
-            Prop::Int(v) if (0..SMALL as i64).contains(&v) => Some(v as usize),
-            Prop::UInt(v) if v < SMALL => Some((SMALL + v) as usize),
-            _ => None,
-        };
+        let small = if unique { None } else { small_slot(value) };
         if !unique {
             if let Some(at) = small
                 && let Some(&v) = self.small_index.get(at)
@@ -370,7 +416,7 @@ impl Layer {
                     self.number_index.insert(number_key(other), v);
                     if let Some(at) = small {
                         if self.small_index.is_empty() {
-                            self.small_index = vec![u32::MAX; 2 * SMALL as usize];
+                            self.small_index = vec![u32::MAX; SMALL_SLOTS];
                         }
                         self.small_index[at] = v;
                     }
@@ -473,7 +519,7 @@ impl Layer {
         let s = &mut self.scratch;
         s.tags.clear();
         for (at, (key, value)) in properties.iter().enumerate() {
-            if matches!(value, Value::Double(d) if !d.is_finite()) {
+            if !value.as_prop().is_finite() {
                 continue;
             }
             let cached = self
@@ -552,6 +598,7 @@ fn number_key(value: Prop<'_>) -> (u8, u64) {
         Prop::UInt(u) => (2, u),
         Prop::Bool(b) => (3, u64::from(b)),
         Prop::Str(_) => (4, 0),
+        Prop::Float(f) => (5, u64::from(f.to_bits())),
     }
 }
 
@@ -569,6 +616,11 @@ fn put_value(out: &mut Vec<u8>, value: Prop<'_>) {
             out.push(9);
             out.push(VALUE_DOUBLE);
             out.extend_from_slice(&d.to_le_bytes());
+        }
+        Prop::Float(f) => {
+            out.push(5);
+            out.push(VALUE_FLOAT);
+            out.extend_from_slice(&f.to_le_bytes());
         }
         Prop::Int(i) => {
             let z = zigzag64(i);
@@ -1246,28 +1298,81 @@ mod tests {
 
     #[test]
     fn a_keyed_ring_is_the_same_feature_as_a_projected_polygon() {
-        let ring = [(10.4, 10.6), (60.0, 12.0), (40.0, 70.2), (-30.0, 5000.0)];
+        // One ring across the buffer's edge (clipped), one inside it (rounded as it comes).
+        let across = [(10.4, 10.6), (60.0, 12.0), (40.0, 70.2), (-30.0, 5000.0)];
+        let inside = [(10.4, 10.6), (60.0, 12.0), (40.5, -70.5), (-30.5, 4000.49)];
         let mut generic = Layer::new("cells", z0());
-        generic.unique_values(&["id"]);
+        generic.unique_values(&["id", "share"]);
         let mut keyed = Layer::new("cells", z0());
-        keyed.unique_values(&["id"]);
-        let (id, n, x) = (keyed.key("id"), keyed.key("n"), keyed.key("x"));
-        for i in 0..3u64 {
+        keyed.unique_values(&["id", "share"]);
+        // A key indexed ahead and never given a value is still listed: both layers list all.
+        let keys = ["id", "n", "x", "share", "none"].map(|k| keyed.key(k));
+        let _ = ["id", "n", "x", "share", "none"].map(|k| generic.key(k));
+        for i in 0..6u64 {
+            let ring: &[(f64, f64)] = if i % 2 == 0 { &across } else { &inside };
+            let id = (i % 3 == 0).then_some(i);
+            let share = i as f32 / 8.0;
             let props = [
                 ("id", Value::from(format!("c{i}"))),
                 ("n", Value::from(i % 2)),
                 ("x", Value::from(0.5)),
+                ("share", Value::Float(share)),
+                ("none", Value::Float(f32::NAN)),
             ];
-            assert!(generic.add_projected_polygon(Some(i), &ring, &props));
+            assert!(generic.add_projected_polygon(id, ring, &props));
             let name = format!("c{i}");
             let props = [
-                (id, Prop::Str(&name)),
-                (n, Prop::UInt(i % 2)),
-                (x, Prop::Double(0.5)),
+                (keys[0], Prop::Str(&name)),
+                (keys[1], Prop::UInt(i % 2)),
+                (keys[2], Prop::Double(0.5)),
+                (keys[3], Prop::Float(share)),
+                (keys[4], Prop::Float(f32::NAN)),
             ];
-            assert!(keyed.add_keyed_ring(i, &ring, &props));
+            assert!(keyed.add_keyed_ring(id, ring, &props));
         }
         assert_eq!(encode(&[keyed]), encode(&[generic]));
+    }
+
+    #[test]
+    fn thousandths_are_filed_without_hashing_and_nothing_else_is() {
+        let share = |k: u32| (f64::from(k) / 1000.0) as f32;
+        assert_eq!(small_slot(Prop::Float(share(0))), Some(512));
+        assert_eq!(small_slot(Prop::Float(share(123))), Some(512 + 123));
+        assert_eq!(small_slot(Prop::Float(share(1000))), Some(512 + 1000));
+        assert_eq!(small_slot(Prop::Float(0.1234)), None);
+        assert_eq!(small_slot(Prop::Float(-0.0)), None, "not 0.0's bits");
+        assert_eq!(small_slot(Prop::Float(share(123) + 1e-6)), None);
+        assert_eq!(small_slot(Prop::Float(1.001)), None);
+        assert_eq!(small_slot(Prop::Float(f32::NAN)), None);
+        assert_eq!(small_slot(Prop::Int(255)), Some(255));
+        assert_eq!(small_slot(Prop::UInt(3)), Some(259));
+        let mut layer = Layer::new("cells", z0());
+        let k = layer.key("share");
+        let a = layer.value_id(k, Prop::Float(share(250)));
+        let b = layer.value_id(k, Prop::Float(0.1234));
+        assert_eq!(
+            layer.value_id(k, Prop::Float(share(250))),
+            a,
+            "one value, filed"
+        );
+        assert_eq!(
+            layer.value_id(k, Prop::Float(0.1234)),
+            b,
+            "one value, hashed"
+        );
+        assert_ne!(
+            layer.value_id(k, Prop::Float(-0.0)),
+            layer.value_id(k, Prop::Float(0.0))
+        );
+    }
+
+    #[test]
+    fn a_float_is_a_four_byte_float_value() {
+        let mut out = Vec::new();
+        put_value(&mut out, Prop::Float(0.125));
+        // values field, length 5, float_value (field 2, wire type 5), little-endian bits.
+        assert_eq!(out[..3], [0x22, 5, 0x15]);
+        assert_eq!(&out[3..], &0.125f32.to_le_bytes());
     }
 
     #[test]

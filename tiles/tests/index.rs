@@ -102,7 +102,7 @@ fn from_index(index: &MapIndex, t: TileId) -> Vec<u8> {
     mvt::encode(&[layer])
 }
 
-/// Features by id: properties and outline (tile units).
+/// Features by cell (the `cell` property): properties and outline (tile units).
 type Decoded = BTreeMap<u64, (Vec<(String, String)>, Vec<(f32, f32)>)>;
 
 fn decode(bytes: Vec<u8>) -> Decoded {
@@ -133,7 +133,13 @@ fn decode(bytes: Vec<u8>) -> Decoded {
             }
             other => panic!("expected a polygon, got {other:?}"),
         };
-        out.insert(f.id.expect("an id"), (props, ring));
+        assert!(f.id.is_none(), "no numeric id: the cell is the id");
+        let cell = props
+            .iter()
+            .find(|(k, _)| k == "cell")
+            .map(|(_, v)| u64::from_str_radix(v, 16).expect("a hex cell id"))
+            .expect("a cell");
+        out.insert(cell, (props, ring));
     }
     out
 }
