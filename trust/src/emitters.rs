@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use covermap_domain::Cell;
 use covermap_domain::rewards::{KnownEmitter, RadioSample};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::local::{Plane, dist};
@@ -269,6 +270,39 @@ struct EmitterTally<'a> {
     prior: Option<(&'a KnownEmitter, Sums)>,
 }
 
+impl<'a> EmitterTally<'a> {
+    /// An emitter's tally before its first sighting `s` (its plane centred there), with its
+    /// earlier epochs' site from `prior` if it has one.
+    fn first(s: &RadioSample, prior: &HashMap<&'a str, &'a KnownEmitter>) -> Self {
+        let plane = Plane::around(covermap_domain::LatLon {
+            lat: s.lat,
+            lon: s.lon,
+        });
+        let prior = prior.get(s.emitter.as_str()).map(|k| {
+            let n = k.samples.clamp(1, PRIOR_SIGHTINGS);
+            let xy = plane.xy(covermap_domain::LatLon {
+                lat: k.lat,
+                lon: k.lon,
+            });
+            let w = weight(Some(-90)) * n as f64;
+            let p = Sums {
+                w,
+                x: w * xy[0],
+                y: w * xy[1],
+                xx: w * (xy[0] * xy[0] + xy[1] * xy[1] + k.radius_m * k.radius_m),
+                n: n as usize,
+            };
+            (*k, p)
+        });
+        Self {
+            plane,
+            by_contributor: BTreeMap::new(),
+            all: Sums::default(),
+            prior,
+        }
+    }
+}
+
 /// Assesses an epoch's radio. `eligible[i]` says whether sample `i` may count at all (its upload
 /// trusted, its contributor set, its signal in its technology's range); only eligible samples
 /// place emitters and witness them.
@@ -298,13 +332,14 @@ pub fn assess(
             y.seq,
         ))
     });
-    let first = Pass::run(samples, &order, &order, &prior, rules, max_eirp_dbm);
+    let ids = Ids::of(samples);
+    let first = Pass::run(samples, &ids, &order, &order, &prior, rules, max_eirp_dbm);
     let kept: Vec<usize> = order
         .iter()
         .copied()
         .filter(|i| !first.violations.contains(i))
         .collect();
-    let second = Pass::run(samples, &kept, &order, &prior, rules, max_eirp_dbm);
+    let second = Pass::run(samples, &ids, &kept, &order, &prior, rules, max_eirp_dbm);
     let sites = second.sites();
     let mut counts = vec![false; samples.len()];
     for i in order {
@@ -331,6 +366,7 @@ impl<'a> Pass<'a> {
     /// Places sites from the sightings of `tally` and checks those of `check` against them.
     fn run(
         samples: &'a [RadioSample],
+        ids: &Ids,
         tally: &[usize],
         check: &[usize],
         prior: &HashMap<&'a str, &'a KnownEmitter>,
@@ -338,38 +374,27 @@ impl<'a> Pass<'a> {
         max_eirp_dbm: f64,
     ) -> Self {
         // Sums per emitter and contributor, in a fixed order so every machine adds the same way.
+        // The sightings come in emitter order: each emitter's tally is looked up once for its
+        // run of sightings (taken out of the map while they are added, so an emitter met again
+        // later goes on where it stopped).
         let mut tallies: BTreeMap<&'a str, EmitterTally<'a>> = BTreeMap::new();
+        let mut current: Option<(&'a str, EmitterTally<'a>)> = None;
         for &i in tally {
             let s = &samples[i];
             let who = s.contributor.as_deref().unwrap_or_default();
-            let t = tallies.entry(s.emitter.as_str()).or_insert_with(|| {
-                let plane = Plane::around(covermap_domain::LatLon {
-                    lat: s.lat,
-                    lon: s.lon,
-                });
-                let prior = prior.get(s.emitter.as_str()).map(|k| {
-                    let n = k.samples.clamp(1, PRIOR_SIGHTINGS);
-                    let xy = plane.xy(covermap_domain::LatLon {
-                        lat: k.lat,
-                        lon: k.lon,
-                    });
-                    let w = weight(Some(-90)) * n as f64;
-                    let p = Sums {
-                        w,
-                        x: w * xy[0],
-                        y: w * xy[1],
-                        xx: w * (xy[0] * xy[0] + xy[1] * xy[1] + k.radius_m * k.radius_m),
-                        n: n as usize,
-                    };
-                    (*k, p)
-                });
-                EmitterTally {
-                    plane,
-                    by_contributor: BTreeMap::new(),
-                    all: Sums::default(),
-                    prior,
+            let emitter = s.emitter.as_str();
+            if current.as_ref().is_none_or(|(e, _)| *e != emitter) {
+                if let Some((e, t)) = current.take() {
+                    tallies.insert(e, t);
                 }
-            });
+                let t = tallies
+                    .remove(emitter)
+                    .unwrap_or_else(|| EmitterTally::first(s, prior));
+                current = Some((emitter, t));
+            }
+            let Some((_, t)) = current.as_mut() else {
+                continue;
+            };
             let p = t.plane.xy(covermap_domain::LatLon {
                 lat: s.lat,
                 lon: s.lon,
@@ -377,6 +402,9 @@ impl<'a> Pass<'a> {
             let w = weight(s.signal_dbm);
             t.by_contributor.entry(who).or_default().add(w, p);
             t.all.add(w, p);
+        }
+        if let Some((e, t)) = current {
+            tallies.insert(e, t);
         }
 
         // Who heard each emitter: earlier epochs' witnesses and this one's.
@@ -415,7 +443,7 @@ impl<'a> Pass<'a> {
         let mut grid = LocalGrid::default();
         for &i in tally {
             if let Some(k) = cell_of(&samples[i]) {
-                grid.add(k, &samples[i], i);
+                grid.add(k, &samples[i], i, ids);
             }
         }
 
@@ -423,11 +451,22 @@ impl<'a> Pass<'a> {
         let mut counts = HashMap::with_capacity(check.len());
         let mut violations = std::collections::HashSet::new();
         let mut checked: BTreeMap<i64, (u32, u32)> = BTreeMap::new();
+        // In emitter order too: an emitter's tally and whether it is verified, once a run.
+        let mut run: Option<(&str, Option<&EmitterTally<'a>>, bool)> = None;
         for &i in check {
             let s = &samples[i];
             let who = s.contributor.as_deref().unwrap_or_default();
-            let local = local_check(s, who, &grid, cell_of(s), samples, rules);
-            let Some(t) = tallies.get(s.emitter.as_str()) else {
+            let local = local_check(s, i, ids, &grid, cell_of(s), samples, rules);
+            let emitter = s.emitter.as_str();
+            let (tally_of, is_verified) = match run {
+                Some((e, t, v)) if e == emitter => (t, v),
+                _ => {
+                    let found = (tallies.get(emitter), verified(emitter));
+                    run = Some((emitter, found.0, found.1));
+                    found
+                }
+            };
+            let Some(t) = tally_of else {
                 if local == Some(true) {
                     violations.insert(i);
                 }
@@ -498,7 +537,7 @@ impl<'a> Pass<'a> {
                 e.0 += 1;
                 e.1 += u32::from(v);
             }
-            counts.insert(i, verified(&s.emitter) && violation != Some(true));
+            counts.insert(i, is_verified && violation != Some(true));
         }
 
         let mut findings: BTreeMap<i64, Vec<Finding>> = BTreeMap::new();
@@ -588,34 +627,79 @@ fn unproject(plane: &Plane, xy: [f64; 2]) -> (f64, f64) {
 /// Everyone's sightings on a grid of [`LOCAL_RADIUS_M`] squares, by emitter and (for cells) by
 /// operator and technology, so a reading meets only the sightings that can matter to it.
 #[derive(Default)]
-struct LocalGrid<'a> {
-    by_emitter: HashMap<(Square, &'a str), Vec<usize>>,
-    /// By square, technology and operator.
-    by_operator: HashMap<(Square, &'a str, &'a str), Vec<usize>>,
+struct LocalGrid {
+    /// By square and emitter ([`Ids::emitter`]).
+    by_emitter: FxHashMap<(Square, u32), Vec<usize>>,
+    /// By square, technology and operator ([`Ids::operator`]).
+    by_operator: FxHashMap<(Square, u32), Vec<usize>>,
+}
+
+/// Each sample's emitter, contributor, and technology and operator, numbered (by first
+/// appearance; equal names, equal numbers): the local check looks up and compares each
+/// sample's neighbours by these, not by their text.
+struct Ids {
+    emitter: Vec<u32>,
+    /// `u32::MAX` for a sample with no contributor.
+    contributor: Vec<u32>,
+    operator: Vec<u32>,
+}
+
+impl Ids {
+    fn of(samples: &[RadioSample]) -> Self {
+        let mut emitters: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut contributors: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut operators: FxHashMap<(&str, &str), u32> = FxHashMap::default();
+        let mut ids = Self {
+            emitter: Vec::with_capacity(samples.len()),
+            contributor: Vec::with_capacity(samples.len()),
+            operator: Vec::with_capacity(samples.len()),
+        };
+        for s in samples {
+            let n = emitters.len() as u32;
+            ids.emitter
+                .push(*emitters.entry(s.emitter.as_str()).or_insert(n));
+            let n = contributors.len() as u32;
+            ids.contributor.push(
+                s.contributor
+                    .as_deref()
+                    .map_or(u32::MAX, |c| *contributors.entry(c).or_insert(n)),
+            );
+            let n = operators.len() as u32;
+            ids.operator.push(
+                *operators
+                    .entry((s.technology.as_str(), s.operator.as_str()))
+                    .or_insert(n),
+            );
+        }
+        ids
+    }
 }
 
 /// A square of the local grid.
 type Square = (i64, i64);
 
-impl<'a> LocalGrid<'a> {
-    fn add(&mut self, at: (i64, i64), s: &'a RadioSample, i: usize) {
+impl LocalGrid {
+    /// Files sample `i`, `s`, in square `at`.
+    fn add(&mut self, at: (i64, i64), s: &RadioSample, i: usize, ids: &Ids) {
         self.by_emitter
-            .entry((at, s.emitter.as_str()))
+            .entry((at, ids.emitter[i]))
             .or_default()
             .push(i);
         if !matches!(s.technology.as_str(), "wifi" | "bluetooth") {
             self.by_operator
-                .entry((at, s.technology.as_str(), s.operator.as_str()))
+                .entry((at, ids.operator[i]))
                 .or_default()
                 .push(i);
         }
     }
 }
 
+/// Checks sample `i`, `s`, against what others heard around it (`at`, its square).
 fn local_check(
     s: &RadioSample,
-    who: &str,
-    grid: &LocalGrid<'_>,
+    i: usize,
+    ids: &Ids,
+    grid: &LocalGrid,
     at: Option<(i64, i64)>,
     samples: &[RadioSample],
     rules: &RadioTrustRules,
@@ -627,8 +711,10 @@ fn local_check(
         lon: s.lon,
     };
     // Another contributor's sighting within the radius.
-    let near = |o: &RadioSample| {
-        o.contributor.as_deref() != Some(who)
+    let who = ids.contributor[i];
+    let near = |k: usize| {
+        let o = &samples[k];
+        ids.contributor[k] != who
             && here.distance_m(covermap_domain::LatLon {
                 lat: o.lat,
                 lon: o.lon,
@@ -640,14 +726,14 @@ fn local_check(
     for sq in squares() {
         for &k in grid
             .by_emitter
-            .get(&(sq, s.emitter.as_str()))
+            .get(&(sq, ids.emitter[i]))
             .into_iter()
             .flatten()
         {
-            let o = &samples[k];
-            if !near(o) {
+            if !near(k) {
                 continue;
             }
+            let o = &samples[k];
             same_n += 1;
             if let Some(x) = o.signal_dbm {
                 same = Some(same.map_or(x, |m: i32| m.max(x)));
@@ -666,11 +752,11 @@ fn local_check(
     for sq in squares() {
         for &k in grid
             .by_operator
-            .get(&(sq, s.technology.as_str(), s.operator.as_str()))
+            .get(&(sq, ids.operator[i]))
             .into_iter()
             .flatten()
         {
-            if near(&samples[k]) {
+            if near(k) {
                 operator_n += 1;
                 if operator_n >= LOCAL_MIN_OPERATOR {
                     return Some(f64::from(sig) >= rules.local_strong_dbm);
@@ -1031,6 +1117,27 @@ mod tests {
         let b = assess(&rev, &ok, std::slice::from_ref(&prior), &rules, 65.0);
         assert_eq!(a.sites, b.sites);
         assert_eq!(a.findings, b.findings);
+    }
+
+    #[test]
+    fn equal_names_get_equal_numbers_and_different_ones_different() {
+        let mut samples = vec![
+            sample("alice", 1, 0, "lte:208-1:1", 43.73, 7.42, -80),
+            sample("bob", 2, 0, "lte:208-1:2", 43.73, 7.42, -80),
+            sample("alice", 3, 0, "lte:208-1:2", 43.73, 7.42, -80),
+            sample("carol", 4, 0, "wifi:aa", 43.73, 7.42, -80),
+        ];
+        samples[1].operator = "208-10".into();
+        samples[3].contributor = None;
+        let ids = Ids::of(&samples);
+        assert_eq!(ids.emitter, [0, 1, 1, 2]);
+        assert_eq!(
+            ids.contributor,
+            [0, 1, 0, u32::MAX],
+            "no contributor, no number"
+        );
+        // Technology and operator together: lte 208-1, lte 208-10, lte 208-1, wifi 208-1.
+        assert_eq!(ids.operator, [0, 1, 0, 2]);
     }
 
     #[test]
