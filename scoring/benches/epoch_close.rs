@@ -157,14 +157,15 @@ fn bench(c: &mut Criterion) {
     let policy = RewardPolicy::shipped();
     let o = epoch::close(&inputs, &policy);
     eprintln!(
-        "epoch close: {} cells, {} contributors, {} rewarded, {} flagged, {} claims; distributed {}, unallocated {}",
+        "epoch close: {} cells, {} contributors, {} rewarded, {} flagged, {} claims; distributed {}, unallocated {}; root {}",
         o.cells.len(),
         o.rewards.len(),
         o.manifest.contributors,
         o.manifest.flagged,
         o.claims.len(),
         o.manifest.distributed,
-        o.manifest.unallocated
+        o.manifest.unallocated,
+        o.manifest.root
     );
     let mut g = c.benchmark_group("epoch");
     g.sample_size(10);
