@@ -242,11 +242,26 @@ async fn the_change_feed_tells_every_reader_each_changed_cell(store: Arc<dyn Sto
         .unwrap()
         .unwrap();
     assert_eq!(lease.upload_id, receipt.upload_id);
+    // A road matched through a cell with no fix of its own (the matcher's path between fixes).
+    let between = cell_at(43.7450, 7.4300);
+    let mut job = outcome(&MONACO, t0());
+    job.stretches.push(MatchedStretch {
+        match_piece: 0,
+        cell: between,
+        osm_way_id: 8,
+        way_piece: 0,
+        length_m: 30.0,
+    });
     store
-        .complete_job(&lease, &outcome(&MONACO, t0()), t0() + secs(1))
+        .complete_job(&lease, &job, t0() + secs(1))
         .await
         .unwrap();
-    let driven: BTreeSet<Cell> = MONACO.iter().map(|&(lat, lon)| cell_at(lat, lon)).collect();
+    let driven: BTreeSet<Cell> = MONACO
+        .iter()
+        .map(|&(lat, lon)| cell_at(lat, lon))
+        .chain([between])
+        .collect();
+    assert_eq!(driven.len(), MONACO.len() + 1);
     let first = store.changes_since(&start, 100).await.unwrap();
     assert!(!first.truncated);
     assert_eq!(first.cells.iter().copied().collect::<BTreeSet<_>>(), driven);
@@ -278,7 +293,8 @@ async fn the_change_feed_tells_every_reader_each_changed_cell(store: Arc<dyn Sto
     let area = store.changes_since(&after.position, 100).await.unwrap();
     assert_eq!(area.cells, vec![harbour]);
     // A verdict changes the maps only when the upload enters or leaves `flagged`: trusting it
-    // reports nothing (an epoch's close trusts thousands), flagging it every cell it holds.
+    // reports nothing (an epoch's close trusts thousands), flagging it every cell it holds,
+    // those of its matched road included.
     let id = receipt.upload_id;
     assert!(
         store
