@@ -65,10 +65,6 @@ pub trait Erasure: Send + Sync {
 
     /// Of `keys`, those no row names any more: blobs that can be deleted.
     async fn unreferenced_blobs(&self, keys: &[String]) -> Result<Vec<String>>;
-
-    /// When the newest erasure after `since` was made, if any: the cells an erased upload was
-    /// in are not kept, so caches of the maps start again.
-    async fn newest_erasure_after(&self, since: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
 }
 
 /// Upload `$1`'s epoch and whether it is erased, locked on PostgreSQL where `FOR UPDATE` is
@@ -304,10 +300,6 @@ const ERASURE_DONE: &str = "UPDATE upload_erasures SET pending_blobs = NULL, \
          completed_at = COALESCE(completed_at, $2) \
      WHERE upload_id = $1";
 
-/// The newest erasure after `$1`.
-const NEWEST_ERASURE: &str =
-    "SELECT MAX(requested_at) AS newest FROM upload_erasures WHERE requested_at > $1";
-
 fn erasure_from_row(r: &impl Columns) -> Result<UploadErasure> {
     let erased: String = r.col("erased")?;
     let pending: Option<String> = r.col("pending_blobs")?;
@@ -523,15 +515,6 @@ impl Erasure for PgStore {
         }
         Ok(out)
     }
-
-    async fn newest_erasure_after(&self, since: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query(NEWEST_ERASURE)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await
-            .ctx("looking for erasures")?;
-        row.opt_time("newest")
-    }
 }
 
 #[async_trait]
@@ -699,14 +682,5 @@ impl Erasure for SqliteStore {
             }
         }
         Ok(out)
-    }
-
-    async fn newest_erasure_after(&self, since: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query(NEWEST_ERASURE)
-            .bind(micros(since))
-            .fetch_one(&self.pool)
-            .await
-            .ctx("looking for erasures")?;
-        row.opt_time("newest")
     }
 }

@@ -58,11 +58,6 @@ pub trait Roads: Send + Sync {
         now: DateTime<Utc>,
         window: chrono::Duration,
     ) -> Result<Vec<MapCellState>>;
-
-    /// Cells whose coverage, radio or imagery changed through uploads processed, frames judged
-    /// late (see [`crate::Imagery::judge_pending_frame`]), or frames an auditor decided on,
-    /// after `since`, at most `limit`: what the tile cache drops.
-    async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>>;
 }
 
 /// Empties the road network.
@@ -187,21 +182,6 @@ fn coverage_sql(in_box: &str) -> String {
     )
 }
 
-/// Cells changed through uploads processed or re-trusted, frames judged late, reported or
-/// decided on, after `$1`; at most `$2`.
-const CHANGED_CELLS: &str = "WITH u AS (SELECT id FROM uploads WHERE processed_at > $1 \
-                UNION SELECT id FROM uploads WHERE trust_changed_at > $1) \
-     SELECT cell FROM cell_observations WHERE upload_id IN (SELECT id FROM u) \
-     UNION SELECT cell FROM radio_observations WHERE upload_id IN (SELECT id FROM u) \
-     UNION SELECT cell FROM frames WHERE upload_id IN (SELECT id FROM u) \
-     UNION SELECT cell FROM frames WHERE judged_at > $1 \
-     UNION SELECT f.cell FROM frame_reports r JOIN frames f \
-         ON f.upload_id = r.upload_id AND f.frame = r.frame \
-         WHERE r.reported_at > $1 OR r.decided_at > $1 \
-     UNION SELECT r.cell FROM frame_decisions d JOIN frame_rejections r \
-         ON r.upload_id = d.upload_id AND r.frame = d.frame WHERE d.decided_at > $1 \
-     LIMIT $2";
-
 /// The map's figures of the picked cells (`pick`: a condition on `cell`, `$1` the cells when it
 /// names them), the road driven by uploads received since `$2`: observations unless by a flagged
 /// or erased upload, road length, and per road segment the longest stretch driven, with the
@@ -297,11 +277,6 @@ fn coverage_from_row(r: &impl Columns) -> Result<CellCoverage> {
         first_seen: r.time("first_seen")?,
         last_seen: r.time("last_seen")?,
     })
-}
-
-/// A changed cell's id.
-fn changed_cell(r: &impl Columns) -> Result<Cell> {
-    Ok(Cell::from_i64(r.col("cell")?)?)
 }
 
 #[async_trait]
@@ -450,16 +425,6 @@ impl Roads for PgStore {
             .await
             .ctx("reading the map's cells")?;
         map_cells_from_rows(&rows, window)
-    }
-
-    async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
-        let rows = sqlx::query(CHANGED_CELLS)
-            .bind(since)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .ctx("reading changed cells")?;
-        rows.iter().map(changed_cell).collect()
     }
 }
 
@@ -639,16 +604,6 @@ impl Roads for SqliteStore {
             .await
             .ctx("reading the map's cells")?;
         map_cells_from_rows(&rows, window)
-    }
-
-    async fn changed_cells(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<Cell>> {
-        let rows = sqlx::query(CHANGED_CELLS)
-            .bind(micros(since))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .ctx("reading changed cells")?;
-        rows.iter().map(changed_cell).collect()
     }
 }
 

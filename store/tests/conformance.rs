@@ -2681,6 +2681,7 @@ async fn frames_judged_late_are_published_or_refused_and_count_once_without_reop
     };
     let publish = LateJudgement::Publish(vision.clone());
     let judged_at = t0() + secs(4100);
+    let before_judging = store.feed_position().await.unwrap();
     assert!(
         store
             .judge_pending_frame(a, 1, &publish, judged_at)
@@ -2708,9 +2709,10 @@ async fn frames_judged_late_are_published_or_refused_and_count_once_without_reop
     // The tile cache hears of it.
     assert!(
         store
-            .changed_cells(judged_at - secs(1), 100)
+            .changes_since(&before_judging, 100)
             .await
             .unwrap()
+            .cells
             .contains(&frames[1].cell)
     );
     // Epoch 5 reads the same; the frame counts in the next epoch claimed, and only there.
@@ -2877,6 +2879,7 @@ async fn reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them(store
     }
 
     // Reported: hidden at once, off the map, in the open reports; the tile cache hears of it.
+    let before_report = store.feed_position().await.unwrap();
     let r1 = store
         .report_frame(&report(ReportReason::Face, "anonymous"), t0() + secs(10))
         .await
@@ -2895,9 +2898,10 @@ async fn reported_frames_are_hidden_until_an_auditor_keeps_or_removes_them(store
     assert_eq!(mapped(store.clone()).await, 0);
     assert!(
         store
-            .changed_cells(t0() + secs(5), 100)
+            .changes_since(&before_report, 100)
             .await
             .unwrap()
+            .cells
             .contains(&cell)
     );
     let r2 = store
@@ -3096,6 +3100,7 @@ async fn reported_frames_are_blurred_further_under_a_new_key(store: Arc<dyn Stor
         "decided once: {err}"
     );
     // Blurred again for the other report: shown, and the tile cache hears of it.
+    let before_blur = store.feed_position().await.unwrap();
     let (_, unused) = store
         .blur_reported_frame(&blur(r2.id, "blurred/a/0", "blurred/a/0b"), t0() + secs(50))
         .await
@@ -3104,9 +3109,10 @@ async fn reported_frames_are_blurred_further_under_a_new_key(store: Arc<dyn Stor
     assert_eq!(shown(0).await.as_deref(), Some("blurred/a/0b"));
     assert!(
         store
-            .changed_cells(t0() + secs(45), 100)
+            .changes_since(&before_blur, 100)
             .await
             .unwrap()
+            .cells
             .contains(&cell)
     );
     assert!(store.frame_reports(true, 10).await.unwrap().is_empty());
@@ -3435,6 +3441,14 @@ async fn erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies(
     assert!(store.erasures(&alice, true, 10).await.unwrap().is_empty());
 
     // Erasing the drive no epoch counted: every row of it goes, and no epoch will count it.
+    let before_erasure = store.feed_position().await.unwrap();
+    let c_cells: std::collections::BTreeSet<Cell> = store
+        .matched_stretches(c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.cell)
+        .collect();
     let gone = store.erase_upload(c, "key:7", at + secs(20)).await.unwrap();
     let e = gone.erased;
     assert_eq!(gone.counted_in_epoch, None);
@@ -3504,14 +3518,17 @@ async fn erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies(
         .unwrap();
     assert_eq!((again.duplicate, again.copy_of), (false, None));
     assert_ne!(again.upload_id, c);
-    // The map caches hear of erasures.
-    assert_eq!(
-        store.newest_erasure_after(later).await.unwrap(),
-        Some(at + secs(20))
-    );
-    assert_eq!(
-        store.newest_erasure_after(at + secs(20)).await.unwrap(),
-        None
+    // The map caches hear of erasures: every cell the erased drive held.
+    let heard: std::collections::BTreeSet<Cell> = store
+        .changes_since(&before_erasure, 100)
+        .await
+        .unwrap()
+        .cells
+        .into_iter()
+        .collect();
+    assert!(
+        !c_cells.is_empty() && c_cells.is_subset(&heard),
+        "{c_cells:?} in {heard:?}"
     );
 }
 
