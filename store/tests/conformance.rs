@@ -3442,13 +3442,23 @@ async fn erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies(
 
     // Erasing the drive no epoch counted: every row of it goes, and no epoch will count it.
     let before_erasure = store.feed_position().await.unwrap();
-    let c_cells: std::collections::BTreeSet<Cell> = store
+    // Every cell the drive holds: its road, its frames and its radio.
+    let mut c_cells: std::collections::BTreeSet<Cell> = store
         .matched_stretches(c)
         .await
         .unwrap()
         .iter()
         .map(|s| s.cell)
         .collect();
+    c_cells.extend(store.frames(c).await.unwrap().iter().map(|f| f.cell));
+    c_cells.extend(
+        store
+            .radio_observations(c, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.cell),
+    );
     let gone = store.erase_upload(c, "key:7", at + secs(20)).await.unwrap();
     let e = gone.erased;
     assert_eq!(gone.counted_in_epoch, None);
@@ -3529,6 +3539,16 @@ async fn erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies(
     assert!(
         !c_cells.is_empty() && c_cells.is_subset(&heard),
         "{c_cells:?} in {heard:?}"
+    );
+    let after_erasure = store.feed_position().await.unwrap();
+    assert!(
+        store
+            .changes_since(&after_erasure, 100)
+            .await
+            .unwrap()
+            .cells
+            .is_empty(),
+        "nothing after it"
     );
 }
 

@@ -46,7 +46,9 @@ impl MapLayer {
 
     pub fn description(self) -> &'static str {
         match self {
-            Self::Coverage => "Imagery and GPS coverage per H3 cell: age, freshness, road coverage",
+            Self::Coverage => {
+                "Imagery and GPS coverage per H3 cell: last seen, freshness, road coverage"
+            }
             Self::Radio => "Radio measurements per H3 cell: signal statistics per technology",
             Self::Demand => "Reward weight per H3 cell: demand, staleness, coverage gap, bounties",
             Self::Roads => "OSM road segments with the time a contributor last drove them",
@@ -257,7 +259,8 @@ pub fn coverage(
 /// An empty `coverage` layer of `tile`: its hexagons' ids and times are their own.
 fn coverage_layer(tile: TileId) -> Layer {
     let mut layer = Layer::new(MapLayer::Coverage.name(), tile);
-    // Shares are thousandths: a z12 tile's 3,200 hexagons share some 700 of each.
+    // Shares are thousandths: a z12 tile's 3,200 hexagons hold some 850 freshness values and
+    // 670 coverage values, each written once.
     layer.unique_values(&["cell", "last_seen"]);
     layer
 }

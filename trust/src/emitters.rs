@@ -710,8 +710,10 @@ fn local_check(
         lat: s.lat,
         lon: s.lon,
     };
-    // Another contributor's sighting within the radius.
+    // Another contributor's sighting within the radius (every sample assessed has one: two
+    // without would be numbered alike, where their names, both none, never matched).
     let who = ids.contributor[i];
+    debug_assert!(who != u32::MAX, "sample {i} has no contributor");
     let near = |k: usize| {
         let o = &samples[k];
         ids.contributor[k] != who
