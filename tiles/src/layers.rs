@@ -335,8 +335,9 @@ impl<'p> CoverageWriter<'p> {
         policy: &'p RewardPolicy,
     ) -> Self {
         let mut layer = coverage_layer(tile);
-        // About a hundred bytes a hexagon: the features grow in place, not by copies.
-        layer.reserve(hexagons * 100);
+        // A hexagon's feature is 45-51 bytes (its values go apart): the features grow in
+        // place, not by copies.
+        layer.reserve(hexagons * 64);
         let keys = [
             "last_seen",
             "freshness",
