@@ -296,6 +296,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let closer = settings.close_epochs.then(|| {
                 tokio::spawn(covermap_pipeline::epochs::run_closer(
                     store.clone(),
+                    blobs.clone(),
                     book.clone(),
                     format!("worker-{}", std::process::id()),
                     rx.clone(),
@@ -689,6 +690,7 @@ impl Server {
         if settings.close_epochs {
             tokio::spawn(covermap_pipeline::epochs::run_closer(
                 store.clone(),
+                blobs.clone(),
                 policy.clone(),
                 format!("serve-{}", std::process::id()),
                 rx.clone(),

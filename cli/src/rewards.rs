@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use covermap_pipeline::epochs::{Closed, close_in_force, next_due, verify};
+use covermap_pipeline::epochs::{
+    Closed, Verification, close_in_force, next_due, verify, verify_published,
+};
 use covermap_scoring::RewardPolicy;
 use serde_json::json;
 
@@ -24,11 +26,21 @@ pub enum EpochCommand {
     /// One JSON line per epoch: number, period, status, root, emitted, unallocated.
     List,
     /// Recompute an epoch's root from the stored inputs under the policy that closed it; print
-    /// both roots; exit non-zero when they differ.
+    /// both roots; exit non-zero when they differ. With --from, from the published files alone:
+    /// no database is opened.
     Verify {
         /// The closed epoch to check.
         #[arg(long)]
         epoch: u64,
+        /// Where the epoch's files are published: a server's `http://HOST/published`, or the
+        /// object store itself (`s3://bucket/prefix`, `file:///dir`, a directory). Its
+        /// `epochs/N/manifest.json` names each file and its sha256.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// The root you hold from elsewhere (the chain, a signed announcement): with --from, the
+        /// published manifest must carry it too.
+        #[arg(long, value_name = "HEX", requires = "from")]
+        root: Option<String>,
     },
 }
 
@@ -74,6 +86,25 @@ pub struct DemandArgs {
 }
 
 pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result<()> {
+    if let EpochCommand::Verify {
+        epoch,
+        from: Some(from),
+        root,
+    } = &command
+    {
+        let source = covermap_store::Blobs::open_to_read(from)?;
+        let report = verify_published(&source, *epoch).await?;
+        print_verification(&report)?;
+        if let Some(root) = root
+            && !root.eq_ignore_ascii_case(&report.stored_root)
+        {
+            bail!(
+                "epoch {epoch}'s published manifest carries root {}, not the {root} you hold",
+                report.stored_root
+            );
+        }
+        return Ok(());
+    }
     let store = crate::open_store(settings).await?;
     let book = crate::policy_cmd::open_book(settings, store.as_ref()).await?;
     match command {
@@ -90,7 +121,8 @@ pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result
                 .context("no epoch is due: the next one has not ended yet")?,
             };
             let closer = format!("cli-{}", std::process::id());
-            match close_in_force(store.as_ref(), &book, n, &closer).await? {
+            let blobs = covermap_store::Blobs::open(&settings.objects).await?;
+            match close_in_force(store.as_ref(), &blobs, &book, n, &closer).await? {
                 Closed::Now(o) => println!("{}", serde_json::to_string(&o.manifest)?),
                 Closed::Already => {
                     let stored = store.closed_epoch(n).await?.context("the epoch vanished")?;
@@ -123,17 +155,30 @@ pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result
                 );
             }
         }
-        EpochCommand::Verify { epoch } => {
-            let report = verify(store.as_ref(), epoch).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            if !report.matches {
-                bail!(
-                    "epoch {epoch} does not verify: stored root {} but its inputs give {}",
-                    report.stored_root,
-                    report.recomputed_root
-                );
-            }
+        EpochCommand::Verify { epoch, .. } => {
+            print_verification(&verify(store.as_ref(), epoch).await?)?;
         }
+    }
+    Ok(())
+}
+
+fn print_verification(report: &Verification) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(report)?);
+    if !report.matches {
+        bail!(
+            "epoch {} does not verify: recorded root {} but its inputs give {}{}",
+            report.epoch,
+            report.stored_root,
+            report.recomputed_root,
+            if report.changed_inputs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (inputs that differ: {})",
+                    report.changed_inputs.join(", ")
+                )
+            }
+        );
     }
     Ok(())
 }

@@ -167,6 +167,81 @@ async fn an_epoch_closes_once_verifies_and_proves(db: Db) {
     assert_eq!(v["stored_root"], v["recomputed_root"]);
     assert_eq!(v["matches"], true);
 
+    // Anyone can check the root from the published files alone, fetched over HTTP: the
+    // database named here does not even exist.
+    let published = format!("{base}/published");
+    let root = manifest["root"].as_str().unwrap();
+    let nowhere = ["--database", "postgres://nobody@127.0.0.1:9/none"];
+    let public = run(
+        &[
+            &nowhere[..],
+            &[
+                "epoch", "verify", "--epoch", &epoch, "--from", &published, "--root", root,
+            ],
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(
+        public.status.success(),
+        "{}",
+        String::from_utf8_lossy(&public.stderr)
+    );
+    let v = &json_lines(&public)[0];
+    assert_eq!(
+        (&v["recomputed_root"], &v["matches"]),
+        (&manifest["root"], &json!(true))
+    );
+    let other = "0".repeat(64);
+    let wrong = run(
+        &[
+            &nowhere[..],
+            &[
+                "epoch", "verify", "--epoch", &epoch, "--from", &published, "--root", &other,
+            ],
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not the 000"));
+    let m = get_json(&client, &format!("{published}/epochs/{n}/manifest.json")).await;
+    assert_eq!(m["root"], manifest["root"]);
+    let files = m["files"].as_array().unwrap();
+    assert_eq!(files.len(), 12, "{m}");
+    let radio = files.iter().find(|f| f["name"] == "radio.parquet").unwrap();
+    assert_eq!(radio["rows"], 4);
+    let r = client
+        .get(format!(
+            "{published}/epochs/{n}/{}/radio.parquet",
+            radio["sha256"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.apache.parquet"
+    );
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+    assert_eq!(bytes.len() as u64, radio["bytes"].as_u64().unwrap());
+    // Nothing but published epochs' files: not the uploads' blobs, not a path out.
+    for path in [
+        "sha256/ab/abcd",
+        "epochs/1/../../sha256/ab/abcd",
+        "epochs/999999/manifest.json",
+    ] {
+        let r = client
+            .get(format!("{published}/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(error_code(&r.json().await.unwrap()), "not_found", "{path}");
+    }
+
     // Each contributor proves its cumulative total against the root, over HTTP.
     for who in ["alice", "bob"] {
         let proof = get_json(&client, &format!("{base}/api/v1/rewards/{who}/proof")).await;

@@ -282,6 +282,23 @@ pub struct Manifest {
     pub flagged_uploads: u64,
     /// The Merkle root, hex.
     pub root: String,
+    /// The epoch's inputs and policy as published to the object store, under
+    /// `epochs/{epoch}/`: anyone holding them can recompute the root (`covermap epoch verify
+    /// --from`). Empty for epochs closed before inputs were published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PublishedFile>,
+}
+
+/// One file of an epoch's published inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedFile {
+    /// Its name under `epochs/{epoch}/`: `captures.parquet`, …, `policy.toml`.
+    pub name: String,
+    /// sha256 of its bytes, hex.
+    pub sha256: String,
+    pub bytes: u64,
+    /// Rows it holds (1 for the policy).
+    pub rows: u64,
 }
 
 /// Everything closing an epoch produces.

@@ -1,16 +1,21 @@
-//! The epoch use cases: close an ended epoch exactly once whatever the number of closers, find
-//! the next one due, verify a closed one from its stored inputs, and simulate one under another
-//! policy. The rules are `scoring`'s ([`epoch::close`]); this reads, computes and writes.
+//! The epoch use cases: close an ended epoch exactly once whatever the number of closers and
+//! publish its inputs, find the next one due, verify a closed one from its stored inputs or from
+//! its published files alone, and simulate one under another policy. The rules are `scoring`'s
+//! ([`epoch::close`]); this reads, computes and writes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use covermap_domain::rewards::EpochPeriod;
+use covermap_domain::rewards::{InputHashes, Manifest, PublishedFile};
 use covermap_scoring::RewardPolicy;
 use covermap_scoring::epoch::{self, EpochOutcome};
-use covermap_store::{EpochClaim, Store, StoreError};
+use covermap_store::published::{self, POLICY};
+use covermap_store::{Blobs, EpochClaim, Store, StoreError};
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 /// Why an epoch use case could not be carried out.
@@ -26,6 +31,9 @@ pub enum EpochError {
     RecordedPolicy { epoch: u64, detail: String },
     #[error("computing epoch {epoch} failed: {detail}")]
     Computation { epoch: u64, detail: String },
+    /// A published epoch's files are missing, altered or unreadable.
+    #[error("epoch {epoch}'s published files: {detail}")]
+    Published { epoch: u64, detail: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -41,9 +49,16 @@ pub enum Closed {
     Busy { by: String, until: DateTime<Utc> },
 }
 
-/// Closes epoch `n`: claim, read, compute, write. A failure gives the claim back.
+/// Closes epoch `n`: claim, read, compute, publish the inputs, write; then publish the
+/// manifest. A failure gives the claim back.
+///
+/// The inputs go to the object store before the results go to the database, so a closed epoch
+/// always has its files; the manifest (naming their sha256) goes after, as the public mark that
+/// the epoch is closed. A manifest lost to a crash in between is written by the next closer
+/// that finds the epoch closed.
 pub async fn close_epoch(
     store: &dyn Store,
+    blobs: &Blobs,
     policy: &RewardPolicy,
     n: u64,
     closer: &str,
@@ -57,7 +72,10 @@ pub async fn close_epoch(
         });
     }
     let token = match store.claim_epoch(&period, closer, now, CLOSE_LEASE).await? {
-        EpochClaim::Closed => return Ok(Closed::Already),
+        EpochClaim::Closed => {
+            publish_manifest_if_missing(store, blobs, n).await?;
+            return Ok(Closed::Already);
+        }
         EpochClaim::Busy { by, until } => return Ok(Closed::Busy { by, until }),
         EpochClaim::Held { token, tagged, .. } => {
             tracing::info!(epoch = n, uploads = tagged, "closing epoch");
@@ -69,7 +87,8 @@ pub async fn close_epoch(
             .epoch_inputs(&period, coverage_since(policy, &period))
             .await?;
         let p = policy.clone();
-        let outcome = compute(n, inputs, p).await?;
+        let (mut outcome, files) = compute_and_encode(n, inputs, p).await?;
+        outcome.manifest.files = publish_files(blobs, n, files).await?;
         store
             .finish_epoch(&token, &outcome, &policy.source, Utc::now())
             .await?;
@@ -77,7 +96,13 @@ pub async fn close_epoch(
     }
     .await;
     match result {
-        Ok(outcome) => Ok(Closed::Now(Box::new(outcome))),
+        Ok(outcome) => {
+            if let Err(e) = publish_manifest(blobs, &outcome.manifest).await {
+                // Closed all the same: the next closer to look writes it.
+                tracing::warn!(epoch = n, error = %e, "the manifest is not published yet");
+            }
+            Ok(Closed::Now(Box::new(outcome)))
+        }
         Err(e) => {
             if let Err(given_back) = store.abandon_epoch(n, &token).await {
                 tracing::warn!(epoch = n, error = %given_back, "could not give the claim back");
@@ -103,6 +128,70 @@ async fn compute(
             epoch: n,
             detail: e.to_string(),
         })
+}
+
+/// The close and the encoding of its inputs as files, off the async threads.
+async fn compute_and_encode(
+    n: u64,
+    inputs: covermap_domain::rewards::EpochInputs,
+    policy: RewardPolicy,
+) -> Result<(EpochOutcome, Vec<(PublishedFile, Bytes)>), EpochError> {
+    tokio::task::spawn_blocking(move || {
+        let outcome = epoch::close(&inputs, &policy);
+        published::encode(&inputs, &policy.source).map(|files| (outcome, files))
+    })
+    .await
+    .map_err(|e| EpochError::Computation {
+        epoch: n,
+        detail: e.to_string(),
+    })?
+    .map_err(EpochError::Store)
+}
+
+/// Writes an epoch's files to the object store; what its manifest names.
+async fn publish_files(
+    blobs: &Blobs,
+    n: u64,
+    files: Vec<(PublishedFile, Bytes)>,
+) -> Result<Vec<PublishedFile>, EpochError> {
+    let mut named = Vec::with_capacity(files.len());
+    for (file, bytes) in files {
+        blobs
+            .put_published(&published::file_key(n, &file), bytes)
+            .await?;
+        named.push(file);
+    }
+    Ok(named)
+}
+
+async fn publish_manifest(blobs: &Blobs, manifest: &Manifest) -> Result<(), EpochError> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| EpochError::Computation {
+        epoch: manifest.epoch,
+        detail: e.to_string(),
+    })?;
+    blobs
+        .put_published(&published::manifest_key(manifest.epoch), Bytes::from(json))
+        .await?;
+    Ok(())
+}
+
+/// Writes a closed epoch's manifest to the object store if its close did not get to.
+async fn publish_manifest_if_missing(
+    store: &dyn Store,
+    blobs: &Blobs,
+    n: u64,
+) -> Result<(), EpochError> {
+    if blobs.exists(&published::manifest_key(n)).await? {
+        return Ok(());
+    }
+    let Some(stored) = store.closed_epoch(n).await? else {
+        return Ok(());
+    };
+    if stored.manifest.files.is_empty() {
+        // Closed before inputs were published: there is nothing for a manifest to name.
+        return Ok(());
+    }
+    publish_manifest(blobs, &stored.manifest).await
 }
 
 fn coverage_since(policy: &RewardPolicy, period: &EpochPeriod) -> DateTime<Utc> {
@@ -132,6 +221,7 @@ pub async fn next_due(
 /// schedule read again first, so every closer closes it under the same policy.
 pub async fn close_in_force(
     store: &dyn Store,
+    blobs: &Blobs,
     book: &crate::governance::PolicyBook,
     n: u64,
     closer: &str,
@@ -145,13 +235,14 @@ pub async fn close_in_force(
             },
         });
     }
-    close_epoch(store, &book.for_epoch(n), n, closer).await
+    close_epoch(store, blobs, &book.for_epoch(n), n, closer).await
 }
 
 /// Closes every epoch that is due, one after another, until `shutdown`, each under the policy
 /// in force for it. (The epoch clock is the same in every policy: proposals cannot change it.)
 pub async fn run_closer(
     store: Arc<dyn Store>,
+    blobs: Blobs,
     book: crate::governance::PolicyBook,
     closer: String,
     mut shutdown: watch::Receiver<bool>,
@@ -162,18 +253,20 @@ pub async fn run_closer(
         loop {
             let grace = chrono::Duration::seconds(book.now().rules.epoch.grace_seconds as i64);
             match next_due(store.as_ref(), &clock, Utc::now(), grace).await {
-                Ok(Some(n)) => match close_in_force(store.as_ref(), &book, n, &closer).await {
-                    Ok(Closed::Now(o)) => {
-                        tracing::info!(epoch = n, root = %o.manifest.root,
+                Ok(Some(n)) => {
+                    match close_in_force(store.as_ref(), &blobs, &book, n, &closer).await {
+                        Ok(Closed::Now(o)) => {
+                            tracing::info!(epoch = n, root = %o.manifest.root,
                             distributed = o.manifest.distributed, "epoch closed");
+                        }
+                        Ok(Closed::Already) => {}
+                        Ok(Closed::Busy { .. }) => break,
+                        Err(e) => {
+                            tracing::warn!(epoch = n, error = %e, "epoch not closed");
+                            break;
+                        }
                     }
-                    Ok(Closed::Already) => {}
-                    Ok(Closed::Busy { .. }) => break,
-                    Err(e) => {
-                        tracing::warn!(epoch = n, error = %e, "epoch not closed");
-                        break;
-                    }
-                },
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the epochs");
@@ -221,9 +314,25 @@ pub async fn verify(store: &dyn Store, n: u64) -> Result<Verification, EpochErro
         .epoch_inputs(&period, coverage_since(&policy, &period))
         .await?;
     let outcome = compute(n, inputs, policy).await?;
-    let (a, b) = (&stored.manifest.inputs, &outcome.manifest.inputs);
-    let mut changed = Vec::new();
-    for (name, x, y) in [
+    Ok(Verification::of(stored.manifest, &outcome.manifest))
+}
+
+impl Verification {
+    fn of(stored: Manifest, recomputed: &Manifest) -> Self {
+        let changed = changed_inputs(&stored.inputs, &recomputed.inputs);
+        Self {
+            epoch: stored.epoch,
+            matches: stored.root == recomputed.root && changed.is_empty(),
+            stored_root: stored.root,
+            recomputed_root: recomputed.root.clone(),
+            policy_hash: stored.policy_hash,
+            changed_inputs: changed,
+        }
+    }
+}
+
+fn changed_inputs(a: &InputHashes, b: &InputHashes) -> Vec<&'static str> {
+    [
         ("captures", &a.captures, &b.captures),
         ("last_seen", &a.last_seen, &b.last_seen),
         ("roads", &a.roads, &b.roads),
@@ -233,19 +342,88 @@ pub async fn verify(store: &dyn Store, n: u64) -> Result<Verification, EpochErro
         ("evidence", &a.evidence, &b.evidence),
         ("previous", &a.previous, &b.previous),
         ("usage", &a.usage, &b.usage),
-    ] {
-        if x != y {
-            changed.push(name);
+        ("uploads", &a.uploads, &b.uploads),
+        ("refusals", &a.refusals, &b.refusals),
+    ]
+    .into_iter()
+    .filter(|(_, x, y)| x != y)
+    .map(|(name, _, _)| name)
+    .collect()
+}
+
+/// Recomputes a closed epoch from its published files alone — the manifest, the policy and the
+/// inputs, read from `source` (an object store or a web server holding `epochs/{n}/…`) — with no
+/// database. Each file must hash to what the manifest says, the policy to the manifest's policy
+/// hash and the epoch's dates; then the inputs are closed again and the root compared.
+pub async fn verify_published(source: &Blobs, n: u64) -> Result<Verification, EpochError> {
+    let fail = |detail: String| EpochError::Published { epoch: n, detail };
+    let key = published::manifest_key(n);
+    let manifest: Manifest = match source.get_published(&key).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("{key} is not a manifest: {e}")))?,
+        Err(StoreError::BlobMissing { .. }) => {
+            return Err(fail(format!(
+                "no {key} at {}: the epoch is not closed, or was closed before inputs were published",
+                source.url()
+            )));
         }
+        Err(e) => return Err(e.into()),
+    };
+    if manifest.epoch != n {
+        return Err(fail(format!(
+            "{key} is epoch {}'s manifest",
+            manifest.epoch
+        )));
     }
-    Ok(Verification {
-        epoch: n,
-        matches: stored.manifest.root == outcome.manifest.root && changed.is_empty(),
-        stored_root: stored.manifest.root,
-        recomputed_root: outcome.manifest.root,
-        policy_hash: stored.manifest.policy_hash,
-        changed_inputs: changed,
-    })
+    let mut files = std::collections::BTreeMap::new();
+    for file in &manifest.files {
+        let key = published::file_key(n, file);
+        let bytes = match source.get_published(&key).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::BlobMissing { .. }) => {
+                return Err(fail(format!("{} is missing ({key})", file.name)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let sha = hex::encode(Sha256::digest(&bytes));
+        if sha != file.sha256 || bytes.len() as u64 != file.bytes {
+            return Err(fail(format!(
+                "{} was altered: the manifest says sha256 {} ({} bytes), the file hashes to {sha} ({} bytes)",
+                file.name,
+                file.sha256,
+                file.bytes,
+                bytes.len()
+            )));
+        }
+        files.insert(file.name.clone(), bytes);
+    }
+    let text = files
+        .get(POLICY)
+        .ok_or_else(|| fail(format!("the manifest names no {POLICY}")))?;
+    let text = std::str::from_utf8(text).map_err(|e| fail(format!("{POLICY}: {e}")))?;
+    let policy = RewardPolicy::parse(text).map_err(|e| fail(format!("{POLICY}: {e}")))?;
+    if policy.hash != manifest.policy_hash {
+        return Err(fail(format!(
+            "{POLICY} hashes to {}, the manifest says {}",
+            policy.hash, manifest.policy_hash
+        )));
+    }
+    let period = period(&policy, n)?;
+    if (period.start, period.end) != (manifest.start, manifest.end) {
+        return Err(fail(format!(
+            "the policy puts epoch {n} at {} to {}, the manifest at {} to {}",
+            period.start.to_rfc3339(),
+            period.end.to_rfc3339(),
+            manifest.start.to_rfc3339(),
+            manifest.end.to_rfc3339()
+        )));
+    }
+    let inputs = tokio::task::spawn_blocking(move || published::decode(period, &files))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
+    let outcome = compute(n, inputs, policy).await?;
+    Ok(Verification::of(manifest, &outcome.manifest))
 }
 
 /// What a closed epoch would have paid under another policy, beside what it paid.

@@ -318,7 +318,7 @@ async fn an_epoch_closes_once_verifies_and_simulates_without_the_database_changi
     w.work().await;
     let n = w.policy.epoch_at(arrival).unwrap();
 
-    let Closed::Now(outcome) = epochs::close_epoch(w.store.as_ref(), &w.policy, n, "a")
+    let Closed::Now(outcome) = epochs::close_epoch(w.store.as_ref(), &w.blobs, &w.policy, n, "a")
         .await
         .unwrap()
     else {
@@ -340,7 +340,7 @@ async fn an_epoch_closes_once_verifies_and_simulates_without_the_database_changi
         outcome.rewards
     );
     assert!(matches!(
-        epochs::close_epoch(w.store.as_ref(), &w.policy, n, "b")
+        epochs::close_epoch(w.store.as_ref(), &w.blobs, &w.policy, n, "b")
             .await
             .unwrap(),
         Closed::Already
@@ -372,7 +372,7 @@ async fn an_epoch_closes_once_verifies_and_simulates_without_the_database_changi
     assert!(matches!(unclosed, epochs::EpochError::NotClosed(_)));
     let future = n + 1000;
     assert!(matches!(
-        epochs::close_epoch(w.store.as_ref(), &w.policy, future, "a").await,
+        epochs::close_epoch(w.store.as_ref(), &w.blobs, &w.policy, future, "a").await,
         Err(epochs::EpochError::NotEnded { .. })
     ));
 }
@@ -453,6 +453,140 @@ fn first_time(gpx: &[u8]) -> DateTime<Utc> {
     text[start..end].parse().unwrap()
 }
 
+/// Copies a directory tree (the published epoch, to tamper with a copy).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_closed_epoch_verifies_from_its_published_files_alone_and_an_altered_file_does_not() {
+    use covermap_domain::rewards::Manifest;
+    use covermap_store::published;
+
+    let w = World::new().await;
+    let files = scenario(&w, 4, &[FraudType::RadioTeleport]);
+    let arrival = arrival();
+    for f in &files {
+        let _ = w.accept(f, arrival).await;
+    }
+    w.work().await;
+    let n = w.policy.epoch_at(arrival).unwrap();
+    let Closed::Now(outcome) = epochs::close_epoch(w.store.as_ref(), &w.blobs, &w.policy, n, "a")
+        .await
+        .unwrap()
+    else {
+        panic!("epoch {n} was not closed now");
+    };
+    // The manifest names the eleven input files and the policy, each with its sha256; the
+    // database holds the same manifest as the object store.
+    let names: Vec<&str> = outcome
+        .manifest
+        .files
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert!(names.contains(&"radio.parquet") && names.contains(&"policy.toml"));
+    let radio = outcome
+        .manifest
+        .files
+        .iter()
+        .find(|f| f.name == "radio.parquet")
+        .unwrap();
+    assert_eq!(radio.rows, outcome.manifest.radio_samples);
+    assert!(radio.rows > 0, "the scenario's phones measured nothing");
+    let stored = w.store.closed_epoch(n).await.unwrap().unwrap();
+    assert_eq!(stored.manifest, outcome.manifest);
+    let public = w.objects.join(format!("epochs/{n}"));
+    let on_disk: Manifest =
+        serde_json::from_slice(&std::fs::read(public.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(on_disk, outcome.manifest);
+
+    // Read back by someone with no database: only the object store's folder.
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(&w.objects.join("epochs"), &copy.path().join("epochs"));
+    let source = Blobs::open_to_read(&copy.path().display().to_string()).unwrap();
+    let check = epochs::verify_published(&source, n).await.unwrap();
+    assert!(check.matches, "{check:?}");
+    assert_eq!(check.recomputed_root, outcome.manifest.root);
+
+    // One byte of a file changed: refused before anything is computed, naming the file.
+    let radio_path = copy.path().join(published::file_key(n, radio));
+    let original = std::fs::read(&radio_path).unwrap();
+    let mut altered = original.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0x01;
+    std::fs::write(&radio_path, &altered).unwrap();
+    let e = epochs::verify_published(&source, n)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("radio.parquet was altered"), "{e}");
+    std::fs::write(&radio_path, &original).unwrap();
+
+    // A forger who rewrites a sample and the manifest's sha256 to match: the file is read, but
+    // the inputs no longer hash to what the close recorded, so the epoch does not verify.
+    let mut by_name = std::collections::BTreeMap::new();
+    for f in &outcome.manifest.files {
+        let bytes = std::fs::read(copy.path().join(published::file_key(n, f))).unwrap();
+        by_name.insert(f.name.clone(), Bytes::from(bytes));
+    }
+    let period = w.policy.period(n).unwrap();
+    let mut inputs = published::decode(period, &by_name).unwrap();
+    inputs.radio[0].signal_dbm = Some(-40);
+    let forged = published::encode(&inputs, &w.policy.source).unwrap();
+    let mut manifest = outcome.manifest.clone();
+    for (file, bytes) in forged {
+        let target = copy.path().join(published::file_key(n, &file));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, &bytes).unwrap();
+        let slot = manifest
+            .files
+            .iter_mut()
+            .find(|f| f.name == file.name)
+            .unwrap();
+        *slot = file;
+    }
+    std::fs::write(
+        copy.path().join(published::manifest_key(n)),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let forged = epochs::verify_published(&source, n).await.unwrap();
+    assert!(!forged.matches, "{forged:?}");
+    assert_eq!(forged.changed_inputs, vec!["radio"]);
+
+    // No manifest: the epoch is not (yet) published, said plainly.
+    std::fs::remove_file(copy.path().join(published::manifest_key(n))).unwrap();
+    let e = epochs::verify_published(&source, n)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("manifest.json"), "{e}");
+
+    // A close that crashed after the database's commit left no public manifest: the next
+    // closer to find the epoch closed writes it.
+    std::fs::remove_file(public.join("manifest.json")).unwrap();
+    assert!(matches!(
+        epochs::close_epoch(w.store.as_ref(), &w.blobs, &w.policy, n, "b")
+            .await
+            .unwrap(),
+        Closed::Already
+    ));
+    let again: Manifest =
+        serde_json::from_slice(&std::fs::read(public.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(again, outcome.manifest);
+}
+
 #[tokio::test]
 async fn frames_kept_pending_without_models_are_judged_once_they_are_in_place_and_closed_epochs_still_verify()
  {
@@ -509,7 +643,7 @@ async fn frames_kept_pending_without_models_are_judged_once_they_are_in_place_an
 
     // Its epoch closes with the frame pending: the drive earns nothing for it.
     let n = w.policy.epoch_at(arrival).unwrap();
-    let Closed::Now(first) = epochs::close_epoch(w.store.as_ref(), &w.policy, n, "a")
+    let Closed::Now(first) = epochs::close_epoch(w.store.as_ref(), &w.blobs, &w.policy, n, "a")
         .await
         .unwrap()
     else {
@@ -555,7 +689,7 @@ async fn frames_kept_pending_without_models_are_judged_once_they_are_in_place_an
     let check = epochs::verify(w.store.as_ref(), n).await.unwrap();
     assert!(check.matches, "{check:?}");
     // The frame counts once, in the next epoch to close.
-    let Closed::Now(next) = epochs::close_epoch(w.store.as_ref(), &w.policy, n + 1, "a")
+    let Closed::Now(next) = epochs::close_epoch(w.store.as_ref(), &w.blobs, &w.policy, n + 1, "a")
         .await
         .unwrap()
     else {

@@ -765,6 +765,7 @@ fn manifest(
         flagged: penalties.len() as u64,
         flagged_uploads: findings.values().filter(|f| !f.is_empty()).count() as u64,
         root: hex::encode(root),
+        files: Vec::new(),
     }
 }
 

@@ -1,7 +1,10 @@
 //! An epoch closed end to end on a real database at the issue's scale: 10,000 contributors,
 //! 1,000,000 observations (800,000 published frames in 10,000 drives, one per contributor,
-//! 200,000 radio samples in 1,000 uploads) over 100,000 cells with roads. Times each step of one close: claim (tagging the
-//! uploads), reading the inputs, computing, writing the results and manifest.
+//! 200,000 radio samples in 1,000 uploads) over 100,000 cells with roads. Times each step of one
+//! close: claim (tagging the uploads), reading the inputs, computing, publishing the inputs as
+//! Parquet files to a local object store, writing the results and manifest; then, apart, what
+//! a verifier spends reading the files back (`covermap epoch verify --from` before it closes
+//! the epoch again).
 //!
 //! `cargo bench -p covermap-store --bench epoch_store` (embedded SQLite), or with
 //! `-- postgres://postgres@127.0.0.1:5432/postgres` to run it on a fresh PostGIS database there.
@@ -14,6 +17,7 @@ use chrono::{TimeZone, Utc};
 use covermap_domain::{Cell, LatLon, RoadCell, UploadKind};
 use covermap_scoring::RewardPolicy;
 use covermap_scoring::epoch;
+use covermap_store::published;
 use covermap_store::{
     BlobRef, EpochClaim, FrameRow, FrameVision, JobOutcome, NewUpload, QueuePolicy, RadioRow, Store,
 };
@@ -196,27 +200,53 @@ async fn main() {
     let inputs = store.epoch_inputs(&period, since).await.unwrap();
     let read = t.elapsed();
     let t = Instant::now();
-    let outcome = epoch::close(&inputs, &policy);
+    let mut outcome = epoch::close(&inputs, &policy);
     let compute = t.elapsed();
+    let t = Instant::now();
+    let objects = dir.path().join("objects");
+    let blobs = covermap_store::Blobs::open(&objects.display().to_string())
+        .await
+        .unwrap();
+    let files = published::encode(&inputs, &policy.source).unwrap();
+    let published_bytes: u64 = files.iter().map(|(f, _)| f.bytes).sum();
+    let mut by_name = std::collections::BTreeMap::new();
+    for (file, bytes) in files {
+        blobs
+            .put_published(&published::file_key(n, &file), bytes.clone())
+            .await
+            .unwrap();
+        by_name.insert(file.name.clone(), bytes);
+        outcome.manifest.files.push(file);
+    }
+    let publish = t.elapsed();
     let t = Instant::now();
     store
         .finish_epoch(&token, &outcome, &policy.source, now)
         .await
         .unwrap();
     let write = t.elapsed();
+    let whole = total.elapsed();
+    let t = Instant::now();
+    let back = published::decode(period, &by_name).unwrap();
+    let decode = t.elapsed();
+    assert_eq!(epoch::input_hashes(&back), outcome.manifest.inputs);
     let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     println!(
         "{backend}: epoch close of {tagged} uploads, {} captures, {} radio samples, {} cells \
-         paid, {} contributors: {} (claim {}, read inputs {}, compute {}, write {})",
+         paid, {} contributors: {} (claim {}, read inputs {}, compute {}, publish {} ({:.1} MiB \
+         of Parquet), write {}); a verifier reads the files back in {}",
         inputs.captures.len(),
         inputs.radio.len(),
         outcome.cells.len(),
         outcome.rewards.len(),
-        s(total.elapsed()),
+        s(whole),
         s(claim),
         s(read),
         s(compute),
-        s(write)
+        s(publish),
+        published_bytes as f64 / (1024.0 * 1024.0),
+        s(write),
+        s(decode)
     );
     if let Some(admin) = pg.filter(|_| std::env::var_os("COVERMAP_BENCH_KEEP").is_none()) {
         drop(store);

@@ -47,12 +47,35 @@ impl Blobs {
     /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix` (cloud
     /// credentials from the usual environment variables) — and checks that it takes writes.
     pub async fn open(location: &str) -> Result<Self> {
+        let blobs = Self::unchecked(location, false)?;
+        blobs.check_writable().await?;
+        Ok(blobs)
+    }
+
+    /// Opens an object store to read published epochs from, with no write probe: whatever
+    /// [`Blobs::open`] takes, and besides `http://` and `https://` (a web server or a bucket's
+    /// public address, read with plain GETs).
+    pub fn open_to_read(location: &str) -> Result<Self> {
+        Self::unchecked(location, true)
+    }
+
+    fn unchecked(location: &str, plain_http: bool) -> Result<Self> {
         let fail = |message: String| StoreError::Blob {
             url: location.to_owned(),
             message,
         };
         let inner: Arc<dyn ObjectStore> = if location == "memory://" {
             Arc::new(object_store::memory::InMemory::new())
+        } else if plain_http
+            && (location.starts_with("http://") || location.starts_with("https://"))
+        {
+            Arc::new(
+                object_store::http::HttpBuilder::new()
+                    .with_url(location.trim_end_matches('/'))
+                    .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?,
+            )
         } else if let Some(scheme) = ["s3", "gs", "az", "abfs", "abfss", "https"]
             .into_iter()
             .find(|s| location.starts_with(&format!("{s}://")))
@@ -82,12 +105,10 @@ impl Blobs {
                     .map_err(|e| fail(e.to_string()))?,
             )
         };
-        let blobs = Self {
+        Ok(Self {
             url: location.to_owned(),
             inner,
-        };
-        blobs.check_writable().await?;
-        Ok(blobs)
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -186,6 +207,43 @@ impl Blobs {
 
     /// Reads a blob and checks it still hashes to its key.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
+        let bytes = self.read(key).await?;
+        if !key.ends_with(&BlobRef::of(&bytes).sha256) {
+            return Err(StoreError::Corrupt(format!(
+                "blob {key} does not hash to its key"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Writes one of a published epoch's files or its manifest (keys as
+    /// [`crate::published`] names them; nothing else can be written this way).
+    pub async fn put_published(&self, key: &str, bytes: Bytes) -> Result<()> {
+        if !crate::published::is_published_key(key) {
+            return Err(StoreError::Corrupt(format!(
+                "{key} is not a published epoch's key"
+            )));
+        }
+        self.inner
+            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.error(format!("writing {key}: {e}")))?;
+        Ok(())
+    }
+
+    /// Reads one of a published epoch's files or its manifest; [`StoreError::BlobMissing`]
+    /// when it is not there.
+    pub async fn get_published(&self, key: &str) -> Result<Bytes> {
+        if !crate::published::is_published_key(key) {
+            return Err(StoreError::BlobMissing {
+                key: key.to_owned(),
+            });
+        }
+        self.read(key).await
+    }
+
+    /// The bytes under `key`; [`StoreError::BlobMissing`] when there are none.
+    async fn read(&self, key: &str) -> Result<Bytes> {
         let got = match self.inner.get(&ObjectPath::from(key)).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => {
@@ -195,16 +253,9 @@ impl Blobs {
             }
             Err(e) => return Err(self.error(format!("reading {key}: {e}"))),
         };
-        let bytes = got
-            .bytes()
+        got.bytes()
             .await
-            .map_err(|e| self.error(format!("reading {key}: {e}")))?;
-        if !key.ends_with(&BlobRef::of(&bytes).sha256) {
-            return Err(StoreError::Corrupt(format!(
-                "blob {key} does not hash to its key"
-            )));
-        }
-        Ok(bytes)
+            .map_err(|e| self.error(format!("reading {key}: {e}")))
     }
 
     fn error(&self, message: String) -> StoreError {

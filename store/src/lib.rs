@@ -15,8 +15,9 @@
 //!
 //! The backends are PostGIS through sqlx ([`PgStore`], the system of record) and embedded SQLite
 //! ([`SqliteStore`], the zero-setup default); both pass the same conformance suite
-//! (`tests/conformance.rs`). [`Blobs`] is the content-addressed blob store (`object_store`). The
-//! auditors' log of decisions on refused frames is append-only, each decision applied with its
+//! (`tests/conformance.rs`). [`Blobs`] is the content-addressed blob store (`object_store`);
+//! [`published`] writes a closed epoch's inputs there as Parquet files anyone can recompute its
+//! root from, and reads them back. The auditors' log of decisions on refused frames is append-only, each decision applied with its
 //! record (see [`Decision`]).
 //!
 //! It does not parse uploads, match roads or compute scores: it stores what those stages return,
@@ -34,6 +35,7 @@ mod feed;
 mod governance;
 mod imagery;
 mod pg;
+pub mod published;
 mod queue;
 mod radio;
 mod reward_rows;

@@ -145,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/estimate", post(estimate::estimate))
         .route("/api/v1/epochs", get(rewards::epochs))
         .route("/api/v1/epochs/{n}", get(rewards::epoch))
+        .route("/published/{*key}", get(rewards::published))
         .route("/api/v1/rewards/{contributor}", get(rewards::contributor))
         .route("/api/v1/rewards/{contributor}/proof", get(rewards::proof))
         .route("/api/v1/policy", get(rewards::policy))

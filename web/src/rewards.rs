@@ -1,5 +1,6 @@
-//! The rewards ledger, open to anyone: epochs with their manifests and Merkle roots, each
-//! contributor's rewards, and the proof that a contributor's cumulative total is in a root.
+//! The rewards ledger, open to anyone: epochs with their manifests and Merkle roots, the files
+//! of their inputs, each contributor's rewards, and the proof that a contributor's cumulative
+//! total is in a root.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -43,6 +44,51 @@ pub(crate) async fn epoch(
         "policy": stored.policy,
     }))
     .into_response())
+}
+
+/// `GET /published/epochs/{n}/…`: a closed epoch's published manifest and input files, as the
+/// object store holds them, so `covermap epoch verify --from http://HOST/published` can check a
+/// root with no database. Nothing but published epochs' keys is handed out.
+pub(crate) async fn published(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::http::header;
+    use covermap_store::published::{MANIFEST, POLICY, is_published_key};
+    if !is_published_key(&key) {
+        return Err(ApiError::NotFound(format!(
+            "{key:?} is not a published epoch's file: epochs/N/{MANIFEST} names them"
+        )));
+    }
+    let bytes = match state.blobs.get_published(&key).await {
+        Ok(bytes) => bytes,
+        Err(covermap_store::StoreError::BlobMissing { .. }) => {
+            return Err(ApiError::NotFound(format!("{key} is not published")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let content_type = if key.ends_with(MANIFEST) {
+        "application/json"
+    } else if key.ends_with(POLICY) {
+        "application/toml"
+    } else {
+        "application/vnd.apache.parquet"
+    };
+    // Files live under their sha256 and never change; a manifest is written once an epoch
+    // closed, but a client may ask before it is.
+    let cache = if key.ends_with(MANIFEST) {
+        "public, max-age=60"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/rewards/{contributor}`: its reward in every closed epoch, oldest first.
