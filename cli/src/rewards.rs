@@ -41,6 +41,10 @@ pub enum EpochCommand {
         /// published manifest must carry it too.
         #[arg(long, value_name = "HEX", requires = "from")]
         root: Option<String>,
+        /// With --from: the root of epoch N − 1 you hold, which the totals epoch N starts from
+        /// must hash to [default: epoch N − 1's published manifest's root].
+        #[arg(long, value_name = "HEX", requires = "from")]
+        previous_root: Option<String>,
     },
 }
 
@@ -90,10 +94,11 @@ pub async fn epoch(command: EpochCommand, settings: &Settings) -> anyhow::Result
         epoch,
         from: Some(from),
         root,
+        previous_root,
     } = &command
     {
         let source = covermap_store::Blobs::open_to_read(from)?;
-        let report = verify_published(&source, *epoch).await?;
+        let report = verify_published(&source, *epoch, previous_root.as_deref()).await?;
         print_verification(&report)?;
         if let Some(root) = root
             && !root.eq_ignore_ascii_case(&report.stored_root)
@@ -170,12 +175,13 @@ fn print_verification(report: &Verification) -> anyhow::Result<()> {
             report.epoch,
             report.stored_root,
             report.recomputed_root,
-            if report.changed_inputs.is_empty() {
+            if report.changed_inputs.is_empty() && report.changed_figures.is_empty() {
                 String::new()
             } else {
                 format!(
-                    " (inputs that differ: {})",
-                    report.changed_inputs.join(", ")
+                    " (inputs that differ: [{}]; figures that differ: [{}])",
+                    report.changed_inputs.join(", "),
+                    report.changed_figures.join(", ")
                 )
             }
         );

@@ -13,6 +13,7 @@ use covermap_domain::rewards::EpochPeriod;
 use covermap_domain::rewards::{InputHashes, Manifest, PublishedFile};
 use covermap_scoring::RewardPolicy;
 use covermap_scoring::epoch::{self, EpochOutcome};
+use covermap_scoring::ledger::{LedgerLeaf, MerkleTree};
 use covermap_store::published::{self, POLICY};
 use covermap_store::{Blobs, EpochClaim, Store, StoreError};
 use sha2::{Digest, Sha256};
@@ -73,7 +74,9 @@ pub async fn close_epoch(
     }
     let token = match store.claim_epoch(&period, closer, now, CLOSE_LEASE).await? {
         EpochClaim::Closed => {
-            publish_manifest_if_missing(store, blobs, n).await?;
+            if let Err(e) = publish_manifest_if_missing(store, blobs, n).await {
+                tracing::warn!(epoch = n, error = %e, "the manifest is not published yet");
+            }
             return Ok(Closed::Already);
         }
         EpochClaim::Busy { by, until } => return Ok(Closed::Busy { by, until }),
@@ -250,6 +253,16 @@ pub async fn run_closer(
     let clock = book.for_epoch(0);
     let poll = Duration::from_secs(clock.rules.epoch.length_seconds.clamp(1, 30));
     loop {
+        // A close that crashed between its commit and its manifest's upload is published here.
+        match store.last_closed_epoch().await {
+            Ok(Some(last)) => {
+                if let Err(e) = publish_manifest_if_missing(store.as_ref(), &blobs, last).await {
+                    tracing::warn!(epoch = last, error = %e, "the manifest is not published yet");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the epochs"),
+        }
         loop {
             let grace = chrono::Duration::seconds(book.now().rules.epoch.grace_seconds as i64);
             match next_due(store.as_ref(), &clock, Utc::now(), grace).await {
@@ -290,6 +303,13 @@ pub struct Verification {
     pub policy_hash: String,
     /// Inputs whose hash differs from the manifest's: what changed since the close.
     pub changed_inputs: Vec<&'static str>,
+    /// Figures of the manifest (amounts, counts) the recomputation does not give.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_figures: Vec<String>,
+    /// From published files: the root of epoch N − 1 that the previous totals the epoch starts
+    /// from hash to (absent when there were none: the ledger's first epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_root: Option<String>,
     pub matches: bool,
 }
 
@@ -320,17 +340,37 @@ pub async fn verify(store: &dyn Store, n: u64) -> Result<Verification, EpochErro
 impl Verification {
     fn of(stored: Manifest, recomputed: &Manifest) -> Self {
         let changed = changed_inputs(&stored.inputs, &recomputed.inputs);
+        let figures = changed_figures(&stored, recomputed);
         Self {
             epoch: stored.epoch,
-            matches: stored.root == recomputed.root && changed.is_empty(),
+            matches: stored.root == recomputed.root && changed.is_empty() && figures.is_empty(),
             stored_root: stored.root,
             recomputed_root: recomputed.root.clone(),
             policy_hash: stored.policy_hash,
             changed_inputs: changed,
+            changed_figures: figures,
+            previous_root: None,
         }
     }
 }
 
+/// The manifest's fields other than the input hashes, the root and the files that differ.
+fn changed_figures(stored: &Manifest, recomputed: &Manifest) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::to_value(stored),
+        serde_json::to_value(recomputed),
+    ) else {
+        return vec!["manifest".into()];
+    };
+    a.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "inputs" | "root" | "files"))
+        .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Input lists whose hashes differ. A hash the manifest does not hold (an epoch closed before
+/// that list was hashed) is not compared.
 fn changed_inputs(a: &InputHashes, b: &InputHashes) -> Vec<&'static str> {
     [
         ("captures", &a.captures, &b.captures),
@@ -346,7 +386,7 @@ fn changed_inputs(a: &InputHashes, b: &InputHashes) -> Vec<&'static str> {
         ("refusals", &a.refusals, &b.refusals),
     ]
     .into_iter()
-    .filter(|(_, x, y)| x != y)
+    .filter(|(_, x, y)| !x.is_empty() && x != y)
     .map(|(name, _, _)| name)
     .collect()
 }
@@ -355,30 +395,29 @@ fn changed_inputs(a: &InputHashes, b: &InputHashes) -> Vec<&'static str> {
 /// inputs, read from `source` (an object store or a web server holding `epochs/{n}/…`) — with no
 /// database. Each file must hash to what the manifest says, the policy to the manifest's policy
 /// hash and the epoch's dates; then the inputs are closed again and the root compared.
-pub async fn verify_published(source: &Blobs, n: u64) -> Result<Verification, EpochError> {
+///
+/// The root commits to every contributor's cumulative total, and the epoch starts from the
+/// totals before it (`previous.parquet`): those must hash to epoch N − 1's root — the
+/// `previous_root` given (one held from elsewhere), or else N − 1's published manifest's — or a
+/// forger could move earnings between epochs and keep the root. Without either, the previous
+/// totals must be empty (the ledger's first epoch).
+pub async fn verify_published(
+    source: &Blobs,
+    n: u64,
+    previous_root: Option<&str>,
+) -> Result<Verification, EpochError> {
     let fail = |detail: String| EpochError::Published { epoch: n, detail };
-    let key = published::manifest_key(n);
-    let manifest: Manifest = match source.get_published(&key).await {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| fail(format!("{key} is not a manifest: {e}")))?,
-        Err(StoreError::BlobMissing { .. }) => {
-            return Err(fail(format!(
-                "no {key} at {}: the epoch is not closed, or was closed before inputs were published",
-                source.url()
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if manifest.epoch != n {
-        return Err(fail(format!(
-            "{key} is epoch {}'s manifest",
-            manifest.epoch
-        )));
-    }
+    let manifest = published_manifest(source, n).await?.ok_or_else(|| {
+        fail(format!(
+            "no {} at {}: the epoch is not closed, or was closed before inputs were published",
+            published::manifest_key(n),
+            source.url()
+        ))
+    })?;
     let mut files = std::collections::BTreeMap::new();
     for file in &manifest.files {
         let key = published::file_key(n, file);
-        let bytes = match source.get_published(&key).await {
+        let bytes = match source.get_published_at_most(&key, file.bytes).await {
             Ok(bytes) => bytes,
             Err(StoreError::BlobMissing { .. }) => {
                 return Err(fail(format!("{} is missing ({key})", file.name)));
@@ -422,8 +461,73 @@ pub async fn verify_published(source: &Blobs, n: u64) -> Result<Verification, Ep
         .await
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(e.to_string()))?;
+    // The totals the epoch starts from, as epoch N − 1's ledger leaves.
+    let before = match (previous_root, n.checked_sub(1)) {
+        (_, None) => None,
+        (Some(root), Some(m)) => Some((m, root.to_ascii_lowercase(), None)),
+        (None, Some(m)) => published_manifest(source, m)
+            .await?
+            .map(|b| (m, b.root, Some(b.distributor))),
+    };
+    let previous_root = match before {
+        None if inputs.previous.iter().all(|p| p.cumulative == 0) => None,
+        None => {
+            return Err(fail(format!(
+                "its previous totals cannot be checked: epoch {} is not published at {}; give \
+                 the root you hold for it (--previous-root)",
+                n.saturating_sub(1),
+                source.url()
+            )));
+        }
+        Some((m, root, distributor)) => {
+            let distributor = distributor.unwrap_or_else(|| policy.rules.distributor.clone());
+            let leaves: Vec<LedgerLeaf> = inputs
+                .previous
+                .iter()
+                .filter(|p| p.cumulative > 0)
+                .map(|p| LedgerLeaf {
+                    epoch: m,
+                    distributor: distributor.clone(),
+                    contributor: p.contributor.clone(),
+                    cumulative: p.cumulative,
+                })
+                .collect();
+            let hashed = hex::encode(MerkleTree::new(&leaves).root());
+            if hashed != root {
+                return Err(fail(format!(
+                    "its previous totals hash to {hashed}, not to epoch {m}'s root {root}: \
+                     earnings were moved between epochs"
+                )));
+            }
+            Some(root)
+        }
+    };
     let outcome = compute(n, inputs, policy).await?;
-    Ok(Verification::of(manifest, &outcome.manifest))
+    let mut report = Verification::of(manifest, &outcome.manifest);
+    report.previous_root = previous_root;
+    Ok(report)
+}
+
+/// The size beyond which a published manifest is not read.
+const MANIFEST_MAX_BYTES: u64 = 1 << 20;
+
+/// Epoch `n`'s published manifest, `None` when there is none.
+async fn published_manifest(source: &Blobs, n: u64) -> Result<Option<Manifest>, EpochError> {
+    let key = published::manifest_key(n);
+    let fail = |detail: String| EpochError::Published { epoch: n, detail };
+    let manifest: Manifest = match source.get_published_at_most(&key, MANIFEST_MAX_BYTES).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("{key} is not a manifest: {e}")))?,
+        Err(StoreError::BlobMissing { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if manifest.epoch != n {
+        return Err(fail(format!(
+            "{key} is epoch {}'s manifest",
+            manifest.epoch
+        )));
+    }
+    Ok(Some(manifest))
 }
 
 /// What a closed epoch would have paid under another policy, beside what it paid.

@@ -467,6 +467,34 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Writes `inputs` as epoch `n`'s files under `dir` and `manifest`, naming them, as a forger
+/// with write access to the object store would.
+fn republish(
+    dir: &Path,
+    n: u64,
+    inputs: &covermap_domain::rewards::EpochInputs,
+    policy: &str,
+    manifest: &mut covermap_domain::rewards::Manifest,
+) {
+    use covermap_store::published;
+    for (file, bytes) in published::encode(inputs, policy).unwrap() {
+        let target = dir.join(published::file_key(n, &file));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, &bytes).unwrap();
+        let slot = manifest
+            .files
+            .iter_mut()
+            .find(|f| f.name == file.name)
+            .unwrap();
+        *slot = file;
+    }
+    std::fs::write(
+        dir.join(published::manifest_key(n)),
+        serde_json::to_vec(&*manifest).unwrap(),
+    )
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_closed_epoch_verifies_from_its_published_files_alone_and_an_altered_file_does_not() {
     use covermap_domain::rewards::Manifest;
@@ -515,7 +543,7 @@ async fn a_closed_epoch_verifies_from_its_published_files_alone_and_an_altered_f
     let copy = tempfile::tempdir().unwrap();
     copy_tree(&w.objects.join("epochs"), &copy.path().join("epochs"));
     let source = Blobs::open_to_read(&copy.path().display().to_string()).unwrap();
-    let check = epochs::verify_published(&source, n).await.unwrap();
+    let check = epochs::verify_published(&source, n, None).await.unwrap();
     assert!(check.matches, "{check:?}");
     assert_eq!(check.recomputed_root, outcome.manifest.root);
 
@@ -526,11 +554,18 @@ async fn a_closed_epoch_verifies_from_its_published_files_alone_and_an_altered_f
     let middle = altered.len() / 2;
     altered[middle] ^= 0x01;
     std::fs::write(&radio_path, &altered).unwrap();
-    let e = epochs::verify_published(&source, n)
+    let e = epochs::verify_published(&source, n, None)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("radio.parquet was altered"), "{e}");
+    // A file longer than the manifest says is not read past its size.
+    std::fs::write(&radio_path, [&original[..], &[0u8; 64][..]].concat()).unwrap();
+    let e = epochs::verify_published(&source, n, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than"), "{e}");
     std::fs::write(&radio_path, &original).unwrap();
 
     // A forger who rewrites a sample and the manifest's sha256 to match: the file is read, but
@@ -543,31 +578,54 @@ async fn a_closed_epoch_verifies_from_its_published_files_alone_and_an_altered_f
     let period = w.policy.period(n).unwrap();
     let mut inputs = published::decode(period, &by_name).unwrap();
     inputs.radio[0].signal_dbm = Some(-40);
-    let forged = published::encode(&inputs, &w.policy.source).unwrap();
     let mut manifest = outcome.manifest.clone();
-    for (file, bytes) in forged {
-        let target = copy.path().join(published::file_key(n, &file));
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(target, &bytes).unwrap();
-        let slot = manifest
-            .files
-            .iter_mut()
-            .find(|f| f.name == file.name)
-            .unwrap();
-        *slot = file;
-    }
-    std::fs::write(
-        copy.path().join(published::manifest_key(n)),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
-    let forged = epochs::verify_published(&source, n).await.unwrap();
+    republish(copy.path(), n, &inputs, &w.policy.source, &mut manifest);
+    let forged = epochs::verify_published(&source, n, None).await.unwrap();
     assert!(!forged.matches, "{forged:?}");
     assert_eq!(forged.changed_inputs, vec!["radio"]);
 
+    // A forger who also rewrites the totals the epoch starts from (and the input hashes, and
+    // so could keep the root by moving earnings into the past): those totals must hash to
+    // epoch N - 1's root, which here is unpublished, so a root held from elsewhere is asked for
+    // — and the one held (nothing was paid before) is not what they hash to.
+    inputs.previous = vec![covermap_domain::rewards::PreviousTotal {
+        contributor: "mallory".into(),
+        cumulative: 1_000,
+    }];
+    manifest.inputs = covermap_scoring::epoch::input_hashes(&inputs);
+    republish(copy.path(), n, &inputs, &w.policy.source, &mut manifest);
+    let e = epochs::verify_published(&source, n, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("previous totals cannot be checked"), "{e}");
+    let nothing: [covermap_scoring::ledger::LedgerLeaf; 0] = [];
+    let empty = hex::encode(covermap_scoring::ledger::MerkleTree::new(&nothing).root());
+    let e = epochs::verify_published(&source, n, Some(&empty))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("earnings were moved between epochs"), "{e}");
+    // Had mallory really been paid 1000 by epoch N - 1 (a root that says so), the totals pass,
+    // and the epoch recomputes to another root than its manifest's: it does not verify.
+    let held = covermap_scoring::ledger::MerkleTree::new(&[covermap_scoring::ledger::LedgerLeaf {
+        epoch: n - 1,
+        distributor: w.policy.rules.distributor.clone(),
+        contributor: "mallory".into(),
+        cumulative: 1_000,
+    }])
+    .root();
+    let held = hex::encode(held);
+    let moved = epochs::verify_published(&source, n, Some(&held))
+        .await
+        .unwrap();
+    assert_eq!(moved.previous_root.as_deref(), Some(held.as_str()));
+    assert!(!moved.matches, "{moved:?}");
+    assert_ne!(moved.recomputed_root, moved.stored_root);
+
     // No manifest: the epoch is not (yet) published, said plainly.
     std::fs::remove_file(copy.path().join(published::manifest_key(n))).unwrap();
-    let e = epochs::verify_published(&source, n)
+    let e = epochs::verify_published(&source, n, None)
         .await
         .unwrap_err()
         .to_string();
@@ -703,4 +761,13 @@ async fn frames_kept_pending_without_models_are_judged_once_they_are_in_place_an
             .matches
     );
     assert!(epochs::verify(w.store.as_ref(), n).await.unwrap().matches);
+    // From the published files too, the later epoch's starting totals checked against the
+    // earlier epoch's published root.
+    let source = Blobs::open_to_read(&w.objects.display().to_string()).unwrap();
+    let later = epochs::verify_published(&source, n + 1, None)
+        .await
+        .unwrap();
+    assert!(later.matches, "{later:?}");
+    let first = w.store.closed_epoch(n).await.unwrap().unwrap().manifest;
+    assert_eq!(later.previous_root.as_deref(), Some(first.root.as_str()));
 }

@@ -242,20 +242,45 @@ impl Blobs {
         self.read(key).await
     }
 
+    /// Like [`Blobs::get_published`], but refuses (without reading on) more than `max` bytes:
+    /// what a verifier reads from a server it does not trust.
+    pub async fn get_published_at_most(&self, key: &str, max: u64) -> Result<Bytes> {
+        use futures::StreamExt;
+        if !crate::published::is_published_key(key) {
+            return Err(StoreError::BlobMissing {
+                key: key.to_owned(),
+            });
+        }
+        let got = self.get_result(key).await?;
+        let mut out = Vec::new();
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.error(format!("reading {key}: {e}")))?;
+            if (out.len() + chunk.len()) as u64 > max {
+                return Err(self.error(format!("{key} holds more than {max} bytes")));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
+    }
+
     /// The bytes under `key`; [`StoreError::BlobMissing`] when there are none.
     async fn read(&self, key: &str) -> Result<Bytes> {
-        let got = match self.inner.get(&ObjectPath::from(key)).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(StoreError::BlobMissing {
-                    key: key.to_owned(),
-                });
-            }
-            Err(e) => return Err(self.error(format!("reading {key}: {e}"))),
-        };
-        got.bytes()
+        self.get_result(key)
+            .await?
+            .bytes()
             .await
             .map_err(|e| self.error(format!("reading {key}: {e}")))
+    }
+
+    async fn get_result(&self, key: &str) -> Result<object_store::GetResult> {
+        match self.inner.get(&ObjectPath::from(key)).await {
+            Ok(got) => Ok(got),
+            Err(object_store::Error::NotFound { .. }) => Err(StoreError::BlobMissing {
+                key: key.to_owned(),
+            }),
+            Err(e) => Err(self.error(format!("reading {key}: {e}"))),
+        }
     }
 
     fn error(&self, message: String) -> StoreError {
