@@ -65,16 +65,33 @@ async fn accept_now(
     kind: UploadKind,
     bytes: Bytes,
 ) -> Result<Accepted, ApiError> {
-    let accepted = covermap_pipeline::accept_upload(
-        state.store.as_ref(),
-        &state.blobs,
+    // Run to the end even if the client goes away: the bytes are in hand, and a request
+    // dropped half-way would leave a blob in the object store that no upload names. A client
+    // that retries finds the upload committed (a duplicate, the same receipt).
+    let (store, blobs, uploader, rules) = (
+        state.store.clone(),
+        state.blobs.clone(),
         caller.uploader(),
-        kind,
-        bytes,
-        Utc::now(),
-        &state.rules,
-    )
-    .await?;
+        state.rules,
+    );
+    let accepted = tokio::spawn(async move {
+        covermap_pipeline::accept_upload(
+            store.as_ref(),
+            &blobs,
+            uploader,
+            kind,
+            bytes,
+            Utc::now(),
+            &rules,
+        )
+        .await
+    })
+    .await
+    .map_err(|e| {
+        ApiError::Store(covermap_store::StoreError::Corrupt(format!(
+            "accepting an upload stopped: {e}"
+        )))
+    })??;
     if !accepted.receipt.duplicate {
         state.jobs_waiting.notify_waiters();
     }
