@@ -125,12 +125,7 @@ async fn compute(
     inputs: covermap_domain::rewards::EpochInputs,
     policy: RewardPolicy,
 ) -> Result<EpochOutcome, EpochError> {
-    tokio::task::spawn_blocking(move || epoch::close(&inputs, &policy))
-        .await
-        .map_err(|e| EpochError::Computation {
-            epoch: n,
-            detail: e.to_string(),
-        })
+    off_thread(n, move || epoch::close(&inputs, &policy)).await
 }
 
 /// The close and the encoding of its inputs as files, off the async threads.
@@ -139,16 +134,26 @@ async fn compute_and_encode(
     inputs: covermap_domain::rewards::EpochInputs,
     policy: RewardPolicy,
 ) -> Result<(EpochOutcome, Vec<(PublishedFile, Bytes)>), EpochError> {
-    tokio::task::spawn_blocking(move || {
+    off_thread(n, move || {
         let outcome = epoch::close(&inputs, &policy);
         published::encode(&inputs, &policy.source).map(|files| (outcome, files))
     })
-    .await
-    .map_err(|e| EpochError::Computation {
-        epoch: n,
-        detail: e.to_string(),
-    })?
+    .await?
     .map_err(EpochError::Store)
+}
+
+/// Runs epoch `n`'s computation on a blocking thread (an epoch can hold a million
+/// observations).
+async fn off_thread<T: Send + 'static>(
+    n: u64,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EpochError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EpochError::Computation {
+            epoch: n,
+            detail: e.to_string(),
+        })
 }
 
 /// Writes an epoch's files to the object store; what its manifest names.
@@ -252,15 +257,21 @@ pub async fn run_closer(
 ) {
     let clock = book.for_epoch(0);
     let poll = Duration::from_secs(clock.rules.epoch.length_seconds.clamp(1, 30));
+    // The last closed epoch whose manifest is known to be published: checked once each, not
+    // every poll.
+    let mut manifest_seen = None;
     loop {
         // A close that crashed between its commit and its manifest's upload is published here.
         match store.last_closed_epoch().await {
-            Ok(Some(last)) => {
-                if let Err(e) = publish_manifest_if_missing(store.as_ref(), &blobs, last).await {
-                    tracing::warn!(epoch = last, error = %e, "the manifest is not published yet");
+            Ok(Some(last)) if manifest_seen != Some(last) => {
+                match publish_manifest_if_missing(store.as_ref(), &blobs, last).await {
+                    Ok(()) => manifest_seen = Some(last),
+                    Err(e) => {
+                        tracing::warn!(epoch = last, error = %e, "the manifest is not published yet");
+                    }
                 }
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read the epochs"),
         }
         loop {

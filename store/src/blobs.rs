@@ -234,12 +234,7 @@ impl Blobs {
     /// Reads one of a published epoch's files or its manifest; [`StoreError::BlobMissing`]
     /// when it is not there.
     pub async fn get_published(&self, key: &str) -> Result<Bytes> {
-        if !crate::published::is_published_key(key) {
-            return Err(StoreError::BlobMissing {
-                key: key.to_owned(),
-            });
-        }
-        self.read(key).await
+        self.get_published_at_most(key, u64::MAX).await
     }
 
     /// Like [`Blobs::get_published`], but refuses (without reading on) more than `max` bytes:

@@ -128,42 +128,25 @@ fn described(name: &str, bytes: &[u8], rows: usize) -> PublishedFile {
 /// Reads the input files (by name, as [`encode`] wrote them) back into the epoch's inputs.
 /// A missing file, column or row, or a value out of its range, is an error naming the file.
 pub fn decode(period: EpochPeriod, files: &BTreeMap<String, Bytes>) -> Result<EpochInputs> {
-    let get = |name: &str| {
-        files
+    let read = |name: &'static str| {
+        let bytes = files
             .get(name)
-            .ok_or_else(|| StoreError::Corrupt(format!("the epoch's files lack {name}")))
+            .ok_or_else(|| StoreError::Corrupt(format!("the epoch's files lack {name}")))?;
+        Batches::read(name, bytes)
     };
     Ok(EpochInputs {
         period,
-        captures: read_captures(&Batches::read(
-            "captures.parquet",
-            get("captures.parquet")?,
-        )?)?,
-        last_seen: read_last_seen(&Batches::read(
-            "last_seen.parquet",
-            get("last_seen.parquet")?,
-        )?)?,
-        roads: read_roads(&Batches::read("roads.parquet", get("roads.parquet")?)?)?,
-        radio: read_radio(&Batches::read("radio.parquet", get("radio.parquet")?)?)?,
-        emitters: read_emitters(&Batches::read(
-            "emitters.parquet",
-            get("emitters.parquet")?,
-        )?)?,
-        demand: read_demand(&Batches::read("demand.parquet", get("demand.parquet")?)?)?,
-        evidence: read_evidence(&Batches::read(
-            "evidence.parquet",
-            get("evidence.parquet")?,
-        )?)?,
-        previous: read_previous(&Batches::read(
-            "previous.parquet",
-            get("previous.parquet")?,
-        )?)?,
-        usage: read_usage(&Batches::read("usage.parquet", get("usage.parquet")?)?)?,
-        uploads: read_uploads(&Batches::read("uploads.parquet", get("uploads.parquet")?)?)?,
-        refusals: read_refusals(&Batches::read(
-            "refusals.parquet",
-            get("refusals.parquet")?,
-        )?)?,
+        captures: read_captures(&read("captures.parquet")?)?,
+        last_seen: read_last_seen(&read("last_seen.parquet")?)?,
+        roads: read_roads(&read("roads.parquet")?)?,
+        radio: read_radio(&read("radio.parquet")?)?,
+        emitters: read_emitters(&read("emitters.parquet")?)?,
+        demand: read_demand(&read("demand.parquet")?)?,
+        evidence: read_evidence(&read("evidence.parquet")?)?,
+        previous: read_previous(&read("previous.parquet")?)?,
+        usage: read_usage(&read("usage.parquet")?)?,
+        uploads: read_uploads(&read("uploads.parquet")?)?,
+        refusals: read_refusals(&read("refusals.parquet")?)?,
     })
 }
 
