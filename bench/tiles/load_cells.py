@@ -89,12 +89,16 @@ def load_pg(url, ups, obs, roads, stretches):
                     "SELECT setval('uploads_id_seq', (SELECT max(id) FROM uploads))"],
                    check=True, stdout=subprocess.DEVNULL)
     # Points as EWKT, so COPY fills the geometry columns directly.
-    copy("cell_observations", "upload_id, cell, device, fixes, first_seen, last_seen, geom",
-         [(*o[:4], ts(o[4]), ts(o[5]), f"SRID=4326;POINT({o[7]} {o[6]})") for o in obs])
+    # Every row carries its upload's received_at, the month partitions' key.
+    received = {u[0]: ts(u[6]) for u in ups}
+    copy("cell_observations", "upload_id, cell, device, fixes, first_seen, last_seen, geom, "
+         "received_at",
+         [(*o[:4], ts(o[4]), ts(o[5]), f"SRID=4326;POINT({o[7]} {o[6]})", received[o[0]])
+          for o in obs])
     copy("road_cells", "cell, road_length_m, geom",
          [(r[0], r[1], f"SRID=4326;POINT({r[3]} {r[2]})") for r in roads])
-    copy("matched_stretches", "upload_id, seq, match_piece, cell, osm_way_id, way_piece, length_m",
-         stretches)
+    copy("matched_stretches", "upload_id, seq, match_piece, cell, osm_way_id, way_piece, length_m, "
+         "received_at", [(*s, received[s[0]]) for s in stretches])
     subprocess.run(["psql", "-X", "-q", url, "-c", "ANALYZE"], check=True)
 
 

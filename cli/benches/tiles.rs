@@ -190,8 +190,9 @@ async fn main() {
             let _ = last;
         }
         sqlx::query(
-            "INSERT INTO cell_observations (upload_id, cell, device, fixes, first_seen, last_seen, geom) \
-             SELECT u, c, d, f, s, s, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+            "INSERT INTO cell_observations (upload_id, cell, device, fixes, first_seen, last_seen, geom, \
+                                            received_at) \
+             SELECT u, c, d, f, s, s, ST_SetSRID(ST_MakePoint(lon, lat), 4326), $8 \
              FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[], \
                          $6::float8[], $7::float8[]) AS t(u, c, d, f, s, lat, lon) \
              ON CONFLICT DO NOTHING",
@@ -203,6 +204,7 @@ async fn main() {
         .bind(&seen)
         .bind(&lat)
         .bind(&lon)
+        .bind(now - chrono::Duration::hours(2))
         .execute(&pool)
         .await
         .unwrap();

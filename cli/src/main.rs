@@ -84,6 +84,9 @@ enum Command {
     /// Uploads: erase them at their contributor's request.
     #[command(subcommand)]
     Uploads(UploadsCommand),
+    /// The month partitions of the high-volume tables (PostGIS): list them, detach old ones.
+    #[command(subcommand)]
+    Partitions(PartitionsCommand),
     /// Vector tiles: export a layer as a PMTiles archive.
     #[command(subcommand)]
     Tiles(tiles_cmd::TilesCommand),
@@ -149,6 +152,33 @@ enum UploadsCommand {
         #[arg(long, default_value = "operator")]
         requested_by: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PartitionsCommand {
+    /// One JSON line per partition: table, partition, months it holds (received from, to),
+    /// estimated rows and bytes. Makes this month's and the next ones first.
+    List,
+    /// Detach every month that ends at or before --before: each becomes a table of its own
+    /// (archive it with `pg_dump -t`, then drop it). Refused while anything in those months is
+    /// still to be counted: a queued upload, a frame pending judgement, an epoch not closed, or
+    /// the next epoch's coverage window. A detached month is outside covermap: its maps, audits
+    /// and erasures no longer reach it. Prints each detached partition as a JSON line.
+    Detach {
+        /// The first day kept (RFC 3339 or YYYY-MM-DD, UTC), e.g. 2026-07-01.
+        #[arg(long, value_parser = parse_day_or_time)]
+        before: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// A UTC day (YYYY-MM-DD, its start) or an RFC 3339 time.
+fn parse_day_or_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("neither YYYY-MM-DD nor RFC 3339: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +383,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Ingest(args) => ingest_cmd::run(args, settings).await,
         Command::Keys(command) => keys(command, &settings).await,
         Command::Uploads(command) => uploads(command, &settings).await,
+        Command::Partitions(command) => partitions(command, &settings).await,
         Command::Epoch(command) => rewards::epoch(command, &settings).await,
         Command::Rewards(command) => rewards::rewards(command, &settings).await,
         Command::Policy(command) => policy_cmd::run(command, &settings).await,
@@ -437,6 +468,31 @@ async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             }
             println!("key {id} revoked");
         }
+    }
+    Ok(())
+}
+
+async fn partitions(command: PartitionsCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    if store.backend() != "postgis" {
+        anyhow::bail!(
+            "the embedded store is not partitioned: partitions need --database postgres://…"
+        );
+    }
+    let shown = match command {
+        PartitionsCommand::List => {
+            store
+                .ensure_partitions(chrono::Utc::now(), covermap_store::MONTHS_AHEAD)
+                .await?;
+            store.partitions().await?
+        }
+        PartitionsCommand::Detach { before } => {
+            let book = policy_cmd::open_book(settings, store.as_ref()).await?;
+            covermap_pipeline::epochs::detach_months(store.as_ref(), &book, before).await?
+        }
+    };
+    for p in shown {
+        println!("{}", serde_json::to_string(&p)?);
     }
     Ok(())
 }

@@ -246,6 +246,27 @@ pub async fn close_in_force(
     close_epoch(store, blobs, &book.for_epoch(n), n, closer).await
 }
 
+/// Detaches the month partitions (PostGIS) that end at or before `before`, as
+/// [`covermap_store::Partitions::detach_partitions`] does, and refuses a `before` later than
+/// the start of the next epoch's coverage window too: the road driven since then counts in it.
+pub async fn detach_months(
+    store: &dyn Store,
+    book: &crate::governance::PolicyBook,
+    before: DateTime<Utc>,
+) -> Result<Vec<covermap_store::PartitionInfo>, EpochError> {
+    let next = store.last_closed_epoch().await?.map_or(0, |l| l + 1);
+    let policy = book.for_epoch(next);
+    let since = coverage_since(&policy, &period(&policy, next)?);
+    if before > since {
+        return Err(EpochError::Store(StoreError::Conflict(format!(
+            "epoch {next}, the next to close, counts the road driven from {} on; detach only \
+             months before that",
+            since.to_rfc3339()
+        ))));
+    }
+    Ok(store.detach_partitions(before).await?)
+}
+
 /// Closes every epoch that is due, one after another, until `shutdown`, each under the policy
 /// in force for it. (The epoch clock is the same in every policy: proposals cannot change it.)
 pub async fn run_closer(

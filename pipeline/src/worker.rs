@@ -173,8 +173,8 @@ pub async fn run_pool(
 }
 
 /// Sweeps originals past their retention, and the blobs of erasures an object store failed to
-/// finish, every minute (every idle poll when the retention is zero) until `shutdown` turns
-/// true.
+/// finish, and makes the month partitions ahead, every minute (every idle poll when the
+/// retention is zero) until `shutdown` turns true.
 async fn run_sweeper(
     store: Arc<dyn Store>,
     blobs: Blobs,
@@ -192,6 +192,16 @@ async fn run_sweeper(
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "originals past retention or rejected deleted"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+        // The month partitions ahead (PostGIS): made at start too, but a process may run for
+        // months.
+        match store
+            .ensure_partitions(Utc::now(), covermap_store::MONTHS_AHEAD)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(partitions = n, "month partitions made"),
+            Err(e) => tracing::warn!(error = %e, "making month partitions failed"),
         }
         match crate::erasure::finish_pending(store.as_ref(), &blobs).await {
             Ok(0) => {}

@@ -206,16 +206,19 @@ const RECORD_DECISION: &str = "INSERT INTO frame_decisions (upload_id, frame, de
 // Publishes refused frame ($1, $2) from its own row, approved by decision $3: PostGIS copies
 // `geom` and reads the counts out of JSONB `scores` with `->>`; SQLite copies `lat`, `lon` and
 // reads them out of text `scores` with `json_type`/`json_extract`.
+// The partitioned PostgreSQL `frames` has no unique key on (upload_id, frame) alone (its key holds
+// the cell and partition key too, copied here), so the conflict names no columns.
 const PG_PUBLISH_APPROVED_FRAME: &str = "INSERT INTO frames (upload_id, frame, sequence, sha256, \
          blob_key, captured_at, heading_deg, width, height, cell, geom, status, published_key, \
-         phash, faces, plates, quality, osm_way_id, way_piece, original_expired_at, decision_id) \
+         phash, faces, plates, quality, osm_way_id, way_piece, original_expired_at, decision_id, \
+         received_at) \
      SELECT upload_id, frame, sequence, sha256, blob_key, captured_at, heading_deg, \
          width, height, cell, geom, 'published', review_key, phash, \
          CASE WHEN scores->>'faces' ~ '^[0-9]{1,9}$' THEN (scores->>'faces')::int END, \
          CASE WHEN scores->>'plates' ~ '^[0-9]{1,9}$' THEN (scores->>'plates')::int END, \
-         scores, osm_way_id, way_piece, original_expired_at, $3 \
+         scores, osm_way_id, way_piece, original_expired_at, $3, received_at \
      FROM frame_rejections WHERE upload_id = $1 AND frame = $2 \
-     ON CONFLICT (upload_id, frame) DO NOTHING";
+     ON CONFLICT DO NOTHING";
 const SQLITE_PUBLISH_APPROVED_FRAME: &str = "INSERT INTO frames (upload_id, frame, sequence, \
          sha256, blob_key, captured_at, heading_deg, width, height, cell, lat, lon, status, \
          published_key, phash, faces, plates, quality, osm_way_id, way_piece, \
@@ -402,9 +405,10 @@ const SQLITE_PUBLISH_LATE: &str = "UPDATE frames SET status = 'published', publi
 // position (`geom` on PostgreSQL, `lat`/`lon` on SQLite) and placement.
 const PG_REFUSE_LATE: &str = "INSERT INTO frame_rejections (upload_id, frame, reason, scores, \
          sha256, blob_key, review_key, phash, duplicate_of_upload, duplicate_of_frame, \
-         captured_at, cell, geom, sequence, heading_deg, width, height, osm_way_id, way_piece) \
+         captured_at, cell, geom, sequence, heading_deg, width, height, osm_way_id, way_piece, \
+         received_at) \
      SELECT upload_id, frame, $3, $4::jsonb, sha256, blob_key, $5, $6, $7, $8, captured_at, \
-         cell, geom, sequence, heading_deg, width, height, osm_way_id, way_piece \
+         cell, geom, sequence, heading_deg, width, height, osm_way_id, way_piece, received_at \
      FROM frames WHERE upload_id = $1 AND frame = $2";
 const SQLITE_REFUSE_LATE: &str = "INSERT INTO frame_rejections (upload_id, frame, reason, \
          scores, sha256, blob_key, review_key, phash, duplicate_of_upload, duplicate_of_frame, \
@@ -417,8 +421,14 @@ const SQLITE_REFUSE_LATE: &str = "INSERT INTO frame_rejections (upload_id, frame
 /// Takes frame `$2` of upload `$1` out of its drive's frames.
 const DROP_FRAME: &str = "DELETE FROM frames WHERE upload_id = $1 AND frame = $2";
 
-/// Adds rejection (`$2` stage, `$3` item, `$4` reason, `$5` detail) to upload `$1`'s, last.
-const ADD_REJECTION: &str = "INSERT INTO rejected_observations \
+/// Adds rejection (`$2` stage, `$3` item, `$4` reason, `$5` detail) to upload `$1`'s, last
+/// (on PostgreSQL with the upload's `received_at`, the partition key).
+const PG_ADD_REJECTION: &str = "INSERT INTO rejected_observations \
+         (upload_id, seq, stage, item, reason, detail, received_at) \
+     SELECT $1, COALESCE(MAX(seq) + 1, 0), $2, $3, $4, $5, \
+         (SELECT received_at FROM uploads WHERE id = $1) \
+     FROM rejected_observations WHERE upload_id = $1";
+const SQLITE_ADD_REJECTION: &str = "INSERT INTO rejected_observations \
          (upload_id, seq, stage, item, reason, detail) \
      SELECT $1, COALESCE(MAX(seq) + 1, 0), $2, $3, $4, $5 \
      FROM rejected_observations WHERE upload_id = $1";
@@ -945,7 +955,7 @@ impl Imagery for PgStore {
                 .execute(&mut *tx)
                 .await
                 .ctx("taking a frame out of its drive")?;
-            sqlx::query(ADD_REJECTION)
+            sqlx::query(PG_ADD_REJECTION)
                 .bind(upload_id)
                 .bind(r.stage.as_str())
                 .bind(r.item)
@@ -1379,7 +1389,7 @@ impl Imagery for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .ctx("taking a frame out of its drive")?;
-            sqlx::query(ADD_REJECTION)
+            sqlx::query(SQLITE_ADD_REJECTION)
                 .bind(upload_id)
                 .bind(r.stage.as_str())
                 .bind(r.item)

@@ -6,7 +6,8 @@
 //! stage reads and amends; [`Access`] (API keys, devices, nonces); [`Imagery`] and its audit
 //! (frames, hashes, the auditors' queue and log, frames judged late); the [`Roads`] and coverage
 //! per cell; [`Radio`] observations; reward [`Epochs`] and the ledger; planners' [`Demand`]; and
-//! map [`Consumers`]' requests per day and area, and the lookers usage demand counts.
+//! map [`Consumers`]' requests per day and area, and the lookers usage demand counts; and on
+//! PostGIS the month [`Partitions`] of the high-volume tables.
 //! Each capability's file holds its trait, the queries both backends share (one `const` each,
 //! `$N` placeholders), the row decoders, and then its PostGIS and SQLite implementations side by
 //! side; where the SQL really differs the two strings stand next to each other with the reason.
@@ -34,6 +35,7 @@ mod error;
 mod feed;
 mod governance;
 mod imagery;
+mod partitions;
 mod pg;
 pub mod published;
 mod queue;
@@ -73,6 +75,7 @@ pub use governance::{
     ProposalDecision, ProposalRecord, ScheduledPolicy, VoteRecord,
 };
 pub use imagery::Imagery;
+pub use partitions::{MONTHS_AHEAD, PartitionInfo, Partitions};
 pub use pg::PgStore;
 pub use queue::Queue;
 pub use radio::Radio;
@@ -894,6 +897,7 @@ pub trait Store:
     + Governance
     + Consumers
     + ChangeFeed
+    + Partitions
     + Send
     + Sync
     + std::fmt::Debug

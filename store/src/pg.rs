@@ -96,6 +96,8 @@ impl Store for PgStore {
         sqlx::migrate!("../migrations/postgres")
             .run(&self.pool)
             .await?;
+        // This month's partitions and the next few, whenever a process opens the database.
+        crate::Partitions::ensure_partitions(self, Utc::now(), crate::MONTHS_AHEAD).await?;
         Ok(())
     }
 

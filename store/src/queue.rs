@@ -88,10 +88,13 @@ const RENEW_LEASE: &str = "UPDATE jobs SET leased_until = $1 \
      WHERE id = $2 AND status = 'leased' AND lease_token = $3";
 
 // A track's cells: PostgreSQL inserts them all at once from arrays (UNNEST) with PostGIS points;
-// SQLite inserts them one by one, keeping the centre's lat and lon as numbers.
+// SQLite inserts them one by one, keeping the centre's lat and lon as numbers. On PostgreSQL every
+// row of an upload also carries the upload's `received_at`, the month partitions' key (migration
+// 0020), read once per statement.
 const INSERT_CELL_OBSERVATIONS_PG: &str = "INSERT INTO cell_observations \
-         (upload_id, cell, device, fixes, first_seen, last_seen, geom) \
-     SELECT $1, c, $2, f, fs, ls, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+         (upload_id, cell, device, fixes, first_seen, last_seen, geom, received_at) \
+     SELECT $1, c, $2, f, fs, ls, ST_SetSRID(ST_MakePoint(lon, lat), 4326), \
+            (SELECT received_at FROM uploads WHERE id = $1) \
      FROM UNNEST($3::bigint[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], \
                  $7::float8[], $8::float8[]) AS t(c, f, fs, ls, lat, lon)";
 const INSERT_CELL_OBSERVATION_SQLITE: &str = "INSERT INTO cell_observations \
@@ -101,8 +104,8 @@ const INSERT_CELL_OBSERVATION_SQLITE: &str = "INSERT INTO cell_observations \
 // A track's matched stretches: PostgreSQL inserts them all at once from arrays (UNNEST); SQLite
 // one by one.
 const INSERT_MATCHED_STRETCHES_PG: &str = "INSERT INTO matched_stretches \
-         (upload_id, seq, match_piece, cell, osm_way_id, way_piece, length_m) \
-     SELECT $1, seq, mp, c, w, wp, l \
+         (upload_id, seq, match_piece, cell, osm_way_id, way_piece, length_m, received_at) \
+     SELECT $1, seq, mp, c, w, wp, l, (SELECT received_at FROM uploads WHERE id = $1) \
      FROM UNNEST($2::int[], $3::int[], $4::bigint[], $5::bigint[], $6::int[], \
                  $7::float8[]) AS t(seq, mp, c, w, wp, l)";
 const INSERT_MATCHED_STRETCH_SQLITE: &str = "INSERT INTO matched_stretches \
@@ -112,8 +115,10 @@ const INSERT_MATCHED_STRETCH_SQLITE: &str = "INSERT INTO matched_stretches \
 // A track's radio observations: PostgreSQL inserts them all at once from arrays (UNNEST) with
 // PostGIS points; SQLite one by one, keeping lat and lon as numbers.
 const INSERT_RADIO_OBSERVATIONS_PG: &str = "INSERT INTO radio_observations (upload_id, seq, \
-         observed_at, emitter_kind, radio, emitter, signal_dbm, accuracy_m, cell, geom) \
-     SELECT $1, seq, t, k, r, e, s, a, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326) \
+         observed_at, emitter_kind, radio, emitter, signal_dbm, accuracy_m, cell, geom, \
+         received_at) \
+     SELECT $1, seq, t, k, r, e, s, a, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326), \
+            (SELECT received_at FROM uploads WHERE id = $1) \
      FROM UNNEST($2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
                  $7::int[], $8::float8[], $9::bigint[], $10::float8[], $11::float8[]) \
           AS x(seq, t, k, r, e, s, a, c, lat, lon)";
@@ -125,10 +130,10 @@ const INSERT_RADIO_OBSERVATION_SQLITE: &str = "INSERT INTO radio_observations (u
 // deriving the status and JSONB quality in SQL; SQLite one by one, status bound by the caller.
 const INSERT_FRAMES_PG: &str = "INSERT INTO frames (upload_id, frame, sequence, sha256, \
          blob_key, captured_at, heading_deg, width, height, cell, geom, status, published_key, \
-         phash, faces, plates, quality, osm_way_id, way_piece) \
+         phash, faces, plates, quality, osm_way_id, way_piece, received_at) \
      SELECT $1, fr, sq, h, k, t, hd, w, ht, c, ST_SetSRID(ST_MakePoint(lon, lat), 4326), \
             CASE WHEN pk IS NULL THEN 'pending' ELSE 'published' END, pk, ph, fa, pl, \
-            q::jsonb, wy, wp \
+            q::jsonb, wy, wp, (SELECT received_at FROM uploads WHERE id = $1) \
      FROM UNNEST($2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], \
                  $7::float8[], $8::int[], $9::int[], $10::bigint[], $11::float8[], \
                  $12::float8[], $13::text[], $14::text[], $15::int[], $16::int[], \
@@ -145,9 +150,10 @@ const INSERT_FRAME_SQLITE: &str = "INSERT INTO frames (upload_id, frame, sequenc
 const INSERT_FRAME_REJECTIONS_PG: &str = "INSERT INTO frame_rejections (upload_id, frame, \
          reason, scores, sha256, blob_key, review_key, phash, duplicate_of_upload, \
          duplicate_of_frame, captured_at, cell, geom, sequence, heading_deg, width, height, \
-         osm_way_id, way_piece) \
+         osm_way_id, way_piece, received_at) \
      SELECT $1, fr, r, sc::jsonb, h, k, rk, ph, du, df, t, c, \
-            ST_SetSRID(ST_MakePoint(lon, lat), 4326), sq, hd, w, ht, wy, wp \
+            ST_SetSRID(ST_MakePoint(lon, lat), 4326), sq, hd, w, ht, wy, wp, \
+            (SELECT received_at FROM uploads WHERE id = $1) \
      FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
                  $8::text[], $9::bigint[], $10::int[], $11::timestamptz[], $12::bigint[], \
                  $13::float8[], $14::float8[], $15::int[], $16::float8[], $17::int[], \
@@ -163,8 +169,8 @@ const INSERT_FRAME_REJECTION_SQLITE: &str = "INSERT INTO frame_rejections (uploa
 // What a track's processing left out: PostgreSQL inserts it all at once from arrays (UNNEST);
 // SQLite one by one.
 const INSERT_REJECTED_OBSERVATIONS_PG: &str = "INSERT INTO rejected_observations \
-         (upload_id, seq, stage, item, reason, detail) \
-     SELECT $1, seq, st, it, r, d \
+         (upload_id, seq, stage, item, reason, detail, received_at) \
+     SELECT $1, seq, st, it, r, d, (SELECT received_at FROM uploads WHERE id = $1) \
      FROM UNNEST($2::int[], $3::text[], $4::bigint[], $5::text[], $6::text[]) \
           AS x(seq, st, it, r, d)";
 const INSERT_REJECTED_OBSERVATION_SQLITE: &str = "INSERT INTO rejected_observations \

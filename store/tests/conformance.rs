@@ -4282,3 +4282,218 @@ async fn consumers_requests_usage_and_lookers(store: Arc<dyn Store>) {
     assert_eq!(new, 20);
     assert_eq!(store.usage(6).await.unwrap(), [(area, 20)]);
 }
+
+/// The partition of `table` that holds upload `id`'s rows, each distinct one.
+async fn partitions_holding(pool: &sqlx::PgPool, table: &str, id: i64) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT DISTINCT tableoid::regclass::text FROM {table} WHERE upload_id = $1"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// PostGIS keeps the high-volume tables in month partitions: made ahead when the database opens,
+/// an upload's rows in the month it was received (a month made late takes its rows out of the
+/// default partition without the maps seeing a change), a second write still refused by the key,
+/// and old months detached only once nothing in them is still to be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgis_keeps_months_apart_and_detaches_only_what_was_counted() {
+    const TABLES: [&str; 6] = [
+        "cell_observations",
+        "radio_observations",
+        "frames",
+        "frame_rejections",
+        "matched_stretches",
+        "rejected_observations",
+    ];
+    let backend = Backend::postgis().await;
+    let store = backend.store.clone();
+    let url = with_database(&admin_url(), backend.pg_db.as_deref().unwrap());
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+
+    // Opening made this month and the next three of every table, and a default each.
+    let listed = store.partitions().await.unwrap();
+    let this_month = Utc::now().format("%Y%m").to_string();
+    for table in TABLES {
+        let names: Vec<&str> = listed
+            .iter()
+            .filter(|p| p.table == table)
+            .map(|p| p.partition.as_str())
+            .collect();
+        assert_eq!(names.len(), 5, "{table}: {names:?}");
+        assert_eq!(names[0], format!("{table}_p{this_month}"));
+        assert_eq!(names[4], format!("{table}_default"));
+    }
+    // Ready to distribute by cell: each unique key holds `cell` (but rejections', which go with
+    // their upload) and the partition key; no reference but rejections' to their upload.
+    let keys: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text, contype::text, pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE contype IN ('p', 'u', 'f') \
+           AND conrelid::regclass::text = ANY ($1) ORDER BY 1, 2",
+    )
+    .bind(TABLES.map(String::from).to_vec())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (table, kind, def) in &keys {
+        match (table.as_str(), kind.as_str()) {
+            ("rejected_observations", "f") => {
+                assert_eq!(def, "FOREIGN KEY (upload_id) REFERENCES uploads(id)");
+            }
+            ("rejected_observations", "p") => {
+                assert_eq!(def, "PRIMARY KEY (upload_id, seq, received_at)");
+            }
+            (_, "p" | "u") => assert!(
+                def.contains("cell") && def.contains("received_at"),
+                "{table}: {def}"
+            ),
+            _ => panic!("{table} references another table: {def}"),
+        }
+    }
+    let (decisions_refs,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'f' \
+           AND conrelid = 'frame_decisions'::regclass AND confrelid <> 'api_keys'::regclass",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(decisions_refs, 0);
+    assert_eq!(keys.len(), 7);
+    let first = listed.iter().find(|p| p.table == "frames").unwrap();
+    assert_eq!(first.from.unwrap().format("%Y%m").to_string(), this_month);
+    assert!(first.to.unwrap() - first.from.unwrap() >= chrono::Duration::days(28));
+
+    // A September drive and a November one with frames, before their months exist.
+    let september = Utc.with_ymd_and_hms(2026, 9, 15, 8, 0, 0).unwrap();
+    let monaco = LatLon::new(43.7384, 7.4246).unwrap();
+    let with_radio = JobOutcome {
+        radio: vec![RadioRow {
+            observed_at: september,
+            emitter_kind: EmitterKind::Wifi,
+            radio: None,
+            emitter: "wifi:1cb72caabb01".into(),
+            signal_dbm: Some(-70),
+            accuracy_m: Some(8.0),
+            pos: monaco,
+            cell: cell_at(43.7384, 7.4246),
+        }],
+        rejections: vec![Rejection {
+            stage: RejectionStage::Fix,
+            item: 7,
+            reason: "implausible_jump".into(),
+            detail: None,
+        }],
+        ..outcome(&MONACO, september)
+    };
+    let old = completed_drive(
+        store.as_ref(),
+        ("cam-1", "alice"),
+        "september drive",
+        september,
+        &with_radio,
+    )
+    .await;
+    let (framed, _) = processed_drive(store.as_ref(), "november drive", t0(), "original/n").await;
+    assert_eq!(
+        partitions_holding(&pool, "cell_observations", old).await,
+        ["cell_observations_default"]
+    );
+    let position = store.feed_position().await.unwrap();
+    assert_eq!(store.ensure_partitions(september, 0).await.unwrap(), 6);
+    assert_eq!(store.ensure_partitions(t0(), 0).await.unwrap(), 6);
+    assert_eq!(store.ensure_partitions(t0(), 0).await.unwrap(), 0);
+    for table in [
+        "cell_observations",
+        "radio_observations",
+        "matched_stretches",
+        "rejected_observations",
+    ] {
+        assert_eq!(
+            partitions_holding(&pool, table, old).await,
+            [format!("{table}_p202609")]
+        );
+    }
+    for table in ["frames", "frame_rejections"] {
+        assert_eq!(
+            partitions_holding(&pool, table, framed).await,
+            [format!("{table}_p202611")]
+        );
+    }
+    let moved = store.changes_since(&position, 100).await.unwrap();
+    assert!(
+        moved.cells.is_empty(),
+        "moving rows is no map change: {moved:?}"
+    );
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM cell_observations_default")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // The key still refuses a second write of a job's rows.
+    let twice = sqlx::query(
+        "INSERT INTO cell_observations SELECT * FROM cell_observations WHERE upload_id = $1",
+    )
+    .bind(old)
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(twice.to_string().contains("duplicate key"), "{twice}");
+
+    // September is still to be counted until an epoch holding it closes.
+    let october = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+    let refused = store.detach_partitions(october).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Conflict(m) if m.contains("2026-09-15")),
+        "{refused}"
+    );
+    let policy = covermap_scoring::RewardPolicy::shipped();
+    let e0 = period(0, september - secs(3600));
+    closed_epoch(
+        store.clone(),
+        policy,
+        e0,
+        e0.start - secs(30 * 86_400),
+        september + secs(86_400),
+    )
+    .await;
+    let detached = store.detach_partitions(october).await.unwrap();
+    let mut names: Vec<&str> = detached.iter().map(|p| p.partition.as_str()).collect();
+    names.sort_unstable();
+    let mut expected: Vec<String> = TABLES.iter().map(|t| format!("{t}_p202609")).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert!(
+        store
+            .partitions()
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| !p.partition.ends_with("_p202609"))
+    );
+    // Outside covermap now, whole, as a table of its own.
+    let (kept,): (i64,) = sqlx::query_as("SELECT count(*) FROM cell_observations_p202609")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, MONACO.len() as i64);
+    assert!(
+        partitions_holding(&pool, "cell_observations", old)
+            .await
+            .is_empty()
+    );
+    // November's drive is in no closed epoch (and has a frame pending judgement).
+    let december = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    assert!(matches!(
+        store.detach_partitions(december).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        partitions_holding(&pool, "frames", framed).await,
+        ["frames_p202611"]
+    );
+    pool.close().await;
+    backend.finish().await;
+}
