@@ -4,7 +4,8 @@
 //! tracks and cuts them into cells, `vision` looks at frames, `trust` measures and judges,
 //! `scoring` closes epochs — and `store` keeps rows and blobs. This crate joins them: it
 //! [`accept`]s an upload (check, keep the bytes, queue the job), runs a [`worker`] that leases
-//! each job and [`process`]es it stage by stage into the one outcome the store writes, and
+//! each job and [`process`]es it stage by stage into the one outcome the store writes (against
+//! the [`road_tiles`] around it, read on demand), and
 //! [`judge`]s the frames kept pending while the vision models were missing once they are in
 //! place, blurs reported frames further where auditors mark them ([`reports`]), erases a
 //! contributor's uploads at their request ([`erasure`]), keeps the policy in force and changes it
@@ -22,8 +23,10 @@ pub mod judge;
 pub mod maps;
 mod process;
 pub mod reports;
+pub mod road_tiles;
 mod verify;
 pub mod worker;
 
 pub use accept::{AcceptError, Accepted, accept_upload};
+pub use road_tiles::{RoadTiles, Roads};
 pub use worker::{WorkerConfig, load_roads, run_pool, sweep_originals, work_once};

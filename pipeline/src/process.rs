@@ -20,6 +20,7 @@ use covermap_store::{
 use covermap_vision::{Look, VisionError};
 use h3o::Resolution;
 
+use crate::road_tiles::{Roads, area_of};
 use crate::verify::{self, Measured};
 use crate::worker::WorkerConfig;
 
@@ -28,7 +29,7 @@ pub(crate) async fn process(
     lease: &Lease,
     store: &dyn Store,
     blobs: &Blobs,
-    roads: Option<Arc<RoadGraph>>,
+    roads: &Roads,
     config: &WorkerConfig,
 ) -> Result<(JobOutcome, verify::Probe), JobFailure> {
     let bytes = blobs.get(&lease.blob_key).await.map_err(|e| match e {
@@ -38,34 +39,55 @@ pub(crate) async fn process(
         other => JobFailure::Transient(other.to_string()),
     })?;
     let (kind, received_at, config_) = (lease.kind, lease.received_at, config.clone());
-    let graph = roads.clone();
+    let (handle, roads_) = (tokio::runtime::Handle::current(), roads.clone());
     let mut draft = tokio::task::spawn_blocking(move || {
         let config = config_;
+        // The roads around the track, once it is read (tiles may come from the store: this
+        // thread may wait for them).
+        let roads_around = |track: &Track| {
+            handle.block_on(roads_.around(area_of(track.fixes.iter().map(|f| f.pos))))
+        };
         if kind.is_track() {
             let track = covermap_ingest::parse(kind, &bytes, received_at, &config.rules.track)
                 .map_err(|e| JobFailure::Rejected(e.to_string()))?;
-            let outcome = track_outcome(&track, roads.as_deref(), &config);
-            let measured = measure_track(&track, roads.as_deref(), &outcome, received_at);
-            Ok(DriveDraft::plain(outcome, measured))
+            let graph = roads_around(&track)?;
+            let outcome = track_outcome(&track, graph.as_deref(), &config);
+            let measured = measure_track(&track, graph.as_deref(), &outcome, received_at);
+            Ok(DriveDraft {
+                graph,
+                ..DriveDraft::plain(outcome, measured)
+            })
         } else if kind.is_radio() {
             let (outcome, measured) = radio_outcome(kind, &bytes, received_at, &config)?;
             Ok(DriveDraft::plain(outcome, measured))
         } else {
-            drive_outcome(&bytes, received_at, roads.as_deref(), &config)
+            drive_outcome(&bytes, received_at, &roads_around, &config)
         }
     })
     .await
     .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
     let measured = std::mem::take(&mut draft.measured);
     let probe = measured.probe();
+    let graph = draft.graph.take();
     // Everything that can fail for a reason other than the blob store comes first: the frames'
     // bytes are written last, so a job that fails leaves none behind (a retry writes the same
     // content-addressed keys again).
-    let trust = verify::judge(lease, store, measured, &config.trust, graph.as_deref()).await?;
+    let trust = verify::judge(
+        lease,
+        store,
+        measured,
+        &config.trust,
+        graph.as_deref(),
+        roads,
+    )
+    .await?;
     let mut outcome = finish_drive(lease, store, blobs, draft, config).await?;
     outcome.trust = Some(trust);
     Ok((outcome, probe))
 }
+
+/// The roads around a track, as the job's thread reads them (tiles may come from the store).
+type RoadsAround<'a> = dyn Fn(&Track) -> Result<Option<Arc<RoadGraph>>, JobFailure> + 'a;
 
 /// The trust stage's measures of a track, with the cells it touched.
 fn measure_track(
@@ -88,6 +110,8 @@ struct DriveDraft {
     refused: Vec<RefusedFrame>,
     /// What the trust stage measured, to be finished against earlier uploads.
     measured: Measured,
+    /// The roads it was matched against.
+    graph: Option<Arc<RoadGraph>>,
 }
 
 impl DriveDraft {
@@ -403,7 +427,7 @@ fn emitter_kind(e: &Emitter) -> (EmitterKind, Option<RadioType>) {
 fn drive_outcome(
     bytes: &[u8],
     received_at: chrono::DateTime<Utc>,
-    roads: Option<&RoadGraph>,
+    roads_around: &RoadsAround<'_>,
     config: &WorkerConfig,
 ) -> Result<DriveDraft, JobFailure> {
     let mut drive = covermap_ingest::read_drive(bytes, &config.rules.drive)
@@ -488,6 +512,8 @@ fn drive_outcome(
             drive.frames[*index].name.clone(),
         );
     }
+    let graph = roads_around(&track)?;
+    let roads = graph.as_deref();
     let mut outcome = track_outcome(&track, roads, config);
     let measured = measure_track(&track, roads, &outcome, received_at);
     // Frames are filed under the nearest road segment this drive was matched to (or, where the
@@ -549,7 +575,10 @@ fn drive_outcome(
             pool.look_all(&jpegs).into_iter().map(Some).collect()
         }
     };
-    let mut draft = DriveDraft::default();
+    let mut draft = DriveDraft {
+        graph: graph.clone(),
+        ..DriveDraft::default()
+    };
     for (mut row, look) in draft_rows.into_iter().zip(looks) {
         let source = &mut drive.frames[row.frame as usize];
         let original = std::mem::take(&mut source.bytes);

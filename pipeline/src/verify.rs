@@ -14,6 +14,8 @@ use covermap_store::{JobFailure, Lease, Neighbour, Store, TrustRecord, UploadExt
 use covermap_trust::twins::{Heard, TrackPrint, Twin, compare_batches, compare_tracks};
 use covermap_trust::{Evidence, Gap, TrustRules, Verdict};
 
+use crate::road_tiles::Roads;
+
 /// Cells of an upload asked about when looking for earlier uploads that share them.
 const TWIN_CELLS: usize = 64;
 /// Earlier uploads compared with it, at most.
@@ -210,7 +212,8 @@ pub(crate) async fn judge(
     store: &dyn Store,
     mut measured: Measured,
     rules: &TrustRules,
-    roads: Option<&RoadGraph>,
+    graph: Option<&RoadGraph>,
+    roads: &Roads,
 ) -> Result<TrustRecord, JobFailure> {
     let transient = |what: &str, e: covermap_store::StoreError| {
         JobFailure::Transient(format!("the trust stage, {what}: {e}"))
@@ -240,7 +243,7 @@ pub(crate) async fn judge(
             &neighbours,
             measured.print.as_ref(),
             store,
-            roads,
+            (graph, roads),
             rules,
         )
         .await?;
@@ -287,21 +290,26 @@ async fn gaps(
     neighbours: &[Neighbour],
     print: Option<&TrackPrint>,
     store: &dyn Store,
-    roads: Option<&RoadGraph>,
+    (graph, roads): (Option<&RoadGraph>, &Roads),
     rules: &TrustRules,
 ) -> Result<Vec<Gap>, JobFailure> {
-    // The least time to drive a way far enough to matter, at the roads' reference speeds.
-    let drive = |from: LatLon, to: LatLon, seconds: f64| -> Option<f64> {
-        let graph = roads?;
+    // The least time to drive a way far enough to matter, at the roads' reference speeds: on
+    // this upload's roads, or, where the way leaves them, on the roads between its ends.
+    let drive = async |from: LatLon, to: LatLon, seconds: f64| -> Option<f64> {
         if from.distance_m(to) < rules.track.gap_min_m || !(0.0..=3600.0).contains(&seconds) {
             return None;
         }
         let limit = (2.0 * rules.track.max_class_ratio * seconds).max(600.0);
-        graph
-            .fastest_s(from, to, 60.0, limit, |s| {
+        let fastest = |g: &RoadGraph| {
+            g.fastest_s(from, to, 60.0, limit, |s| {
                 covermap_trust::track::class_speed_mps(&s.highway)
             })
-            .map(f64::round)
+        };
+        let found = match graph.and_then(fastest) {
+            Some(s) => Some(s),
+            None => fastest(roads.between(from, to).await?.as_ref()),
+        };
+        found.map(f64::round)
     };
     let mut out = Vec::new();
     for shared in ["device", "contributor"] {
@@ -324,7 +332,7 @@ async fn gaps(
                 shared: shared.to_owned(),
                 seconds,
                 distance_m: n.extent.last.distance_m(me.first).round(),
-                min_drive_s: drive(n.extent.last, me.first, seconds),
+                min_drive_s: drive(n.extent.last, me.first, seconds).await,
             });
         }
         let after = same
@@ -338,7 +346,7 @@ async fn gaps(
                 shared: shared.to_owned(),
                 seconds,
                 distance_m: me.last.distance_m(n.extent.first).round(),
-                min_drive_s: drive(me.last, n.extent.first, seconds),
+                min_drive_s: drive(me.last, n.extent.first, seconds).await,
             });
         }
         // One device, two tracks over the same moments: where was it?

@@ -9,6 +9,8 @@ use covermap_ingest::{GeotagParams, IngestRules};
 use covermap_roads::RoadNetwork;
 use covermap_roads::matching::{MatchParams, RoadGraph};
 use covermap_store::{Blobs, JobFailure, Lease, QueuePolicy, Store, StoreError};
+
+use crate::road_tiles::{RoadTiles, Roads};
 use covermap_vision::FramePool;
 use h3o::Resolution;
 use tokio::sync::{Notify, watch};
@@ -40,6 +42,9 @@ pub struct WorkerConfig {
     /// How often an idle worker looks for work that another process queued.
     pub idle_poll: Duration,
     pub matching: MatchParams,
+    /// The most road segments a worker keeps in memory in tiles of the network (the graphs it
+    /// is matching against hold theirs as well): the network is read in tiles around each job.
+    pub road_tile_segments: usize,
     /// The trust stage's thresholds (the reward policy's `[verification]`): each upload is
     /// judged with its results, so a flagged one never reaches the map.
     pub trust: covermap_trust::TrustRules,
@@ -52,7 +57,7 @@ impl WorkerConfig {
     /// The stages' settings under `policy` (duplicate frames, segment radius, trust thresholds)
     /// with `rules` for what ingest accepts, cells at `resolution`, and the defaults for the
     /// rest: 60-s leases, no camera clock offset, no vision models (frames stay pending),
-    /// originals kept 30 days, σ = 10 m for matching.
+    /// originals kept 30 days, σ = 10 m for matching, at most a million road segments in tiles.
     pub fn new(
         policy: &covermap_scoring::RewardPolicy,
         rules: IngestRules,
@@ -71,6 +76,7 @@ impl WorkerConfig {
             resolution,
             idle_poll: Duration::from_millis(500),
             matching: MatchParams::for_sigma(10.0),
+            road_tile_segments: 1_000_000,
             trust: policy.rules.verification.clone(),
             policy: None,
         }
@@ -135,7 +141,22 @@ pub async fn run_pool(
     if n == 0 {
         return;
     }
-    let roads = load_roads(store.as_ref()).await;
+    let roads = match RoadTiles::open(store.clone(), config.road_tile_segments).await {
+        Ok(tiles) if tiles.has_network() => {
+            tracing::info!("road network read in tiles around each job");
+            Roads::Tiles(Arc::new(tiles))
+        }
+        Ok(_) => {
+            tracing::warn!(
+                "no road network stored: uploads are indexed by their fixes only (covermap roads import FILE)"
+            );
+            Roads::Whole(None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the road network; uploads are indexed by their fixes only");
+            Roads::Whole(None)
+        }
+    };
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     // One task per process deletes originals past their retention.
     let sweeper = tokio::spawn(run_sweeper(
@@ -253,7 +274,7 @@ async fn run_one(
     name: String,
     store: Arc<dyn Store>,
     blobs: Blobs,
-    roads: Option<Arc<RoadGraph>>,
+    roads: Roads,
     config: WorkerConfig,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -261,7 +282,7 @@ async fn run_one(
     tracing::info!(worker = %name, "worker started");
     while !*shutdown.borrow() {
         let current = config.in_force();
-        let pause = match work_once(&name, store.as_ref(), &blobs, roads.as_ref(), &current).await {
+        let pause = match work_once(&name, store.as_ref(), &blobs, &roads, &current).await {
             Ok(true) => continue,
             Ok(false) => config.idle_poll,
             Err(e) => {
@@ -306,7 +327,7 @@ pub async fn work_once(
     name: &str,
     store: &dyn Store,
     blobs: &Blobs,
-    roads: Option<&Arc<RoadGraph>>,
+    roads: &Roads,
     config: &WorkerConfig,
 ) -> Result<bool, StoreError> {
     let Some(lease) = store
@@ -318,7 +339,7 @@ pub async fn work_once(
     // The lease is renewed while the job runs, so a long drive is not taken over (and done
     // again) by another worker; if it is lost all the same, the work stops here.
     let processed = {
-        let work = process(&lease, store, blobs, roads.cloned(), config);
+        let work = process(&lease, store, blobs, roads, config);
         tokio::pin!(work);
         tokio::select! {
             done = &mut work => Some(done),

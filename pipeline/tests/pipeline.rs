@@ -13,13 +13,14 @@ use chrono::{DateTime, Duration, Utc};
 use covermap_adversary::{
     FileKind, FraudPlan, FraudType, Label, ScenarioConfig, ScenarioFile, SetSize,
 };
-use covermap_domain::{DeviceId, UploadKind, UploadStatus};
+use covermap_domain::{DeviceId, LatLon, UploadKind, UploadStatus};
 use covermap_ingest::{IngestError, IngestRules, Uploader};
 use covermap_pipeline::epochs::{self, Closed};
 use covermap_pipeline::judge::judge_pending;
-use covermap_pipeline::{AcceptError, WorkerConfig, accept_upload, load_roads, work_once};
+use covermap_pipeline::{
+    AcceptError, RoadTiles, Roads, WorkerConfig, accept_upload, load_roads, work_once,
+};
 use covermap_roads::RoadNetwork;
-use covermap_roads::matching::RoadGraph;
 use covermap_scoring::RewardPolicy;
 use covermap_store::{Blobs, Store, UploadFilter};
 use h3o::Resolution;
@@ -39,7 +40,9 @@ struct World {
     objects: PathBuf,
     store: Arc<dyn Store>,
     blobs: Blobs,
-    roads: Option<Arc<RoadGraph>>,
+    /// The roads workers match against: tiles of the stored network, as `covermap worker` reads
+    /// them.
+    roads: Roads,
     network: RoadNetwork,
     policy: RewardPolicy,
     config: WorkerConfig,
@@ -62,8 +65,9 @@ impl World {
             )
             .await
             .unwrap();
-        let roads = load_roads(store.as_ref()).await;
-        assert!(roads.is_some(), "the road network was not loaded");
+        let tiles = RoadTiles::open(store.clone(), 1_000_000).await.unwrap();
+        assert!(tiles.has_network(), "the road network was not stored");
+        let roads = Roads::Tiles(Arc::new(tiles));
         let policy = RewardPolicy::shipped();
         let config = WorkerConfig::new(&policy, IngestRules::default(), resolution);
         Self {
@@ -112,7 +116,7 @@ impl World {
             "test",
             self.store.as_ref(),
             &self.blobs,
-            self.roads.as_ref(),
+            &self.roads,
             &self.config,
         )
         .await
@@ -161,6 +165,77 @@ fn scenario(w: &World, honest: usize, fraud: &[FraudType]) -> Vec<ScenarioFile> 
     covermap_adversary::generate(&w.network, &config)
         .unwrap()
         .files
+}
+
+/// Workers read the road network in tiles around each job: with a second region 600 km away
+/// in the store, a drive in Monaco is matched exactly as against Monaco's whole network, and
+/// the worker holds Monaco's tiles only; a drive there again reads nothing more.
+#[tokio::test]
+async fn workers_read_only_the_road_tiles_around_their_jobs() {
+    let mut w = World::new().await;
+    let mut town = covermap_roads::town::generate(LatLon::new(48.1, 11.5).unwrap(), 30, 120.0);
+    for s in &mut town.segments {
+        s.osm_way_id += 1_000_000_000_000;
+        for n in &mut s.osm_node_ids {
+            *n += 1_000_000_000_000;
+        }
+    }
+    let mut both = w.network.segments.clone();
+    both.extend(town.segments.iter().cloned());
+    w.store
+        .replace_roads(
+            &both,
+            &covermap_roads::road_length_per_cell(&both, w.config.resolution),
+        )
+        .await
+        .unwrap();
+    let tiles = Arc::new(RoadTiles::open(w.store.clone(), 1_000_000).await.unwrap());
+    w.roads = Roads::Tiles(tiles.clone());
+    let files = scenario(&w, 6, &[]);
+    let mut drives = files.iter().filter(|f| f.kind == FileKind::Gpx);
+    let (first, second) = (drives.next().unwrap(), drives.next().unwrap());
+    let tiled = w.accept(first, arrival()).await.unwrap().receipt.upload_id;
+    assert_eq!(w.work().await, 1);
+    let held = tiles.stats();
+    // Monaco's two tiles (a segment across their edge is in both), nothing of the town.
+    assert!(
+        held.tiles == 2 && held.segments < w.network.segments.len() * 21 / 20,
+        "{held:?} of {} in Monaco, {} in the town",
+        w.network.segments.len(),
+        town.segments.len()
+    );
+    let stretches = w.store.matched_stretches(tiled).await.unwrap();
+    assert!(stretches.iter().all(|s| s.osm_way_id < 1_000_000_000_000));
+
+    // The same drive against the whole of Monaco's network, read at once.
+    let whole = World::new().await;
+    let whole = World {
+        roads: Roads::Whole(load_roads(whole.store.as_ref()).await),
+        ..whole
+    };
+    let id = whole
+        .accept(first, arrival())
+        .await
+        .unwrap()
+        .receipt
+        .upload_id;
+    assert_eq!(whole.work().await, 1);
+    let expected = whole.store.matched_stretches(id).await.unwrap();
+    let key = |s: &covermap_domain::MatchedStretch| (s.cell, s.osm_way_id, s.way_piece);
+    assert_eq!(
+        stretches.iter().map(key).collect::<Vec<_>>(),
+        expected.iter().map(key).collect::<Vec<_>>()
+    );
+    for (a, b) in stretches.iter().zip(&expected) {
+        assert!((a.length_m - b.length_m).abs() < 0.5, "{a:?} vs {b:?}");
+    }
+
+    // Another drive in Monaco: its tiles are in memory already.
+    w.accept(second, arrival() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(w.work().await, 1);
+    assert_eq!(tiles.stats().reads, held.reads);
 }
 
 #[tokio::test]
