@@ -1071,3 +1071,54 @@ fn vision_check_command_contract() {
         .unwrap();
     assert!(plates["covered"].as_u64().unwrap() >= 8, "{report}");
 }
+
+/// `covermap partitions`: PostGIS lists each table's months (this one and the next three) and
+/// its default, detaches nothing older than there is, and refuses a day inside the next epoch's
+/// coverage window; the embedded store, which has no partitions, says so.
+#[tokio::test]
+async fn partitions_are_listed_and_detached_only_when_nothing_in_them_still_counts() {
+    let embedded = Db::sqlite();
+    let out = embedded.run(&["partitions", "list"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not partitioned"),
+        "{out:?}"
+    );
+
+    let db = Db::postgis().await;
+    let out = db.run(&["partitions", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    let listed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 6 * 5, "{listed:?}");
+    let month = chrono::Utc::now().format("%Y%m").to_string();
+    let frames: Vec<&Value> = listed.iter().filter(|p| p["table"] == "frames").collect();
+    assert_eq!(frames[0]["partition"], format!("frames_p{month}"));
+    assert!(frames[0]["from"].as_str().unwrap().ends_with("T00:00:00Z"));
+    assert_eq!(frames[4]["partition"], "frames_default");
+    assert!(frames[4]["from"].is_null());
+
+    let out = db.run(&["partitions", "detach", "--before", "2001-01-01"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = db.run(&["partitions", "detach", "--before", "2099-01-01"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("detach only months before"),
+        "{out:?}"
+    );
+    let out = db.run(&["partitions", "detach", "--before", "last spring"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"),
+        "{out:?}"
+    );
+    assert_eq!(
+        db.store().await.partitions().await.unwrap().len(),
+        6 * 5,
+        "nothing was detached"
+    );
+    db.finish().await;
+}
