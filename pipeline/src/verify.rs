@@ -20,6 +20,10 @@ use crate::road_tiles::Roads;
 const TWIN_CELLS: usize = 64;
 /// Earlier uploads compared with it, at most.
 const TWIN_CANDIDATES: i64 = 8;
+/// Of each cell asked about, the uploads read, newest first: a busy place costs no more to look
+/// in than a quiet one (a replay of an upload older than the last thousand in every cell it
+/// shares is not found this way).
+const TWIN_PER_CELL: i64 = 1000;
 /// An earlier upload is compared when it shares at least this share of the cells asked about.
 const TWIN_MIN_SHARE: f64 = 0.3;
 /// Neighbours in time are looked for this far around the upload.
@@ -450,7 +454,13 @@ async fn twin(
         JobFailure::Transient(format!("the trust stage, {what}: {e}"))
     };
     let candidates = store
-        .shared_cells(lease.upload_id, radio, &asked, TWIN_CANDIDATES)
+        .shared_cells(
+            lease.upload_id,
+            radio,
+            &asked,
+            TWIN_PER_CELL,
+            TWIN_CANDIDATES,
+        )
         .await
         .map_err(|e| failed("looking for uploads alike", e))?;
     let min = ((asked.len() as f64) * TWIN_MIN_SHARE).ceil() as i64;

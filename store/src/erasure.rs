@@ -159,6 +159,11 @@ const ERASE: &[(Counts, Args, &str)] = &[
         Args::Upload,
         "DELETE FROM track_prints WHERE upload_id = $1",
     ),
+    (
+        Counts::Trust,
+        Args::Upload,
+        "DELETE FROM radio_cells WHERE upload_id = $1",
+    ),
     // Later epochs read earlier counted uploads' stretches (how much of a cell's road was
     // driven before them); radio samples and left-out fixes are their own epoch's inputs.
     (

@@ -126,6 +126,12 @@ const INSERT_RADIO_OBSERVATION_SQLITE: &str = "INSERT INTO radio_observations (u
          observed_at, emitter_kind, radio, emitter, signal_dbm, accuracy_m, cell, lat, lon) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
+/// Upload `$1`'s radio cells, once each with its samples, from the samples just written: where
+/// later uploads look for its twins (migration 0021).
+const INSERT_RADIO_CELLS: &str = "INSERT INTO radio_cells (cell, upload_id, samples) \
+     SELECT cell, upload_id, COUNT(*) FROM radio_observations WHERE upload_id = $1 \
+     GROUP BY cell, upload_id";
+
 // A track's frames: PostgreSQL inserts them all at once from arrays (UNNEST) with PostGIS points,
 // deriving the status and JSONB quality in SQL; SQLite one by one, status bound by the caller.
 const INSERT_FRAMES_PG: &str = "INSERT INTO frames (upload_id, frame, sequence, sha256, \
@@ -403,6 +409,13 @@ impl Queue for PgStore {
             .execute(&mut *tx)
             .await
             .ctx("writing radio observations")?;
+        if !outcome.radio.is_empty() {
+            sqlx::query(INSERT_RADIO_CELLS)
+                .bind(lease.upload_id)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing radio cells")?;
+        }
         let f = &outcome.frames;
         sqlx::query(INSERT_FRAMES_PG)
             .bind(lease.upload_id)
@@ -748,6 +761,13 @@ impl Queue for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .ctx("writing radio observations")?;
+        }
+        if !outcome.radio.is_empty() {
+            sqlx::query(INSERT_RADIO_CELLS)
+                .bind(lease.upload_id)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing radio cells")?;
         }
         for f in &outcome.frames {
             sqlx::query(INSERT_FRAME_SQLITE)

@@ -24,14 +24,17 @@ pub trait Trust: Send + Sync {
     ) -> Result<Vec<Neighbour>>;
 
     /// Processed uploads other than `upload_id` that touched any of `cells` — radio batches
-    /// through their observations (`radio`), else tracks and drives through their cells — with
+    /// through their radio cells (`radio`), else tracks and drives through their cells — with
     /// how many of them each shares, most first, at most `limit`: where a replay or a copy is
-    /// looked for (an upload received later but processed first is among them).
+    /// looked for (an upload received later but processed first is among them). Only the
+    /// `per_cell` newest uploads of each cell are read, so a busy place costs no more than a
+    /// quiet one.
     async fn shared_cells(
         &self,
         upload_id: i64,
         radio: bool,
         cells: &[Cell],
+        per_cell: i64,
         limit: i64,
     ) -> Result<Vec<(i64, i64)>>;
 
@@ -74,27 +77,37 @@ const AMEND_TRUST: &str = "UPDATE uploads SET evidence = $2, trust_findings = $4
          cells = CASE WHEN $3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
      WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL AND erased_at IS NULL";
 
-// Whether `cell` is in the list bound as `$2`: PostgreSQL binds an array, SQLite a JSON list.
-const PG_CELL_IN_LIST: &str = "= ANY($2)";
-const SQLITE_CELL_IN_LIST: &str = "IN (SELECT value FROM json_each($2))";
-
-/// Uploads other than `$1` that touched cells of the list `$2` (tested by `cell_in_list`), with
-/// how many, most first, at most `$3`.
-fn shared_cells_query(radio: bool, cell_in_list: &str) -> String {
-    let table = if radio {
-        // An erased upload's samples stay for the epoch that counted them, not to judge others.
-        format!(
-            "(SELECT DISTINCT upload_id, cell FROM radio_observations WHERE cell {cell_in_list} \
-              AND upload_id NOT IN (SELECT id FROM uploads WHERE erased_at IS NOT NULL))"
-        )
-    } else {
-        format!("(SELECT upload_id, cell FROM cell_observations WHERE cell {cell_in_list})")
-    };
+/// Uploads other than `$1` that touched cells of the list `$2`, the `$3` newest of each cell, with
+/// how many of those cells, most first, at most `$4`; `table` is `radio_cells` or
+/// `cell_observations`, both keyed by (cell, upload_id). PostgreSQL binds an array and reads each
+/// cell's newest through its index (LATERAL, LIMIT); SQLite a JSON list, numbering each cell's
+/// uploads newest first.
+fn pg_shared_cells(table: &str) -> String {
     format!(
-        "SELECT o.upload_id, COUNT(*) FROM {table} o \
-         WHERE o.upload_id <> $1 \
-         GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT $3"
+        "SELECT o.upload_id, COUNT(*) FROM UNNEST($2::bigint[]) AS c(cell) \
+         CROSS JOIN LATERAL (SELECT upload_id FROM {table} \
+             WHERE cell = c.cell AND upload_id <> $1 ORDER BY upload_id DESC LIMIT $3) o \
+         GROUP BY o.upload_id ORDER BY COUNT(*) DESC, o.upload_id LIMIT $4"
     )
+}
+fn sqlite_shared_cells(table: &str) -> String {
+    format!(
+        "SELECT upload_id, COUNT(*) FROM ( \
+             SELECT upload_id, row_number() OVER (PARTITION BY cell ORDER BY upload_id DESC) AS n \
+             FROM (SELECT DISTINCT cell, upload_id FROM {table} \
+                   WHERE cell IN (SELECT value FROM json_each($2)) AND upload_id <> $1)) \
+         WHERE n <= $3 \
+         GROUP BY upload_id ORDER BY COUNT(*) DESC, upload_id LIMIT $4"
+    )
+}
+
+/// Where an upload's cells are kept for its twins to be found.
+fn shared_cells_table(radio: bool) -> &'static str {
+    if radio {
+        "radio_cells"
+    } else {
+        "cell_observations"
+    }
 }
 
 // Prints of the uploads in the list bound as `$1`: PostgreSQL binds an array, SQLite a JSON list.
@@ -152,11 +165,13 @@ impl Trust for PgStore {
         upload_id: i64,
         radio: bool,
         cells: &[Cell],
+        per_cell: i64,
         limit: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(&shared_cells_query(radio, PG_CELL_IN_LIST))
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&pg_shared_cells(shared_cells_table(radio)))
             .bind(upload_id)
             .bind(cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
+            .bind(per_cell)
             .bind(limit)
             .fetch_all(&self.pool)
             .await
@@ -223,13 +238,15 @@ impl Trust for SqliteStore {
         upload_id: i64,
         radio: bool,
         cells: &[Cell],
+        per_cell: i64,
         limit: i64,
     ) -> Result<Vec<(i64, i64)>> {
         let list = serde_json::to_string(&cells.iter().map(|c| c.as_i64()).collect::<Vec<_>>())
             .map_err(|e| StoreError::Corrupt(format!("cell list: {e}")))?;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(&shared_cells_query(radio, SQLITE_CELL_IN_LIST))
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&sqlite_shared_cells(shared_cells_table(radio)))
             .bind(upload_id)
             .bind(list)
+            .bind(per_cell)
             .bind(limit)
             .fetch_all(&self.pool)
             .await

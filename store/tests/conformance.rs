@@ -3299,8 +3299,9 @@ async fn erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies(
     assert_eq!(pending, expected, "all but the original bob's drive shares");
     let e = erased.erased;
     assert_eq!(
+        // Trust: its extent, its print and its one radio cell (its sample stays, counted).
         (e.blobs, e.frames, e.refused_frames, e.cells, e.trust),
-        (7, 2, 2, 3, 2),
+        (7, 2, 2, 3, 3),
         "{e:?}"
     );
     assert_eq!(
@@ -3472,7 +3473,7 @@ async fn erased_uploads_lose_pixels_and_places_and_their_epoch_still_verifies(
             e.rejections,
             e.trust
         ),
-        (2, 2, 3, 3, 1, 1, 2),
+        (2, 2, 3, 3, 1, 1, 3),
         "{e:?}"
     );
     assert!(store.frames(c).await.unwrap().is_empty());
@@ -3775,17 +3776,32 @@ async fn trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final
     assert_eq!((n[0].upload_id, n[0].extent.radius_m), (a, 800.0));
     let cells: Vec<Cell> = MONACO.iter().map(|&(la, lo)| cell_at(la, lo)).collect();
     assert_eq!(
-        store.shared_cells(b, false, &cells, 5).await.unwrap(),
+        store.shared_cells(b, false, &cells, 100, 5).await.unwrap(),
         vec![(a, 3)]
     );
     assert_eq!(
-        store.shared_cells(b, true, &cells, 5).await.unwrap(),
+        store.shared_cells(b, true, &cells, 100, 5).await.unwrap(),
         vec![(a, 3)]
     );
     // Later uploads are found too: a copy processed before its original is compared with it.
     assert_eq!(
-        store.shared_cells(a, false, &cells, 5).await.unwrap(),
+        store.shared_cells(a, false, &cells, 100, 5).await.unwrap(),
         vec![(b, 2)]
+    );
+    // Only each cell's newest uploads are read: one a cell, and `b` is the newer where it was.
+    assert_eq!(
+        store
+            .shared_cells(i64::MAX, false, &cells, 1, 5)
+            .await
+            .unwrap(),
+        vec![(b, 2), (a, 1)]
+    );
+    assert_eq!(
+        store
+            .shared_cells(i64::MAX, false, &cells, 2, 5)
+            .await
+            .unwrap(),
+        vec![(a, 3), (b, 2)]
     );
     // A verdict not yet final can be amended; the maps follow.
     let copy_of_a = r#"{"copy_of":1}"#;
