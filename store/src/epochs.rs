@@ -12,7 +12,8 @@ use crate::dialect::Columns;
 use crate::dialect::{micros, time};
 use crate::error::{Result, SqlContext, StoreError};
 use crate::reward_rows::{
-    RawInputs, cell_row, check_order, reward_row, spoof_reasons, to_i64, to_u64,
+    CaptureRow, RadioSampleRow, RawInputs, capture, cell_row, check_order, radio_sample,
+    reward_row, spoof_reasons, to_i64, to_u64,
 };
 use crate::rows::EPOCH_COLUMNS;
 use crate::{ClosedEpoch, EpochClaim, EpochRecord, PgStore, SqliteStore};
@@ -586,16 +587,32 @@ impl Epochs for PgStore {
         period: &EpochPeriod,
         coverage_since: DateTime<Utc>,
     ) -> Result<EpochInputs> {
+        use futures::TryStreamExt;
         let n = to_i64(period.epoch, "epoch")?;
         let pool = self.pool();
-        let mut raw = RawInputs {
-            captures: sqlx::query_as(EPOCH_CAPTURES)
-                .bind(n)
-                .fetch_all(pool)
-                .await
-                .ctx("reading an epoch's frames")?,
-            ..RawInputs::default()
-        };
+        // The two long lists (millions of rows at scale) stream from the server into the
+        // close's own types, a row at a time: their rows are never all held twice.
+        let mut captures = Vec::new();
+        let mut rows = sqlx::query_as::<_, CaptureRow>(EPOCH_CAPTURES)
+            .bind(n)
+            .fetch(pool);
+        while let Some(row) = rows.try_next().await.ctx("reading an epoch's frames")? {
+            captures.push(capture(row)?);
+        }
+        drop(rows);
+        let mut radio = Vec::new();
+        let mut rows = sqlx::query_as::<_, RadioSampleRow>(PG_EPOCH_RADIO)
+            .bind(n)
+            .fetch(pool);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .ctx("reading an epoch's radio samples")?
+        {
+            radio.push(radio_sample(row)?);
+        }
+        drop(rows);
+        let mut raw = RawInputs::default();
         let last_seen: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(EPOCH_LAST_SEEN)
             .bind(n)
             .fetch_all(pool)
@@ -612,11 +629,6 @@ impl Epochs for PgStore {
             .fetch_all(pool)
             .await
             .ctx("reading cells' roads")?;
-        raw.radio = sqlx::query_as(PG_EPOCH_RADIO)
-            .bind(n)
-            .fetch_all(pool)
-            .await
-            .ctx("reading an epoch's radio samples")?;
         raw.areas = sqlx::query_as(EPOCH_AREAS)
             .bind(n)
             .bind(period.end)
@@ -678,7 +690,10 @@ impl Epochs for PgStore {
             .fetch_all(pool)
             .await
             .ctx("reading usage")?;
-        raw.assemble(period)
+        let mut inputs = raw.assemble(period)?;
+        inputs.captures = captures;
+        inputs.radio = radio;
+        Ok(inputs)
     }
 
     async fn finish_epoch(

@@ -75,6 +75,19 @@ pub(crate) type AreaRow = (
     bool,
 );
 
+/// A capture row as the close reads it.
+pub(crate) fn capture(
+    (contributor, upload_id, frame, cell, captured_at): CaptureRow,
+) -> Result<Capture> {
+    Ok(Capture {
+        contributor,
+        upload_id,
+        frame,
+        cell: Cell::from_i64(cell)?,
+        captured_at,
+    })
+}
+
 pub(crate) fn radio_sample(
     (contributor, upload_id, seq, cell, technology, emitter, signal_dbm, at, lat, lon): RadioSampleRow,
 ) -> Result<RadioSample> {
@@ -147,15 +160,7 @@ impl RawInputs {
         let captures = self
             .captures
             .into_iter()
-            .map(|(contributor, upload_id, frame, cell, captured_at)| {
-                Ok(Capture {
-                    contributor,
-                    upload_id,
-                    frame,
-                    cell: Cell::from_i64(cell)?,
-                    captured_at,
-                })
-            })
+            .map(capture)
             .collect::<Result<_>>()?;
         let last_seen = self
             .last_seen
