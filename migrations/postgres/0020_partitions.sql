@@ -10,8 +10,8 @@
 -- moves such rows into their month. Old months can be detached (`covermap db partitions
 -- --detach-before`) and archived or dropped without rewriting the rest.
 --
--- So that a Citus deployment can distribute these tables by `cell` (see the README), every
--- unique key holds `cell` as well as `received_at`, and they no longer reference `uploads`,
+-- So that a Citus deployment can distribute five of these tables by `cell` (see the README),
+-- their unique keys hold `cell` as well as `received_at`, and they no longer reference `uploads`,
 -- `frame_decisions` or each other: the writers check what the keys used to (a decision is
 -- recorded only for a refused frame read under FOR UPDATE in the same transaction; rows are
 -- written for an upload under its job's lease). `rejected_observations` goes with its upload
@@ -67,6 +67,15 @@ BEGIN
     END LOOP;
     RETURN made;
 END $$;
+
+-- The published and review derivatives of detached months' frames: an erasure of their upload
+-- still finds them here and deletes them, though the frames' rows are outside covermap.
+CREATE TABLE detached_blobs (
+    upload_id BIGINT NOT NULL,
+    key       TEXT   NOT NULL,
+    PRIMARY KEY (upload_id, key)
+);
+CREATE INDEX detached_blobs_key ON detached_blobs (key);
 
 -- The change feed's triggers and the decision log's reference go with the old tables.
 ALTER TABLE frame_decisions DROP CONSTRAINT frame_decisions_upload_id_frame_fkey;

@@ -53,10 +53,7 @@ pub(crate) async fn process(
             let graph = roads_around(&track)?;
             let outcome = track_outcome(&track, graph.as_deref(), &config);
             let measured = measure_track(&track, graph.as_deref(), &outcome, received_at);
-            Ok(DriveDraft {
-                graph,
-                ..DriveDraft::plain(outcome, measured)
-            })
+            Ok(DriveDraft::plain(outcome, measured))
         } else if kind.is_radio() {
             let (outcome, measured) = radio_outcome(kind, &bytes, received_at, &config)?;
             Ok(DriveDraft::plain(outcome, measured))
@@ -68,19 +65,10 @@ pub(crate) async fn process(
     .map_err(|e| JobFailure::Transient(format!("processing task failed: {e}")))??;
     let measured = std::mem::take(&mut draft.measured);
     let probe = measured.probe();
-    let graph = draft.graph.take();
     // Everything that can fail for a reason other than the blob store comes first: the frames'
     // bytes are written last, so a job that fails leaves none behind (a retry writes the same
     // content-addressed keys again).
-    let trust = verify::judge(
-        lease,
-        store,
-        measured,
-        &config.trust,
-        graph.as_deref(),
-        roads,
-    )
-    .await?;
+    let trust = verify::judge(lease, store, measured, &config.trust, roads).await?;
     let mut outcome = finish_drive(lease, store, blobs, draft, config).await?;
     outcome.trust = Some(trust);
     Ok((outcome, probe))
@@ -110,8 +98,6 @@ struct DriveDraft {
     refused: Vec<RefusedFrame>,
     /// What the trust stage measured, to be finished against earlier uploads.
     measured: Measured,
-    /// The roads it was matched against.
-    graph: Option<Arc<RoadGraph>>,
 }
 
 impl DriveDraft {
@@ -575,10 +561,7 @@ fn drive_outcome(
             pool.look_all(&jpegs).into_iter().map(Some).collect()
         }
     };
-    let mut draft = DriveDraft {
-        graph: graph.clone(),
-        ..DriveDraft::default()
-    };
+    let mut draft = DriveDraft::default();
     for (mut row, look) in draft_rows.into_iter().zip(looks) {
         let source = &mut drive.frames[row.frame as usize];
         let original = std::mem::take(&mut source.bytes);

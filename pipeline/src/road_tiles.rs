@@ -47,8 +47,8 @@ pub enum AreaRoads {
 #[derive(Debug)]
 pub struct RoadTiles {
     store: Arc<dyn Store>,
-    /// Whether the store holds any road at all (read once).
-    network: bool,
+    /// Whether the store holds any road at all, and when that was last read.
+    network: Mutex<(bool, Instant)>,
     /// The most road segments kept in tiles at once; the least recently used tiles go first.
     max_segments: usize,
     cache: Mutex<Cache>,
@@ -59,7 +59,8 @@ struct Cache {
     tick: u64,
     tiles: HashMap<TileKey, Tile>,
     segments: usize,
-    graphs: Vec<(Vec<TileKey>, Arc<RoadGraph>, u64)>,
+    /// Graphs built of a set of tiles: the tiles, the graph, when it was built, its last use.
+    graphs: Vec<(Vec<TileKey>, Arc<RoadGraph>, Instant, u64)>,
     reads: u64,
 }
 
@@ -87,15 +88,36 @@ impl RoadTiles {
         let network = !store.roads(BoundingBox::WORLD, 1).await?.is_empty();
         Ok(Self {
             store,
-            network,
+            network: Mutex::new((network, Instant::now())),
             max_segments,
             cache: Mutex::new(Cache::default()),
         })
     }
 
-    /// Whether the store holds a road network.
+    /// Whether the store held a road network when last read.
     pub fn has_network(&self) -> bool {
         self.network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+    }
+
+    /// Whether the store holds a road network, read again after [`TILE_TTL`] (a network imported
+    /// after the worker started reaches it).
+    async fn network_stored(&self) -> Result<bool, StoreError> {
+        let (known, read_at) = *self
+            .network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if read_at.elapsed() < TILE_TTL {
+            return Ok(known);
+        }
+        let now = !self.store.roads(BoundingBox::WORLD, 1).await?.is_empty();
+        *self
+            .network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (now, Instant::now());
+        Ok(now)
     }
 
     pub fn stats(&self) -> TileStats {
@@ -110,24 +132,40 @@ impl RoadTiles {
 
     /// The graph of the roads within [`MARGIN_M`] of `area`.
     pub async fn graph_for(&self, area: BoundingBox) -> Result<AreaRoads, StoreError> {
-        if !self.network {
+        self.graph_within(area, MARGIN_M).await
+    }
+
+    /// The graph of the roads within `margin_m` of `area`.
+    pub async fn graph_within(
+        &self,
+        area: BoundingBox,
+        margin_m: f64,
+    ) -> Result<AreaRoads, StoreError> {
+        if !self.network_stored().await? {
             return Ok(AreaRoads::NoNetwork);
         }
-        let Some(keys) = tiles_around(area) else {
+        let Some(keys) = tiles_around(area, margin_m) else {
             return Ok(AreaRoads::TooLarge);
         };
-        // A graph of these tiles, still fresh: shared.
+        // A graph of these tiles, built since each was last read and still fresh: shared.
         {
             let mut c = self.lock();
             c.tick += 1;
             let tick = c.tick;
-            let fresh = keys.iter().all(|k| {
-                c.tiles
-                    .get(k)
-                    .is_some_and(|t| t.read_at.elapsed() < TILE_TTL)
-            });
-            if fresh && let Some(g) = c.graphs.iter_mut().find(|(k, _, _)| *k == keys) {
-                g.2 = tick;
+            let newest_read = keys
+                .iter()
+                .map(|k| c.tiles.get(k).map(|t| t.read_at))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|reads| reads.into_iter().max());
+            let built_after = |built: Instant| {
+                newest_read.is_some_and(|r| built >= r) && built.elapsed() < TILE_TTL
+            };
+            if let Some(g) = c
+                .graphs
+                .iter_mut()
+                .find(|(k, _, built, _)| *k == keys && built_after(*built))
+            {
+                g.3 = tick;
                 let graph = g.1.clone();
                 for k in &keys {
                     if let Some(t) = c.tiles.get_mut(k) {
@@ -157,10 +195,10 @@ impl RoadTiles {
         let mut c = self.lock();
         c.tick += 1;
         let tick = c.tick;
-        c.graphs.retain(|(k, _, _)| *k != keys);
-        c.graphs.push((keys, graph.clone(), tick));
+        c.graphs.retain(|(k, _, _, _)| *k != keys);
+        c.graphs.push((keys, graph.clone(), Instant::now(), tick));
         if c.graphs.len() > GRAPHS_KEPT {
-            c.graphs.sort_by_key(|g| std::cmp::Reverse(g.2));
+            c.graphs.sort_by_key(|g| std::cmp::Reverse(g.3));
             c.graphs.truncate(GRAPHS_KEPT);
         }
         Ok(AreaRoads::Graph(graph))
@@ -255,13 +293,22 @@ impl Roads {
         }
     }
 
-    /// For tiles, a graph of the roads between two places (the ends of a gap between uploads)
-    /// when they are within [`MAX_TILES`] tiles; never an error. `None` for the whole network:
-    /// the upload's own graph is all of it already.
+    /// A graph to find the fastest drive between two places on (the ends of a gap between
+    /// uploads): the whole network, or the tiles within their distance apart of both (at least
+    /// [`MARGIN_M`]), which hold every route up to twice the straight line. `None` without a
+    /// network, or when those tiles are more than [`MAX_TILES`]: then no drive is computed (a
+    /// route cut short by a graph's edge could only look longer than it is, and flag an honest
+    /// driver).
     pub async fn between(&self, from: LatLon, to: LatLon) -> Option<Arc<RoadGraph>> {
         match self {
-            Roads::Whole(_) => None,
-            Roads::Tiles(_) => self.around(area_of([from, to])).await.ok().flatten(),
+            Roads::Whole(graph) => graph.clone(),
+            Roads::Tiles(tiles) => {
+                let margin = from.distance_m(to).max(MARGIN_M);
+                match tiles.graph_within(area_of([from, to])?, margin).await {
+                    Ok(AreaRoads::Graph(g)) => Some(g),
+                    _ => None,
+                }
+            }
         }
     }
 }
@@ -284,11 +331,11 @@ fn tile_box((y, x): TileKey) -> BoundingBox {
     }
 }
 
-/// The tiles within [`MARGIN_M`] of `area`, in order; `None` past [`MAX_TILES`].
-fn tiles_around(area: BoundingBox) -> Option<Vec<TileKey>> {
-    let dlat = MARGIN_M / 111_320.0;
+/// The tiles within `margin_m` of `area`, in order; `None` past [`MAX_TILES`].
+fn tiles_around(area: BoundingBox, margin_m: f64) -> Option<Vec<TileKey>> {
+    let dlat = margin_m / 111_320.0;
     let widest = area.south.abs().max(area.north.abs()).min(85.0);
-    let dlon = MARGIN_M / (111_320.0 * widest.to_radians().cos());
+    let dlon = margin_m / (111_320.0 * widest.to_radians().cos());
     let (south, north) = (
         (area.south - dlat).max(-90.0),
         (area.north + dlat).min(90.0),
@@ -340,12 +387,15 @@ mod tests {
     #[test]
     fn an_area_takes_the_tiles_within_the_margin_of_it() {
         // Monaco's port: one point, 2 km around it, across two tiles of longitude.
-        let keys = tiles_around(BoundingBox {
-            west: 7.42,
-            south: 43.73,
-            east: 7.42,
-            north: 43.73,
-        })
+        let keys = tiles_around(
+            BoundingBox {
+                west: 7.42,
+                south: 43.73,
+                east: 7.42,
+                north: 43.73,
+            },
+            MARGIN_M,
+        )
         .unwrap();
         assert_eq!(keys, vec![(437, 73), (437, 74)]);
         for k in &keys {
@@ -356,21 +406,27 @@ mod tests {
         assert_eq!(tile_of(-0.05, -0.05), (-1, -1));
         // A continent is refused.
         assert!(
-            tiles_around(BoundingBox {
-                west: -10.0,
-                south: 35.0,
-                east: 30.0,
-                north: 60.0
-            })
+            tiles_around(
+                BoundingBox {
+                    west: -10.0,
+                    south: 35.0,
+                    east: 30.0,
+                    north: 60.0
+                },
+                MARGIN_M
+            )
             .is_none()
         );
         assert!(
-            tiles_around(BoundingBox {
-                west: f64::NAN,
-                south: 0.0,
-                east: 1.0,
-                north: 1.0
-            })
+            tiles_around(
+                BoundingBox {
+                    west: f64::NAN,
+                    south: 0.0,
+                    east: 1.0,
+                    north: 1.0
+                },
+                MARGIN_M
+            )
             .is_none()
         );
     }

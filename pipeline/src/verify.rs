@@ -216,7 +216,6 @@ pub(crate) async fn judge(
     store: &dyn Store,
     mut measured: Measured,
     rules: &TrustRules,
-    graph: Option<&RoadGraph>,
     roads: &Roads,
 ) -> Result<TrustRecord, JobFailure> {
     let transient = |what: &str, e: covermap_store::StoreError| {
@@ -247,7 +246,7 @@ pub(crate) async fn judge(
             &neighbours,
             measured.print.as_ref(),
             store,
-            (graph, roads),
+            roads,
             rules,
         )
         .await?;
@@ -294,26 +293,23 @@ async fn gaps(
     neighbours: &[Neighbour],
     print: Option<&TrackPrint>,
     store: &dyn Store,
-    (graph, roads): (Option<&RoadGraph>, &Roads),
+    roads: &Roads,
     rules: &TrustRules,
 ) -> Result<Vec<Gap>, JobFailure> {
-    // The least time to drive a way far enough to matter, at the roads' reference speeds: on
-    // this upload's roads, or, where the way leaves them, on the roads between its ends.
+    // The least time to drive a way far enough to matter, at the roads' reference speeds, on
+    // the roads between its ends (not this upload's own: the way may leave them).
     let drive = async |from: LatLon, to: LatLon, seconds: f64| -> Option<f64> {
         if from.distance_m(to) < rules.track.gap_min_m || !(0.0..=3600.0).contains(&seconds) {
             return None;
         }
         let limit = (2.0 * rules.track.max_class_ratio * seconds).max(600.0);
-        let fastest = |g: &RoadGraph| {
-            g.fastest_s(from, to, 60.0, limit, |s| {
+        roads
+            .between(from, to)
+            .await?
+            .fastest_s(from, to, 60.0, limit, |s| {
                 covermap_trust::track::class_speed_mps(&s.highway)
             })
-        };
-        let found = match graph.and_then(fastest) {
-            Some(s) => Some(s),
-            None => fastest(roads.between(from, to).await?.as_ref()),
-        };
-        found.map(f64::round)
+            .map(f64::round)
     };
     let mut out = Vec::new();
     for shared in ["device", "contributor"] {

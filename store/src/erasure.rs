@@ -81,7 +81,8 @@ const UPLOAD_BLOBS: &str = "SELECT blob_key FROM uploads \
      UNION SELECT blob_key FROM frame_rejections \
          WHERE upload_id = $1 AND original_expired_at IS NULL \
      UNION SELECT review_key FROM frame_rejections \
-         WHERE upload_id = $1 AND review_key IS NOT NULL";
+         WHERE upload_id = $1 AND review_key IS NOT NULL \
+     UNION SELECT key FROM detached_blobs WHERE upload_id = $1";
 
 /// The rows that still need blob `$1`: an upload's bytes or a frame's original not deleted yet,
 /// a derivative published (and not taken down) or shown to auditors.
@@ -91,7 +92,8 @@ const BLOB_USES: &str = "SELECT \
      + (SELECT COUNT(*) FROM frames WHERE published_key = $1 AND removed_at IS NULL) \
      + (SELECT COUNT(*) FROM frame_rejections \
             WHERE blob_key = $1 AND original_expired_at IS NULL) \
-     + (SELECT COUNT(*) FROM frame_rejections WHERE review_key = $1)";
+     + (SELECT COUNT(*) FROM frame_rejections WHERE review_key = $1) \
+     + (SELECT COUNT(*) FROM detached_blobs WHERE key = $1)";
 
 /// What each statement of an erasure is bound to: upload `$1`, and the time `$2` or whether an
 /// epoch counted the upload `$2`.
@@ -163,6 +165,12 @@ const ERASE: &[(Counts, Args, &str)] = &[
         Counts::Trust,
         Args::Upload,
         "DELETE FROM radio_cells WHERE upload_id = $1",
+    ),
+    // The derivatives of its frames in a month detached since (PostGIS).
+    (
+        Counts::Frames,
+        Args::Upload,
+        "DELETE FROM detached_blobs WHERE upload_id = $1",
     ),
     // Later epochs read earlier counted uploads' stretches (how much of a cell's road was
     // driven before them); radio samples and left-out fixes are their own epoch's inputs.

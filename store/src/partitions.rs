@@ -40,8 +40,10 @@ pub trait Partitions: Send + Sync {
 
     /// Detaches every month partition that ends at or before `before`: each becomes a table of
     /// its own, outside covermap (to archive or drop), in one transaction. Refused while a row
-    /// in them is still to be counted: an upload queued or not yet in a closed epoch, a frame
-    /// pending judgement, or a frame judged late for an epoch not yet closed.
+    /// in them is still to be counted (an upload queued or in no closed epoch, a frame pending
+    /// judgement, or published late or approved and not yet counted) or names an original not
+    /// yet past its retention. The months' published and review derivatives are kept in
+    /// `detached_blobs`, so an erasure still deletes them.
     async fn detach_partitions(&self, before: DateTime<Utc>) -> Result<Vec<PartitionInfo>>;
 }
 
@@ -56,14 +58,35 @@ const LIST: &str = "SELECT p.relname::text, c.relname::text, \
      WHERE p.relname = ANY (covermap_partitioned_tables()) \
      ORDER BY p.relname, 3 NULLS LAST";
 
-/// The earliest `received_at` a row still to be counted has: an upload queued or not in a
-/// closed epoch (`$1` is the last closed, -1 before any), a frame pending judgement or judged
-/// late for a later epoch, a refused frame approved for one.
+/// The earliest `received_at` before `$2` of a row still to be counted (`$1` is the last closed
+/// epoch, -1 before any): an upload not erased that is queued or in no closed epoch; a frame
+/// pending judgement, or published late or approved and not yet counted, or counted in a later
+/// epoch; and a frame whose private original is not yet deleted (the retention sweep finds
+/// originals through these rows). `received_at < $2` keeps the look to the old months.
 const STILL_COUNTED_FROM: &str = "SELECT LEAST( \
-        (SELECT min(received_at) FROM uploads \
-            WHERE status = 'queued' OR reward_epoch IS NULL OR reward_epoch > $1), \
-        (SELECT min(received_at) FROM frames WHERE status = 'pending' OR reward_epoch > $1), \
-        (SELECT min(received_at) FROM frame_rejections WHERE reward_epoch > $1))";
+        (SELECT min(received_at) FROM uploads WHERE received_at < $2 AND erased_at IS NULL \
+            AND (status = 'queued' OR reward_epoch IS NULL OR reward_epoch > $1)), \
+        (SELECT min(received_at) FROM frames WHERE received_at < $2 \
+            AND (status = 'pending' OR reward_epoch > $1 OR original_expired_at IS NULL \
+                 OR (reward_epoch IS NULL AND judged_at IS NOT NULL AND status = 'published'))), \
+        (SELECT min(r.received_at) FROM frame_rejections r WHERE r.received_at < $2 \
+            AND (r.reward_epoch > $1 OR r.original_expired_at IS NULL \
+                 OR (r.reward_epoch IS NULL AND EXISTS (SELECT 1 FROM frame_decisions d \
+                     WHERE d.upload_id = r.upload_id AND d.frame = r.frame \
+                       AND d.decision = 'approve')))))";
+
+/// The derivatives a month's frames name (published, shown to auditors), kept past its detach
+/// so an erasure still finds and deletes them; `{frames}` and `{refused}` are its partitions.
+fn keep_derivatives(frames: &str, refused: &str) -> String {
+    format!(
+        "INSERT INTO detached_blobs (upload_id, key) \
+         SELECT upload_id, published_key FROM {frames} \
+             WHERE published_key IS NOT NULL AND published_key <> '' \
+         UNION SELECT upload_id, review_key FROM {refused} \
+             WHERE review_key IS NOT NULL AND review_key <> '' \
+         ON CONFLICT DO NOTHING"
+    )
+}
 
 type PartitionRow = (
     String,
@@ -121,6 +144,7 @@ impl Partitions for PgStore {
                 .ctx("reading the last closed epoch")?;
         let (needed,): (Option<DateTime<Utc>>,) = sqlx::query_as(STILL_COUNTED_FROM)
             .bind(closed.unwrap_or(-1))
+            .bind(before)
             .fetch_one(&mut *tx)
             .await
             .ctx("reading what is still to be counted")?;
@@ -138,9 +162,25 @@ impl Partitions for PgStore {
         {
             return Err(StoreError::Conflict(format!(
                 "uploads received from {} on are still to be counted (queued, pending \
-                 judgement, or in an epoch not yet closed); detach only months before that",
+                 judgement, in an epoch not yet closed) or hold originals not yet past their \
+                 retention; detach only months before that",
                 needed.to_rfc3339()
             )));
+        }
+        // Each month's derivatives, kept for erasures, before its frames leave.
+        let month = |p: &PartitionInfo| p.partition.rsplit('_').next().map(str::to_owned);
+        for p in old.iter().filter(|p| p.table == "frames") {
+            let Some(m) = month(p) else { continue };
+            let refused = format!("frame_rejections_{m}");
+            if old.iter().any(|q| q.partition == refused) {
+                sqlx::query(&keep_derivatives(
+                    &quote_ident(&p.partition),
+                    &quote_ident(&refused),
+                ))
+                .execute(&mut *tx)
+                .await
+                .ctx("keeping a month's derivatives for erasures")?;
+            }
         }
         for p in &old {
             sqlx::query(&format!(

@@ -96,8 +96,15 @@ impl Store for PgStore {
         sqlx::migrate!("../migrations/postgres")
             .run(&self.pool)
             .await?;
-        // This month's partitions and the next few, whenever a process opens the database.
-        crate::Partitions::ensure_partitions(self, Utc::now(), crate::MONTHS_AHEAD).await?;
+        // This month's partitions and the next few, whenever a process opens the database. A
+        // failure (a lock another transaction held, a deadlock) does not stop the process: the
+        // months are made ahead, the workers try again every minute, and a row no month takes
+        // lands in the default partition meanwhile.
+        if let Err(e) =
+            crate::Partitions::ensure_partitions(self, Utc::now(), crate::MONTHS_AHEAD).await
+        {
+            tracing::warn!(error = %e, "making month partitions failed; the workers try again");
+        }
         Ok(())
     }
 

@@ -126,6 +126,15 @@ const INSERT_RADIO_OBSERVATION_SQLITE: &str = "INSERT INTO radio_observations (u
          observed_at, emitter_kind, radio, emitter, signal_dbm, accuracy_m, cell, lat, lon) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
+/// Whether the trust stage flagged the upload: a flagged radio batch is kept out of the cells
+/// twins are looked for in (see `Trust::amend_trust`).
+fn flagged(outcome: &JobOutcome) -> bool {
+    outcome
+        .trust
+        .as_ref()
+        .is_some_and(|t| t.verdict == "flagged")
+}
+
 /// Upload `$1`'s radio cells, once each with its samples, from the samples just written: where
 /// later uploads look for its twins (migration 0021).
 const INSERT_RADIO_CELLS: &str = "INSERT INTO radio_cells (cell, upload_id, samples) \
@@ -409,7 +418,7 @@ impl Queue for PgStore {
             .execute(&mut *tx)
             .await
             .ctx("writing radio observations")?;
-        if !outcome.radio.is_empty() {
+        if !outcome.radio.is_empty() && !flagged(outcome) {
             sqlx::query(INSERT_RADIO_CELLS)
                 .bind(lease.upload_id)
                 .execute(&mut *tx)
@@ -762,7 +771,7 @@ impl Queue for SqliteStore {
                 .await
                 .ctx("writing radio observations")?;
         }
-        if !outcome.radio.is_empty() {
+        if !outcome.radio.is_empty() && !flagged(outcome) {
             sqlx::query(INSERT_RADIO_CELLS)
                 .bind(lease.upload_id)
                 .execute(&mut *tx)

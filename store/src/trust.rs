@@ -77,6 +77,17 @@ const AMEND_TRUST: &str = "UPDATE uploads SET evidence = $2, trust_findings = $4
          cells = CASE WHEN $3 = 'flagged' THEN 0 ELSE COALESCE(cells_seen, cells) END \
      WHERE id = $1 AND status = 'processed' AND trust_epoch IS NULL AND erased_at IS NULL";
 
+/// A flagged radio batch leaves the cells its twins are looked for in (a flood of flagged copies
+/// must not push an original out of a cell's newest), and comes back if cleared: after upload
+/// `$1`'s verdict became `$2`.
+const FLAGGED_LEAVE_RADIO_CELLS: &str =
+    "DELETE FROM radio_cells WHERE upload_id = $1 AND $2 = 'flagged'";
+const CLEARED_RETURN_TO_RADIO_CELLS: &str = "INSERT INTO radio_cells (cell, upload_id, samples) \
+     SELECT cell, upload_id, COUNT(*) FROM radio_observations \
+     WHERE upload_id = $1 AND $2 <> 'flagged' \
+       AND NOT EXISTS (SELECT 1 FROM radio_cells WHERE upload_id = $1) \
+     GROUP BY cell, upload_id";
+
 /// Uploads other than `$1` that touched cells of the list `$2`, the `$3` newest of each cell, with
 /// how many of those cells, most first, at most `$4`; `table` is `radio_cells` or
 /// `cell_observations`, both keyed by (cell, upload_id). PostgreSQL binds an array and reads each
@@ -187,15 +198,27 @@ impl Trust for PgStore {
         findings: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         let done = sqlx::query(AMEND_TRUST)
             .bind(upload_id)
             .bind(evidence)
             .bind(verdict)
             .bind(findings)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .ctx("amending an upload's verdict")?;
+        if done.rows_affected() == 1 {
+            for sql in [FLAGGED_LEAVE_RADIO_CELLS, CLEARED_RETURN_TO_RADIO_CELLS] {
+                sqlx::query(sql)
+                    .bind(upload_id)
+                    .bind(verdict)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("moving a batch's radio cells with its verdict")?;
+            }
+        }
+        tx.commit().await.ctx("committing an amended verdict")?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -262,15 +285,27 @@ impl Trust for SqliteStore {
         findings: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let mut tx = self.write().await?;
         let done = sqlx::query(AMEND_TRUST)
             .bind(upload_id)
             .bind(evidence)
             .bind(verdict)
             .bind(findings)
             .bind(micros(now))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .ctx("amending an upload's verdict")?;
+        if done.rows_affected() == 1 {
+            for sql in [FLAGGED_LEAVE_RADIO_CELLS, CLEARED_RETURN_TO_RADIO_CELLS] {
+                sqlx::query(sql)
+                    .bind(upload_id)
+                    .bind(verdict)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("moving a batch's radio cells with its verdict")?;
+            }
+        }
+        tx.commit().await.ctx("committing an amended verdict")?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -3814,6 +3814,15 @@ async fn trust_keeps_flagged_uploads_off_the_maps_and_epochs_make_verdicts_final
     );
     let ra = store.upload(a).await.unwrap().unwrap();
     assert_eq!((ra.trust.verdict.as_str(), ra.cells), ("flagged", Some(0)));
+    // Flagged, its radio cells leave the look for twins: a flood of flagged copies cannot push
+    // an original out of a cell's newest.
+    assert!(
+        store
+            .shared_cells(b, true, &cells, 100, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .coverage(BoundingBox::WORLD, 100)
@@ -4458,29 +4467,103 @@ async fn postgis_keeps_months_apart_and_detaches_only_what_was_counted() {
     .unwrap_err();
     assert!(twice.to_string().contains("duplicate key"), "{twice}");
 
-    // September is still to be counted until an epoch holding it closes.
+    // An August drive with a published frame, and an August upload erased before any epoch
+    // counted it (it never will be: it must not hold its month back).
+    let august = Utc.with_ymd_and_hms(2026, 8, 20, 8, 0, 0).unwrap();
+    store.ensure_partitions(august, 0).await.unwrap();
+    let published = JobOutcome {
+        frames: vec![FrameRow {
+            frame: 0,
+            sequence: 0,
+            sha256: "ab".repeat(32),
+            blob_key: "original/august/0".into(),
+            captured_at: august,
+            heading_deg: 90.0,
+            width: 1920,
+            height: 1080,
+            pos: monaco,
+            cell: cell_at(43.7384, 7.4246),
+            segment: None,
+            vision: Some(FrameVision {
+                published_key: "published/august/0".into(),
+                phash: "f9e0cf8c985964d0".into(),
+                faces: 0,
+                plates: 0,
+                quality: serde_json::json!({"quality": {"class": "ok"}}),
+            }),
+        }],
+        ..outcome(&MONACO, august)
+    };
+    let drive = completed_drive(
+        store.as_ref(),
+        ("cam-2", "bob"),
+        "august drive",
+        august,
+        &published,
+    )
+    .await;
+    let gone = completed_drive(
+        store.as_ref(),
+        ("cam-3", "carol"),
+        "august, erased",
+        august + secs(60),
+        &outcome(&MONACO, august),
+    )
+    .await;
+    store
+        .erase_upload(gone, "carol", august + secs(120))
+        .await
+        .unwrap();
+
+    // Both months are still to be counted until epochs holding them close.
     let october = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
     let refused = store.detach_partitions(october).await.unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Conflict(m) if m.contains("2026-09-15")),
+        matches!(&refused, StoreError::Conflict(m) if m.contains("2026-08-20")),
         "{refused}"
     );
     let policy = covermap_scoring::RewardPolicy::shipped();
-    let e0 = period(0, september - secs(3600));
-    closed_epoch(
-        store.clone(),
-        policy,
-        e0,
-        e0.start - secs(30 * 86_400),
-        september + secs(86_400),
-    )
-    .await;
+    for (n, at) in [(0, august), (1, september)] {
+        let e = period(n, at - secs(3600));
+        closed_epoch(
+            store.clone(),
+            policy.clone(),
+            e,
+            e.start - secs(30 * 86_400),
+            at + secs(86_400),
+        )
+        .await;
+    }
+    // The August frame's original is still kept (the retention sweep finds it by its row).
+    let refused = store.detach_partitions(october).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Conflict(m) if m.contains("retention")),
+        "{refused}"
+    );
+    store
+        .mark_originals_expired(drive, september + secs(86_400))
+        .await
+        .unwrap();
     let detached = store.detach_partitions(october).await.unwrap();
     let mut names: Vec<&str> = detached.iter().map(|p| p.partition.as_str()).collect();
     names.sort_unstable();
-    let mut expected: Vec<String> = TABLES.iter().map(|t| format!("{t}_p202609")).collect();
+    let mut expected: Vec<String> = TABLES
+        .iter()
+        .flat_map(|t| [format!("{t}_p202608"), format!("{t}_p202609")])
+        .collect();
     expected.sort_unstable();
     assert_eq!(names, expected);
+    // The August drive's published frame is outside covermap; erasing the drive still deletes it.
+    let erased = store
+        .erase_upload(drive, "bob", october + secs(60))
+        .await
+        .unwrap();
+    assert!(
+        erased
+            .pending_blobs
+            .contains(&"published/august/0".to_owned()),
+        "{erased:?}"
+    );
     assert!(
         store
             .partitions()
