@@ -2,6 +2,10 @@
 //! frames, 200,000 radio samples) over 100,000 cells, with earlier captures, roads, 50 demand
 //! areas with bounties, verification evidence and previous totals.
 //! `cargo bench -p covermap-scoring --bench epoch_close`.
+//!
+//! `COVERMAP_BENCH_SCALE=10 cargo bench -p covermap-scoring --bench epoch_close -- --once`:
+//! ten times the frames and radio samples over the same cells and contributors, one close timed
+//! (a sample of ten would take minutes at that size), with its root.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use chrono::{Duration, TimeZone, Utc};
@@ -12,13 +16,22 @@ use covermap_domain::rewards::{
 };
 use covermap_scoring::RewardPolicy;
 use covermap_scoring::epoch;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 const CONTRIBUTORS: u64 = 10_000;
 const FRAMES: u64 = 800_000;
 const RADIO: u64 = 200_000;
 
+/// How many times the frames and radio samples (`COVERMAP_BENCH_SCALE`, 1 by default).
+fn scale() -> u64 {
+    std::env::var("COVERMAP_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
 fn inputs() -> EpochInputs {
+    let (frames, radio_samples) = (FRAMES * scale(), RADIO * scale());
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rand = move |n: u64| {
         state ^= state << 13;
@@ -41,7 +54,7 @@ fn inputs() -> EpochInputs {
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let day_us = 86_400_000_000u64;
     let who = |i: u64| format!("contributor-{i:05}");
-    let captures = (0..FRAMES)
+    let captures = (0..frames)
         .map(|i| {
             let c = rand(CONTRIBUTORS);
             Capture {
@@ -54,7 +67,7 @@ fn inputs() -> EpochInputs {
         })
         .collect();
     let techs = ["lte", "nr", "wcdma", "gsm", "wifi"];
-    let radio = (0..RADIO)
+    let radio = (0..radio_samples)
         .map(|i| {
             let cell = cells[rand(n_cells) as usize];
             let ll = h3o::LatLng::from(cell.0);
@@ -179,4 +192,22 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::args().any(|a| a == "--once") {
+        let inputs = inputs();
+        let policy = RewardPolicy::shipped();
+        let t = std::time::Instant::now();
+        let o = epoch::close(&inputs, &policy);
+        println!(
+            "epoch close once: {} captures, {} radio samples: {:.2} s; root {}",
+            inputs.captures.len(),
+            inputs.radio.len(),
+            t.elapsed().as_secs_f64(),
+            o.manifest.root
+        );
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
