@@ -47,21 +47,29 @@ pub enum AreaRoads {
 #[derive(Debug)]
 pub struct RoadTiles {
     store: Arc<dyn Store>,
-    /// Whether the store holds any road at all, and when that was last read.
-    network: Mutex<(bool, Instant)>,
     /// The most road segments kept in tiles at once; the least recently used tiles go first.
     max_segments: usize,
     cache: Mutex<Cache>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Cache {
+    /// Whether the store holds any road at all, and when that was last read.
+    network: (bool, Instant),
     tick: u64,
     tiles: HashMap<TileKey, Tile>,
     segments: usize,
     /// Graphs built of a set of tiles: the tiles, the graph, when it was built, its last use.
     graphs: Vec<(Vec<TileKey>, Arc<RoadGraph>, Instant, u64)>,
     reads: u64,
+}
+
+impl Cache {
+    /// The next moment of use, for least-recently-used order.
+    fn touch(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
 }
 
 #[derive(Debug)]
@@ -88,35 +96,32 @@ impl RoadTiles {
         let network = !store.roads(BoundingBox::WORLD, 1).await?.is_empty();
         Ok(Self {
             store,
-            network: Mutex::new((network, Instant::now())),
             max_segments,
-            cache: Mutex::new(Cache::default()),
+            cache: Mutex::new(Cache {
+                network: (network, Instant::now()),
+                tick: 0,
+                tiles: HashMap::new(),
+                segments: 0,
+                graphs: Vec::new(),
+                reads: 0,
+            }),
         })
     }
 
     /// Whether the store held a road network when last read.
     pub fn has_network(&self) -> bool {
-        self.network
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
+        self.lock().network.0
     }
 
     /// Whether the store holds a road network, read again after [`TILE_TTL`] (a network imported
     /// after the worker started reaches it).
     async fn network_stored(&self) -> Result<bool, StoreError> {
-        let (known, read_at) = *self
-            .network
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (known, read_at) = self.lock().network;
         if read_at.elapsed() < TILE_TTL {
             return Ok(known);
         }
         let now = !self.store.roads(BoundingBox::WORLD, 1).await?.is_empty();
-        *self
-            .network
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = (now, Instant::now());
+        self.lock().network = (now, Instant::now());
         Ok(now)
     }
 
@@ -150,8 +155,7 @@ impl RoadTiles {
         // A graph of these tiles, built since each was last read and still fresh: shared.
         {
             let mut c = self.lock();
-            c.tick += 1;
-            let tick = c.tick;
+            let tick = c.touch();
             let newest_read = keys
                 .iter()
                 .map(|k| c.tiles.get(k).map(|t| t.read_at))
@@ -193,8 +197,7 @@ impl RoadTiles {
                 .map_err(|e| StoreError::Config(format!("building a road graph: {e}")))?,
         );
         let mut c = self.lock();
-        c.tick += 1;
-        let tick = c.tick;
+        let tick = c.touch();
         c.graphs.retain(|(k, _, _, _)| *k != keys);
         c.graphs.push((keys, graph.clone(), Instant::now(), tick));
         if c.graphs.len() > GRAPHS_KEPT {
@@ -208,8 +211,7 @@ impl RoadTiles {
     async fn tile(&self, key: TileKey) -> Result<Arc<Vec<RoadSegment>>, StoreError> {
         {
             let mut c = self.lock();
-            c.tick += 1;
-            let tick = c.tick;
+            let tick = c.touch();
             if let Some(t) = c.tiles.get_mut(&key)
                 && t.read_at.elapsed() < TILE_TTL
             {
@@ -219,9 +221,8 @@ impl RoadTiles {
         }
         let segments = Arc::new(self.store.roads(tile_box(key), i64::MAX).await?);
         let mut c = self.lock();
-        c.tick += 1;
         c.reads += 1;
-        let tick = c.tick;
+        let tick = c.touch();
         if let Some(old) = c.tiles.insert(
             key,
             Tile {

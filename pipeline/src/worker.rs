@@ -9,13 +9,12 @@ use covermap_ingest::{GeotagParams, IngestRules};
 use covermap_roads::RoadNetwork;
 use covermap_roads::matching::{MatchParams, RoadGraph};
 use covermap_store::{Blobs, JobFailure, Lease, QueuePolicy, Store, StoreError};
-
-use crate::road_tiles::{RoadTiles, Roads};
 use covermap_vision::FramePool;
 use h3o::Resolution;
 use tokio::sync::{Notify, watch};
 
 use crate::process::process;
+use crate::road_tiles::{RoadTiles, Roads};
 use crate::verify;
 
 #[derive(Debug, Clone)]
